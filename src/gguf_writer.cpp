@@ -1,0 +1,101 @@
+#include "kiln/gguf_writer.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace kiln {
+
+namespace {
+template <class T>
+void put(std::vector<uint8_t>& out, T v) {
+    uint8_t b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    out.insert(out.end(), b, b + sizeof(T));
+}
+void put_str(std::vector<uint8_t>& out, const std::string& s) {
+    put<uint64_t>(out, s.size());
+    out.insert(out.end(), s.begin(), s.end());
+}
+// GGUF value type ids.
+enum : uint32_t { T_U32 = 4, T_I32 = 5, T_F32 = 6, T_BOOL = 7, T_STR = 8, T_ARR = 9, T_U64 = 10 };
+}  // namespace
+
+void GgufWriter::begin_kv(const std::string& key, uint32_t type) {
+    ++n_kv_;
+    put_str(kv_, key);
+    put<uint32_t>(kv_, type);
+}
+
+void GgufWriter::set_u32(const std::string& key, uint32_t v) { begin_kv(key, T_U32); put(kv_, v); }
+void GgufWriter::set_i32(const std::string& key, int32_t v) { begin_kv(key, T_I32); put(kv_, v); }
+void GgufWriter::set_u64(const std::string& key, uint64_t v) { begin_kv(key, T_U64); put(kv_, v); }
+void GgufWriter::set_f32(const std::string& key, float v) { begin_kv(key, T_F32); put(kv_, v); }
+void GgufWriter::set_bool(const std::string& key, bool v) { begin_kv(key, T_BOOL); put<uint8_t>(kv_, v ? 1 : 0); }
+void GgufWriter::set_str(const std::string& key, const std::string& v) { begin_kv(key, T_STR); put_str(kv_, v); }
+
+void GgufWriter::set_arr_str(const std::string& key, const std::vector<std::string>& v) {
+    begin_kv(key, T_ARR);
+    put<uint32_t>(kv_, T_STR);
+    put<uint64_t>(kv_, v.size());
+    for (const auto& s : v) put_str(kv_, s);
+}
+void GgufWriter::set_arr_f32(const std::string& key, const std::vector<float>& v) {
+    begin_kv(key, T_ARR);
+    put<uint32_t>(kv_, T_F32);
+    put<uint64_t>(kv_, v.size());
+    for (float x : v) put(kv_, x);
+}
+void GgufWriter::set_arr_i32(const std::string& key, const std::vector<int32_t>& v) {
+    begin_kv(key, T_ARR);
+    put<uint32_t>(kv_, T_I32);
+    put<uint64_t>(kv_, v.size());
+    for (int32_t x : v) put(kv_, x);
+}
+
+void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& ne, const void* data, size_t nbytes) {
+    Tensor t{name, dtype, ne, {}};
+    t.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + nbytes);
+    tensors_.push_back(std::move(t));
+}
+
+std::vector<uint8_t> GgufWriter::to_bytes() const {
+    std::vector<uint8_t> out;
+    out.insert(out.end(), {'G', 'G', 'U', 'F'});
+    put<uint32_t>(out, 3);
+    put<uint64_t>(out, tensors_.size());
+    put<uint64_t>(out, n_kv_ + (alignment_ != 32 ? 1 : 0));
+    out.insert(out.end(), kv_.begin(), kv_.end());
+    if (alignment_ != 32) {
+        put_str(out, "general.alignment");
+        put<uint32_t>(out, T_U32);
+        put<uint32_t>(out, alignment_);
+    }
+    auto pad = [&](uint64_t x) { return (x + alignment_ - 1) / alignment_ * alignment_; };
+    uint64_t offset = 0;
+    for (const Tensor& t : tensors_) {
+        put_str(out, t.name);
+        put<uint32_t>(out, uint32_t(t.ne.size()));
+        for (int64_t n : t.ne) put<uint64_t>(out, uint64_t(n));
+        put<uint32_t>(out, uint32_t(t.dtype));
+        put<uint64_t>(out, offset);
+        offset = pad(offset + t.bytes.size());
+    }
+    out.resize(pad(out.size()), 0);
+    for (const Tensor& t : tensors_) {
+        out.insert(out.end(), t.bytes.begin(), t.bytes.end());
+        out.resize(pad(out.size()), 0);
+    }
+    return out;
+}
+
+Status GgufWriter::write(const std::string& path) const {
+    std::vector<uint8_t> bytes = to_bytes();
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) return Status::error("%s: cannot open for writing", path.c_str());
+    size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
+    int rc = std::fclose(f);
+    if (n != bytes.size() || rc != 0) return Status::error("%s: write failed", path.c_str());
+    return Status::ok();
+}
+
+}  // namespace kiln

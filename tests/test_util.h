@@ -1,0 +1,44 @@
+// Helpers shared by the doctest suites: where test data lives, and data-derived tolerances.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <doctest/doctest.h>
+
+namespace kiln::test {
+
+// Root of the source tree (tests read tests/data and the .cache folder under it).
+inline std::string source_dir() {
+    if (const char* e = std::getenv("KILN_SOURCE_DIR")) return e;
+#ifdef KILN_SOURCE_DIR
+    return KILN_SOURCE_DIR;
+#else
+    return ".";
+#endif
+}
+
+// Folder that tools/fetch_models.py fills (KILN_CACHE overrides, as for the script).
+inline std::string cache_dir() {
+    if (const char* e = std::getenv("KILN_CACHE")) return e;
+    return source_dir() + "/.cache";
+}
+
+inline std::string model_path(const std::string& file) { return cache_dir() + "/models/" + file; }
+inline std::string vocab_dir() { return cache_dir() + "/vocab"; }
+inline std::string data_path(const std::string& file) { return source_dir() + "/tests/data/" + file; }
+
+// Real-model tests need the fetched models; the README's test command fetches them, so
+// a missing file is a failure, not a skip (set KILN_ALLOW_MISSING_MODELS=1 to skip locally).
+inline bool require_file(const std::string& path) {
+    if (std::filesystem::exists(path)) return true;
+    if (std::getenv("KILN_ALLOW_MISSING_MODELS")) {
+        MESSAGE("skipping: missing " << path);
+        return false;
+    }
+    FAIL_CHECK("missing test file " << path << " (run tools/fetch_models.py)");
+    return false;
+}
+
+}  // namespace kiln::test

@@ -1,0 +1,66 @@
+// kiln-inspect: prints a GGUF file's header, metadata and tensor table (like gguf-dump).
+// Usage: kiln-inspect FILE.gguf [--tensors-only | --metadata-only] [--full-arrays]
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "kiln/gguf.h"
+
+int main(int argc, char** argv) {
+    std::string path;
+    bool show_meta = true, show_tensors = true;
+    size_t max_items = 8;
+    for (int i = 1; i < argc; ++i) {
+        const char* a = argv[i];
+        if (!std::strcmp(a, "--tensors-only")) show_meta = false;
+        else if (!std::strcmp(a, "--metadata-only")) show_tensors = false;
+        else if (!std::strcmp(a, "--full-arrays")) max_items = SIZE_MAX;
+        else if (!std::strcmp(a, "-h") || !std::strcmp(a, "--help")) {
+            std::printf("usage: kiln-inspect FILE.gguf [--tensors-only | --metadata-only] [--full-arrays]\n");
+            return 0;
+        } else if (a[0] == '-') {
+            std::fprintf(stderr, "kiln-inspect: unknown flag '%s' (see --help)\n", a);
+            return 2;
+        } else if (path.empty()) path = a;
+        else {
+            std::fprintf(stderr, "kiln-inspect: more than one file given ('%s')\n", a);
+            return 2;
+        }
+    }
+    if (path.empty()) {
+        std::fprintf(stderr, "kiln-inspect: no file given (usage: kiln-inspect FILE.gguf)\n");
+        return 2;
+    }
+    auto f = kiln::GgufFile::open(path);
+    if (!f) {
+        std::fprintf(stderr, "kiln-inspect: %s\n", f.message().c_str());
+        return 1;
+    }
+    std::printf("file: %s\nGGUF version %u, %zu metadata entries, %zu tensors, alignment %" PRIu64 ", data at offset %" PRIu64 "\n",
+                path.c_str(), f->version(), f->metadata().size(), f->tensors().size(), f->alignment(), f->data_offset());
+    if (show_meta) {
+        std::printf("\n%-5s %-48s %-8s %s\n", "#", "key", "type", "value");
+        int k = 0;
+        for (const auto& [key, v] : f->metadata())
+            std::printf("%-5d %-48s %-8s %s\n", k++, key.c_str(), kiln::gguf_type_name(v.type), v.to_string(max_items).c_str());
+    }
+    if (show_tensors) {
+        std::printf("\n%-5s %-40s %-6s %-28s %14s %12s\n", "#", "tensor", "type", "shape", "offset", "bytes");
+        std::map<std::string, uint64_t> bytes_by_type;
+        uint64_t total = 0, params = 0;
+        int k = 0;
+        for (const auto& t : f->tensors()) {
+            std::printf("%-5d %-40s %-6s %-28s %14" PRIu64 " %12" PRIu64 "\n", k++, t.name.c_str(), kiln::dtype_name(t.dtype),
+                        t.shape_string().c_str(), f->data_offset() + t.offset, t.nbytes);
+            bytes_by_type[kiln::dtype_name(t.dtype)] += t.nbytes;
+            total += t.nbytes;
+            params += uint64_t(t.n_elements());
+        }
+        std::printf("\n%" PRIu64 " parameters, %.2f MiB of tensor data (%.2f bits per weight)\n", params, total / 1048576.0,
+                    params ? 8.0 * double(total) / double(params) : 0.0);
+        for (const auto& [name, b] : bytes_by_type) std::printf("  %-6s %10.2f MiB\n", name.c_str(), b / 1048576.0);
+    }
+    return 0;
+}
