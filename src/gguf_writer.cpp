@@ -8,13 +8,15 @@ namespace kiln {
 namespace {
 template <class T>
 void put(std::vector<uint8_t>& out, T v) {
-    uint8_t b[sizeof(T)];
-    std::memcpy(b, &v, sizeof(T));
-    out.insert(out.end(), b, b + sizeof(T));
+    size_t at = out.size();
+    out.resize(at + sizeof(T));
+    std::memcpy(out.data() + at, &v, sizeof(T));
 }
 void put_str(std::vector<uint8_t>& out, const std::string& s) {
     put<uint64_t>(out, s.size());
-    out.insert(out.end(), s.begin(), s.end());
+    size_t at = out.size();
+    out.resize(at + s.size());
+    if (!s.empty()) std::memcpy(out.data() + at, s.data(), s.size());
 }
 // GGUF value type ids.
 enum : uint32_t { T_U32 = 4, T_I32 = 5, T_F32 = 6, T_BOOL = 7, T_STR = 8, T_ARR = 9, T_U64 = 10 };
@@ -52,6 +54,44 @@ void GgufWriter::set_arr_i32(const std::string& key, const std::vector<int32_t>&
     for (int32_t x : v) put(kv_, x);
 }
 
+void GgufWriter::put_value(const GgufValue& v) {
+    switch (v.type) {
+        case GgufType::U8: case GgufType::BOOL: put<uint8_t>(kv_, uint8_t(v.u)); break;
+        case GgufType::I8: put<int8_t>(kv_, int8_t(v.i)); break;
+        case GgufType::U16: put<uint16_t>(kv_, uint16_t(v.u)); break;
+        case GgufType::I16: put<int16_t>(kv_, int16_t(v.i)); break;
+        case GgufType::U32: put<uint32_t>(kv_, uint32_t(v.u)); break;
+        case GgufType::I32: put<int32_t>(kv_, int32_t(v.i)); break;
+        case GgufType::U64: put<uint64_t>(kv_, v.u); break;
+        case GgufType::I64: put<int64_t>(kv_, v.i); break;
+        case GgufType::F32: put<float>(kv_, float(v.f)); break;
+        case GgufType::F64: put<double>(kv_, v.f); break;
+        case GgufType::STRING: put_str(kv_, std::string(v.str)); break;
+        case GgufType::ARRAY:
+            put<uint32_t>(kv_, uint32_t(v.arr_type));
+            put<uint64_t>(kv_, v.arr_len);
+            if (v.arr_type == GgufType::STRING) {
+                for (std::string_view s : v.arr_strings) put_str(kv_, std::string(s));
+            } else if (v.arr_type == GgufType::ARRAY) {
+                for (const GgufValue& e : v.arr_nested) put_value(e);  // each is (type, count, elements)
+            } else if (v.arr_data && v.arr_len) {
+                const size_t elem = v.arr_type == GgufType::U8 || v.arr_type == GgufType::I8 || v.arr_type == GgufType::BOOL ? 1
+                                    : v.arr_type == GgufType::U16 || v.arr_type == GgufType::I16                         ? 2
+                                    : v.arr_type == GgufType::U32 || v.arr_type == GgufType::I32 || v.arr_type == GgufType::F32 ? 4
+                                                                                                                            : 8;
+                const size_t at = kv_.size();
+                kv_.resize(at + elem * v.arr_len);
+                std::memcpy(kv_.data() + at, v.arr_data, elem * v.arr_len);
+            }
+            break;
+    }
+}
+
+void GgufWriter::set_value(const std::string& key, const GgufValue& v) {
+    begin_kv(key, uint32_t(v.type));
+    put_value(v);
+}
+
 void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& ne, const void* data, size_t nbytes) {
     Tensor t{name, dtype, ne, {}};
     t.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + nbytes);
@@ -59,8 +99,7 @@ void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vec
 }
 
 std::vector<uint8_t> GgufWriter::to_bytes() const {
-    std::vector<uint8_t> out;
-    out.insert(out.end(), {'G', 'G', 'U', 'F'});
+    std::vector<uint8_t> out = {'G', 'G', 'U', 'F'};
     put<uint32_t>(out, 3);
     put<uint64_t>(out, tensors_.size());
     put<uint64_t>(out, n_kv_ + (alignment_ != 32 ? 1 : 0));

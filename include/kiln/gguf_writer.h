@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kiln/dtype.h"
+#include "kiln/gguf.h"
 #include "kiln/status.h"
 
 namespace kiln {
@@ -24,6 +25,8 @@ public:
     void set_arr_str(const std::string& key, const std::vector<std::string>& v);
     void set_arr_f32(const std::string& key, const std::vector<float>& v);
     void set_arr_i32(const std::string& key, const std::vector<int32_t>& v);
+    // Copies any value read by GgufFile (scalars, strings, numeric/string/nested arrays).
+    void set_value(const std::string& key, const GgufValue& v);
 
     // Adds a tensor; `ne` in ggml order (ne[0] = row length). The bytes are copied.
     void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& ne, const void* data, size_t nbytes);
@@ -40,6 +43,7 @@ private:
         std::vector<uint8_t> bytes;
     };
     void begin_kv(const std::string& key, uint32_t type);
+    void put_value(const GgufValue& v);
     uint32_t alignment_;
     uint64_t n_kv_ = 0;
     std::vector<uint8_t> kv_;  // serialized key/value entries

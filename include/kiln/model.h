@@ -1,0 +1,121 @@
+// Model: a loaded GGUF model (weights stay memory-mapped), its hyper-parameters and
+// its tokenizer. A Model is immutable after load and can serve several Sessions.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/gguf.h"
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+#include "kiln/tokenizer.h"
+
+namespace kiln {
+
+enum class Arch { Llama, Qwen2, Qwen3, Gemma3, Qwen3Moe, Qwen2Moe };
+const char* arch_name(Arch a);
+
+enum class RopeScaling { None, Linear, Yarn };
+
+struct ModelConfig {
+    Arch arch = Arch::Llama;
+    int n_vocab = 0;
+    int n_embd = 0;       // model width
+    int n_layer = 0;
+    int n_head = 0;       // query heads
+    int n_head_kv = 0;    // key/value heads (grouped-query attention when < n_head)
+    int head_dim = 0;     // per-head width of Q and K
+    int head_dim_v = 0;   // per-head width of V
+    int n_ff = 0;         // feed-forward width (dense layers)
+    int n_ctx_train = 0;  // context length the model was trained with
+    float rms_eps = 1e-5f;
+
+    // Rotary embeddings.
+    int rope_dim = 0;             // leading dims of each head that rotate
+    float rope_theta = 10000.0f;  // base frequency
+    bool rope_neox = false;       // rotate pairs (i, i + d/2) instead of (2i, 2i+1)
+    RopeScaling rope_scaling = RopeScaling::None;
+    float rope_freq_scale = 1.0f;  // 1 / linear scaling factor
+    float rope_theta_local = 0;    // Gemma 3: base of the sliding-window layers
+
+    bool tied_embeddings = false;  // output projection reuses token_embd
+    bool qkv_bias = false;         // Qwen2
+    bool qk_norm = false;          // Qwen3, Gemma 3: RMSNorm on each head of Q and K
+
+    // Gemma 3.
+    float embd_scale = 1.0f;        // token embeddings multiplied by sqrt(n_embd)
+    float attn_scale = 0.0f;        // 0: 1/sqrt(head_dim)
+    int sliding_window = 0;         // tokens each local layer sees (0: none)
+    std::vector<bool> layer_is_swa; // per layer: sliding-window attention
+
+    // Mixture of experts.
+    int n_expert = 0;
+    int n_expert_used = 0;
+    int n_ff_exp = 0;
+    int n_ff_shexp = 0;
+    bool expert_weights_norm = false;  // renormalize the top-k router weights
+
+    bool is_moe() const { return n_expert > 0; }
+};
+
+struct LayerWeights {
+    TensorView attn_norm;                 // (n_embd)
+    TensorView wq, wk, wv, wo;            // (n_embd -> n_head*head_dim), ..., (n_head*head_dim_v -> n_embd)
+    TensorView bq, bk, bv;                // biases (Qwen2)
+    TensorView q_norm, k_norm;            // (head_dim) per-head RMSNorm weights
+    TensorView post_attn_norm;            // Gemma 3: norm of the attention output
+    TensorView ffn_norm;                  // (n_embd)
+    TensorView ffn_gate, ffn_up, ffn_down;  // dense MLP
+    TensorView post_ffn_norm;             // Gemma 3
+    // MoE: router and 3-D expert tensors (n_in, n_out, n_expert).
+    TensorView ffn_gate_inp;
+    TensorView ffn_gate_exps, ffn_up_exps, ffn_down_exps;
+    TensorView ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp, ffn_gate_inp_shexp;
+};
+
+struct Weights {
+    TensorView token_embd;   // (n_vocab rows of n_embd)
+    TensorView output_norm;  // (n_embd)
+    TensorView output;       // (n_vocab rows of n_embd); == token_embd when tied
+    TensorView rope_freqs;   // optional (rope_dim/2) frequency divisors (Llama 3.1)
+    std::vector<LayerWeights> layers;
+};
+
+struct LoadOptions {
+    // "key=type:value" overrides applied to the metadata before anything reads it, as
+    // llama.cpp's --override-kv (type: int, float, bool).
+    std::vector<std::string> override_kv;
+};
+
+class Model {
+public:
+    // Maps, validates and binds a GGUF model. Errors name the file, key or tensor.
+    static Expected<std::shared_ptr<Model>> load(const std::string& path, const LoadOptions& options = {});
+
+    const ModelConfig& config() const { return config_; }
+    const Weights& weights() const { return weights_; }
+    const Tokenizer& tokenizer() const { return *tokenizer_; }
+    const GgufFile& gguf() const { return gguf_; }
+    // Bytes of weights one decode step reads (all tensors but the embedding table, unless tied).
+    uint64_t bytes_per_token() const { return bytes_per_token_; }
+    uint64_t n_params() const { return n_params_; }
+    std::string description() const;  // e.g. "llama 135M q4_1"
+
+private:
+    Model() = default;
+    Status bind(const LoadOptions& options);
+    GgufFile gguf_;
+    ModelConfig config_;
+    Weights weights_;
+    std::unique_ptr<Tokenizer> tokenizer_;
+    uint64_t bytes_per_token_ = 0;
+    uint64_t n_params_ = 0;
+    friend class ModelBinder;
+};
+
+// Parses one --override-kv spec ("llama.expert_used_count=int:4") into key and value.
+Expected<std::pair<std::string, GgufValue>> parse_override_kv(const std::string& spec);
+
+}  // namespace kiln

@@ -1,0 +1,50 @@
+// Token sampling: greedy, or the llama.cpp chain repetition penalty -> top-k -> top-p ->
+// min-p -> temperature -> draw. The same seed gives the same tokens.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "kiln/status.h"
+
+namespace kiln {
+
+struct SamplerParams {
+    float temperature = 0.8f;    // <= 0: greedy (argmax)
+    int top_k = 40;              // <= 0: off
+    float top_p = 0.95f;         // >= 1: off
+    float min_p = 0.05f;         // <= 0: off
+    float repeat_penalty = 1.0f; // 1: off
+    int repeat_last_n = 64;      // tokens the penalty looks back over
+    uint64_t seed = 0xC0FFEE;
+};
+
+// Checks ranges and returns a Status naming the bad field.
+Status validate(const SamplerParams& p);
+
+class Sampler {
+public:
+    Sampler(const SamplerParams& params, int n_vocab);
+
+    // Picks the next token from one row of logits (n_vocab floats).
+    int32_t sample(const float* logits);
+    // Records a token as part of the context (for the repetition penalty).
+    void accept(int32_t token);
+    // The distribution sample() draws from: (token, probability) pairs, probabilities
+    // summing to 1 (greedy: the argmax with probability 1).
+    std::vector<std::pair<int32_t, float>> distribution(const float* logits) const;
+    // A uniform draw in [0, 1) from the sampler's generator.
+    double uniform();
+    const SamplerParams& params() const { return params_; }
+
+private:
+    SamplerParams params_;
+    int n_vocab_;
+    std::mt19937_64 rng_;
+    std::deque<int32_t> recent_;
+};
+
+}  // namespace kiln

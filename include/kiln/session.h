@@ -1,0 +1,64 @@
+// Session: one conversation's state on a Model: the KV cache, positions, scratch buffers
+// and the thread pool. forward() serves prefill (n = prompt length), decode (n = 1) and
+// speculative verification (n = k + 1) with the same code.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kiln/model.h"
+#include "kiln/status.h"
+#include "kiln/thread_pool.h"
+
+namespace kiln {
+
+struct SessionOptions {
+    int n_ctx = 0;             // KV cache length in tokens; 0: min(trained context, 4096)
+    DType kv_type = DType::F16;  // F16 or F32
+    int n_threads = 0;         // 0: one per available core
+    int n_batch = 512;         // tokens per forward chunk (bounds the scratch memory)
+    bool pin_threads = false;
+    const char* isa = nullptr;  // CPU kernels: "avx512", "avx2", "generic"; nullptr: best (or KILN_ISA)
+};
+
+class Session {
+public:
+    // Allocates the KV cache and scratch buffers. Errors name the bad option.
+    static Expected<std::unique_ptr<Session>> create(std::shared_ptr<const Model> model, const SessionOptions& options = {});
+    ~Session();
+
+    // Appends `tokens` at positions n_past() .. n_past() + n - 1 and computes logits for
+    // the last token, or for every token when all_logits is true. Fails (changing nothing)
+    // if the tokens do not fit in the context or an id is out of range.
+    Status forward(std::span<const int32_t> tokens, bool all_logits = false);
+
+    // Logits (n_vocab floats) of token i of the last forward (all_logits), or of its last
+    // token for i = -1.
+    const float* logits(int i = -1) const;
+    int n_logits() const { return n_logits_; }
+
+    int n_past() const { return n_past_; }
+    int n_ctx() const { return n_ctx_; }
+    // Drops the KV entries at positions >= n_keep (e.g. rejected draft tokens).
+    Status truncate(int n_keep);
+
+    const Model& model() const { return *model_; }
+    ThreadPool& pool() { return *pool_; }
+    int n_threads() const { return pool_->size(); }
+
+    struct Impl;
+
+private:
+    Session() = default;
+    Status forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk);
+    std::shared_ptr<const Model> model_;
+    std::unique_ptr<ThreadPool> pool_;
+    std::unique_ptr<Impl> impl_;
+    int n_ctx_ = 0;
+    int n_past_ = 0;
+    int n_logits_ = 0;
+    std::vector<float> logits_;  // (n_logits, n_vocab)
+};
+
+}  // namespace kiln

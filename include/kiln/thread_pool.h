@@ -1,0 +1,61 @@
+// Persistent worker threads for the forward pass.
+//
+// Contract with the host application: a ThreadPool owns n_threads - 1 worker threads; the
+// thread calling parallel_for() is the n-th. Work is cut into one contiguous chunk per
+// thread (so each thread's slice of a weight matrix stays contiguous) and chunks are
+// *claimed*, not assigned: if a worker is descheduled because the app's own threads
+// (or anything else) occupy its core, the caller takes over its unclaimed chunk instead
+// of waiting for it. Workers spin briefly between jobs (the jobs of one forward pass are
+// microseconds apart) and then sleep, so an idle pool costs no CPU. kiln creates no
+// other threads; size the pool so that pool + busy app threads <= cores.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace kiln {
+
+class ThreadPool {
+public:
+    // n_threads <= 0 picks the number of cores this process may use. pin: bind thread i to
+    // core i (only sensible when kiln owns the machine).
+    explicit ThreadPool(int n_threads = 0, bool pin = false);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return n_threads_; }
+
+    // Splits [0, n) into contiguous chunks (boundaries at multiples of `grain`), at most one
+    // per thread, and calls fn(begin, end, thread_index) for each; thread_index < size()
+    // identifies the executing thread (for per-thread scratch). Returns when all are done.
+    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
+
+private:
+    void worker_loop(int index);
+    void run_chunks(int thread_index, uint32_t gen);
+
+    int n_threads_;
+    std::vector<std::thread> workers_;
+    // The current job: generation (high 32 bits), chunk count (16) and next chunk (16),
+    // claimed by compare-and-swap so a chunk never runs twice or for a stale job.
+    std::atomic<uint64_t> work_{0};
+    std::atomic<uint32_t> done_{0};  // chunks finished in the current generation
+    uint32_t generation_ = 0;        // written by the caller thread only
+    const std::function<void(int64_t, int64_t, int)>* fn_ = nullptr;
+    int64_t n_ = 0, grain_ = 1, n_grains_ = 0;
+    std::atomic<bool> stop_{false};
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::atomic<int> sleepers_{0};
+};
+
+// Returns the number of cores this process may run on.
+int default_thread_count();
+
+}  // namespace kiln

@@ -1,0 +1,118 @@
+// Picks the kernel table once, from CPUID (or KILN_ISA=avx512|avx2|generic).
+#include <cpuid.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu/kernels.h"
+
+namespace kiln::cpu {
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::Avx512: return "avx512";
+        case Isa::Avx2: return "avx2";
+        case Isa::Generic: return "generic";
+    }
+    return "?";
+}
+
+ActFormat act_format(DType w) {
+    switch (w) {
+        case DType::F32: case DType::F16: case DType::BF16: return ActFormat::F32;
+        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return ActFormat::Q8K;
+        default: return ActFormat::Q8x32;
+    }
+}
+
+size_t act_row_bytes(ActFormat f, int64_t k) {
+    switch (f) {
+        case ActFormat::F32: return size_t(k) * sizeof(float);
+        case ActFormat::Q8x32: return size_t(k / 32) * sizeof(block_q8_x32);
+        case ActFormat::Q8K: return size_t(k / QK_K) * sizeof(block_q8_K);
+    }
+    return 0;
+}
+
+namespace {
+
+struct CpuFeatures {
+    bool avx2 = false, avx512 = false;
+};
+
+// AVX2 needs AVX2+FMA+F16C and OS support for YMM state; our AVX-512 level needs
+// F, BW, VL, DQ, VNNI and BF16 plus OS support for ZMM/opmask state (XCR0 bits 5-7).
+CpuFeatures detect() {
+    CpuFeatures f;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const bool osxsave = c & (1u << 27), fma = c & (1u << 12), f16c = c & (1u << 29);
+    if (!osxsave) return f;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    const bool ymm_os = (xcr0_lo & 0x6) == 0x6, zmm_os = (xcr0_lo & 0xe6) == 0xe6;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+    const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
+               avx512vl = b & (1u << 31), vnni = c & (1u << 11);
+    unsigned a1 = 0, b1, c1, d1;
+    __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
+    const bool bf16 = a1 & (1u << 5);
+    f.avx2 = ymm_os && avx2 && fma && f16c;
+    f.avx512 = f.avx2 && zmm_os && avx512f && avx512dq && avx512bw && avx512vl && vnni && bf16;
+    return f;
+}
+
+struct Tables {
+    KernelTable generic, avx2, avx512;
+    CpuFeatures cpu = detect();
+    const KernelTable* active = nullptr;
+    Tables() {
+        fill_generic(generic);
+        if (cpu.avx2) fill_avx2(avx2);
+        if (cpu.avx512) fill_avx512(avx512);
+        active = cpu.avx512 ? &avx512 : cpu.avx2 ? &avx2 : &generic;
+        if (const char* want = std::getenv("KILN_ISA"); want && *want) {
+            const KernelTable* t = nullptr;
+            if (!std::strcmp(want, "avx512")) t = cpu.avx512 ? &avx512 : nullptr;
+            else if (!std::strcmp(want, "avx2")) t = cpu.avx2 ? &avx2 : nullptr;
+            else if (!std::strcmp(want, "generic")) t = &generic;
+            else std::fprintf(stderr, "kiln: KILN_ISA='%s' is not one of avx512, avx2, generic; using %s\n", want, isa_name(active->isa));
+            if (t) active = t;
+            else if (!std::strcmp(want, "avx512") || !std::strcmp(want, "avx2"))
+                std::fprintf(stderr, "kiln: KILN_ISA=%s but this CPU lacks it; using %s\n", want, isa_name(active->isa));
+        }
+    }
+};
+
+const Tables& tables() {
+    static const Tables t;
+    return t;
+}
+
+}  // namespace
+
+const KernelTable& active() { return *tables().active; }
+
+const KernelTable* table_for(Isa isa) {
+    const Tables& t = tables();
+    switch (isa) {
+        case Isa::Generic: return &t.generic;
+        case Isa::Avx2: return t.cpu.avx2 ? &t.avx2 : nullptr;
+        case Isa::Avx512: return t.cpu.avx512 ? &t.avx512 : nullptr;
+    }
+    return nullptr;
+}
+
+std::vector<Isa> available_isas() {
+    std::vector<Isa> v{Isa::Generic};
+    if (table_for(Isa::Avx2)) v.push_back(Isa::Avx2);
+    if (table_for(Isa::Avx512)) v.push_back(Isa::Avx512);
+    return v;
+}
+
+}  // namespace kiln::cpu
+
+namespace kiln {
+const char* cpu_isa_name() { return cpu::isa_name(cpu::active().isa); }
+}  // namespace kiln

@@ -1,0 +1,34 @@
+// AVX2 + FMA + F16C kernels (Zen 2/3, Haswell and later). Compiled with -mavx2 -mfma
+// -mf16c (CMakeLists.txt); only called when CPUID reports these features.
+#include <immintrin.h>
+#include <xsimd/xsimd.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/kernels.h"
+
+#define KILN_ISA_NS isa_avx2
+namespace kiln::cpu::KILN_ISA_NS {
+using Arch = xsimd::fma3<xsimd::avx2>;
+}
+#include "cpu/act_quant-inl.h"
+#include "cpu/unpack-inl.h"
+#include "cpu/matmul_portable-inl.h"
+#include "cpu/f16c-inl.h"
+#include "cpu/ops-inl.h"
+#include "cpu/isa_common-inl.h"
+
+namespace kiln::cpu {
+
+void fill_avx2(KernelTable& t) {
+    t.isa = Isa::Avx2;
+    KILN_ISA_NS::fill_common(t);
+    t.dot_f16 = KILN_ISA_NS::dot_f16;
+    t.axpy_f16 = KILN_ISA_NS::axpy_f16;
+    t.f32_to_f16 = KILN_ISA_NS::f32_to_f16;
+}
+
+}  // namespace kiln::cpu

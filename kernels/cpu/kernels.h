@@ -1,0 +1,85 @@
+// The CPU kernel table: one set of function pointers per instruction set, filled once
+// from CPUID (dispatch.cpp). Kernel bodies live in *-inl.h files that each per-ISA
+// translation unit (isa_*.cpp) includes inside its own namespace, so no inline helper
+// compiled with AVX-512 flags can ever be picked by the linker for an AVX2 caller.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kiln/dtype.h"
+
+namespace kiln::cpu {
+
+enum class Isa : int { Generic = 0, Avx2 = 1, Avx512 = 2 };
+const char* isa_name(Isa isa);
+
+// Activations for quantized weights are quantized on the fly to 8 bits:
+//  - block_q8_x32 for 32-element weight formats (q4_0, q4_1, q5_0, q5_1, q8_0): ggml's
+//    q8_0 / q8_1 in one (same rounding; scale and scaled sum rounded to fp16 as ggml
+//    stores them, so the min term of q4_1 / q5_1 rounds as llama.cpp's does);
+//  - ggml's block_q8_K (one float scale per 256, bsums per 16) for the k-quants.
+struct block_q8_x32 {
+    float d;        // scale (an fp16 value, kept as float)
+    float s;        // fp16(unrounded scale * sum(qs)): ggml q8_1's s
+    int8_t qs[32];
+};
+static_assert(sizeof(block_q8_x32) == 40);
+
+enum class ActFormat : uint8_t { F32, Q8x32, Q8K };
+ActFormat act_format(DType weight);
+// Bytes of one quantized activation row of k elements.
+size_t act_row_bytes(ActFormat f, int64_t k);
+
+// Quantized activation rows: ny rows of k elements, row c at data + c * stride.
+struct ActRows {
+    const void* data;
+    size_t stride;
+    int ny;
+};
+
+// y[c * y_stride + r] = dot(W row r, activation row c) for r in [r0, r1), c in [0, ny).
+// W rows are k elements of the weight type, row r at w + r * w_stride.
+using MatmulFn = void (*)(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y,
+                          size_t y_stride);
+
+constexpr int kMaxDType = 32;  // DType ids are < 32
+
+struct KernelTable {
+    Isa isa = Isa::Generic;
+    MatmulFn matmul[kMaxDType] = {};  // by weight DType; nullptr: not supported
+    // x (k floats) -> one activation row in the given format.
+    void (*quantize_q8x32)(const float* x, block_q8_x32* y, int64_t k) = nullptr;
+    void (*quantize_q8K)(const float* x, block_q8_K* y, int64_t k) = nullptr;
+
+    // Elementwise and row ops (n floats).
+    void (*rms_norm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;  // w may be null
+    void (*softmax)(float* x, int64_t n) = nullptr;
+    void (*silu_mul)(float* gate, const float* up, int64_t n) = nullptr;   // gate = silu(gate) * up
+    void (*gelu_mul)(float* gate, const float* up, int64_t n) = nullptr;   // gate = gelu_tanh(gate) * up
+    void (*add)(float* y, const float* x, int64_t n) = nullptr;            // y += x
+    void (*scale)(float* y, float s, int64_t n) = nullptr;                 // y *= s
+    float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
+    float (*dot_f16)(const uint16_t* a, const float* b, int64_t n) = nullptr;
+    void (*axpy_f16)(float* y, float a, const uint16_t* x, int64_t n) = nullptr;  // y += a * x
+    void (*axpy_f32)(float* y, float a, const float* x, int64_t n) = nullptr;
+    void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;
+    void (*round_f16)(float* x, int64_t n) = nullptr;  // x = fp16(x), round to nearest even
+    int64_t (*argmax)(const float* x, int64_t n) = nullptr;
+};
+
+// The table for the best ISA this CPU supports, or the one KILN_ISA=avx512|avx2|generic
+// asks for (falling back with a warning if the CPU lacks it).
+const KernelTable& active();
+// The table for a given ISA, or nullptr if this CPU cannot run it.
+const KernelTable* table_for(Isa isa);
+// Every ISA this CPU can run, best last (tests loop over these).
+std::vector<Isa> available_isas();
+
+// Filled by each per-ISA translation unit.
+void fill_generic(KernelTable& t);
+void fill_avx2(KernelTable& t);
+void fill_avx512(KernelTable& t);
+
+}  // namespace kiln::cpu

@@ -1,0 +1,683 @@
+// Scalar reference (de)quantization of the GGUF block formats (see quants.h).
+//
+// Where each element of a block lives (what every SIMD kernel has to reproduce):
+//   q4_0 q4_1 q5_0 q5_1  element j < 16 is the low nibble of qs[j], element j >= 16 the high
+//                        nibble of qs[j - 16]; q5's fifth bit of element j is bit j of qh
+//                        read as a little-endian 32-bit word.
+//   q8_0 q8_1 q8_K       element j is qs[j].
+//   q4_K q5_K            64-element chunks c = i / 64: element l < 32 of the chunk is the low
+//                        nibble of qs[32 c + l], element 32 + l the high nibble; sub-block
+//                        i / 32 picks the (scale, min); q5_K's fifth bit is bit i / 32 of
+//                        qh[i % 32].
+//   q2_K q3_K q6_K       128-element halves h = i / 128; inside a half, element 32 k + l
+//                        (k = 0..3, l = 0..31) is built from byte l of the half's quant
+//                        bytes (field k of 2 bits for q2_K/q3_K; for q6_K a nibble of
+//                        ql[64 h + 32 (k & 1) + l] and 2 bits of qh[32 h + l]). Scales are
+//                        per 16 elements, index i / 16. q3_K's third bit is bit i / 32 of
+//                        hmask[i % 32]; a SET bit means "+0", a clear bit "-4".
+//
+// The quantizers follow ggml's reference quantizers operation for operation (same float
+// expressions in the same order), which is what makes their output bit-identical.
+#include "ref/quants.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+#include "kiln/status.h"
+
+namespace kiln::ref {
+namespace {
+
+inline float h2f(f16_bits h) { return fp16_to_fp32(h); }
+inline f16_bits f2h(float f) { return fp32_to_fp16(f); }
+
+// Groups whose largest magnitude is below this are treated as all zero (ggml's
+// GROUP_MAX_EPS), so that no scale is ever computed as 1 / (almost 0).
+constexpr float kGroupMaxEps = 1e-15f;
+
+// Round to nearest, ties to even, then clamp to [lo, hi]. ggml's nearest_int adds 1.5 * 2^23
+// and reads the low mantissa bits, which is round-to-nearest-even for |v| < 2^22; clamping
+// the float first gives the same result and keeps huge values out of the int conversion.
+inline int round_clamp(float v, int lo, int hi) {
+    v = std::fmax(float(lo), std::fmin(float(hi), v));
+    return int(std::nearbyint(v));
+}
+
+// The element with the largest magnitude, with its sign (the first one on ties).
+float signed_absmax(const float* x, int n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        if (std::fabs(x[i]) > amax) {
+            amax = std::fabs(x[i]);
+            max = x[i];
+        }
+    }
+    return max;
+}
+
+// 32 codes of 4 or 5 bits into the legacy layout: low nibbles of codes 0..15, high nibbles
+// of codes 16..31; the fifth bits (if any) into qh, bit j = code j.
+void pack_nibbles32(const uint8_t* q, uint8_t* qs) {
+    for (int j = 0; j < 16; ++j) qs[j] = uint8_t((q[j] & 0x0f) | (q[j + 16] & 0x0f) << 4);
+}
+void pack_fifth_bits32(const uint8_t* q, uint8_t* qh) {
+    std::memset(qh, 0, 4);
+    for (int j = 0; j < 32; ++j) qh[j / 8] |= uint8_t(((q[j] >> 4) & 1) << (j % 8));
+}
+inline int fifth_bit32(const uint8_t* qh, int j) { return (qh[j / 8] >> (j % 8)) & 1; }
+
+}  // namespace
+
+// =====================================================================================
+// Dequantization
+// =====================================================================================
+
+void dequantize_row_q4_0(const block_q4_0* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK4_0; ++b, y += QK4_0) {
+        const float d = h2f(x[b].d);
+        for (int j = 0; j < 16; ++j) {
+            y[j] = float((x[b].qs[j] & 0x0f) - 8) * d;
+            y[j + 16] = float((x[b].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+void dequantize_row_q4_1(const block_q4_1* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK4_1; ++b, y += QK4_1) {
+        const float d = h2f(x[b].d), m = h2f(x[b].m);
+        for (int j = 0; j < 16; ++j) {
+            y[j] = float(x[b].qs[j] & 0x0f) * d + m;
+            y[j + 16] = float(x[b].qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+void dequantize_row_q5_0(const block_q5_0* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK5_0; ++b, y += QK5_0) {
+        const float d = h2f(x[b].d);
+        for (int j = 0; j < 16; ++j) {
+            const int q0 = (x[b].qs[j] & 0x0f) | fifth_bit32(x[b].qh, j) << 4;
+            const int q1 = (x[b].qs[j] >> 4) | fifth_bit32(x[b].qh, j + 16) << 4;
+            y[j] = float(q0 - 16) * d;
+            y[j + 16] = float(q1 - 16) * d;
+        }
+    }
+}
+
+void dequantize_row_q5_1(const block_q5_1* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK5_1; ++b, y += QK5_1) {
+        const float d = h2f(x[b].d), m = h2f(x[b].m);
+        for (int j = 0; j < 16; ++j) {
+            const int q0 = (x[b].qs[j] & 0x0f) | fifth_bit32(x[b].qh, j) << 4;
+            const int q1 = (x[b].qs[j] >> 4) | fifth_bit32(x[b].qh, j + 16) << 4;
+            y[j] = float(q0) * d + m;
+            y[j + 16] = float(q1) * d + m;
+        }
+    }
+}
+
+void dequantize_row_q8_0(const block_q8_0* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK8_0; ++b, y += QK8_0) {
+        const float d = h2f(x[b].d);
+        for (int j = 0; j < QK8_0; ++j) y[j] = float(x[b].qs[j]) * d;
+    }
+}
+
+void dequantize_row_q8_1(const block_q8_1* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK8_1; ++b, y += QK8_1) {
+        const float d = h2f(x[b].d);  // s is a cached sum for dot products, not data
+        for (int j = 0; j < QK8_1; ++j) y[j] = float(x[b].qs[j]) * d;
+    }
+}
+
+// value = (d * scale) * q - (dmin * min), scale and min 4 bits each, per 16 elements.
+void dequantize_row_q2_K(const block_q2_K* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = h2f(x[b].d), dmin = h2f(x[b].dmin);
+        for (int h = 0; h < 2; ++h) {
+            const uint8_t* q = x[b].qs + 32 * h;
+            for (int k = 0; k < 4; ++k) {
+                for (int l = 0; l < 32; ++l) {
+                    const int i = 128 * h + 32 * k + l;
+                    const uint8_t sc = x[b].scales[i / 16];
+                    const float dl = d * float(sc & 0x0f), ml = dmin * float(sc >> 4);
+                    *y++ = dl * float((q[l] >> (2 * k)) & 3) - ml;
+                }
+            }
+        }
+    }
+}
+
+// value = (d * (scale - 32)) * (q - 4), q = 2 low bits from qs + third bit from hmask.
+void dequantize_row_q3_K(const block_q3_K* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = h2f(x[b].d);
+        for (int h = 0; h < 2; ++h) {
+            const uint8_t* q = x[b].qs + 32 * h;
+            for (int k = 0; k < 4; ++k) {
+                for (int l = 0; l < 32; ++l) {
+                    const int i = 128 * h + 32 * k + l;
+                    const float dl = d * float(unpack_scale_q3_K(i / 16, x[b].scales));
+                    const int low = (q[l] >> (2 * k)) & 3;
+                    const bool high = (x[b].hmask[l] >> (i / 32)) & 1;
+                    *y++ = dl * float(low - (high ? 0 : 4));
+                }
+            }
+        }
+    }
+}
+
+// value = (d * scale) * q - (dmin * min) with 6-bit (scale, min) per 32 elements.
+void dequantize_row_q4_K(const block_q4_K* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = h2f(x[b].d), dmin = h2f(x[b].dmin);
+        for (int s = 0; s < 8; ++s) {  // sub-block s: chunk s / 2, nibble s % 2
+            uint8_t sc, m;
+            unpack_scale_min_k4(s, x[b].scales, &sc, &m);
+            const float ds = d * float(sc), ms = dmin * float(m);
+            const uint8_t* q = x[b].qs + 32 * (s / 2);
+            for (int l = 0; l < 32; ++l) *y++ = ds * float((q[l] >> (4 * (s % 2))) & 0x0f) - ms;
+        }
+    }
+}
+
+void dequantize_row_q5_K(const block_q5_K* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = h2f(x[b].d), dmin = h2f(x[b].dmin);
+        for (int s = 0; s < 8; ++s) {
+            uint8_t sc, m;
+            unpack_scale_min_k4(s, x[b].scales, &sc, &m);
+            const float ds = d * float(sc), ms = dmin * float(m);
+            const uint8_t* q = x[b].qs + 32 * (s / 2);
+            for (int l = 0; l < 32; ++l) {
+                const int code = ((q[l] >> (4 * (s % 2))) & 0x0f) | ((x[b].qh[l] >> s) & 1) << 4;
+                *y++ = ds * float(code) - ms;
+            }
+        }
+    }
+}
+
+// value = (d * scale) * (q - 32), q = 4 bits from ql + 2 bits from qh, int8 scale per 16.
+void dequantize_row_q6_K(const block_q6_K* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = h2f(x[b].d);
+        for (int h = 0; h < 2; ++h) {
+            const uint8_t* ql = x[b].ql + 64 * h;
+            const uint8_t* qh = x[b].qh + 32 * h;
+            for (int k = 0; k < 4; ++k) {
+                for (int l = 0; l < 32; ++l) {
+                    const int i = 128 * h + 32 * k + l;
+                    const int low = (ql[32 * (k & 1) + l] >> (4 * (k >> 1))) & 0x0f;
+                    const int high = (qh[l] >> (2 * k)) & 3;
+                    *y++ = d * float(x[b].scales[i / 16]) * float((low | high << 4) - 32);
+                }
+            }
+        }
+    }
+}
+
+void dequantize_row_q8_K(const block_q8_K* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b, y += QK_K) {
+        for (int j = 0; j < QK_K; ++j) y[j] = x[b].d * float(x[b].qs[j]);
+    }
+}
+
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+    const DTypeInfo* info = dtype_info(uint32_t(t));
+    KILN_ASSERT(info != nullptr, "dequantize_row: unknown type id %u", unsigned(t));
+    KILN_ASSERT(n % info->block_size == 0, "dequantize_row: n=%lld is not a multiple of %s's block size %u",
+                (long long)n, info->name, info->block_size);
+    switch (t) {
+        case DType::F32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
+        case DType::F16: {
+            const auto* h = static_cast<const uint16_t*>(src);
+            for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(h[i]);
+            return;
+        }
+        case DType::BF16: {
+            const auto* h = static_cast<const uint16_t*>(src);
+            for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(h[i]);
+            return;
+        }
+        case DType::Q4_0: return dequantize_row_q4_0(static_cast<const block_q4_0*>(src), dst, n);
+        case DType::Q4_1: return dequantize_row_q4_1(static_cast<const block_q4_1*>(src), dst, n);
+        case DType::Q5_0: return dequantize_row_q5_0(static_cast<const block_q5_0*>(src), dst, n);
+        case DType::Q5_1: return dequantize_row_q5_1(static_cast<const block_q5_1*>(src), dst, n);
+        case DType::Q8_0: return dequantize_row_q8_0(static_cast<const block_q8_0*>(src), dst, n);
+        case DType::Q8_1: return dequantize_row_q8_1(static_cast<const block_q8_1*>(src), dst, n);
+        case DType::Q2_K: return dequantize_row_q2_K(static_cast<const block_q2_K*>(src), dst, n);
+        case DType::Q3_K: return dequantize_row_q3_K(static_cast<const block_q3_K*>(src), dst, n);
+        case DType::Q4_K: return dequantize_row_q4_K(static_cast<const block_q4_K*>(src), dst, n);
+        case DType::Q5_K: return dequantize_row_q5_K(static_cast<const block_q5_K*>(src), dst, n);
+        case DType::Q6_K: return dequantize_row_q6_K(static_cast<const block_q6_K*>(src), dst, n);
+        case DType::Q8_K: return dequantize_row_q8_K(static_cast<const block_q8_K*>(src), dst, n);
+    }
+    KILN_ASSERT(false, "dequantize_row: no dequantizer for %s", info->name);
+}
+
+// =====================================================================================
+// Legacy 32-element formats
+// =====================================================================================
+namespace {
+
+// q4_0 / q5_0: d = max / -2^(b-1), where max is the largest-magnitude value WITH its sign.
+// That value then lands exactly on code 0 (= -2^(b-1) d) and the grid's short end
+// (+2^(b-1) - 1) faces the opposite sign, so one extra level is used where it matters.
+// Codes are trunc(x/d + 2^(b-1) + 0.5): round half UP in code space (not to even), and
+// an opposite-sign value of the same magnitude (code 2^(b-1)) is clamped to 2^b - 1.
+template <int Bits>
+float quantize_block_signed_max(const float* x, uint8_t* q) {
+    constexpr int kHalf = 1 << (Bits - 1), kTop = (1 << Bits) - 1;
+    const float d = signed_absmax(x, 32) / -kHalf;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; ++j) {
+        const float v = x[j] * id;  // in [-2^(b-1), 2^(b-1)]
+        q[j] = uint8_t(std::min(kTop, int(v + (float(kHalf) + 0.5f))));
+    }
+    return d;
+}
+
+// q4_1 / q5_1: x ~ d * q + min with d = (max - min) / (2^b - 1), q = trunc((x - min)/d + 0.5)
+// (round half up; x - min >= 0 so truncation is floor).
+template <int Bits>
+void quantize_block_min_max(const float* x, float* d_out, float* min_out, uint8_t* q) {
+    constexpr int kTop = (1 << Bits) - 1;
+    float min = FLT_MAX, max = -FLT_MAX;
+    for (int j = 0; j < 32; ++j) {
+        min = std::min(min, x[j]);
+        max = std::max(max, x[j]);
+    }
+    const float d = (max - min) / kTop;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; ++j) {
+        const float v = (x[j] - min) * id;  // in [0, 2^b - 1] up to rounding
+        q[j] = uint8_t(std::min(kTop, int(v + 0.5f)));
+    }
+    *d_out = d;
+    *min_out = min;
+}
+
+// q8_0 / q8_1: d = max|x| / 127, q = round(x / d) with ties AWAY from zero (C's roundf).
+float quantize_block_q8(const float* x, int8_t* qs) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; ++j) qs[j] = int8_t(std::round(x[j] * id));
+    return d;
+}
+
+}  // namespace
+
+void quantize_row_q4_0(const float* x, block_q4_0* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK4_0; ++b, x += QK4_0) {
+        uint8_t q[32];
+        y[b].d = f2h(quantize_block_signed_max<4>(x, q));
+        pack_nibbles32(q, y[b].qs);
+    }
+}
+
+void quantize_row_q5_0(const float* x, block_q5_0* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK5_0; ++b, x += QK5_0) {
+        uint8_t q[32];
+        y[b].d = f2h(quantize_block_signed_max<5>(x, q));
+        pack_nibbles32(q, y[b].qs);
+        pack_fifth_bits32(q, y[b].qh);
+    }
+}
+
+void quantize_row_q4_1(const float* x, block_q4_1* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK4_1; ++b, x += QK4_1) {
+        uint8_t q[32];
+        float d, min;
+        quantize_block_min_max<4>(x, &d, &min, q);
+        y[b].d = f2h(d);
+        y[b].m = f2h(min);
+        pack_nibbles32(q, y[b].qs);
+    }
+}
+
+void quantize_row_q5_1(const float* x, block_q5_1* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK5_1; ++b, x += QK5_1) {
+        uint8_t q[32];
+        float d, min;
+        quantize_block_min_max<5>(x, &d, &min, q);
+        y[b].d = f2h(d);
+        y[b].m = f2h(min);
+        pack_nibbles32(q, y[b].qs);
+        pack_fifth_bits32(q, y[b].qh);
+    }
+}
+
+void quantize_row_q8_0(const float* x, block_q8_0* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK8_0; ++b, x += QK8_0) y[b].d = f2h(quantize_block_q8(x, y[b].qs));
+}
+
+void quantize_row_q8_1(const float* x, block_q8_1* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK8_1; ++b, x += QK8_1) {
+        const float d = quantize_block_q8(x, y[b].qs);
+        int sum = 0;
+        for (int j = 0; j < QK8_1; ++j) sum += y[b].qs[j];
+        y[b].d = f2h(d);
+        y[b].s = f2h(float(sum) * d);  // with the unrounded d, as ggml
+    }
+}
+
+void quantize_row_q8_K(const float* x, block_q8_K* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
+        const float max = signed_absmax(x, QK_K);
+        if (max == 0.0f) {  // ggml leaves bsums unwritten here; we zero them
+            std::memset(&y[b], 0, sizeof(block_q8_K));
+            continue;
+        }
+        // -127 rather than -128: codes stay in [-127, 127], so |q| fits in 7 bits and
+        // int8 sign tricks (vpsignb, maddubs on |q|) cannot overflow in the SIMD kernels.
+        const float iscale = -127.f / max;
+        for (int j = 0; j < QK_K; ++j) y[b].qs[j] = int8_t(round_clamp(iscale * x[j], -127, 127));
+        for (int g = 0; g < QK_K / 16; ++g) {
+            int sum = 0;
+            for (int j = 0; j < 16; ++j) sum += y[b].qs[16 * g + j];
+            y[b].bsums[g] = int16_t(sum);
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+
+// =====================================================================================
+// k-quants
+// =====================================================================================
+namespace {
+
+// Fits x[i] ~ scale * L[i] + min over codes L in [0, nmax], with min <= 0, minimizing the
+// weighted squared error sum w[i] * err[i]^2 (ggml's make_qkx2_quants). The first guess
+// spreads the codes over [min(x, 0), max(x)]. Then nstep + 1 denser or sparser grids
+// ((nmax + rmin + k * rdelta) steps over the current range) are tried: each fixes a set of
+// codes, for which the best (scale, min) is the closed-form 2x2 weighted least-squares
+// solution; the best candidate so far also moves the offset used by the next grid.
+// Returns the scale and stores -min (>= 0) in *neg_min.
+float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, float rmin,
+                    float rdelta, int nstep) {
+    float lo = x[0], hi = x[0];
+    float sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        lo = std::min(lo, x[i]);
+        hi = std::max(hi, x[i]);
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    lo = std::min(lo, 0.0f);  // the offset only ever shifts values up
+    if (hi == lo) {
+        std::fill(L, L + n, uint8_t(0));
+        *neg_min = -lo;
+        return 0.0f;
+    }
+    float iscale = nmax / (hi - lo);
+    float scale = 1 / iscale;
+    float best_err = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        L[i] = uint8_t(round_clamp(iscale * (x[i] - lo), 0, nmax));
+        const float e = scale * float(L[i]) + lo - x[i];
+        best_err += w[i] * (e * e);
+    }
+    uint8_t cand[32];
+    for (int k = 0; k <= nstep; ++k) {
+        iscale = (rmin + rdelta * float(k) + float(nmax)) / (hi - lo);
+        float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
+        for (int i = 0; i < n; ++i) {
+            const int l = round_clamp(iscale * (x[i] - lo), 0, nmax);
+            cand[i] = uint8_t(l);
+            const float wl = w[i] * float(l);
+            sum_l += wl;
+            sum_l2 += wl * float(l);
+            sum_xl += wl * x[i];
+        }
+        const float det = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(det > 0.0f)) continue;  // all codes equal: the 2x2 system is singular
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+        if (this_min > 0.0f) {  // offset must stay <= 0: refit the scale alone
+            this_min = 0.0f;
+            this_scale = sum_xl / sum_l2;
+        }
+        float err = 0.0f;
+        for (int i = 0; i < n; ++i) {
+            const float e = this_scale * float(cand[i]) + this_min - x[i];
+            err += w[i] * (e * e);
+        }
+        if (err < best_err) {
+            std::copy(cand, cand + n, L);
+            best_err = err;
+            scale = this_scale;
+            lo = this_min;
+        }
+    }
+    *neg_min = -lo;
+    return scale;
+}
+
+// Fits x[i] ~ scale * (L[i] - nmax) over codes L in [0, 2 nmax - 1], weighting each value by
+// x^2 so the large ones are fitted best (ggml's make_qx_quants with rmse_type 1). For fixed
+// codes l the best scale is sum(w x l) / sum(w l^2) and the error left is
+// sum(w x^2) - sum(w x l)^2 / sum(w l^2), so the candidate grid with the largest
+// sumlx^2 / suml2 wins. Candidates: 19 grids of (nmax + 0.1 k) steps, k = -9..9.
+float fit_scale_signed(int n, int nmax, const float* x, int8_t* L) {
+    const float max = signed_absmax(x, n);
+    if (std::fabs(max) < kGroupMaxEps) {
+        std::fill(L, L + n, int8_t(0));
+        return 0.0f;
+    }
+    // Codes for grid iscale: sums for the least-squares scale, codes into out.
+    auto grid = [&](float iscale, int8_t* out, float* sumlx, float* suml2) {
+        *sumlx = *suml2 = 0.0f;
+        for (int i = 0; i < n; ++i) {
+            const int l = round_clamp(iscale * x[i], -nmax, nmax - 1);
+            out[i] = int8_t(l + nmax);
+            const float w = x[i] * x[i];
+            *sumlx += w * x[i] * float(l);
+            *suml2 += w * float(l) * float(l);
+        }
+    };
+    float sumlx, suml2;
+    grid(-nmax / max, L, &sumlx, &suml2);
+    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    int8_t cand[16];
+    for (int k = -9; k <= 9; ++k) {
+        if (k == 0) continue;
+        grid(-(float(nmax) + 0.1f * float(k)) / max, cand, &sumlx, &suml2);
+        if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
+            std::copy(cand, cand + n, L);
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+// Inverse of unpack_scale_min_k4: eight 6-bit scales and mins into 12 bytes.
+void pack_scale_min_k4(const uint8_t* sc, const uint8_t* m, uint8_t* out) {
+    std::memset(out, 0, K_SCALE_SIZE);
+    for (int j = 0; j < 8; ++j) {
+        if (j < 4) {
+            out[j] = sc[j];
+            out[j + 4] = m[j];
+        } else {
+            out[j + 4] = uint8_t((sc[j] & 0x0f) | (m[j] & 0x0f) << 4);
+            out[j - 4] |= uint8_t((sc[j] >> 4) << 6);
+            out[j] |= uint8_t((m[j] >> 4) << 6);
+        }
+    }
+}
+
+// Shared by q4_K (Bits 4) and q5_K (Bits 5): codes L[256] in [0, 2^b - 1] for one super-block.
+//  1. per 32-element sub-block, fit (scale, min) with weights rms(sub-block) + |x|;
+//  2. quantize the 8 scales and 8 mins to 6 bits against the largest of each
+//     (d = max_scale / 63, dmin = max_min / 63, both stored as fp16);
+//  3. recompute every code against the scales AS STORED, which absorbs part of the
+//     rounding of step 2 (a sub-block whose stored scale is 0 keeps its step-1 codes).
+template <int Bits>
+void quantize_superblock_k(const float* x, f16_bits* d_out, f16_bits* dmin_out, uint8_t* scales12, uint8_t* L) {
+    constexpr int kNmax = (1 << Bits) - 1;
+    constexpr float kRmin = Bits == 4 ? -1.0f : -0.5f;  // search grids of ggml's q4_K / q5_K
+    constexpr int kSteps = Bits == 4 ? 20 : 15;
+    float scales[8], mins[8], weights[32];
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int s = 0; s < 8; ++s) {
+        const float* xs = x + 32 * s;
+        float sum_x2 = 0.0f;
+        for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
+        const float rms = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) weights[l] = rms + std::fabs(xs[l]);
+        scales[s] = fit_scale_min(32, kNmax, xs, weights, L + 32 * s, &mins[s], kRmin, 0.1f, kSteps);
+        max_scale = std::max(max_scale, scales[s]);
+        max_min = std::max(max_min, mins[s]);
+    }
+    const float inv_scale = max_scale > 0.0f ? 63.f / max_scale : 0.0f;
+    const float inv_min = max_min > 0.0f ? 63.f / max_min : 0.0f;
+    uint8_t sc[8], m[8];
+    for (int s = 0; s < 8; ++s) {
+        sc[s] = uint8_t(round_clamp(inv_scale * scales[s], 0, 63));
+        m[s] = uint8_t(round_clamp(inv_min * mins[s], 0, 63));
+    }
+    pack_scale_min_k4(sc, m, scales12);
+    *d_out = f2h(max_scale / 63.f);
+    *dmin_out = f2h(max_min / 63.f);
+    for (int s = 0; s < 8; ++s) {
+        const float ds = h2f(*d_out) * float(sc[s]);
+        if (ds == 0.0f) continue;
+        const float ms = h2f(*dmin_out) * float(m[s]);
+        for (int l = 0; l < 32; ++l) L[32 * s + l] = uint8_t(round_clamp((x[32 * s + l] + ms) / ds, 0, kNmax));
+    }
+}
+
+// Low nibbles of 4 chunks of 64 codes: qs[32 c + l] = L[64 c + l] | L[64 c + 32 + l] << 4.
+void pack_nibbles_k(const uint8_t* L, uint8_t* qs) {
+    for (int c = 0; c < 4; ++c) {
+        for (int l = 0; l < 32; ++l) {
+            qs[32 * c + l] = uint8_t((L[64 * c + l] & 0x0f) | (L[64 * c + 32 + l] & 0x0f) << 4);
+        }
+    }
+}
+
+}  // namespace
+
+void quantize_row_q4_K(const float* x, block_q4_K* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
+        uint8_t L[QK_K];
+        quantize_superblock_k<4>(x, &y[b].d, &y[b].dmin, y[b].scales, L);
+        pack_nibbles_k(L, y[b].qs);
+    }
+}
+
+void quantize_row_q5_K(const float* x, block_q5_K* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
+        uint8_t L[QK_K];
+        quantize_superblock_k<5>(x, &y[b].d, &y[b].dmin, y[b].scales, L);
+        pack_nibbles_k(L, y[b].qs);
+        std::memset(y[b].qh, 0, sizeof y[b].qh);
+        for (int i = 0; i < QK_K; ++i) y[b].qh[i % 32] |= uint8_t(((L[i] >> 4) & 1) << (i / 32));
+    }
+}
+
+// q6_K: per 16 elements a signed fit (fit_scale_signed, codes -32..31); the 16 scales
+// are then stored as int8 against the one with the largest magnitude, which maps to -128
+// (int8's long end) with d = its scale / -128 carrying the sign, as q4_0 does for values.
+void quantize_row_q6_K(const float* x, block_q6_K* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
+        int8_t L[QK_K];
+        float scales[16];
+        float max_scale = 0.0f, max_abs = 0.0f;
+        for (int g = 0; g < 16; ++g) {
+            scales[g] = fit_scale_signed(16, 32, x + 16 * g, L + 16 * g);
+            if (std::fabs(scales[g]) > max_abs) {
+                max_abs = std::fabs(scales[g]);
+                max_scale = scales[g];
+            }
+        }
+        if (max_abs < kGroupMaxEps) {
+            std::memset(&y[b], 0, sizeof(block_q6_K));
+            continue;
+        }
+        const float iscale = -128.f / max_scale;
+        y[b].d = f2h(1 / iscale);
+        for (int g = 0; g < 16; ++g) y[b].scales[g] = int8_t(round_clamp(iscale * scales[g], -128, 127));
+        for (int g = 0; g < 16; ++g) {
+            const float dg = h2f(y[b].d) * float(y[b].scales[g]);
+            if (dg == 0.0f) continue;
+            for (int l = 0; l < 16; ++l) L[16 * g + l] = int8_t(round_clamp(x[16 * g + l] / dg, -32, 31) + 32);
+        }
+        for (int h = 0; h < 2; ++h) {
+            const int8_t* Lh = L + 128 * h;
+            for (int l = 0; l < 32; ++l) {
+                const int q0 = Lh[l], q1 = Lh[l + 32], q2 = Lh[l + 64], q3 = Lh[l + 96];
+                y[b].ql[64 * h + l] = uint8_t((q0 & 0x0f) | (q2 & 0x0f) << 4);
+                y[b].ql[64 * h + 32 + l] = uint8_t((q1 & 0x0f) | (q3 & 0x0f) << 4);
+                y[b].qh[32 * h + l] = uint8_t((q0 >> 4) | (q1 >> 4) << 2 | (q2 >> 4) << 4 | (q3 >> 4) << 6);
+            }
+        }
+    }
+}
+
+// =====================================================================================
+// Dispatch and dot product
+// =====================================================================================
+
+bool has_quantizer(DType t) {
+    switch (t) {
+        case DType::F32: case DType::F16: case DType::BF16:
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
+        case DType::Q8_0: case DType::Q8_1: case DType::Q8_K:
+        case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+            return true;
+        default:
+            return false;
+    }
+}
+
+size_t quantize_row(DType t, const float* x, void* dst, int64_t n) {
+    if (!has_quantizer(t)) return 0;
+    const DTypeInfo& info = dtype_info(t);
+    KILN_ASSERT(n % info.block_size == 0, "quantize_row: n=%lld is not a multiple of %s's block size %u",
+                (long long)n, info.name, info.block_size);
+    switch (t) {
+        case DType::F32: std::memcpy(dst, x, size_t(n) * sizeof(float)); break;
+        case DType::F16:
+            for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = fp32_to_fp16(x[i]);
+            break;
+        case DType::BF16:
+            for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = fp32_to_bf16(x[i]);
+            break;
+        case DType::Q4_0: quantize_row_q4_0(x, static_cast<block_q4_0*>(dst), n); break;
+        case DType::Q4_1: quantize_row_q4_1(x, static_cast<block_q4_1*>(dst), n); break;
+        case DType::Q5_0: quantize_row_q5_0(x, static_cast<block_q5_0*>(dst), n); break;
+        case DType::Q5_1: quantize_row_q5_1(x, static_cast<block_q5_1*>(dst), n); break;
+        case DType::Q8_0: quantize_row_q8_0(x, static_cast<block_q8_0*>(dst), n); break;
+        case DType::Q8_1: quantize_row_q8_1(x, static_cast<block_q8_1*>(dst), n); break;
+        case DType::Q8_K: quantize_row_q8_K(x, static_cast<block_q8_K*>(dst), n); break;
+        case DType::Q4_K: quantize_row_q4_K(x, static_cast<block_q4_K*>(dst), n); break;
+        case DType::Q5_K: quantize_row_q5_K(x, static_cast<block_q5_K*>(dst), n); break;
+        case DType::Q6_K: quantize_row_q6_K(x, static_cast<block_q6_K*>(dst), n); break;
+        default: return 0;
+    }
+    return row_bytes(t, n);
+}
+
+float vec_dot_ref(DType wt, const void* w_row, const float* x, int64_t n) {
+    const DTypeInfo* info = dtype_info(uint32_t(wt));
+    KILN_ASSERT(info != nullptr, "vec_dot_ref: unknown type id %u", unsigned(wt));
+    // Dequantize one block (or 256 plain floats) at a time.
+    const int64_t chunk = info->block_size == 1 ? 256 : info->block_size;
+    const auto* w = static_cast<const uint8_t*>(w_row);
+    float buf[QK_K];
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i += chunk) {
+        const int64_t len = std::min(chunk, n - i);
+        dequantize_row(wt, w + row_bytes(wt, i), buf, len);
+        for (int64_t j = 0; j < len; ++j) sum += double(buf[j]) * double(x[i + j]);
+    }
+    return float(sum);
+}
+
+}  // namespace kiln::ref

@@ -1,0 +1,94 @@
+// Scalar reference (de)quantization of the GGUF tensor formats: the executable spec that the
+// SIMD and Vulkan kernels are tested against. Written for clarity, not speed.
+//
+// Bit layouts are exactly ggml's (ggml-common.h); the quantizers make the same choices as
+// ggml's reference quantizers (quantize_row_*_ref in ggml-quants.c, no importance matrix),
+// so a row quantized here matches llama-quantize's bytes (checked by tests/test_quants.cpp
+// against tests/data/quant_vectors.bin).
+//
+// All functions take n = number of elements, a multiple of the type's block size
+// (dtype_info(t).block_size), and require finite inputs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kiln/dtype.h"
+
+namespace kiln::ref {
+
+// ---- dequantization ----------------------------------------------------------------
+
+// dst[0..n) = the values the row encodes. F32, F16, BF16 and every block type in dtype.h.
+void dequantize_row(DType t, const void* src, float* dst, int64_t n);
+
+void dequantize_row_q4_0(const block_q4_0* x, float* y, int64_t n);
+void dequantize_row_q4_1(const block_q4_1* x, float* y, int64_t n);
+void dequantize_row_q5_0(const block_q5_0* x, float* y, int64_t n);
+void dequantize_row_q5_1(const block_q5_1* x, float* y, int64_t n);
+void dequantize_row_q8_0(const block_q8_0* x, float* y, int64_t n);
+void dequantize_row_q8_1(const block_q8_1* x, float* y, int64_t n);
+void dequantize_row_q2_K(const block_q2_K* x, float* y, int64_t n);
+void dequantize_row_q3_K(const block_q3_K* x, float* y, int64_t n);
+void dequantize_row_q4_K(const block_q4_K* x, float* y, int64_t n);
+void dequantize_row_q5_K(const block_q5_K* x, float* y, int64_t n);
+void dequantize_row_q6_K(const block_q6_K* x, float* y, int64_t n);
+void dequantize_row_q8_K(const block_q8_K* x, float* y, int64_t n);
+
+// The 6-bit (scale, min) pair of sub-block j (0..7) of a q4_K / q5_K block. The 12 bytes
+// hold eight 6-bit scales and eight 6-bit mins:
+//   bytes 0..3  : scale j (low 6 bits) for j < 4; top 2 bits = high bits of scale j+4
+//   bytes 4..7  : min j   (low 6 bits) for j < 4; top 2 bits = high bits of min j+4
+//   bytes 8..11 : low nibble = low 4 bits of scale j+4, high nibble = low 4 bits of min j+4
+inline void unpack_scale_min_k4(int j, const uint8_t* scales, uint8_t* sc, uint8_t* m) {
+    if (j < 4) {
+        *sc = scales[j] & 63;
+        *m = scales[j + 4] & 63;
+    } else {
+        *sc = uint8_t((scales[j + 4] & 0x0f) | ((scales[j - 4] >> 6) << 4));
+        *m = uint8_t((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+    }
+}
+
+// The 6-bit scale (already minus 32, so -32..31) of 16-element group j (0..15) of q3_K.
+// Low 4 bits: nibble (j % 8) of bytes 0..7 (low nibble for j < 8, high nibble for j >= 8);
+// high 2 bits: bits 2*(j/4) .. 2*(j/4)+1 of byte 8 + j % 4.
+inline int unpack_scale_q3_K(int j, const uint8_t* scales) {
+    const int lo = j < 8 ? scales[j] & 0x0f : scales[j - 8] >> 4;
+    const int hi = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+// ---- quantization -------------------------------------------------------------------
+
+void quantize_row_q4_0(const float* x, block_q4_0* y, int64_t n);
+void quantize_row_q4_1(const float* x, block_q4_1* y, int64_t n);
+void quantize_row_q5_0(const float* x, block_q5_0* y, int64_t n);
+void quantize_row_q5_1(const float* x, block_q5_1* y, int64_t n);
+void quantize_row_q8_0(const float* x, block_q8_0* y, int64_t n);
+// As q8_0, plus s = d * sum(qs) (the activation format of the q4_1/q5_1 dot products).
+void quantize_row_q8_1(const float* x, block_q8_1* y, int64_t n);
+// Activation format of the k-quant dot products: float d = max / -127 (max = the value
+// with the largest magnitude, so d carries the opposite sign), qs = round(x / d), and
+// bsums[g] = sum of qs[16 g .. 16 g + 15].
+void quantize_row_q8_K(const float* x, block_q8_K* y, int64_t n);
+// k-quants with ggml's iterative scale/min search (make_qkx2_quants for q4_K/q5_K,
+// make_qx_quants for q6_K), without an importance matrix.
+void quantize_row_q4_K(const float* x, block_q4_K* y, int64_t n);
+void quantize_row_q5_K(const float* x, block_q5_K* y, int64_t n);
+void quantize_row_q6_K(const float* x, block_q6_K* y, int64_t n);
+
+// True when quantize_row() can produce type t (F32, F16, BF16 and the types above).
+bool has_quantizer(DType t);
+
+// Writes row_bytes(t, n) bytes to dst and returns that count; F32 copies, F16 and BF16
+// round to nearest even. Returns 0 (and writes nothing) when !has_quantizer(t).
+size_t quantize_row(DType t, const float* x, void* dst, int64_t n);
+
+// ---- dot product ----------------------------------------------------------------------
+
+// sum_i dequant(w_row)[i] * x[i], accumulated in double: the reference for SIMD
+// dequant-matmul kernels.
+float vec_dot_ref(DType wt, const void* w_row, const float* x, int64_t n);
+
+}  // namespace kiln::ref

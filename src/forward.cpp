@@ -1,0 +1,190 @@
+// The transformer forward pass for the dense architectures (llama, qwen2, qwen3, gemma3),
+// over a chunk of n tokens: it reads like the model, one named step per line.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "ref/quants.h"
+#include "session_impl.h"
+
+namespace kiln {
+
+namespace {
+
+// cos/sin of every (token, rotary pair), computed the way ggml does (theta multiplied by
+// base^(-2/d) pair after pair in float) so positions match llama.cpp bit for bit.
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, int pos0, int n, float* cs /* (n, rope_dim/2, 2) */) {
+    const int half = c.rope_dim / 2;
+    const float theta_scale = std::pow(base, -2.0f / float(c.rope_dim));
+    for (int i = 0; i < n; ++i) {
+        float theta = float(pos0 + i);
+        for (int p = 0; p < half; ++p) {
+            const float t = c.rope_freq_scale * (theta / freqs[size_t(p)]);
+            cs[(size_t(i) * half + p) * 2 + 0] = std::cos(t);
+            cs[(size_t(i) * half + p) * 2 + 1] = std::sin(t);
+            theta *= theta_scale;
+        }
+    }
+}
+
+// Rotates the first rope_dim dims of each of n_heads heads of n tokens. x: (n, n_heads, head_dim).
+void apply_rope(const ModelConfig& c, const float* cs, float* x, int n, int n_heads) {
+    const int half = c.rope_dim / 2, D = c.head_dim;
+    for (int i = 0; i < n; ++i) {
+        const float* t = cs + size_t(i) * half * 2;
+        for (int h = 0; h < n_heads; ++h) {
+            float* v = x + (size_t(i) * n_heads + h) * D;
+            for (int p = 0; p < half; ++p) {
+                // NEOX pairs (p, p + d/2); GGUF llama pairs (2p, 2p + 1).
+                float& a = c.rope_neox ? v[p] : v[2 * p];
+                float& b = c.rope_neox ? v[p + half] : v[2 * p + 1];
+                const float x0 = a, x1 = b, co = t[2 * p], si = t[2 * p + 1];
+                a = x0 * co - x1 * si;
+                b = x0 * si + x1 * co;
+            }
+        }
+    }
+}
+
+const float* f32(const TensorView& t) { return static_cast<const float*>(t.data); }
+
+// Debug taps (KILN_DEBUG_TAPS=1): the sum of each named intermediate, named like
+// llama.cpp's graph callbacks ("attn_norm-3") so the two can be diffed layer by layer.
+const bool kDebugTaps = std::getenv("KILN_DEBUG_TAPS") != nullptr;
+void tap(const char* name, int il, const float* x, size_t n) {
+    if (!kDebugTaps) return;
+    double sum = 0;
+    for (size_t i = 0; i < n; ++i) sum += x[i];
+    if (il >= 0) std::fprintf(stderr, "tap %s-%d sum = %.6f [%.4f %.4f %.4f]\n", name, il, sum, x[0], x[1], x[2]);
+    else std::fprintf(stderr, "tap %s sum = %.6f [%.4f %.4f %.4f]\n", name, sum, x[0], x[1], x[2]);
+}
+
+}  // namespace
+
+Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk) {
+    // Logits: every row of every chunk when all_logits, else only the last token of the last chunk.
+    Impl& s = *impl_;
+    ThreadPool& pool = *pool_;
+    const cpu::KernelTable& kt = *s.kt;
+    const ModelConfig& c = model_->config();
+    const Weights& w = model_->weights();
+    const int E = c.n_embd, H = c.n_head, Hkv = c.n_head_kv, D = c.head_dim, Dv = c.head_dim_v, F = c.n_ff;
+    const int pos0 = n_past_;
+    float *x = s.x(), *xn = s.xn(), *q = s.q(), *k = s.k(), *v = s.v(), *attn = s.attn(), *proj = s.proj();
+
+    // Per-token row op over n tokens, split across threads when the batch is large.
+    auto per_token = [&](auto&& fn) {
+        if (n < 4) {
+            for (int i = 0; i < n; ++i) fn(i);
+        } else {
+            pool.parallel_for(n, 1, [&](int64_t i0, int64_t i1, int) {
+                for (int64_t i = i0; i < i1; ++i) fn(int(i));
+            });
+        }
+    };
+
+    // Token embeddings (n, E), scaled by sqrt(E) for Gemma.
+    per_token([&](int i) {
+        ref::dequantize_row(w.token_embd.dtype, w.token_embd.row(tokens[i]), x + size_t(i) * E, E);
+        if (c.embd_scale != 1.0f) kt.scale(x + size_t(i) * E, c.embd_scale, E);
+    });
+
+    tap("embd", -1, x, size_t(n) * E);
+
+    // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
+    const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
+    rope_table(c, s.rope_freqs, c.rope_theta, pos0, n, s.rope_cs());
+    if (c.rope_theta_local > 0) rope_table(c, s.rope_freqs, c.rope_theta_local, pos0, n, s.rope_cs() + rope_stride);
+
+    const float kq_scale = c.attn_scale > 0 ? 1.0f : 1.0f / std::sqrt(float(D));
+    for (int il = 0; il < c.n_layer; ++il) {
+        const LayerWeights& L = w.layers[size_t(il)];
+        const bool swa = c.layer_is_swa[size_t(il)];
+
+        // ---- attention block ----
+        per_token([&](int i) { kt.rms_norm(x + size_t(i) * E, f32(L.attn_norm), xn + size_t(i) * E, E, c.rms_eps); });
+        linear(s, pool, L.wq, xn, n, q);  // (n, H, D)
+        linear(s, pool, L.wk, xn, n, k);  // (n, Hkv, D)
+        linear(s, pool, L.wv, xn, n, v);  // (n, Hkv, Dv)
+        tap("attn_norm", il, xn, size_t(n) * E);
+        tap("Vcur", il, v, size_t(n) * Hkv * Dv);
+        per_token([&](int i) {
+            if (c.qkv_bias) {
+                kt.add(q + size_t(i) * H * D, f32(L.bq), int64_t(H) * D);
+                kt.add(k + size_t(i) * Hkv * D, f32(L.bk), int64_t(Hkv) * D);
+                kt.add(v + size_t(i) * Hkv * Dv, f32(L.bv), int64_t(Hkv) * Dv);
+            }
+            if (c.qk_norm) {
+                for (int h = 0; h < H; ++h) kt.rms_norm(q + (size_t(i) * H + h) * D, f32(L.q_norm), q + (size_t(i) * H + h) * D, D, c.rms_eps);
+                for (int h = 0; h < Hkv; ++h) kt.rms_norm(k + (size_t(i) * Hkv + h) * D, f32(L.k_norm), k + (size_t(i) * Hkv + h) * D, D, c.rms_eps);
+            }
+        });
+        const float* cs = s.rope_cs() + (swa && c.rope_theta_local > 0 ? rope_stride : 0);
+        apply_rope(c, cs, q, n, H);
+        apply_rope(c, cs, k, n, Hkv);
+        tap("Qcur", il, q, size_t(n) * H * D);
+        tap("Kcur", il, k, size_t(n) * Hkv * D);
+        if (c.attn_scale > 0) kt.scale(q, c.attn_scale, int64_t(n) * H * D);
+        // With an f16 cache llama.cpp multiplies K by an f16 copy of Q; so do we, to keep
+        // the 8-bit-quantized layers downstream rounding the same way.
+        if (s.kv.type == DType::F16) kt.round_f16(q, int64_t(n) * H * D);
+
+        // Store this chunk's keys and values at their positions.
+        for (int i = 0; i < n; ++i) {
+            for (int h = 0; h < Hkv; ++h) {
+                const float* kr = k + (size_t(i) * Hkv + h) * D;
+                const float* vr = v + (size_t(i) * Hkv + h) * Dv;
+                if (s.kv.type == DType::F16) {
+                    kt.f32_to_f16(kr, reinterpret_cast<uint16_t*>(s.kv.k_at(il, h, pos0 + i)), D);
+                    kt.f32_to_f16(vr, reinterpret_cast<uint16_t*>(s.kv.v_at(il, h, pos0 + i)), Dv);
+                } else {
+                    std::memcpy(s.kv.k_at(il, h, pos0 + i), kr, sizeof(float) * size_t(D));
+                    std::memcpy(s.kv.v_at(il, h, pos0 + i), vr, sizeof(float) * size_t(Dv));
+                }
+            }
+        }
+        attention(s, pool, c, il, pos0, n, q, attn, kq_scale, swa ? c.sliding_window : 0);  // (n, H, Dv)
+        tap("kqv_out", il, attn, size_t(n) * H * Dv);
+        linear(s, pool, L.wo, attn, n, proj);                                             // (n, E)
+        tap("attn_out", il, proj, size_t(n) * E);
+        per_token([&](int i) {
+            if (!L.post_attn_norm.empty()) kt.rms_norm(proj + size_t(i) * E, f32(L.post_attn_norm), proj + size_t(i) * E, E, c.rms_eps);
+            kt.add(x + size_t(i) * E, proj + size_t(i) * E, E);
+            kt.rms_norm(x + size_t(i) * E, f32(L.ffn_norm), xn + size_t(i) * E, E, c.rms_eps);
+        });
+
+        // ---- feed-forward block ----
+        tap("ffn_inp", il, x, size_t(n) * E);
+        tap("ffn_norm", il, xn, size_t(n) * E);
+        linear(s, pool, L.ffn_gate, xn, n, s.gate());  // (n, F)
+        linear(s, pool, L.ffn_up, xn, n, s.up());      // (n, F)
+        tap("ffn_gate", il, s.gate(), size_t(n) * F);
+        tap("ffn_up", il, s.up(), size_t(n) * F);
+        per_token([&](int i) {
+            float* g = s.gate() + size_t(i) * F;
+            if (c.arch == Arch::Gemma3) kt.gelu_mul(g, s.up() + size_t(i) * F, F);
+            else kt.silu_mul(g, s.up() + size_t(i) * F, F);
+        });
+        tap("ffn_swiglu", il, s.gate(), size_t(n) * F);
+        linear(s, pool, L.ffn_down, s.gate(), n, proj);  // (n, E)
+        tap("ffn_out", il, proj, size_t(n) * E);
+        per_token([&](int i) {
+            if (!L.post_ffn_norm.empty()) kt.rms_norm(proj + size_t(i) * E, f32(L.post_ffn_norm), proj + size_t(i) * E, E, c.rms_eps);
+            kt.add(x + size_t(i) * E, proj + size_t(i) * E, E);
+        });
+        tap("l_out", il, x, size_t(n) * E);
+    }
+    n_past_ += n;
+    if (!last_chunk && !all_logits) return Status::ok();
+
+    // ---- output: final norm and the vocabulary projection, for the rows asked for ----
+    const int first = all_logits ? 0 : n - 1, rows = n - first;
+    for (int i = first; i < n; ++i) kt.rms_norm(x + size_t(i) * E, f32(w.output_norm), xn + size_t(i - first) * E, E, c.rms_eps);
+    logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
+    linear(s, pool, w.output, xn, rows, logits_.data() + size_t(n_logits_) * size_t(c.n_vocab));  // (rows, n_vocab)
+    n_logits_ += rows;
+    return Status::ok();
+}
+
+}  // namespace kiln

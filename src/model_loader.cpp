@@ -1,0 +1,306 @@
+// Model::load: GGUF metadata -> ModelConfig, tensor table -> Weights, with every shape
+// checked against what the architecture expects before a kernel ever sees it.
+#include <cinttypes>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "kiln/model.h"
+
+namespace kiln {
+
+const char* arch_name(Arch a) {
+    switch (a) {
+        case Arch::Llama: return "llama";
+        case Arch::Qwen2: return "qwen2";
+        case Arch::Qwen3: return "qwen3";
+        case Arch::Gemma3: return "gemma3";
+        case Arch::Qwen3Moe: return "qwen3moe";
+        case Arch::Qwen2Moe: return "qwen2moe";
+    }
+    return "?";
+}
+
+Expected<std::pair<std::string, GgufValue>> parse_override_kv(const std::string& spec) {
+    size_t eq = spec.find('='), colon = spec.find(':', eq == std::string::npos ? 0 : eq);
+    if (eq == std::string::npos || eq == 0 || colon == std::string::npos) {
+        return Status::error("--override-kv '%s': expected KEY=TYPE:VALUE, e.g. qwen3moe.expert_used_count=int:4", spec.c_str());
+    }
+    std::string key = spec.substr(0, eq), type = spec.substr(eq + 1, colon - eq - 1), val = spec.substr(colon + 1);
+    GgufValue v;
+    char* end = nullptr;
+    if (type == "int") {
+        errno = 0;
+        long long x = std::strtoll(val.c_str(), &end, 10);
+        if (val.empty() || *end || errno) return Status::error("--override-kv '%s': '%s' is not an integer", spec.c_str(), val.c_str());
+        v.type = GgufType::I64;
+        v.i = x;
+        v.u = uint64_t(x);
+    } else if (type == "float") {
+        double x = std::strtod(val.c_str(), &end);
+        if (val.empty() || *end || !std::isfinite(x)) return Status::error("--override-kv '%s': '%s' is not a finite number", spec.c_str(), val.c_str());
+        v.type = GgufType::F64;
+        v.f = x;
+    } else if (type == "bool") {
+        if (val != "true" && val != "false") return Status::error("--override-kv '%s': bool must be true or false", spec.c_str());
+        v.type = GgufType::BOOL;
+        v.u = val == "true";
+    } else {
+        return Status::error("--override-kv '%s': type '%s' must be int, float or bool", spec.c_str(), type.c_str());
+    }
+    return std::make_pair(key, v);
+}
+
+// Reads hyper-parameters and binds tensors for one model; a friend of Model.
+class ModelBinder {
+public:
+    ModelBinder(Model& m) : m_(m), f_(m.gguf_), c_(m.config_) {}
+
+    Status bind_config() {
+        auto arch = f_.get_string("general.architecture");
+        if (!arch) return arch.status();
+        a_ = arch.value();
+        if (a_.empty()) return Status::error("%s: no general.architecture key", f_.path().c_str());
+        if (a_ == "llama") c_.arch = Arch::Llama;
+        else if (a_ == "qwen2") c_.arch = Arch::Qwen2;
+        else if (a_ == "qwen3") c_.arch = Arch::Qwen3;
+        else if (a_ == "gemma3") c_.arch = Arch::Gemma3;
+        else if (a_ == "qwen3moe") c_.arch = Arch::Qwen3Moe;
+        else if (a_ == "qwen2moe") c_.arch = Arch::Qwen2Moe;
+        else return Status::error("%s: unsupported architecture '%s' (kiln runs llama, qwen2, qwen3, gemma3)", f_.path().c_str(), a_.c_str());
+
+        KILN_TRY(req_int("block_count", &c_.n_layer, 1, 1024));
+        KILN_TRY(req_int("embedding_length", &c_.n_embd, 1, 1 << 17));
+        KILN_TRY(req_int("attention.head_count", &c_.n_head, 1, 4096));
+        KILN_TRY(opt_int("attention.head_count_kv", &c_.n_head_kv, c_.n_head, 1, c_.n_head));
+        if (c_.n_head % c_.n_head_kv != 0) return err("attention.head_count %d is not a multiple of head_count_kv %d", c_.n_head, c_.n_head_kv);
+        int default_head_dim = c_.n_embd % c_.n_head == 0 ? c_.n_embd / c_.n_head : 0;
+        KILN_TRY(opt_int("attention.key_length", &c_.head_dim, default_head_dim, 1, 4096));
+        KILN_TRY(opt_int("attention.value_length", &c_.head_dim_v, c_.head_dim, 1, 4096));
+        if (c_.head_dim <= 0) return err("embedding_length %d is not divisible by head_count %d and no key_length is given", c_.n_embd, c_.n_head);
+        if (c_.head_dim % 2) return err("head dimension %d is odd", c_.head_dim);
+        KILN_TRY(opt_int("context_length", &c_.n_ctx_train, 4096, 1, 1 << 24));
+        KILN_TRY(opt_int("rope.dimension_count", &c_.rope_dim, c_.head_dim, 2, c_.head_dim));
+        if (c_.rope_dim % 2) return err("rope.dimension_count %d is odd", c_.rope_dim);
+        KILN_TRY(opt_float("attention.layer_norm_rms_epsilon", &c_.rms_eps, 1e-5f));
+        KILN_TRY(opt_float("rope.freq_base", &c_.rope_theta, 10000.0f));
+        if (!(c_.rms_eps > 0) || !(c_.rope_theta > 0)) return err("rms epsilon and rope.freq_base must be positive");
+
+        auto scaling = f_.get_string(a_ + ".rope.scaling.type", "none");
+        if (!scaling) return scaling.status();
+        float factor = 1.0f;
+        KILN_TRY(opt_float("rope.scaling.factor", &factor, 1.0f));
+        if (scaling.value() == "linear" && factor > 0 && factor != 1.0f) {
+            c_.rope_scaling = RopeScaling::Linear;
+            c_.rope_freq_scale = 1.0f / factor;
+        } else if (scaling.value() == "yarn") {
+            return err("rope scaling type 'yarn' is not supported yet");
+        } else if (scaling.value() != "none" && scaling.value() != "linear") {
+            return err("unknown rope.scaling.type '%s'", scaling.value().c_str());
+        }
+
+        // Architecture specifics, as llama.cpp applies them.
+        c_.rope_neox = c_.arch != Arch::Llama;  // GGUF llama Q/K are permuted for adjacent pairs
+        c_.qkv_bias = c_.arch == Arch::Qwen2 || c_.arch == Arch::Qwen2Moe;
+        c_.qk_norm = c_.arch == Arch::Qwen3 || c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Gemma3;
+        c_.layer_is_swa.assign(size_t(c_.n_layer), false);
+        if (c_.arch == Arch::Gemma3) {
+            c_.embd_scale = std::sqrt(float(c_.n_embd));
+            KILN_TRY(opt_int("attention.sliding_window", &c_.sliding_window, 512, 1, 1 << 24));
+            int pattern = 6;  // five local layers, then one global
+            if (const GgufValue* p = f_.find(a_ + ".attention.sliding_window_pattern"); p && p->is_integer()) pattern = int(p->as_int());
+            if (pattern < 1) return err("attention.sliding_window_pattern %d must be >= 1", pattern);
+            for (int il = 0; il < c_.n_layer; ++il) c_.layer_is_swa[size_t(il)] = pattern > 1 && il % pattern < pattern - 1;
+            c_.rope_theta_local = 10000.0f;
+            KILN_TRY(opt_float("rope.local.freq_base", &c_.rope_theta_local, 10000.0f));
+            c_.attn_scale = 1.0f / std::sqrt(float(c_.head_dim));
+        }
+        if (c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Qwen2Moe) {
+            KILN_TRY(req_int("expert_count", &c_.n_expert, 1, 4096));
+            KILN_TRY(req_int("expert_used_count", &c_.n_expert_used, 1, c_.n_expert));
+            KILN_TRY(opt_int("expert_feed_forward_length", &c_.n_ff_exp, 0, 0, 1 << 20));
+            KILN_TRY(opt_int("expert_shared_feed_forward_length", &c_.n_ff_shexp, 0, 0, 1 << 20));
+            c_.expert_weights_norm = c_.arch == Arch::Qwen3Moe;
+        }
+        KILN_TRY(opt_int("feed_forward_length", &c_.n_ff, 0, 0, 1 << 20));
+        return Status::ok();
+    }
+
+    Status bind_tensors() {
+        Weights& w = m_.weights_;
+        const int64_t E = c_.n_embd;
+        KILN_TRY(get("token_embd.weight", {E, -1}, &w.token_embd, true));
+        c_.n_vocab = int(w.token_embd.ne[1]);
+        KILN_TRY(get("output_norm.weight", {E}, &w.output_norm, true));
+        KILN_TRY(get("output.weight", {E, c_.n_vocab}, &w.output, false));
+        if (w.output.empty()) {
+            w.output = w.token_embd;
+            c_.tied_embeddings = true;
+        }
+        KILN_TRY(get("rope_freqs.weight", {c_.rope_dim / 2}, &w.rope_freqs, false));
+        if (!w.rope_freqs.empty() && w.rope_freqs.dtype != DType::F32) return Status::error("tensor 'rope_freqs.weight': type %s, expected f32", dtype_name(w.rope_freqs.dtype));
+
+        const int64_t Q = int64_t(c_.n_head) * c_.head_dim, K = int64_t(c_.n_head_kv) * c_.head_dim,
+                      V = int64_t(c_.n_head_kv) * c_.head_dim_v, O = int64_t(c_.n_head) * c_.head_dim_v;
+        w.layers.resize(size_t(c_.n_layer));
+        for (int il = 0; il < c_.n_layer; ++il) {
+            LayerWeights& l = w.layers[size_t(il)];
+            auto name = [&](const char* t) { return strfmt("blk.%d.%s", il, t); };
+            KILN_TRY(get(name("attn_norm.weight"), {E}, &l.attn_norm, true));
+            KILN_TRY(get(name("attn_q.weight"), {E, Q}, &l.wq, true));
+            KILN_TRY(get(name("attn_k.weight"), {E, K}, &l.wk, true));
+            KILN_TRY(get(name("attn_v.weight"), {E, V}, &l.wv, true));
+            KILN_TRY(get(name("attn_output.weight"), {O, E}, &l.wo, true));
+            KILN_TRY(get(name("attn_q.bias"), {Q}, &l.bq, c_.qkv_bias));
+            KILN_TRY(get(name("attn_k.bias"), {K}, &l.bk, c_.qkv_bias));
+            KILN_TRY(get(name("attn_v.bias"), {V}, &l.bv, c_.qkv_bias));
+            KILN_TRY(get(name("attn_q_norm.weight"), {c_.head_dim}, &l.q_norm, c_.qk_norm));
+            KILN_TRY(get(name("attn_k_norm.weight"), {c_.head_dim}, &l.k_norm, c_.qk_norm));
+            KILN_TRY(get(name("ffn_norm.weight"), {E}, &l.ffn_norm, c_.arch != Arch::Gemma3));
+            if (c_.arch == Arch::Gemma3) {
+                // Gemma 3 names its pre-MLP norm ffn_norm too; post norms are extra.
+                KILN_TRY(get(name("post_attention_norm.weight"), {E}, &l.post_attn_norm, true));
+                KILN_TRY(get(name("ffn_norm.weight"), {E}, &l.ffn_norm, true));
+                KILN_TRY(get(name("post_ffw_norm.weight"), {E}, &l.post_ffn_norm, true));
+            }
+            if (c_.is_moe()) {
+                const int64_t F = c_.n_ff_exp > 0 ? c_.n_ff_exp : -1, X = c_.n_expert;
+                KILN_TRY(get(name("ffn_gate_inp.weight"), {E, X}, &l.ffn_gate_inp, true));
+                KILN_TRY(get(name("ffn_gate_exps.weight"), {E, F, X}, &l.ffn_gate_exps, true));
+                if (c_.n_ff_exp == 0) c_.n_ff_exp = int(l.ffn_gate_exps.ne[1]);
+                KILN_TRY(get(name("ffn_up_exps.weight"), {E, c_.n_ff_exp, X}, &l.ffn_up_exps, true));
+                KILN_TRY(get(name("ffn_down_exps.weight"), {c_.n_ff_exp, E, X}, &l.ffn_down_exps, true));
+                const bool shared = c_.arch == Arch::Qwen2Moe;
+                const int64_t S = c_.n_ff_shexp > 0 ? c_.n_ff_shexp : -1;
+                KILN_TRY(get(name("ffn_gate_shexp.weight"), {E, S}, &l.ffn_gate_shexp, shared));
+                if (!l.ffn_gate_shexp.empty()) {
+                    c_.n_ff_shexp = int(l.ffn_gate_shexp.ne[1]);
+                    KILN_TRY(get(name("ffn_up_shexp.weight"), {E, c_.n_ff_shexp}, &l.ffn_up_shexp, true));
+                    KILN_TRY(get(name("ffn_down_shexp.weight"), {c_.n_ff_shexp, E}, &l.ffn_down_shexp, true));
+                    KILN_TRY(get(name("ffn_gate_inp_shexp.weight"), {E}, &l.ffn_gate_inp_shexp, false));
+                }
+            } else {
+                const int64_t F = c_.n_ff > 0 ? c_.n_ff : -1;
+                KILN_TRY(get(name("ffn_gate.weight"), {E, F}, &l.ffn_gate, true));
+                if (c_.n_ff == 0) c_.n_ff = int(l.ffn_gate.ne[1]);
+                KILN_TRY(get(name("ffn_up.weight"), {E, c_.n_ff}, &l.ffn_up, true));
+                KILN_TRY(get(name("ffn_down.weight"), {c_.n_ff, E}, &l.ffn_down, true));
+            }
+        }
+        // Bytes a decode step streams: every weight but the embedding table (one row of it).
+        for (const GgufTensor& t : f_.tensors()) {
+            m_.n_params_ += uint64_t(t.n_elements());
+            if (t.name != "token_embd.weight") m_.bytes_per_token_ += t.nbytes;
+        }
+        if (c_.tied_embeddings) m_.bytes_per_token_ += w.token_embd.nbytes();
+        return Status::ok();
+    }
+
+private:
+    template <class... A>
+    Status err(const char* fmt, A... args) const {
+        return Status::error_str(f_.path() + ": " + strfmt(fmt, args...));
+    }
+
+    Status req_int(const char* key, int* out, int64_t lo, int64_t hi) {
+        if (!f_.has(a_ + "." + key)) return Status::error("%s: missing required metadata '%s.%s'", f_.path().c_str(), a_.c_str(), key);
+        return opt_int(key, out, 0, lo, hi);
+    }
+    Status opt_int(const char* key, int* out, int fallback, int64_t lo, int64_t hi) {
+        std::string k = a_ + "." + key;
+        const GgufValue* v = f_.find(k);
+        int64_t x = fallback;
+        if (v && v->type == GgufType::ARRAY) {
+            // Per-layer arrays (e.g. head_count_kv on some models) must be uniform here.
+            if (v->arr_len == 0 || !v->arr_data) return err("metadata '%s' is an empty or non-numeric array", k.c_str());
+            x = v->arr_int(0);
+            for (uint64_t i = 1; i < v->arr_len; ++i)
+                if (v->arr_int(i) != x) return err("metadata '%s': per-layer values differ, which kiln does not support", k.c_str());
+        } else {
+            auto r = f_.get_int(k, fallback);
+            if (!r) return r.status();
+            x = r.value();
+        }
+        if (x < lo || x > hi) return err("metadata '%s' = %" PRId64 " is outside [%" PRId64 ", %" PRId64 "]", k.c_str(), x, lo, hi);
+        *out = int(x);
+        return Status::ok();
+    }
+    Status opt_float(const char* key, float* out, float fallback) {
+        auto r = f_.get_float(a_ + "." + key, fallback);
+        if (!r) return r.status();
+        if (!std::isfinite(r.value())) return err("metadata '%s.%s' is not finite", a_.c_str(), key);
+        *out = float(r.value());
+        return Status::ok();
+    }
+
+    // Binds tensor `name`, checking its shape (-1 = any size, learned from the file).
+    Status get(const std::string& name, std::initializer_list<int64_t> shape, TensorView* out, bool required) {
+        const GgufTensor* t = f_.find_tensor(name);
+        if (!t) {
+            if (required) return err("missing tensor '%s' (architecture %s)", name.c_str(), a_.c_str());
+            return Status::ok();
+        }
+        bool ok = t->n_dims <= int(shape.size());
+        int d = 0;
+        for (int64_t want : shape) ok = ok && (want < 0 || t->ne[d] == want), ++d;
+        for (; d < 4; ++d) ok = ok && t->ne[d] == 1;
+        if (!ok) {
+            std::string want = "[";
+            int k = 0;
+            for (int64_t s : shape) want += strfmt(k++ ? ", %" PRId64 : "%" PRId64, s);
+            return err("tensor '%s': shape %s, expected %s]", name.c_str(), t->shape_string().c_str(), want.c_str());
+        }
+        out->data = t->data;
+        out->dtype = t->dtype;
+        for (int i = 0; i < 4; ++i) out->ne[i] = t->ne[i];
+        out->name = t->name.c_str();  // stable: the GgufFile is not modified after load
+        return Status::ok();
+    }
+
+    Model& m_;
+    const GgufFile& f_;
+    ModelConfig& c_;
+    std::string a_;
+};
+
+Expected<std::shared_ptr<Model>> Model::load(const std::string& path, const LoadOptions& options) {
+    auto f = GgufFile::open(path);
+    if (!f) return f.status();
+    std::shared_ptr<Model> m(new Model());
+    m->gguf_ = std::move(f.value());
+    for (const std::string& spec : options.override_kv) {
+        auto kv = parse_override_kv(spec);
+        if (!kv) return kv.status();
+        m->gguf_.set_override(kv->first, kv->second);
+    }
+    KILN_TRY(m->bind(options));
+    return m;
+}
+
+Status Model::bind(const LoadOptions&) {
+    ModelBinder b(*this);
+    KILN_TRY(b.bind_config());
+    KILN_TRY(b.bind_tensors());
+    auto tok = Tokenizer::from_gguf(gguf_);
+    if (!tok) return tok.status().with_context(gguf_.path());
+    tokenizer_ = std::make_unique<Tokenizer>(std::move(tok.value()));
+    if (tokenizer_->n_vocab() < config_.n_vocab) {
+        return Status::error("%s: tokenizer has %d tokens but token_embd has %d rows", gguf_.path().c_str(), tokenizer_->n_vocab(), config_.n_vocab);
+    }
+    return Status::ok();
+}
+
+std::string Model::description() const {
+    // The dominant weight type by bytes, like llama.cpp's "Q4_K - Medium" but plain.
+    uint64_t best = 0;
+    const char* type = "?";
+    std::map<std::string, uint64_t> by_type;
+    for (const GgufTensor& t : gguf_.tensors()) by_type[dtype_name(t.dtype)] += t.nbytes;
+    for (auto& [name, b] : by_type)
+        if (b > best) best = b, type = name.c_str();
+    double p = double(n_params_);
+    std::string size = p >= 1e9 ? strfmt("%.1fB", p / 1e9) : strfmt("%.0fM", p / 1e6);
+    return strfmt("%s %s %s", arch_name(config_.arch), size.c_str(), type);
+}
+
+}  // namespace kiln

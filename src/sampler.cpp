@@ -1,0 +1,95 @@
+#include "kiln/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace kiln {
+
+Status validate(const SamplerParams& p) {
+    if (!std::isfinite(p.temperature)) return Status::error("--temp %g is not finite", double(p.temperature));
+    if (!(p.top_p >= 0) || p.top_p > 1) return Status::error("--top-p %g must be in [0, 1]", double(p.top_p));
+    if (!(p.min_p >= 0) || p.min_p > 1) return Status::error("--min-p %g must be in [0, 1]", double(p.min_p));
+    if (!(p.repeat_penalty > 0) || !std::isfinite(p.repeat_penalty)) return Status::error("--repeat-penalty %g must be positive", double(p.repeat_penalty));
+    if (p.repeat_last_n < 0) return Status::error("--repeat-last-n %d must be >= 0", p.repeat_last_n);
+    return Status::ok();
+}
+
+Sampler::Sampler(const SamplerParams& params, int n_vocab) : params_(params), n_vocab_(n_vocab), rng_(params.seed) {}
+
+void Sampler::accept(int32_t token) {
+    if (params_.repeat_last_n <= 0) return;
+    recent_.push_back(token);
+    while (int(recent_.size()) > params_.repeat_last_n) recent_.pop_front();
+}
+
+double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
+
+std::vector<std::pair<int32_t, float>> Sampler::distribution(const float* logits) const {
+    std::vector<std::pair<int32_t, float>> cand(static_cast<size_t>(n_vocab_));  // (token, logit), then probability
+    for (int i = 0; i < n_vocab_; ++i) cand[size_t(i)] = {i, logits[i]};
+    // Repetition penalty (llama.cpp's: divide positive logits, multiply negative ones).
+    if (params_.repeat_penalty != 1.0f) {
+        std::vector<bool> seen(static_cast<size_t>(n_vocab_), false);
+        for (int32_t t : recent_)
+            if (t >= 0 && t < n_vocab_ && !seen[size_t(t)]) {
+                seen[size_t(t)] = true;
+                float& l = cand[size_t(t)].second;
+                l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
+            }
+    }
+    auto by_logit = [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); };
+    if (params_.temperature <= 0) {
+        auto best = std::min_element(cand.begin(), cand.end(), by_logit);
+        return {{best->first, 1.0f}};
+    }
+    // top-k
+    size_t keep = cand.size();
+    if (params_.top_k > 0 && size_t(params_.top_k) < keep) keep = size_t(params_.top_k);
+    std::partial_sort(cand.begin(), cand.begin() + long(keep), cand.end(), by_logit);
+    cand.resize(keep);
+    // Softmax over the survivors (before temperature, as llama.cpp's top-p/min-p see it).
+    auto softmax = [&](float temp) {
+        const float mx = cand[0].second;
+        double sum = 0;
+        std::vector<double> p(cand.size());
+        for (size_t i = 0; i < cand.size(); ++i) sum += (p[i] = std::exp(double(cand[i].second - mx) / double(temp)));
+        std::vector<float> out(cand.size());
+        for (size_t i = 0; i < cand.size(); ++i) out[i] = float(p[i] / sum);
+        return out;
+    };
+    std::vector<float> prob = softmax(1.0f);
+    // top-p: smallest prefix whose mass reaches top_p.
+    if (params_.top_p < 1.0f) {
+        double cum = 0;
+        size_t n = 0;
+        while (n < cand.size()) {
+            cum += prob[n++];
+            if (cum >= params_.top_p) break;
+        }
+        cand.resize(std::max<size_t>(1, n));
+        prob.resize(cand.size());
+    }
+    // min-p: drop tokens below min_p times the best probability.
+    if (params_.min_p > 0) {
+        size_t n = 1;
+        while (n < cand.size() && prob[n] >= params_.min_p * prob[0]) ++n;
+        cand.resize(n);
+    }
+    prob = softmax(params_.temperature);
+    std::vector<std::pair<int32_t, float>> out(cand.size());
+    for (size_t i = 0; i < cand.size(); ++i) out[i] = {cand[i].first, prob[i]};
+    return out;
+}
+
+int32_t Sampler::sample(const float* logits) {
+    auto dist = distribution(logits);
+    if (dist.size() == 1) return dist[0].first;
+    double r = uniform(), cum = 0;
+    for (const auto& [tok, p] : dist) {
+        cum += p;
+        if (r < cum) return tok;
+    }
+    return dist.back().first;
+}
+
+}  // namespace kiln

