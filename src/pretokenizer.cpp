@@ -346,6 +346,23 @@ struct Piece {
     size_t begin, end;  // byte offsets into the subject
 };
 
+// Per-thread match buffers: encode() may be called once per short chat fragment, so they
+// are made once per thread, not per call. Only the whole-match offsets are read, so 16
+// pairs are enough for every pattern (PCRE2 returns 0 when captures do not fit).
+struct MatchScratch {
+    pcre2_match_context* mc = pcre2_match_context_create(nullptr);
+    pcre2_jit_stack* js = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, nullptr);
+    pcre2_match_data* md = pcre2_match_data_create(16, nullptr);
+    MatchScratch() {
+        if (mc && js) pcre2_jit_stack_assign(mc, nullptr, js);
+    }
+    ~MatchScratch() {
+        pcre2_match_data_free(md);
+        pcre2_jit_stack_free(js);
+        pcre2_match_context_free(mc);
+    }
+};
+
 size_t utf8_len(const std::string& s, size_t i) {
     uint8_t c = uint8_t(s[i]);
     size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
@@ -395,11 +412,10 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string>& words
     }
 
     std::vector<Piece> pieces = {{0, subject.size()}}, next;
-    pcre2_match_context* mc = pcre2_match_context_create(nullptr);
-    pcre2_jit_stack* js = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, nullptr);
-    if (mc && js) pcre2_jit_stack_assign(mc, nullptr, js);
+    thread_local MatchScratch scratch;
+    pcre2_match_context* mc = scratch.mc;
+    pcre2_match_data* md = scratch.md;
     for (const auto& re : regexes_) {
-        pcre2_match_data* md = pcre2_match_data_create_from_pattern(re->code, nullptr);
         next.clear();
         next.reserve(pieces.size() * 2);
         for (const Piece& p : pieces) {
@@ -432,11 +448,8 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string>& words
             }
             if (gap < len) next.push_back({p.begin + gap, p.end});
         }
-        pcre2_match_data_free(md);
         pieces.swap(next);
     }
-    pcre2_jit_stack_free(js);
-    pcre2_match_context_free(mc);
 
     for (const Piece& p : pieces) {
         size_t b = remap ? to_word[p.begin] : p.begin, e = remap ? to_word[p.end] : p.end;

@@ -38,17 +38,18 @@ std::vector<Fragment> partition(const Tokenizer::Impl& t, std::string_view text,
     if (t.special_order.empty()) return frags;
 
     std::vector<int32_t> ranks;
+    std::vector<uint8_t> seen(t.special_order.size(), 0);
     for (size_t i = 0; i < text.size(); ++i) {
         if (!t.special_trie.may_start(uint8_t(text[i]))) continue;
         t.special_trie.for_each_prefix(text, i, [&](int32_t rank) {
             TokenId id = t.special_order[rank];
             // Without parse_special only user-defined tokens split the text.
-            if (!parse_special && (t.attrs[id] & (ATTR_CONTROL | ATTR_UNKNOWN))) return;
+            if (seen[rank] || (!parse_special && (t.attrs[id] & (ATTR_CONTROL | ATTR_UNKNOWN)))) return;
+            seen[rank] = 1;
             ranks.push_back(rank);
         });
     }
     std::sort(ranks.begin(), ranks.end());
-    ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
 
     std::vector<Fragment> next;
     for (int32_t rank : ranks) {

@@ -248,7 +248,10 @@ std::string Tokenizer::Impl::piece_for_cache(TokenId id) const {
             std::string utf8;
             append_utf8(utf8, cp > 0x10FFFF ? 0xFFFD : cp);
             out += "[UNK_BYTE_0x";
-            for (char c : utf8) out += strfmt("%02x", unsigned(uint8_t(c)));
+            for (char c : utf8) {
+                out += "0123456789abcdef"[uint8_t(c) >> 4];
+                out += "0123456789abcdef"[uint8_t(c) & 15];
+            }
             out += text + "]";
         }
         return out;

@@ -32,7 +32,11 @@ enum TokenAttr : uint16_t {
 // "a", so a lookup of two adjacent symbols needs no string building.
 class MergeTable {
 public:
-    void reserve_text(size_t bytes) { arena_.reserve(bytes); }
+    void reserve(size_t merges, size_t text_bytes) {
+        arena_.reserve(text_bytes);
+        head_.reserve(merges);
+        entries_.reserve(merges);
+    }
     // First occurrence of a pair wins, as with llama.cpp's bpe_ranks.emplace.
     void add(std::string_view left, std::string_view right, int32_t rank);
     // Rank of merging `left` with the text right after it (`joined` = left + right), or -1.

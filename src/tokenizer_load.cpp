@@ -292,7 +292,7 @@ Status load_tokenizer(const GgufFile& f, Tokenizer::Impl& t) {
             return Status::error("%s: metadata '%s' has too many entries", path.c_str(), K_MERGES);
         size_t bytes = 0;
         for (std::string_view m : mv.arr_strings) bytes += m.size();
-        t.merges.reserve_text(bytes);
+        t.merges.reserve(mv.arr_strings.size(), bytes);
         for (size_t i = 0; i < mv.arr_strings.size(); ++i) {
             std::string_view m = mv.arr_strings[i];
             size_t pos = m.size() > 1 ? m.find(' ', 1) : std::string_view::npos;

@@ -1,0 +1,254 @@
+// kiln-bench: prompt processing (ppN) and token generation (tgN) speed, in llama-bench's
+// spirit, plus the cost of verifying k drafted tokens in one forward (vK) relative to one
+// decode step. It measures the machine's read bandwidth first and reports decode as GB/s
+// and as a percentage of it. stdout carries only the table (or JSON); progress goes to stderr.
+//
+//   kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t 2] [-r 3] [-o md|json]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bandwidth.h"
+#include "kiln/kiln.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+    std::vector<std::string> models;
+    std::vector<int> pp{512}, tg{128}, verify{8}, depth{0};
+    int threads = 0, reps = 3;
+    std::string output = "md", isa;
+    bool probe = true;
+};
+
+int fail(const std::string& m) {
+    std::fprintf(stderr, "kiln-bench: %s\n", m.c_str());
+    return 1;
+}
+
+bool parse_list(const char* v, std::vector<int>* out, int lo) {
+    out->clear();
+    std::string s = v;
+    size_t at = 0;
+    while (at <= s.size()) {
+        size_t comma = s.find(',', at);
+        std::string item = s.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+        char* end = nullptr;
+        long x = std::strtol(item.c_str(), &end, 10);
+        if (item.empty() || *end || x < lo || x > (1 << 22)) return false;
+        out->push_back(int(x));
+        if (comma == std::string::npos) break;
+        at = comma + 1;
+    }
+    return true;
+}
+
+struct Result {
+    std::string model, test;
+    int depth = 0;
+    std::vector<double> tps;  // one per repetition
+    double median() const {
+        std::vector<double> v = tps;
+        std::sort(v.begin(), v.end());
+        return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+    }
+    double mean() const {
+        double s = 0;
+        for (double x : tps) s += x;
+        return tps.empty() ? 0 : s / double(tps.size());
+    }
+    double stddev() const {
+        if (tps.size() < 2) return 0;
+        double m = mean(), s = 0;
+        for (double x : tps) s += (x - m) * (x - m);
+        return std::sqrt(s / double(tps.size() - 1));
+    }
+};
+
+std::vector<int32_t> random_tokens(int n, int n_vocab, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::vector<int32_t> v(size_t(std::max(n, 0)));
+    for (auto& t : v) t = int32_t(rng() % uint32_t(n_vocab));
+    return v;
+}
+
+double seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Args a;
+    for (int i = 1; i < argc; ++i) {
+        std::string f = argv[i];
+        const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
+        auto need = [&]() {
+            if (!v) return false;
+            ++i;
+            return true;
+        };
+        if (f == "-h" || f == "--help") {
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe]\n"
+                        "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
+                        "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
+                        "  lists are comma separated; 0 disables a test kind\n");
+            return 0;
+        }
+        if (f == "-m" || f == "--model") { if (!need()) return fail("-m needs a file"); a.models.push_back(v); }
+        else if (f == "-p") { if (!need() || !parse_list(v, &a.pp, 0)) return fail("-p needs a list of token counts"); }
+        else if (f == "-n") { if (!need() || !parse_list(v, &a.tg, 0)) return fail("-n needs a list of token counts"); }
+        else if (f == "-v") { if (!need() || !parse_list(v, &a.verify, 0)) return fail("-v needs a list of batch sizes"); }
+        else if (f == "-d") { if (!need() || !parse_list(v, &a.depth, 0)) return fail("-d needs a list of depths"); }
+        else if (f == "-t") { std::vector<int> t; if (!need() || !parse_list(v, &t, 1) || t.size() != 1) return fail("-t needs a thread count"); a.threads = t[0]; }
+        else if (f == "-r") { std::vector<int> r; if (!need() || !parse_list(v, &r, 1) || r.size() != 1) return fail("-r needs a repetition count"); a.reps = r[0]; }
+        else if (f == "-o") { if (!need() || (std::strcmp(v, "md") && std::strcmp(v, "json"))) return fail("-o must be md or json"); a.output = v; }
+        else if (f == "--isa") { if (!need()) return fail("--isa needs a name"); a.isa = v; }
+        else if (f == "--no-probe") a.probe = false;
+        else return fail("unknown flag '" + f + "' (see --help)");
+    }
+    if (a.models.empty()) return fail("no model given (-m FILE.gguf)");
+    const int threads = a.threads > 0 ? a.threads : kiln::default_thread_count();
+
+    double bw = 0;
+    if (a.probe) {
+        std::fprintf(stderr, "kiln-bench: measuring read bandwidth with %d threads...\n", threads);
+        bw = kiln::bench::measure_read_bandwidth(threads);
+    }
+
+    std::vector<Result> results;
+    nlohmann::json jout = nlohmann::json::array();
+    std::vector<std::string> rows;
+    for (const std::string& path : a.models) {
+        auto model = kiln::Model::load(path);
+        if (!model) return fail(model.message());
+        const kiln::Model& m = *model.value();
+        const int n_vocab = m.config().n_vocab;
+        int max_ctx = 0;
+        for (int d : a.depth) {
+            for (int p : a.pp) max_ctx = std::max(max_ctx, d + p);
+            for (int n : a.tg) max_ctx = std::max(max_ctx, d + n + 1);
+            for (int k : a.verify) max_ctx = std::max(max_ctx, d + k + 1);
+        }
+        kiln::SessionOptions so;
+        so.n_threads = threads;
+        so.n_ctx = std::max(max_ctx, 16);
+        if (!a.isa.empty()) so.isa = a.isa.c_str();
+        auto session = kiln::Session::create(model.value(), so);
+        if (!session) return fail(session.message());
+        kiln::Session& s = *session.value();
+        const std::string desc = m.description();
+
+        // Fills the cache to `depth` (not timed).
+        auto prefill_depth = [&](int depth) -> kiln::Status {
+            KILN_TRY(s.truncate(0));
+            if (depth > 0) KILN_TRY(s.forward(random_tokens(depth, n_vocab, 7)));
+            return kiln::Status::ok();
+        };
+        auto run = [&](const std::string& test, int depth, auto&& body) -> kiln::Status {
+            Result r{desc, test, depth, {}};
+            KILN_TRY(prefill_depth(depth));
+            KILN_TRY(body(true));  // warm-up
+            for (int rep = 0; rep < a.reps; ++rep) {
+                KILN_TRY(prefill_depth(depth));
+                double tps = 0;
+                KILN_TRY(body(false, &tps));
+                r.tps.push_back(tps);
+            }
+            std::fprintf(stderr, "kiln-bench: %s %s @ d%d: %.2f t/s\n", path.c_str(), test.c_str(), depth, r.median());
+            results.push_back(r);
+            return kiln::Status::ok();
+        };
+        double decode_step_s = 0;
+        for (int depth : a.depth) {
+            for (int p : a.pp) {
+                if (p <= 0) continue;
+                const auto toks = random_tokens(p, n_vocab, 11);
+                kiln::Status st = run("pp" + std::to_string(p), depth, [&](bool warm, double* tps = nullptr) -> kiln::Status {
+                    auto t0 = Clock::now();
+                    KILN_TRY(s.forward(warm ? std::span<const int32_t>(toks.data(), std::min<size_t>(toks.size(), 16)) : std::span<const int32_t>(toks)));
+                    if (tps) *tps = p / seconds(t0);
+                    return kiln::Status::ok();
+                });
+                if (!st) return fail(st.message());
+            }
+            for (int n : a.tg) {
+                if (n <= 0) continue;
+                kiln::Status st = run("tg" + std::to_string(n), depth, [&](bool warm, double* tps = nullptr) -> kiln::Status {
+                    int32_t t = 1;
+                    const int steps = warm ? 4 : n;
+                    auto t0 = Clock::now();
+                    for (int i = 0; i < steps; ++i) {
+                        KILN_TRY(s.forward(std::span<const int32_t>(&t, 1)));
+                        t = int32_t(std::max_element(s.logits(), s.logits() + n_vocab) - s.logits());
+                    }
+                    if (tps) *tps = steps / seconds(t0);
+                    return kiln::Status::ok();
+                });
+                if (!st) return fail(st.message());
+                decode_step_s = 1.0 / results.back().median();
+            }
+            for (int k : a.verify) {
+                if (k <= 0) continue;
+                const auto toks = random_tokens(k, n_vocab, 13);
+                kiln::Status st = run("v" + std::to_string(k), depth, [&](bool, double* tps = nullptr) -> kiln::Status {
+                    // Ten verification forwards of k tokens, each rolled back as a rejected draft would be.
+                    const int base = s.n_past();
+                    auto t0 = Clock::now();
+                    for (int i = 0; i < 10; ++i) {
+                        KILN_TRY(s.forward(toks, /*all_logits=*/true));
+                        KILN_TRY(s.truncate(base));
+                    }
+                    if (tps) *tps = 10.0 * k / seconds(t0);
+                    return kiln::Status::ok();
+                });
+                if (!st) return fail(st.message());
+            }
+        }
+        const double gb = double(m.bytes_per_token()) / 1e9;
+        for (const Result& r : results) {
+            if (r.model != desc) continue;
+            nlohmann::json j = {{"model", path},       {"description", desc},   {"test", r.test},       {"depth", r.depth},
+                                {"threads", threads},  {"isa", a.isa.empty() ? kiln::cpu_isa_name() : a.isa},
+                                {"tps_median", r.median()}, {"tps_mean", r.mean()}, {"tps_stddev", r.stddev()}, {"samples", r.tps}};
+            std::string extra;
+            if (r.test.rfind("tg", 0) == 0) {
+                j["weights_gbps"] = r.median() * gb;
+                extra = bw > 0 ? kiln::strfmt("%.1f GB/s = %.0f%% of %.1f", r.median() * gb, 100 * r.median() * gb / bw, bw)
+                               : kiln::strfmt("%.1f GB/s", r.median() * gb);
+                if (bw > 0) j["bandwidth_fraction"] = r.median() * gb / bw;
+            }
+            if (r.test[0] == 'v' && decode_step_s > 0) {
+                const int k = std::stoi(r.test.substr(1));
+                const double cost = (k / r.median()) / decode_step_s;
+                j["cost_vs_decode_step"] = cost;
+                extra = kiln::strfmt("%.2fx one decode step", cost);
+            }
+            jout.push_back(j);
+            rows.push_back(kiln::strfmt("| %-28s | %8.2f MiB | %6.2f B | %-7s | %7d | %13s | %9.2f ± %6.2f | %-28s |", desc.c_str(),
+                                        double(m.gguf().file_size()) / 1048576.0, double(m.n_params()) / 1e9,
+                                        a.isa.empty() ? kiln::cpu_isa_name() : a.isa.c_str(), threads,
+                                        (r.test + (r.depth ? " @ d" + std::to_string(r.depth) : "")).c_str(), r.median(), r.stddev(),
+                                        extra.c_str()));
+        }
+    }
+    if (a.output == "json") {
+        nlohmann::json top = {{"read_bandwidth_gbps", bw}, {"results", jout}};
+        std::printf("%s\n", top.dump(2).c_str());
+    } else {
+        if (bw > 0) std::printf("read bandwidth (probe, %d threads): %.1f GB/s\n\n", threads, bw);
+        std::printf("| %-28s | %12s | %8s | %-7s | %7s | %13s | %18s | %-28s |\n", "model", "size", "params", "isa", "threads", "test",
+                    "t/s (median ± sd)", "decode bandwidth / verify cost");
+        std::printf("| %s | %s: | %s: | %s | %s: | %s: | %s: | %s |\n", std::string(28, '-').c_str(), std::string(11, '-').c_str(),
+                    std::string(7, '-').c_str(), std::string(7, '-').c_str(), std::string(6, '-').c_str(), std::string(12, '-').c_str(),
+                    std::string(17, '-').c_str(), std::string(28, '-').c_str());
+        for (const auto& r : rows) std::printf("%s\n", r.c_str());
+    }
+    return 0;
+}
