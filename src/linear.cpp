@@ -25,12 +25,9 @@ void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float
         act = q;
     }
     const cpu::ActRows a{act, stride, n};
-    // Tiles of 64 rows: a tile's weights stay in L2 while every activation row passes over
-    // them; each thread's tiles are one contiguous slice of W.
-    constexpr int64_t kTile = 64;
-    pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
-        for (int64_t t = r0; t < r1; t += kTile) fn(k, w.data, w.row_size(), t, std::min(t + kTile, r1), a, y, size_t(rows));
-    });
+    // Each thread takes one contiguous slice of W's rows (a multiple of 16, the GEMM panel
+    // height); the kernel tiles it for the cache.
+    pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) { fn(k, w.data, w.row_size(), r0, r1, a, y, size_t(rows)); });
 }
 
 }  // namespace kiln

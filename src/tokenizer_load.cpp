@@ -212,8 +212,8 @@ Status load_tokenizer(const GgufFile& f, Tokenizer::Impl& t) {
             add_warning(t, strfmt("%s: missing '%s', using the 'default' pre-tokenizer; tokenization may be degraded",
                                   path.c_str(), K_PRE));
         else if (!t.pre_spec.known)
-            add_warning(t, strfmt("%s: unknown pre-tokenizer '%s' (%s), using 'default'; tokenization may differ "
-                                  "from the model's",
+            add_warning(t, strfmt("%s: unknown or unsupported pre-tokenizer '%s' (%s), using 'default'; "
+                                  "tokenization may differ from the model's",
                                   path.c_str(), t.pre.c_str(), K_PRE));
         t.add_space_prefix = false;
         t.escape_whitespaces = t.pre_spec.escape_whitespaces;
@@ -259,10 +259,11 @@ Status load_tokenizer(const GgufFile& f, Tokenizer::Impl& t) {
     t.texts.reserve(size_t(n));  // never reallocated after this: to_id holds views into it
     t.scores.resize(size_t(n), 0.0f);
     t.attrs.resize(size_t(n), ATTR_NORMAL);
+    int32_t n_empty = 0;
     for (int32_t i = 0; i < n; ++i) {
         std::string_view s = tv.arr_strings[size_t(i)];
-        if (s.empty()) {
-            add_warning(t, strfmt("empty token at index %d", i));
+        if (s.empty()) {  // llama.cpp renames them so they stay distinct
+            if (n_empty++ == 0) add_warning(t, strfmt("%s: '%s'[%d] is empty", path.c_str(), K_TOKENS, i));
             t.texts.push_back("[EMPTY_" + std::to_string(i) + "]");
         } else {
             t.texts.emplace_back(s);

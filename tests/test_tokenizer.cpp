@@ -110,7 +110,7 @@ void check_vocab(const std::string& name, bool clean_spaces) {
         CHECK_MESSAGE(got == c.ids, name << ": input '" << c.input << "'\n  expected " << show(c.ids) << "\n  got      "
                                           << show(got));
         const std::string expect = clean_spaces ? replace_all(c.input, " ?", "?") : c.input;
-        CHECK_MESSAGE(tok.decode(c.ids, true) == expect, name << ": decode of '" << c.input << "'");
+        CHECK_MESSAGE(tok.decode(got, true) == expect, name << ": decode of '" << c.input << "'");
     }
     CHECK_MESSAGE(failed == 0, name << ": " << failed << " cases differ from llama.cpp");
 }

@@ -36,5 +36,7 @@ cmake --install build-test --prefix build-test/prefix >&2
 cmake -S tests/consumer -B build-test/consumer -DCMAKE_PREFIX_PATH="$root/build-test/prefix" >&2
 cmake --build build-test/consumer >&2
 build-test/consumer/kiln_consumer "$(python3 tools/fetch_models.py smollm2)"
-PKG_CONFIG_PATH="$root/build-test/prefix/lib/pkgconfig" pkg-config --cflags --libs kiln >/dev/null
+# and the same app through pkg-config
+g++ tests/consumer/main.cpp $(PKG_CONFIG_PATH="$root/build-test/prefix/lib/pkgconfig" pkg-config --cflags --libs kiln) -o build-test/consumer/kiln_consumer_pc
+build-test/consumer/kiln_consumer_pc "$(python3 tools/fetch_models.py smollm2)"
 echo "== all tests passed" >&2

@@ -19,16 +19,38 @@ using Arch = xsimd::avx512bw;
 #include "cpu/unpack-inl.h"
 #include "cpu/matmul_portable-inl.h"
 #include "cpu/matmul_vnni-inl.h"
+#include "cpu/gemm_vnni-inl.h"
 #include "cpu/f16c-inl.h"
 #include "cpu/ops-inl.h"
 #include "cpu/isa_common-inl.h"
 
 namespace kiln::cpu {
 
+namespace KILN_ISA_NS {
+// Up to 8 tokens (decode, speculative verification) the row kernels decode each weight
+// block once for all tokens and stream W at memory speed; beyond that the repacking GEMM
+// keeps a 16-row panel in L2 for the whole batch.
+template <DType T>
+void matmul_auto(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
+    if (a.ny > 8) gemm::matmul<T>(k, w, w_stride, r0, r1, a, y, y_stride);
+    else vnni::matmul<T>(k, w, w_stride, r0, r1, a, y, y_stride);
+}
+}  // namespace KILN_ISA_NS
+
 void fill_avx512(KernelTable& t) {
     t.isa = Isa::Avx512;
     KILN_ISA_NS::fill_common(t);
-    KILN_ISA_NS::fill_matmul_vnni(t);
+    using KILN_ISA_NS::matmul_auto;
+    t.matmul[int(DType::Q4_0)] = matmul_auto<DType::Q4_0>;
+    t.matmul[int(DType::Q4_1)] = matmul_auto<DType::Q4_1>;
+    t.matmul[int(DType::Q5_0)] = matmul_auto<DType::Q5_0>;
+    t.matmul[int(DType::Q5_1)] = matmul_auto<DType::Q5_1>;
+    t.matmul[int(DType::Q8_0)] = matmul_auto<DType::Q8_0>;
+    t.matmul[int(DType::Q2_K)] = matmul_auto<DType::Q2_K>;
+    t.matmul[int(DType::Q3_K)] = matmul_auto<DType::Q3_K>;
+    t.matmul[int(DType::Q4_K)] = matmul_auto<DType::Q4_K>;
+    t.matmul[int(DType::Q5_K)] = matmul_auto<DType::Q5_K>;
+    t.matmul[int(DType::Q6_K)] = matmul_auto<DType::Q6_K>;
     t.dot_f16 = KILN_ISA_NS::dot_f16;
     t.axpy_f16 = KILN_ISA_NS::axpy_f16;
     t.f32_to_f16 = KILN_ISA_NS::f32_to_f16;

@@ -47,6 +47,7 @@ struct Dec<DType::Q4_0> {
     using Block = block_q4_0;
     static constexpr int kSub = 1;
     static constexpr bool kSigned = true, kMin = false;  // q - 8, exact in integers as ggml's q4_0 x q8_0
+    static constexpr bool kHalvesEqual = true;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b) {}
     Sub decode(int) const {
         return {_mm256_sub_epi8(expand_nibbles16(b_.qs), _mm256_set1_epi8(8)), _mm256_set1_ps(h2f(b_.d)), 0, 0};
@@ -59,6 +60,7 @@ struct Dec<DType::Q4_1> {
     using Block = block_q4_1;
     static constexpr int kSub = 1;
     static constexpr bool kSigned = false, kMin = true;
+    static constexpr bool kHalvesEqual = true;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b) {}
     Sub decode(int) const {
         const float m = h2f(b_.m);
@@ -72,6 +74,7 @@ struct Dec<DType::Q5_0> {
     using Block = block_q5_0;
     static constexpr int kSub = 1;
     static constexpr bool kSigned = true, kMin = false;  // q - 16, exact in integers
+    static constexpr bool kHalvesEqual = true;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b) {}
     Sub decode(int) const {
         uint32_t qh;
@@ -87,6 +90,7 @@ struct Dec<DType::Q5_1> {
     using Block = block_q5_1;
     static constexpr int kSub = 1;
     static constexpr bool kSigned = false, kMin = true;
+    static constexpr bool kHalvesEqual = true;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b) {}
     Sub decode(int) const {
         uint32_t qh;
@@ -102,6 +106,7 @@ struct Dec<DType::Q8_0> {
     using Block = block_q8_0;
     static constexpr int kSub = 1;
     static constexpr bool kSigned = true, kMin = false;
+    static constexpr bool kHalvesEqual = true;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b) {}
     Sub decode(int) const {
         return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b_.qs)), _mm256_set1_ps(h2f(b_.d)), 0, 0};
@@ -133,6 +138,7 @@ struct Dec<DType::Q4_K> {
     using Block = block_q4_K;
     static constexpr int kSub = 8;
     static constexpr bool kSigned = false, kMin = true;
+    static constexpr bool kHalvesEqual = true;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b), sm_(b.d, b.dmin, b.scales) {}
     Sub decode(int s) const { return sm_.nibbles(b_.qs, s); }
     const Block& b_;
@@ -144,6 +150,7 @@ struct Dec<DType::Q5_K> {
     using Block = block_q5_K;
     static constexpr int kSub = 8;
     static constexpr bool kSigned = false, kMin = true;
+    static constexpr bool kHalvesEqual = true;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b), sm_(b.d, b.dmin, b.scales), qh_(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh))) {}
     Sub decode(int s) const {
         Sub r = sm_.nibbles(b_.qs, s);
@@ -162,6 +169,7 @@ struct Dec<DType::Q6_K> {
     using Block = block_q6_K;
     static constexpr int kSub = 8;
     static constexpr bool kSigned = false, kMin = true;
+    static constexpr bool kHalvesEqual = false;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b), d_(h2f(b.d)) {}
     Sub decode(int s) const {
         const int half = s / 4, t = s % 4;
@@ -182,6 +190,7 @@ struct Dec<DType::Q3_K> {
     using Block = block_q3_K;
     static constexpr int kSub = 8;
     static constexpr bool kSigned = false, kMin = true;
+    static constexpr bool kHalvesEqual = false;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b), d_(h2f(b.d)), hm_(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask))) {}
     Sub decode(int s) const {
         __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b_.qs + 32 * (s / 4)));
@@ -203,6 +212,7 @@ struct Dec<DType::Q2_K> {
     using Block = block_q2_K;
     static constexpr int kSub = 8;
     static constexpr bool kSigned = false, kMin = true;
+    static constexpr bool kHalvesEqual = false;  // one scale and min per 32
     explicit Dec(const Block& b) : b_(b), d_(h2f(b.d)), dmin_(h2f(b.dmin)) {}
     Sub decode(int s) const {
         __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b_.qs + 32 * (s / 4)));
@@ -289,18 +299,5 @@ void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, c
 }
 
 }  // namespace vnni
-
-inline void fill_matmul_vnni(KernelTable& t) {
-    t.matmul[int(DType::Q4_0)] = vnni::matmul<DType::Q4_0>;
-    t.matmul[int(DType::Q4_1)] = vnni::matmul<DType::Q4_1>;
-    t.matmul[int(DType::Q5_0)] = vnni::matmul<DType::Q5_0>;
-    t.matmul[int(DType::Q5_1)] = vnni::matmul<DType::Q5_1>;
-    t.matmul[int(DType::Q8_0)] = vnni::matmul<DType::Q8_0>;
-    t.matmul[int(DType::Q2_K)] = vnni::matmul<DType::Q2_K>;
-    t.matmul[int(DType::Q3_K)] = vnni::matmul<DType::Q3_K>;
-    t.matmul[int(DType::Q4_K)] = vnni::matmul<DType::Q4_K>;
-    t.matmul[int(DType::Q5_K)] = vnni::matmul<DType::Q5_K>;
-    t.matmul[int(DType::Q6_K)] = vnni::matmul<DType::Q6_K>;
-}
 
 }  // namespace kiln::cpu::KILN_ISA_NS

@@ -36,6 +36,7 @@ common = [
     "<b>html</b> &amp; {\"json\": [1, 2, null]} // comment\r\nwindows line\r\n",
     "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕞𝕒𝕥𝕙 ∀x∈ℝ: x² ≥ 0 ⟹ √(x²) = |x|",
     "lorem ipsum dolor sit amet, " * 40,
+    "nbsp\u00a0 ideographic\u3000\u3000 thin\u2009 nel\u0085 zwsp\u200b end\u00a0",
 ]
 
 models = {
@@ -85,6 +86,7 @@ for model, chat in models.items():
     add(chat, add_special=True, parse_special=True)
     add(chat, parse_special=False)
     add(raw=b"bad utf8: \xff\xfe abc \xe2\x82 \xc3(  \xf0\x9f\x98")
+    add(raw=b"-\xc2\xa0\xfe    \xed\xa0\x80\xc2\x85'd\xc0\x80x \xe2\x80\x9d@", parse_special=True)
     doc["models"].append({"file": model, "cases": cases})
 
 # One case per line keeps the file readable and diffs small.

@@ -1,0 +1,81 @@
+// Microbenchmarks of the quantized matmul kernels, per weight type, ISA and batch size
+// (1 = decode, 8 = speculative verification, 64 / 512 = prefill), single-threaded.
+// Bytes processed = weight bytes streamed; items processed = multiply-accumulates.
+//   build/kiln_microbench --benchmark_filter='matmul/q4_K'
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "cpu/kernels.h"
+#include "ref/quants.h"
+
+namespace {
+
+using kiln::DType;
+using namespace kiln::cpu;
+
+struct Setup {
+    std::vector<uint8_t> w, act;
+    std::vector<float> y;
+    size_t w_stride = 0, a_stride = 0;
+};
+
+Setup make(const KernelTable& kt, DType t, int64_t rows, int64_t k, int ny) {
+    Setup s;
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.0f, 0.05f);
+    s.w_stride = kiln::row_bytes(t, k);
+    s.w.resize(s.w_stride * size_t(rows));
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t r = 0; r < rows; ++r) {
+        for (float& x : row) x = nd(rng);
+        kiln::ref::quantize_row(t, row.data(), s.w.data() + size_t(r) * s.w_stride, k);
+    }
+    const ActFormat f = act_format(t);
+    s.a_stride = act_row_bytes(f, k);
+    s.act.resize(s.a_stride * size_t(ny));
+    for (int c = 0; c < ny; ++c) {
+        for (float& x : row) x = nd(rng) * 20;
+        uint8_t* dst = s.act.data() + size_t(c) * s.a_stride;
+        if (f == ActFormat::Q8K) kt.quantize_q8K(row.data(), reinterpret_cast<kiln::block_q8_K*>(dst), k);
+        else if (f == ActFormat::Q8x32) kt.quantize_q8x32(row.data(), reinterpret_cast<block_q8_x32*>(dst), k);
+        else std::memcpy(dst, row.data(), size_t(k) * 4);
+    }
+    s.y.resize(size_t(rows) * size_t(ny));
+    return s;
+}
+
+void bm_matmul(benchmark::State& state, Isa isa, DType t) {
+    const KernelTable* kt = table_for(isa);
+    if (!kt) {
+        state.SkipWithError("ISA not supported by this CPU");
+        return;
+    }
+    const int ny = int(state.range(0));
+    const int64_t rows = 1024, k = 2048;
+    Setup s = make(*kt, t, rows, k, ny);
+    const ActRows a{s.act.data(), s.a_stride, ny};
+    for (auto _ : state) {
+        kt->matmul[int(t)](k, s.w.data(), s.w_stride, 0, rows, a, s.y.data(), size_t(rows));
+        benchmark::DoNotOptimize(s.y.data());
+    }
+    state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(s.w.size()));
+    state.SetItemsProcessed(int64_t(state.iterations()) * rows * k * ny);
+}
+
+void register_all() {
+    for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic}) {
+        for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F16}) {
+            const std::string name = std::string("matmul/") + kiln::dtype_name(t) + "/" + isa_name(isa);
+            auto* b = benchmark::RegisterBenchmark(name.c_str(), bm_matmul, isa, t);
+            for (int ny : {1, 8, 64, 512})
+                if (isa == Isa::Avx512 || ny <= 8) b->Arg(ny);
+            b->Unit(benchmark::kMicrosecond);
+        }
+    }
+}
+
+const bool registered = (register_all(), true);
+
+}  // namespace
