@@ -20,6 +20,7 @@ using Arch = xsimd::avx512bw;
 #include "cpu/matmul_portable-inl.h"
 #include "cpu/matmul_vnni-inl.h"
 #include "cpu/gemm_vnni-inl.h"
+#include "cpu/gemv_kquants-inl.h"
 #include "cpu/f16c-inl.h"
 #include "cpu/ops-inl.h"
 #include "cpu/isa_common-inl.h"
@@ -27,6 +28,15 @@ using Arch = xsimd::avx512bw;
 namespace kiln::cpu {
 
 namespace KILN_ISA_NS {
+// The row kernel for NY tokens: specialised for the k-quants that dominate Q4_K_M files,
+// the generic decoder-based one otherwise.
+template <DType T, int NY>
+void vnni::rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
+    if constexpr (T == DType::Q4_K) gemv::rows_q4_K<NY>(k, w, w_stride, r0, r1, act, y);
+    else if constexpr (T == DType::Q6_K) gemv::rows_q6_K<NY>(k, w, w_stride, r0, r1, act, y);
+    else matmul_rows<T, NY>(k, w, w_stride, r0, r1, act, y);
+}
+
 // Up to 8 tokens (decode, speculative verification) the row kernels decode each weight
 // block once for all tokens and stream W at memory speed; beyond that the repacking GEMM
 // keeps a 16-row panel in L2 for the whole batch.

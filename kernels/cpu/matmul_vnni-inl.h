@@ -274,6 +274,9 @@ void matmul_rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
     }
 }
 
+template <DType T, int NY>
+void rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y);
+
 template <DType T>
 void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
     constexpr int kMaxCols = 8;  // activation rows per pass: a weight sub-block is decoded once per 8
@@ -286,14 +289,14 @@ void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, c
             out[c] = y + size_t(c0 + c) * y_stride;
         }
         switch (nc) {
-            case 1: matmul_rows<T, 1>(k, w, w_stride, r0, r1, act, out); break;
-            case 2: matmul_rows<T, 2>(k, w, w_stride, r0, r1, act, out); break;
-            case 3: matmul_rows<T, 3>(k, w, w_stride, r0, r1, act, out); break;
-            case 4: matmul_rows<T, 4>(k, w, w_stride, r0, r1, act, out); break;
-            case 5: matmul_rows<T, 5>(k, w, w_stride, r0, r1, act, out); break;
-            case 6: matmul_rows<T, 6>(k, w, w_stride, r0, r1, act, out); break;
-            case 7: matmul_rows<T, 7>(k, w, w_stride, r0, r1, act, out); break;
-            default: matmul_rows<T, 8>(k, w, w_stride, r0, r1, act, out); break;
+            case 1: rows<T, 1>(k, w, w_stride, r0, r1, act, out); break;
+            case 2: rows<T, 2>(k, w, w_stride, r0, r1, act, out); break;
+            case 3: rows<T, 3>(k, w, w_stride, r0, r1, act, out); break;
+            case 4: rows<T, 4>(k, w, w_stride, r0, r1, act, out); break;
+            case 5: rows<T, 5>(k, w, w_stride, r0, r1, act, out); break;
+            case 6: rows<T, 6>(k, w, w_stride, r0, r1, act, out); break;
+            case 7: rows<T, 7>(k, w, w_stride, r0, r1, act, out); break;
+            default: rows<T, 8>(k, w, w_stride, r0, r1, act, out); break;
         }
     }
 }
