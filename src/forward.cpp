@@ -104,9 +104,7 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
 
         // ---- attention block ----
         per_token([&](int i) { kt.rms_norm(x + size_t(i) * E, f32(L.attn_norm), xn + size_t(i) * E, E, c.rms_eps); });
-        linear(s, pool, L.wq, xn, n, q);  // (n, H, D)
-        linear(s, pool, L.wk, xn, n, k);  // (n, Hkv, D)
-        linear(s, pool, L.wv, xn, n, v);  // (n, Hkv, Dv)
+        linear_group(s, pool, {&L.wq, &L.wk, &L.wv}, xn, n, {q, k, v});  // (n, H, D), (n, Hkv, D), (n, Hkv, Dv)
         tap("attn_norm", il, xn, size_t(n) * E);
         tap("Vcur", il, v, size_t(n) * Hkv * Dv);
         per_token([&](int i) {
@@ -157,8 +155,7 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
         // ---- feed-forward block ----
         tap("ffn_inp", il, x, size_t(n) * E);
         tap("ffn_norm", il, xn, size_t(n) * E);
-        linear(s, pool, L.ffn_gate, xn, n, s.gate());  // (n, F)
-        linear(s, pool, L.ffn_up, xn, n, s.up());      // (n, F)
+        linear_group(s, pool, {&L.ffn_gate, &L.ffn_up}, xn, n, {s.gate(), s.up()});  // (n, F) each
         tap("ffn_gate", il, s.gate(), size_t(n) * F);
         tap("ffn_up", il, s.up(), size_t(n) * F);
         per_token([&](int i) {

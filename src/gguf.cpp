@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cinttypes>
 #include <cstring>
 
@@ -170,7 +171,7 @@ std::string GgufTensor::shape_string() const {
 
 // ---- MappedFile ----------------------------------------------------------------------
 
-Expected<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
+Expected<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path, bool use_mmap) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::error("%s: cannot open: %s", path.c_str(), std::strerror(errno));
     struct stat st;
@@ -181,20 +182,41 @@ Expected<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) 
     std::shared_ptr<MappedFile> m(new MappedFile());
     m->path_ = path;
     m->size_ = uint64_t(st.st_size);
-    if (m->size_ > 0) {
+    if (m->size_ > 0 && !use_mmap) {
+        // Anonymous memory on transparent huge pages, filled from the file: page-cache
+        // mappings use 4 KiB pages, and streaming weights through them costs TLB misses.
+        const size_t len = (m->size_ + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+        void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            ::close(fd);
+            return Status::error("%s: cannot allocate %zu bytes to load it: %s", path.c_str(), len, std::strerror(errno));
+        }
+        madvise(p, len, MADV_HUGEPAGE);
+        m->data_ = static_cast<const uint8_t*>(p);
+        m->mapped_len_ = len;
+        for (uint64_t done = 0; done < m->size_;) {
+            const ssize_t n = ::pread(fd, static_cast<uint8_t*>(p) + done, m->size_ - done, off_t(done));
+            if (n <= 0) {
+                ::close(fd);
+                return Status::error("%s: read failed at offset %llu: %s", path.c_str(), (unsigned long long)done, n < 0 ? std::strerror(errno) : "unexpected end of file");
+            }
+            done += uint64_t(n);
+        }
+    } else if (m->size_ > 0) {
         void* p = mmap(nullptr, m->size_, PROT_READ, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) {
             ::close(fd);
             return Status::error("%s: mmap failed: %s", path.c_str(), std::strerror(errno));
         }
         m->data_ = static_cast<const uint8_t*>(p);
+        m->mapped_len_ = m->size_;
     }
     ::close(fd);
     return m;
 }
 
 MappedFile::~MappedFile() {
-    if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+    if (data_) munmap(const_cast<uint8_t*>(data_), mapped_len_);
 }
 
 // ---- parser --------------------------------------------------------------------------
@@ -427,8 +449,8 @@ Expected<GgufFile> GgufFile::parse(const uint8_t* bytes, uint64_t size, const st
     return f;
 }
 
-Expected<GgufFile> GgufFile::open(const std::string& path) {
-    auto m = MappedFile::open(path);
+Expected<GgufFile> GgufFile::open(const std::string& path, bool use_mmap) {
+    auto m = MappedFile::open(path, use_mmap);
     if (!m) return m.status();
     auto f = parse(m.value()->data(), m.value()->size(), path);
     if (!f) return f.status();

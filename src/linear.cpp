@@ -1,33 +1,73 @@
-// linear(): quantize the activations once, then split W's rows across the threads.
+// linear(): quantize the activations once, then split the weight rows across the threads.
+// Several matrices that read the same input (q/k/v, gate/up) run as one job: their rows
+// are one range to split, so the threads meet once instead of once per matrix.
 #include <algorithm>
 
 #include "session_impl.h"
 
 namespace kiln {
 
-void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y) {
-    const int64_t k = w.cols(), rows = w.rows();
-    const cpu::MatmulFn fn = s.kt->matmul[int(w.dtype)];
-    KILN_ASSERT(fn != nullptr, "no %s matmul kernel for %s weights ('%s')", cpu::isa_name(s.kt->isa), dtype_name(w.dtype), w.name);
-    const cpu::ActFormat fmt = cpu::act_format(w.dtype);
-    const void* act = x;
-    size_t stride = size_t(k) * sizeof(float);
-    if (fmt != cpu::ActFormat::F32) {
-        stride = cpu::act_row_bytes(fmt, k);
-        KILN_ASSERT(size_t(n) * stride <= s.act.size, "activation scratch too small");
-        uint8_t* q = s.act();
-        pool.parallel_for(n, 1, [&](int64_t c0, int64_t c1, int) {
-            for (int64_t c = c0; c < c1; ++c) {
-                if (fmt == cpu::ActFormat::Q8K) s.kt->quantize_q8K(x + c * k, reinterpret_cast<block_q8_K*>(q + c * stride), k);
-                else s.kt->quantize_q8x32(x + c * k, reinterpret_cast<cpu::block_q8_x32*>(q + c * stride), k);
-            }
-        });
-        act = q;
-    }
-    const cpu::ActRows a{act, stride, n};
-    // Each thread takes one contiguous slice of W's rows (a multiple of 16, the GEMM panel
-    // height); the kernel tiles it for the cache.
-    pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) { fn(k, w.data, w.row_size(), r0, r1, a, y, size_t(rows)); });
+namespace {
+
+// x (n, k) -> quantized rows in `fmt`, into dst; returns the row stride.
+size_t quantize_rows(const cpu::KernelTable& kt, ThreadPool& pool, cpu::ActFormat fmt, const float* x, int n, int64_t k, uint8_t* dst) {
+    const size_t stride = cpu::act_row_bytes(fmt, k);
+    pool.parallel_for(n, 1, [&](int64_t c0, int64_t c1, int) {
+        for (int64_t c = c0; c < c1; ++c) {
+            if (fmt == cpu::ActFormat::Q8K) kt.quantize_q8K(x + c * k, reinterpret_cast<block_q8_K*>(dst + c * stride), k);
+            else kt.quantize_q8x32(x + c * k, reinterpret_cast<cpu::block_q8_x32*>(dst + c * stride), k);
+        }
+    });
+    return stride;
 }
+
+}  // namespace
+
+void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
+                  std::initializer_list<float*> ys) {
+    KILN_ASSERT(ws.size() == ys.size() && ws.size() <= 4, "linear_group: %zu weights, %zu outputs", ws.size(), ys.size());
+    struct Job {
+        const TensorView* w;
+        float* y;
+        cpu::MatmulFn fn;
+        cpu::ActRows a;
+        int64_t row0;  // first row of this matrix in the combined row range
+    };
+    Job jobs[4];
+    int n_jobs = 0;
+    int64_t total = 0;
+    const int64_t k = (*ws.begin())->cols();
+    // One quantized copy of x per activation format the matrices need.
+    const void* quantized[3] = {x, nullptr, nullptr};
+    size_t strides[3] = {size_t(k) * sizeof(float), 0, 0};
+    uint8_t* scratch = s.act();
+    auto y_it = ys.begin();
+    for (const TensorView* w : ws) {
+        KILN_ASSERT(w->cols() == k, "linear_group: '%s' has %lld columns, expected %lld", w->name, (long long)w->cols(), (long long)k);
+        const cpu::MatmulFn fn = s.kt->matmul[int(w->dtype)];
+        KILN_ASSERT(fn != nullptr, "no %s matmul kernel for %s weights ('%s')", cpu::isa_name(s.kt->isa), dtype_name(w->dtype), w->name);
+        const int f = int(cpu::act_format(w->dtype));
+        if (!quantized[f]) {
+            const size_t bytes = size_t(n) * cpu::act_row_bytes(cpu::ActFormat(f), k);
+            KILN_ASSERT(scratch + bytes <= s.act() + s.act.size, "activation scratch too small");
+            strides[f] = quantize_rows(*s.kt, pool, cpu::ActFormat(f), x, n, k, scratch);
+            quantized[f] = scratch;
+            scratch += (bytes + 63) / 64 * 64;
+        }
+        jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n}, total};
+        total += w->rows();
+    }
+    // Each thread takes one contiguous slice of the combined rows (a multiple of 16, the
+    // GEMM panel height); the kernels tile it for the cache.
+    pool.parallel_for(total, 16, [&](int64_t b, int64_t e, int) {
+        for (int j = 0; j < n_jobs; ++j) {
+            const Job& jb = jobs[j];
+            const int64_t lo = std::max(b, jb.row0), hi = std::min(e, jb.row0 + jb.w->rows());
+            if (lo < hi) jb.fn(k, jb.w->data, jb.w->row_size(), lo - jb.row0, hi - jb.row0, jb.a, jb.y, size_t(jb.w->rows()));
+        }
+    });
+}
+
+void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y) { linear_group(s, pool, {&w}, x, n, {y}); }
 
 }  // namespace kiln

@@ -264,7 +264,7 @@ private:
 };
 
 Expected<std::shared_ptr<Model>> Model::load(const std::string& path, const LoadOptions& options) {
-    auto f = GgufFile::open(path);
+    auto f = GgufFile::open(path, options.use_mmap);
     if (!f) return f.status();
     std::shared_ptr<Model> m(new Model());
     m->gguf_ = std::move(f.value());

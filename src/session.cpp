@@ -64,7 +64,8 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     m.up.resize(B * F);
     // Quantized activations: the widest input of any matmul, in the larger format.
     const int64_t kmax = int64_t(std::max({E, odim, F}));
-    m.act.resize(B * std::max(cpu::act_row_bytes(cpu::ActFormat::Q8x32, kmax), cpu::act_row_bytes(cpu::ActFormat::Q8K, (kmax + 255) / 256 * 256)));
+    // Room for both quantized formats at once (a linear_group whose matrices need both).
+    m.act.resize(B * (cpu::act_row_bytes(cpu::ActFormat::Q8x32, kmax) + cpu::act_row_bytes(cpu::ActFormat::Q8K, (kmax + 255) / 256 * 256)) + 256);
     m.rope_cs.resize(2 * B * size_t(c.rope_dim / 2) * 2);
     m.scores.resize(size_t(s->pool_->size()) * size_t(n_ctx));
     m.out_f32.resize(size_t(s->pool_->size()) * size_t(c.head_dim_v + 16));

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -74,6 +75,9 @@ struct Session::Impl {
 
 // y (n, W.rows) = x (n, W.cols) . W^T, multi-threaded over rows of W.
 void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y);
+// Up to 4 matrices with the same input in one job: ys[i] (n, ws[i].rows) = x . ws[i]^T.
+void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
+                  std::initializer_list<float*> ys);
 
 // Causal attention of n new tokens at positions pos0.. over layer `il` of the KV cache
 // (their K and V are already stored). q: (n, n_head, head_dim); out: (n, n_head, head_dim_v).

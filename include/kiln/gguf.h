@@ -60,10 +60,11 @@ struct GgufTensor {
     std::string shape_string() const;
 };
 
-// Read-only memory mapping of a whole file.
+// A whole file in memory: mapped read-only (use_mmap, zero copy) or read into anonymous
+// memory on transparent huge pages (fewer TLB misses when weights are streamed).
 class MappedFile {
 public:
-    static Expected<std::shared_ptr<MappedFile>> open(const std::string& path);
+    static Expected<std::shared_ptr<MappedFile>> open(const std::string& path, bool use_mmap = true);
     ~MappedFile();
     MappedFile(const MappedFile&) = delete;
     MappedFile& operator=(const MappedFile&) = delete;
@@ -75,13 +76,15 @@ private:
     MappedFile() = default;
     const uint8_t* data_ = nullptr;
     uint64_t size_ = 0;
+    size_t mapped_len_ = 0;
     std::string path_;
 };
 
 class GgufFile {
 public:
-    // Maps and validates a GGUF file. Errors name the file and what is wrong.
-    static Expected<GgufFile> open(const std::string& path);
+    // Maps (or, without use_mmap, reads) and validates a GGUF file. Errors name the file
+    // and what is wrong.
+    static Expected<GgufFile> open(const std::string& path, bool use_mmap = true);
     // Parses an in-memory image (the fuzzer's entry point); `bytes` must outlive the result.
     static Expected<GgufFile> parse(const uint8_t* bytes, uint64_t size, const std::string& name = "<memory>");
 

@@ -87,6 +87,9 @@ struct LoadOptions {
     // "key=type:value" overrides applied to the metadata before anything reads it, as
     // llama.cpp's --override-kv (type: int, float, bool).
     std::vector<std::string> override_kv;
+    // false: read the file into memory on huge pages instead of mapping it (llama.cpp's
+    // --no-mmap): slower to load, faster to decode where weights stream from DRAM.
+    bool use_mmap = true;
 };
 
 class Model {

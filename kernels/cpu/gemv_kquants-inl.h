@@ -38,97 +38,100 @@ inline __m128i q4k_scales_mins(const uint8_t* packed) {
     return _mm_setr_epi32(int(sc_lo), int(sc_hi), int(mn_lo), int(mn_hi));
 }
 
+// 512-bit registers hold two 32-weight sub-blocks: Zen 4 runs them as two 256-bit halves,
+// but each instruction does twice the work, and decode here is bound by instruction count
+// before memory bandwidth.
+inline float hsum16(__m512 v) { return _mm512_reduce_add_ps(v); }
+
 template <int NY>
 void rows_q4_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    // Lane l of the pair (2j, 2j+1) needs scale 2j + l / 8.
+    const __m512i pair_idx[4] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+                                 _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
+                                 _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
     for (int64_t r = r0; r < r1; ++r) {
         const auto* blocks = reinterpret_cast<const block_q4_K*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
-        __m256 acc[NY];
-        __m128 acc_min[NY];
-        for (int c = 0; c < NY; ++c) acc[c] = _mm256_setzero_ps(), acc_min[c] = _mm_setzero_ps();
+        __m512 acc[NY];
+        __m256 acc_min[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps(), acc_min[c] = _mm256_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const block_q4_K& b = blocks[ib];
             _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
             const __m128i sm = q4k_scales_mins(b.scales);
-            const __m256i sc32 = _mm256_cvtepu8_epi32(sm);                          // 8 scales as int32
-            const __m128i mn16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));     // 8 mins as int16
-            __m256i q[8], scb[8];
-            for (int s = 0; s < 8; ++s) scb[s] = _mm256_permutevar8x32_epi32(sc32, _mm256_set1_epi32(s));
+            const __m512i sc32 = _mm512_castsi256_si512(_mm256_cvtepu8_epi32(sm));  // 8 scales as int32
+            // Each min twice, to pair with q8_K's 16 bsums in one vpmaddwd.
+            const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
+            __m512i q[4], scp[4];
             for (int j = 0; j < 4; ++j) {
                 const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * j));
-                q[2 * j] = _mm256_and_si256(raw, m4);
-                q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                // [low nibbles | high nibbles] = sub-blocks 2j and 2j+1
+                q[j] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
+                scp[j] = _mm512_permutexvar_epi32(pair_idx[j], sc32);
             }
             const float d = vnni::h2f(b.d), dmin = vnni::h2f(b.dmin);
             for (int c = 0; c < NY; ++c) {
                 const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
-                __m256i sumi = _mm256_setzero_si256();
-                for (int s = 0; s < 8; ++s) {
-                    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[s], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 32 * s)));
-                    sumi = _mm256_add_epi32(sumi, _mm256_mullo_epi32(p, scb[s]));
+                __m512i sumi = _mm512_setzero_si512();
+                for (int j = 0; j < 4; ++j) {
+                    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[j], _mm512_loadu_si512(a.qs + 64 * j));
+                    sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scp[j]));
                 }
-                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * a.d), acc[c]);
-                // mins: -dmin * d_a * sum_j min_j * (bsum pair j)
-                const __m128i mp = _mm_madd_epi16(mn16, bsum_pairs(a));
-                acc_min[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(mp), _mm_set1_ps(-dmin * a.d), acc_min[c]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * a.d), acc[c]);
+                const __m256i mins = _mm256_madd_epi16(mn16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
+                acc_min[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(-dmin * a.d), acc_min[c]);
             }
         }
-        for (int c = 0; c < NY; ++c) {
-            __m128 m = acc_min[c];
-            m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-            m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            y[c][r] = vnni::hsum8(acc[c]) + _mm_cvtss_f32(m);
-        }
+        for (int c = 0; c < NY; ++c) y[c][r] = hsum16(acc[c]) + vnni::hsum8(acc_min[c]);
     }
 }
 
 template <int NY>
 void rows_q6_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x30);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
+    // Per 256-bit half of a register: the shifts that bring qh bits 2t..2t+1 to bits 4..5.
+    const __m512i shl_01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);  // t = 0, 1: << 4, << 2
+    const __m512i shr_23 = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);  // t = 2, 3: >> 0, >> 2
     for (int64_t r = r0; r < r1; ++r) {
         const auto* blocks = reinterpret_cast<const block_q6_K*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
-        __m256 acc[NY];
-        for (int c = 0; c < NY; ++c) acc[c] = _mm256_setzero_ps();
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const block_q6_K& b = blocks[ib];
             _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
-            // 16 int8 scales: as int16 for the offset term, and per sub-block s as the lane
-            // pattern [scale 2s x4, scale 2s+1 x4] in int32 for the dot products.
             const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
-            const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
-            __m256i q[8], scv[8];
+            const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);  // for the -32 offset term
+            __m512i q[4], scp[4];
             for (int half = 0; half < 2; ++half) {
-                const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * half));
-                const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * half + 32));
-                const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * half));
-                // sub-block t of this half: nibble (t >> 1) of ql[t & 1], high bits 2t..2t+1 of qh
-                q[4 * half + 0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3));
-                q[4 * half + 1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3));
-                q[4 * half + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m3));
-                q[4 * half + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3));
+                const __m512i ql = _mm512_loadu_si512(b.ql + 64 * half);  // [ql0 | ql1]
+                const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * half)));
+                q[2 * half] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, shl_01), m3));
+                q[2 * half + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(qh, shr_23), m3));
             }
-            for (int s = 0; s < 8; ++s) {
-                const __m128i pat = _mm_setr_epi8(char(2 * s), char(2 * s), char(2 * s), char(2 * s), char(2 * s + 1), char(2 * s + 1),
-                                                  char(2 * s + 1), char(2 * s + 1), 0, 0, 0, 0, 0, 0, 0, 0);
-                scv[s] = _mm256_cvtepi8_epi32(_mm_shuffle_epi8(sc8, pat));
+            for (int p = 0; p < 4; ++p) {  // pair p = sub-blocks 2p, 2p+1: lane l needs scale 4p + l / 4
+                const __m128i pat = _mm_setr_epi8(char(4 * p), char(4 * p), char(4 * p), char(4 * p), char(4 * p + 1), char(4 * p + 1),
+                                                  char(4 * p + 1), char(4 * p + 1), char(4 * p + 2), char(4 * p + 2), char(4 * p + 2),
+                                                  char(4 * p + 2), char(4 * p + 3), char(4 * p + 3), char(4 * p + 3), char(4 * p + 3));
+                scp[p] = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc8, pat));
             }
             const float d = vnni::h2f(b.d);
             for (int c = 0; c < NY; ++c) {
                 const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
-                __m256i sumi = _mm256_setzero_si256();
-                for (int s = 0; s < 8; ++s) {
-                    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[s], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 32 * s)));
-                    sumi = _mm256_add_epi32(sumi, _mm256_mullo_epi32(p, scv[s]));
+                __m512i sumi = _mm512_setzero_si512();
+                for (int p = 0; p < 4; ++p) {
+                    const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], _mm512_loadu_si512(a.qs + 64 * p));
+                    sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(dp, scp[p]));
                 }
                 // q - 32: subtract 32 * sum_g scale_g * bsum_g
                 const __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
-                sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
-                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * a.d), acc[c]);
+                sumi = _mm512_sub_epi32(sumi, _mm512_castsi256_si512(_mm256_slli_epi32(off, 5)));
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * a.d), acc[c]);
             }
         }
-        for (int c = 0; c < NY; ++c) y[c][r] = vnni::hsum8(acc[c]);
+        for (int c = 0; c < NY; ++c) y[c][r] = hsum16(acc[c]);
     }
 }
 

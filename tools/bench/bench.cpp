@@ -27,6 +27,7 @@ struct Args {
     int threads = 0, reps = 3;
     std::string output = "md", isa;
     bool probe = true;
+    bool use_mmap = true;
 };
 
 int fail(const std::string& m) {
@@ -95,7 +96,7 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
                         "  lists are comma separated; 0 disables a test kind\n");
@@ -111,6 +112,7 @@ int main(int argc, char** argv) {
         else if (f == "-o") { if (!need() || (std::strcmp(v, "md") && std::strcmp(v, "json"))) return fail("-o must be md or json"); a.output = v; }
         else if (f == "--isa") { if (!need()) return fail("--isa needs a name"); a.isa = v; }
         else if (f == "--no-probe") a.probe = false;
+        else if (f == "--no-mmap") a.use_mmap = false;
         else return fail("unknown flag '" + f + "' (see --help)");
     }
     if (a.models.empty()) return fail("no model given (-m FILE.gguf)");
@@ -126,7 +128,9 @@ int main(int argc, char** argv) {
     nlohmann::json jout = nlohmann::json::array();
     std::vector<std::string> rows;
     for (const std::string& path : a.models) {
-        auto model = kiln::Model::load(path);
+        kiln::LoadOptions lo;
+        lo.use_mmap = a.use_mmap;
+        auto model = kiln::Model::load(path, lo);
         if (!model) return fail(model.message());
         const kiln::Model& m = *model.value();
         const int n_vocab = m.config().n_vocab;

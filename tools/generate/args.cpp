@@ -52,6 +52,7 @@ const char* generate_usage() {
            "  -c, --ctx N               context size in tokens (default min(trained, 4096))\n"
            "      --cache-type TYPE     KV cache type: f16 (default) or f32\n"
            "      --override-kv K=T:V   override model metadata, T = int|float|bool\n"
+           "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
            "      --json                print one JSON object (text, tokens, timings) instead of text\n"
            "      --quiet               no statistics on stderr\n"
            "      --list-devices        list compute devices and exit\n"
@@ -105,6 +106,7 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
             else return kiln::Status::error("%s: '%s' is not a supported cache type (f16, f32)", f.c_str(), v);
         }
         else if (f == "--override-kv") { KILN_TRY(value(&v)); a.override_kv.push_back(v); }
+        else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--json") a.json = true;
         else if (f == "--quiet" || f == "-q") a.quiet = true;
         else if (f == "--list-devices") a.list_devices = true;

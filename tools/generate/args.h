@@ -27,6 +27,7 @@ struct GenerateArgs {
     bool help = false;
     bool list_devices = false;
     std::vector<std::string> override_kv;
+    bool use_mmap = true;
 };
 
 kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv);

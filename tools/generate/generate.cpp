@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     auto tl = Clock::now();
     kiln::LoadOptions lo;
     lo.override_kv = a.override_kv;
+    lo.use_mmap = a.use_mmap;
     auto model = kiln::Model::load(a.model, lo);
     if (!model) return fail(model.message());
     const kiln::Tokenizer& tok = model.value()->tokenizer();
