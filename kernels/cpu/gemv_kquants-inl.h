@@ -1,9 +1,10 @@
 // Decode / verification kernels (1..8 tokens) for q4_K and q6_K, the bulk of a Q4_K_M
-// file. Unlike the generic row kernel, the sub-block scales stay integers: each 32-weight
-// dot product (vpdpbusd) is multiplied by its 6- or 8-bit scale in int32 (vpmulld) and the
-// whole 256-weight super-block is converted to float once, and the mins / offsets are one
-// int16 dot product of the scales with q8_K's 16 bsums (vpmaddwd). So the float work per
-// super-block is a handful of instructions instead of a few per sub-block.
+// file. Unlike the generic row kernel, the sub-block scales stay integers: weight x
+// activation pairs are summed in int16 (vpmaddubsw) and multiplied by their 6- or 8-bit
+// scale while being accumulated in int32 (vpdpwssd), the whole 256-weight super-block is
+// converted to float once, and the mins / offsets are one int16 dot product of the scales
+// with q8_K's 16 bsums (vpmaddwd). So the float work per super-block is a handful of
+// instructions instead of a few per sub-block.
 // Included only by isa_avx512.cpp, after matmul_vnni-inl.h.
 
 namespace kiln::cpu::KILN_ISA_NS {
@@ -47,11 +48,9 @@ template <int NY>
 void rows_q4_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    // Lane l of the pair (2j, 2j+1) needs scale 2j + l / 8.
-    const __m512i pair_idx[4] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
-                                 _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
-                                 _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
-                                 _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
+    // 16-bit lane l of the pair (2j, 2j+1) needs scale 2j + l / 16.
+    __m512i pair_idx[4];
+    for (int j = 0; j < 4; ++j) pair_idx[j] = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * j)), _mm256_set1_epi16(short(2 * j + 1)), 1);
     for (int64_t r = r0; r < r1; ++r) {
         const auto* blocks = reinterpret_cast<const block_q4_K*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
         __m512 acc[NY];
@@ -61,7 +60,7 @@ void rows_q4_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
             const block_q4_K& b = blocks[ib];
             _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
             const __m128i sm = q4k_scales_mins(b.scales);
-            const __m512i sc32 = _mm512_castsi256_si512(_mm256_cvtepu8_epi32(sm));  // 8 scales as int32
+            const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(sm));  // 8 scales as int16
             // Each min twice, to pair with q8_K's 16 bsums in one vpmaddwd.
             const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
             __m512i q[4], scp[4];
@@ -69,16 +68,16 @@ void rows_q4_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
                 const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * j));
                 // [low nibbles | high nibbles] = sub-blocks 2j and 2j+1
                 q[j] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
-                scp[j] = _mm512_permutexvar_epi32(pair_idx[j], sc32);
+                scp[j] = _mm512_permutexvar_epi16(pair_idx[j], sc16);
             }
             const float d = vnni::h2f(b.d), dmin = vnni::h2f(b.dmin);
             for (int c = 0; c < NY; ++c) {
                 const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
+                // q*a pairs in int16 (<= 2*15*127, no saturation), then scale and sum them in
+                // one vpdpwssd: two instructions per 64 weights.
                 __m512i sumi = _mm512_setzero_si512();
-                for (int j = 0; j < 4; ++j) {
-                    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[j], _mm512_loadu_si512(a.qs + 64 * j));
-                    sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scp[j]));
-                }
+                for (int j = 0; j < 4; ++j)
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[j], _mm512_loadu_si512(a.qs + 64 * j)), scp[j]);
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * a.d), acc[c]);
                 const __m256i mins = _mm256_madd_epi16(mn16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
                 acc_min[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(-dmin * a.d), acc_min[c]);
@@ -95,6 +94,12 @@ void rows_q6_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
     // Per 256-bit half of a register: the shifts that bring qh bits 2t..2t+1 to bits 4..5.
     const __m512i shl_01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);  // t = 0, 1: << 4, << 2
     const __m512i shr_23 = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);  // t = 2, 3: >> 0, >> 2
+    __m512i q6_idx[4];
+    for (int p = 0; p < 4; ++p) {
+        alignas(64) int16_t idx[32];
+        for (int l = 0; l < 32; ++l) idx[l] = int16_t(4 * p + l / 8);
+        q6_idx[p] = _mm512_load_si512(idx);
+    }
     for (int64_t r = r0; r < r1; ++r) {
         const auto* blocks = reinterpret_cast<const block_q6_K*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
         __m512 acc[NY];
@@ -111,20 +116,14 @@ void rows_q6_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
                 q[2 * half] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, shl_01), m3));
                 q[2 * half + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(qh, shr_23), m3));
             }
-            for (int p = 0; p < 4; ++p) {  // pair p = sub-blocks 2p, 2p+1: lane l needs scale 4p + l / 4
-                const __m128i pat = _mm_setr_epi8(char(4 * p), char(4 * p), char(4 * p), char(4 * p), char(4 * p + 1), char(4 * p + 1),
-                                                  char(4 * p + 1), char(4 * p + 1), char(4 * p + 2), char(4 * p + 2), char(4 * p + 2),
-                                                  char(4 * p + 2), char(4 * p + 3), char(4 * p + 3), char(4 * p + 3), char(4 * p + 3));
-                scp[p] = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc8, pat));
-            }
+            const __m512i sc16x = _mm512_castsi256_si512(sc16);
+            for (int p = 0; p < 4; ++p)  // pair p = sub-blocks 2p, 2p+1: 16-bit lane l needs scale 4p + l / 8
+                scp[p] = _mm512_permutexvar_epi16(q6_idx[p], sc16x);
             const float d = vnni::h2f(b.d);
             for (int c = 0; c < NY; ++c) {
                 const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
-                __m512i sumi = _mm512_setzero_si512();
-                for (int p = 0; p < 4; ++p) {
-                    const __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], _mm512_loadu_si512(a.qs + 64 * p));
-                    sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(dp, scp[p]));
-                }
+                __m512i sumi = _mm512_setzero_si512();  // pairs in int16: <= 2*63*127, no saturation
+                for (int p = 0; p < 4; ++p) sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[p], _mm512_loadu_si512(a.qs + 64 * p)), scp[p]);
                 // q - 32: subtract 32 * sum_g scale_g * bsum_g
                 const __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
                 sumi = _mm512_sub_epi32(sumi, _mm512_castsi256_si512(_mm256_slli_epi32(off, 5)));
