@@ -378,7 +378,7 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string>& words
     // `to_word` maps subject offsets to word_text offsets when they differ.
     const std::string word_text = sanitize_utf8(text);
     std::string subject;
-    std::vector<uint32_t> to_word;
+    std::vector<size_t> to_word;
     const bool remap = has_nonascii_space(word_text);
     if (remap) {
         subject.reserve(word_text.size());
@@ -387,17 +387,17 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string>& words
             size_t len;
             uint32_t cp = decode_lenient(word_text, i, &len);
             if (is_nonascii_space(cp)) {
-                to_word.push_back(uint32_t(i));
+                to_word.push_back(i);
                 subject += '\x0B';
             } else {
                 for (size_t k = 0; k < len; ++k) {
-                    to_word.push_back(uint32_t(i + k));
+                    to_word.push_back(i + k);
                     subject += word_text[i + k];
                 }
             }
             i += len;
         }
-        to_word.push_back(uint32_t(word_text.size()));
+        to_word.push_back(word_text.size());
     } else {
         subject = word_text;
     }
