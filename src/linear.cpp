@@ -3,6 +3,7 @@
 // are one range to split, so the threads meet once instead of once per matrix.
 #include <algorithm>
 
+#include "cpu/r16.h"
 #include "session_impl.h"
 
 namespace kiln {
@@ -31,7 +32,9 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
         float* y;
         cpu::MatmulFn fn;
         cpu::ActRows a;
-        int64_t row0;  // first row of this matrix in the combined row range
+        int64_t row0;       // first row of this matrix in the combined row range
+        size_t stride;      // bytes per row (or per 16-row group for the r16 layout)
+        const void* data;   // the original rows or their r16 copy
     };
     Job jobs[4];
     int n_jobs = 0;
@@ -54,7 +57,16 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
             quantized[f] = scratch;
             scratch += (bytes + 63) / 64 * 64;
         }
-        jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n}, total};
+        jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n}, total, w->row_size(), w->data};
+        // The row-interleaved copy, when there is one and its 16-row groups line up with
+        // the 16-row chunks the threads get; for decode and verification batches only; a
+        // prefill batch goes to the GEMM, which repacks a panel once for all its tokens.
+        if (w->packed && s.kt->matmul_r16[int(w->dtype)] && total % cpu::kR16Rows == 0 && n <= 8) {
+            Job& jb = jobs[n_jobs - 1];
+            jb.fn = s.kt->matmul_r16[int(w->dtype)];
+            jb.stride = w->packed_group_bytes;
+            jb.data = w->packed;
+        }
         total += w->rows();
     }
     // Each thread takes one contiguous slice of the combined rows (a multiple of 16, the
@@ -63,7 +75,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
         for (int j = 0; j < n_jobs; ++j) {
             const Job& jb = jobs[j];
             const int64_t lo = std::max(b, jb.row0), hi = std::min(e, jb.row0 + jb.w->rows());
-            if (lo < hi) jb.fn(k, jb.w->data, jb.w->row_size(), lo - jb.row0, hi - jb.row0, jb.a, jb.y, size_t(jb.w->rows()));
+            if (lo < hi) jb.fn(k, jb.data, jb.stride, lo - jb.row0, hi - jb.row0, jb.a, jb.y, size_t(jb.w->rows()));
         }
     });
 }

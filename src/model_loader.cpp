@@ -1,11 +1,16 @@
 // Model::load: GGUF metadata -> ModelConfig, tensor table -> Weights, with every shape
 // checked against what the architecture expects before a kernel ever sees it.
+#include <sys/mman.h>
+
 #include <cinttypes>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <map>
 
+#include "cpu/r16.h"
 #include "kiln/model.h"
+#include "kiln/thread_pool.h"
 
 namespace kiln {
 
@@ -274,6 +279,7 @@ Expected<std::shared_ptr<Model>> Model::load(const std::string& path, const Load
         m->gguf_.set_override(kv->first, kv->second);
     }
     KILN_TRY(m->bind(options));
+    if (options.repack) KILN_TRY(m->repack_weights());
     return m;
 }
 
@@ -286,6 +292,33 @@ Status Model::bind(const LoadOptions&) {
     tokenizer_ = std::make_unique<Tokenizer>(std::move(tok.value()));
     if (tokenizer_->n_vocab() < config_.n_vocab) {
         return Status::error("%s: tokenizer has %d tokens but token_embd has %d rows", gguf_.path().c_str(), tokenizer_->n_vocab(), config_.n_vocab);
+    }
+    return Status::ok();
+}
+
+Status Model::repack_weights() {
+    std::vector<TensorView*> todo;
+    auto consider = [&](TensorView& t) {
+        if (!t.empty() && cpu::r16_supported(t.dtype, t.rows()) && t.ne[2] == 1) todo.push_back(&t);
+    };
+    for (LayerWeights& l : weights_.layers)
+        for (TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) consider(*t);
+    consider(weights_.output);
+    ThreadPool pool;
+    for (TensorView* t : todo) {
+        const size_t group = cpu::r16_group_bytes(t->dtype, t->cols()), bytes = group * size_t(t->rows() / cpu::kR16Rows);
+        // 2 MiB aligned and on huge pages: the copy is streamed like the weights it replaces.
+        const size_t len = (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+        std::shared_ptr<uint8_t> buf(static_cast<uint8_t*>(std::aligned_alloc(size_t(2) << 20, len)), std::free);
+        if (!buf) return Status::error("%s: out of memory repacking '%s' (%zu bytes)", gguf_.path().c_str(), t->name, bytes);
+        madvise(buf.get(), len, MADV_HUGEPAGE);
+        const int64_t groups = t->rows() / cpu::kR16Rows;
+        pool.parallel_for(groups, 1, [&](int64_t g0, int64_t g1, int) {
+            cpu::r16_repack(t->dtype, t->row(g0 * cpu::kR16Rows), t->row_size(), (g1 - g0) * cpu::kR16Rows, t->cols(), buf.get() + size_t(g0) * group);
+        });
+        t->packed = buf.get();
+        t->packed_group_bytes = group;
+        packed_.push_back(std::move(buf));
     }
     return Status::ok();
 }

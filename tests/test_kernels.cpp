@@ -7,6 +7,7 @@
 #include <random>
 
 #include "cpu/kernels.h"
+#include "cpu/r16.h"
 #include "ref/quants.h"
 #include "test_util.h"
 
@@ -67,7 +68,7 @@ Act quantize_act(const KernelTable& kt, ActFormat f, const float* x, int64_t k) 
         kt.quantize_q8x32(x, b, k);
         for (int64_t i = 0; i < k; ++i) a.values[size_t(i)] = b[i / 32].d * float(b[i / 32].qs[i % 32]);
         a.block_sums.resize(size_t(k / 32));
-        for (int64_t j = 0; j < k / 32; ++j) a.block_sums[size_t(j)] = b[j].s;
+        for (int64_t j = 0; j < k / 32; ++j) a.block_sums[size_t(j)] = kiln::fp16_to_fp32(b[j].s);
     }
     return a;
 }
@@ -101,8 +102,10 @@ TEST_CASE("kernels: activation quantization matches the reference on every ISA")
                     CHECK(std::abs(a[b].qs[i] - r1[b].qs[i]) <= 1);
                     sum += a[b].qs[i];
                 }
-                if (std::memcmp(a[b].qs, r1[b].qs, 32) == 0) CHECK(a[b].s == kiln::fp16_to_fp32(r1[b].s));
-                CHECK(std::fabs(a[b].s - float(sum) * a[b].d) <= 2e-3f * std::fabs(float(sum) * a[b].d) + 1e-6f);
+                if (std::memcmp(a[b].qs, r1[b].qs, 32) == 0) CHECK(a[b].s == r1[b].s);
+                CHECK(a[b].sum == sum);
+                const float s = kiln::fp16_to_fp32(a[b].s);
+                CHECK(std::fabs(s - float(sum) * a[b].d) <= 2e-3f * std::fabs(float(sum) * a[b].d) + 1e-6f);
             }
         }
     }
@@ -163,6 +166,45 @@ TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA a
                         REQUIRE(std::isfinite(got));
                         CHECK(std::fabs(got - ref) <= tol);
                     }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kernel on every ISA that has it") {
+    for (Isa isa : available_isas()) {
+        const KernelTable& kt = *table_for(isa);
+        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0}) {
+            if (!kt.matmul_r16[int(t)]) continue;
+            CAPTURE(isa_name(isa));
+            CAPTURE(kiln::dtype_name(t));
+            const int64_t k = 512, rows = 48;
+            REQUIRE(r16_supported(t, rows));
+            const auto w = make_weights(t, rows, k, 77);
+            const size_t rb = kiln::row_bytes(t, k), gb = r16_group_bytes(t, k);
+            std::vector<uint8_t> packed(gb * size_t(rows / kR16Rows));
+            r16_repack(t, w.data(), rb, rows, k, packed.data());
+            for (int ny : {1, 2, 5, 8, 9, 19}) {
+                CAPTURE(ny);
+                const ActFormat f = act_format(t);
+                std::vector<uint8_t> act;
+                for (int c = 0; c < ny; ++c) {
+                    auto x = gaussian(size_t(k), uint32_t(500 + c));
+                    Act q = quantize_act(kt, f, x.data(), k);
+                    act.insert(act.end(), q.bytes.begin(), q.bytes.end());
+                }
+                const ActRows a{act.data(), act_row_bytes(f, k), ny};
+                std::vector<float> ref(size_t(ny * rows), NAN), got(size_t(ny * rows), NAN);
+                kt.matmul[int(t)](k, w.data(), rb, 0, rows, a, ref.data(), size_t(rows));
+                // rows 16..47 only: r0 > 0 must address the right groups
+                kt.matmul_r16[int(t)](k, packed.data(), gb, 16, rows, a, got.data(), size_t(rows));
+                kt.matmul_r16[int(t)](k, packed.data(), gb, 0, 16, a, got.data(), size_t(rows));
+                for (size_t i = 0; i < got.size(); ++i) {
+                    // Same integer math, different float order: 1e-5 relative to the row's magnitude.
+                    CAPTURE(i);
+                    REQUIRE(std::isfinite(got[i]));
+                    CHECK(std::fabs(got[i] - ref[i]) <= 1e-5f * (1.0f + std::fabs(ref[i])) + 1e-4f);
                 }
             }
         }

@@ -90,6 +90,10 @@ struct LoadOptions {
     // false: read the file into memory on huge pages instead of mapping it (llama.cpp's
     // --no-mmap): slower to load, faster to decode where weights stream from DRAM.
     bool use_mmap = true;
+    // Also keep a row-interleaved copy of the q4_K / q6_K / q8_0 matrices (16 rows
+    // together, same bit width): faster decode, verification and prefill, at the cost of
+    // the load time and memory for the copy (like ik_llama.cpp's -rtr).
+    bool repack = false;
 };
 
 class Model {
@@ -115,6 +119,8 @@ private:
     std::unique_ptr<Tokenizer> tokenizer_;
     uint64_t bytes_per_token_ = 0;
     uint64_t n_params_ = 0;
+    std::vector<std::shared_ptr<uint8_t>> packed_;  // storage of TensorView::packed
+    Status repack_weights();
     friend class ModelBinder;
 };
 

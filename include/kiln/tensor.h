@@ -14,6 +14,10 @@ struct TensorView {
     DType dtype = DType::F32;
     int64_t ne[4] = {1, 1, 1, 1};  // ggml order: ne[0] = elements per row
     const char* name = "";        // points into the owning Weights' name storage
+    // Optional row-interleaved copy made at load (LoadOptions::repack): 16-row groups of
+    // packed_group_bytes each, used by the kernels that have an r16 variant.
+    const void* packed = nullptr;
+    size_t packed_group_bytes = 0;
 
     bool empty() const { return data == nullptr; }
     int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

@@ -17,7 +17,8 @@ inline void quantize_q8x32(const float* x, block_q8_x32* y, int64_t k) {
             y[b].qs[i] = int8_t(q);
             sum += q;
         }
-        y[b].s = fp16_to_fp32(fp32_to_fp16(d * float(sum)));
+        y[b].s = fp32_to_fp16(d * float(sum));
+        y[b].sum = int16_t(sum);
     }
 }
 

@@ -95,7 +95,7 @@ void pack_tokens(const ActRows& a, int c0, int nc, bool q8k, bool is_signed, int
                 const auto& b = static_cast<const block_q8_x32*>(row)[g * G / 32];
                 src = b.qs + (g * G % 32);
                 d = b.d;
-                real = (g * G) % 32 == 0 ? b.s : 0.0f;
+                real = (g * G) % 32 == 0 ? fp16_to_fp32(b.s) : 0.0f;
             }
             int32_t sum = 0;
             for (int i = 0; i < G; ++i) sum += src[i];

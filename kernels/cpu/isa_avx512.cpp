@@ -21,6 +21,8 @@ using Arch = xsimd::avx512bw;
 #include "cpu/matmul_vnni-inl.h"
 #include "cpu/gemm_vnni-inl.h"
 #include "cpu/gemv_kquants-inl.h"
+#include "cpu/r16.h"
+#include "cpu/matmul_r16-inl.h"
 #include "cpu/f16c-inl.h"
 #include "cpu/ops-inl.h"
 #include "cpu/isa_common-inl.h"
@@ -61,6 +63,9 @@ void fill_avx512(KernelTable& t) {
     t.matmul[int(DType::Q4_K)] = matmul_auto<DType::Q4_K>;
     t.matmul[int(DType::Q5_K)] = matmul_auto<DType::Q5_K>;
     t.matmul[int(DType::Q6_K)] = matmul_auto<DType::Q6_K>;
+    t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16::matmul<DType::Q4_K>;
+    t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16::matmul<DType::Q6_K>;
+    t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16::matmul<DType::Q8_0>;
     t.dot_f16 = KILN_ISA_NS::dot_f16;
     t.axpy_f16 = KILN_ISA_NS::axpy_f16;
     t.f32_to_f16 = KILN_ISA_NS::f32_to_f16;

@@ -22,7 +22,8 @@ const char* isa_name(Isa isa);
 //  - ggml's block_q8_K (one float scale per 256, bsums per 16) for the k-quants.
 struct block_q8_x32 {
     float d;        // scale (an fp16 value, kept as float)
-    float s;        // fp16(unrounded scale * sum(qs)): ggml q8_1's s
+    uint16_t s;     // fp16(unrounded scale * sum(qs)): ggml q8_1's s
+    int16_t sum;    // sum(qs), exact: offsets of signed weights cancel against it
     int8_t qs[32];
 };
 static_assert(sizeof(block_q8_x32) == 40);
@@ -49,6 +50,9 @@ constexpr int kMaxDType = 32;  // DType ids are < 32
 struct KernelTable {
     Isa isa = Isa::Generic;
     MatmulFn matmul[kMaxDType] = {};  // by weight DType; nullptr: not supported
+    // Over the row-interleaved layouts of r16.h (w = repacked data, w_stride = bytes per
+    // 16-row group, row ranges multiples of 16); nullptr: use the original layout.
+    MatmulFn matmul_r16[kMaxDType] = {};
     // x (k floats) -> one activation row in the given format.
     void (*quantize_q8x32)(const float* x, block_q8_x32* y, int64_t k) = nullptr;
     void (*quantize_q8K)(const float* x, block_q8_K* y, int64_t k) = nullptr;

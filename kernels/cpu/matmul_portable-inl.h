@@ -22,7 +22,7 @@ struct ActSub {
 
 inline ActSub act_sub_q8x32(const void* row, int64_t sb) {
     const auto& b = static_cast<const block_q8_x32*>(row)[sb];
-    return {b.d, b.qs, b.s, 0.0f};  // one sum for both halves: 32-wide formats share one min
+    return {b.d, b.qs, fp16_to_fp32(b.s), 0.0f};  // one sum for both halves: 32-wide formats share one min
 }
 
 inline ActSub act_sub_q8K(const void* row, int64_t sb) {

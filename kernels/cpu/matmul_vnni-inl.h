@@ -230,7 +230,7 @@ struct ActQ8x32 {
     static const int8_t* qs(const void* row, int64_t ib, int) { return static_cast<const block_q8_x32*>(row)[ib].qs; }
     static float d(const void* row, int64_t ib) { return static_cast<const block_q8_x32*>(row)[ib].d; }
     static float min_term(const void* row, int64_t ib, int, float m0, float) {
-        return m0 * static_cast<const block_q8_x32*>(row)[ib].s;  // 32-wide formats: one min
+        return m0 * h2f(static_cast<const block_q8_x32*>(row)[ib].s);  // 32-wide formats: one min
     }
 };
 struct ActQ8K {

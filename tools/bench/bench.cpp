@@ -28,6 +28,7 @@ struct Args {
     std::string output = "md", isa;
     bool probe = true;
     bool use_mmap = true;
+    bool repack = false;
 };
 
 int fail(const std::string& m) {
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
                         "  lists are comma separated; 0 disables a test kind\n");
@@ -113,6 +114,7 @@ int main(int argc, char** argv) {
         else if (f == "--isa") { if (!need()) return fail("--isa needs a name"); a.isa = v; }
         else if (f == "--no-probe") a.probe = false;
         else if (f == "--no-mmap") a.use_mmap = false;
+        else if (f == "--repack" || f == "-rtr") a.repack = true;
         else return fail("unknown flag '" + f + "' (see --help)");
     }
     if (a.models.empty()) return fail("no model given (-m FILE.gguf)");
@@ -130,6 +132,7 @@ int main(int argc, char** argv) {
     for (const std::string& path : a.models) {
         kiln::LoadOptions lo;
         lo.use_mmap = a.use_mmap;
+        lo.repack = a.repack;
         auto model = kiln::Model::load(path, lo);
         if (!model) return fail(model.message());
         const kiln::Model& m = *model.value();

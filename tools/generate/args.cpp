@@ -53,6 +53,7 @@ const char* generate_usage() {
            "      --cache-type TYPE     KV cache type: f16 (default) or f32\n"
            "      --override-kv K=T:V   override model metadata, T = int|float|bool\n"
            "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
+           "      --repack              keep a row-interleaved copy of q4_K/q6_K/q8_0 weights (faster; slower load, more memory)\n"
            "      --json                print one JSON object (text, tokens, timings) instead of text\n"
            "      --quiet               no statistics on stderr\n"
            "      --list-devices        list compute devices and exit\n"
@@ -107,6 +108,7 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
         }
         else if (f == "--override-kv") { KILN_TRY(value(&v)); a.override_kv.push_back(v); }
         else if (f == "--no-mmap") a.use_mmap = false;
+        else if (f == "--repack" || f == "-rtr") a.repack = true;
         else if (f == "--json") a.json = true;
         else if (f == "--quiet" || f == "-q") a.quiet = true;
         else if (f == "--list-devices") a.list_devices = true;

@@ -28,6 +28,7 @@ struct GenerateArgs {
     bool list_devices = false;
     std::vector<std::string> override_kv;
     bool use_mmap = true;
+    bool repack = false;
 };
 
 kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv);

@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
     kiln::LoadOptions lo;
     lo.override_kv = a.override_kv;
     lo.use_mmap = a.use_mmap;
+    lo.repack = a.repack;
     auto model = kiln::Model::load(a.model, lo);
     if (!model) return fail(model.message());
     const kiln::Tokenizer& tok = model.value()->tokenizer();

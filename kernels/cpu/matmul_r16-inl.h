@@ -1,0 +1,193 @@
+// Kernels over the row-interleaved r16 layouts (kernels/cpu/r16.h): one 16-row group at a
+// time, NY <= 8 tokens per pass. Per 4 weights of 16 rows: one vpdpbusd per token against
+// the broadcast activation bytes; per sub-block the int32 sums take their 16 row scales
+// (vpmulld); per super-block they become float once. The 16 results of a group are one
+// vector store: no horizontal sums. The same kernel serves decode (1 token), speculative
+// verification (k + 1 tokens) and prefill (groups of 8 tokens while the group's weights
+// stay in L1).
+// Included only by isa_avx512.cpp, after matmul_vnni-inl.h.
+
+namespace kiln::cpu::KILN_ISA_NS {
+
+namespace r16 {
+
+inline __m512i bcast4(const int8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+inline __m512 load_f16x16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+
+template <int NY>
+void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
+    const int64_t nb = k / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t g = g0; g < g1; ++g) {
+        const auto* blocks = reinterpret_cast<const r16_q4_K*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const r16_q4_K& b = blocks[ib];
+            __m512i sumi[NY];
+            for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
+            for (int s = 0; s < 8; ++s) {
+                __m512i wq[8];
+                for (int ch = 0; ch < 4; ++ch) {
+                    const __m512i v = _mm512_loadu_si512(b.qs[s][ch]);
+                    wq[ch] = _mm512_and_si512(v, m4);
+                    wq[ch + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[s])));
+                for (int c = 0; c < NY; ++c) {
+                    const int8_t* aq = static_cast<const block_q8_K*>(act[c])[ib].qs + 32 * s;
+                    __m512i dot = _mm512_setzero_si512();
+                    for (int j = 0; j < 8; ++j) dot = _mm512_dpbusd_epi32(dot, wq[j], bcast4(aq + 4 * j));
+                    sumi[c] = _mm512_add_epi32(sumi[c], _mm512_mullo_epi32(dot, sc));
+                }
+            }
+            // mins: per row, sum over sub-blocks of min x (activation sum of the sub-block),
+            // as int16 pairs (sub-blocks 2t, 2t+1) in vpdpwssd.
+            __m512i mp[4];
+            for (int t = 0; t < 4; ++t) {
+                const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.mn[2 * t]));
+                const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.mn[2 * t + 1]));
+                mp[t] = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi)));
+            }
+            const __m512 d = load_f16x16(b.d), dmin = load_f16x16(b.dmin);
+            for (int c = 0; c < NY; ++c) {
+                const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
+                const __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums)),
+                                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums + 8)));
+                __m512i summ = _mm512_setzero_si512();
+                summ = _mm512_dpwssd_epi32(summ, mp[0], _mm512_set1_epi32(_mm_extract_epi32(pairs, 0)));
+                summ = _mm512_dpwssd_epi32(summ, mp[1], _mm512_set1_epi32(_mm_extract_epi32(pairs, 1)));
+                summ = _mm512_dpwssd_epi32(summ, mp[2], _mm512_set1_epi32(_mm_extract_epi32(pairs, 2)));
+                summ = _mm512_dpwssd_epi32(summ, mp[3], _mm512_set1_epi32(_mm_extract_epi32(pairs, 3)));
+                const __m512 da = _mm512_set1_ps(a.d);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[c]), _mm512_mul_ps(d, da), acc[c]);
+                acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(summ), _mm512_mul_ps(dmin, da), acc[c]);
+            }
+        }
+        for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + g * kR16Rows, acc[c]);
+    }
+}
+
+template <int NY>
+void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
+    const int64_t nb = k / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
+    for (int64_t g = g0; g < g1; ++g) {
+        const auto* blocks = reinterpret_cast<const r16_q6_K*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const r16_q6_K& b = blocks[ib];
+            __m512i sumi[NY];
+            for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
+            for (int s = 0; s < 8; ++s) {
+                __m512i wq[8];
+                const __m512i h0 = _mm512_loadu_si512(b.qh[s][0]), h1 = _mm512_loadu_si512(b.qh[s][1]);
+                for (int ch = 0; ch < 4; ++ch) {
+                    const __m512i v = _mm512_loadu_si512(b.ql[s][ch]);
+                    // high bits 2ch..2ch+1 of h0 (step ch) / h1 (step ch + 4) moved to bits 4..5
+                    const int sh = 2 * ch;
+                    const __m512i hi0 = sh <= 4 ? _mm512_slli_epi16(h0, 4 - sh) : _mm512_srli_epi16(h0, sh - 4);
+                    const __m512i hi1 = sh <= 4 ? _mm512_slli_epi16(h1, 4 - sh) : _mm512_srli_epi16(h1, sh - 4);
+                    wq[ch] = _mm512_or_si512(_mm512_and_si512(v, m4), _mm512_and_si512(hi0, m3));
+                    wq[ch + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_and_si512(hi1, m3));
+                }
+                const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * s])));
+                const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * s + 1])));
+                for (int c = 0; c < NY; ++c) {
+                    const int8_t* aq = static_cast<const block_q8_K*>(act[c])[ib].qs + 32 * s;
+                    __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+                    for (int j = 0; j < 4; ++j) d0 = _mm512_dpbusd_epi32(d0, wq[j], bcast4(aq + 4 * j));
+                    for (int j = 4; j < 8; ++j) d1 = _mm512_dpbusd_epi32(d1, wq[j], bcast4(aq + 4 * j));
+                    sumi[c] = _mm512_add_epi32(sumi[c], _mm512_add_epi32(_mm512_mullo_epi32(d0, sc0), _mm512_mullo_epi32(d1, sc1)));
+                }
+            }
+            // q - 32: per row subtract 32 * sum_g scale_g * bsum_g, groups in int16 pairs.
+            __m512i sp[8];
+            for (int t = 0; t < 8; ++t) {
+                const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * t]));
+                const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * t + 1]));
+                sp[t] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi)));
+            }
+            const __m512 d = load_f16x16(b.d);
+            for (int c = 0; c < NY; ++c) {
+                const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
+                int32_t bs[8];
+                std::memcpy(bs, a.bsums, sizeof bs);  // (bsum 2t, bsum 2t+1) as one int32
+                __m512i off = _mm512_setzero_si512();
+                for (int t = 0; t < 8; ++t) off = _mm512_dpwssd_epi32(off, sp[t], _mm512_set1_epi32(bs[t]));
+                const __m512i total = _mm512_sub_epi32(sumi[c], _mm512_slli_epi32(off, 5));
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
+            }
+        }
+        for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + g * kR16Rows, acc[c]);
+    }
+}
+
+template <int NY>
+void q8_0(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
+    const int64_t nb = k / QK8_0;
+    for (int64_t g = g0; g < g1; ++g) {
+        const auto* blocks = reinterpret_cast<const r16_q8_0*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const r16_q8_0& b = blocks[ib];
+            __m512i wq[8];
+            for (int j = 0; j < 8; ++j) wq[j] = _mm512_loadu_si512(b.qs[j]);
+            const __m512 d = load_f16x16(b.d);
+            for (int c = 0; c < NY; ++c) {
+                const block_q8_x32& a = static_cast<const block_q8_x32*>(act[c])[ib];
+                // weights are q + 128: start at -128 * sum(a) to cancel the offset exactly
+                __m512i dot = _mm512_set1_epi32(-128 * int32_t(a.sum));
+                for (int j = 0; j < 8; ++j) dot = _mm512_dpbusd_epi32(dot, wq[j], bcast4(a.qs + 4 * j));
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
+            }
+        }
+        for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + g * kR16Rows, acc[c]);
+    }
+}
+
+template <DType T, int NY>
+void group_rows(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
+    if constexpr (T == DType::Q4_K) q4_K<NY>(k, w, group_bytes, g0, g1, act, y);
+    else if constexpr (T == DType::Q6_K) q6_K<NY>(k, w, group_bytes, g0, g1, act, y);
+    else q8_0<NY>(k, w, group_bytes, g0, g1, act, y);
+}
+
+// MatmulFn over a repacked tensor: w is the r16 data, w_stride the bytes of one 16-row
+// group, r0 and r1 multiples of 16. Tokens go 8 at a time through each group, so the
+// group's weights are read from memory once and from L1 for the other passes.
+template <DType T>
+void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
+    constexpr int kCols = 8;
+    const void* act[kCols];
+    float* out[kCols];
+    for (int64_t g = r0 / kR16Rows; g < r1 / kR16Rows; ++g) {
+        for (int c0 = 0; c0 < a.ny; c0 += kCols) {
+            const int nc = std::min(kCols, a.ny - c0);
+            for (int c = 0; c < nc; ++c) {
+                act[c] = static_cast<const uint8_t*>(a.data) + size_t(c0 + c) * a.stride;
+                out[c] = y + size_t(c0 + c) * y_stride;
+            }
+            switch (nc) {
+                case 1: group_rows<T, 1>(k, w, group_bytes, g, g + 1, act, out); break;
+                case 2: group_rows<T, 2>(k, w, group_bytes, g, g + 1, act, out); break;
+                case 3: group_rows<T, 3>(k, w, group_bytes, g, g + 1, act, out); break;
+                case 4: group_rows<T, 4>(k, w, group_bytes, g, g + 1, act, out); break;
+                case 5: group_rows<T, 5>(k, w, group_bytes, g, g + 1, act, out); break;
+                case 6: group_rows<T, 6>(k, w, group_bytes, g, g + 1, act, out); break;
+                case 7: group_rows<T, 7>(k, w, group_bytes, g, g + 1, act, out); break;
+                default: group_rows<T, 8>(k, w, group_bytes, g, g + 1, act, out); break;
+            }
+        }
+    }
+}
+
+}  // namespace r16
+
+}  // namespace kiln::cpu::KILN_ISA_NS

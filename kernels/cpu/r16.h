@@ -1,0 +1,54 @@
+// Row-interleaved ("r16") weight layouts, made at load time when asked (--repack).
+//
+// 16 consecutive rows are stored together so that one 512-bit register holds 4
+// consecutive weights of all 16 rows: one vpdpbusd against 4 broadcast activation bytes
+// then advances 16 dot products at once, with no horizontal sums, and the per-row scales
+// of the 16 rows are one vector. The 4- and 6-bit formats keep their bit width (nibbles
+// stay packed two to a byte), so decode reads as many bytes as from the original file.
+//
+// Step j of a 32-weight sub-block covers its weights 4j .. 4j+3; "byte 4r + i" is weight
+// i of that step for row r of the group.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kiln/dtype.h"
+
+namespace kiln::cpu {
+
+constexpr int kR16Rows = 16;
+
+// 16 rows x 256 weights of q4_K (2368 bytes; q4_K itself: 16 x 144 = 2304).
+struct r16_q4_K {
+    uint16_t d[16], dmin[16];  // per row, fp16
+    uint8_t sc[8][16];         // [sub-block][row] 6-bit scale
+    uint8_t mn[8][16];         // [sub-block][row] 6-bit min
+    uint8_t qs[8][4][64];      // [sub-block][c][4r+i]: step c in the low nibble, step c + 4 in the high
+};
+static_assert(sizeof(r16_q4_K) == 2368);
+
+// 16 rows x 256 weights of q6_K (3360 bytes, as q6_K: 16 x 210).
+struct r16_q6_K {
+    uint16_t d[16];         // per row, fp16
+    int8_t sc[16][16];      // [16-weight group][row]
+    uint8_t ql[8][4][64];   // low 4 bits, packed as r16_q4_K::qs
+    uint8_t qh[8][2][64];   // [sub-block][h][4r+i]: bits 2j..2j+1 = high 2 bits of step 4h + j
+};
+static_assert(sizeof(r16_q6_K) == 3360);
+
+// 16 rows x 32 weights of q8_0 (544 bytes, as q8_0: 16 x 34).
+struct r16_q8_0 {
+    uint16_t d[16];         // per row, fp16
+    uint8_t qs[8][64];      // [step][4r+i]: q + 128, so vpdpbusd's unsigned operand is the weight
+};
+static_assert(sizeof(r16_q8_0) == 544);
+
+// True if rows of type t can be repacked (and rows is a multiple of 16).
+bool r16_supported(DType t, int64_t rows);
+// Bytes of one 16-row group of k weights (the row-group stride of a repacked tensor).
+size_t r16_group_bytes(DType t, int64_t k);
+// Repacks `rows` rows (a multiple of 16) of k weights; dst holds rows / 16 groups.
+void r16_repack(DType t, const void* src, size_t src_stride, int64_t rows, int64_t k, void* dst);
+
+}  // namespace kiln::cpu
