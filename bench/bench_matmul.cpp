@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/r16.h"
 #include "ref/quants.h"
 
 namespace {
@@ -64,7 +65,33 @@ void bm_matmul(benchmark::State& state, Isa isa, DType t) {
     state.SetItemsProcessed(int64_t(state.iterations()) * rows * k * ny);
 }
 
+// The same, over the row-interleaved copy (--repack).
+void bm_matmul_r16(benchmark::State& state, Isa isa, DType t) {
+    const KernelTable* kt = table_for(isa);
+    if (!kt || !kt->matmul_r16[int(t)]) {
+        state.SkipWithError("no r16 kernel on this ISA");
+        return;
+    }
+    const int ny = int(state.range(0));
+    const int64_t rows = 1024, k = 2048;
+    Setup s = make(*kt, t, rows, k, ny);
+    const size_t gb = r16_group_bytes(t, k);
+    std::vector<uint8_t> packed(gb * size_t(rows / kR16Rows));
+    r16_repack(t, s.w.data(), s.w_stride, rows, k, packed.data());
+    const ActRows a{s.act.data(), s.a_stride, ny};
+    for (auto _ : state) {
+        kt->matmul_r16[int(t)](k, packed.data(), gb, 0, rows, a, s.y.data(), size_t(rows));
+        benchmark::DoNotOptimize(s.y.data());
+    }
+    state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(packed.size()));
+    state.SetItemsProcessed(int64_t(state.iterations()) * rows * k * ny);
+}
+
 void register_all() {
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0}) {
+        const std::string name = std::string("matmul_r16/") + kiln::dtype_name(t) + "/avx512";
+        benchmark::RegisterBenchmark(name.c_str(), bm_matmul_r16, Isa::Avx512, t)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond);
+    }
     for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic}) {
         for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F16}) {
             const std::string name = std::string("matmul/") + kiln::dtype_name(t) + "/" + isa_name(isa);

@@ -75,7 +75,6 @@ void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
 template <int NY>
 void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
     for (int64_t g = g0; g < g1; ++g) {
         const auto* blocks = reinterpret_cast<const r16_q6_K*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
         __m512 acc[NY];
@@ -86,16 +85,7 @@ void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
                 __m512i wq[8];
-                const __m512i h0 = _mm512_loadu_si512(b.qh[s][0]), h1 = _mm512_loadu_si512(b.qh[s][1]);
-                for (int ch = 0; ch < 4; ++ch) {
-                    const __m512i v = _mm512_loadu_si512(b.ql[s][ch]);
-                    // high bits 2ch..2ch+1 of h0 (step ch) / h1 (step ch + 4) moved to bits 4..5
-                    const int sh = 2 * ch;
-                    const __m512i hi0 = sh <= 4 ? _mm512_slli_epi16(h0, 4 - sh) : _mm512_srli_epi16(h0, sh - 4);
-                    const __m512i hi1 = sh <= 4 ? _mm512_slli_epi16(h1, 4 - sh) : _mm512_srli_epi16(h1, sh - 4);
-                    wq[ch] = _mm512_or_si512(_mm512_and_si512(v, m4), _mm512_and_si512(hi0, m3));
-                    wq[ch + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_and_si512(hi1, m3));
-                }
+                for (int j = 0; j < 8; ++j) wq[j] = _mm512_loadu_si512(b.qs[s][j]);
                 const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * s])));
                 const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * s + 1])));
                 for (int c = 0; c < NY; ++c) {

@@ -71,7 +71,6 @@ void r16_repack(DType t, const void* src, size_t src_stride, int64_t rows, int64
         } else if (t == DType::Q6_K) {
             for (int64_t ib = 0; ib < k / QK_K; ++ib) {
                 r16_q6_K& o = reinterpret_cast<r16_q6_K*>(out)[ib];
-                std::memset(o.qh, 0, sizeof o.qh);
                 uint8_t q[16][256];
                 for (int r = 0; r < 16; ++r) {
                     const block_q6_K& b = reinterpret_cast<const block_q6_K*>(row(r))[ib];
@@ -79,15 +78,10 @@ void r16_repack(DType t, const void* src, size_t src_stride, int64_t rows, int64
                     for (int gi = 0; gi < 16; ++gi) o.sc[gi][r] = b.scales[gi];
                     q6_K_values(b, q[r]);
                 }
-                for (int s = 0; s < 8; ++s) {
-                    uint8_t sub[16][32];
-                    for (int r = 0; r < 16; ++r) std::memcpy(sub[r], q[r] + 32 * s, 32);
-                    pack_nibbles(sub, o.ql[s]);
-                    for (int h = 0; h < 2; ++h)
+                for (int s = 0; s < 8; ++s)
+                    for (int j = 0; j < 8; ++j)
                         for (int r = 0; r < 16; ++r)
-                            for (int i = 0; i < 4; ++i)
-                                for (int j = 0; j < 4; ++j) o.qh[s][h][4 * r + i] |= uint8_t(((sub[r][16 * h + 4 * j + i] >> 4) & 3) << (2 * j));
-                }
+                            for (int i = 0; i < 4; ++i) o.qs[s][j][4 * r + i] = q[r][32 * s + 4 * j + i];
             }
         } else if (t == DType::Q8_0) {
             for (int64_t ib = 0; ib < k / QK8_0; ++ib) {

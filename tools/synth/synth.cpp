@@ -21,6 +21,8 @@ struct Args {
     int n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
     uint64_t seed = 1;
     float rope_theta = 10000.0f;
+    bool llama3_rope = false;  // write Llama 3.1's rope_freqs tensor (factor 8, 8192-token original context)
+    float out_std = 0.02f;     // std of output.weight: larger gives decisive (peaked) logits
 };
 
 int fail(const std::string& m) {
@@ -55,6 +57,23 @@ void random_fill(std::vector<float>& v, uint64_t seed, float stddev) {
     }
 }
 
+// Llama 3.1's frequency divisors (what convert_hf_to_gguf writes as rope_freqs): 1 for
+// short wavelengths, 8 for long ones, interpolated between (original context 8192).
+void llama3_rope_factors(std::vector<float>& out, float base, int dim) {
+    const double factor = 8, low = 1, high = 4, old_ctx = 8192;
+    for (int i = 0; i < dim / 2; ++i) {
+        const double freq = 1.0 / std::pow(double(base), 2.0 * i / dim), wavelen = 2 * M_PI / freq;
+        double f;
+        if (wavelen < old_ctx / high) f = 1;
+        else if (wavelen > old_ctx / low) f = factor;
+        else {
+            const double smooth = (old_ctx / wavelen - low) / (high - low);
+            f = 1 / ((1 - smooth) / factor + smooth);
+        }
+        out[size_t(i)] = float(f);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -82,6 +101,9 @@ int main(int argc, char** argv) {
         else if (f == "--n-ff") ok = num(&a.n_ff);
         else if (f == "--n-ctx") ok = num(&a.n_ctx);
         else if (f == "--seed") { int s = 0; ok = num(&s); a.seed = uint64_t(s); }
+        else if (f == "--rope-theta") { int t = 0; ok = num(&t); a.rope_theta = float(t); }
+        else if (f == "--llama3-rope") a.llama3_rope = true;
+        else if (f == "--out-std") { const char* v = next(); char* end = nullptr; a.out_std = v ? std::strtof(v, &end) : 0; ok = v && !*end && a.out_std > 0; }
         else return fail("unknown flag '" + f + "'");
         if (!ok) return fail("bad or missing value for " + f);
     }
@@ -125,6 +147,7 @@ int main(int argc, char** argv) {
     specs.push_back({"token_embd.weight", {E, n_vocab}, 0, false});
     specs.push_back({"output_norm.weight", {E}, 0, true});
     specs.push_back({"output.weight", {E, n_vocab}, a.n_layer - 1, false});
+    if (a.llama3_rope) specs.push_back({"rope_freqs.weight", {D / 2}, 0, true});
     for (int il = 0; il < a.n_layer; ++il) {
         auto n = [&](const char* t) { return kiln::strfmt("blk.%d.%s", il, t); };
         specs.push_back({n("attn_norm.weight"), {E}, il, true});
@@ -155,11 +178,13 @@ int main(int argc, char** argv) {
         const kiln::DType type = s.norm ? kiln::DType::F32 : pick_type(a, s.name, s.layer);
         const size_t rb = kiln::row_bytes(type, cols);
         std::vector<uint8_t> bytes(rb * size_t(rows));
+        const float stddev = s.norm ? 0.1f : s.name == "output.weight" ? a.out_std : 0.02f;
         pool.parallel_for(rows, 64, [&](int64_t r0, int64_t r1, int) {
             std::vector<float> row(static_cast<size_t>(cols));
             for (int64_t r = r0; r < r1; ++r) {
-                random_fill(row, a.seed * 1000003 + t * 65537 + uint64_t(r), s.norm ? 0.1f : 0.02f);
-                if (s.norm && s.name.find("bias") == std::string::npos)
+                random_fill(row, a.seed * 1000003 + t * 65537 + uint64_t(r), stddev);
+                if (s.name == "rope_freqs.weight") llama3_rope_factors(row, a.rope_theta, int(D));
+                else if (s.norm && s.name.find("bias") == std::string::npos)
                     for (float& x : row) x += 1.0f;
                 kiln::ref::quantize_row(type, row.data(), bytes.data() + size_t(r) * rb, cols);
             }

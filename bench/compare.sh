@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Side-by-side speed: llama.cpp, ik_llama.cpp and kiln on the same GGUF files, same machine,
+# one run. Prints one markdown table (medians of -r runs) with kiln's ratio to each.
+#
+#   bench/compare.sh [MODEL.gguf ...]          (default: the benchmark models below)
+#
+# - llama.cpp is built once from llama-cpp-python's source distribution on PyPI (pinned),
+#   outside the repository, in $KILN_CACHE/llama.cpp (default .cache/llama.cpp).
+# - ik_llama.cpp is not built here: set IK_LLAMA_BENCH to the llama-bench binary of a build
+#   you made from its public repository (its column is left out otherwise).
+# - The default models are SmolLM2-135M (tools/fetch_models.py) and a random-weight
+#   Llama-architecture 1.1B (n_embd 2048, 16 layers, 32 heads, 8 KV heads, n_ff 8192,
+#   32000-token vocab) in Q4_K_M and Q8_0, written by kiln-synth with seed 1.
+# Env: THREADS (2), REPS (3), PP (512), TG (128), KILN_FLAGS (--repack), IK_FLAGS (-rtr 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+cache=${KILN_CACHE:-$root/.cache}
+threads=${THREADS:-2}
+reps=${REPS:-3}
+pp=${PP:-512}
+tg=${TG:-128}
+kiln_flags=${KILN_FLAGS:---repack}
+ik_flags=${IK_FLAGS:--rtr 1}
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >&2
+cmake --build build -j"$(nproc)" --target kiln-bench kiln-synth >&2
+
+# llama.cpp from the pinned PyPI sdist
+lcp_version=0.3.36
+lcp_dir=$cache/llama.cpp/llama_cpp_python-$lcp_version/vendor/llama.cpp
+lcp_bench=$lcp_dir/build/bin/llama-bench
+if [ ! -x "$lcp_bench" ]; then
+  mkdir -p "$cache/llama.cpp"
+  python3 -m pip download --no-deps --no-binary :all: -d "$cache/llama.cpp" "llama-cpp-python==$lcp_version" >&2
+  tar xzf "$cache/llama.cpp/llama_cpp_python-$lcp_version.tar.gz" -C "$cache/llama.cpp"
+  cmake -S "$lcp_dir" -B "$lcp_dir/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF >&2
+  cmake --build "$lcp_dir/build" -j"$(nproc)" --target llama-bench >&2
+fi
+
+models=("$@")
+if [ ${#models[@]} -eq 0 ]; then
+  python3 tools/fetch_models.py smollm2 vocab >/dev/null
+  mkdir -p "$cache/models/bench"
+  for q in q4_k_m q8_0; do
+    f=$cache/models/bench/llama-1.1b-$q.gguf
+    [ -f "$f" ] || build/kiln-synth --vocab-from "$cache/vocab/ggml-vocab-llama-spm.gguf" --n-embd 2048 --n-layer 16 \
+        --n-head 32 --n-head-kv 8 --n-ff 8192 --type "$q" --seed 1 -o "$f" >&2
+  done
+  models=("$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$cache/models/bench/llama-1.1b-q4_k_m.gguf" "$cache/models/bench/llama-1.1b-q8_0.gguf")
+fi
+
+# llama-bench's JSON: a list of {test params, avg_ts, samples_ts}; median of samples_ts.
+median_llama() {  # $1 = json file, $2 = n_prompt, $3 = n_gen
+  python3 - "$1" "$2" "$3" <<'EOF'
+import json, statistics, sys
+rows = json.load(open(sys.argv[1]))
+for r in rows:
+    if r["n_prompt"] == int(sys.argv[2]) and r["n_gen"] == int(sys.argv[3]):
+        print(f'{statistics.median(r["samples_ts"]):.2f}')
+        break
+else:
+    print("-")
+EOF
+}
+median_kiln() {  # $1 = json file, $2 = test name
+  python3 - "$1" "$2" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["results"]:
+    if r["test"] == sys.argv[2]:
+        print(f'{r["tps_median"]:.2f}')
+        break
+else:
+    print("-")
+EOF
+}
+ratio() { python3 -c "import sys; a, b = sys.argv[1], sys.argv[2]; print('-' if '-' in (a, b) else f'{float(a) / float(b):.2f}x')" "$1" "$2"; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+bw=""
+echo "| model | test | llama.cpp t/s | ik_llama.cpp t/s | kiln t/s | kiln / llama.cpp | kiln / ik_llama.cpp |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+for m in "${models[@]}"; do
+  name=$(basename "$m" .gguf)
+  "$lcp_bench" -m "$m" -t "$threads" -p "$pp" -n "$tg" -r "$reps" -o json > "$tmp/lcp.json" 2>/dev/null
+  if [ -n "${IK_LLAMA_BENCH:-}" ]; then
+    # shellcheck disable=SC2086
+    "$IK_LLAMA_BENCH" -m "$m" -t "$threads" -p "$pp" -n "$tg" -r "$reps" $ik_flags -o json > "$tmp/ik.json" 2>/dev/null || echo "[]" > "$tmp/ik.json"
+  else
+    echo "[]" > "$tmp/ik.json"
+  fi
+  # shellcheck disable=SC2086
+  build/kiln-bench -m "$m" -t "$threads" -p "$pp" -n "$tg" -v 0 -r "$reps" -o json $kiln_flags > "$tmp/kiln.json" 2>/dev/null
+  bw=$(python3 -c "import json; print(round(json.load(open('$tmp/kiln.json'))['read_bandwidth_gbps'], 1))")
+  for t in "pp$pp:$pp:0" "tg$tg:0:$tg"; do
+    IFS=: read -r test np ng <<< "$t"
+    l=$(median_llama "$tmp/lcp.json" "$np" "$ng")
+    i=$(median_llama "$tmp/ik.json" "$np" "$ng")
+    k=$(median_kiln "$tmp/kiln.json" "$test")
+    echo "| $name | $test | $l | $i | $k | $(ratio "$k" "$l") | $(ratio "$k" "$i") |"
+  done
+done
+echo
+echo "threads $threads, medians of $reps runs; kiln flags: $kiln_flags; ik_llama.cpp flags: ${IK_LLAMA_BENCH:+$ik_flags}; read bandwidth (kiln probe): $bw GB/s"
