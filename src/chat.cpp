@@ -55,6 +55,11 @@ Expected<ChatTemplate> detect_chat_template(const std::string& src) {
     return t;
 }
 
+Expected<ChatTemplate> chat_template_for(const std::string& src, const std::string& arch) {
+    if (src.empty() && (arch == "gemma3" || arch == "gemma2" || arch == "gemma")) return ChatTemplate{ChatFormat::Gemma, ""};
+    return detect_chat_template(src);
+}
+
 std::string apply_chat_template(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
     std::string out;
     std::string system;

@@ -15,7 +15,7 @@ TEST_CASE("chat: templates are recognised from the real models' Jinja sources") 
         if (!kiln::test::require_file(path)) continue;
         auto f = kiln::GgufFile::open(path);
         REQUIRE(f.is_ok());
-        auto t = kiln::detect_chat_template(f->get_string("tokenizer.chat_template").value());
+        auto t = kiln::chat_template_for(f->get_string("tokenizer.chat_template").value(), f->get_string("general.architecture").value());
         REQUIRE_MESSAGE(t.is_ok(), t.message());
         CHECK(t->format == format);
         if (format == ChatFormat::ChatML) CHECK(t->default_system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
@@ -41,6 +41,12 @@ TEST_CASE("chat: each format renders the turns its models were trained on") {
           "<start_of_turn>model\n");
     t.format = ChatFormat::Llama2;
     CHECK(kiln::apply_chat_template(t, {{"system", "S"}, {"user", "U"}}) == "[INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST]");
+}
+
+TEST_CASE("chat: a gemma3 file without a template gets Gemma's turn format; others an error") {
+    CHECK(kiln::chat_template_for("", "gemma3")->format == ChatFormat::Gemma);
+    CHECK_FALSE(kiln::chat_template_for("", "llama").is_ok());
+    CHECK(kiln::chat_template_for("{{ '<|im_start|>' }}", "gemma3")->format == ChatFormat::ChatML);  // the file's template wins
 }
 
 TEST_CASE("chat: unknown templates and format names are clear errors") {
@@ -97,11 +103,13 @@ TEST_CASE("sampler: greedy, seeds, and the filters") {
     auto dm = kiln::Sampler(p, 50).distribution(l.data());
     CHECK(dm.size() == 2);
 
-    // top-p: the smallest set whose mass reaches p.
-    p.min_p = 0, p.top_p = 0.5f;
+    // top-p: the smallest set whose mass reaches p (token 7 alone has 0.485 at temperature 1).
+    p.min_p = 0, p.top_p = 0.4f;
     auto dp = kiln::Sampler(p, 50).distribution(l.data());
     CHECK(dp.size() == 1);
     CHECK(dp[0].first == 7);
+    p.top_p = 0.5f;
+    CHECK(kiln::Sampler(p, 50).distribution(l.data()).size() == 2);
 
     // Sampling frequencies follow the distribution (chi-square-free check: within 4 sigma).
     p.top_p = 1.0f, p.temperature = 1.0f, p.seed = 7;

@@ -15,6 +15,7 @@ python3 tools/fetch_models.py >/dev/null
 echo "== build (Release, -Werror)" >&2
 cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=ON >&2
 cmake --build build-test -j"$jobs" >&2
+tools/make_synthetic_models.sh build-test/kiln-synth
 echo "== doctest suite" >&2
 (cd build-test && ctest --output-on-failure)
 

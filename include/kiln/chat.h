@@ -26,6 +26,9 @@ struct ChatTemplate {
 // Recognises a template from its Jinja source (tokenizer.chat_template). An empty or
 // unknown template is an error that says so and suggests --chat-format or a raw prompt.
 Expected<ChatTemplate> detect_chat_template(const std::string& jinja_source);
+// As detect_chat_template, but a file without a template whose architecture has one
+// known turn format (gemma3: Gemma's) gets that format, as llama.cpp does for Gemma.
+Expected<ChatTemplate> chat_template_for(const std::string& jinja_source, const std::string& architecture);
 // Parses a --chat-format name: chatml, llama3, gemma, llama2, deepseek-r1.
 Expected<ChatFormat> parse_chat_format(const std::string& name);
 

@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
             if (!f) return fail(f.message());
             chat_template.format = f.value();
         } else {
-            auto t = kiln::detect_chat_template(model.value()->gguf().get_string("tokenizer.chat_template").value());
+            const kiln::GgufFile& f = model.value()->gguf();
+            auto t = kiln::chat_template_for(f.get_string("tokenizer.chat_template").value(), f.get_string("general.architecture").value());
             if (!t) return fail(t.message());
             chat_template = t.value();
         }

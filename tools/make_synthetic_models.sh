@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Writes the small random-weight models the architecture tests compare with llama.cpp
+# (tests/data/reference_synth-*.json): one per architecture feature kiln implements
+# beyond SmolLM2 and Gemma 3 — Llama 3.1 rope_freqs scaling, Qwen2's QKV bias and Qwen3's
+# QK norm — with real vocabularies from llama.cpp's test files. Deterministic (seeded).
+#   tools/make_synthetic_models.sh [path/to/kiln-synth]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+synth=${1:-build/kiln-synth}
+cache=${KILN_CACHE:-.cache}
+python3 tools/fetch_models.py vocab >/dev/null
+out=$cache/models/synth
+mkdir -p "$out"
+common=(--n-embd 256 --n-layer 2 --n-head 4 --n-head-kv 2 --n-ff 512 --type q8_0 --out-std 0.5 --seed 3)
+make() {  # name arch vocab extra...
+  local name=$1 arch=$2 vocab=$3
+  shift 3
+  [ -f "$out/$name.gguf" ] || "$synth" --arch "$arch" --vocab-from "$cache/vocab/ggml-vocab-$vocab.gguf" "${common[@]}" "$@" -o "$out/$name.gguf" >&2
+}
+make synth-llama3 llama llama-bpe --rope-theta 500000 --llama3-rope
+make synth-qwen2 qwen2 qwen2 --rope-theta 1000000
+make synth-qwen3 qwen3 qwen2 --rope-theta 1000000
