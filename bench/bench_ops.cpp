@@ -1,0 +1,65 @@
+// Microbenchmarks of the row ops and activation quantizers, per ISA (single-threaded).
+// Bytes processed = bytes read and written; items = elements.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "cpu/kernels.h"
+
+namespace {
+
+using namespace kiln::cpu;
+
+std::vector<float> data(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (float& x : v) x = nd(rng);
+    return v;
+}
+
+enum class Op { RmsNorm, Softmax, SiluMul, GeluMul, DotF16, AxpyF16, QuantQ8x32, QuantQ8K };
+
+void bm_op(benchmark::State& state, Isa isa, Op op) {
+    const KernelTable* kt = table_for(isa);
+    if (!kt) {
+        state.SkipWithError("ISA not supported by this CPU");
+        return;
+    }
+    const int64_t n = state.range(0);
+    auto x = data(size_t(n), 1), w = data(size_t(n), 2), y = data(size_t(n), 3);
+    std::vector<uint16_t> h(static_cast<size_t>(n));
+    kt->f32_to_f16(x.data(), h.data(), n);
+    std::vector<block_q8_x32> q32(static_cast<size_t>(n / 32));
+    std::vector<kiln::block_q8_K> qk(static_cast<size_t>(n / 256));
+    size_t bytes = 0;
+    for (auto _ : state) {
+        switch (op) {
+            case Op::RmsNorm: kt->rms_norm(x.data(), w.data(), y.data(), n, 1e-5f), bytes = 12 * size_t(n); break;
+            case Op::Softmax: y = x, kt->softmax(y.data(), n), bytes = 8 * size_t(n); break;
+            case Op::SiluMul: y = x, kt->silu_mul(y.data(), w.data(), n), bytes = 12 * size_t(n); break;
+            case Op::GeluMul: y = x, kt->gelu_mul(y.data(), w.data(), n), bytes = 12 * size_t(n); break;
+            case Op::DotF16: benchmark::DoNotOptimize(kt->dot_f16(h.data(), w.data(), n)), bytes = 6 * size_t(n); break;
+            case Op::AxpyF16: kt->axpy_f16(y.data(), 0.5f, h.data(), n), bytes = 10 * size_t(n); break;
+            case Op::QuantQ8x32: kt->quantize_q8x32(x.data(), q32.data(), n), bytes = 5 * size_t(n); break;
+            case Op::QuantQ8K: kt->quantize_q8K(x.data(), qk.data(), n), bytes = 5 * size_t(n); break;
+        }
+        benchmark::DoNotOptimize(y.data());
+    }
+    state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes));
+    state.SetItemsProcessed(int64_t(state.iterations()) * n);
+}
+
+void register_all() {
+    const std::pair<const char*, Op> ops[] = {{"rms_norm", Op::RmsNorm},   {"softmax", Op::Softmax},     {"silu_mul", Op::SiluMul},
+                                              {"gelu_mul", Op::GeluMul},   {"dot_f16", Op::DotF16},      {"axpy_f16", Op::AxpyF16},
+                                              {"quantize_q8x32", Op::QuantQ8x32}, {"quantize_q8K", Op::QuantQ8K}};
+    for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic})
+        for (const auto& [name, op] : ops)
+            benchmark::RegisterBenchmark((std::string("ops/") + name + "/" + isa_name(isa)).c_str(), bm_op, isa, op)->Arg(2048)->Arg(8192);
+}
+
+const bool registered = (register_all(), true);
+
+}  // namespace
