@@ -18,6 +18,7 @@ namespace {
 // About 0.5 ms of spinning on Zen 4 (PAUSE is ~65 cycles) before a worker sleeps: longer
 // than the gaps between the jobs of one forward pass, far shorter than between requests.
 constexpr int kSpinIterations = 20000;
+constexpr int kChunksPerThread = 4;
 
 void pin_to_core(int core) {
     cpu_set_t set;
@@ -97,7 +98,9 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     if (n <= 0) return;
     grain = std::max<int64_t>(1, grain);
     const int64_t n_grains = (n + grain - 1) / grain;
-    const uint32_t n_chunks = uint32_t(std::min<int64_t>(n_threads_, n_grains));
+    // A few chunks per thread, claimed in order: a thread slowed down by its SMT sibling
+    // or by another process does less, instead of everyone waiting for it at the end.
+    const uint32_t n_chunks = uint32_t(std::min<int64_t>(n_threads_ == 1 ? 1 : int64_t(kChunksPerThread) * n_threads_, n_grains));
     if (n_chunks <= 1) {
         fn(0, n, 0);
         return;

@@ -1,11 +1,10 @@
 // Persistent worker threads for the forward pass.
 //
 // Contract with the host application: a ThreadPool owns n_threads - 1 worker threads; the
-// thread calling parallel_for() is the n-th. Work is cut into one contiguous chunk per
-// thread (so each thread's slice of a weight matrix stays contiguous) and chunks are
-// *claimed*, not assigned: if a worker is descheduled because the app's own threads
-// (or anything else) occupy its core, the caller takes over its unclaimed chunk instead
-// of waiting for it. Workers spin briefly between jobs (the jobs of one forward pass are
+// thread calling parallel_for() is the n-th. Work is cut into a few contiguous chunks per
+// thread (long contiguous slices of a weight matrix) and chunks are *claimed*, not
+// assigned: if a worker is descheduled because the app's own threads (or anything else)
+// occupy its core, the others take over its unclaimed chunks instead of waiting for it. Workers spin briefly between jobs (the jobs of one forward pass are
 // microseconds apart) and then sleep, so an idle pool costs no CPU. kiln creates no
 // other threads; size the pool so that pool + busy app threads <= cores.
 #pragma once
@@ -31,8 +30,8 @@ public:
 
     int size() const { return n_threads_; }
 
-    // Splits [0, n) into contiguous chunks (boundaries at multiples of `grain`), at most one
-    // per thread, and calls fn(begin, end, thread_index) for each; thread_index < size()
+    // Splits [0, n) into contiguous chunks (boundaries at multiples of `grain`), a few per
+    // thread, and calls fn(begin, end, thread_index) for each; thread_index < size()
     // identifies the executing thread (for per-thread scratch). Returns when all are done.
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
 
