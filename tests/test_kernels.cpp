@@ -111,6 +111,27 @@ TEST_CASE("kernels: activation quantization matches the reference on every ISA")
     }
 }
 
+TEST_CASE("kernels: every ISA quantizes activations to the same bytes") {
+    const KernelTable& base = *table_for(Isa::Generic);
+    for (Isa isa : available_isas()) {
+        CAPTURE(isa_name(isa));
+        const KernelTable& kt = *table_for(isa);
+        for (uint32_t seed = 0; seed < 20; ++seed) {
+            const int64_t k = 1024;
+            auto x = gaussian(size_t(k), seed, seed % 2 ? 1.0f : 1e-3f);
+            x[seed * 13 % k] = -7.0f;  // a negative outlier: q8_K keeps its sign in the scale
+            std::vector<block_q8_x32> a(size_t(k / 32)), b(size_t(k / 32));
+            kt.quantize_q8x32(x.data(), a.data(), k);
+            base.quantize_q8x32(x.data(), b.data(), k);
+            CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0);
+            std::vector<kiln::block_q8_K> c(size_t(k / 256)), d(size_t(k / 256));
+            kt.quantize_q8K(x.data(), c.data(), k);
+            base.quantize_q8K(x.data(), d.data(), k);
+            CHECK(std::memcmp(c.data(), d.data(), c.size() * sizeof(c[0])) == 0);
+        }
+    }
+}
+
 TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA and batch size") {
     for (Isa isa : available_isas()) {
         const KernelTable& kt = *table_for(isa);

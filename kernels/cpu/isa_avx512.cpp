@@ -16,6 +16,7 @@ namespace kiln::cpu::KILN_ISA_NS {
 using Arch = xsimd::avx512bw;
 }
 #include "cpu/act_quant-inl.h"
+#include "cpu/act_quant_avx512-inl.h"
 #include "cpu/unpack-inl.h"
 #include "cpu/matmul_portable-inl.h"
 #include "cpu/matmul_vnni-inl.h"
@@ -52,6 +53,8 @@ void matmul_auto(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
 void fill_avx512(KernelTable& t) {
     t.isa = Isa::Avx512;
     KILN_ISA_NS::fill_common(t);
+    t.quantize_q8x32 = KILN_ISA_NS::quantize_q8x32_avx512;
+    t.quantize_q8K = KILN_ISA_NS::quantize_q8K_avx512;
     using KILN_ISA_NS::matmul_auto;
     t.matmul[int(DType::Q4_0)] = matmul_auto<DType::Q4_0>;
     t.matmul[int(DType::Q4_1)] = matmul_auto<DType::Q4_1>;
