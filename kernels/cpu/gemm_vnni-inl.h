@@ -152,8 +152,9 @@ void run_panel(const Panel& panel, int64_t k, const ActPanel& t, float* y, size_
     }
 }
 
-template <DType T>
-void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
+// The GEMM over rows [r0, r1): fill(p0, rows, panel) provides each 16-row panel.
+template <DType T, class Fill>
+void run(int64_t k, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride, Fill&& fill) {
     using D = vnni::Dec<T>;
     constexpr int G = D::kHalvesEqual ? 32 : 16;
     static thread_local Panel panel;
@@ -164,10 +165,16 @@ void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, c
         pack_tokens<G>(a, gi * kCols, std::min(kCols, a.ny - gi * kCols), D::kSub == 8, D::kSigned, k, groups[size_t(gi)]);
     for (int64_t p0 = r0; p0 < r1; p0 += kRows) {
         const int rows = int(std::min<int64_t>(kRows, r1 - p0));
-        pack_panel<T, G>(w, w_stride, p0, rows, k, panel);
+        fill(p0, rows, panel);
         for (int gi = 0; gi < n_groups; ++gi)
             run_panel<G, D::kMin>(panel, k, groups[size_t(gi)], y + size_t(gi * kCols) * y_stride + size_t(p0), y_stride, rows);
     }
+}
+
+template <DType T>
+void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
+    constexpr int G = vnni::Dec<T>::kHalvesEqual ? 32 : 16;
+    run<T>(k, r0, r1, a, y, y_stride, [&](int64_t p0, int rows, Panel& panel) { pack_panel<T, G>(w, w_stride, p0, rows, k, panel); });
 }
 
 }  // namespace gemm

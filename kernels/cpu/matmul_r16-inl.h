@@ -149,11 +149,67 @@ void group_rows(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_
     else q8_0<NY>(k, w, group_bytes, g0, g1, act, y);
 }
 
+// A GEMM panel (gemm_vnni-inl.h) from one r16 group: the rows are already interleaved,
+// so this is unpacking nibbles in place and multiplying out the scales, not a transpose.
+template <DType T, int G>
+void pack_panel_r16(const uint8_t* group, int64_t k, gemm::Panel& p) {
+    p.q.resize(size_t(k) * kR16Rows);
+    p.scale.resize(size_t(k / G) * kR16Rows);
+    p.min.assign(size_t(k / G) * kR16Rows, 0.0f);
+    uint8_t* q = p.q.data();
+    float *sc = p.scale.data(), *mn = p.min.data();
+    if constexpr (T == DType::Q4_K) {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        for (int64_t ib = 0; ib < k / QK_K; ++ib) {
+            const r16_q4_K& b = reinterpret_cast<const r16_q4_K*>(group)[ib];
+            const __m512 d = load_f16x16(b.d), dmin = load_f16x16(b.dmin);
+            for (int s = 0; s < 8; ++s, q += 8 * 64, sc += 16, mn += 16) {
+                for (int c = 0; c < 4; ++c) {
+                    const __m512i v = _mm512_loadu_si512(b.qs[s][c]);
+                    _mm512_storeu_si512(q + 64 * c, _mm512_and_si512(v, m4));
+                    _mm512_storeu_si512(q + 64 * (c + 4), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+                }
+                const __m512 s32 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[s]))));
+                const __m512 m32 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.mn[s]))));
+                _mm512_storeu_ps(sc, _mm512_mul_ps(d, s32));
+                _mm512_storeu_ps(mn, _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, m32)));
+            }
+        }
+    } else if constexpr (T == DType::Q6_K) {
+        for (int64_t ib = 0; ib < k / QK_K; ++ib) {
+            const r16_q6_K& b = reinterpret_cast<const r16_q6_K*>(group)[ib];
+            std::memcpy(q, b.qs, sizeof b.qs);
+            q += sizeof b.qs;
+            const __m512 d = load_f16x16(b.d);
+            for (int g = 0; g < 16; ++g, sc += 16, mn += 16) {  // q - 32 as q with a min of -32 x scale
+                const __m512 s = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[g])))));
+                _mm512_storeu_ps(sc, s);
+                _mm512_storeu_ps(mn, _mm512_mul_ps(s, _mm512_set1_ps(-32.0f)));
+            }
+        }
+    } else {  // q8_0: bytes are q + 128 already, as the GEMM's signed formats are stored
+        for (int64_t ib = 0; ib < k / QK8_0; ++ib, sc += 16) {
+            const r16_q8_0& b = reinterpret_cast<const r16_q8_0*>(group)[ib];
+            std::memcpy(q, b.qs, sizeof b.qs);
+            q += sizeof b.qs;
+            _mm512_storeu_ps(sc, load_f16x16(b.d));
+        }
+    }
+}
+
 // MatmulFn over a repacked tensor: w is the r16 data, w_stride the bytes of one 16-row
-// group, r0 and r1 multiples of 16. Tokens go 8 at a time through each group, so the
-// group's weights are read from memory once and from L1 for the other passes.
+// group, r0 and r1 multiples of 16. Up to 8 tokens go through each group with the row
+// kernels above (the group's weights come from memory once, from L1 for the other
+// passes); larger batches go to the GEMM, with panels unpacked from the groups.
 template <DType T>
 void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
+    if (a.ny > 8) {
+        constexpr int G = vnni::Dec<T>::kHalvesEqual ? 32 : 16;
+        gemm::run<T>(k, r0, r1, a, y, y_stride, [&](int64_t p0, int, gemm::Panel& panel) {
+            pack_panel_r16<T, G>(static_cast<const uint8_t*>(w) + size_t(p0 / kR16Rows) * group_bytes, k, panel);
+        });
+        return;
+    }
     constexpr int kCols = 8;
     const void* act[kCols];
     float* out[kCols];
