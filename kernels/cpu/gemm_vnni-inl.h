@@ -140,16 +140,7 @@ void micro_kernel(const Panel& p, int64_t k, const ActPanel& t, float* y, size_t
 
 template <int G, bool kMin>
 void run_panel(const Panel& panel, int64_t k, const ActPanel& t, float* y, size_t y_stride, int rows) {
-    switch (t.nc) {
-        case 1: micro_kernel<1, G, kMin>(panel, k, t, y, y_stride, rows); break;
-        case 2: micro_kernel<2, G, kMin>(panel, k, t, y, y_stride, rows); break;
-        case 3: micro_kernel<3, G, kMin>(panel, k, t, y, y_stride, rows); break;
-        case 4: micro_kernel<4, G, kMin>(panel, k, t, y, y_stride, rows); break;
-        case 5: micro_kernel<5, G, kMin>(panel, k, t, y, y_stride, rows); break;
-        case 6: micro_kernel<6, G, kMin>(panel, k, t, y, y_stride, rows); break;
-        case 7: micro_kernel<7, G, kMin>(panel, k, t, y, y_stride, rows); break;
-        default: micro_kernel<8, G, kMin>(panel, k, t, y, y_stride, rows); break;
-    }
+    with_token_count(t.nc, [&](auto nc) { micro_kernel<nc, G, kMin>(panel, k, t, y, y_stride, rows); });
 }
 
 // The GEMM over rows [r0, r1): fill(p0, rows, panel) provides each 16-row panel.

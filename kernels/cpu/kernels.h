@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kiln/dtype.h"
@@ -72,6 +74,14 @@ struct KernelTable {
     void (*round_f16)(float* x, int64_t n) = nullptr;  // x = fp16(x), round to nearest even
     int64_t (*argmax)(const float* x, int64_t n) = nullptr;
 };
+
+// Calls f(std::integral_constant<int, n>{}) for a run-time n in [1, 8]: turns a token count
+// into the template argument of the kernels specialised for 1..8 tokens.
+template <class F>
+void with_token_count(int n, F&& f) {
+    [&]<int... N>(std::integer_sequence<int, N...>) { ((n == N + 1 ? (f(std::integral_constant<int, N + 1>{}), 0) : 0), ...); }(
+        std::make_integer_sequence<int, 8>{});
+}
 
 // The table for the best ISA this CPU supports, or the one KILN_ISA=avx512|avx2|generic
 // asks for (falling back with a warning if the CPU lacks it).

@@ -220,16 +220,7 @@ void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1
                 act[c] = static_cast<const uint8_t*>(a.data) + size_t(c0 + c) * a.stride;
                 out[c] = y + size_t(c0 + c) * y_stride;
             }
-            switch (nc) {
-                case 1: group_rows<T, 1>(k, w, group_bytes, g, g + 1, act, out); break;
-                case 2: group_rows<T, 2>(k, w, group_bytes, g, g + 1, act, out); break;
-                case 3: group_rows<T, 3>(k, w, group_bytes, g, g + 1, act, out); break;
-                case 4: group_rows<T, 4>(k, w, group_bytes, g, g + 1, act, out); break;
-                case 5: group_rows<T, 5>(k, w, group_bytes, g, g + 1, act, out); break;
-                case 6: group_rows<T, 6>(k, w, group_bytes, g, g + 1, act, out); break;
-                case 7: group_rows<T, 7>(k, w, group_bytes, g, g + 1, act, out); break;
-                default: group_rows<T, 8>(k, w, group_bytes, g, g + 1, act, out); break;
-            }
+            with_token_count(nc, [&](auto ny) { group_rows<T, ny>(k, w, group_bytes, g, g + 1, act, out); });
         }
     }
 }

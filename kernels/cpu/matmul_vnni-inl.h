@@ -169,7 +169,7 @@ struct Dec<DType::Q6_K> {
     using Block = block_q6_K;
     static constexpr int kSub = 8;
     static constexpr bool kSigned = false, kMin = true;
-    static constexpr bool kHalvesEqual = false;  // one scale and min per 32
+    static constexpr bool kHalvesEqual = false;  // a scale per 16 weights
     explicit Dec(const Block& b) : b_(b), d_(h2f(b.d)) {}
     Sub decode(int s) const {
         const int half = s / 4, t = s % 4;
@@ -190,7 +190,7 @@ struct Dec<DType::Q3_K> {
     using Block = block_q3_K;
     static constexpr int kSub = 8;
     static constexpr bool kSigned = false, kMin = true;
-    static constexpr bool kHalvesEqual = false;  // one scale and min per 32
+    static constexpr bool kHalvesEqual = false;  // a scale per 16 weights
     explicit Dec(const Block& b) : b_(b), d_(h2f(b.d)), hm_(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask))) {}
     Sub decode(int s) const {
         __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b_.qs + 32 * (s / 4)));
@@ -212,7 +212,7 @@ struct Dec<DType::Q2_K> {
     using Block = block_q2_K;
     static constexpr int kSub = 8;
     static constexpr bool kSigned = false, kMin = true;
-    static constexpr bool kHalvesEqual = false;  // one scale and min per 32
+    static constexpr bool kHalvesEqual = false;  // a scale per 16 weights
     explicit Dec(const Block& b) : b_(b), d_(h2f(b.d)), dmin_(h2f(b.dmin)) {}
     Sub decode(int s) const {
         __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b_.qs + 32 * (s / 4)));
@@ -288,16 +288,7 @@ void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, c
             act[c] = static_cast<const uint8_t*>(a.data) + size_t(c0 + c) * a.stride;
             out[c] = y + size_t(c0 + c) * y_stride;
         }
-        switch (nc) {
-            case 1: rows<T, 1>(k, w, w_stride, r0, r1, act, out); break;
-            case 2: rows<T, 2>(k, w, w_stride, r0, r1, act, out); break;
-            case 3: rows<T, 3>(k, w, w_stride, r0, r1, act, out); break;
-            case 4: rows<T, 4>(k, w, w_stride, r0, r1, act, out); break;
-            case 5: rows<T, 5>(k, w, w_stride, r0, r1, act, out); break;
-            case 6: rows<T, 6>(k, w, w_stride, r0, r1, act, out); break;
-            case 7: rows<T, 7>(k, w, w_stride, r0, r1, act, out); break;
-            default: rows<T, 8>(k, w, w_stride, r0, r1, act, out); break;
-        }
+        with_token_count(nc, [&](auto ny) { rows<T, ny>(k, w, w_stride, r0, r1, act, out); });
     }
 }
 
