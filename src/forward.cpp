@@ -124,25 +124,11 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
         tap("Qcur", il, q, size_t(n) * H * D);
         tap("Kcur", il, k, size_t(n) * Hkv * D);
         if (c.attn_scale > 0) kt.scale(q, c.attn_scale, int64_t(n) * H * D);
-        // With an f16 cache llama.cpp multiplies K by an f16 copy of Q; so do we, to keep
-        // the 8-bit-quantized layers downstream rounding the same way.
-        if (s.kv.type == DType::F16) kt.round_f16(q, int64_t(n) * H * D);
-
         // Store this chunk's keys and values at their positions.
-        for (int i = 0; i < n; ++i) {
-            for (int h = 0; h < Hkv; ++h) {
-                const float* kr = k + (size_t(i) * Hkv + h) * D;
-                const float* vr = v + (size_t(i) * Hkv + h) * Dv;
-                if (s.kv.type == DType::F16) {
-                    kt.f32_to_f16(kr, reinterpret_cast<uint16_t*>(s.kv.k_at(il, h, pos0 + i)), D);
-                    kt.f32_to_f16(vr, reinterpret_cast<uint16_t*>(s.kv.v_at(il, h, pos0 + i)), Dv);
-                } else {
-                    std::memcpy(s.kv.k_at(il, h, pos0 + i), kr, sizeof(float) * size_t(D));
-                    std::memcpy(s.kv.v_at(il, h, pos0 + i), vr, sizeof(float) * size_t(Dv));
-                }
-            }
-        }
-        attention(s, pool, c, il, pos0, n, q, attn, kq_scale, swa ? c.sliding_window : 0);  // (n, H, Dv)
+        per_token([&](int i) {
+            for (int h = 0; h < Hkv; ++h) s.kv.store(il, h, pos0 + i, k + (size_t(i) * Hkv + h) * D, v + (size_t(i) * Hkv + h) * Dv);
+        });
+        attention(kt, pool, s.kv, s.attn_scratch, c, il, pos0, n, q, attn, kq_scale, swa ? c.sliding_window : 0);  // (n, H, Dv)
         tap("kqv_out", il, attn, size_t(n) * H * Dv);
         linear(s, pool, L.wo, attn, n, proj);                                             // (n, E)
         tap("attn_out", il, proj, size_t(n) * E);

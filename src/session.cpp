@@ -8,14 +8,18 @@ namespace kiln {
 
 Session::~Session() = default;
 
+Expected<DType> parse_cache_type(const std::string& name) {
+    for (DType t : {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::F32})
+        if (name == dtype_name(t)) return t;
+    return Status::error("'%s' is not a KV cache type (f16, bf16, q8_0, q4_0, f32)", name.c_str());
+}
+
 Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> model, const SessionOptions& o) {
     if (!model) return Status::error("Session::create: no model");
     const ModelConfig& c = model->config();
     if (c.is_moe()) return Status::error("%s: mixture-of-experts models (%s) are not supported by this build yet", model->gguf().path().c_str(), arch_name(c.arch));
     if (o.n_ctx < 0) return Status::error("context size %d is negative", o.n_ctx);
     if (o.n_batch < 1) return Status::error("batch size %d must be >= 1", o.n_batch);
-    if (o.kv_type != DType::F16 && o.kv_type != DType::F32) return Status::error("KV cache type %s is not supported (f16 or f32)", dtype_name(o.kv_type));
-    if (o.n_threads < 0 || o.n_threads > 1024) return Status::error("thread count %d is out of range", o.n_threads);
     const int n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(c.n_ctx_train, 4096);
     if (n_ctx > (1 << 22)) return Status::error("context size %d is too large", n_ctx);
 
@@ -35,20 +39,8 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     }
     m.n_batch = std::min(o.n_batch, n_ctx);
 
-    KvCache& kv = m.kv;
-    kv.type = o.kv_type;
-    kv.elem = o.kv_type == DType::F16 ? 2 : 4;
-    kv.n_ctx = n_ctx;
-    kv.n_head_kv = c.n_head_kv;
-    kv.head_dim = c.head_dim;
-    kv.head_dim_v = c.head_dim_v;
-    kv.k.resize(size_t(c.n_layer));
-    kv.v.resize(size_t(c.n_layer));
-    for (int il = 0; il < c.n_layer; ++il) {
-        kv.k[size_t(il)].resize(size_t(c.n_head_kv) * n_ctx * c.head_dim * kv.elem);
-        kv.v[size_t(il)].resize(size_t(c.n_head_kv) * n_ctx * c.head_dim_v * kv.elem);
-        if (!kv.k[size_t(il)].data || !kv.v[size_t(il)].data) return Status::error("out of memory allocating the KV cache (%d tokens)", n_ctx);
-    }
+    KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v));
+    KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));
 
     const size_t B = size_t(m.n_batch), E = size_t(c.n_embd);
     const size_t qdim = size_t(c.n_head) * c.head_dim, kdim = size_t(c.n_head_kv) * c.head_dim, vdim = size_t(c.n_head_kv) * c.head_dim_v;
@@ -67,8 +59,6 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     // Room for both quantized formats at once (a linear_group whose matrices need both).
     m.act.resize(B * (cpu::act_row_bytes(cpu::ActFormat::Q8x32, kmax) + cpu::act_row_bytes(cpu::ActFormat::Q8K, (kmax + 255) / 256 * 256)) + 256);
     m.rope_cs.resize(2 * B * size_t(c.rope_dim / 2) * 2);
-    m.scores.resize(size_t(s->pool_->size()) * size_t(n_ctx));
-    m.out_f32.resize(size_t(s->pool_->size()) * size_t(c.head_dim_v + 16));
     m.rope_freqs.assign(size_t(c.rope_dim / 2), 1.0f);
     const Weights& w = s->model_->weights();
     if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
@@ -101,6 +91,8 @@ const float* Session::logits(int i) const {
     if (i >= n_logits_) return nullptr;
     return logits_.data() + size_t(i) * size_t(model_->config().n_vocab);
 }
+
+size_t Session::kv_bytes_per_position() const { return impl_->kv.bytes() / size_t(impl_->kv.n_ctx); }
 
 Status Session::truncate(int n_keep) {
     if (n_keep < 0 || n_keep > n_past_) return Status::error("truncate(%d): must be within [0, %d]", n_keep, n_past_);

@@ -36,19 +36,37 @@ struct AlignedBuffer {
     T* operator()() { return data; }
 };
 
-// Per-layer KV cache: K (n_head_kv, n_ctx, head_dim) and V (n_head_kv, n_ctx, head_dim_v),
-// F16 or F32. One head's keys are contiguous so a query's scores are a strided GEMV.
+// Per-layer KV cache in the layouts of kernels/cpu/kv_layout.h: K as panels of 16
+// positions (n_head_kv, n_ctx / 16, k_panel bytes), V as rows (n_head_kv, n_ctx, v_row
+// bytes). n_ctx is rounded up to whole attention tiles; the memory is zeroed, so a tile's
+// unused tail always holds finite numbers.
 struct KvCache {
-    DType type = DType::F16;
+    DType type_k = DType::F16, type_v = DType::F16;
     int n_ctx = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0;
-    size_t elem = 2;  // bytes per element
+    size_t k_panel = 0, v_row = 0;             // bytes of one K panel / one V row
     std::vector<AlignedBuffer<uint8_t>> k, v;  // [layer]
 
-    uint8_t* k_at(int layer, int head, int pos) { return k[size_t(layer)]() + ((size_t(head) * n_ctx + pos) * head_dim) * elem; }
-    uint8_t* v_at(int layer, int head, int pos) { return v[size_t(layer)]() + ((size_t(head) * n_ctx + pos) * head_dim_v) * elem; }
-    size_t bytes() const {
-        return k.size() * size_t(n_head_kv) * n_ctx * (head_dim + head_dim_v) * elem;
+    uint8_t* k_panel_at(int layer, int head, int pos) const {
+        return k[size_t(layer)].data + (size_t(head) * (n_ctx / cpu::kKvPanel) + pos / cpu::kKvPanel) * k_panel;
     }
+    uint8_t* v_at(int layer, int head, int pos) const { return v[size_t(layer)].data + (size_t(head) * n_ctx + pos) * v_row; }
+    void store(int layer, int head, int pos, const float* key, const float* value) {
+        cpu::store_k(type_k, key, head_dim, k_panel_at(layer, head, pos), pos % cpu::kKvPanel);
+        cpu::store_v(type_v, value, head_dim_v, v_at(layer, head, pos));
+    }
+    size_t bytes() const { return k.size() * size_t(n_head_kv) * n_ctx * (k_panel / cpu::kKvPanel + v_row); }
+
+    // Allocates n_layer layers for n_ctx positions (rounded up to whole tiles), zeroed.
+    Status allocate(const ModelConfig& c, int n_ctx, DType type_k, DType type_v);
+};
+
+// Flash attention scratch, for chunks of up to n_batch tokens and n_threads threads.
+struct AttnScratch {
+    AlignedBuffer<uint8_t> q;     // (n_batch, n_head, attn_q_bytes) prepared queries
+    AlignedBuffer<float> thread;  // (n_threads, thread_floats) per-thread scratch
+    size_t thread_floats = 0;
+    AlignedBuffer<float> part;    // decode tile partials and running state (attention.cpp)
+    Status allocate(const ModelConfig& c, int n_batch, int n_threads, DType type_k);
 };
 
 struct Session::Impl {
@@ -68,8 +86,7 @@ struct Session::Impl {
     AlignedBuffer<float> up;       // (n, n_ff)
     AlignedBuffer<uint8_t> act;    // (n, act_row_bytes(max k)) quantized activations
     AlignedBuffer<float> rope_cs;  // (n, rope_dim / 2, 2) cos, sin per token and pair
-    AlignedBuffer<float> scores;   // (n_threads, n_ctx) attention scores per thread
-    AlignedBuffer<float> out_f32;  // (n_threads, max(head_dim_v)) attention accumulator per thread
+    AttnScratch attn_scratch;  // flash attention
     std::vector<float> rope_freqs; // (rope_dim / 2) inverse frequency divisors (1 if absent)
 };
 
@@ -81,7 +98,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
 
 // Causal attention of n new tokens at positions pos0.. over layer `il` of the KV cache
 // (their K and V are already stored). q: (n, n_head, head_dim); out: (n, n_head, head_dim_v).
-void attention(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, int il, int pos0, int n, const float* q, float* out,
-               float kq_scale, int window);
+void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, AttnScratch& scratch, const ModelConfig& c, int il,
+               int pos0, int n, const float* q, float* out, float kq_scale, int window);
 
 }  // namespace kiln

@@ -167,9 +167,9 @@ TEST_CASE("session: bad arguments are errors, the cache truncates") {
     REQUIRE(s.forward(std::span<const int32_t>(few.data() + 3, 1)).is_ok());  // position 3 recomputed: same logits as before
     for (int i = 0; i < model.value()->config().n_vocab; i += 97) CHECK(s.logits()[i] == doctest::Approx(after4[size_t(i)]).epsilon(1e-4));
     CHECK_FALSE(s.truncate(99).is_ok());
-    so.kv_type = kiln::DType::Q4_0;
-    CHECK(kiln::Session::create(model.value(), so).message().find("KV cache type") != std::string::npos);
-    so.kv_type = kiln::DType::F16;
+    so.type_k = kiln::DType::Q4_K;
+    CHECK(kiln::Session::create(model.value(), so).message().find("K cache type q4_K is not supported") != std::string::npos);
+    so.type_k = kiln::DType::F16;
     so.isa = "sse9";
     CHECK_FALSE(kiln::Session::create(model.value(), so).is_ok());
 }

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kiln/model.h"
@@ -15,12 +16,18 @@ namespace kiln {
 
 struct SessionOptions {
     int n_ctx = 0;             // KV cache length in tokens; 0: min(trained context, 4096)
-    DType kv_type = DType::F16;  // F16 or F32
+    // KV cache element types, keys and values separately (llama.cpp's --cache-type-k/-v):
+    // F16, BF16, Q8_0, Q4_0 or F32.
+    DType type_k = DType::F16;
+    DType type_v = DType::F16;
     int n_threads = 0;         // 0: one per available core
     int n_batch = 512;         // tokens per forward chunk (bounds the scratch memory)
     bool pin_threads = false;
     const char* isa = nullptr;  // CPU kernels: "avx512", "avx2", "generic"; nullptr: best (or KILN_ISA)
 };
+
+// A KV cache type from its llama.cpp name: f16, bf16, q8_0, q4_0 or f32.
+Expected<DType> parse_cache_type(const std::string& name);
 
 class Session {
 public:
@@ -42,6 +49,10 @@ public:
     int n_ctx() const { return n_ctx_; }
     // Drops the KV entries at positions >= n_keep (e.g. rejected draft tokens).
     Status truncate(int n_keep);
+
+    // KV cache bytes per cached position (all layers, K and V): what attention reads per
+    // token of context at each decode step.
+    size_t kv_bytes_per_position() const;
 
     const Model& model() const { return *model_; }
     ThreadPool& pool() { return *pool_; }

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/kv_layout.h"
 #include "kiln/dtype.h"
 
 namespace kiln::cpu {
@@ -47,6 +48,27 @@ struct ActRows {
 using MatmulFn = void (*)(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y,
                           size_t y_stride);
 
+// One flash-attention tile (flash_attn-inl.h): nq queries against the cached positions
+// [t0, t0 + 64) of one KV head, t0 a multiple of kAttnTile.
+struct AttnTile {
+    DType k_type, v_type;
+    int D, Dv;                     // key and value head dims (multiples of 16)
+    const uint8_t* k;              // the tile's first K panel; 4 panels, k_panel bytes apart
+    size_t k_panel;
+    const uint8_t* v;              // V row of position t0; rows v_row bytes apart
+    size_t v_row;
+    int nq;
+    const uint8_t* const* q;       // (nq) prepared queries (kv_layout.h prepare_q)
+    const int* lo;                 // (nq) first valid key of each query, relative to t0
+    const int* hi;                 // (nq) one past its last valid key; 0 <= lo < hi <= 64
+    float scale;                   // applied to q . k
+    float* m;                      // (nq) out: max scaled score over the query's valid keys
+    float* l;                      // (nq) out: sum of exp(s - m)
+    float* acc;                    // (nq, Dv) out: sum of exp(s - m) v
+    float* scratch;                // 64-byte aligned, attn_scratch_floats(nq, D, Dv)
+};
+inline size_t attn_scratch_floats(int nq, int D, int Dv) { return size_t(nq) * kAttnTile + size_t(D) * kKvPanel + size_t(kAttnTile) * Dv; }
+
 constexpr int kMaxDType = 32;  // DType ids are < 32
 
 struct KernelTable {
@@ -73,6 +95,11 @@ struct KernelTable {
     void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;
     void (*round_f16)(float* x, int64_t n) = nullptr;  // x = fp16(x), round to nearest even
     int64_t (*argmax)(const float* x, int64_t n) = nullptr;
+
+    // Flash attention (flash_attn-inl.h): one tile, and the online-softmax merge of a
+    // tile's (m, l, acc) into a running (M, L, ACC).
+    void (*attn_tile)(const AttnTile& a) = nullptr;
+    void (*attn_merge)(float* M, float* L, float* ACC, float m, float l, const float* acc, int Dv) = nullptr;
 };
 
 // Calls f(std::integral_constant<int, n>{}) for a run-time n in [1, 8]: turns a token count

@@ -29,6 +29,7 @@ struct Args {
     bool probe = true;
     bool use_mmap = true;
     bool repack = false;
+    kiln::DType type_k = kiln::DType::F16, type_v = kiln::DType::F16;
 };
 
 int fail(const std::string& m) {
@@ -97,9 +98,10 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
+                        "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32)\n"
                         "  lists are comma separated; 0 disables a test kind\n");
             return 0;
         }
@@ -112,6 +114,12 @@ int main(int argc, char** argv) {
         else if (f == "-r") { std::vector<int> r; if (!need() || !parse_list(v, &r, 1) || r.size() != 1) return fail("-r needs a repetition count"); a.reps = r[0]; }
         else if (f == "-o") { if (!need() || (std::strcmp(v, "md") && std::strcmp(v, "json"))) return fail("-o must be md or json"); a.output = v; }
         else if (f == "--isa") { if (!need()) return fail("--isa needs a name"); a.isa = v; }
+        else if (f == "-ctk" || f == "--cache-type-k" || f == "-ctv" || f == "--cache-type-v") {
+            if (!need()) return fail(f + " needs a type");
+            auto t = kiln::parse_cache_type(v);
+            if (!t) return fail(f + ": " + t.message());
+            (f == "-ctk" || f == "--cache-type-k" ? a.type_k : a.type_v) = t.value();
+        }
         else if (f == "--no-probe") a.probe = false;
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
@@ -147,15 +155,22 @@ int main(int argc, char** argv) {
         so.n_threads = threads;
         so.n_ctx = std::max(max_ctx, 16);
         if (!a.isa.empty()) so.isa = a.isa.c_str();
+        so.type_k = a.type_k;
+        so.type_v = a.type_v;
         auto session = kiln::Session::create(model.value(), so);
         if (!session) return fail(session.message());
         kiln::Session& s = *session.value();
         const std::string desc = m.description();
 
-        // Fills the cache to `depth` (not timed).
+        // Fills the cache to `depth` (not timed); when it already holds that prefix, the
+        // tokens a test appended are dropped instead.
+        int filled = -1;
         auto prefill_depth = [&](int depth) -> kiln::Status {
+            if (filled == depth) return s.truncate(depth);
             KILN_TRY(s.truncate(0));
+            filled = -1;
             if (depth > 0) KILN_TRY(s.forward(random_tokens(depth, n_vocab, 7)));
+            filled = depth;
             return kiln::Status::ok();
         };
         auto run = [&](const std::string& test, int depth, auto&& body) -> kiln::Status {
@@ -229,10 +244,14 @@ int main(int argc, char** argv) {
                                 {"tps_median", r.median()}, {"tps_mean", r.mean()}, {"tps_stddev", r.stddev()}, {"samples", r.tps}};
             std::string extra;
             if (r.test.rfind("tg", 0) == 0) {
+                // Bytes read per token: the weights, plus the KV cache up to the average
+                // position of the test (depth + n/2).
+                const double kv_gb = double(s.kv_bytes_per_position()) * (r.depth + std::stoi(r.test.substr(2)) / 2.0) / 1e9;
+                const double gbs = r.median() * (gb + kv_gb);
                 j["weights_gbps"] = r.median() * gb;
-                extra = bw > 0 ? kiln::strfmt("%.1f GB/s = %.0f%% of %.1f", r.median() * gb, 100 * r.median() * gb / bw, bw)
-                               : kiln::strfmt("%.1f GB/s", r.median() * gb);
-                if (bw > 0) j["bandwidth_fraction"] = r.median() * gb / bw;
+                j["read_gbps"] = gbs;
+                extra = bw > 0 ? kiln::strfmt("%.1f GB/s = %.0f%% of %.1f", gbs, 100 * gbs / bw, bw) : kiln::strfmt("%.1f GB/s", gbs);
+                if (bw > 0) j["bandwidth_fraction"] = gbs / bw;
             }
             if (r.test[0] == 'v' && decode_step_s > 0) {
                 const int k = std::stoi(r.test.substr(1));

@@ -50,7 +50,9 @@ const char* generate_usage() {
            "      --ignore-eos          keep generating past end-of-generation tokens\n"
            "  -t, --threads N           threads (default: all cores)\n"
            "  -c, --ctx N               context size in tokens (default min(trained, 4096))\n"
-           "      --cache-type TYPE     KV cache type: f16 (default) or f32\n"
+           "  -ctk, --cache-type-k TYPE K cache type: f16 (default), bf16, q8_0, q4_0, f32\n"
+           "  -ctv, --cache-type-v TYPE V cache type (same choices)\n"
+           "      --cache-type TYPE     both\n"
            "      --override-kv K=T:V   override model metadata, T = int|float|bool\n"
            "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
            "      --repack              keep a row-interleaved copy of q4_K/q6_K/q8_0 weights (faster; slower load, more memory)\n"
@@ -100,11 +102,12 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
         else if (f == "--ignore-eos") a.ignore_eos = true;
         else if (f == "-t" || f == "--threads") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 1024, &a.n_threads)); }
         else if (f == "-c" || f == "--ctx" || f == "--ctx-size") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 1 << 22, &a.n_ctx)); }
-        else if (f == "--cache-type" || f == "-ctk" || f == "--cache-type-k") {
+        else if (f == "--cache-type" || f == "-ctk" || f == "--cache-type-k" || f == "-ctv" || f == "--cache-type-v") {
             KILN_TRY(value(&v));
-            if (!std::strcmp(v, "f16")) a.kv_type = kiln::DType::F16;
-            else if (!std::strcmp(v, "f32")) a.kv_type = kiln::DType::F32;
-            else return kiln::Status::error("%s: '%s' is not a supported cache type (f16, f32)", f.c_str(), v);
+            auto t = kiln::parse_cache_type(v);
+            if (!t) return kiln::Status::error("%s: %s", f.c_str(), t.message().c_str());
+            if (f != "-ctv" && f != "--cache-type-v") a.type_k = t.value();
+            if (f != "-ctk" && f != "--cache-type-k") a.type_v = t.value();
         }
         else if (f == "--override-kv") { KILN_TRY(value(&v)); a.override_kv.push_back(v); }
         else if (f == "--no-mmap") a.use_mmap = false;

@@ -19,7 +19,7 @@ struct GenerateArgs {
     kiln::SamplerParams sampling;
     int n_threads = 0;
     int n_ctx = 0;
-    kiln::DType kv_type = kiln::DType::F16;
+    kiln::DType type_k = kiln::DType::F16, type_v = kiln::DType::F16;  // KV cache
     bool json = false;
     bool quiet = false;
     bool interactive = false;

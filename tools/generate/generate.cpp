@@ -133,7 +133,8 @@ int main(int argc, char** argv) {
     kiln::SessionOptions so;
     so.n_ctx = a.n_ctx;
     so.n_threads = a.n_threads;
-    so.kv_type = a.kv_type;
+    so.type_k = a.type_k;
+    so.type_v = a.type_v;
     auto session = kiln::Session::create(model.value(), so);
     if (!session) return fail(session.message());
     kiln::Session& s = *session.value();

@@ -1,0 +1,44 @@
+// Scores of quantized queries against a Q8_0 / Q4_0 K panel, portable: exact integer dot
+// products per 32-dim block in scalar code, scaled and summed block by block like the
+// VNNI kernel (flash_attn_q_vnni-inl.h) does.
+
+namespace kiln::cpu::KILN_ISA_NS {
+
+namespace attn {
+
+template <int QB>
+inline void quant_panel_scores(DType t, const uint8_t* panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
+    const bool q8 = t == DType::Q8_0;
+    const int bias = q8 ? 128 : 8;
+    const size_t block_bytes = k_panel_bytes(t, 32);
+    for (int r = 0; r < QB; ++r)
+        for (int j = 0; j < kKvPanel; ++j) s[r * s_stride + j] = 0.0f;
+    for (int b = 0; b < D / 32; ++b) {
+        const uint8_t* blk = panel + size_t(b) * block_bytes;
+        const uint8_t* payload = blk + 2 * kKvPanel;
+        for (int j = 0; j < kKvPanel; ++j) {
+            uint16_t dh;
+            std::memcpy(&dh, blk + 2 * j, 2);
+            const float dk = fp16_to_fp32(dh);
+            for (int r = 0; r < QB; ++r) {
+                const AttnQ8& qb = q[r][b];
+                int32_t dot = 0;
+                for (int e = 0; e < 32; ++e) {
+                    int quad = e / 4, code;
+                    if (q8) code = payload[(size_t(quad) * kKvPanel + j) * 4 + e % 4];
+                    else {
+                        const uint8_t byte = payload[(size_t(quad % 4) * kKvPanel + j) * 4 + e % 4];
+                        code = quad >= 4 ? byte >> 4 : byte & 0x0F;
+                    }
+                    dot += code * qb.qs[e];
+                }
+                float& out = s[r * s_stride + j];
+                out = std::fma(float(dot - bias * qb.sum), dk * qb.d, out);
+            }
+        }
+    }
+}
+
+}  // namespace attn
+
+}  // namespace kiln::cpu::KILN_ISA_NS

@@ -1,0 +1,49 @@
+// Scores of quantized queries against a Q8_0 / Q4_0 K panel with AVX-512 VNNI: one
+// vpdpbusd multiplies 4 dims of 16 keys (unsigned codes, kv_layout.h) by 4 broadcast
+// query bytes, so a 32-dim block is 8 instructions per query for 16 keys. The unsigned
+// offset (128 or 8) is removed with the query block's sum: sum((k + o) q) - o sum(q).
+
+namespace kiln::cpu::KILN_ISA_NS {
+
+namespace attn {
+
+template <int QB>
+inline void quant_panel_scores(DType t, const uint8_t* panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
+    const bool q8 = t == DType::Q8_0;
+    const __m512i bias = _mm512_set1_epi32(q8 ? 128 : 8), low4 = _mm512_set1_epi8(0x0F);
+    const size_t block_bytes = k_panel_bytes(t, 32);
+    __m512 acc[QB];
+    for (int r = 0; r < QB; ++r) acc[r] = _mm512_setzero_ps();
+    for (int b = 0; b < D / 32; ++b) {
+        const uint8_t* blk = panel + size_t(b) * block_bytes;
+        const __m512 dk = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));  // (16) key scales
+        const uint8_t* payload = blk + 2 * kKvPanel;
+        __m512i dot[QB];
+        for (int r = 0; r < QB; ++r) dot[r] = _mm512_setzero_si512();
+        auto quad = [&](__m512i codes, int e) {  // 4 dims (e..e+3) of all 16 keys
+            for (int r = 0; r < QB; ++r) {
+                int32_t qq;
+                std::memcpy(&qq, q[r][b].qs + e, 4);
+                dot[r] = _mm512_dpbusd_epi32(dot[r], codes, _mm512_set1_epi32(qq));
+            }
+        };
+        if (q8) {
+            for (int i = 0; i < 8; ++i) quad(_mm512_loadu_si512(payload + i * 64), 4 * i);
+        } else {
+            for (int i = 0; i < 4; ++i) {
+                const __m512i raw = _mm512_loadu_si512(payload + i * 64);
+                quad(_mm512_and_si512(raw, low4), 4 * i);
+                quad(_mm512_and_si512(_mm512_srli_epi16(raw, 4), low4), 16 + 4 * i);
+            }
+        }
+        for (int r = 0; r < QB; ++r) {
+            const __m512i exact = _mm512_sub_epi32(dot[r], _mm512_mullo_epi32(bias, _mm512_set1_epi32(q[r][b].sum)));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dk, _mm512_set1_ps(q[r][b].d)), acc[r]);
+        }
+    }
+    for (int r = 0; r < QB; ++r) _mm512_storeu_ps(s + r * s_stride, acc[r]);
+}
+
+}  // namespace attn
+
+}  // namespace kiln::cpu::KILN_ISA_NS

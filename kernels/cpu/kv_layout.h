@@ -1,0 +1,51 @@
+// KV cache layouts, shared by the attention kernels (flash_attn-inl.h), the session that
+// fills the cache and the tests. ISA-independent: storing one token is cheap and scalar.
+//
+// Keys are grouped in panels of kKvPanel positions, stored dimension-major inside the
+// panel, so that one SIMD load gives one dimension of 16 consecutive keys: the scores of a
+// query against a panel are then D broadcast-FMAs (or D/4 VNNI dot products) with no
+// horizontal sums, and a key's score never depends on which other keys share its batch.
+//   F32/F16/BF16 panel: (D, 16) elements
+//   Q8_0 panel, per 32-dim block b: fp16 d[16], then u8 q[8 quads][16 keys][4] = k/d + 128
+//   Q4_0 panel, per 32-dim block b: fp16 d[16], then u8 [4][16 keys][4] holding quad i in
+//     the low nibble and quad i + 4 in the high nibble; nibble = k/d + 8 (ggml's q4_0)
+// Values are position-major rows of Dv in ggml's own formats (block_q8_0, block_q4_0, ...),
+// since the output accumulates p_j * v_j one row at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kiln/dtype.h"
+
+namespace kiln::cpu {
+
+constexpr int kKvPanel = 16;   // key positions per K panel
+constexpr int kAttnTile = 64;  // key positions per attention tile (4 panels)
+
+// F32, F16, BF16, Q8_0, Q4_0. The block formats need a head dimension divisible by 32.
+bool kv_type_supported(DType t, int dim);
+// Bytes of one K panel (kKvPanel keys of D dims) and of one V row (Dv dims).
+size_t k_panel_bytes(DType t, int D);
+size_t v_row_bytes(DType t, int Dv);
+
+// Writes key k (D floats) into slot `slot` (0..15) of a K panel; value v (Dv floats) as a
+// V row. Quantized types round exactly as ggml's reference quantizers do.
+void store_k(DType t, const float* k, int D, uint8_t* panel, int slot);
+void store_v(DType t, const float* v, int Dv, uint8_t* row);
+// Read back as floats: what the attention kernels see (the tests' reference input).
+void load_k(DType t, const uint8_t* panel, int slot, int D, float* k);
+void load_v(DType t, const uint8_t* row, int Dv, float* v);
+
+// Queries as the kernels take them: for float keys the D floats (rounded to the key type,
+// as llama.cpp converts Q to K's dot-product type); for Q8_0/Q4_0 keys Q quantized per 32
+// like ggml's q8_0, with each block's sum for the unsigned-offset correction.
+struct AttnQ8 {
+    float d;       // block scale
+    int32_t sum;   // sum of qs
+    int8_t qs[32];
+};
+size_t attn_q_bytes(DType k_type, int D);
+void prepare_q(DType k_type, const float* q, int D, uint8_t* out);
+
+}  // namespace kiln::cpu

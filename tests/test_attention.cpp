@@ -1,0 +1,169 @@
+// Flash attention (src/attention.cpp + kernels/cpu/flash_attn-inl.h) against a naive
+// double-precision reference on every ISA, KV cache type, head layout, window and batch
+// shape; and its batch invariance (a token's output is bit-identical whether it comes
+// alone, with 7 others or in a prefill chunk).
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "cpu/kv_layout.h"
+#include "session_impl.h"
+#include "test_util.h"
+
+using kiln::DType;
+
+namespace {
+
+struct Shape {
+    int n_head, n_head_kv, head_dim;
+};
+
+kiln::ModelConfig config(const Shape& sh) {
+    kiln::ModelConfig c;
+    c.n_layer = 1;
+    c.n_head = sh.n_head;
+    c.n_head_kv = sh.n_head_kv;
+    c.head_dim = c.head_dim_v = sh.head_dim;
+    return c;
+}
+
+// The reference: softmax(scale * q.k) v in double over the keys a query sees, with q and
+// k exactly as the kernels see them (q prepared like the keys, k and v read back from the
+// cache), so the only difference left is float arithmetic.
+void reference(const kiln::KvCache& kv, const kiln::ModelConfig& c, int pos0, int n, const float* q, float scale, int window, std::vector<double>& out) {
+    const int H = c.n_head, G = c.n_head / c.n_head_kv, D = c.head_dim, Dv = c.head_dim_v;
+    out.assign(size_t(n) * H * Dv, 0.0);
+    std::vector<uint8_t> qp(kiln::cpu::attn_q_bytes(kv.type_k, D));
+    std::vector<float> qf(static_cast<size_t>(D)), k(static_cast<size_t>(D)), v(static_cast<size_t>(Dv));
+    for (int i = 0; i < n; ++i) {
+        const int pos = pos0 + i, lo = window > 0 ? std::max(0, pos - window + 1) : 0;
+        for (int h = 0; h < H; ++h) {
+            kiln::cpu::prepare_q(kv.type_k, q + (size_t(i) * H + h) * D, D, qp.data());
+            if (kv.type_k == DType::Q8_0 || kv.type_k == DType::Q4_0) {
+                const auto* b = reinterpret_cast<const kiln::cpu::AttnQ8*>(qp.data());
+                for (int d = 0; d < D; ++d) qf[size_t(d)] = b[d / 32].d * float(b[d / 32].qs[d % 32]);
+            } else {
+                std::copy_n(reinterpret_cast<const float*>(qp.data()), D, qf.begin());
+            }
+            std::vector<double> s;
+            double mx = -INFINITY;
+            for (int j = lo; j <= pos; ++j) {
+                kiln::cpu::load_k(kv.type_k, kv.k_panel_at(0, h / G, j), j % kiln::cpu::kKvPanel, D, k.data());
+                double dot = 0;
+                for (int d = 0; d < D; ++d) dot += double(qf[size_t(d)]) * k[size_t(d)];
+                s.push_back(dot * scale);
+                mx = std::max(mx, s.back());
+            }
+            double sum = 0;
+            for (double& x : s) sum += (x = std::exp(x - mx));
+            double* o = &out[(size_t(i) * H + h) * Dv];
+            for (int j = lo; j <= pos; ++j) {
+                kiln::cpu::load_v(kv.type_v, kv.v_at(0, h / G, j), Dv, v.data());
+                for (int d = 0; d < Dv; ++d) o[d] += s[size_t(j - lo)] / sum * v[size_t(d)];
+            }
+        }
+    }
+}
+
+struct Fixture {
+    kiln::ModelConfig c;
+    kiln::KvCache kv;
+    kiln::AttnScratch scratch;
+    std::vector<float> q;  // (n_tokens, H, D)
+    Fixture(const Shape& sh, DType tk, DType tv, int n_ctx, int n_tokens, uint32_t seed) : c(config(sh)) {
+        REQUIRE(kv.allocate(c, n_ctx, tk, tv).is_ok());
+        REQUIRE(scratch.allocate(c, n_tokens, 2, tk).is_ok());
+        std::mt19937 rng(seed);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        std::vector<float> k(size_t(c.head_dim)), v(size_t(c.head_dim_v));
+        // Keys with a few large dims, as real models have, so scores spread out.
+        for (int pos = 0; pos < n_tokens; ++pos)
+            for (int g = 0; g < c.n_head_kv; ++g) {
+                for (size_t d = 0; d < k.size(); ++d) k[d] = nd(rng) * (d % 7 == 0 ? 3.0f : 1.0f);
+                for (float& x : v) x = nd(rng);
+                kv.store(0, g, pos, k.data(), v.data());
+            }
+        q.resize(size_t(n_tokens) * c.n_head * c.head_dim);
+        for (float& x : q) x = nd(rng);
+    }
+    // Attention of tokens [pos0, pos0 + n), (n, H, Dv).
+    std::vector<float> run(const kiln::cpu::KernelTable& kt, kiln::ThreadPool& pool, int pos0, int n, float scale, int window) {
+        std::vector<float> out(size_t(n) * c.n_head * c.head_dim_v, NAN);
+        kiln::attention(kt, pool, kv, scratch, c, 0, pos0, n, q.data() + size_t(pos0) * c.n_head * c.head_dim, out.data(), scale, window);
+        return out;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("attention: flash attention matches a naive reference on every ISA, cache type, layout and window") {
+    kiln::ThreadPool pool(2);
+    const Shape shapes[] = {{4, 4, 64}, {8, 2, 64}, {9, 3, 64}, {4, 1, 256}, {32, 4, 64}, {6, 2, 128}, {2, 1, 32}};
+    const DType types[] = {DType::F16, DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0};
+    uint32_t seed = 1;
+    double worst = 0;
+    for (kiln::cpu::Isa isa : kiln::cpu::available_isas()) {
+        const kiln::cpu::KernelTable& kt = *kiln::cpu::table_for(isa);
+        for (const Shape& sh : shapes) {
+            for (DType tk : types) {
+                const DType tv = types[seed % 5];
+                // (context filled before the batch, batch size, window): decode and
+                // verification at several depths, prefill chunks, a sliding window.
+                const int cases[][3] = {{0, 1, 0}, {70, 1, 0}, {300, 8, 0}, {5, 40, 0}, {130, 77, 0}, {200, 3, 50}, {100, 60, 64}};
+                for (const auto& cs : cases) {
+                    const int pos0 = cs[0], n = cs[1], window = cs[2];
+                    INFO(std::string(kiln::cpu::isa_name(isa)), " heads ", sh.n_head, "/", sh.n_head_kv, " dim ", sh.head_dim, " K ", std::string(kiln::dtype_name(tk)),
+                         " V ", std::string(kiln::dtype_name(tv)), " pos0 ", pos0, " n ", n, " window ", window);
+                    Fixture f(sh, tk, tv, pos0 + n, pos0 + n, seed++);
+                    const float scale = 1.0f / std::sqrt(float(sh.head_dim));
+                    const std::vector<float> got = f.run(kt, pool, pos0, n, scale, window);
+                    std::vector<double> want;
+                    reference(f.kv, f.c, pos0, n, f.q.data() + size_t(pos0) * sh.n_head * sh.head_dim, scale, window, want);
+                    // Outputs are convex combinations of values: the error scale is the
+                    // largest |v| (f32 rounding over a few hundred terms: ~1e-6 of it).
+                    double vmax = 0, err = 0;
+                    for (size_t i = 0; i < want.size(); ++i) {
+                        vmax = std::max(vmax, std::abs(want[i]));
+                        err = std::isfinite(got[i]) ? std::max(err, std::abs(double(got[i]) - want[i])) : INFINITY;
+                    }
+                    CHECK(err <= 2e-5 * vmax);
+                    worst = std::max(worst, err / vmax);
+                }
+            }
+        }
+    }
+    MESSAGE("worst error / max |v|: " << worst);
+}
+
+TEST_CASE("attention: a token's output does not depend on the batch it comes in") {
+    kiln::ThreadPool pool(2);
+    for (kiln::cpu::Isa isa : kiln::cpu::available_isas()) {
+        const kiln::cpu::KernelTable& kt = *kiln::cpu::table_for(isa);
+        for (DType t : {DType::F16, DType::Q8_0}) {
+            for (int window : {0, 40}) {
+                CAPTURE(kiln::cpu::isa_name(isa));
+                CAPTURE(kiln::dtype_name(t));
+                CAPTURE(window);
+                const Shape sh{8, 2, 64};
+                const int pos0 = 150, n = 20;
+                Fixture f(sh, t, t, pos0 + n, pos0 + n, 99);
+                const size_t row = size_t(sh.n_head) * sh.head_dim;
+                const std::vector<float> prefill = f.run(kt, pool, pos0, n, 0.125f, window);  // one chunk of 20 (prefill path)
+                std::vector<float> eights;                                                   // 8 + 8 + 4 (verification path)
+                for (int i = 0; i < n; i += 8) {
+                    const auto part = f.run(kt, pool, pos0 + i, std::min(8, n - i), 0.125f, window);
+                    eights.insert(eights.end(), part.begin(), part.end());
+                }
+                std::vector<float> singles;  // 20 decode steps
+                for (int i = 0; i < n; ++i) {
+                    const auto part = f.run(kt, pool, pos0 + i, 1, 0.125f, window);
+                    singles.insert(singles.end(), part.begin(), part.end());
+                }
+                REQUIRE(prefill.size() == size_t(n) * row);
+                CHECK(std::memcmp(prefill.data(), singles.data(), sizeof(float) * prefill.size()) == 0);
+                CHECK(std::memcmp(eights.data(), singles.data(), sizeof(float) * prefill.size()) == 0);
+            }
+        }
+    }
+}
