@@ -85,6 +85,11 @@ inline void attn_tile(const AttnTile& a) {
     float* scores = a.scratch;
     float* kf = scores + size_t(nq) * kAttnTile;
     float* vf = kf + size_t(D) * kKvPanel;
+    // The next tile's keys and values follow this one's in memory: ask for them now, so
+    // they stream in while this tile computes (otherwise decode stalls on every tile).
+    const size_t k_bytes = size_t(kAttnTile / kKvPanel) * a.k_panel, v_bytes = size_t(kAttnTile) * a.v_row;
+    for (size_t off = 0; off < k_bytes; off += 64) __builtin_prefetch(a.k + k_bytes + off);
+    for (size_t off = 0; off < v_bytes; off += 64) __builtin_prefetch(a.v + v_bytes + off);
     int jmin = kAttnTile, jmax = 0;
     for (int r = 0; r < nq; ++r) jmin = std::min(jmin, a.lo[r]), jmax = std::max(jmax, a.hi[r]);
     const int p0 = jmin / kKvPanel, p1 = (jmax + kKvPanel - 1) / kKvPanel;  // panels with any valid key
@@ -92,26 +97,38 @@ inline void attn_tile(const AttnTile& a) {
     // ---- scores (nq, 64) for the panels in use ----
     for (int p = p0; p < p1; ++p) {
         const uint8_t* panel = a.k + size_t(p) * a.k_panel;
-        if (!quant_k) k_panel_to_f32(a.k_type, panel, D, kf);
+        if (a.k_type == DType::BF16) bf16_panel_to_f32(panel, D, kf);
         row_blocks<8>(nq, [&](int r0, auto qb) {
             constexpr int QB = decltype(qb)::value;
             float* s = scores + size_t(r0) * kAttnTile + p * kKvPanel;
             if (quant_k) quant_panel_scores<QB>(a.k_type, panel, D, reinterpret_cast<const AttnQ8* const*>(a.q + r0), s, kAttnTile);
-            else float_panel_scores<QB>(kf, D, reinterpret_cast<const float* const*>(a.q + r0), s, kAttnTile);
+            else float_panel_scores<QB>(PanelRows{a.k_type, panel, kf}, D, reinterpret_cast<const float* const*>(a.q + r0), s, kAttnTile);
         });
     }
 
-    // ---- per query: mask, max, exp, sum ----
+    // ---- per query: scale and mask, max, exp, sum ----
+    alignas(64) float lane[kW];
+    for (int i = 0; i < kW; ++i) lane[i] = float(i);
+    const VF lanes = VF::load_aligned(lane), vscale(a.scale), ninf(-INFINITY);
+    const int j0 = p0 * kKvPanel, j1 = p1 * kKvPanel;
     for (int r = 0; r < nq; ++r) {
         float* s = scores + size_t(r) * kAttnTile;
-        const int lo = a.lo[r], hi = a.hi[r];
-        float m = -INFINITY;
-        for (int j = lo; j < hi; ++j) m = std::max(m, s[j] *= a.scale);
-        for (int j = p0 * kKvPanel; j < p1 * kKvPanel; ++j) s[j] = j >= lo && j < hi ? s[j] - m : -INFINITY;
+        const VF lo(float(a.lo[r])), hi(float(a.hi[r]));
+        VF vmax = ninf;
+        for (int j = j0; j < j1; j += kW) {
+            const VF idx = lanes + VF(float(j));
+            const VF x = xsimd::select((idx >= lo) & (idx < hi), VF::load_aligned(s + j) * vscale, ninf);
+            x.store_aligned(s + j);
+            vmax = xsimd::max(vmax, x);
+        }
+        vmax.store_aligned(lane);
+        float m = lane[0];
+        for (int i = 1; i < kW; ++i) m = std::max(m, lane[i]);
+        const VF vm(m);
         VF sum(0.0f);
-        for (int j = p0 * kKvPanel; j < p1 * kKvPanel; j += kW) {
-            const VF e = xsimd::exp(VF::load_unaligned(s + j));  // exp(-inf) = 0 for masked keys
-            e.store_unaligned(s + j);
+        for (int j = j0; j < j1; j += kW) {
+            const VF e = xsimd::exp(VF::load_aligned(s + j) - vm);  // exp(-inf) = 0 for masked keys
+            e.store_aligned(s + j);
             sum += e;
         }
         a.m[r] = m;

@@ -6,6 +6,13 @@ namespace kiln::cpu::KILN_ISA_NS {
 
 namespace attn {
 
+// One SIMD vector of fp16 keys as floats (through the TU's f16_to_f32).
+inline xsimd::batch<float, Arch> load_f16(const uint16_t* p) {
+    alignas(64) float t[xsimd::batch<float, Arch>::size];
+    f16_to_f32(p, t, int64_t(xsimd::batch<float, Arch>::size));
+    return xsimd::batch<float, Arch>::load_aligned(t);
+}
+
 template <int QB>
 inline void quant_panel_scores(DType t, const uint8_t* panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
     const bool q8 = t == DType::Q8_0;

@@ -7,6 +7,9 @@ namespace kiln::cpu::KILN_ISA_NS {
 
 namespace attn {
 
+// 16 fp16 keys as floats, converted in registers.
+inline xsimd::batch<float, Arch> load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+
 template <int QB>
 inline void quant_panel_scores(DType t, const uint8_t* panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
     const bool q8 = t == DType::Q8_0;

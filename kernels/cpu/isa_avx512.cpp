@@ -27,8 +27,8 @@ using Arch = xsimd::avx512bw;
 #include "cpu/matmul_r16-inl.h"
 #include "cpu/f16c-inl.h"
 #include "cpu/ops-inl.h"
-#include "cpu/flash_attn_scores-inl.h"
 #include "cpu/flash_attn_q_vnni-inl.h"
+#include "cpu/flash_attn_scores-inl.h"
 #include "cpu/flash_attn-inl.h"
 #include "cpu/isa_common-inl.h"
 

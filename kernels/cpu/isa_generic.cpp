@@ -25,8 +25,8 @@ inline void round_f16(float* x, int64_t n) {
 }
 }  // namespace kiln::cpu::KILN_ISA_NS
 #include "cpu/ops-inl.h"
-#include "cpu/flash_attn_scores-inl.h"
 #include "cpu/flash_attn_q_portable-inl.h"
+#include "cpu/flash_attn_scores-inl.h"
 #include "cpu/flash_attn-inl.h"
 #include "cpu/isa_common-inl.h"
 
