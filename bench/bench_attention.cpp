@@ -16,7 +16,7 @@ struct Layout {
     const char* name;
     int n_head, n_head_kv, head_dim;
 };
-constexpr Layout kLayouts[] = {{"llama1.1b", 32, 4, 64}, {"smollm2", 9, 3, 64}, {"gemma3", 4, 1, 256}};
+constexpr Layout kLayouts[] = {{"llama1.1b", 32, 8, 64}, {"smollm2", 9, 3, 64}, {"gemma3", 4, 1, 256}};
 
 void bm_attention(benchmark::State& state, Layout lay, kiln::DType type) {
     const int depth = int(state.range(0)), n = int(state.range(1));

@@ -9,14 +9,12 @@ namespace kiln::cpu::KILN_ISA_NS {
 
 namespace attn {
 
-// V rows [j0, j1) of the tile as floats, vf (64, Dv).
+// V rows [j0, j1) of the tile as floats, vf (64, Dv), for BF16 / Q8_0 / Q4_0 values.
 inline void v_rows_to_f32(DType t, const uint8_t* v, size_t v_row, int j0, int j1, int Dv, float* vf) {
     for (int j = j0; j < j1; ++j) {
         const uint8_t* row = v + size_t(j) * v_row;
         float* out = vf + size_t(j) * Dv;
-        if (t == DType::F32) std::memcpy(out, row, sizeof(float) * size_t(Dv));
-        else if (t == DType::F16) f16_to_f32(reinterpret_cast<const uint16_t*>(row), out, Dv);
-        else if (t == DType::BF16) {
+        if (t == DType::BF16) {
             const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
             for (int i = 0; i < Dv; ++i) out[i] = std::bit_cast<float>(uint32_t(h[i]) << 16);
         } else if (t == DType::Q8_0) {
@@ -38,16 +36,31 @@ inline void v_rows_to_f32(DType t, const uint8_t* v, size_t v_row, int j0, int j
     }
 }
 
+// kW values of row j at column c: F32 and F16 rows read in place (F16 converted in
+// registers), the other types from their converted copy vf (64, Dv).
+struct ValueRows {
+    DType t;
+    const uint8_t* v;
+    size_t v_row;
+    const float* vf;
+    int Dv;
+    VF operator()(int j, int c) const {
+        if (t == DType::F16) return load_f16(reinterpret_cast<const uint16_t*>(v + size_t(j) * v_row) + c);
+        if (t == DType::F32) return VF::load_unaligned(reinterpret_cast<const float*>(v + size_t(j) * v_row) + c);
+        return VF::load_unaligned(vf + size_t(j) * Dv + c);
+    }
+};
+
 // acc[r] (Dv) = sum over j in [j0, j1) of p[r][j] v[j], for NV vectors of columns at c0.
 // One FMA chain per output element in j order: exact zeros for masked keys leave it as is.
 template <int QB, int NV>
-inline void pv_block(const float* vf, int Dv, int c0, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
+inline void pv_block(const ValueRows& vf, int c0, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
     VF a[QB][NV];
     for (int r = 0; r < QB; ++r)
         for (int v = 0; v < NV; ++v) a[r][v] = VF(0.0f);
     for (int j = j0; j < j1; ++j) {
         VF vv[NV];
-        for (int v = 0; v < NV; ++v) vv[v] = VF::load_unaligned(vf + size_t(j) * Dv + c0 + v * kW);
+        for (int v = 0; v < NV; ++v) vv[v] = vf(j, c0 + v * kW);
         for (int r = 0; r < QB; ++r) {
             const VF pj(p[r * p_stride + j]);
             for (int v = 0; v < NV; ++v) a[r][v] = xsimd::fma(pj, vv[v], a[r][v]);
@@ -58,14 +71,14 @@ inline void pv_block(const float* vf, int Dv, int c0, int j0, int j1, const floa
 }
 
 template <int QB>
-inline void pv_rows(const float* vf, int Dv, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
+inline void pv_rows(const ValueRows& vf, int Dv, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
     constexpr int kChunk = 64 / kW;  // vectors per 64 output columns
     int c0 = 0;
-    for (; c0 + 64 <= Dv; c0 += 64) pv_block<QB, kChunk>(vf, Dv, c0, j0, j1, p, p_stride, acc, acc_stride);
+    for (; c0 + 64 <= Dv; c0 += 64) pv_block<QB, kChunk>(vf, c0, j0, j1, p, p_stride, acc, acc_stride);
     switch ((Dv - c0) / 16) {  // Dv is a multiple of 16 (checked by the session)
-        case 1: pv_block<QB, 16 / kW>(vf, Dv, c0, j0, j1, p, p_stride, acc, acc_stride); break;
-        case 2: pv_block<QB, 32 / kW>(vf, Dv, c0, j0, j1, p, p_stride, acc, acc_stride); break;
-        case 3: pv_block<QB, 48 / kW>(vf, Dv, c0, j0, j1, p, p_stride, acc, acc_stride); break;
+        case 1: pv_block<QB, 16 / kW>(vf, c0, j0, j1, p, p_stride, acc, acc_stride); break;
+        case 2: pv_block<QB, 32 / kW>(vf, c0, j0, j1, p, p_stride, acc, acc_stride); break;
+        case 3: pv_block<QB, 48 / kW>(vf, c0, j0, j1, p, p_stride, acc, acc_stride); break;
         default: break;
     }
 }
@@ -81,10 +94,10 @@ inline void row_blocks(int n, F&& f) {
 inline void attn_tile(const AttnTile& a) {
     const int nq = a.nq, D = a.D, Dv = a.Dv;
     const bool quant_k = a.k_type == DType::Q8_0 || a.k_type == DType::Q4_0;
-    // scratch: scores (nq, 64) | kf (D, 16) one panel's keys | vf (64, Dv) the tile's values
+    // scratch: scores (nq, 64) | kf (2, D, 16) two BF16 panels' keys | vf (64, Dv) the tile's values
     float* scores = a.scratch;
     float* kf = scores + size_t(nq) * kAttnTile;
-    float* vf = kf + size_t(D) * kKvPanel;
+    float* vf = kf + 2 * size_t(D) * kKvPanel;
     // The next tile's keys and values follow this one's in memory: ask for them now, so
     // they stream in while this tile computes (otherwise decode stalls on every tile).
     const size_t k_bytes = size_t(kAttnTile / kKvPanel) * a.k_panel, v_bytes = size_t(kAttnTile) * a.v_row;
@@ -94,16 +107,29 @@ inline void attn_tile(const AttnTile& a) {
     for (int r = 0; r < nq; ++r) jmin = std::min(jmin, a.lo[r]), jmax = std::max(jmax, a.hi[r]);
     const int p0 = jmin / kKvPanel, p1 = (jmax + kKvPanel - 1) / kKvPanel;  // panels with any valid key
 
-    // ---- scores (nq, 64) for the panels in use ----
-    for (int p = p0; p < p1; ++p) {
+    // ---- scores (nq, 64) for the panels in use, two panels at a time for <= 4 queries ----
+    const int np_max = nq <= 4 ? 2 : 1;
+    for (int p = p0; p < p1;) {
+        const int np = std::min(np_max, p1 - p);
         const uint8_t* panel = a.k + size_t(p) * a.k_panel;
-        if (a.k_type == DType::BF16) bf16_panel_to_f32(panel, D, kf);
+        if (a.k_type == DType::BF16) bf16_panels_to_f32(panel, a.k_panel, np, D, kf);
+        const PanelRows rows{a.k_type, panel, a.k_panel, kf, D};
         row_blocks<8>(nq, [&](int r0, auto qb) {
             constexpr int QB = decltype(qb)::value;
             float* s = scores + size_t(r0) * kAttnTile + p * kKvPanel;
-            if (quant_k) quant_panel_scores<QB>(a.k_type, panel, D, reinterpret_cast<const AttnQ8* const*>(a.q + r0), s, kAttnTile);
-            else float_panel_scores<QB>(PanelRows{a.k_type, panel, kf}, D, reinterpret_cast<const float* const*>(a.q + r0), s, kAttnTile);
+            const auto* qf = reinterpret_cast<const float* const*>(a.q + r0);
+            const auto* q8 = reinterpret_cast<const AttnQ8* const*>(a.q + r0);
+            if constexpr (QB <= 4) {
+                if (np == 2) {
+                    if (quant_k) quant_panel_scores<QB, 2>(a.k_type, panel, a.k_panel, D, q8, s, kAttnTile);
+                    else float_panel_scores<QB, 2>(rows, D, qf, s, kAttnTile);
+                    return;
+                }
+            }
+            if (quant_k) quant_panel_scores<QB, 1>(a.k_type, panel, a.k_panel, D, q8, s, kAttnTile);
+            else float_panel_scores<QB, 1>(rows, D, qf, s, kAttnTile);
         });
+        p += np;
     }
 
     // ---- per query: scale and mask, max, exp, sum ----
@@ -136,10 +162,11 @@ inline void attn_tile(const AttnTile& a) {
     }
 
     // ---- output: acc (nq, Dv) = p . V over the rows any query can see ----
-    v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
+    if (a.v_type != DType::F16 && a.v_type != DType::F32) v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
+    const ValueRows rows{a.v_type, a.v, a.v_row, vf, Dv};
     row_blocks<4>(nq, [&](int r0, auto qb) {
         constexpr int QB = decltype(qb)::value;
-        pv_rows<QB>(vf, Dv, jmin, jmax, scores + size_t(r0) * kAttnTile, kAttnTile, a.acc + size_t(r0) * Dv, size_t(Dv));
+        pv_rows<QB>(rows, Dv, jmin, jmax, scores + size_t(r0) * kAttnTile, kAttnTile, a.acc + size_t(r0) * Dv, size_t(Dv));
     });
 }
 

@@ -14,7 +14,7 @@ inline xsimd::batch<float, Arch> load_f16(const uint16_t* p) {
 }
 
 template <int QB>
-inline void quant_panel_scores(DType t, const uint8_t* panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
+inline void quant_panel_scores_1(DType t, const uint8_t* panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
     const bool q8 = t == DType::Q8_0;
     const int bias = q8 ? 128 : 8;
     const size_t block_bytes = k_panel_bytes(t, 32);
@@ -44,6 +44,12 @@ inline void quant_panel_scores(DType t, const uint8_t* panel, int D, const AttnQ
             }
         }
     }
+}
+
+// NP consecutive panels (k_panel bytes apart), one after the other.
+template <int QB, int NP>
+inline void quant_panel_scores(DType t, const uint8_t* panel, size_t k_panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
+    for (int np = 0; np < NP; ++np) quant_panel_scores_1<QB>(t, panel + np * k_panel, D, q, s + np * kKvPanel, s_stride);
 }
 
 }  // namespace attn

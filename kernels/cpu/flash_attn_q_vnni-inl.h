@@ -10,41 +10,53 @@ namespace attn {
 // 16 fp16 keys as floats, converted in registers.
 inline xsimd::batch<float, Arch> load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
-template <int QB>
-inline void quant_panel_scores(DType t, const uint8_t* panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
+// NP consecutive panels (k_panel bytes apart) at once, for more independent chains.
+template <int QB, int NP>
+inline void quant_panel_scores(DType t, const uint8_t* panel, size_t k_panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
     const bool q8 = t == DType::Q8_0;
     const __m512i bias = _mm512_set1_epi32(q8 ? 128 : 8), low4 = _mm512_set1_epi8(0x0F);
     const size_t block_bytes = k_panel_bytes(t, 32);
-    __m512 acc[QB];
-    for (int r = 0; r < QB; ++r) acc[r] = _mm512_setzero_ps();
+    __m512 acc[QB][NP];
+    for (int r = 0; r < QB; ++r)
+        for (int np = 0; np < NP; ++np) acc[r][np] = _mm512_setzero_ps();
     for (int b = 0; b < D / 32; ++b) {
-        const uint8_t* blk = panel + size_t(b) * block_bytes;
-        const __m512 dk = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));  // (16) key scales
-        const uint8_t* payload = blk + 2 * kKvPanel;
-        __m512i dot[QB];
-        for (int r = 0; r < QB; ++r) dot[r] = _mm512_setzero_si512();
-        auto quad = [&](__m512i codes, int e) {  // 4 dims (e..e+3) of all 16 keys
+        __m512i dot[QB][NP];
+        for (int r = 0; r < QB; ++r)
+            for (int np = 0; np < NP; ++np) dot[r][np] = _mm512_setzero_si512();
+        auto quad = [&](const __m512i* codes, int e) {  // 4 dims (e..e+3) of all 16 NP keys
             for (int r = 0; r < QB; ++r) {
                 int32_t qq;
                 std::memcpy(&qq, q[r][b].qs + e, 4);
-                dot[r] = _mm512_dpbusd_epi32(dot[r], codes, _mm512_set1_epi32(qq));
+                const __m512i qv = _mm512_set1_epi32(qq);
+                for (int np = 0; np < NP; ++np) dot[r][np] = _mm512_dpbusd_epi32(dot[r][np], codes[np], qv);
             }
         };
+        const uint8_t* payload = panel + size_t(b) * block_bytes + 2 * kKvPanel;
+        __m512i codes[NP];
         if (q8) {
-            for (int i = 0; i < 8; ++i) quad(_mm512_loadu_si512(payload + i * 64), 4 * i);
+            for (int i = 0; i < 8; ++i) {
+                for (int np = 0; np < NP; ++np) codes[np] = _mm512_loadu_si512(payload + np * k_panel + i * 64);
+                quad(codes, 4 * i);
+            }
         } else {
             for (int i = 0; i < 4; ++i) {
-                const __m512i raw = _mm512_loadu_si512(payload + i * 64);
-                quad(_mm512_and_si512(raw, low4), 4 * i);
-                quad(_mm512_and_si512(_mm512_srli_epi16(raw, 4), low4), 16 + 4 * i);
+                __m512i raw[NP];
+                for (int np = 0; np < NP; ++np) raw[np] = _mm512_loadu_si512(payload + np * k_panel + i * 64), codes[np] = _mm512_and_si512(raw[np], low4);
+                quad(codes, 4 * i);
+                for (int np = 0; np < NP; ++np) codes[np] = _mm512_and_si512(_mm512_srli_epi16(raw[np], 4), low4);
+                quad(codes, 16 + 4 * i);
             }
         }
-        for (int r = 0; r < QB; ++r) {
-            const __m512i exact = _mm512_sub_epi32(dot[r], _mm512_mullo_epi32(bias, _mm512_set1_epi32(q[r][b].sum)));
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dk, _mm512_set1_ps(q[r][b].d)), acc[r]);
+        for (int np = 0; np < NP; ++np) {
+            const __m512 dk = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + np * k_panel + size_t(b) * block_bytes)));  // (16) key scales
+            for (int r = 0; r < QB; ++r) {
+                const __m512i exact = _mm512_sub_epi32(dot[r][np], _mm512_mullo_epi32(bias, _mm512_set1_epi32(q[r][b].sum)));
+                acc[r][np] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dk, _mm512_set1_ps(q[r][b].d)), acc[r][np]);
+            }
         }
     }
-    for (int r = 0; r < QB; ++r) _mm512_storeu_ps(s + r * s_stride, acc[r]);
+    for (int r = 0; r < QB; ++r)
+        for (int np = 0; np < NP; ++np) _mm512_storeu_ps(s + r * s_stride + np * kKvPanel, acc[r][np]);
 }
 
 }  // namespace attn

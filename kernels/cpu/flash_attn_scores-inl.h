@@ -11,40 +11,51 @@ using VF = xsimd::batch<float, Arch>;
 constexpr int kW = int(VF::size);
 constexpr int kPanelVecs = kKvPanel / kW;  // SIMD vectors per panel row of 16 keys
 
-// A BF16 panel as floats, kf (D, 16).
-inline void bf16_panel_to_f32(const uint8_t* panel, int D, float* kf) {
-    const uint16_t* h = reinterpret_cast<const uint16_t*>(panel);
-    for (int64_t i = 0; i < int64_t(D) * kKvPanel; ++i) kf[i] = std::bit_cast<float>(uint32_t(h[i]) << 16);  // vectorizes
+// NP BF16 panels as floats, kf (NP, D, 16).
+inline void bf16_panels_to_f32(const uint8_t* panel, size_t k_panel, int NP, int D, float* kf) {
+    for (int np = 0; np < NP; ++np) {
+        const uint16_t* h = reinterpret_cast<const uint16_t*>(panel + np * k_panel);
+        float* out = kf + int64_t(np) * D * kKvPanel;
+        for (int64_t i = 0; i < int64_t(D) * kKvPanel; ++i) out[i] = std::bit_cast<float>(uint32_t(h[i]) << 16);  // vectorizes
+    }
 }
 
-// kW keys of dimension-row `row` of a panel: F32 and F16 are read in place (F16 converted
-// in registers), BF16 from its converted copy.
+// kW keys of one dimension row of panel np (consecutive panels k_panel bytes apart): F32
+// and F16 are read in place (F16 converted in registers), BF16 from its converted copy kf
+// (NP, D, 16).
 struct PanelRows {
     DType t;
     const uint8_t* panel;
+    size_t k_panel;
     const float* kf;
-    VF operator()(int64_t at) const {
-        if (t == DType::F16) return load_f16(reinterpret_cast<const uint16_t*>(panel) + at);
-        return VF::load_aligned((t == DType::F32 ? reinterpret_cast<const float*>(panel) : kf) + at);
+    int D;
+    VF operator()(int np, int64_t at) const {
+        if (t == DType::F16) return load_f16(reinterpret_cast<const uint16_t*>(panel + np * k_panel) + at);
+        if (t == DType::F32) return VF::load_aligned(reinterpret_cast<const float*>(panel + np * k_panel) + at);
+        return VF::load_aligned(kf + int64_t(np) * D * kKvPanel + at);
     }
 };
 
-// s[r * s_stride + j] = dot(q[r], key j) for the 16 keys of a panel of float-type keys.
-template <int QB>
+// s[r * s_stride + j] = dot(q[r], key j) for the 16 NP keys of NP consecutive panels of
+// float-type keys. (Two panels when few queries share a KV head: 8 independent FMA chains
+// hide the FMA latency.)
+template <int QB, int NP>
 inline void float_panel_scores(const PanelRows& rows, int D, const float* const* q, float* s, size_t s_stride) {
-    VF acc[QB][kPanelVecs];
+    constexpr int NV = NP * kPanelVecs;
+    VF acc[QB][NV];
     for (int r = 0; r < QB; ++r)
-        for (int v = 0; v < kPanelVecs; ++v) acc[r][v] = VF(0.0f);
+        for (int v = 0; v < NV; ++v) acc[r][v] = VF(0.0f);
     for (int d = 0; d < D; ++d) {
-        VF kv[kPanelVecs];
-        for (int v = 0; v < kPanelVecs; ++v) kv[v] = rows(int64_t(d) * kKvPanel + v * kW);
+        VF kv[NV];
+        for (int np = 0; np < NP; ++np)
+            for (int v = 0; v < kPanelVecs; ++v) kv[np * kPanelVecs + v] = rows(np, int64_t(d) * kKvPanel + v * kW);
         for (int r = 0; r < QB; ++r) {
             const VF qd(q[r][d]);
-            for (int v = 0; v < kPanelVecs; ++v) acc[r][v] = xsimd::fma(qd, kv[v], acc[r][v]);
+            for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(qd, kv[v], acc[r][v]);
         }
     }
     for (int r = 0; r < QB; ++r)
-        for (int v = 0; v < kPanelVecs; ++v) acc[r][v].store_unaligned(s + r * s_stride + v * kW);
+        for (int v = 0; v < NV; ++v) acc[r][v].store_unaligned(s + r * s_stride + v * kW);
 }
 
 }  // namespace attn
