@@ -9,12 +9,13 @@ namespace kiln::cpu::KILN_ISA_NS {
 
 namespace attn {
 
-// V rows [j0, j1) of the tile as floats, vf (64, Dv), for BF16 / Q8_0 / Q4_0 values.
+// V rows [j0, j1) of the tile as floats, vf (64, Dv).
 inline void v_rows_to_f32(DType t, const uint8_t* v, size_t v_row, int j0, int j1, int Dv, float* vf) {
     for (int j = j0; j < j1; ++j) {
         const uint8_t* row = v + size_t(j) * v_row;
         float* out = vf + size_t(j) * Dv;
-        if (t == DType::BF16) {
+        if (t == DType::F16) f16_to_f32(reinterpret_cast<const uint16_t*>(row), out, Dv);
+        else if (t == DType::BF16) {
             const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
             for (int i = 0; i < Dv; ++i) out[i] = std::bit_cast<float>(uint32_t(h[i]) << 16);
         } else if (t == DType::Q8_0) {
@@ -37,7 +38,7 @@ inline void v_rows_to_f32(DType t, const uint8_t* v, size_t v_row, int j0, int j
 }
 
 // kW values of row j at column c: F32 and F16 rows read in place (F16 converted in
-// registers), the other types from their converted copy vf (64, Dv).
+// registers), otherwise (t = BF16 here) from the converted copy vf (64, Dv).
 struct ValueRows {
     DType t;
     const uint8_t* v;
@@ -162,8 +163,11 @@ inline void attn_tile(const AttnTile& a) {
     }
 
     // ---- output: acc (nq, Dv) = p . V over the rows any query can see ----
-    if (a.v_type != DType::F16 && a.v_type != DType::F32) v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
-    const ValueRows rows{a.v_type, a.v, a.v_row, vf, Dv};
+    // Few queries: fp16 values are converted in registers as they are used; more than one
+    // block of 4 queries would convert each row again, so then the tile is converted once.
+    const bool in_place = a.v_type == DType::F32 || (a.v_type == DType::F16 && nq <= 4);
+    if (!in_place) v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
+    const ValueRows rows{in_place ? a.v_type : DType::BF16, a.v, a.v_row, vf, Dv};
     row_blocks<4>(nq, [&](int r0, auto qb) {
         constexpr int QB = decltype(qb)::value;
         pv_rows<QB>(rows, Dv, jmin, jmax, scores + size_t(r0) * kAttnTile, kAttnTile, a.acc + size_t(r0) * Dv, size_t(Dv));
