@@ -135,7 +135,15 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
 
     // Queries in the kernels' form (rounded or quantized like the keys), (n, H, qbytes).
     pool.parallel_for(int64_t(n) * H, 16, [&](int64_t a, int64_t b, int) {
-        for (int64_t i = a; i < b; ++i) cpu::prepare_q(kv.type_k, q + size_t(i) * D, D, s.q() + size_t(i) * qbytes);
+        for (int64_t i = a; i < b; ++i) {
+            uint8_t* out = s.q() + size_t(i) * qbytes;
+            if (kv.type_k == DType::F16) {  // the common case, with the ISA's vector fp16 rounding
+                std::memcpy(out, q + size_t(i) * D, sizeof(float) * size_t(D));
+                kt.round_f16(reinterpret_cast<float*>(out), D);
+            } else {
+                cpu::prepare_q(kv.type_k, q + size_t(i) * D, D, out);
+            }
+        }
     });
     // The queries of KV head g for tokens [i0, i1), token-major: (i1 - i0, G).
     auto group_queries = [&](int g, int i0, int i1, std::vector<Query>& qs) {

@@ -37,25 +37,22 @@ inline void v_rows_to_f32(DType t, const uint8_t* v, size_t v_row, int j0, int j
     }
 }
 
-// kW values of row j at column c: F32 and F16 rows read in place (F16 converted in
-// registers), otherwise (t = BF16 here) from the converted copy vf (64, Dv).
-struct ValueRows {
-    DType t;
+// kW values of row j at column c, from fp16 rows (converted in registers) or float rows.
+struct F16ValueRows {
     const uint8_t* v;
-    size_t v_row;
-    const float* vf;
-    int Dv;
-    VF operator()(int j, int c) const {
-        if (t == DType::F16) return load_f16(reinterpret_cast<const uint16_t*>(v + size_t(j) * v_row) + c);
-        if (t == DType::F32) return VF::load_unaligned(reinterpret_cast<const float*>(v + size_t(j) * v_row) + c);
-        return VF::load_unaligned(vf + size_t(j) * Dv + c);
-    }
+    size_t v_row;  // bytes
+    VF operator()(int j, int c) const { return load_f16(reinterpret_cast<const uint16_t*>(v + size_t(j) * v_row) + c); }
+};
+struct F32ValueRows {
+    const float* v;
+    size_t stride;  // floats
+    VF operator()(int j, int c) const { return VF::load_unaligned(v + size_t(j) * stride + c); }
 };
 
 // acc[r] (Dv) = sum over j in [j0, j1) of p[r][j] v[j], for NV vectors of columns at c0.
 // One FMA chain per output element in j order: exact zeros for masked keys leave it as is.
-template <int QB, int NV>
-inline void pv_block(const ValueRows& vf, int c0, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
+template <int QB, int NV, class Rows>
+inline void pv_block(const Rows& vf, int c0, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
     VF a[QB][NV];
     for (int r = 0; r < QB; ++r)
         for (int v = 0; v < NV; ++v) a[r][v] = VF(0.0f);
@@ -71,8 +68,8 @@ inline void pv_block(const ValueRows& vf, int c0, int j0, int j1, const float* p
         for (int v = 0; v < NV; ++v) a[r][v].store_unaligned(acc + r * acc_stride + c0 + v * kW);
 }
 
-template <int QB>
-inline void pv_rows(const ValueRows& vf, int Dv, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
+template <int QB, class Rows>
+inline void pv_rows(const Rows& vf, int Dv, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
     constexpr int kChunk = 64 / kW;  // vectors per 64 output columns
     int c0 = 0;
     for (; c0 + 64 <= Dv; c0 += 64) pv_block<QB, kChunk>(vf, c0, j0, j1, p, p_stride, acc, acc_stride);
@@ -95,10 +92,14 @@ inline void row_blocks(int n, F&& f) {
 inline void attn_tile(const AttnTile& a) {
     const int nq = a.nq, D = a.D, Dv = a.Dv;
     const bool quant_k = a.k_type == DType::Q8_0 || a.k_type == DType::Q4_0;
-    // scratch: scores (nq, 64) | kf (2, D, 16) two BF16 panels' keys | vf (64, Dv) the tile's values
+    // scratch: scores (nq, 64) | kf (2, D, 16) two BF16 panels' keys | vf (64, Dv) the
+    // tile's values | qf (nq, D) float queries, contiguous
     float* scores = a.scratch;
     float* kf = scores + size_t(nq) * kAttnTile;
     float* vf = kf + 2 * size_t(D) * kKvPanel;
+    float* qf = vf + size_t(kAttnTile) * Dv;
+    if (!quant_k)
+        for (int r = 0; r < nq; ++r) std::memcpy(qf + size_t(r) * D, a.q[r], sizeof(float) * size_t(D));
     // The next tile's keys and values follow this one's in memory: ask for them now, so
     // they stream in while this tile computes (otherwise decode stalls on every tile).
     const size_t k_bytes = size_t(kAttnTile / kKvPanel) * a.k_panel, v_bytes = size_t(kAttnTile) * a.v_row;
@@ -114,21 +115,24 @@ inline void attn_tile(const AttnTile& a) {
         const int np = std::min(np_max, p1 - p);
         const uint8_t* panel = a.k + size_t(p) * a.k_panel;
         if (a.k_type == DType::BF16) bf16_panels_to_f32(panel, a.k_panel, np, D, kf);
-        const PanelRows rows{a.k_type, panel, a.k_panel, kf, D};
         row_blocks<8>(nq, [&](int r0, auto qb) {
             constexpr int QB = decltype(qb)::value;
             float* s = scores + size_t(r0) * kAttnTile + p * kKvPanel;
-            const auto* qf = reinterpret_cast<const float* const*>(a.q + r0);
-            const auto* q8 = reinterpret_cast<const AttnQ8* const*>(a.q + r0);
-            if constexpr (QB <= 4) {
-                if (np == 2) {
-                    if (quant_k) quant_panel_scores<QB, 2>(a.k_type, panel, a.k_panel, D, q8, s, kAttnTile);
-                    else float_panel_scores<QB, 2>(rows, D, qf, s, kAttnTile);
-                    return;
+            const float* q = qf + size_t(r0) * D;
+            auto run = [&](auto np_c, const auto& rows) {
+                constexpr int NP = decltype(np_c)::value;
+                if (quant_k) quant_panel_scores<QB, NP>(a.k_type, panel, a.k_panel, D, reinterpret_cast<const AttnQ8* const*>(a.q + r0), s, kAttnTile);
+                else float_panel_scores<QB, NP>(rows, D, q, s, kAttnTile);
+            };
+            auto with_np = [&](const auto& rows) {
+                if constexpr (QB <= 4) {
+                    if (np == 2) return run(std::integral_constant<int, 2>{}, rows);
                 }
-            }
-            if (quant_k) quant_panel_scores<QB, 1>(a.k_type, panel, a.k_panel, D, q8, s, kAttnTile);
-            else float_panel_scores<QB, 1>(rows, D, qf, s, kAttnTile);
+                run(std::integral_constant<int, 1>{}, rows);
+            };
+            if (a.k_type == DType::F16) with_np(F16Rows{reinterpret_cast<const uint16_t*>(panel), a.k_panel / 2});
+            else if (a.k_type == DType::F32) with_np(F32Rows{reinterpret_cast<const float*>(panel), a.k_panel / 4});
+            else with_np(F32Rows{kf, size_t(D) * kKvPanel});  // BF16 converted; unused for quantized keys
         });
         p += np;
     }
@@ -165,12 +169,15 @@ inline void attn_tile(const AttnTile& a) {
     // ---- output: acc (nq, Dv) = p . V over the rows any query can see ----
     // Few queries: fp16 values are converted in registers as they are used; more than one
     // block of 4 queries would convert each row again, so then the tile is converted once.
-    const bool in_place = a.v_type == DType::F32 || (a.v_type == DType::F16 && nq <= 4);
-    if (!in_place) v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
-    const ValueRows rows{in_place ? a.v_type : DType::BF16, a.v, a.v_row, vf, Dv};
+    const bool f16_in_place = a.v_type == DType::F16 && nq <= 4;
+    if (!f16_in_place && a.v_type != DType::F32) v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
     row_blocks<4>(nq, [&](int r0, auto qb) {
         constexpr int QB = decltype(qb)::value;
-        pv_rows<QB>(rows, Dv, jmin, jmax, scores + size_t(r0) * kAttnTile, kAttnTile, a.acc + size_t(r0) * Dv, size_t(Dv));
+        const float* p = scores + size_t(r0) * kAttnTile;
+        float* acc = a.acc + size_t(r0) * Dv;
+        if (f16_in_place) pv_rows<QB>(F16ValueRows{a.v, a.v_row}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv));
+        else if (a.v_type == DType::F32) pv_rows<QB>(F32ValueRows{reinterpret_cast<const float*>(a.v), a.v_row / 4}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv));
+        else pv_rows<QB>(F32ValueRows{vf, size_t(Dv)}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv));
     });
 }
 

@@ -20,27 +20,25 @@ inline void bf16_panels_to_f32(const uint8_t* panel, size_t k_panel, int NP, int
     }
 }
 
-// kW keys of one dimension row of panel np (consecutive panels k_panel bytes apart): F32
-// and F16 are read in place (F16 converted in registers), BF16 from its converted copy kf
-// (NP, D, 16).
-struct PanelRows {
-    DType t;
-    const uint8_t* panel;
-    size_t k_panel;
-    const float* kf;
-    int D;
-    VF operator()(int np, int64_t at) const {
-        if (t == DType::F16) return load_f16(reinterpret_cast<const uint16_t*>(panel + np * k_panel) + at);
-        if (t == DType::F32) return VF::load_aligned(reinterpret_cast<const float*>(panel + np * k_panel) + at);
-        return VF::load_aligned(kf + int64_t(np) * D * kKvPanel + at);
-    }
+// kW keys of one dimension row of panel np, from fp16 panels (converted in registers) or
+// from float panels (F32 in place, BF16 from its converted copy). Panels are `stride`
+// elements apart. One type per loop, so the inner loop has no type dispatch.
+struct F16Rows {
+    const uint16_t* panel;
+    size_t stride;
+    VF operator()(int np, int64_t at) const { return load_f16(panel + np * stride + at); }
+};
+struct F32Rows {
+    const float* panel;
+    size_t stride;
+    VF operator()(int np, int64_t at) const { return VF::load_aligned(panel + np * stride + at); }
 };
 
-// s[r * s_stride + j] = dot(q[r], key j) for the 16 NP keys of NP consecutive panels of
-// float-type keys. (Two panels when few queries share a KV head: 8 independent FMA chains
-// hide the FMA latency.)
-template <int QB, int NP>
-inline void float_panel_scores(const PanelRows& rows, int D, const float* const* q, float* s, size_t s_stride) {
+// s[r * s_stride + j] = dot(q row r, key j) for the 16 NP keys of NP consecutive panels of
+// float-type keys; q (QB, D) contiguous. (Two panels when few queries share a KV head:
+// 8 independent FMA chains hide the FMA latency.)
+template <int QB, int NP, class Rows>
+inline void float_panel_scores(const Rows& rows, int D, const float* q, float* s, size_t s_stride) {
     constexpr int NV = NP * kPanelVecs;
     VF acc[QB][NV];
     for (int r = 0; r < QB; ++r)
@@ -50,7 +48,7 @@ inline void float_panel_scores(const PanelRows& rows, int D, const float* const*
         for (int np = 0; np < NP; ++np)
             for (int v = 0; v < kPanelVecs; ++v) kv[np * kPanelVecs + v] = rows(np, int64_t(d) * kKvPanel + v * kW);
         for (int r = 0; r < QB; ++r) {
-            const VF qd(q[r][d]);
+            const VF qd(q[r * D + d]);
             for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(qd, kv[v], acc[r][v]);
         }
     }
