@@ -208,7 +208,7 @@ double mean_kl(kiln::Session& ref, kiln::Session& test, const std::vector<int32_
 
 }  // namespace
 
-TEST_CASE("attention: a Q8_0 KV cache is as close to F32 as an F16 one on real text") {
+TEST_CASE("model: a Q8_0 KV cache is as close to F32 as an F16 one on real text") {
     const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
     const std::string text_path = "/usr/share/common-licenses/GPL-3";
     if (!kiln::test::require_file(path) || !kiln::test::require_file(text_path)) return;
