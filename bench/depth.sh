@@ -5,7 +5,7 @@
 #
 #   bench/depth.sh MODEL.gguf
 #
-# Env: THREADS (2), REPS (3), DEPTHS (0,4096,16384), PP (512), TG (128), CTYPE (f16),
+# Env: THREADS (2), REPS (3), DEPTHS (0,4096,16384), PP (512), TG (128), CTYPE (f16), WARMUP (1),
 #      KILN_FLAGS (--repack), IK_FLAGS (-rtr 1), IK_LLAMA_BENCH (ik's llama-bench; its
 #      columns are left out without it), LLAMA_BENCH (default: bench/compare.sh's build).
 # llama.cpp's llama-bench takes -d (depth) directly. ik_llama.cpp's has no depth option:
@@ -22,6 +22,8 @@ depths=${DEPTHS:-0,4096,16384}
 pp=${PP:-512}
 tg=${TG:-128}
 ctype=${CTYPE:-f16}
+warm_lcp="" warm_ik=""
+[ "${WARMUP:-1}" = 0 ] && warm_lcp="--no-warmup" warm_ik="-w 0"  # their warm-up repeats the depth prefill
 kiln_flags=${KILN_FLAGS:---repack}
 ik_flags=${IK_FLAGS:--rtr 1}
 lcp_bench=${LLAMA_BENCH:-$cache/llama.cpp/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-bench}
@@ -32,7 +34,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # shellcheck disable=SC2086
 build/kiln-bench -m "$model" -t "$threads" -p "$pp" -n "$tg" -v 0 -d "$depths" -r "$reps" -ctk "$ctype" -ctv "$ctype" -o json $kiln_flags > "$tmp/kiln.json"
-"$lcp_bench" -m "$model" -t "$threads" -p "$pp" -n "$tg" -d "$depths" -r "$reps" -fa 1 -ctk "$ctype" -ctv "$ctype" -o json > "$tmp/lcp.json" 2>/dev/null
+# shellcheck disable=SC2086
+"$lcp_bench" -m "$model" -t "$threads" -p "$pp" -n "$tg" -d "$depths" -r "$reps" -fa 1 $warm_lcp -ctk "$ctype" -ctv "$ctype" -o json > "$tmp/lcp.json" 2>/dev/null
 echo "[]" > "$tmp/ik_gp.json"
 echo "[]" > "$tmp/ik_pp.json"
 if [ -n "${IK_LLAMA_BENCH:-}" ]; then
@@ -42,7 +45,7 @@ if [ -n "${IK_LLAMA_BENCH:-}" ]; then
     pps="$pps,$((d + pp))"
   done
   # shellcheck disable=SC2086
-  "$IK_LLAMA_BENCH" -m "$model" -t "$threads" -p "${pps#,}" -n "$tg" $gp -r "$reps" -fa 1 -ctk "$ctype" -ctv "$ctype" $ik_flags -o json > "$tmp/ik.json" 2>/dev/null || echo "[]" > "$tmp/ik.json"
+  "$IK_LLAMA_BENCH" -m "$model" -t "$threads" -p "${pps#,}" -n "$tg" $gp -r "$reps" -fa 1 $warm_ik -ctk "$ctype" -ctv "$ctype" $ik_flags -o json > "$tmp/ik.json" 2>/dev/null || echo "[]" > "$tmp/ik.json"
 fi
 
 python3 - "$tmp" "$depths" "$pp" "$tg" "$(basename "$model" .gguf)" "$ctype" <<'EOF'
