@@ -134,7 +134,7 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
     auto first_visible = [&](int pos) { return window > 0 ? std::max(0, pos - window + 1) : 0; };
 
     // Queries in the kernels' form (rounded or quantized like the keys), (n, H, qbytes).
-    pool.parallel_for(int64_t(n) * H, 16, [&](int64_t a, int64_t b, int) {
+    auto prepare = [&](int64_t a, int64_t b, int) {
         for (int64_t i = a; i < b; ++i) {
             uint8_t* out = s.q() + size_t(i) * qbytes;
             if (kv.type_k == DType::F16) {  // the common case, with the ISA's vector fp16 rounding
@@ -144,7 +144,9 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
                 cpu::prepare_q(kv.type_k, q + size_t(i) * D, D, out);
             }
         }
-    });
+    };
+    if (n <= kSplitTokens) prepare(0, int64_t(n) * H, 0);  // a few microseconds: not worth a barrier
+    else pool.parallel_for(int64_t(n) * H, 16, prepare);
     // The queries of KV head g for tokens [i0, i1), token-major: (i1 - i0, G).
     auto group_queries = [&](int g, int i0, int i1, std::vector<Query>& qs) {
         qs.clear();
