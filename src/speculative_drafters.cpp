@@ -225,42 +225,57 @@ Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> mod
     };
     auto full = picks({});
     if (!full) return Status(full.status());
-    // Expected speedup of drafting k tokens with per-token acceptance a at relative cost c,
-    // verification costing about one decode: tokens per round / cost per round.
+    auto agreement = [&](const std::vector<int>& skip) -> Expected<double> {
+        auto p = picks(skip);
+        if (!p) return Status(p.status());
+        int same = 0;
+        for (int i = 0; i < T; ++i) same += p.value()[size_t(i)] == full.value()[size_t(i)];
+        return double(same) / T;
+    };
+    // Tokens per round over cost per round (in single-token decodes) for the best k:
+    // per-token acceptance a, draft cost c per token, and each verified token adding
+    // kVerifyTokenCost (measured: a forward of 8 tokens of SmolLM2 on one Zen 4 core costs
+    // about 3.5 decodes, the small-batch matmuls being compute bound there).
+    constexpr double kVerifyTokenCost = 0.35;
     auto speedup = [](double a, double c) {
-        double best = 1;
+        double best = 0;
         for (int k = 1; k <= kMaxDraft; ++k) {
             const double tokens = a >= 1 ? k + 1 : (1 - std::pow(a, k + 1)) / (1 - a);
-            best = std::max(best, tokens / (1.0 + k * c));
+            best = std::max(best, tokens / (1.0 + k * (c + kVerifyTokenCost)));
         }
         return best;
     };
+    // Greedy by single-layer damage: each middle layer is skipped alone once (the first and
+    // last layers matter most and are never skipped), then layers are added in order of
+    // least damage, and the prefix with the best estimated speedup wins. About 1.5 x
+    // n_layer forwards of the calibration text instead of n_layer^2 / 2 for a full greedy
+    // search, which on SmolLM2 picked nearly the same sets.
+    std::vector<std::pair<double, int>> alone;  // (agreement with only this layer skipped, layer)
+    for (int il = 1; il < L - 1; ++il) {
+        auto a = agreement({il});
+        if (!a) return Status(a.status());
+        alone.push_back({a.value(), il});
+    }
+    std::stable_sort(alone.begin(), alone.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
     SkipCalibration r;
+    r.est_speedup = 0;
     std::vector<int> skip;
-    for (int step = 0; step < max_skip; ++step) {
-        int best_layer = -1;
-        double best_agree = -1;
-        // The first and last layers matter most and are never skipped.
-        for (int il = 1; il < L - 1; ++il) {
-            if (std::find(skip.begin(), skip.end(), il) != skip.end()) continue;
-            std::vector<int> trial = skip;
-            trial.push_back(il);
-            auto p = picks(trial);
-            if (!p) return Status(p.status());
-            int same = 0;
-            for (int i = 0; i < T; ++i) same += p.value()[size_t(i)] == full.value()[size_t(i)];
-            const double agree = double(same) / T;
-            if (agree > best_agree) best_agree = agree, best_layer = il;
+    for (int step = 0; step < max_skip && step < int(alone.size()); ++step) {
+        skip.push_back(alone[size_t(step)].second);
+        double agree = alone[size_t(step)].first;
+        if (step > 0) {
+            auto a = agreement(skip);
+            if (!a) return Status(a.status());
+            agree = a.value();
         }
-        if (best_layer < 0) break;
-        skip.push_back(best_layer);
-        r.steps.push_back({best_layer, best_agree});
-        const double est = speedup(best_agree, double(L - int(skip.size())) / L);
+        r.steps.push_back({skip.back(), agree});
+        const double est = speedup(agree, double(L - int(skip.size())) / L);
         if (est > r.est_speedup) {
             r.est_speedup = est;
-            r.agreement = best_agree;
+            r.agreement = agree;
             r.skip_layers = skip;
         }
+        if (agree < 0.2) break;  // nothing useful beyond this
     }
     std::sort(r.skip_layers.begin(), r.skip_layers.end());
     return r;

@@ -247,11 +247,13 @@ TEST_CASE("model: speculative: calibration picks a skip set for self-speculation
     auto r = kiln::calibrate_skip_layers(m, tokens, so, 2);
     REQUIRE_MESSAGE(r.is_ok(), r.message());
     CHECK(r->steps.size() == 2);
+    CHECK(!r->skip_layers.empty());
+    CHECK(r->est_speedup > 0);
     for (int il : r->skip_layers) CHECK((il > 0 && il < m->config().n_layer - 1));
     CHECK(r->agreement > 0.3);
     CHECK(r->agreement <= 1.0);
-    // Agreement can only get worse as layers are added greedily... up to ties; it starts high.
-    CHECK(r->steps[0].second >= r->steps.back().second);
+    // The least harmful single layer barely changes the picks.
+    CHECK(r->steps[0].second > 0.7);
 }
 
 // Rejection sampling reproduces the target distribution p for draft tokens drawn from

@@ -79,13 +79,14 @@ Expected<std::unique_ptr<Drafter>> make_model_drafter(std::shared_ptr<const Mode
 // telling the user to pass one.
 Expected<int> pard_mask_id(const Model& draft);
 
-// Self-speculation calibration: greedily skips the layer that costs least top-1 agreement
-// with the full model on `tokens` (teacher-forced), and returns the skip set with the best
-// estimated speedup.
+// Self-speculation calibration: adds layers to the skip set in order of how little each
+// alone changes the full model's top-1 picks on `tokens` (teacher-forced), and returns the
+// prefix of that order with the best estimated speedup (est_speedup < 1: self-speculation
+// is not expected to pay on this model and machine; the set is still the best found).
 struct SkipCalibration {
     std::vector<int> skip_layers;
     double agreement = 1;       // top-1 agreement of the chosen set
-    double est_speedup = 1;     // from the agreement and the fraction of layers kept
+    double est_speedup = 0;     // from the agreement, the fraction of layers kept and the verification cost
     std::vector<std::pair<int, double>> steps;  // (layer added, agreement after adding it)
 };
 Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> model, std::span<const int32_t> tokens,

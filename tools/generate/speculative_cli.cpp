@@ -66,10 +66,16 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
             dopt.skip_layers = cal.value().skip_layers;
             j["calibration"] = {{"skip_layers", dopt.skip_layers}, {"agreement", cal.value().agreement}, {"est_speedup", cal.value().est_speedup},
                                 {"seconds", calib_s}};
+            if (dopt.skip_layers.empty()) return kiln::Status::error("self-speculation calibration found no layer to skip on this prompt; pass --skip-layers");
+            std::string list;
+            for (int il : dopt.skip_layers) {
+                if (!list.empty()) list.push_back(',');
+                list.append(std::to_string(il));
+            }
             if (!a.quiet)
-                std::fprintf(stderr, "kiln-generate: self-speculation calibrated in %.2f s: skipping %zu of %d layers (top-1 agreement %.2f)\n", calib_s,
-                             dopt.skip_layers.size(), model->config().n_layer, cal.value().agreement);
-            if (dopt.skip_layers.empty()) return kiln::Status::error("self-speculation calibration found no layer worth skipping on this prompt; pass --skip-layers");
+                std::fprintf(stderr, "kiln-generate: self-speculation calibrated in %.2f s: --skip-layers %s (%zu of %d layers, top-1 agreement %.2f, estimated %.2fx%s)\n",
+                             calib_s, list.c_str(), dopt.skip_layers.size(), model->config().n_layer, cal.value().agreement, cal.value().est_speedup,
+                             cal.value().est_speedup < 1 ? ": not expected to pay here" : "");
         }
         auto d = kiln::make_model_drafter(model, *model, s.n_ctx(), dopt);
         if (!d) return kiln::Status(d.status());
