@@ -4,12 +4,26 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 namespace kiln {
 
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+// The draft length with the most expected tokens per unit of cost: with per-token
+// acceptance a, k drafts yield (1 - a^(k+1)) / (1 - a) tokens and cost 1 + k (v + c) decodes.
+int best_draft_length(double a, double c, const SpecOptions& o) {
+    int best_k = std::max(1, o.draft_min);
+    double best = -1;
+    for (int k = std::max(1, o.draft_min); k <= o.draft_max; ++k) {
+        const double tokens = a >= 1 ? k + 1 : (1 - std::pow(a, k + 1)) / (1 - a);
+        const double rate = tokens / (1 + k * (o.verify_token_cost + c));
+        if (rate > best) best = rate, best_k = k;
+    }
+    return best_k;
+}
+
 }  // namespace
 
 float prob_of(const std::vector<std::pair<int32_t, float>>& dist, int32_t token) {
@@ -94,7 +108,12 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
         emit(first);
     }
 
-    int k_cur = std::max(1, std::min(o.draft_max, o.adaptive ? std::max(o.draft_min, 2) : o.draft_max));
+    int k_cur = std::max(1, std::min(o.draft_max, o.adaptive ? std::max(o.draft_min, 3) : o.draft_max));
+    // Running statistics for the adaptive length, decayed so the recent text counts most:
+    // accepted drafts, acceptance trials (accepted + first rejections), and the draft cost
+    // per token relative to a one-token target forward.
+    double acc = 2, trials = 3, draft_cost = 0;
+    bool have_cost = false;
     std::vector<DraftToken> drafts;
     std::vector<int32_t> batch;  // (1 + k) the pending token, then the drafts
     while (!done) {
@@ -103,6 +122,7 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
         int k = std::min(k_cur, target.n_ctx() - kv - 1);
         if (o.n_predict >= 0) k = std::min(k, o.n_predict - st.n_generated - 1);  // drafts beyond that would be thrown away
         drafts.clear();
+        const double draft_s_before = st.draft_s;
         if (k > 0) {
             auto td = Clock::now();
             KILN_TRY(drafter.draft(history, k, &drafts));
@@ -120,7 +140,8 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
 
         auto tv = Clock::now();
         KILN_TRY(target.forward(batch, /*all_logits=*/true));
-        st.verify_s += seconds_since(tv);
+        const double verify_s = seconds_since(tv);
+        st.verify_s += verify_s;
         ++st.n_rounds;
         const int nd = int(drafts.size());
         st.n_drafted += nd;
@@ -150,8 +171,14 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
         KILN_TRY(target.truncate(kv + 1 + m));
 
         if (o.adaptive && nd > 0) {
-            if (m == nd && nd == k_cur) k_cur = std::min(o.draft_max, k_cur + 1);
-            else if (2 * m < nd) k_cur = std::max(std::max(1, o.draft_min), k_cur - 1);
+            acc = 0.9 * acc + m;
+            trials = 0.9 * trials + m + (m < nd ? 1 : 0);
+            // One-token target cost from this verification: t = t1 (1 + v nd).
+            const double t1 = verify_s / (1 + o.verify_token_cost * nd);
+            const double c = t1 > 0 ? (st.draft_s - draft_s_before) / nd / t1 : 0;
+            draft_cost = have_cost ? 0.8 * draft_cost + 0.2 * c : c;
+            have_cost = true;
+            k_cur = best_draft_length(acc / trials, draft_cost, o);
         }
     }
     // Leave the cache as plain decoding would: every kept token fed but the last one (which

@@ -208,7 +208,7 @@ TEST_CASE("model: speculative: greedy draft model, PARD and a plug-in drafter eq
         kiln::SpecStats st;
         CHECK(speculative(m, *d.value(), prompt, 40, 256, &st, 7) == ref);
         CHECK(st.n_accepted == st.n_drafted);
-        CHECK(st.mean_accepted() > 2);
+        CHECK(st.mean_accepted() >= 1);  // a same-size draft costs as much as the target: short drafts
     }
     // PARD mechanism (this model is not PARD-trained, so drafts after the first are poor).
     {
