@@ -51,6 +51,10 @@ public:
     int max_context() const override { return s_->n_ctx(); }
 
     Status draft(std::span<const int32_t> h, int n_max, std::vector<DraftToken>* out) override {
+        // A target token the (slightly smaller) draft vocabulary lacks: no drafts.
+        const int n_vocab = s_->model().config().n_vocab;
+        for (int32_t t : h)
+            if (t < 0 || t >= n_vocab) return Status::ok();
         KILN_TRY(sync(h));
         if (o_.pard_mask_id >= 0) return draft_pard(h, n_max, out);
         for (int i = 0; i < n_max; ++i) {
