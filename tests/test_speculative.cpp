@@ -393,6 +393,15 @@ TEST_CASE("spec: bad combinations are clear errors") {
     auto mask = kiln::pard_mask_id(*smol);
     REQUIRE(!mask.is_ok());
     CHECK(mask.message().find("--pard-mask-id") != std::string::npos);
+    {  // the mask id from metadata (here injected as an override)
+        kiln::LoadOptions lo;
+        lo.override_kv = {"tokenizer.ggml.mask_token_id=int:2"};
+        auto pard = kiln::Model::load(kiln::test::model_path(kSmol), lo);
+        REQUIRE(pard.is_ok());
+        auto id = kiln::pard_mask_id(*pard.value());
+        REQUIRE_MESSAGE(id.is_ok(), id.message());
+        CHECK(id.value() == 2);
+    }
     o.pard_mask_id = -1;
     for (int il = 0; il < smol->config().n_layer; ++il) o.skip_layers.push_back(il);
     CHECK(!kiln::make_model_drafter(smol, *smol, 256, o).is_ok());
