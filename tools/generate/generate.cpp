@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
     std::string out_text;
     SpecRun spec;
     if (a.speculative()) {
-        kiln::Status r = run_speculative(model.value(), s, sampler, prompt, a, &generated, &out_text, &spec);
+        kiln::Status r = run_speculative(model.value(), s, so, sampler, prompt, a, &generated, &out_text, &spec);
         if (!r) return fail(r.message());
         st.prefill_s = st.ttft_s = spec.prefill_s;
         st.decode_s = spec.decode_s;

@@ -39,12 +39,11 @@ kiln::Expected<Plain> run_plain(std::shared_ptr<const kiln::Model> model, const 
 
 }  // namespace
 
-kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Session& s, kiln::Sampler& sampler, const std::vector<int32_t>& prompt,
-                             const GenerateArgs& a, std::vector<int32_t>* out_tokens, std::string* out_text, SpecRun* run) {
-    kiln::SessionOptions so;
+kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Session& s, const kiln::SessionOptions& so_in, kiln::Sampler& sampler,
+                             const std::vector<int32_t>& prompt, const GenerateArgs& a, std::vector<int32_t>* out_tokens, std::string* out_text,
+                             SpecRun* run) {
+    kiln::SessionOptions so = so_in;  // for the calibration and the --spec-compare run
     so.n_ctx = s.n_ctx();
-    so.n_threads = a.n_threads;
-    so.kv_type = a.kv_type;
 
     kiln::DraftModelOptions dopt;
     dopt.n_ctx = a.ctx_draft;

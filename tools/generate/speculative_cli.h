@@ -15,6 +15,8 @@ struct SpecRun {
     nlohmann::json stats;  // the "speculative" object of --json
 };
 
-// Generates from `prompt` on the empty session `s`, streaming text to stdout unless --json.
-kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Session& s, kiln::Sampler& sampler, const std::vector<int32_t>& prompt,
+// Generates from `prompt` on the empty session `s` (created with `so`), streaming text to
+// stdout unless --json.
+kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Session& s, const kiln::SessionOptions& so, kiln::Sampler& sampler,
+                             const std::vector<int32_t>& prompt,
                              const GenerateArgs& a, std::vector<int32_t>* out_tokens, std::string* out_text, SpecRun* run);
