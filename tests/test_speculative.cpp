@@ -159,7 +159,7 @@ TEST_CASE("model: speculative: greedy prompt lookup equals plain greedy decoding
             rejected += st.n_drafted - st.n_accepted;
             accepted += st.n_accepted;
         }
-        MESSAGE(file << ": lookup accepted " << accepted << ", rejected " << rejected);
+        MESSAGE(std::string(file) << ": lookup accepted " << accepted << ", rejected " << rejected);
         CHECK(accepted > 0);
         CHECK(rejected > 0);
     }
@@ -186,7 +186,7 @@ TEST_CASE("model: speculative: greedy self-speculation (layers skipped) equals p
             rejected += st.n_drafted - st.n_accepted;
             accepted += st.n_accepted;
         }
-        MESSAGE(file << ": self-speculation accepted " << accepted << ", rejected " << rejected);
+        MESSAGE(std::string(file) << ": self-speculation accepted " << accepted << ", rejected " << rejected);
         CHECK(accepted > 0);
         CHECK(rejected > 0);
     }
