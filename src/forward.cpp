@@ -99,6 +99,7 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
 
     const float kq_scale = c.attn_scale > 0 ? 1.0f : 1.0f / std::sqrt(float(D));
     for (int il = 0; il < c.n_layer; ++il) {
+        if (s.skip[size_t(il)]) continue;  // self-speculative draft: the residual stream passes through
         const LayerWeights& L = w.layers[size_t(il)];
         const bool swa = c.layer_is_swa[size_t(il)];
 

@@ -38,6 +38,11 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
         m.kt = t;
     }
     m.n_batch = std::min(o.n_batch, n_ctx);
+    m.skip.assign(size_t(c.n_layer), false);
+    for (int il : o.skip_layers) {
+        if (il < 0 || il >= c.n_layer) return Status::error("skipped layer %d is outside [0, %d)", il, c.n_layer);
+        m.skip[size_t(il)] = true;
+    }
 
     KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v));
     KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));

@@ -73,6 +73,7 @@ struct Session::Impl {
     const cpu::KernelTable* kt = nullptr;
     KvCache kv;
     int n_batch = 0;
+    std::vector<bool> skip;  // (n_layer) layers left out of the forward pass
 
     // Scratch for one chunk of n <= n_batch tokens.
     AlignedBuffer<float> x;        // (n, n_embd) residual stream

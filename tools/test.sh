@@ -18,6 +18,8 @@ cmake --build build-test -j"$jobs" >&2
 tools/make_synthetic_models.sh build-test/kiln-synth
 echo "== doctest suite" >&2
 (cd build-test && ctest --output-on-failure)
+echo "== speculative decoding through kiln-generate" >&2
+tools/spec_check.sh build-test >&2
 
 echo "== AddressSanitizer + UBSan" >&2
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_TOOLS=OFF >&2

@@ -8,6 +8,7 @@
 #include "kiln/model.h"
 #include "kiln/sampler.h"
 #include "kiln/session.h"
+#include "kiln/speculative.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 #include "kiln/thread_pool.h"

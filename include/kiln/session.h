@@ -24,6 +24,9 @@ struct SessionOptions {
     int n_batch = 512;         // tokens per forward chunk (bounds the scratch memory)
     bool pin_threads = false;
     const char* isa = nullptr;  // CPU kernels: "avx512", "avx2", "generic"; nullptr: best (or KILN_ISA)
+    // Layers this session skips (self-speculative drafting: a draft Session on the same
+    // Model with some layers left out). Their KV entries are never written or read.
+    std::vector<int> skip_layers;
 };
 
 // A KV cache type from its llama.cpp name: f16, bf16, q8_0, q4_0 or f32.

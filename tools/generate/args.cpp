@@ -56,6 +56,21 @@ const char* generate_usage() {
            "      --override-kv K=T:V   override model metadata, T = int|float|bool\n"
            "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
            "      --repack              keep a row-interleaved copy of q4_K/q6_K/q8_0 weights (faster; slower load, more memory)\n"
+           "\n"
+           "Speculative decoding (one drafting source; output is exactly the target's):\n"
+           "  -md, --model-draft FILE   draft model (same vocabulary as -m)\n"
+           "      --lookup-ngram N      prompt lookup: draft what followed the last n-gram (N..1) earlier in the text\n"
+           "      --self-spec           the target drafts for itself with layers skipped (chosen by calibration on the prompt)\n"
+           "      --skip-layers LIST    self-speculation with these layers skipped, e.g. 3,5,7 (no calibration)\n"
+           "      --pard                the -md model is a PARD model: K draft tokens in one forward with K-1 mask tokens\n"
+           "      --pard-mask-id N      PARD mask token (default: tokenizer.ggml.mask_token_id of the draft)\n"
+           "      --draft-max N         draft tokens per round, 1..7 (default 5)\n"
+           "      --draft-min N         smallest adaptive draft length (default 1)\n"
+           "      --draft-p-min P       stop drafting when the draft's probability is below P (default 0 = off)\n"
+           "      --no-adaptive-draft   always draft --draft-max tokens\n"
+           "  -cd, --ctx-draft N        draft context (default: --ctx; must not be smaller)\n"
+           "      --spec-compare        also run plain decoding first and report the speedup (and equality at --temp 0)\n"
+           "\n"
            "      --json                print one JSON object (text, tokens, timings) instead of text\n"
            "      --quiet               no statistics on stderr\n"
            "      --list-devices        list compute devices and exit\n"
@@ -112,6 +127,35 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
         else if (f == "--override-kv") { KILN_TRY(value(&v)); a.override_kv.push_back(v); }
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
+        else if (f == "-md" || f == "--model-draft") { KILN_TRY(value(&v)); a.model_draft = v; }
+        else if (f == "-cd" || f == "--ctx-draft" || f == "--ctx-size-draft") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 1 << 22, &a.ctx_draft)); }
+        else if (f == "--draft-max" || f == "--draft") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, kiln::kMaxDraft, &a.draft_max)); }
+        else if (f == "--draft-min") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 0, kiln::kMaxDraft, &a.draft_min)); }
+        else if (f == "--draft-p-min") {
+            KILN_TRY(value(&v));
+            KILN_TRY(parse_float(f, v, &a.draft_p_min));
+            if (a.draft_p_min < 0 || a.draft_p_min > 1) return kiln::Status::error("%s: %g must be in [0, 1]", f.c_str(), double(a.draft_p_min));
+        }
+        else if (f == "--no-adaptive-draft") a.adaptive_draft = false;
+        else if (f == "--lookup-ngram") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 64, &a.lookup_ngram)); }
+        else if (f == "--self-spec") a.self_spec = true;
+        else if (f == "--skip-layers") {
+            KILN_TRY(value(&v));
+            a.self_spec = true;
+            a.skip_layers.clear();
+            std::string list = v;
+            for (size_t p = 0; p <= list.size();) {
+                size_t e = list.find(',', p);
+                if (e == std::string::npos) e = list.size();
+                int layer = 0;
+                KILN_TRY(parse_int(f, list.substr(p, e - p).c_str(), 0, 1 << 16, &layer));
+                a.skip_layers.push_back(layer);
+                p = e + 1;
+            }
+        }
+        else if (f == "--pard") a.pard = true;
+        else if (f == "--pard-mask-id") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 0, 1 << 30, &a.pard_mask_id)); a.pard = true; }
+        else if (f == "--spec-compare") a.spec_compare = true;
         else if (f == "--json") a.json = true;
         else if (f == "--quiet" || f == "-q") a.quiet = true;
         else if (f == "--list-devices") a.list_devices = true;
@@ -123,5 +167,12 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
     if (a.prompt.empty() && a.prompt_file.empty()) return kiln::Status::error("no prompt given (-p TEXT or -f FILE)");
     if (a.interactive && isatty(0) == 0 && a.prompt_file == "-") return kiln::Status::error("-i and -f - both want stdin");
     KILN_TRY(kiln::validate(a.sampling));
+    const int n_sources = int(!a.model_draft.empty()) + int(a.lookup_ngram > 0) + int(a.self_spec);
+    if (n_sources > 1) return kiln::Status::error("choose one drafting source: -md, --lookup-ngram or --self-spec/--skip-layers");
+    if (a.pard && a.model_draft.empty()) return kiln::Status::error("--pard needs a PARD draft model (-md FILE)");
+    if (a.draft_min > a.draft_max) return kiln::Status::error("--draft-min %d is larger than --draft-max %d", a.draft_min, a.draft_max);
+    if (a.ctx_draft > 0 && a.model_draft.empty() && !a.self_spec) return kiln::Status::error("--ctx-draft needs a draft (-md or --self-spec)");
+    if (a.spec_compare && !a.speculative()) return kiln::Status::error("--spec-compare needs a drafting source (-md, --lookup-ngram, --self-spec)");
+    if (a.speculative() && a.interactive) return kiln::Status::error("speculative decoding does not support -i yet");
     return a;
 }

@@ -29,6 +29,19 @@ struct GenerateArgs {
     std::vector<std::string> override_kv;
     bool use_mmap = true;
     bool repack = false;
+    // Speculative decoding (at most one drafting source).
+    std::string model_draft;        // -md: draft model
+    int ctx_draft = 0;              // draft KV cache (0: same as --ctx)
+    int draft_max = 5, draft_min = 1;
+    float draft_p_min = 0.0f;
+    bool adaptive_draft = true;
+    int lookup_ngram = 0;           // > 0: prompt lookup with n-grams of up to this length
+    bool self_spec = false;         // self-speculation (layers picked by calibration unless --skip-layers)
+    std::vector<int> skip_layers;
+    bool pard = false;              // -md is a PARD model
+    int pard_mask_id = -1;          // -1: from the draft model's metadata
+    bool spec_compare = false;      // also run plain decoding and report the speedup
+    bool speculative() const { return !model_draft.empty() || lookup_ngram > 0 || self_spec; }
 };
 
 kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv);

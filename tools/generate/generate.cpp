@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "args.h"
+#include "speculative_cli.h"
 
 #include "kiln/kiln.h"
 
@@ -151,8 +152,18 @@ int main(int argc, char** argv) {
     kiln::Sampler sampler(a.sampling, model.value()->config().n_vocab);
     std::vector<int32_t> generated;
     std::string out_text;
-    kiln::Status run = generate(s, sampler, prompt, a, &generated, &out_text, &st);
-    if (!run) return fail(run.message());
+    SpecRun spec;
+    if (a.speculative()) {
+        kiln::Status r = run_speculative(model.value(), s, so, sampler, prompt, a, &generated, &out_text, &spec);
+        if (!r) return fail(r.message());
+        st.prefill_s = st.ttft_s = spec.prefill_s;
+        st.decode_s = spec.decode_s;
+        st.n_prompt = spec.n_prompt;
+        st.n_gen = spec.n_gen;
+    } else {
+        kiln::Status run = generate(s, sampler, prompt, a, &generated, &out_text, &st);
+        if (!run) return fail(run.message());
+    }
 
     // Interactive: further user turns from stdin, only with -i. `fed` is the text the
     // model has seen; each new turn is the suffix the template adds to it.
@@ -198,6 +209,7 @@ int main(int argc, char** argv) {
         j["model"] = model.value()->description();
         j["threads"] = s.n_threads();
         j["isa"] = kiln::cpu_isa_name();
+        if (a.speculative()) j["speculative"] = spec.stats;
         std::printf("%s\n", j.dump().c_str());
     } else {
         std::fputc('\n', stdout);

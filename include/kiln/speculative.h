@@ -1,0 +1,144 @@
+// Speculative decoding: a drafter proposes k tokens, the target model checks them all in
+// one forward(k + 1) and keeps the longest acceptable prefix plus one token of its own.
+//
+//   auto drafter = kiln::make_lookup_drafter(3);                 // or a draft model, self, PARD
+//   kiln::SpecStats st;
+//   kiln::speculative_generate(target, sampler, *drafter, prompt, {}, on_token, &st);
+//
+// Verification is exact: greedy output equals plain greedy decoding token for token, and
+// sampled output follows the target's distribution (temperature, top-k, top-p, min-p and
+// repetition penalty included) by rejection sampling: a draft token x drawn from q is kept
+// with probability min(1, p(x) / q(x)); on rejection the token is drawn from
+// norm(max(0, p - q)). Greedy equality also needs the target's logits of a token to be
+// the same in a k+1-token forward as in a 1-token one; the matmul kernels guarantee that
+// up to 8 tokens per forward, hence draft_max <= 7.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/model.h"
+#include "kiln/sampler.h"
+#include "kiln/session.h"
+#include "kiln/status.h"
+
+namespace kiln {
+
+// Largest draft length: verification of 1 + 7 tokens stays in the batch-invariant kernels.
+constexpr int kMaxDraft = 7;
+
+// One drafted token and the distribution it was drawn from.
+struct DraftToken {
+    int32_t token = 0;
+    // (token, probability) pairs `token` was sampled from; empty: chosen deterministically
+    // (q = 1 on `token`), as prompt lookup and greedy drafting do.
+    std::vector<std::pair<int32_t, float>> q;
+};
+
+// A source of draft tokens. Implement it to plug in your own (see make_lookup_drafter).
+class Drafter {
+public:
+    virtual ~Drafter() = default;
+    // Appends up to n_max (>= 1) tokens that may follow `history` (the prompt and every
+    // token generated so far) to *out. Fewer, or none, is fine.
+    virtual Status draft(std::span<const int32_t> history, int n_max, std::vector<DraftToken>* out) = 0;
+    // Largest history + draft length the drafter can hold; 0: unlimited.
+    virtual int max_context() const { return 0; }
+    virtual std::string name() const = 0;
+};
+
+// Prompt lookup: finds the latest earlier occurrence of the history's last n tokens
+// (n = ngram_max down to ngram_min) and proposes the tokens that followed it.
+std::unique_ptr<Drafter> make_lookup_drafter(int ngram_max, int ngram_min = 1);
+
+struct DraftModelOptions {
+    int n_ctx = 0;              // draft KV cache; 0: the target session's context
+    int n_threads = 0;          // 0: one per core
+    const char* isa = nullptr;  // as SessionOptions::isa
+    float p_min = 0.0f;         // stop drafting when the draft's probability of its token falls below this
+    SamplerParams sampling;     // the draft samples from this (temperature <= 0: greedy drafts)
+    std::vector<int> skip_layers;  // self-speculation: layers the draft leaves out
+    int pard_mask_id = -1;      // >= 0: PARD, K tokens per draft forward with K - 1 mask tokens
+};
+
+// Checks that `draft` can propose tokens for `target`: the same tokenizer type, the same
+// token text for every id the two share, vocabularies within 128 ids of each other.
+Status check_vocab_compatible(const Model& target, const Model& draft);
+
+// A draft model (its own Session and KV cache, kept consistent with the history across
+// rounds). `target` is the model it drafts for (vocabulary and context checks).
+Expected<std::unique_ptr<Drafter>> make_model_drafter(std::shared_ptr<const Model> draft, const Model& target, int target_n_ctx,
+                                                      const DraftModelOptions& o);
+
+// The PARD mask token id from GGUF metadata (tokenizer.ggml.mask_token_id), or an error
+// telling the user to pass one.
+Expected<int> pard_mask_id(const Model& draft);
+
+// Self-speculation calibration: adds layers to the skip set in order of how little each
+// alone changes the full model's top-1 picks on `tokens` (teacher-forced), and returns the
+// prefix of that order with the best estimated speedup (est_speedup < 1: self-speculation
+// is not expected to pay on this model and machine; the set is still the best found).
+struct SkipCalibration {
+    std::vector<int> skip_layers;
+    double agreement = 1;       // top-1 agreement of the chosen set
+    double est_speedup = 0;     // from the agreement, the fraction of layers kept and the verification cost
+    std::vector<std::pair<int, double>> steps;  // (layer added, agreement after adding it)
+};
+Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> model, std::span<const int32_t> tokens,
+                                                const SessionOptions& so, int max_skip = -1);
+
+struct SpecOptions {
+    int draft_max = 5;     // 1..kMaxDraft tokens per round
+    int draft_min = 1;     // the adaptive length never goes below this
+    // Adaptive draft length: each round drafts the k that maximises expected tokens per
+    // unit of cost, from the running (decayed) per-token acceptance rate, the measured
+    // draft cost per token and verify_token_cost.
+    bool adaptive = true;
+    // Cost of one more token in a verification forward, relative to a one-token forward.
+    // Measured: ~0.35 for SmolLM2-135M on one Zen 4 core (small-batch matmuls are compute
+    // bound there); near 0 where decode is bandwidth bound (big models, many cores).
+    double verify_token_cost = 0.35;
+    int n_predict = 128;   // -1: until end of generation or a full context
+    bool ignore_eos = false;
+};
+
+struct SpecStats {
+    int n_prompt = 0, n_generated = 0;
+    int n_rounds = 0;                 // target verification forwards
+    int n_drafted = 0, n_accepted = 0;
+    int drafted_at[kMaxDraft] = {};   // drafts proposed at position i of a round
+    int accepted_at[kMaxDraft] = {};  // ... of which accepted
+    double prefill_s = 0, draft_s = 0, verify_s = 0, decode_s = 0;  // decode_s: everything after prefill
+
+    double acceptance_rate() const { return n_drafted ? double(n_accepted) / n_drafted : 0; }
+    // Accepted drafts per verification round.
+    double mean_accepted() const { return n_rounds ? double(n_accepted) / n_rounds : 0; }
+    // Generated tokens per second after the first (as plain decoding reports it).
+    double decode_tps() const { return decode_s > 0 && n_generated > 1 ? (n_generated - 1) / decode_s : 0; }
+};
+
+// Called with each generated token; return false to stop.
+using TokenCallback = std::function<bool(int32_t)>;
+
+// Generates from `prompt` on an empty target session. The first token comes from the
+// prompt's logits as in plain decoding, then each round drafts, verifies and keeps the
+// target's KV cache to exactly the accepted tokens. Stops at n_predict tokens, an
+// end-of-generation token (not passed on, as in plain decoding), a full context, or when
+// on_token returns false.
+Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter, std::span<const int32_t> prompt,
+                            const SpecOptions& o, const TokenCallback& on_token, SpecStats* stats);
+
+// ---- the verification rule, exposed for tests ----
+// Probability of `token` in a (token, probability) list.
+float prob_of(const std::vector<std::pair<int32_t, float>>& dist, int32_t token);
+// Keep the draft if u < p(x) / q(x) (u uniform in [0, 1)).
+bool accept_draft(const std::vector<std::pair<int32_t, float>>& p, const DraftToken& d, double u);
+// After a rejection: a token from norm(max(0, p - q)), u uniform in [0, 1).
+int32_t sample_residual(const std::vector<std::pair<int32_t, float>>& p, const DraftToken& d, double u);
+
+}  // namespace kiln

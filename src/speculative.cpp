@@ -1,0 +1,191 @@
+// The speculative driver: draft, verify in one target forward, keep the accepted prefix.
+// Drafters live in speculative_drafters.cpp; no kernels here.
+#include "kiln/speculative.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace kiln {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+// The draft length with the most expected tokens per unit of cost: with per-token
+// acceptance a, k drafts yield (1 - a^(k+1)) / (1 - a) tokens and cost 1 + k (v + c) decodes.
+int best_draft_length(double a, double c, const SpecOptions& o) {
+    int best_k = std::max(1, o.draft_min);
+    double best = -1;
+    for (int k = std::max(1, o.draft_min); k <= o.draft_max; ++k) {
+        const double tokens = a >= 1 ? k + 1 : (1 - std::pow(a, k + 1)) / (1 - a);
+        const double rate = tokens / (1 + k * (o.verify_token_cost + c));
+        if (rate > best) best = rate, best_k = k;
+    }
+    return best_k;
+}
+
+}  // namespace
+
+float prob_of(const std::vector<std::pair<int32_t, float>>& dist, int32_t token) {
+    for (const auto& [t, p] : dist)
+        if (t == token) return p;
+    return 0.0f;
+}
+
+bool accept_draft(const std::vector<std::pair<int32_t, float>>& p, const DraftToken& d, double u) {
+    const double pt = prob_of(p, d.token);
+    const double qt = d.q.empty() ? 1.0 : prob_of(d.q, d.token);
+    if (pt <= 0) return false;
+    if (qt <= 0 || pt >= qt) return true;  // (q(x) = 0 cannot happen for a token drawn from q; keep it safe)
+    return u * qt < pt;
+}
+
+int32_t sample_residual(const std::vector<std::pair<int32_t, float>>& p, const DraftToken& d, double u) {
+    // r(x) = max(0, p(x) - q(x)); only tokens in p's support can be positive.
+    std::vector<double> r(p.size());  // (|support of p|)
+    double sum = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+        const double q = d.q.empty() ? (p[i].first == d.token ? 1.0 : 0.0) : prob_of(d.q, p[i].first);
+        sum += (r[i] = std::max(0.0, double(p[i].second) - q));
+    }
+    if (!(sum > 0)) {
+        // p <= q everywhere means p == q (a rejection then has probability 0); rounding can
+        // still land here, so draw from p itself.
+        double cum = 0;
+        for (const auto& [t, pt] : p)
+            if (u < (cum += pt)) return t;
+        return p.back().first;
+    }
+    double cum = 0;
+    const double x = u * sum;
+    for (size_t i = 0; i < p.size(); ++i)
+        if (r[i] > 0 && x < (cum += r[i])) return p[i].first;
+    for (size_t i = p.size(); i-- > 0;)
+        if (r[i] > 0) return p[i].first;
+    return p.back().first;
+}
+
+Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter, std::span<const int32_t> prompt,
+                            const SpecOptions& o, const TokenCallback& on_token, SpecStats* stats) {
+    SpecStats local;
+    SpecStats& st = stats ? *stats : local;
+    if (o.draft_max < 1 || o.draft_max > kMaxDraft)
+        return Status::error("--draft-max %d must be in [1, %d] (verification batches stay within the batch-invariant kernels)", o.draft_max, kMaxDraft);
+    if (o.draft_min < 0 || o.draft_min > o.draft_max) return Status::error("--draft-min %d must be in [0, --draft-max %d]", o.draft_min, o.draft_max);
+    if (target.n_past() != 0) return Status::error("speculative_generate: the target session must be empty (it holds %d tokens)", target.n_past());
+    if (prompt.empty()) return Status::error("speculative_generate: empty prompt");
+    if (int(prompt.size()) >= target.n_ctx())
+        return Status::error("prompt is %zu tokens but the context holds %d; raise --ctx or shorten the prompt", prompt.size(), target.n_ctx());
+    if (drafter.max_context() > 0 && drafter.max_context() < target.n_ctx())
+        return Status::error("the draft's context (%d tokens) is smaller than the target's (%d); raise the draft context or lower --ctx",
+                             drafter.max_context(), target.n_ctx());
+    const Tokenizer& tok = target.model().tokenizer();
+    const int n_vocab = target.model().config().n_vocab;
+
+    // Prefill exactly as plain decoding does, so the first token and the prompt's KV
+    // entries are the same bits.
+    for (int32_t t : prompt) sampler.accept(t);
+    auto t0 = Clock::now();
+    KILN_TRY(target.forward(prompt));
+    st.prefill_s += seconds_since(t0);
+    st.n_prompt += int(prompt.size());
+    auto t1 = Clock::now();
+
+    std::vector<int32_t> history(prompt.begin(), prompt.end());  // prompt + generated; the last one is not in the target's KV yet
+    // Emits one token; false when generation ends (the token is then not kept).
+    bool done = false, eog = false;
+    auto emit = [&](int32_t t) {
+        if (!o.ignore_eos && tok.is_eog(t)) return eog = done = true, false;
+        history.push_back(t);
+        ++st.n_generated;
+        if (on_token && !on_token(t)) done = true;
+        if (o.n_predict >= 0 && st.n_generated >= o.n_predict) done = true;
+        return !done;
+    };
+    {
+        const int32_t first = sampler.sample(target.logits());
+        sampler.accept(first);
+        emit(first);
+    }
+
+    int k_cur = std::max(1, std::min(o.draft_max, o.adaptive ? std::max(o.draft_min, 3) : o.draft_max));
+    // Running statistics for the adaptive length, decayed so the recent text counts most:
+    // accepted drafts, acceptance trials (accepted + first rejections), and the draft cost
+    // per token relative to a one-token target forward.
+    double acc = 2, trials = 3, draft_cost = 0;
+    bool have_cost = false;
+    std::vector<DraftToken> drafts;
+    std::vector<int32_t> batch;  // (1 + k) the pending token, then the drafts
+    while (!done) {
+        const int kv = target.n_past();  // == history.size() - 1
+        if (kv >= target.n_ctx()) break;  // plain decoding stops here too: no room for the pending token
+        int k = std::min(k_cur, target.n_ctx() - kv - 1);
+        if (o.n_predict >= 0) k = std::min(k, o.n_predict - st.n_generated - 1);  // drafts beyond that would be thrown away
+        drafts.clear();
+        const double draft_s_before = st.draft_s;
+        if (k > 0) {
+            auto td = Clock::now();
+            KILN_TRY(drafter.draft(history, k, &drafts));
+            st.draft_s += seconds_since(td);
+            if (int(drafts.size()) > k) drafts.resize(size_t(k));
+            // A draft vocabulary may be larger: ids the target does not have end the draft.
+            for (size_t i = 0; i < drafts.size(); ++i)
+                if (drafts[i].token < 0 || drafts[i].token >= n_vocab) {
+                    drafts.resize(i);
+                    break;
+                }
+        }
+        batch.assign(1, history.back());
+        for (const DraftToken& d : drafts) batch.push_back(d.token);
+
+        auto tv = Clock::now();
+        KILN_TRY(target.forward(batch, /*all_logits=*/true));
+        const double verify_s = seconds_since(tv);
+        st.verify_s += verify_s;
+        ++st.n_rounds;
+        const int nd = int(drafts.size());
+        st.n_drafted += nd;
+        for (int i = 0; i < nd; ++i) ++st.drafted_at[i];
+        int m = 0;  // accepted drafts
+        int32_t next = -1;
+        for (; m < nd; ++m) {
+            const auto p = sampler.distribution(target.logits(m));
+            if (!accept_draft(p, drafts[size_t(m)], sampler.uniform())) {
+                next = sample_residual(p, drafts[size_t(m)], sampler.uniform());
+                break;
+            }
+            ++st.accepted_at[m];
+            ++st.n_accepted;
+            sampler.accept(drafts[size_t(m)].token);
+            if (!emit(drafts[size_t(m)].token)) {
+                ++m;
+                break;
+            }
+        }
+        if (!done) {
+            if (next < 0) next = sampler.sample(target.logits(nd));  // every draft kept: one more from the target
+            sampler.accept(next);
+            emit(next);
+        }
+        // Keep the pending token and the accepted drafts; `next` is the new pending token.
+        KILN_TRY(target.truncate(kv + 1 + m));
+
+        if (o.adaptive && nd > 0) {
+            acc = 0.9 * acc + m;
+            trials = 0.9 * trials + m + (m < nd ? 1 : 0);
+            // One-token target cost from this verification: t = t1 (1 + v nd).
+            const double t1 = verify_s / (1 + o.verify_token_cost * nd);
+            const double c = t1 > 0 ? (st.draft_s - draft_s_before) / nd / t1 : 0;
+            draft_cost = have_cost ? 0.8 * draft_cost + 0.2 * c : c;
+            have_cost = true;
+            k_cur = best_draft_length(acc / trials, draft_cost, o);
+        }
+    }
+    // Leave the cache as plain decoding would: every kept token fed but the last one (which
+    // is fed too when an end-of-generation token followed it).
+    KILN_TRY(target.truncate(std::min(target.n_past(), int(history.size()) - (eog ? 0 : 1))));
+    st.decode_s += seconds_since(t1);
+    return Status::ok();
+}
+
+}  // namespace kiln

@@ -1,0 +1,430 @@
+// Speculative decoding: batch invariance of the target forward (what makes greedy
+// verification exact), greedy equality with plain decoding for every drafting source,
+// the statistics of rejection sampling, and the errors for bad combinations. The long
+// real-model runs are named "model: speculative: ..." so the sanitizer pass skips them.
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <random>
+
+#include "cpu/kernels.h"
+#include "kiln/kiln.h"
+#include "test_util.h"
+
+namespace {
+
+const char* kSmol = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const char* kGemma = "gemma-3-270m-q4_k_m.gguf";
+
+std::shared_ptr<const kiln::Model> load(const char* file) {
+    const std::string path = kiln::test::model_path(file);
+    if (!kiln::test::require_file(path)) return nullptr;
+    auto m = kiln::Model::load(path);
+    REQUIRE_MESSAGE(m.is_ok(), m.message());
+    return m.value();
+}
+
+std::unique_ptr<kiln::Session> session(std::shared_ptr<const kiln::Model> m, int n_ctx, const char* isa = nullptr) {
+    kiln::SessionOptions so;
+    so.n_ctx = n_ctx;
+    so.n_threads = 2;
+    so.isa = isa;
+    auto s = kiln::Session::create(std::move(m), so);
+    REQUIRE_MESSAGE(s.is_ok(), s.message());
+    return std::move(s.value());
+}
+
+kiln::SamplerParams greedy() {
+    kiln::SamplerParams p;
+    p.temperature = 0;
+    return p;
+}
+
+// Plain decoding with the same stopping rules as speculative_generate (and kiln-generate).
+int g_plain_kv = 0;  // KV entries plain() left, compared with what speculative() leaves
+
+std::vector<int32_t> plain(std::shared_ptr<const kiln::Model> m, const std::vector<int32_t>& prompt, int n_predict, int n_ctx,
+                           bool ignore_eos = false) {
+    auto s = session(m, n_ctx);
+    kiln::Sampler sampler(greedy(), m->config().n_vocab);
+    REQUIRE(s->forward(prompt).is_ok());
+    std::vector<int32_t> out;
+    for (int i = 0; n_predict < 0 || i < n_predict; ++i) {
+        const int32_t t = sampler.sample(s->logits());
+        if (!ignore_eos && m->tokenizer().is_eog(t)) break;
+        out.push_back(t);
+        if (int(out.size()) == n_predict || s->n_past() >= s->n_ctx()) break;
+        REQUIRE(s->forward(std::span<const int32_t>(&t, 1)).is_ok());
+    }
+    g_plain_kv = s->n_past();
+    return out;
+}
+
+int g_spec_kv = 0;
+
+std::vector<int32_t> speculative(std::shared_ptr<const kiln::Model> m, kiln::Drafter& d, const std::vector<int32_t>& prompt, int n_predict, int n_ctx,
+                                 kiln::SpecStats* st, int draft_max = 5, bool ignore_eos = false) {
+    auto s = session(m, n_ctx);
+    kiln::Sampler sampler(greedy(), m->config().n_vocab);
+    kiln::SpecOptions o;
+    o.n_predict = n_predict;
+    o.draft_max = draft_max;
+    o.ignore_eos = ignore_eos;
+    std::vector<int32_t> out;
+    kiln::Status r = kiln::speculative_generate(*s, sampler, d, prompt, o, [&](int32_t t) { return out.push_back(t), true; }, st);
+    REQUIRE_MESSAGE(r.is_ok(), r.message());
+    g_spec_kv = s->n_past();
+    return out;
+}
+
+std::vector<int32_t> encode(const kiln::Model& m, const std::string& text) { return m.tokenizer().encode(text, true, true); }
+
+const char* kPrompts[] = {
+    "<|im_start|>user\nWhat is the capital of France? Answer in one sentence.<|im_end|>\n<|im_start|>assistant\n",
+    "<|im_start|>user\nRepeat this list exactly: apple, banana, cherry, date, elderberry, fig, grape.<|im_end|>\n<|im_start|>assistant\n",
+    "The quick brown fox jumps over the lazy dog. The quick brown fox",
+};
+
+// A plug-in drafter that knows the right continuation but corrupts some of it: rejections
+// at every position, deterministically.
+class NoisyOracle final : public kiln::Drafter {
+public:
+    NoisyOracle(std::vector<int32_t> truth, size_t n_prompt, int n_vocab) : truth_(std::move(truth)), n_prompt_(n_prompt), n_vocab_(n_vocab) {}
+    kiln::Status draft(std::span<const int32_t> h, int n_max, std::vector<kiln::DraftToken>* out) override {
+        for (int i = 0; i < n_max; ++i) {
+            const size_t at = h.size() - n_prompt_ + size_t(i);
+            int32_t t = at < truth_.size() ? truth_[at] : 0;
+            if (rng_() % 4 == 0) t = int32_t(rng_() % uint64_t(n_vocab_));
+            out->push_back({t, {}});
+        }
+        return kiln::Status::ok();
+    }
+    std::string name() const override { return "noisy oracle"; }
+
+private:
+    std::vector<int32_t> truth_;
+    size_t n_prompt_;
+    int n_vocab_;
+    std::mt19937_64 rng_{42};
+};
+
+}  // namespace
+
+TEST_CASE("model: speculative: forward of n <= 8 tokens gives the same bits as n one-token forwards, on every ISA") {
+    for (const char* file : {kSmol, kGemma}) {
+        auto m = load(file);
+        if (!m) continue;
+        const int nv = m->config().n_vocab;
+        const std::vector<int32_t> prompt = encode(*m, "Speculative decoding checks several drafted tokens in one pass.");
+        const std::vector<int32_t> next = encode(*m, " The target model verifies them all at once, bit for bit");
+        REQUIRE(next.size() >= 9);
+        for (kiln::cpu::Isa isa : kiln::cpu::available_isas()) {
+            CAPTURE(file);
+            CAPTURE(kiln::cpu::isa_name(isa));
+            auto s = session(m, 128, kiln::cpu::isa_name(isa));
+            REQUIRE(s->forward(prompt).is_ok());
+            const int base = s->n_past();
+            // The reference: one token at a time.
+            std::vector<float> one(size_t(8) * size_t(nv));  // (8, n_vocab)
+            for (int i = 0; i < 8; ++i) {
+                REQUIRE(s->forward(std::span<const int32_t>(&next[size_t(i)], 1)).is_ok());
+                std::memcpy(one.data() + size_t(i) * size_t(nv), s->logits(), sizeof(float) * size_t(nv));
+            }
+            const bool best = isa == kiln::cpu::available_isas().back();
+            for (int n = 2; n <= 8; ++n) {
+                if (!best && n != 8 && n != 3) continue;  // the slower ISAs: two batch sizes
+                CAPTURE(n);
+                REQUIRE(s->truncate(base).is_ok());
+                REQUIRE(s->forward(std::span<const int32_t>(next.data(), size_t(n)), true).is_ok());
+                int differ = 0;
+                for (int i = 0; i < n; ++i) differ += std::memcmp(s->logits(i), one.data() + size_t(i) * size_t(nv), sizeof(float) * size_t(nv)) != 0;
+                CHECK(differ == 0);
+            }
+        }
+    }
+}
+
+TEST_CASE("model: speculative: greedy prompt lookup equals plain greedy decoding") {
+    for (const char* file : {kSmol, kGemma}) {
+        auto m = load(file);
+        if (!m) continue;
+        auto drafter = kiln::make_lookup_drafter(3);
+        int rejected = 0, accepted = 0;
+        for (const char* text : kPrompts) {
+            if (file == kGemma && text != kPrompts[2]) continue;  // chat markup is SmolLM2's
+            const auto prompt = encode(*m, text);
+            kiln::SpecStats st;
+            CHECK(speculative(m, *drafter, prompt, 48, 256, &st) == plain(m, prompt, 48, 256));
+            CHECK(g_spec_kv == g_plain_kv);  // the target's cache holds exactly the kept tokens
+            rejected += st.n_drafted - st.n_accepted;
+            accepted += st.n_accepted;
+        }
+        MESSAGE(std::string(file) << ": lookup accepted " << accepted << ", rejected " << rejected);
+        CHECK(accepted > 0);
+        CHECK(rejected > 0);
+    }
+}
+
+TEST_CASE("model: speculative: greedy self-speculation (layers skipped) equals plain greedy decoding") {
+    for (const char* file : {kSmol, kGemma}) {
+        auto m = load(file);
+        if (!m) continue;
+        const int L = m->config().n_layer;
+        kiln::DraftModelOptions o;
+        o.n_threads = 2;
+        o.sampling = greedy();
+        for (int il = L / 3; il < L / 3 + L / 4; ++il) o.skip_layers.push_back(il);
+        int rejected = 0, accepted = 0;
+        for (const char* text : kPrompts) {
+            if (file == kGemma && text == kPrompts[1]) continue;
+            const auto prompt = encode(*m, text);
+            auto d = kiln::make_model_drafter(m, *m, 256, o);
+            REQUIRE_MESSAGE(d.is_ok(), d.message());
+            kiln::SpecStats st;
+            CHECK(speculative(m, *d.value(), prompt, 40, 256, &st) == plain(m, prompt, 40, 256));
+            CHECK(g_spec_kv == g_plain_kv);
+            rejected += st.n_drafted - st.n_accepted;
+            accepted += st.n_accepted;
+        }
+        MESSAGE(std::string(file) << ": self-speculation accepted " << accepted << ", rejected " << rejected);
+        CHECK(accepted > 0);
+        CHECK(rejected > 0);
+    }
+}
+
+TEST_CASE("model: speculative: greedy draft model, PARD and a plug-in drafter equal plain greedy decoding, up to a full context") {
+    auto m = load(kSmol);
+    if (!m) return;
+    // A second copy of the file is a (perfect) draft model: every draft accepted.
+    auto draft = load(kSmol);
+    kiln::DraftModelOptions o;
+    o.n_threads = 2;
+    o.sampling = greedy();
+    const auto prompt = encode(*m, kPrompts[0]);
+    const auto ref = plain(m, prompt, 40, 256);
+    {
+        auto d = kiln::make_model_drafter(draft, *m, 256, o);
+        REQUIRE_MESSAGE(d.is_ok(), d.message());
+        kiln::SpecStats st;
+        CHECK(speculative(m, *d.value(), prompt, 40, 256, &st, 7) == ref);
+        CHECK(st.n_accepted == st.n_drafted);
+        CHECK(st.mean_accepted() >= 1);  // a same-size draft costs as much as the target: short drafts
+    }
+    // PARD mechanism (this model is not PARD-trained, so drafts after the first are poor).
+    {
+        kiln::DraftModelOptions p = o;
+        p.pard_mask_id = int(m->tokenizer().eos());
+        auto d = kiln::make_model_drafter(draft, *m, 256, p);
+        REQUIRE_MESSAGE(d.is_ok(), d.message());
+        CHECK(d.value()->name().find("PARD") != std::string::npos);
+        kiln::SpecStats st;
+        CHECK(speculative(m, *d.value(), prompt, 40, 256, &st) == ref);
+        CHECK(st.accepted_at[0] > 0);
+        CHECK(st.n_accepted < st.n_drafted);
+    }
+    // A plug-in drafter with random rejections, and generation into a full context.
+    for (int n_ctx : {256, int(prompt.size()) + 37}) {
+        CAPTURE(n_ctx);
+        const auto ref_full = plain(m, prompt, -1, n_ctx, /*ignore_eos=*/true);
+        if (n_ctx < 256) CHECK(int(prompt.size() + ref_full.size()) == n_ctx + 1);  // stopped by the context
+        NoisyOracle oracle(ref_full, prompt.size(), m->config().n_vocab);
+        kiln::SpecStats st;
+        CHECK(speculative(m, oracle, prompt, n_ctx < 256 ? -1 : 60, n_ctx, &st, 7, true) ==
+              std::vector<int32_t>(ref_full.begin(), ref_full.begin() + long(std::min<size_t>(ref_full.size(), n_ctx < 256 ? ref_full.size() : 60))));
+        if (n_ctx < 256) CHECK(g_spec_kv == n_ctx);
+        CHECK(st.n_accepted > 0);
+        CHECK(st.n_accepted < st.n_drafted);
+    }
+}
+
+TEST_CASE("model: speculative: calibration picks a skip set for self-speculation") {
+    auto m = load(kSmol);
+    if (!m) return;
+    const auto tokens = encode(*m, "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
+                                   "movable metal type, oil-based ink and a wooden press.");
+    kiln::SessionOptions so;
+    so.n_threads = 2;
+    auto r = kiln::calibrate_skip_layers(m, tokens, so, 2);
+    REQUIRE_MESSAGE(r.is_ok(), r.message());
+    CHECK(r->steps.size() == 2);
+    CHECK(!r->skip_layers.empty());
+    CHECK(r->est_speedup > 0);
+    for (int il : r->skip_layers) CHECK((il > 0 && il < m->config().n_layer - 1));
+    CHECK(r->agreement > 0.3);
+    CHECK(r->agreement <= 1.0);
+    // The least harmful single layer barely changes the picks.
+    CHECK(r->steps[0].second > 0.7);
+}
+
+// Rejection sampling reproduces the target distribution p for draft tokens drawn from
+// another distribution q; the naive alternatives do not. Chi-square over p's support with
+// 40,000 fixed-seed samples.
+TEST_CASE("spec: stochastic verification reproduces the target's distribution; naive schemes do not") {
+    auto m = load(kSmol);
+    if (!m) return;
+    const auto prompt = encode(*m, "My favourite fruit is");
+    // p: the target at temperature 0.9 with top-k 20, top-p 0.95 (min-p off).
+    kiln::SamplerParams sp;
+    sp.temperature = 0.9f;
+    sp.top_k = 20;
+    sp.top_p = 0.95f;
+    sp.min_p = 0;
+    auto s = session(m, 64);
+    REQUIRE(s->forward(prompt).is_ok());
+    kiln::Sampler target(sp, m->config().n_vocab);
+    const auto p = target.distribution(s->logits());
+    // q: a self-speculative draft (2 layers skipped) at temperature 0.5, top-k 30: it
+    // overlaps p but puts more mass on the top tokens.
+    kiln::SessionOptions dso;
+    dso.n_ctx = 64;
+    dso.n_threads = 2;
+    dso.skip_layers = {14, 15};
+    auto ds = kiln::Session::create(m, dso);
+    REQUIRE(ds.is_ok());
+    REQUIRE(ds.value()->forward(prompt).is_ok());
+    kiln::SamplerParams qp = sp;
+    qp.temperature = 0.5f;
+    qp.top_k = 30;
+    const auto q = kiln::Sampler(qp, m->config().n_vocab).distribution(ds.value()->logits());
+    REQUIRE(p.size() >= 4);
+    REQUIRE(q.size() >= 4);
+    MESSAGE("p: " << p.size() << " tokens, top " << p[0].second << "; q: " << q.size() << " tokens, q(p's top) " << kiln::prob_of(q, p[0].first));
+
+    std::mt19937_64 rng(1234);
+    std::uniform_real_distribution<double> uni(0.0, 1.0);
+    auto draw = [&](const std::vector<std::pair<int32_t, float>>& d) {
+        double r = uni(rng), c = 0;
+        for (const auto& [t, pr] : d)
+            if (r < (c += pr)) return t;
+        return d.back().first;
+    };
+    // Chi-square of N samples against p (tokens outside p's support: one extra cell).
+    const int N = 40000;
+    auto chi2 = [&](auto&& sample_one) {
+        std::map<int32_t, int> count;
+        for (int i = 0; i < N; ++i) ++count[sample_one()];
+        double x = 0;
+        int outside = N;
+        for (const auto& [t, pr] : p) {
+            const double e = double(pr) * N, o = count.count(t) ? count[t] : 0;
+            outside -= int(o);
+            x += (o - e) * (o - e) / e;
+        }
+        return outside > 0 ? 1e9 : x;
+    };
+    // Critical value at significance 1e-4 for df = |p| - 1 (Wilson-Hilferty).
+    const double df = double(p.size() - 1), z = 3.719;
+    const double crit = df * std::pow(1 - 2 / (9 * df) + z * std::sqrt(2 / (9 * df)), 3);
+
+    auto exact = [&] {
+        kiln::DraftToken d{draw(q), q};
+        if (kiln::accept_draft(p, d, uni(rng))) return d.token;
+        return kiln::sample_residual(p, d, uni(rng));
+    };
+    // Deterministic drafts (prompt lookup): q is a point mass.
+    auto exact_point = [&] {
+        kiln::DraftToken d{q[0].first, {}};
+        if (kiln::accept_draft(p, d, uni(rng))) return d.token;
+        return kiln::sample_residual(p, d, uni(rng));
+    };
+    // Naive 1: keep the draft when it is the target's top token, else sample the target.
+    auto naive_equal = [&] {
+        const int32_t d = draw(q);
+        return d == p[0].first ? d : draw(p);
+    };
+    // Naive 2: accept with min(1, p/q) but resample from p instead of the residual.
+    auto naive_resample = [&] {
+        kiln::DraftToken d{draw(q), q};
+        if (kiln::accept_draft(p, d, uni(rng))) return d.token;
+        return draw(p);
+    };
+    const double x_exact = chi2(exact), x_point = chi2(exact_point), x_equal = chi2(naive_equal), x_resample = chi2(naive_resample);
+    MESSAGE("chi-square (df " << df << ", critical " << crit << "): rejection sampling " << x_exact << ", point-mass drafts " << x_point
+                              << ", accept-if-top " << x_equal << ", resample-from-p " << x_resample);
+    CHECK(x_exact < crit);
+    CHECK(x_point < crit);
+    CHECK(x_equal > 10 * crit);
+    CHECK(x_resample > 10 * crit);
+}
+
+TEST_CASE("spec: stochastic speculative generation runs, and is reproducible with a seed") {
+    auto m = load(kSmol);
+    if (!m) return;
+    const auto prompt = encode(*m, kPrompts[1]);
+    kiln::SamplerParams sp;
+    sp.temperature = 0.7f;
+    auto run = [&] {
+        auto s = session(m, 256);
+        kiln::Sampler sampler(sp, m->config().n_vocab);
+        auto d = kiln::make_lookup_drafter(2);
+        kiln::SpecOptions o;
+        o.n_predict = 32;
+        std::vector<int32_t> out;
+        kiln::SpecStats st;
+        REQUIRE(kiln::speculative_generate(*s, sampler, *d, prompt, o, [&](int32_t t) { return out.push_back(t), true; }, &st).is_ok());
+        CHECK(st.n_drafted > 0);
+        return out;
+    };
+    const auto a = run();
+    CHECK(a.size() > 0);
+    CHECK(a == run());
+}
+
+TEST_CASE("spec: bad combinations are clear errors") {
+    auto smol = load(kSmol);
+    auto gemma = load(kGemma);
+    if (!smol || !gemma) return;
+    kiln::DraftModelOptions o;
+    o.n_threads = 2;
+    auto d = kiln::make_model_drafter(gemma, *smol, 256, o);
+    REQUIRE(!d.is_ok());
+    CHECK(d.message().find("incompatible") != std::string::npos);
+    o.n_ctx = 64;
+    d = kiln::make_model_drafter(smol, *smol, 256, o);
+    REQUIRE(!d.is_ok());
+    CHECK(d.message().find("smaller than the target context") != std::string::npos);
+    o.n_ctx = 1 << 20;
+    d = kiln::make_model_drafter(smol, *smol, 1 << 20, o);
+    REQUIRE(!d.is_ok());
+    CHECK(d.message().find("trained for") != std::string::npos);
+    o.n_ctx = 0;
+    o.pard_mask_id = 1 << 20;
+    CHECK(!kiln::make_model_drafter(smol, *smol, 256, o).is_ok());
+    auto mask = kiln::pard_mask_id(*smol);
+    REQUIRE(!mask.is_ok());
+    CHECK(mask.message().find("--pard-mask-id") != std::string::npos);
+    {  // the mask id from metadata (here injected as an override)
+        kiln::LoadOptions lo;
+        lo.override_kv = {"tokenizer.ggml.mask_token_id=int:2"};
+        auto pard = kiln::Model::load(kiln::test::model_path(kSmol), lo);
+        REQUIRE(pard.is_ok());
+        auto id = kiln::pard_mask_id(*pard.value());
+        REQUIRE_MESSAGE(id.is_ok(), id.message());
+        CHECK(id.value() == 2);
+    }
+    o.pard_mask_id = -1;
+    for (int il = 0; il < smol->config().n_layer; ++il) o.skip_layers.push_back(il);
+    CHECK(!kiln::make_model_drafter(smol, *smol, 256, o).is_ok());
+    kiln::SessionOptions so;
+    so.skip_layers = {smol->config().n_layer};
+    CHECK(!kiln::Session::create(smol, so).is_ok());
+
+    auto s = session(smol, 64);
+    kiln::Sampler sampler(greedy(), smol->config().n_vocab);
+    auto lookup = kiln::make_lookup_drafter(2);
+    kiln::SpecOptions bad;
+    bad.draft_max = kiln::kMaxDraft + 1;
+    const std::vector<int32_t> prompt = {1, 2, 3};
+    kiln::Status r = kiln::speculative_generate(*s, sampler, *lookup, prompt, bad, nullptr, nullptr);
+    CHECK(!r.is_ok());
+    CHECK(r.message().find("--draft-max") != std::string::npos);
+    const std::vector<int32_t> long_prompt(64, 5);
+    r = kiln::speculative_generate(*s, sampler, *lookup, long_prompt, {}, nullptr, nullptr);
+    CHECK(!r.is_ok());
+    // A draft whose context is smaller than the target session's.
+    auto small = kiln::make_model_drafter(smol, *smol, 32, {});
+    REQUIRE(small.is_ok());
+    r = kiln::speculative_generate(*s, sampler, *small.value(), prompt, {}, nullptr, nullptr);
+    CHECK(!r.is_ok());
+    CHECK(r.message().find("draft's context") != std::string::npos);
+}
