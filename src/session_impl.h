@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -51,6 +52,8 @@ struct KvCache {
     }
 };
 
+struct MoeScratch;  // moe.h
+
 struct Session::Impl {
     const cpu::KernelTable* kt = nullptr;
     KvCache kv;
@@ -71,6 +74,7 @@ struct Session::Impl {
     AlignedBuffer<float> scores;   // (n_threads, n_ctx) attention scores per thread
     AlignedBuffer<float> out_f32;  // (n_threads, max(head_dim_v)) attention accumulator per thread
     std::vector<float> rope_freqs; // (rope_dim / 2) inverse frequency divisors (1 if absent)
+    std::shared_ptr<MoeScratch> moe;  // MoE layers' scratch (moe.cpp); null for dense models
 };
 
 // y (n, W.rows) = x (n, W.cols) . W^T, multi-threaded over rows of W.

@@ -20,6 +20,7 @@ struct SessionOptions {
     int n_batch = 512;         // tokens per forward chunk (bounds the scratch memory)
     bool pin_threads = false;
     const char* isa = nullptr;  // CPU kernels: "avx512", "avx2", "generic"; nullptr: best (or KILN_ISA)
+    int n_expert_used = 0;      // MoE: experts per token; 0: the model's expert_used_count
 };
 
 class Session {
