@@ -24,6 +24,7 @@ using Clock = std::chrono::steady_clock;
 struct Args {
     std::vector<std::string> models;
     std::vector<int> pp{512}, tg{128}, verify{8}, depth{0};
+    std::vector<int> experts{0};  // MoE experts per token to sweep (0: the model's)
     int threads = 0, reps = 3;
     std::string output = "md", isa;
     bool probe = true;
@@ -97,9 +98,10 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [--experts-per-token 8,4]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
+                        "  --experts-per-token: MoE experts per token, each value a separate run (0: the model's)\n"
                         "  lists are comma separated; 0 disables a test kind\n");
             return 0;
         }
@@ -112,6 +114,7 @@ int main(int argc, char** argv) {
         else if (f == "-r") { std::vector<int> r; if (!need() || !parse_list(v, &r, 1) || r.size() != 1) return fail("-r needs a repetition count"); a.reps = r[0]; }
         else if (f == "-o") { if (!need() || (std::strcmp(v, "md") && std::strcmp(v, "json"))) return fail("-o must be md or json"); a.output = v; }
         else if (f == "--isa") { if (!need()) return fail("--isa needs a name"); a.isa = v; }
+        else if (f == "--experts-per-token") { if (!need() || !parse_list(v, &a.experts, 0)) return fail("--experts-per-token needs a list of counts"); }
         else if (f == "--no-probe") a.probe = false;
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
@@ -129,7 +132,8 @@ int main(int argc, char** argv) {
     std::vector<Result> results;
     nlohmann::json jout = nlohmann::json::array();
     std::vector<std::string> rows;
-    for (const std::string& path : a.models) {
+    for (const std::string& path : a.models)
+    for (int ept : a.experts) {
         kiln::LoadOptions lo;
         lo.use_mmap = a.use_mmap;
         lo.repack = a.repack;
@@ -146,11 +150,12 @@ int main(int argc, char** argv) {
         kiln::SessionOptions so;
         so.n_threads = threads;
         so.n_ctx = std::max(max_ctx, 16);
+        so.n_expert_used = ept;
         if (!a.isa.empty()) so.isa = a.isa.c_str();
         auto session = kiln::Session::create(model.value(), so);
         if (!session) return fail(session.message());
         kiln::Session& s = *session.value();
-        const std::string desc = m.description();
+        const std::string desc = m.description() + (ept > 0 ? kiln::strfmt(" %d exp", ept) : std::string());
 
         // Fills the cache to `depth` (not timed).
         auto prefill_depth = [&](int depth) -> kiln::Status {
@@ -218,7 +223,13 @@ int main(int argc, char** argv) {
                 if (!st) return fail(st.message());
             }
         }
-        const double gb = double(m.bytes_per_token()) / 1e9;
+        double gb = double(m.bytes_per_token()) / 1e9;
+        if (ept > 0 && m.config().is_moe()) {
+            // Expert tensors are read for ept of n_expert experts, not expert_used_count.
+            for (const kiln::GgufTensor& t : m.gguf().tensors())
+                if (t.name.find("_exps.") != std::string::npos)
+                    gb += double(t.nbytes) / m.config().n_expert * (ept - m.config().n_expert_used) / 1e9;
+        }
         // Bandwidth on a shared VM drifts over minutes: probe again after the tests and keep
         // the best, so "% of bandwidth" is against what the machine showed it can do.
         if (a.probe) bw = std::max(bw, kiln::bench::measure_read_bandwidth(threads));

@@ -52,6 +52,7 @@ const char* generate_usage() {
            "  -c, --ctx N               context size in tokens (default min(trained, 4096))\n"
            "      --cache-type TYPE     KV cache type: f16 (default) or f32\n"
            "      --override-kv K=T:V   override model metadata, T = int|float|bool\n"
+           "      --experts-per-token N MoE: run N experts per token instead of the model's (fewer: faster, lower quality)\n"
            "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
            "      --repack              keep a row-interleaved copy of q4_K/q6_K/q8_0 weights (faster; slower load, more memory)\n"
            "      --json                print one JSON object (text, tokens, timings) instead of text\n"
@@ -107,6 +108,7 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
             else return kiln::Status::error("%s: '%s' is not a supported cache type (f16, f32)", f.c_str(), v);
         }
         else if (f == "--override-kv") { KILN_TRY(value(&v)); a.override_kv.push_back(v); }
+        else if (f == "--experts-per-token") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 4096, &a.n_expert_used)); }
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
         else if (f == "--json") a.json = true;

@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
     kiln::SessionOptions so;
     so.n_ctx = a.n_ctx;
     so.n_threads = a.n_threads;
+    so.n_expert_used = a.n_expert_used;
     so.kv_type = a.kv_type;
     auto session = kiln::Session::create(model.value(), so);
     if (!session) return fail(session.message());
