@@ -23,6 +23,7 @@ namespace {
 struct Args {
     std::string arch = "llama", vocab_from, out, type = "q4_k_m";
     int n_embd = 2048, n_layer = 16, n_head = 32, n_head_kv = 8, n_ff = 8192, n_ctx = 4096;
+    int head_dim = 0;  // 0: n_embd / n_head (Qwen3 has 128 with 32 heads of a 2048-wide model)
     int n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0;
     uint64_t seed = 1;
     float rope_theta = 10000.0f;
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
         else if (f == "--n-head-kv") ok = num(&a.n_head_kv);
         else if (f == "--n-ff") ok = num(&a.n_ff);
         else if (f == "--n-ctx") ok = num(&a.n_ctx);
+        else if (f == "--head-dim") ok = num(&a.head_dim);
         else if (f == "--n-expert") ok = num(&a.n_expert);
         else if (f == "--n-expert-used") ok = num(&a.n_expert_used);
         else if (f == "--n-ff-exp") ok = num(&a.n_ff_exp);
@@ -130,7 +132,9 @@ int main(int argc, char** argv) {
         if (a.arch == "qwen2moe" && a.n_ff_shexp == 0) a.n_ff_shexp = 2 * a.n_ff_exp;
         if (a.type == "q4_k_m" && (a.n_ff_exp % 256 || a.n_ff_shexp % 256)) return fail("q4_k_m needs --n-ff-exp and --n-ff-shexp multiples of 256");
     }
-    if (a.n_embd % a.n_head || a.n_head % a.n_head_kv) return fail("n_embd must divide by n_head and n_head by n_head_kv");
+    if ((a.head_dim == 0 && a.n_embd % a.n_head) || a.n_head % a.n_head_kv) return fail("n_embd must divide by n_head (or give --head-dim) and n_head by n_head_kv");
+    if (a.head_dim == 0) a.head_dim = a.n_embd / a.n_head;
+    if (a.head_dim % 2) return fail("--head-dim must be even");
     if (a.type == "q4_k_m" && (a.n_embd % 256 || a.n_ff % 256)) return fail("q4_k_m needs n_embd and n_ff multiples of 256");
 
     auto vocab = kiln::GgufFile::open(a.vocab_from);
@@ -158,7 +162,11 @@ int main(int argc, char** argv) {
     w.set_u32(A + ".attention.head_count_kv", uint32_t(a.n_head_kv));
     w.set_f32(A + ".rope.freq_base", a.rope_theta);
     w.set_f32(A + ".attention.layer_norm_rms_epsilon", 1e-5f);
-    w.set_u32(A + ".rope.dimension_count", uint32_t(a.n_embd / a.n_head));
+    w.set_u32(A + ".rope.dimension_count", uint32_t(a.head_dim));
+    if (a.head_dim != a.n_embd / a.n_head) {
+        w.set_u32(A + ".attention.key_length", uint32_t(a.head_dim));
+        w.set_u32(A + ".attention.value_length", uint32_t(a.head_dim));
+    }
     w.set_u32("general.file_type", a.type == "q4_k_m" ? 15 : a.type == "q8_0" ? 7 : a.type == "q4_0" ? 2 : a.type == "f16" ? 1 : 0);
     for (const auto& [key, v] : vocab->metadata())
         if (key.rfind("tokenizer.", 0) == 0) w.set_value(key, v);
@@ -170,7 +178,7 @@ int main(int argc, char** argv) {
         bool norm;
     };
     std::vector<Spec> specs;
-    const int64_t E = a.n_embd, D = a.n_embd / a.n_head, Q = int64_t(a.n_head) * D, K = int64_t(a.n_head_kv) * D, F = a.n_ff;
+    const int64_t E = a.n_embd, D = a.head_dim, Q = int64_t(a.n_head) * D, K = int64_t(a.n_head_kv) * D, F = a.n_ff;
     specs.push_back({"token_embd.weight", {E, n_vocab}, 0, false});
     specs.push_back({"output_norm.weight", {E}, 0, true});
     specs.push_back({"output.weight", {E, n_vocab}, a.n_layer - 1, false});
