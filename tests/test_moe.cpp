@@ -15,7 +15,7 @@ std::unique_ptr<kiln::Session> make_session(const std::shared_ptr<kiln::Model>& 
     kiln::SessionOptions so;
     so.n_ctx = 128;
     so.n_threads = 2;
-    so.n_batch = 32;  // two chunks for the 40-token prompt
+    so.n_batch = 16;  // two chunks for the 24-token prompt
     so.isa = isa;
     so.n_expert_used = k;
     if (dense) setenv("KILN_MOE_DENSE_REFERENCE", "1", 1);
@@ -49,7 +49,7 @@ void check_against_dense(const std::string& file, const char* isa, bool repack, 
     auto grouped = make_session(model.value(), isa, false, k);
     auto dense = make_session(model.value(), isa, true, k);
     std::vector<int32_t> prompt;
-    for (int i = 0; i < 40; ++i) prompt.push_back(int32_t((i * 7919 + 13) % n_vocab));
+    for (int i = 0; i < 24; ++i) prompt.push_back(int32_t((i * 7919 + 13) % n_vocab));
     float worst = 0;
     auto compare = [&](int rows) {
         for (int r = 0; r < rows; ++r) {

@@ -29,6 +29,7 @@ struct Args {
     float rope_theta = 10000.0f;
     bool llama3_rope = false;  // write Llama 3.1's rope_freqs tensor (factor 8, 8192-token original context)
     float out_std = 0.02f;     // std of output.weight: larger gives decisive (peaked) logits
+    int row_pool = 0;          // > 0: each matrix draws its rows from this many random rows (fast for multi-GB files)
 };
 
 int fail(const std::string& m) {
@@ -107,6 +108,7 @@ int main(int argc, char** argv) {
         else if (f == "--n-ff") ok = num(&a.n_ff);
         else if (f == "--n-ctx") ok = num(&a.n_ctx);
         else if (f == "--head-dim") ok = num(&a.head_dim);
+        else if (f == "--row-pool") ok = num(&a.row_pool);
         else if (f == "--n-expert") ok = num(&a.n_expert);
         else if (f == "--n-expert-used") ok = num(&a.n_expert_used);
         else if (f == "--n-ff-exp") ok = num(&a.n_ff_exp);
@@ -232,7 +234,11 @@ int main(int argc, char** argv) {
         std::vector<uint8_t> bytes(rb * size_t(rows));
         // Routers wider than the other matrices, so that top-k choices are decisive.
         const float stddev = s.norm ? 0.1f : s.name == "output.weight" ? a.out_std : router ? 0.1f : 0.02f;
-        pool.parallel_for(rows, 64, [&](int64_t r0, int64_t r1, int) {
+        // With --row-pool, only the first P rows are drawn and quantized (k-quant search is
+        // slow: ~1 us per weight); the others copy one of them, picked by a hash of (tensor,
+        // row). Speed is the same as for all-distinct rows; the model is still random.
+        const int64_t P = a.row_pool > 0 && !s.norm ? std::min<int64_t>(a.row_pool, rows) : rows;
+        pool.parallel_for(P, 64, [&](int64_t r0, int64_t r1, int) {
             std::vector<float> row(static_cast<size_t>(cols));
             for (int64_t r = r0; r < r1; ++r) {
                 random_fill(row, a.seed * 1000003 + t * 65537 + uint64_t(r), stddev);
@@ -242,6 +248,10 @@ int main(int argc, char** argv) {
                 kiln::ref::quantize_row(type, row.data(), bytes.data() + size_t(r) * rb, cols);
             }
         });
+        for (int64_t r = P; r < rows; ++r) {
+            const uint64_t h = (uint64_t(r) * 0x9E3779B97F4A7C15ull) ^ (uint64_t(t) * 0xC2B2AE3D27D4EB4Full);
+            std::memcpy(bytes.data() + size_t(r) * rb, bytes.data() + size_t((h >> 17) % uint64_t(P)) * rb, rb);
+        }
         w.add_tensor(s.name, type, s.ne, bytes.data(), bytes.size());
         total += bytes.size();
     }
