@@ -165,7 +165,16 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
     const int E = c.n_embd, F = c.n_ff_exp, X = c.n_expert, K = m.k;
 
     // ---- router ----
-    linear(s, pool, L.ffn_gate_inp, x, n, m.logits());  // (n, n_expert)
+    if (L.ffn_gate_inp.dtype == DType::F32) {
+        // f32 as in every GGUF: SIMD dot products over (token, expert) pairs (the generic f32
+        // matmul is scalar); the 256 KiB-per-64-experts matrix stays in L2 across tokens.
+        const float* wr = static_cast<const float*>(L.ffn_gate_inp.data);
+        pool.parallel_for(int64_t(n) * X, 16, [&](int64_t p0, int64_t p1, int) {
+            for (int64_t p = p0; p < p1; ++p) m.logits()[p] = kt.dot_f32(wr + size_t(p % X) * E, x + size_t(p / X) * E, E);
+        });
+    } else {
+        linear(s, pool, L.ffn_gate_inp, x, n, m.logits());  // (n, n_expert)
+    }
     route(kt, c, m, n);
 
     if (m.dense_reference) {
