@@ -1,4 +1,4 @@
-// The transformer forward pass for the dense architectures (llama, qwen2, qwen3, gemma3),
+// The transformer forward pass (llama, qwen2, qwen3, gemma3; the MoE feed-forward block is moe.cpp),
 // over a chunk of n tokens: it reads like the model, one named step per line.
 #include <cmath>
 #include <cstdio>
@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ref/quants.h"
+#include "moe.h"
 #include "session_impl.h"
 
 namespace kiln {
@@ -142,16 +143,20 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
         // ---- feed-forward block ----
         tap("ffn_inp", il, x, size_t(n) * E);
         tap("ffn_norm", il, xn, size_t(n) * E);
-        linear_group(s, pool, {&L.ffn_gate, &L.ffn_up}, xn, n, {s.gate(), s.up()});  // (n, F) each
-        tap("ffn_gate", il, s.gate(), size_t(n) * F);
-        tap("ffn_up", il, s.up(), size_t(n) * F);
-        per_token([&](int i) {
-            float* g = s.gate() + size_t(i) * F;
-            if (c.arch == Arch::Gemma3) kt.gelu_mul(g, s.up() + size_t(i) * F, F);
-            else kt.silu_mul(g, s.up() + size_t(i) * F, F);
-        });
-        tap("ffn_swiglu", il, s.gate(), size_t(n) * F);
-        linear(s, pool, L.ffn_down, s.gate(), n, proj);  // (n, E)
+        if (c.is_moe()) {
+            moe_ffn(s, pool, c, L, xn, n, proj);  // (n, E)
+        } else {
+            linear_group(s, pool, {&L.ffn_gate, &L.ffn_up}, xn, n, {s.gate(), s.up()});  // (n, F) each
+            tap("ffn_gate", il, s.gate(), size_t(n) * F);
+            tap("ffn_up", il, s.up(), size_t(n) * F);
+            per_token([&](int i) {
+                float* g = s.gate() + size_t(i) * F;
+                if (c.arch == Arch::Gemma3) kt.gelu_mul(g, s.up() + size_t(i) * F, F);
+                else kt.silu_mul(g, s.up() + size_t(i) * F, F);
+            });
+            tap("ffn_swiglu", il, s.gate(), size_t(n) * F);
+            linear(s, pool, L.ffn_down, s.gate(), n, proj);  // (n, E)
+        }
         tap("ffn_out", il, proj, size_t(n) * E);
         per_token([&](int i) {
             if (!L.post_ffn_norm.empty()) kt.rms_norm(proj + size_t(i) * E, f32(L.post_ffn_norm), proj + size_t(i) * E, E, c.rms_eps);

@@ -98,7 +98,8 @@ void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vec
     tensors_.push_back(std::move(t));
 }
 
-std::vector<uint8_t> GgufWriter::to_bytes() const {
+// Header, metadata and tensor infos, padded to the alignment: the data section follows.
+std::vector<uint8_t> GgufWriter::header_bytes() const {
     std::vector<uint8_t> out = {'G', 'G', 'U', 'F'};
     put<uint32_t>(out, 3);
     put<uint64_t>(out, tensors_.size());
@@ -109,7 +110,6 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
         put<uint32_t>(out, T_U32);
         put<uint32_t>(out, alignment_);
     }
-    auto pad = [&](uint64_t x) { return (x + alignment_ - 1) / alignment_ * alignment_; };
     uint64_t offset = 0;
     for (const Tensor& t : tensors_) {
         put_str(out, t.name);
@@ -120,6 +120,11 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
         offset = pad(offset + t.bytes.size());
     }
     out.resize(pad(out.size()), 0);
+    return out;
+}
+
+std::vector<uint8_t> GgufWriter::to_bytes() const {
+    std::vector<uint8_t> out = header_bytes();
     for (const Tensor& t : tensors_) {
         out.insert(out.end(), t.bytes.begin(), t.bytes.end());
         out.resize(pad(out.size()), 0);
@@ -127,13 +132,21 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
     return out;
 }
 
+// Streams the tensors instead of building the image: multi-GB benchmark models would
+// otherwise need twice their size in memory.
 Status GgufWriter::write(const std::string& path) const {
-    std::vector<uint8_t> bytes = to_bytes();
+    const std::vector<uint8_t> head = header_bytes();
     std::FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) return Status::error("%s: cannot open for writing", path.c_str());
-    size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
-    int rc = std::fclose(f);
-    if (n != bytes.size() || rc != 0) return Status::error("%s: write failed", path.c_str());
+    bool ok = std::fwrite(head.data(), 1, head.size(), f) == head.size();
+    const std::vector<uint8_t> zeros(alignment_, 0);
+    for (const Tensor& t : tensors_) {
+        ok = ok && std::fwrite(t.bytes.data(), 1, t.bytes.size(), f) == t.bytes.size();
+        const size_t padding = pad(t.bytes.size()) - t.bytes.size();
+        ok = ok && std::fwrite(zeros.data(), 1, padding, f) == padding;
+    }
+    const int rc = std::fclose(f);
+    if (!ok || rc != 0) return Status::error("%s: write failed", path.c_str());
     return Status::ok();
 }
 

@@ -72,7 +72,7 @@ public:
         else if (a_ == "gemma3") c_.arch = Arch::Gemma3;
         else if (a_ == "qwen3moe") c_.arch = Arch::Qwen3Moe;
         else if (a_ == "qwen2moe") c_.arch = Arch::Qwen2Moe;
-        else return Status::error("%s: unsupported architecture '%s' (kiln runs llama, qwen2, qwen3, gemma3)", f_.path().c_str(), a_.c_str());
+        else return Status::error("%s: unsupported architecture '%s' (kiln runs llama, qwen2, qwen3, gemma3, qwen3moe, qwen2moe)", f_.path().c_str(), a_.c_str());
 
         KILN_TRY(req_int("block_count", &c_.n_layer, 1, 1024));
         KILN_TRY(req_int("embedding_length", &c_.n_embd, 1, 1 << 17));
@@ -120,12 +120,18 @@ public:
             KILN_TRY(opt_float("rope.local.freq_base", &c_.rope_theta_local, 10000.0f));
             c_.attn_scale = 1.0f / std::sqrt(float(c_.head_dim));
         }
-        if (c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Qwen2Moe) {
-            KILN_TRY(req_int("expert_count", &c_.n_expert, 1, 4096));
-            KILN_TRY(req_int("expert_used_count", &c_.n_expert_used, 1, c_.n_expert));
+        // Mixtral is a llama with experts (expert_count > 0).
+        const bool llama_moe = c_.arch == Arch::Llama && f_.has(a_ + ".expert_count");
+        if (c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Qwen2Moe || llama_moe) {
+            KILN_TRY(req_int("expert_count", &c_.n_expert, llama_moe ? 0 : 1, 4096));
+        }
+        if (c_.n_expert > 0) {
+            KILN_TRY(req_int("expert_used_count", &c_.n_expert_used, 1, 1 << 20));
+            if (c_.n_expert_used > c_.n_expert) return err("expert_used_count %d is larger than expert_count %d", c_.n_expert_used, c_.n_expert);
             KILN_TRY(opt_int("expert_feed_forward_length", &c_.n_ff_exp, 0, 0, 1 << 20));
             KILN_TRY(opt_int("expert_shared_feed_forward_length", &c_.n_ff_shexp, 0, 0, 1 << 20));
-            c_.expert_weights_norm = c_.arch == Arch::Qwen3Moe;
+            // llama.cpp renormalizes the top-k weights for Qwen3-MoE and Mixtral, not Qwen2-MoE.
+            c_.expert_weights_norm = c_.arch != Arch::Qwen2Moe;
         }
         KILN_TRY(opt_int("feed_forward_length", &c_.n_ff, 0, 0, 1 << 20));
         return Status::ok();
@@ -195,7 +201,9 @@ public:
         // Bytes a decode step streams: every weight but the embedding table (one row of it).
         for (const GgufTensor& t : f_.tensors()) {
             m_.n_params_ += uint64_t(t.n_elements());
-            if (t.name != "token_embd.weight") m_.bytes_per_token_ += t.nbytes;
+            // Of the experts' tensors a token reads only its expert_used_count slices.
+            const bool experts = t.name.find("_exps.") != std::string::npos && c_.n_expert > 0;
+            if (t.name != "token_embd.weight") m_.bytes_per_token_ += experts ? t.nbytes / uint64_t(c_.n_expert) * uint64_t(c_.n_expert_used) : t.nbytes;
         }
         if (c_.tied_embeddings) m_.bytes_per_token_ += w.token_embd.nbytes();
         return Status::ok();
@@ -299,10 +307,14 @@ Status Model::bind(const LoadOptions&) {
 Status Model::repack_weights() {
     std::vector<TensorView*> todo;
     auto consider = [&](TensorView& t) {
-        if (!t.empty() && cpu::r16_supported(t.dtype, t.rows()) && t.ne[2] == 1) todo.push_back(&t);
+        // 3-D expert tensors repack as one matrix of n_expert * rows rows: a slice's 16-row
+        // groups are then contiguous too (TensorView::slice), as long as rows % 16 == 0.
+        if (!t.empty() && cpu::r16_supported(t.dtype, t.ne[1]) && t.ne[3] == 1) todo.push_back(&t);
     };
     for (LayerWeights& l : weights_.layers)
-        for (TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) consider(*t);
+        for (TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_exps, &l.ffn_up_exps,
+                              &l.ffn_down_exps, &l.ffn_gate_shexp, &l.ffn_up_shexp, &l.ffn_down_shexp})
+            consider(*t);
     consider(weights_.output);
     ThreadPool pool;
     for (TensorView* t : todo) {

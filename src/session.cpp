@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "moe.h"
 #include "session_impl.h"
 
 namespace kiln {
@@ -17,7 +18,6 @@ Expected<DType> parse_cache_type(const std::string& name) {
 Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> model, const SessionOptions& o) {
     if (!model) return Status::error("Session::create: no model");
     const ModelConfig& c = model->config();
-    if (c.is_moe()) return Status::error("%s: mixture-of-experts models (%s) are not supported by this build yet", model->gguf().path().c_str(), arch_name(c.arch));
     if (o.n_ctx < 0) return Status::error("context size %d is negative", o.n_ctx);
     if (o.n_batch < 1) return Status::error("batch size %d must be >= 1", o.n_batch);
     const int n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(c.n_ctx_train, 4096);
@@ -49,7 +49,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
 
     const size_t B = size_t(m.n_batch), E = size_t(c.n_embd);
     const size_t qdim = size_t(c.n_head) * c.head_dim, kdim = size_t(c.n_head_kv) * c.head_dim, vdim = size_t(c.n_head_kv) * c.head_dim_v;
-    const size_t odim = size_t(c.n_head) * c.head_dim_v, F = size_t(std::max(c.n_ff, 1));
+    const size_t odim = size_t(c.n_head) * c.head_dim_v, F = size_t(std::max({c.n_ff, c.n_ff_exp, c.n_ff_shexp, 1}));
     m.x.resize(B * E);
     m.xn.resize(B * E);
     m.q.resize(B * qdim);
@@ -68,6 +68,8 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     const Weights& w = s->model_->weights();
     if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
     if (!m.x.data || !m.gate.data || !m.act.data) return Status::error("out of memory allocating scratch buffers");
+    if (c.is_moe()) KILN_TRY(moe_init(m, *s->model_, o.n_expert_used, m.n_batch));
+    else if (o.n_expert_used > 0) return Status::error("%s: --experts-per-token given, but the model has no experts", s->model_->gguf().path().c_str());
     return s;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -69,6 +70,8 @@ struct AttnScratch {
     Status allocate(const ModelConfig& c, int n_batch, int n_threads, DType type_k);
 };
 
+struct MoeScratch;  // moe.h
+
 struct Session::Impl {
     const cpu::KernelTable* kt = nullptr;
     KvCache kv;
@@ -89,6 +92,7 @@ struct Session::Impl {
     AlignedBuffer<float> rope_cs;  // (n, rope_dim / 2, 2) cos, sin per token and pair
     AttnScratch attn_scratch;  // flash attention
     std::vector<float> rope_freqs; // (rope_dim / 2) inverse frequency divisors (1 if absent)
+    std::shared_ptr<MoeScratch> moe;  // MoE layers' scratch (moe.cpp); null for dense models
 };
 
 // y (n, W.rows) = x (n, W.cols) . W^T, multi-threaded over rows of W.

@@ -163,3 +163,16 @@ TEST_CASE("model: Qwen2 (QKV bias) matches llama.cpp (synthetic)") {
 TEST_CASE("model: Qwen3 (QK norm) matches llama.cpp (synthetic)") {
     check_model("synth/synth-qwen3.gguf", "reference_synth-qwen3.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1);
 }
+
+// Mixture of experts (random weights): routing, top-k weights and the shared expert.
+TEST_CASE("model: Mixtral-style llama with experts matches llama.cpp (synthetic)") {
+    check_model("synth/synth-mixtral.gguf", "reference_synth-mixtral.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1, true);
+}
+
+TEST_CASE("model: Qwen3-MoE matches llama.cpp (synthetic)") {
+    check_model("synth/synth-qwen3moe.gguf", "reference_synth-qwen3moe.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1, true);
+}
+
+TEST_CASE("model: Qwen2-MoE (shared expert) matches llama.cpp (synthetic)") {
+    check_model("synth/synth-qwen2moe.gguf", "reference_synth-qwen2moe.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1, true);
+}

@@ -2,7 +2,8 @@
 # Writes the small random-weight models the architecture tests compare with llama.cpp
 # (tests/data/reference_synth-*.json): one per architecture feature kiln implements
 # beyond SmolLM2 and Gemma 3 — Llama 3.1 rope_freqs scaling, Qwen2's QKV bias and Qwen3's
-# QK norm — with real vocabularies from llama.cpp's test files. Deterministic (seeded).
+# QK norm, and the three mixture-of-experts layouts (Mixtral = llama with experts,
+# Qwen3-MoE, Qwen2-MoE with its shared expert) — with real vocabularies from llama.cpp's test files. Deterministic (seeded).
 #   tools/make_synthetic_models.sh [path/to/kiln-synth]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,6 @@ make() {  # name arch vocab extra...
 make synth-llama3 llama llama-bpe --rope-theta 500000 --llama3-rope
 make synth-qwen2 qwen2 qwen2 --rope-theta 1000000
 make synth-qwen3 qwen3 qwen2 --rope-theta 1000000
+make synth-mixtral llama llama-spm --n-expert 8 --n-expert-used 2 --n-ff-exp 256
+make synth-qwen3moe qwen3moe qwen2 --rope-theta 1000000 --n-expert 16 --n-expert-used 4 --n-ff-exp 128
+make synth-qwen2moe qwen2moe qwen2 --rope-theta 1000000 --n-expert 8 --n-expert-used 2 --n-ff-exp 128 --n-ff-shexp 256

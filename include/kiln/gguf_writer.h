@@ -44,6 +44,8 @@ private:
     };
     void begin_kv(const std::string& key, uint32_t type);
     void put_value(const GgufValue& v);
+    std::vector<uint8_t> header_bytes() const;
+    uint64_t pad(uint64_t x) const { return (x + alignment_ - 1) / alignment_ * alignment_; }
     uint32_t alignment_;
     uint64_t n_kv_ = 0;
     std::vector<uint8_t> kv_;  // serialized key/value entries

@@ -27,6 +27,7 @@ struct SessionOptions {
     // Layers this session skips (self-speculative drafting: a draft Session on the same
     // Model with some layers left out). Their KV entries are never written or read.
     std::vector<int> skip_layers;
+    int n_expert_used = 0;      // MoE: experts per token; 0: the model's expert_used_count
 };
 
 // A KV cache type from its llama.cpp name: f16, bf16, q8_0, q4_0 or f32.

@@ -29,6 +29,7 @@ struct TensorView {
         TensorView v = *this;
         v.data = static_cast<const uint8_t*>(data) + size_t(e) * size_t(ne[1]) * row_size();
         v.ne[2] = 1;
+        if (packed) v.packed = static_cast<const uint8_t*>(packed) + size_t(e) * size_t(ne[1] / 16) * packed_group_bytes;
         return v;
     }
     size_t nbytes() const { return size_t(rows()) * row_size(); }

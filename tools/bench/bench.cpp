@@ -24,7 +24,9 @@ using Clock = std::chrono::steady_clock;
 struct Args {
     std::vector<std::string> models;
     std::vector<int> pp{512}, tg{128}, verify{8}, depth{0};
+    std::vector<int> experts{0};  // MoE experts per token to sweep (0: the model's)
     int threads = 0, reps = 3;
+    int kl = 0;  // tokens over which to compare each --experts-per-token run with the model's own count
     std::string output = "md", isa;
     bool probe = true;
     bool use_mmap = true;
@@ -98,10 +100,13 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE] [--experts-per-token 8,4 [--kl 256]]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
                         "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32)\n"
+                        "  --experts-per-token: MoE experts per token, each value a separate run (0: the model's);\n"
+                        "      --kl N: also the KL divergence of each run's next-token distributions from the model's own\n"
+                        "      expert count, over N random tokens (mean, max, and how often the top token agrees)\n"
                         "  lists are comma separated; 0 disables a test kind\n");
             return 0;
         }
@@ -120,6 +125,8 @@ int main(int argc, char** argv) {
             if (!t) return fail(f + ": " + t.message());
             (f == "-ctk" || f == "--cache-type-k" ? a.type_k : a.type_v) = t.value();
         }
+        else if (f == "--experts-per-token") { if (!need() || !parse_list(v, &a.experts, 0)) return fail("--experts-per-token needs a list of counts"); }
+        else if (f == "--kl") { std::vector<int> k; if (!need() || !parse_list(v, &k, 1) || k.size() != 1) return fail("--kl needs a token count"); a.kl = k[0]; }
         else if (f == "--no-probe") a.probe = false;
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
@@ -136,8 +143,11 @@ int main(int argc, char** argv) {
 
     std::vector<Result> results;
     nlohmann::json jout = nlohmann::json::array();
-    std::vector<std::string> rows;
-    for (const std::string& path : a.models) {
+    std::vector<std::string> rows, kl_lines;
+    std::string kl_path;
+    std::vector<float> kl_ref;  // (kl, n_vocab) logits with the model's own expert count
+    for (const std::string& path : a.models)
+    for (int ept : a.experts) {
         kiln::LoadOptions lo;
         lo.use_mmap = a.use_mmap;
         lo.repack = a.repack;
@@ -153,14 +163,60 @@ int main(int argc, char** argv) {
         }
         kiln::SessionOptions so;
         so.n_threads = threads;
-        so.n_ctx = std::max(max_ctx, 16);
+        so.n_ctx = std::max({max_ctx, a.kl, 16});
+        so.n_expert_used = ept;
         if (!a.isa.empty()) so.isa = a.isa.c_str();
         so.type_k = a.type_k;
         so.type_v = a.type_v;
         auto session = kiln::Session::create(model.value(), so);
         if (!session) return fail(session.message());
         kiln::Session& s = *session.value();
-        const std::string desc = m.description();
+        const std::string desc = m.description() + (ept > 0 ? kiln::strfmt(" %d exp", ept) : std::string());
+
+        if (a.kl > 0 && m.config().is_moe()) {
+            // Logits of the same random tokens with the model's expert count (once per model) and with ept.
+            const auto toks = random_tokens(a.kl, n_vocab, 17);
+            auto logits_of = [&](kiln::Session& ss, std::vector<float>* out) -> kiln::Status {
+                KILN_TRY(ss.forward(toks, /*all_logits=*/true));
+                out->assign(ss.logits(0), ss.logits(0) + size_t(a.kl) * n_vocab);
+                return ss.truncate(0);
+            };
+            if (kl_path != path) {
+                kiln::SessionOptions ro = so;
+                ro.n_expert_used = 0;
+                auto ref = kiln::Session::create(model.value(), ro);
+                if (!ref) return fail(ref.message());
+                kiln::Status st = logits_of(*ref.value(), &kl_ref);
+                if (!st) return fail(st.message());
+                kl_path = path;
+            }
+            std::vector<float> cur;
+            kiln::Status st = logits_of(s, &cur);
+            if (!st) return fail(st.message());
+            double sum = 0, worst = 0;
+            int same = 0;
+            for (int i = 0; i < a.kl; ++i) {
+                // KL(P_ref || P_cur) of the softmaxes, in double.
+                const float* p = kl_ref.data() + size_t(i) * n_vocab;
+                const float* q = cur.data() + size_t(i) * n_vocab;
+                const double mp = *std::max_element(p, p + n_vocab), mq = *std::max_element(q, q + n_vocab);
+                double zp = 0, zq = 0;
+                for (int v = 0; v < n_vocab; ++v) zp += std::exp(p[v] - mp), zq += std::exp(q[v] - mq);
+                double kl = 0;
+                for (int v = 0; v < n_vocab; ++v) {
+                    const double lp = p[v] - mp - std::log(zp), lq = q[v] - mq - std::log(zq);
+                    kl += std::exp(lp) * (lp - lq);
+                }
+                sum += kl;
+                worst = std::max(worst, kl);
+                same += std::max_element(p, p + n_vocab) - p == std::max_element(q, q + n_vocab) - q;
+            }
+            const int k_ref = m.config().n_expert_used, k_cur = ept > 0 ? ept : k_ref;
+            kl_lines.push_back(kiln::strfmt("%s: %d vs %d experts per token over %d random tokens: KL mean %.5f, max %.5f nats; same top token %.1f%%",
+                                            path.c_str(), k_cur, k_ref, a.kl, sum / a.kl, worst, 100.0 * same / a.kl));
+            jout.push_back({{"model", path}, {"test", "kl"}, {"experts_per_token", k_cur}, {"reference_experts_per_token", k_ref}, {"tokens", a.kl},
+                            {"kl_mean", sum / a.kl}, {"kl_max", worst}, {"top1_agreement", double(same) / a.kl}});
+        }
 
         // Fills the cache to `depth` (not timed); when it already holds that prefix, the
         // tokens a test appended are dropped instead.
@@ -233,7 +289,13 @@ int main(int argc, char** argv) {
                 if (!st) return fail(st.message());
             }
         }
-        const double gb = double(m.bytes_per_token()) / 1e9;
+        double gb = double(m.bytes_per_token()) / 1e9;
+        if (ept > 0 && m.config().is_moe()) {
+            // Expert tensors are read for ept of n_expert experts, not expert_used_count.
+            for (const kiln::GgufTensor& t : m.gguf().tensors())
+                if (t.name.find("_exps.") != std::string::npos)
+                    gb += double(t.nbytes) / m.config().n_expert * (ept - m.config().n_expert_used) / 1e9;
+        }
         // Bandwidth on a shared VM drifts over minutes: probe again after the tests and keep
         // the best, so "% of bandwidth" is against what the machine showed it can do.
         if (a.probe) bw = std::max(bw, kiln::bench::measure_read_bandwidth(threads));
@@ -278,6 +340,8 @@ int main(int argc, char** argv) {
                     std::string(7, '-').c_str(), std::string(7, '-').c_str(), std::string(6, '-').c_str(), std::string(12, '-').c_str(),
                     std::string(17, '-').c_str(), std::string(28, '-').c_str());
         for (const auto& r : rows) std::printf("%s\n", r.c_str());
+        if (!kl_lines.empty()) std::printf("\n");
+        for (const auto& l : kl_lines) std::printf("%s\n", l.c_str());
     }
     return 0;
 }

@@ -54,6 +54,7 @@ const char* generate_usage() {
            "  -ctv, --cache-type-v TYPE V cache type (same choices)\n"
            "      --cache-type TYPE     both\n"
            "      --override-kv K=T:V   override model metadata, T = int|float|bool\n"
+           "      --experts-per-token N MoE: run N experts per token instead of the model's (fewer: faster, lower quality)\n"
            "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
            "      --repack              keep a row-interleaved copy of q4_K/q6_K/q8_0 weights (faster; slower load, more memory)\n"
            "\n"
@@ -125,6 +126,7 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
             if (f != "-ctk" && f != "--cache-type-k") a.type_v = t.value();
         }
         else if (f == "--override-kv") { KILN_TRY(value(&v)); a.override_kv.push_back(v); }
+        else if (f == "--experts-per-token") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 4096, &a.n_expert_used)); }
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
         else if (f == "-md" || f == "--model-draft") { KILN_TRY(value(&v)); a.model_draft = v; }

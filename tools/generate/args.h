@@ -18,6 +18,7 @@ struct GenerateArgs {
     bool special = false;  // parse special-token text in a raw prompt
     kiln::SamplerParams sampling;
     int n_threads = 0;
+    int n_expert_used = 0;  // MoE: experts per token (0: the model's)
     int n_ctx = 0;
     kiln::DType type_k = kiln::DType::F16, type_v = kiln::DType::F16;  // KV cache
     bool json = false;

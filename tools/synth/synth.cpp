@@ -3,6 +3,11 @@
 //
 //   kiln-synth --vocab-from ggml-vocab-llama-spm.gguf --n-embd 2048 --n-layer 16
 //       --n-head 32 --n-head-kv 8 --n-ff 8192 --type q4_k_m --seed 1 -o llama-1.1b-q4_k_m.gguf
+//
+// Mixture of experts: --arch qwen3moe|qwen2moe, or llama with --n-expert (Mixtral), plus
+// --n-expert-used and --n-ff-exp (expert width); qwen2moe also gets a shared expert of
+// width --n-ff-shexp (default 2 * n_ff_exp) with its sigmoid gate.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -18,11 +23,13 @@ namespace {
 struct Args {
     std::string arch = "llama", vocab_from, out, type = "q4_k_m";
     int n_embd = 2048, n_layer = 16, n_head = 32, n_head_kv = 8, n_ff = 8192, n_ctx = 4096;
-    int n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
+    int head_dim = 0;  // 0: n_embd / n_head (Qwen3 has 128 with 32 heads of a 2048-wide model)
+    int n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0;
     uint64_t seed = 1;
     float rope_theta = 10000.0f;
     bool llama3_rope = false;  // write Llama 3.1's rope_freqs tensor (factor 8, 8192-token original context)
     float out_std = 0.02f;     // std of output.weight: larger gives decisive (peaked) logits
+    int row_pool = 0;          // > 0: each matrix draws its rows from this many random rows (fast for multi-GB files)
 };
 
 int fail(const std::string& m) {
@@ -100,6 +107,12 @@ int main(int argc, char** argv) {
         else if (f == "--n-head-kv") ok = num(&a.n_head_kv);
         else if (f == "--n-ff") ok = num(&a.n_ff);
         else if (f == "--n-ctx") ok = num(&a.n_ctx);
+        else if (f == "--head-dim") ok = num(&a.head_dim);
+        else if (f == "--row-pool") ok = num(&a.row_pool);
+        else if (f == "--n-expert") ok = num(&a.n_expert);
+        else if (f == "--n-expert-used") ok = num(&a.n_expert_used);
+        else if (f == "--n-ff-exp") ok = num(&a.n_ff_exp);
+        else if (f == "--n-ff-shexp") ok = num(&a.n_ff_shexp);
         else if (f == "--seed") { int s = 0; ok = num(&s); a.seed = uint64_t(s); }
         else if (f == "--rope-theta") { int t = 0; ok = num(&t); a.rope_theta = float(t); }
         else if (f == "--llama3-rope") a.llama3_rope = true;
@@ -109,8 +122,21 @@ int main(int argc, char** argv) {
     }
     if (a.vocab_from.empty() || a.out.empty()) return fail("usage: kiln-synth --vocab-from VOCAB.gguf -o OUT.gguf [--type q4_k_m|q8_0|q4_0|f16|f32] [shape flags]");
     if (a.type != "q4_k_m" && a.type != "q8_0" && a.type != "q4_0" && a.type != "f16" && a.type != "f32") return fail("--type must be q4_k_m, q8_0, q4_0, f16 or f32");
-    if (a.arch != "llama" && a.arch != "qwen2" && a.arch != "qwen3") return fail("--arch must be llama, qwen2 or qwen3");
-    if (a.n_embd % a.n_head || a.n_head % a.n_head_kv) return fail("n_embd must divide by n_head and n_head by n_head_kv");
+    if (a.arch != "llama" && a.arch != "qwen2" && a.arch != "qwen3" && a.arch != "qwen3moe" && a.arch != "qwen2moe")
+        return fail("--arch must be llama, qwen2, qwen3, qwen3moe or qwen2moe");
+    const bool moe = a.arch == "qwen3moe" || a.arch == "qwen2moe" || a.n_expert > 0;
+    if (moe) {
+        if (a.arch != "llama" && a.arch != "qwen3moe" && a.arch != "qwen2moe") return fail("--n-expert needs --arch llama, qwen3moe or qwen2moe");
+        if (a.n_expert == 0) a.n_expert = 8;
+        if (a.n_expert_used == 0) a.n_expert_used = std::min(2, a.n_expert);
+        if (a.n_expert_used > a.n_expert) return fail("--n-expert-used must be <= --n-expert");
+        if (a.n_ff_exp == 0) a.n_ff_exp = a.n_ff;
+        if (a.arch == "qwen2moe" && a.n_ff_shexp == 0) a.n_ff_shexp = 2 * a.n_ff_exp;
+        if (a.type == "q4_k_m" && (a.n_ff_exp % 256 || a.n_ff_shexp % 256)) return fail("q4_k_m needs --n-ff-exp and --n-ff-shexp multiples of 256");
+    }
+    if ((a.head_dim == 0 && a.n_embd % a.n_head) || a.n_head % a.n_head_kv) return fail("n_embd must divide by n_head (or give --head-dim) and n_head by n_head_kv");
+    if (a.head_dim == 0) a.head_dim = a.n_embd / a.n_head;
+    if (a.head_dim % 2) return fail("--head-dim must be even");
     if (a.type == "q4_k_m" && (a.n_embd % 256 || a.n_ff % 256)) return fail("q4_k_m needs n_embd and n_ff multiples of 256");
 
     auto vocab = kiln::GgufFile::open(a.vocab_from);
@@ -126,12 +152,23 @@ int main(int argc, char** argv) {
     w.set_u32(A + ".block_count", uint32_t(a.n_layer));
     w.set_u32(A + ".context_length", uint32_t(a.n_ctx));
     w.set_u32(A + ".embedding_length", uint32_t(a.n_embd));
-    w.set_u32(A + ".feed_forward_length", uint32_t(a.n_ff));
+    // Mixtral (llama) sizes its experts by feed_forward_length; the Qwen MoEs by their own keys.
+    w.set_u32(A + ".feed_forward_length", uint32_t(moe && A == "llama" ? a.n_ff_exp : a.n_ff));
+    if (moe) {
+        w.set_u32(A + ".expert_count", uint32_t(a.n_expert));
+        w.set_u32(A + ".expert_used_count", uint32_t(a.n_expert_used));
+        if (A != "llama") w.set_u32(A + ".expert_feed_forward_length", uint32_t(a.n_ff_exp));
+        if (A == "qwen2moe") w.set_u32(A + ".expert_shared_feed_forward_length", uint32_t(a.n_ff_shexp));
+    }
     w.set_u32(A + ".attention.head_count", uint32_t(a.n_head));
     w.set_u32(A + ".attention.head_count_kv", uint32_t(a.n_head_kv));
     w.set_f32(A + ".rope.freq_base", a.rope_theta);
     w.set_f32(A + ".attention.layer_norm_rms_epsilon", 1e-5f);
-    w.set_u32(A + ".rope.dimension_count", uint32_t(a.n_embd / a.n_head));
+    w.set_u32(A + ".rope.dimension_count", uint32_t(a.head_dim));
+    if (a.head_dim != a.n_embd / a.n_head) {
+        w.set_u32(A + ".attention.key_length", uint32_t(a.head_dim));
+        w.set_u32(A + ".attention.value_length", uint32_t(a.head_dim));
+    }
     w.set_u32("general.file_type", a.type == "q4_k_m" ? 15 : a.type == "q8_0" ? 7 : a.type == "q4_0" ? 2 : a.type == "f16" ? 1 : 0);
     for (const auto& [key, v] : vocab->metadata())
         if (key.rfind("tokenizer.", 0) == 0) w.set_value(key, v);
@@ -143,7 +180,7 @@ int main(int argc, char** argv) {
         bool norm;
     };
     std::vector<Spec> specs;
-    const int64_t E = a.n_embd, D = a.n_embd / a.n_head, Q = int64_t(a.n_head) * D, K = int64_t(a.n_head_kv) * D, F = a.n_ff;
+    const int64_t E = a.n_embd, D = a.head_dim, Q = int64_t(a.n_head) * D, K = int64_t(a.n_head_kv) * D, F = a.n_ff;
     specs.push_back({"token_embd.weight", {E, n_vocab}, 0, false});
     specs.push_back({"output_norm.weight", {E}, 0, true});
     specs.push_back({"output.weight", {E, n_vocab}, a.n_layer - 1, false});
@@ -155,31 +192,53 @@ int main(int argc, char** argv) {
         specs.push_back({n("attn_k.weight"), {E, K}, il, false});
         specs.push_back({n("attn_v.weight"), {E, K}, il, false});
         specs.push_back({n("attn_output.weight"), {Q, E}, il, false});
-        if (a.arch == "qwen2") {
+        if (a.arch == "qwen2" || a.arch == "qwen2moe") {
             specs.push_back({n("attn_q.bias"), {Q}, il, true});
             specs.push_back({n("attn_k.bias"), {K}, il, true});
             specs.push_back({n("attn_v.bias"), {K}, il, true});
         }
-        if (a.arch == "qwen3") {
+        if (a.arch == "qwen3" || a.arch == "qwen3moe") {
             specs.push_back({n("attn_q_norm.weight"), {D}, il, true});
             specs.push_back({n("attn_k_norm.weight"), {D}, il, true});
         }
         specs.push_back({n("ffn_norm.weight"), {E}, il, true});
-        specs.push_back({n("ffn_gate.weight"), {E, F}, il, false});
-        specs.push_back({n("ffn_up.weight"), {E, F}, il, false});
-        specs.push_back({n("ffn_down.weight"), {F, E}, il, false});
+        if (!moe) {
+            specs.push_back({n("ffn_gate.weight"), {E, F}, il, false});
+            specs.push_back({n("ffn_up.weight"), {E, F}, il, false});
+            specs.push_back({n("ffn_down.weight"), {F, E}, il, false});
+            continue;
+        }
+        // 3-D expert tensors: one (rows, cols) slice per expert, ggml order (cols, rows, experts).
+        const int64_t X = a.n_expert, FX = a.n_ff_exp, FS = a.n_ff_shexp;
+        specs.push_back({n("ffn_gate_inp.weight"), {E, X}, il, false});
+        specs.push_back({n("ffn_gate_exps.weight"), {E, FX, X}, il, false});
+        specs.push_back({n("ffn_up_exps.weight"), {E, FX, X}, il, false});
+        specs.push_back({n("ffn_down_exps.weight"), {FX, E, X}, il, false});
+        if (a.arch == "qwen2moe") {
+            specs.push_back({n("ffn_gate_inp_shexp.weight"), {E}, il, false});
+            specs.push_back({n("ffn_gate_shexp.weight"), {E, FS}, il, false});
+            specs.push_back({n("ffn_up_shexp.weight"), {E, FS}, il, false});
+            specs.push_back({n("ffn_down_shexp.weight"), {FS, E}, il, false});
+        }
     }
     kiln::ThreadPool pool;
     uint64_t total = 0;
     for (size_t t = 0; t < specs.size(); ++t) {
         const Spec& s = specs[t];
-        const int64_t cols = s.ne[0], rows = s.ne.size() > 1 ? s.ne[1] : 1;
+        const int64_t cols = s.ne[0], rows = (s.ne.size() > 1 ? s.ne[1] : 1) * (s.ne.size() > 2 ? s.ne[2] : 1);
         // Norm weights near 1, biases small; matrices ~N(0, 0.02) like a trained model's.
-        const kiln::DType type = s.norm ? kiln::DType::F32 : pick_type(a, s.name, s.layer);
+        // Routers stay f32, as llama.cpp's quantizer leaves them.
+        const bool router = s.name.find("ffn_gate_inp") != std::string::npos;
+        const kiln::DType type = s.norm || router ? kiln::DType::F32 : pick_type(a, s.name, s.layer);
         const size_t rb = kiln::row_bytes(type, cols);
         std::vector<uint8_t> bytes(rb * size_t(rows));
-        const float stddev = s.norm ? 0.1f : s.name == "output.weight" ? a.out_std : 0.02f;
-        pool.parallel_for(rows, 64, [&](int64_t r0, int64_t r1, int) {
+        // Routers wider than the other matrices, so that top-k choices are decisive.
+        const float stddev = s.norm ? 0.1f : s.name == "output.weight" ? a.out_std : router ? 0.1f : 0.02f;
+        // With --row-pool, only the first P rows are drawn and quantized (k-quant search is
+        // slow: ~1 us per weight); the others copy one of them, picked by a hash of (tensor,
+        // row). Speed is the same as for all-distinct rows; the model is still random.
+        const int64_t P = a.row_pool > 0 && !s.norm ? std::min<int64_t>(a.row_pool, rows) : rows;
+        pool.parallel_for(P, 64, [&](int64_t r0, int64_t r1, int) {
             std::vector<float> row(static_cast<size_t>(cols));
             for (int64_t r = r0; r < r1; ++r) {
                 random_fill(row, a.seed * 1000003 + t * 65537 + uint64_t(r), stddev);
@@ -189,6 +248,10 @@ int main(int argc, char** argv) {
                 kiln::ref::quantize_row(type, row.data(), bytes.data() + size_t(r) * rb, cols);
             }
         });
+        for (int64_t r = P; r < rows; ++r) {
+            const uint64_t h = (uint64_t(r) * 0x9E3779B97F4A7C15ull) ^ (uint64_t(t) * 0xC2B2AE3D27D4EB4Full);
+            std::memcpy(bytes.data() + size_t(r) * rb, bytes.data() + size_t((h >> 17) % uint64_t(P)) * rb, rb);
+        }
         w.add_tensor(s.name, type, s.ne, bytes.data(), bytes.size());
         total += bytes.size();
     }
