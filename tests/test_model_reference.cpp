@@ -126,7 +126,7 @@ void check_model(const std::string& model_file, const std::string& ref_file, con
     }
     MESSAGE(model_file << " [" << std::string(isa) << "]: " << exact << "/" << cases.size() << " prompts give llama.cpp's exact 64 tokens; teacher-forced, kiln picks another token at "
                        << ours_differ << "/" << steps << " steps (llama.cpp with flash attention: " << llama_fa_differs
-                       << "); worst logit diff " << worst_ratio << "x llama.cpp's own" << (moe ? " (largest over the prompts)" : ""));
+                       << "); worst logit diff " << worst_ratio << "x llama.cpp's own" << std::string(moe ? " (largest over the prompts)" : ""));
     CHECK(ours_differ * 2 <= llama_fa_differs * 3 + 2);
     CHECK(exact >= min_exact);
 }
