@@ -19,7 +19,7 @@ std::vector<float> data(size_t n, uint32_t seed) {
     return v;
 }
 
-enum class Op { RmsNorm, Softmax, SiluMul, GeluMul, DotF16, AxpyF16, QuantQ8x32, QuantQ8K };
+enum class Op { RmsNorm, Softmax, SiluMul, GeluMul, RoundF16, QuantQ8x32, QuantQ8K };
 
 void bm_op(benchmark::State& state, Isa isa, Op op) {
     const KernelTable* kt = table_for(isa);
@@ -29,8 +29,6 @@ void bm_op(benchmark::State& state, Isa isa, Op op) {
     }
     const int64_t n = state.range(0);
     auto x = data(size_t(n), 1), w = data(size_t(n), 2), y = data(size_t(n), 3);
-    std::vector<uint16_t> h(static_cast<size_t>(n));
-    kt->f32_to_f16(x.data(), h.data(), n);
     std::vector<block_q8_x32> q32(static_cast<size_t>(n / 32));
     std::vector<kiln::block_q8_K> qk(static_cast<size_t>(n / 256));
     size_t bytes = 0;
@@ -40,8 +38,7 @@ void bm_op(benchmark::State& state, Isa isa, Op op) {
             case Op::Softmax: y = x, kt->softmax(y.data(), n), bytes = 8 * size_t(n); break;
             case Op::SiluMul: y = x, kt->silu_mul(y.data(), w.data(), n), bytes = 12 * size_t(n); break;
             case Op::GeluMul: y = x, kt->gelu_mul(y.data(), w.data(), n), bytes = 12 * size_t(n); break;
-            case Op::DotF16: benchmark::DoNotOptimize(kt->dot_f16(h.data(), w.data(), n)), bytes = 6 * size_t(n); break;
-            case Op::AxpyF16: kt->axpy_f16(y.data(), 0.5f, h.data(), n), bytes = 10 * size_t(n); break;
+            case Op::RoundF16: y = x, kt->round_f16(y.data(), n), bytes = 8 * size_t(n); break;
             case Op::QuantQ8x32: kt->quantize_q8x32(x.data(), q32.data(), n), bytes = 5 * size_t(n); break;
             case Op::QuantQ8K: kt->quantize_q8K(x.data(), qk.data(), n), bytes = 5 * size_t(n); break;
         }
@@ -53,7 +50,7 @@ void bm_op(benchmark::State& state, Isa isa, Op op) {
 
 void register_all() {
     const std::pair<const char*, Op> ops[] = {{"rms_norm", Op::RmsNorm},   {"softmax", Op::Softmax},     {"silu_mul", Op::SiluMul},
-                                              {"gelu_mul", Op::GeluMul},   {"dot_f16", Op::DotF16},      {"axpy_f16", Op::AxpyF16},
+                                              {"gelu_mul", Op::GeluMul},   {"round_f16", Op::RoundF16},
                                               {"quantize_q8x32", Op::QuantQ8x32}, {"quantize_q8K", Op::QuantQ8K}};
     for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic})
         for (const auto& [name, op] : ops)

@@ -30,9 +30,6 @@ namespace kiln::cpu {
 void fill_avx2(KernelTable& t) {
     t.isa = Isa::Avx2;
     KILN_ISA_NS::fill_common(t);
-    t.dot_f16 = KILN_ISA_NS::dot_f16;
-    t.axpy_f16 = KILN_ISA_NS::axpy_f16;
-    t.f32_to_f16 = KILN_ISA_NS::f32_to_f16;
 }
 
 }  // namespace kiln::cpu

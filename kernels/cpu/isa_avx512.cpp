@@ -73,9 +73,6 @@ void fill_avx512(KernelTable& t) {
     t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16::matmul<DType::Q4_K>;
     t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16::matmul<DType::Q6_K>;
     t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16::matmul<DType::Q8_0>;
-    t.dot_f16 = KILN_ISA_NS::dot_f16;
-    t.axpy_f16 = KILN_ISA_NS::axpy_f16;
-    t.f32_to_f16 = KILN_ISA_NS::f32_to_f16;
 }
 
 }  // namespace kiln::cpu

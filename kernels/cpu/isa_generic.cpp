@@ -32,26 +32,9 @@ inline void round_f16(float* x, int64_t n) {
 
 namespace kiln::cpu {
 
-namespace KILN_ISA_NS {
-float dot_f16(const uint16_t* a, const float* b, int64_t n) {
-    float s = 0;
-    for (int64_t i = 0; i < n; ++i) s += fp16_to_fp32(a[i]) * b[i];
-    return s;
-}
-void axpy_f16(float* y, float a, const uint16_t* x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_fp32(x[i]);
-}
-void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
-}
-}  // namespace KILN_ISA_NS
-
 void fill_generic(KernelTable& t) {
     t.isa = Isa::Generic;
     KILN_ISA_NS::fill_common(t);
-    t.dot_f16 = KILN_ISA_NS::dot_f16;
-    t.axpy_f16 = KILN_ISA_NS::axpy_f16;
-    t.f32_to_f16 = KILN_ISA_NS::f32_to_f16;
 }
 
 }  // namespace kiln::cpu

@@ -89,10 +89,7 @@ struct KernelTable {
     void (*add)(float* y, const float* x, int64_t n) = nullptr;            // y += x
     void (*scale)(float* y, float s, int64_t n) = nullptr;                 // y *= s
     float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
-    float (*dot_f16)(const uint16_t* a, const float* b, int64_t n) = nullptr;
-    void (*axpy_f16)(float* y, float a, const uint16_t* x, int64_t n) = nullptr;  // y += a * x
     void (*axpy_f32)(float* y, float a, const float* x, int64_t n) = nullptr;
-    void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;
     void (*round_f16)(float* x, int64_t n) = nullptr;  // x = fp16(x), round to nearest even
     int64_t (*argmax)(const float* x, int64_t n) = nullptr;
 
