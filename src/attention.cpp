@@ -36,11 +36,17 @@ int max_queries(const ModelConfig& c) { return std::max(kSplitTokens * group_siz
 struct ThreadScratch {
     float *tile, *km, *kl, *kacc, *m, *l, *acc, *M, *L, *ACC;
 };
+// Floats of the tile kernel's scratch, rounded up to keep what follows 64-byte aligned.
+size_t tile_scratch_floats(const ModelConfig& c) { return (cpu::attn_scratch_floats(max_queries(c), c.head_dim, c.head_dim_v) + 15) / 16 * 16; }
+// All of one thread's scratch: the tile's, then three sets of (m, l, acc) for nq queries.
+size_t thread_scratch_floats(const ModelConfig& c) {
+    return (tile_scratch_floats(c) + 3 * size_t(max_queries(c)) * (size_t(c.head_dim_v) + 2) + 15) / 16 * 16;
+}
 ThreadScratch thread_scratch(AttnScratch& s, const ModelConfig& c, int ti) {
     const size_t nq = size_t(max_queries(c)), Dv = size_t(c.head_dim_v);
     ThreadScratch t;
     t.tile = s.thread() + size_t(ti) * s.thread_floats;
-    t.km = t.tile + (cpu::attn_scratch_floats(int(nq), c.head_dim, c.head_dim_v) + 15) / 16 * 16;
+    t.km = t.tile + tile_scratch_floats(c);
     t.kl = t.km + nq;
     t.kacc = t.kl + nq;
     t.m = t.kacc + nq * Dv;
@@ -117,9 +123,9 @@ Status KvCache::allocate(const ModelConfig& c, int n_ctx_tokens, DType tk, DType
 }
 
 Status AttnScratch::allocate(const ModelConfig& c, int n_batch, int n_threads, DType type_k) {
-    const size_t nq = size_t(max_queries(c)), stride = size_t(c.head_dim_v) + 2;
+    const size_t stride = size_t(c.head_dim_v) + 2;
     q.resize(size_t(n_batch) * size_t(c.n_head) * cpu::attn_q_bytes(type_k, c.head_dim));
-    thread_floats = ((cpu::attn_scratch_floats(int(nq), c.head_dim, c.head_dim_v) + 15) / 16 * 16 + 3 * nq * stride + 15) / 16 * 16;
+    thread_floats = thread_scratch_floats(c);
     thread.resize(size_t(n_threads) * thread_floats);
     // decode: tile partials (n_head_kv, kWave, nq, Dv + 2) and running state (n_head_kv, nq, Dv + 2)
     part.resize(size_t(c.n_head_kv) * (kWave + 1) * size_t(kSplitTokens * group_size(c)) * stride);

@@ -15,10 +15,8 @@ inline void v_rows_to_f32(DType t, const uint8_t* v, size_t v_row, int j0, int j
         const uint8_t* row = v + size_t(j) * v_row;
         float* out = vf + size_t(j) * Dv;
         if (t == DType::F16) f16_to_f32(reinterpret_cast<const uint16_t*>(row), out, Dv);
-        else if (t == DType::BF16) {
-            const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
-            for (int i = 0; i < Dv; ++i) out[i] = std::bit_cast<float>(uint32_t(h[i]) << 16);
-        } else if (t == DType::Q8_0) {
+        else if (t == DType::BF16) bf16_to_f32(reinterpret_cast<const uint16_t*>(row), out, Dv);
+        else if (t == DType::Q8_0) {
             const block_q8_0* b = reinterpret_cast<const block_q8_0*>(row);
             for (int i = 0; i < Dv / 32; ++i) {
                 const float d = fp16_to_fp32(b[i].d);

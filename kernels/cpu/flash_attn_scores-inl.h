@@ -11,13 +11,15 @@ using VF = xsimd::batch<float, Arch>;
 constexpr int kW = int(VF::size);
 constexpr int kPanelVecs = kKvPanel / kW;  // SIMD vectors per panel row of 16 keys
 
+// n bf16 values as floats (the high half of an f32); the loop vectorizes.
+inline void bf16_to_f32(const uint16_t* h, float* out, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) out[i] = std::bit_cast<float>(uint32_t(h[i]) << 16);
+}
+
 // NP BF16 panels as floats, kf (NP, D, 16).
 inline void bf16_panels_to_f32(const uint8_t* panel, size_t k_panel, int NP, int D, float* kf) {
-    for (int np = 0; np < NP; ++np) {
-        const uint16_t* h = reinterpret_cast<const uint16_t*>(panel + np * k_panel);
-        float* out = kf + int64_t(np) * D * kKvPanel;
-        for (int64_t i = 0; i < int64_t(D) * kKvPanel; ++i) out[i] = std::bit_cast<float>(uint32_t(h[i]) << 16);  // vectorizes
-    }
+    for (int np = 0; np < NP; ++np)
+        bf16_to_f32(reinterpret_cast<const uint16_t*>(panel + np * k_panel), kf + int64_t(np) * D * kKvPanel, int64_t(D) * kKvPanel);
 }
 
 // kW keys of one dimension row of panel np, from fp16 panels (converted in registers) or
