@@ -74,16 +74,7 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
     const int pos0 = n_past_;
     float *x = s.x(), *xn = s.xn(), *q = s.q(), *k = s.k(), *v = s.v(), *attn = s.attn(), *proj = s.proj();
 
-    // Per-token row op over n tokens, split across threads when the batch is large.
-    auto per_token = [&](auto&& fn) {
-        if (n < 4) {
-            for (int i = 0; i < n; ++i) fn(i);
-        } else {
-            pool.parallel_for(n, 1, [&](int64_t i0, int64_t i1, int) {
-                for (int64_t i = i0; i < i1; ++i) fn(int(i));
-            });
-        }
-    };
+    auto per_token = [&](auto&& fn) { for_each_token(pool, n, fn); };  // row ops over this chunk
 
     // Token embeddings (n, E), scaled by sqrt(E) for Gemma.
     per_token([&](int i) {

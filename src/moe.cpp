@@ -47,17 +47,6 @@ void expert_matmul(const cpu::KernelTable& kt, const TensorView& w3, int e, int6
     else kt.matmul[int(w.dtype)](w.cols(), w.data, w.row_size(), r0, r1, a, y, y_stride);
 }
 
-template <class Fn>
-void per_token(ThreadPool& pool, int n, Fn&& fn) {
-    if (n < 4) {
-        for (int i = 0; i < n; ++i) fn(i);
-    } else {
-        pool.parallel_for(n, 1, [&](int64_t i0, int64_t i1, int) {
-            for (int64_t i = i0; i < i1; ++i) fn(int(i));
-        });
-    }
-}
-
 // Router: probabilities, the k best experts (ties to the lower index) and their weights.
 void route(const cpu::KernelTable& kt, const ModelConfig& c, MoeScratch& m, int n) {
     const int X = c.n_expert, K = m.k;
@@ -195,7 +184,7 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
         const cpu::ActFormat fmt_in = cpu::act_format(L.ffn_gate_exps.dtype), fmt_h = cpu::act_format(L.ffn_down_exps.dtype);
         const size_t row_in = cpu::act_row_bytes(fmt_in, E), row_h = cpu::act_row_bytes(fmt_h, F);
         uint8_t* xg = m.xg();  // (n * k, row_in)
-        per_token(pool, n, [&](int i) {
+        for_each_token(pool, n, [&](int i) {
             const int32_t* slot = m.slot.data() + size_t(i) * K;
             quantize_act(kt, fmt_in, x + size_t(i) * E, xg + size_t(slot[0]) * row_in, E);
             for (int j = 1; j < K; ++j) std::memcpy(xg + size_t(slot[j]) * row_in, xg + size_t(slot[0]) * row_in, row_in);
@@ -243,9 +232,9 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
     if (!L.ffn_gate_shexp.empty()) {
         const int S = c.n_ff_shexp;
         linear_group(s, pool, {&L.ffn_gate_shexp, &L.ffn_up_shexp}, x, n, {s.gate(), s.up()});  // (n, S) each
-        per_token(pool, n, [&](int i) { kt.silu_mul(s.gate() + size_t(i) * S, s.up() + size_t(i) * S, S); });
+        for_each_token(pool, n, [&](int i) { kt.silu_mul(s.gate() + size_t(i) * S, s.up() + size_t(i) * S, S); });
         linear(s, pool, L.ffn_down_shexp, s.gate(), n, m.sh_out());  // (n, E)
-        per_token(pool, n, [&](int i) {
+        for_each_token(pool, n, [&](int i) {
             float g = 1.0f;
             if (!L.ffn_gate_inp_shexp.empty()) {
                 g = kt.dot_f32(static_cast<const float*>(L.ffn_gate_inp_shexp.data), x + size_t(i) * E, E);

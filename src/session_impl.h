@@ -95,6 +95,19 @@ struct Session::Impl {
     std::shared_ptr<MoeScratch> moe;  // MoE layers' scratch (moe.cpp); null for dense models
 };
 
+// fn(i) for each of n tokens: a per-token row op, split across threads when the batch is
+// large enough to pay for the barrier.
+template <class Fn>
+void for_each_token(ThreadPool& pool, int n, Fn&& fn) {
+    if (n < 4) {
+        for (int i = 0; i < n; ++i) fn(i);
+    } else {
+        pool.parallel_for(n, 1, [&](int64_t i0, int64_t i1, int) {
+            for (int64_t i = i0; i < i1; ++i) fn(int(i));
+        });
+    }
+}
+
 // y (n, W.rows) = x (n, W.cols) . W^T, multi-threaded over rows of W.
 void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y);
 // Up to 4 matrices with the same input in one job: ys[i] (n, ws[i].rows) = x . ws[i]^T.
