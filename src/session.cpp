@@ -44,7 +44,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
         m.skip[size_t(il)] = true;
     }
 
-    KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v));
+    KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v, o.kv_hadamard));
     KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));
 
     const size_t B = size_t(m.n_batch), E = size_t(c.n_embd);

@@ -32,6 +32,7 @@ struct Args {
     bool use_mmap = true;
     bool repack = false;
     kiln::DType type_k = kiln::DType::F16, type_v = kiln::DType::F16;
+    bool kv_hadamard = false;
 };
 
 int fail(const std::string& m) {
@@ -100,10 +101,10 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE] [--experts-per-token 8,4 [--kl 256]]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
-                        "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32)\n"
+                        "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32); --kv-hadamard rotates the cache\n"
                         "  --experts-per-token: MoE experts per token, each value a separate run (0: the model's);\n"
                         "      --kl N: also the KL divergence of each run's next-token distributions from the model's own\n"
                         "      expert count, over N random tokens (mean, max, and how often the top token agrees)\n"
@@ -128,6 +129,7 @@ int main(int argc, char** argv) {
         else if (f == "--experts-per-token") { if (!need() || !parse_list(v, &a.experts, 0)) return fail("--experts-per-token needs a list of counts"); }
         else if (f == "--kl") { std::vector<int> k; if (!need() || !parse_list(v, &k, 1) || k.size() != 1) return fail("--kl needs a token count"); a.kl = k[0]; }
         else if (f == "--no-probe") a.probe = false;
+        else if (f == "--kv-hadamard") a.kv_hadamard = true;
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
         else return fail("unknown flag '" + f + "' (see --help)");
@@ -168,6 +170,7 @@ int main(int argc, char** argv) {
         if (!a.isa.empty()) so.isa = a.isa.c_str();
         so.type_k = a.type_k;
         so.type_v = a.type_v;
+        so.kv_hadamard = a.kv_hadamard;
         auto session = kiln::Session::create(model.value(), so);
         if (!session) return fail(session.message());
         kiln::Session& s = *session.value();
