@@ -268,8 +268,8 @@ TEST_CASE("model: KV cache types on real text: Q8_0 within 0.002 KL of F16, Hada
     auto kl = [&](Cache ref, Cache test) {
         auto a = session(ref), b = session(test);
         const double v = mean_kl(*a, *b, tokens, model.value()->config().n_vocab);
-        MESSAGE(std::string(kiln::dtype_name(test.type)) + (test.hadamard ? "+hadamard" : "") + " vs " + kiln::dtype_name(ref.type) + " K and V cache, "
-                << tokens.size() << " tokens of the GPL v3: mean KL " << v);
+        const std::string label = std::string(kiln::dtype_name(test.type)) + (test.hadamard ? "+hadamard" : "") + " vs " + kiln::dtype_name(ref.type);
+        MESSAGE(label << " K and V cache, " << tokens.size() << " tokens of the GPL v3: mean KL " << v);
         return v;
     };
     const Cache f32{DType::F32, false}, f16{DType::F16, false}, q8{DType::Q8_0, false}, q4{DType::Q4_0, false}, q4h{DType::Q4_0, true};
