@@ -18,6 +18,16 @@ inline __m512i bcast4(const int8_t* p) {
 }
 inline __m512 load_f16x16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
+// Part s (of 8) of the next block into L1, so a block of several KB arrives spread over
+// the current block's sub-blocks (the hardware prefetchers lag once several tokens' work
+// per byte slows the stream down).
+template <class Block>
+inline void prefetch_part(const Block* next, int s) {
+    constexpr size_t kPart = (sizeof(Block) + 8 * 64 - 1) / (8 * 64) * 64;  // bytes per part, whole lines
+    const char* p = reinterpret_cast<const char*>(next) + size_t(s) * kPart;
+    for (size_t off = 0; off < kPart; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+}
+
 template <int NY>
 void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
@@ -31,6 +41,7 @@ void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
+                if constexpr (NY > 1) prefetch_part(&b + 1, s);
                 __m512i wq[8];
                 for (int ch = 0; ch < 4; ++ch) {
                     const __m512i v = _mm512_loadu_si512(b.qs[s][ch]);
@@ -84,6 +95,7 @@ void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
+                if constexpr (NY > 1) prefetch_part(&b + 1, s);
                 __m512i wq[8];
                 for (int j = 0; j < 8; ++j) wq[j] = _mm512_loadu_si512(b.qs[s][j]);
                 const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * s])));
@@ -127,6 +139,8 @@ void q8_0(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
         for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const r16_q8_0& b = blocks[ib];
+            if constexpr (NY > 1)  // the block after next, whole (544 bytes)
+                for (size_t off = 0; off < sizeof(r16_q8_0); off += 64) _mm_prefetch(reinterpret_cast<const char*>(&b + 2) + off, _MM_HINT_T0);
             __m512i wq[8];
             for (int j = 0; j < 8; ++j) wq[j] = _mm512_loadu_si512(b.qs[j]);
             const __m512 d = load_f16x16(b.d);
