@@ -13,22 +13,6 @@ namespace kiln {
 
 namespace {
 
-// cos/sin of every (token, rotary pair), computed the way ggml does (theta multiplied by
-// base^(-2/d) pair after pair in float) so positions match llama.cpp bit for bit.
-void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, int pos0, int n, float* cs /* (n, rope_dim/2, 2) */) {
-    const int half = c.rope_dim / 2;
-    const float theta_scale = std::pow(base, -2.0f / float(c.rope_dim));
-    for (int i = 0; i < n; ++i) {
-        float theta = float(pos0 + i);
-        for (int p = 0; p < half; ++p) {
-            const float t = c.rope_freq_scale * (theta / freqs[size_t(p)]);
-            cs[(size_t(i) * half + p) * 2 + 0] = std::cos(t);
-            cs[(size_t(i) * half + p) * 2 + 1] = std::sin(t);
-            theta *= theta_scale;
-        }
-    }
-}
-
 // Rotates the first rope_dim dims of each of n_heads heads of n tokens. x: (n, n_heads, head_dim).
 void apply_rope(const ModelConfig& c, const float* cs, float* x, int n, int n_heads) {
     const int half = c.rope_dim / 2, D = c.head_dim;
@@ -62,6 +46,22 @@ void tap(const char* name, int il, const float* x, size_t n) {
 }
 
 }  // namespace
+
+// cos/sin of every (token, rotary pair), computed the way ggml does (theta multiplied by
+// base^(-2/d) pair after pair in float) so positions match llama.cpp bit for bit.
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, int pos0, int n, float* cs /* (n, rope_dim/2, 2) */) {
+    const int half = c.rope_dim / 2;
+    const float theta_scale = std::pow(base, -2.0f / float(c.rope_dim));
+    for (int i = 0; i < n; ++i) {
+        float theta = float(pos0 + i);
+        for (int p = 0; p < half; ++p) {
+            const float t = c.rope_freq_scale * (theta / freqs[size_t(p)]);
+            cs[(size_t(i) * half + p) * 2 + 0] = std::cos(t);
+            cs[(size_t(i) * half + p) * 2 + 1] = std::sin(t);
+            theta *= theta_scale;
+        }
+    }
+}
 
 Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk) {
     // Logits: every row of every chunk when all_logits, else only the last token of the last chunk.

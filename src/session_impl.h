@@ -114,6 +114,10 @@ void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float
 void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
                   std::initializer_list<float*> ys);
 
+// cos/sin of every (token, rotary pair) of n tokens at positions pos0.. (forward.cpp);
+// also the table the Vulkan RoPE shader reads. cs: (n, rope_dim/2, 2).
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, int pos0, int n, float* cs);
+
 // Causal attention of n new tokens at positions pos0.. over layer `il` of the KV cache
 // (their K and V are already stored). q: (n, n_head, head_dim); out: (n, n_head, head_dim_v).
 void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, AttnScratch& scratch, const ModelConfig& c, int il,

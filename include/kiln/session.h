@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/backend.h"
 #include "kiln/model.h"
 #include "kiln/status.h"
 #include "kiln/thread_pool.h"
@@ -28,6 +29,11 @@ struct SessionOptions {
     // Model with some layers left out). Their KV entries are never written or read.
     std::vector<int> skip_layers;
     int n_expert_used = 0;      // MoE: experts per token; 0: the model's expert_used_count
+    // Where forward() runs. Vulkan: the weights are uploaded to device `device` (an index
+    // of list_vulkan_devices()) at create(), which fails naming any architecture, weight
+    // format or option the Vulkan shaders do not cover.
+    Backend backend = Backend::Cpu;
+    int device = 0;
 };
 
 // A KV cache type from its llama.cpp name: f16, bf16, q8_0, q4_0 or f32.

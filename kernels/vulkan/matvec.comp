@@ -1,0 +1,54 @@
+#version 450
+// Dequant-matvec for decode and short batches (verification): y (n, rows) = x (n, k) . W^T
+// with W (rows, k) in one GGUF format. Each workgroup takes 4 rows with 16 threads per row;
+// a thread dequantizes each of its 16-element chunks once and dots it with up to 8 token
+// rows of x (workgroup y), so W is read once per 8 tokens.
+#extension GL_GOOGLE_include_directive : require
+layout(local_size_x = 64) in;
+
+layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };  // (rows, row_bytes(k)) GGUF blocks
+layout(std430, binding = 1) readonly buffer X { float x[]; };        // (n, x_stride) f32
+layout(std430, binding = 2) writeonly buffer Y { float y[]; };       // (n, y_stride) f32
+layout(push_constant) uniform Push {
+    uint k, rows, n;
+    uint x_stride, y_stride;  // floats between token rows
+} p;
+
+#include "dequant.glsl"
+
+const uint kRowsPerGroup = 4u, kLanes = 16u, kTokens = 8u;
+shared float partial[64][kTokens];
+
+void main() {
+    const uint tid = gl_LocalInvocationID.x, lane = tid % kLanes;
+    // Row groups run along x and z: x alone is limited to 65535 groups (262144-row vocabularies).
+    const uint group = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+    const uint row = group * kRowsPerGroup + tid / kLanes;
+    const uint t0 = gl_WorkGroupID.y * kTokens, nt = min(kTokens, p.n - t0);
+    const bool valid = row < p.rows;
+
+    float acc[kTokens];
+    for (uint t = 0u; t < kTokens; ++t) acc[t] = 0.0;
+    if (valid) {
+        const uint wrow = row * row_bytes(p.k);
+        float v[16];
+        for (uint chunk = lane; chunk < p.k / 16u; chunk += kLanes) {
+            dequant16(wrow, chunk, v);
+            for (uint t = 0u; t < nt; ++t) {
+                const uint xo = (t0 + t) * p.x_stride + 16u * chunk;
+                float s = 0.0;
+                for (uint i = 0u; i < 16u; ++i) s += v[i] * x[xo + i];
+                acc[t] += s;
+            }
+        }
+    }
+    for (uint t = 0u; t < kTokens; ++t) partial[tid][t] = acc[t];
+    barrier();
+    for (uint stride = kLanes / 2u; stride > 0u; stride >>= 1) {
+        if (lane < stride)
+            for (uint t = 0u; t < nt; ++t) partial[tid][t] += partial[tid + stride][t];
+        barrier();
+    }
+    // Token t's sum ends in lane 0's slot t; lanes 0..nt-1 of the row write one token each.
+    if (valid && lane < nt) y[(t0 + lane) * p.y_stride + row] = partial[tid - lane][lane];
+}

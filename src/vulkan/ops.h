@@ -1,0 +1,65 @@
+// One recording function per shader: the typed interface the forward pass and the shader
+// tests share. Each binds its buffers (shapes in the comments, f32 unless noted), pushes
+// its sizes and dispatches; none waits. Calls between two Recorder::barrier()s may run
+// concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "kiln/dtype.h"
+#include "vulkan/commands.h"
+#include "vulkan/pipeline.h"
+
+namespace kiln::vulkan {
+
+// Weight formats with a dequant-matvec (and embedding lookup) shader.
+bool has_matvec(DType t);
+
+class Ops {
+public:
+    explicit Ops(std::shared_ptr<const Context> ctx) : ctx_(ctx), pipelines_(std::move(ctx)) {}
+    const Context& context() const { return *ctx_; }
+
+    // y (n, y_stride) [.., :rows] = x (n, x_stride) [.., :k] . W^T, W (rows, k) in format wt.
+    Status matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, uint32_t k, uint32_t rows,
+                  uint32_t n, uint32_t x_stride, uint32_t y_stride);
+    // out (n, k) = dequant(W[ids[i]]) * scale; ids (n) int32, W (n_vocab, k) in format wt.
+    Status get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale);
+    // y (rows, width) = rms_norm(x (rows, width)) * w (width); y may be x.
+    Status rms_norm(Recorder& r, const BufferRange& x, const BufferRange& w, const BufferRange& y, uint32_t rows, uint32_t width, float eps);
+    // y (total) += x (x_len) repeated (x_len divides total).
+    Status add(Recorder& r, const BufferRange& y, const BufferRange& x, uint32_t total, uint32_t x_len);
+    // gate (total) = act(gate) * up (total); SiLU or Gemma's GELU.
+    Status glu(Recorder& r, const BufferRange& gate, const BufferRange& up, uint32_t total, bool gelu);
+    // Rotates x (n, heads, head_dim) in place by cs (n, rope_dim / 2, 2).
+    Status rope(Recorder& r, const BufferRange& x, const BufferRange& cs, uint32_t n, uint32_t heads, uint32_t head_dim, uint32_t rope_dim, bool neox);
+
+    struct KvShape {
+        uint32_t n_head, n_head_kv, head_dim, head_dim_v, n_ctx;
+    };
+    // k (n, n_head_kv, head_dim), v (n, n_head_kv, head_dim_v) -> the F16 caches
+    // kc (n_head_kv, n_ctx, head_dim), vc (n_head_kv, n_ctx, head_dim_v) at pos0...
+    Status kv_store(Recorder& r, const BufferRange& k, const BufferRange& v, const BufferRange& kc, const BufferRange& vc, const KvShape& s,
+                    uint32_t n, uint32_t pos0);
+    // out (n, n_head, head_dim_v) = softmax(scale q.K^T over the visible positions) V for
+    // q (n, n_head, head_dim) of tokens at pos0..; window 0: causal, else sliding window.
+    Status flash_attn(Recorder& r, const BufferRange& q, const BufferRange& kc, const BufferRange& vc, const BufferRange& out, const KvShape& s,
+                      uint32_t n, uint32_t pos0, uint32_t window, float scale);
+    // x (rows, width) = softmax of each row, in place.
+    Status softmax(Recorder& r, const BufferRange& x, uint32_t rows, uint32_t width);
+    // idx (rows) uint32 = argmax of each row of x (rows, width).
+    Status argmax(Recorder& r, const BufferRange& x, const BufferRange& idx, uint32_t rows, uint32_t width);
+
+    // Head dims the attention shaders handle (kernels/vulkan/flash_attn.comp kMaxDim).
+    static constexpr uint32_t kMaxHeadDim = 512;
+
+private:
+    Expected<const Pipeline*> pipeline(const std::string& name, uint32_t n_bindings, uint32_t push_bytes) {
+        return pipelines_.get(name, n_bindings, push_bytes);
+    }
+    std::shared_ptr<const Context> ctx_;
+    PipelineCache pipelines_;
+};
+
+}  // namespace kiln::vulkan
