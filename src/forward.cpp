@@ -76,6 +76,21 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
 
     auto per_token = [&](auto&& fn) { for_each_token(pool, n, fn); };  // row ops over this chunk
 
+    // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
+    const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
+    rope_table(c, s.rope_freqs, c.rope_theta, pos0, n, s.rope_cs());
+    if (c.rope_theta_local > 0) rope_table(c, s.rope_freqs, c.rope_theta_local, pos0, n, s.rope_cs() + rope_stride);
+
+    if (s.device) {  // the whole chunk on the Vulkan device (src/vulkan/forward.cpp)
+        const int rows = all_logits ? n : last_chunk ? 1 : 0;
+        logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
+        KILN_TRY(s.device->forward(tokens, n, pos0, s.rope_cs(), c.rope_theta_local > 0 ? s.rope_cs() + rope_stride : nullptr, rows,
+                                   logits_.data() + size_t(n_logits_) * size_t(c.n_vocab)));
+        n_past_ += n;
+        n_logits_ += rows;
+        return Status::ok();
+    }
+
     // Token embeddings (n, E), scaled by sqrt(E) for Gemma.
     per_token([&](int i) {
         ref::dequantize_row(w.token_embd.dtype, w.token_embd.row(tokens[i]), x + size_t(i) * E, E);
@@ -83,11 +98,6 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
     });
 
     tap("embd", -1, x, size_t(n) * E);
-
-    // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
-    const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
-    rope_table(c, s.rope_freqs, c.rope_theta, pos0, n, s.rope_cs());
-    if (c.rope_theta_local > 0) rope_table(c, s.rope_freqs, c.rope_theta_local, pos0, n, s.rope_cs() + rope_stride);
 
     const float kq_scale = c.attn_scale > 0 ? 1.0f : 1.0f / std::sqrt(float(D));
     for (int il = 0; il < c.n_layer; ++il) {

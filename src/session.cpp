@@ -22,7 +22,6 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     if (o.n_batch < 1) return Status::error("batch size %d must be >= 1", o.n_batch);
     const int n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(c.n_ctx_train, 4096);
     if (n_ctx > (1 << 22)) return Status::error("context size %d is too large", n_ctx);
-    if (o.backend == Backend::Vulkan) return Status::error("the Vulkan forward pass is not wired into Session yet");
 
     std::unique_ptr<Session> s(new Session());
     s->model_ = std::move(model);
@@ -45,10 +44,22 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
         m.skip[size_t(il)] = true;
     }
 
+    const size_t B = size_t(m.n_batch), E = size_t(c.n_embd);
+    m.rope_cs.resize(2 * B * size_t(c.rope_dim / 2) * 2);
+    m.rope_freqs.assign(size_t(c.rope_dim / 2), 1.0f);
+    const Weights& w = s->model_->weights();
+    if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
+    if (o.backend == Backend::Vulkan) {
+        if (o.n_expert_used > 0) return Status::error("--experts-per-token: the Vulkan backend has no MoE kernels");
+        auto device = create_vulkan_forward(*s->model_, o, n_ctx, m.n_batch, m.skip);
+        if (!device) return device.status();
+        m.device = std::move(device.value());
+        return s;
+    }
+
     KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v));
     KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));
 
-    const size_t B = size_t(m.n_batch), E = size_t(c.n_embd);
     const size_t qdim = size_t(c.n_head) * c.head_dim, kdim = size_t(c.n_head_kv) * c.head_dim, vdim = size_t(c.n_head_kv) * c.head_dim_v;
     const size_t odim = size_t(c.n_head) * c.head_dim_v, F = size_t(std::max({c.n_ff, c.n_ff_exp, c.n_ff_shexp, 1}));
     m.x.resize(B * E);
@@ -64,10 +75,6 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     const int64_t kmax = int64_t(std::max({E, odim, F}));
     // Room for both quantized formats at once (a linear_group whose matrices need both).
     m.act.resize(B * (cpu::act_row_bytes(cpu::ActFormat::Q8x32, kmax) + cpu::act_row_bytes(cpu::ActFormat::Q8K, (kmax + 255) / 256 * 256)) + 256);
-    m.rope_cs.resize(2 * B * size_t(c.rope_dim / 2) * 2);
-    m.rope_freqs.assign(size_t(c.rope_dim / 2), 1.0f);
-    const Weights& w = s->model_->weights();
-    if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
     if (!m.x.data || !m.gate.data || !m.act.data) return Status::error("out of memory allocating scratch buffers");
     if (c.is_moe()) KILN_TRY(moe_init(m, *s->model_, o.n_expert_used, m.n_batch));
     else if (o.n_expert_used > 0) return Status::error("%s: --experts-per-token given, but the model has no experts", s->model_->gguf().path().c_str());
@@ -100,7 +107,10 @@ const float* Session::logits(int i) const {
     return logits_.data() + size_t(i) * size_t(model_->config().n_vocab);
 }
 
-size_t Session::kv_bytes_per_position() const { return impl_->kv.bytes() / size_t(impl_->kv.n_ctx); }
+size_t Session::kv_bytes_per_position() const {
+    if (impl_->device) return impl_->device->kv_bytes_per_position();
+    return impl_->kv.bytes() / size_t(impl_->kv.n_ctx);
+}
 
 Status Session::truncate(int n_keep) {
     if (n_keep < 0 || n_keep > n_past_) return Status::error("truncate(%d): must be within [0, %d]", n_keep, n_past_);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "device_forward.h"
 #include "kiln/session.h"
 
 namespace kiln {
@@ -93,6 +94,9 @@ struct Session::Impl {
     AttnScratch attn_scratch;  // flash attention
     std::vector<float> rope_freqs; // (rope_dim / 2) inverse frequency divisors (1 if absent)
     std::shared_ptr<MoeScratch> moe;  // MoE layers' scratch (moe.cpp); null for dense models
+    // Backend::Vulkan: the device runs the forward pass (weights, KV cache and activations
+    // live there) and the CPU buffers above stay unallocated but for the RoPE tables.
+    std::unique_ptr<DeviceForward> device;
 };
 
 // fn(i) for each of n tokens: a per-token row op, split across threads when the batch is

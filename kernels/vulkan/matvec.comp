@@ -1,8 +1,10 @@
 #version 450
 // Dequant-matvec for decode and short batches (verification): y (n, rows) = x (n, k) . W^T
-// with W (rows, k) in one GGUF format. Each workgroup takes 4 rows with 16 threads per row;
-// a thread dequantizes each of its 16-element chunks once and dots it with up to 8 token
-// rows of x (workgroup y), so W is read once per 8 tokens.
+// with W (rows, k) in one GGUF format. Each workgroup takes 16 rows with 4 threads per row
+// (kMatvecRows in src/vulkan/ops.cpp); a thread dequantizes each of its 16-element chunks
+// once and dots it with up to 8 token rows of x (workgroup y), so W is read once per 8
+// tokens. (4 lanes per row measured ~3x faster than 16 on lavapipe, whose per-workgroup
+// cost dominates; a real GPU would rather have a subgroup per row.)
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x = 64) in;
 
@@ -12,11 +14,12 @@ layout(std430, binding = 2) writeonly buffer Y { float y[]; };       // (n, y_st
 layout(push_constant) uniform Push {
     uint k, rows, n;
     uint x_stride, y_stride;  // floats between token rows
+    uint x_offset;            // floats before token row 0 of x
 } p;
 
 #include "dequant.glsl"
 
-const uint kRowsPerGroup = 4u, kLanes = 16u, kTokens = 8u;
+const uint kLanes = 4u, kRowsPerGroup = 64u / kLanes, kTokens = 8u;
 shared float partial[64][kTokens];
 
 void main() {
@@ -35,7 +38,7 @@ void main() {
         for (uint chunk = lane; chunk < p.k / 16u; chunk += kLanes) {
             dequant16(wrow, chunk, v);
             for (uint t = 0u; t < nt; ++t) {
-                const uint xo = (t0 + t) * p.x_stride + 16u * chunk;
+                const uint xo = p.x_offset + (t0 + t) * p.x_stride + 16u * chunk;
                 float s = 0.0;
                 for (uint i = 0u; i < 16u; ++i) s += v[i] * x[xo + i];
                 acc[t] += s;
@@ -49,6 +52,7 @@ void main() {
             for (uint t = 0u; t < nt; ++t) partial[tid][t] += partial[tid + stride][t];
         barrier();
     }
-    // Token t's sum ends in lane 0's slot t; lanes 0..nt-1 of the row write one token each.
-    if (valid && lane < nt) y[(t0 + lane) * p.y_stride + row] = partial[tid - lane][lane];
+    // Token t's sum ends in lane 0's slot t; the row's lanes write the tokens between them.
+    if (valid)
+        for (uint t = lane; t < nt; t += kLanes) y[(t0 + t) * p.y_stride + row] = partial[tid - lane][t];
 }

@@ -8,7 +8,8 @@ namespace kiln::vulkan {
 
 namespace {
 
-constexpr uint32_t kMaxGroups = 65535;  // the minimum maxComputeWorkGroupCount every device has
+constexpr uint32_t kMaxGroups = 65535;
+constexpr uint32_t kMatvecRows = 16;    // matvec.comp: 64 threads = 16 rows x 4 lanes  // the minimum maxComputeWorkGroupCount every device has
 
 // Groups for the element-wise shaders (256 threads, grid-stride loops).
 uint32_t elementwise_groups(uint64_t total) { return uint32_t(std::clamp<uint64_t>((total + 255) / 256, 1, 4096)); }
@@ -28,14 +29,14 @@ bool has_matvec(DType t) {
     const Pipeline& var = **var##_p
 
 Status Ops::matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, uint32_t k, uint32_t rows, uint32_t n,
-                   uint32_t x_stride, uint32_t y_stride) {
+                   uint32_t x_stride, uint32_t y_stride, uint32_t x_offset) {
     struct Push {
-        uint32_t k, rows, n, x_stride, y_stride;
-    } push{k, rows, n, x_stride, y_stride};
+        uint32_t k, rows, n, x_stride, y_stride, x_offset;
+    } push{k, rows, n, x_stride, y_stride, x_offset};
     KILN_ASSERT(k % 16 == 0 && k % dtype_info(wt).block_size == 0, "matvec: k = %u is not whole blocks of %s", k, dtype_name(wt));
     KILN_PIPELINE(p, with_format("matvec", wt), 3, Push);
-    // 4 rows per group (matvec.comp), spread over x and z; 8 tokens per group along y.
-    const uint32_t groups = (rows + 3) / 4, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
+    // kMatvecRows rows per group (matvec.comp), spread over x and z; 8 tokens per group along y.
+    const uint32_t groups = (rows + kMatvecRows - 1) / kMatvecRows, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
     r.dispatch(p, {w, x, y}, push, gx, (n + 7) / 8, gz);
     return Status::ok();
 }

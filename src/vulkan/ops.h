@@ -21,9 +21,10 @@ public:
     explicit Ops(std::shared_ptr<const Context> ctx) : ctx_(ctx), pipelines_(std::move(ctx)) {}
     const Context& context() const { return *ctx_; }
 
-    // y (n, y_stride) [.., :rows] = x (n, x_stride) [.., :k] . W^T, W (rows, k) in format wt.
+    // y (n, y_stride) [.., :rows] = x (n, x_stride) [.., :k] . W^T, W (rows, k) in format wt;
+    // x's token rows start x_offset floats into its buffer.
     Status matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, uint32_t k, uint32_t rows,
-                  uint32_t n, uint32_t x_stride, uint32_t y_stride);
+                  uint32_t n, uint32_t x_stride, uint32_t y_stride, uint32_t x_offset = 0);
     // out (n, k) = dequant(W[ids[i]]) * scale; ids (n) int32, W (n_vocab, k) in format wt.
     Status get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale);
     // y (rows, width) = rms_norm(x (rows, width)) * w (width); y may be x.

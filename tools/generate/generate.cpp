@@ -84,7 +84,16 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (a.list_devices) {
-        std::printf("0: CPU (%s kernels, %d threads)\n", kiln::cpu_isa_name(), kiln::default_thread_count());
+        std::printf("cpu: %s kernels, %d threads\n", kiln::cpu_isa_name(), kiln::default_thread_count());
+        auto devices = kiln::list_vulkan_devices();
+        if (!devices) {
+            std::printf("vulkan: none (%s)\n", devices.message().c_str());
+            return 0;
+        }
+        if (devices->empty()) std::printf("vulkan: no devices\n");
+        for (const kiln::VulkanDeviceInfo& d : devices.value())
+            std::printf("vulkan --device %d: %s (%s, Vulkan %s, %.1f GiB device-local)%s\n", d.index, d.name.c_str(), d.type.c_str(), d.api.c_str(),
+                        double(d.device_local_bytes) / double(1ull << 30), d.usable ? "" : " [unusable: needs Vulkan 1.2 and a compute queue]");
         return 0;
     }
 
@@ -137,6 +146,8 @@ int main(int argc, char** argv) {
     so.type_k = a.type_k;
     so.type_v = a.type_v;
     so.n_expert_used = a.n_expert_used;
+    so.backend = a.backend;
+    so.device = a.device;
     auto session = kiln::Session::create(model.value(), so);
     if (!session) return fail(session.message());
     kiln::Session& s = *session.value();
