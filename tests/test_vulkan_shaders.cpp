@@ -47,7 +47,7 @@ double dot_tolerance(int64_t k, double abs_sum) { return kEps * double(k / 16 + 
 
 TEST_CASE("vulkan: dequant-matvec matches the scalar reference for every weight format and batch size") {
     VulkanFixture f;
-    const int64_t k = 512, rows = 37;  // rows not a multiple of the 4 per workgroup
+    const uint32_t k = 512, rows = 37;  // rows not a multiple of the 16 per workgroup
     for (DType t : kVulkanWeightTypes) {
         const std::string format = kiln::dtype_name(t);
         CAPTURE(format);
@@ -56,12 +56,27 @@ TEST_CASE("vulkan: dequant-matvec matches the scalar reference for every weight 
         std::vector<float> wdq(size_t(rows * k));
         for (int64_t r = 0; r < rows; ++r) kiln::ref::dequantize_row(t, wbytes.data() + r * kiln::row_bytes(t, k), wdq.data() + r * k, k);
         Buffer w = f.buffer(wbytes);
+        // A matrix split in two bindings (as for tensors above maxStorageBufferRange): each
+        // part writes its own output columns.
+        if (t == DType::Q8_0) {
+            const uint32_t split = 20, rb = uint32_t(kiln::row_bytes(t, k));
+            Buffer w0 = f.buffer(std::vector<uint8_t>(wbytes.begin(), wbytes.begin() + split * rb));
+            Buffer w1 = f.buffer(std::vector<uint8_t>(wbytes.begin() + split * rb, wbytes.end()));
+            const auto x = gaussian(k, 5);
+            Buffer xb = f.buffer(x), y = f.nan_buffer(rows), y_whole = f.nan_buffer(rows);
+            f.run([&](auto& r) {
+                REQUIRE(f.ops->matvec(r, t, whole(w0), whole(xb), whole(y), {k, split, 1, k, rows, 0, 0}).is_ok());
+                REQUIRE(f.ops->matvec(r, t, whole(w1), whole(xb), whole(y), {k, rows - split, 1, k, rows, 0, split}).is_ok());
+                REQUIRE(f.ops->matvec(r, t, whole(w), whole(xb), whole(y_whole), {k, rows, 1, k, rows}).is_ok());
+            });
+            CHECK(f.read<float>(y, rows) == f.read<float>(y_whole, rows));
+        }
         for (int n : {1, 3, 9}) {  // 9: two groups of 8 tokens
             CAPTURE(n);
             const uint32_t y_stride = uint32_t(rows) + 5;  // rows land inside a wider output
             const auto x = gaussian(size_t(n * k), 2 + n);
             Buffer xb = f.buffer(x), y = f.nan_buffer(size_t(n) * y_stride);
-            f.run([&](auto& r) { REQUIRE(f.ops->matvec(r, t, whole(w), whole(xb), whole(y), k, rows, n, k, y_stride).is_ok()); });
+            f.run([&](auto& r) { REQUIRE(f.ops->matvec(r, t, whole(w), whole(xb), whole(y), {k, rows, uint32_t(n), k, y_stride}).is_ok()); });
             const auto got = f.read<float>(y, size_t(n) * y_stride);
             int bad = 0;
             for (int i = 0; i < n; ++i) {
@@ -85,7 +100,7 @@ TEST_CASE("vulkan: dequant-matvec matches the scalar reference for every weight 
             Buffer ws = f.buffer(swapped);
             const auto x = gaussian(size_t(k), 7);
             Buffer xb = f.buffer(x), y = f.nan_buffer(size_t(rows));
-            f.run([&](auto& r) { REQUIRE(f.ops->matvec(r, t, whole(ws), whole(xb), whole(y), k, rows, 1, k, rows).is_ok()); });
+            f.run([&](auto& r) { REQUIRE(f.ops->matvec(r, t, whole(ws), whole(xb), whole(y), {k, rows, 1, k, rows}).is_ok()); });
             const double ref = kiln::ref::vec_dot_ref(t, wbytes.data(), x.data(), k);
             CHECK(std::fabs(f.read<float>(y, 1)[0] - ref) > dot_tolerance(k, 1.0));
         }
@@ -94,7 +109,7 @@ TEST_CASE("vulkan: dequant-matvec matches the scalar reference for every weight 
 
 TEST_CASE("vulkan: embedding lookup dequantizes the rows the ids name") {
     VulkanFixture f;
-    const int64_t k = 256, vocab = 50;
+    const uint32_t k = 256, vocab = 50;
     const std::vector<int32_t> ids = {3, 0, 49, 3, 17};
     for (DType t : kVulkanWeightTypes) {
         const std::string format = kiln::dtype_name(t);
@@ -102,7 +117,7 @@ TEST_CASE("vulkan: embedding lookup dequantizes the rows the ids name") {
         const auto wbytes = quantized_rows(t, gaussian(size_t(vocab * k), 11), vocab, k);
         Buffer w = f.buffer(wbytes), idb = f.buffer(ids), out = f.nan_buffer(ids.size() * size_t(k));
         const float scale = 1.5f;
-        f.run([&](auto& r) { REQUIRE(f.ops->get_rows(r, t, whole(w), whole(idb), whole(out), k, uint32_t(ids.size()), scale).is_ok()); });
+        f.run([&](auto& r) { REQUIRE(f.ops->get_rows(r, t, whole(w), whole(idb), whole(out), k, uint32_t(ids.size()), scale, 0, vocab).is_ok()); });
         const auto got = f.read<float>(out, ids.size() * size_t(k));
         std::vector<float> ref(static_cast<size_t>(k));
         int bad = 0;
@@ -113,6 +128,16 @@ TEST_CASE("vulkan: embedding lookup dequantizes the rows the ids name") {
             for (int64_t j = 0; j < k; ++j) bad += !(std::fabs(got[i * size_t(k) + size_t(j)] - ref[size_t(j)] * scale) <= 4 * kEps * mx * scale);
         }
         CHECK(bad == 0);
+        // The table in two parts (two bindings): each dispatch fills the tokens it holds.
+        const uint32_t split = 20, rb = uint32_t(kiln::row_bytes(t, k));
+        Buffer w0 = f.buffer(std::vector<uint8_t>(wbytes.begin(), wbytes.begin() + split * rb));
+        Buffer w1 = f.buffer(std::vector<uint8_t>(wbytes.begin() + split * rb, wbytes.end()));
+        Buffer out2 = f.nan_buffer(ids.size() * size_t(k));
+        f.run([&](auto& r) {
+            REQUIRE(f.ops->get_rows(r, t, whole(w0), whole(idb), whole(out2), k, uint32_t(ids.size()), scale, 0, split).is_ok());
+            REQUIRE(f.ops->get_rows(r, t, whole(w1), whole(idb), whole(out2), k, uint32_t(ids.size()), scale, split, vocab - split).is_ok());
+        });
+        CHECK(f.read<float>(out2, got.size()) == got);
     }
 }
 

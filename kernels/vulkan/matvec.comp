@@ -15,6 +15,7 @@ layout(push_constant) uniform Push {
     uint k, rows, n;
     uint x_stride, y_stride;  // floats between token rows
     uint x_offset;            // floats before token row 0 of x
+    uint y_row0;              // output column of W's row 0 (a part of a matrix too large for one binding)
 } p;
 
 #include "dequant.glsl"
@@ -54,5 +55,5 @@ void main() {
     }
     // Token t's sum ends in lane 0's slot t; the row's lanes write the tokens between them.
     if (valid)
-        for (uint t = lane; t < nt; t += kLanes) y[(t0 + t) * p.y_stride + row] = partial[tid - lane][t];
+        for (uint t = lane; t < nt; t += kLanes) y[(t0 + t) * p.y_stride + p.y_row0 + row] = partial[tid - lane][t];
 }

@@ -151,8 +151,9 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
 
 // y (n, W.rows) = x (n, W.cols) . W^T
 Status VulkanForward::linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n) {
-    const DeviceTensor t = weights_[w];
-    return ops_.matvec(r, t.dtype, t.range, whole(x), whole(y), t.cols, t.rows, uint32_t(n), t.cols, t.rows);
+    const DeviceTensor& t = weights_[w];
+    for (const DeviceTensor::Part& part : t.parts) KILN_TRY(ops_.matvec(r, t.dtype, part.range, whole(x), whole(y), {t.cols, part.rows, uint32_t(n), t.cols, t.rows, 0, part.row0}));
+    return Status::ok();
 }
 
 Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
@@ -161,7 +162,7 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
     const uint32_t E = uint32_t(c.n_embd), H = uint32_t(c.n_head), Hkv = uint32_t(c.n_head_kv), D = uint32_t(c.head_dim), Dv = uint32_t(c.head_dim_v);
     const uint32_t un = uint32_t(n);
     const bool swa = c.layer_is_swa[size_t(il)];
-    auto w = [&](const TensorView& t) { return weights_[t].range; };
+    auto w = [&](const TensorView& t) { return weights_[t].range(); };
 
     // ---- attention block ----
     KILN_TRY(ops_.rms_norm(r, whole(x_), w(L.attn_norm), whole(xn_), un, E, c.rms_eps));
@@ -238,8 +239,9 @@ Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const floa
 
     Recorder& r = *rec_;
     r.begin();
-    const DeviceTensor embd = weights_[model_.weights().token_embd];
-    KILN_TRY(ops_.get_rows(r, embd.dtype, embd.range, whole(ids_), whole(x_), E, un, c.embd_scale));  // (n, E)
+    const DeviceTensor& embd = weights_[model_.weights().token_embd];
+    for (const DeviceTensor::Part& part : embd.parts)
+        KILN_TRY(ops_.get_rows(r, embd.dtype, part.range, whole(ids_), whole(x_), E, un, c.embd_scale, part.row0, part.rows));  // (n, E)
     r.barrier();
     for (int il = 0; il < c.n_layer; ++il)
         if (!skip_[size_t(il)]) KILN_TRY(record_layer(r, il, n, pos0));  // skipped: the residual stream passes through
@@ -247,11 +249,12 @@ Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const floa
     if (n_logit_rows > 0) {
         // Final norm (of every row: cheap, and no sub-buffer offset to align), then the
         // vocabulary projection of the last n_logit_rows tokens.
-        KILN_TRY(ops_.rms_norm(r, whole(x_), weights_[model_.weights().output_norm].range, whole(xn_), un, E, c.rms_eps));
+        KILN_TRY(ops_.rms_norm(r, whole(x_), weights_[model_.weights().output_norm].range(), whole(xn_), un, E, c.rms_eps));
         r.barrier();
-        const DeviceTensor out = weights_[model_.weights().output];
+        const DeviceTensor& out = weights_[model_.weights().output];
         const uint32_t first = un - uint32_t(n_logit_rows);
-        KILN_TRY(ops_.matvec(r, out.dtype, out.range, whole(xn_), whole(logits_), E, V, uint32_t(n_logit_rows), E, V, first * E));  // (rows, n_vocab)
+        for (const DeviceTensor::Part& part : out.parts)  // (rows, n_vocab)
+            KILN_TRY(ops_.matvec(r, out.dtype, part.range, whole(xn_), whole(logits_), {E, part.rows, uint32_t(n_logit_rows), E, V, first * E, part.row0}));
     }
     KILN_TRY(r.submit_and_wait());
     if (n_logit_rows > 0) std::memcpy(logits, logits_.mapped(), size_t(n_logit_rows) * V * 4);

@@ -28,24 +28,25 @@ bool has_matvec(DType t) {
     KILN_TRY(var##_p);                                                  \
     const Pipeline& var = **var##_p
 
-Status Ops::matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, uint32_t k, uint32_t rows, uint32_t n,
-                   uint32_t x_stride, uint32_t y_stride, uint32_t x_offset) {
-    struct Push {
-        uint32_t k, rows, n, x_stride, y_stride, x_offset;
-    } push{k, rows, n, x_stride, y_stride, x_offset};
+Status Ops::matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s) {
+    const uint32_t k = s.k, rows = s.rows, n = s.n;
+    const MatvecShape& push = s;  // the shader's Push block, field for field
+    static_assert(sizeof(MatvecShape) == 7 * 4);
     KILN_ASSERT(k % 16 == 0 && k % dtype_info(wt).block_size == 0, "matvec: k = %u is not whole blocks of %s", k, dtype_name(wt));
-    KILN_PIPELINE(p, with_format("matvec", wt), 3, Push);
+    KILN_PIPELINE(p, with_format("matvec", wt), 3, MatvecShape);
     // kMatvecRows rows per group (matvec.comp), spread over x and z; 8 tokens per group along y.
     const uint32_t groups = (rows + kMatvecRows - 1) / kMatvecRows, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
     r.dispatch(p, {w, x, y}, push, gx, (n + 7) / 8, gz);
     return Status::ok();
 }
 
-Status Ops::get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale) {
+Status Ops::get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale,
+                     uint32_t row0, uint32_t rows) {
     struct Push {
         uint32_t k;
         float scale;
-    } push{k, scale};
+        uint32_t row0, rows;
+    } push{k, scale, row0, rows};
     KILN_PIPELINE(p, with_format("get_rows", wt), 3, Push);
     r.dispatch(p, {w, ids, out}, push, n);
     return Status::ok();

@@ -21,12 +21,18 @@ public:
     explicit Ops(std::shared_ptr<const Context> ctx) : ctx_(ctx), pipelines_(std::move(ctx)) {}
     const Context& context() const { return *ctx_; }
 
-    // y (n, y_stride) [.., :rows] = x (n, x_stride) [.., :k] . W^T, W (rows, k) in format wt;
-    // x's token rows start x_offset floats into its buffer.
-    Status matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, uint32_t k, uint32_t rows,
-                  uint32_t n, uint32_t x_stride, uint32_t y_stride, uint32_t x_offset = 0);
-    // out (n, k) = dequant(W[ids[i]]) * scale; ids (n) int32, W (n_vocab, k) in format wt.
-    Status get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale);
+    struct MatvecShape {
+        uint32_t k, rows, n;         // W (rows, k); n token rows of x
+        uint32_t x_stride, y_stride;  // floats between token rows of x and of y
+        uint32_t x_offset = 0;        // floats before x's token row 0
+        uint32_t y_row0 = 0;          // output column of W's row 0 (W a part of a larger matrix)
+    };
+    // y (n, y_stride) [.., y_row0 : y_row0 + rows] = x (n, x_stride) [.., :k] . W^T, W in format wt.
+    Status matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
+    // out (n, k) = dequant(W[ids[i]]) * scale for the ids in [row0, row0 + rows), the rows w
+    // holds (a part of an embedding table too large for one binding); ids (n) int32.
+    Status get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale,
+                    uint32_t row0, uint32_t rows);
     // y (rows, width) = rms_norm(x (rows, width)) * w (width); y may be x.
     Status rms_norm(Recorder& r, const BufferRange& x, const BufferRange& w, const BufferRange& y, uint32_t rows, uint32_t width, float eps);
     // y (total) += x (x_len) repeated (x_len divides total).
