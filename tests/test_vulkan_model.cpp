@@ -123,6 +123,42 @@ TEST_CASE("model: vulkan: Gemma 3 270M greedy tokens match the CPU backend and l
     check_vulkan_model("gemma-3-270m-q4_k_m.gguf", "reference_gemma3.json");
 }
 
+TEST_CASE("model: vulkan: speculative decoding with the target on Vulkan gives the target's greedy tokens") {
+    // A CPU draft model (the same file on the CPU backend: its picks differ from the
+    // target's at near ties, so rounds see rejections too) and prompt lookup.
+    const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!kiln::test::require_file(path)) return;
+    auto model = kiln::Model::load(path);
+    REQUIRE(model.is_ok());
+    const auto prompt = model.value()->tokenizer().encode("Count: one two three four five, one two three four five, one two", true, false);
+    constexpr int kTokens = 10;
+    auto target = session(model.value(), kiln::Backend::Vulkan);
+    const auto plain = greedy(*target, prompt, kTokens);
+    kiln::SamplerParams greedy_params;
+    greedy_params.temperature = 0;
+    kiln::DraftModelOptions dopt;
+    dopt.n_threads = 2;
+    dopt.sampling = greedy_params;
+    auto model_drafter = kiln::make_model_drafter(model.value(), *model.value(), target->n_ctx(), dopt);
+    REQUIRE_MESSAGE(model_drafter.is_ok(), model_drafter.message());
+    std::unique_ptr<kiln::Drafter> drafters[] = {std::move(model_drafter.value()), kiln::make_lookup_drafter(3)};
+    for (auto& drafter : drafters) {
+        REQUIRE(target->truncate(0).is_ok());
+        kiln::Sampler sampler(greedy_params, model.value()->config().n_vocab);
+        kiln::SpecOptions o;
+        o.n_predict = kTokens;
+        o.ignore_eos = true;
+        o.adaptive = false;
+        o.draft_max = 4;
+        std::vector<int32_t> out;
+        kiln::SpecStats st;
+        REQUIRE(kiln::speculative_generate(*target, sampler, *drafter, prompt, o, [&](int32_t t) { return out.push_back(t), true; }, &st).is_ok());
+        CHECK(out == plain);
+        CHECK(st.n_accepted > 0);
+        MESSAGE("Vulkan target: " << st.n_accepted << "/" << st.n_drafted << " drafts accepted in " << st.n_rounds << " rounds");
+    }
+}
+
 TEST_CASE("vulkan: unsupported options and models are load-time errors") {
     const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
     if (!kiln::test::require_file(path)) return;

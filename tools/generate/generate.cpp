@@ -157,8 +157,14 @@ int main(int argc, char** argv) {
     Stats st;
     st.load_s = seconds_since(tl);
     if (!a.quiet) {
-        std::fprintf(stderr, "kiln-generate: %s (%s), %d threads, %s kernels, ctx %d, loaded in %.2f s\n", a.model.c_str(),
-                     model.value()->description().c_str(), s.n_threads(), kiln::cpu_isa_name(), s.n_ctx(), st.load_s);
+        std::string engine = kiln::strfmt("%d threads, %s kernels", s.n_threads(), kiln::cpu_isa_name());
+        if (a.backend == kiln::Backend::Vulkan) {
+            auto devices = kiln::list_vulkan_devices();
+            engine = kiln::strfmt("Vulkan device %d", a.device);
+            if (devices && size_t(a.device) < devices->size()) engine += " (" + devices.value()[size_t(a.device)].name + ")";
+        }
+        std::fprintf(stderr, "kiln-generate: %s (%s), %s, ctx %d, loaded in %.2f s\n", a.model.c_str(), model.value()->description().c_str(), engine.c_str(),
+                     s.n_ctx(), st.load_s);
     }
 
     kiln::Sampler sampler(a.sampling, model.value()->config().n_vocab);
