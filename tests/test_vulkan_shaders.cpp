@@ -39,13 +39,13 @@ const DType kVulkanWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::
                                     DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q6_K};
 
 // Bound on float rounding of a dot product of k terms whose magnitudes sum to `abs_sum`:
-// each lane adds 16-term partial sums sequentially, then 16 lanes meet in a tree; plus
-// one rounding of each dequantized weight (FMA or not).
-double dot_tolerance(int64_t k, double abs_sum) { return kEps * double(k / 16 + 16 + 4 + 2) * abs_sum + 1e-30; }
+// at most k sequential additions (the tiled matmul; matvec's lanes add fewer, 16-term
+// partial sums, then meet in a tree), plus one rounding of each dequantized weight.
+double dot_tolerance(int64_t k, double abs_sum) { return kEps * double(k + 2) * abs_sum + 1e-30; }
 
 }  // namespace
 
-TEST_CASE("vulkan: dequant-matvec matches the scalar reference for every weight format and batch size") {
+TEST_CASE("vulkan: dequant-matvec and tiled dequant-matmul match the scalar reference for every weight format and batch size") {
     VulkanFixture f;
     const uint32_t k = 512, rows = 37;  // rows not a multiple of the 16 per workgroup
     for (DType t : kVulkanWeightTypes) {
@@ -71,12 +71,17 @@ TEST_CASE("vulkan: dequant-matvec matches the scalar reference for every weight 
             });
             CHECK(f.read<float>(y, rows) == f.read<float>(y_whole, rows));
         }
-        for (int n : {1, 3, 9}) {  // 9: two groups of 8 tokens
+        // matvec: 9 is two groups of 8 tokens; tiled: 40 is two 32-token tiles.
+        for (auto [n, tiled] : {std::pair{1, false}, {3, false}, {9, false}, {1, true}, {40, true}}) {
             CAPTURE(n);
+            CAPTURE(tiled);
             const uint32_t y_stride = uint32_t(rows) + 5;  // rows land inside a wider output
             const auto x = gaussian(size_t(n * k), 2 + n);
             Buffer xb = f.buffer(x), y = f.nan_buffer(size_t(n) * y_stride);
-            f.run([&](auto& r) { REQUIRE(f.ops->matvec(r, t, whole(w), whole(xb), whole(y), {k, rows, uint32_t(n), k, y_stride}).is_ok()); });
+            f.run([&](auto& r) {
+                const kiln::vulkan::Ops::MatvecShape s{k, rows, uint32_t(n), k, y_stride};
+                REQUIRE((tiled ? f.ops->matmul_tiled(r, t, whole(w), whole(xb), whole(y), s) : f.ops->matvec(r, t, whole(w), whole(xb), whole(y), s)).is_ok());
+            });
             const auto got = f.read<float>(y, size_t(n) * y_stride);
             int bad = 0;
             for (int i = 0; i < n; ++i) {

@@ -152,7 +152,7 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
 // y (n, W.rows) = x (n, W.cols) . W^T
 Status VulkanForward::linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n) {
     const DeviceTensor& t = weights_[w];
-    for (const DeviceTensor::Part& part : t.parts) KILN_TRY(ops_.matvec(r, t.dtype, part.range, whole(x), whole(y), {t.cols, part.rows, uint32_t(n), t.cols, t.rows, 0, part.row0}));
+    for (const DeviceTensor::Part& part : t.parts) KILN_TRY(ops_.linear(r, t.dtype, part.range, whole(x), whole(y), {t.cols, part.rows, uint32_t(n), t.cols, t.rows, 0, part.row0}));
     return Status::ok();
 }
 
@@ -254,7 +254,7 @@ Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const floa
         const DeviceTensor& out = weights_[model_.weights().output];
         const uint32_t first = un - uint32_t(n_logit_rows);
         for (const DeviceTensor::Part& part : out.parts)  // (rows, n_vocab)
-            KILN_TRY(ops_.matvec(r, out.dtype, part.range, whole(xn_), whole(logits_), {E, part.rows, uint32_t(n_logit_rows), E, V, first * E, part.row0}));
+            KILN_TRY(ops_.linear(r, out.dtype, part.range, whole(xn_), whole(logits_), {E, part.rows, uint32_t(n_logit_rows), E, V, first * E, part.row0}));
     }
     KILN_TRY(r.submit_and_wait());
     if (n_logit_rows > 0) std::memcpy(logits, logits_.mapped(), size_t(n_logit_rows) * V * 4);

@@ -40,6 +40,20 @@ Status Ops::matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRang
     return Status::ok();
 }
 
+Status Ops::matmul_tiled(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s) {
+    KILN_ASSERT(s.k % 32 == 0, "matmul_tiled: k = %u is not a multiple of 32", s.k);
+    KILN_PIPELINE(p, with_format("matmul", wt), 3, MatvecShape);
+    // 32 x 32 tiles (matmul.comp); row tiles spread over x and z.
+    const uint32_t groups = (s.rows + 31) / 32, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
+    r.dispatch(p, {w, x, y}, s, gx, (s.n + 31) / 32, gz);
+    return Status::ok();
+}
+
+Status Ops::linear(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s) {
+    if (s.n > kMatvecTokens && s.k % 32 == 0) return matmul_tiled(r, wt, w, x, y, s);
+    return matvec(r, wt, w, x, y, s);
+}
+
 Status Ops::get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale,
                      uint32_t row0, uint32_t rows) {
     struct Push {

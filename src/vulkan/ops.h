@@ -27,8 +27,16 @@ public:
         uint32_t x_offset = 0;        // floats before x's token row 0
         uint32_t y_row0 = 0;          // output column of W's row 0 (W a part of a larger matrix)
     };
-    // y (n, y_stride) [.., y_row0 : y_row0 + rows] = x (n, x_stride) [.., :k] . W^T, W in format wt.
+    // y (n, y_stride) [.., y_row0 : y_row0 + rows] = x (n, x_stride) [.., :k] . W^T, W in format wt:
+    // the decode/verification shader for n <= kMatvecTokens, the tiled prefill shader above
+    // (either order of summation, so a token's result depends only on which one ran).
+    Status linear(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
+    // The two shaders linear() chooses between (matmul_tiled needs k % 32 == 0).
     Status matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
+    Status matmul_tiled(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
+    // Up to this many tokens linear() runs matvec: decode and speculative verification
+    // (draft_max <= 7, plus one) take the same path, so verification is exact.
+    static constexpr uint32_t kMatvecTokens = 8;
     // out (n, k) = dequant(W[ids[i]]) * scale for the ids in [row0, row0 + rows), the rows w
     // holds (a part of an embedding table too large for one binding); ids (n) int32.
     Status get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale,
