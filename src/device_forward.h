@@ -20,6 +20,11 @@ public:
     // Writes the logits of the last n_logit_rows tokens to logits (n_logit_rows, n_vocab).
     virtual Status forward(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows,
                            float* logits) = 0;
+    // As forward() with all logits, but instead of returning them compares, on the device,
+    // the drafts tokens[1..n) with the model's greedy picks: *accepted = how many in a row
+    // match, *next = the greedy pick after them (8 bytes come back instead of n logits rows).
+    virtual Status verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted,
+                                 int32_t* next) = 0;
     // Bytes of KV cache per position (all layers, K and V).
     virtual size_t kv_bytes_per_position() const = 0;
 };

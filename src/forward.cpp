@@ -63,6 +63,14 @@ void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float bas
     }
 }
 
+const float* Session::Impl::fill_rope(const ModelConfig& c, int pos0, int n) {
+    float* local = rope_cs() + size_t(n) * (c.rope_dim / 2) * 2;
+    rope_table(c, rope_freqs, c.rope_theta, pos0, n, rope_cs());
+    if (c.rope_theta_local <= 0) return nullptr;
+    rope_table(c, rope_freqs, c.rope_theta_local, pos0, n, local);
+    return local;
+}
+
 Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk) {
     // Logits: every row of every chunk when all_logits, else only the last token of the last chunk.
     Impl& s = *impl_;
@@ -78,13 +86,12 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
 
     // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
     const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
-    rope_table(c, s.rope_freqs, c.rope_theta, pos0, n, s.rope_cs());
-    if (c.rope_theta_local > 0) rope_table(c, s.rope_freqs, c.rope_theta_local, pos0, n, s.rope_cs() + rope_stride);
+    const float* rope_local = s.fill_rope(c, pos0, n);
 
     if (s.device) {  // the whole chunk on the Vulkan device (src/vulkan/forward.cpp)
         const int rows = all_logits ? n : last_chunk ? 1 : 0;
         logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
-        KILN_TRY(s.device->forward(tokens, n, pos0, s.rope_cs(), c.rope_theta_local > 0 ? s.rope_cs() + rope_stride : nullptr, rows,
+        KILN_TRY(s.device->forward(tokens, n, pos0, s.rope_cs(), rope_local, rows,
                                    logits_.data() + size_t(n_logits_) * size_t(c.n_vocab)));
         n_past_ += n;
         n_logits_ += rows;

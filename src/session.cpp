@@ -81,7 +81,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     return s;
 }
 
-Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
+Status Session::check_tokens(std::span<const int32_t> tokens) const {
     const ModelConfig& c = model_->config();
     const int n = int(tokens.size());
     if (tokens.empty()) return Status::error("forward: no tokens");
@@ -91,6 +91,34 @@ Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
     }
     for (int i = 0; i < n; ++i)
         if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= c.n_vocab) return Status::error("token id %d at index %d is outside the vocabulary [0, %d)", tokens[size_t(i)], i, c.n_vocab);
+    return Status::ok();
+}
+
+Status Session::verify_greedy(std::span<const int32_t> batch, int* accepted, int32_t* next) {
+    KILN_TRY(check_tokens(batch));
+    const int n = int(batch.size());
+    const ModelConfig& c = model_->config();
+    if (impl_->device) {
+        if (n > impl_->n_batch) return Status::error("verify_greedy: %d tokens exceed the batch size %d", n, impl_->n_batch);
+        const float* rope_local = impl_->fill_rope(c, n_past_, n);
+        n_logits_ = 0;
+        KILN_TRY(impl_->device->verify_greedy(batch.data(), n, n_past_, impl_->rope_cs(), rope_local, accepted, next));
+        n_past_ += n;
+        return Status::ok();
+    }
+    KILN_TRY(forward(batch, /*all_logits=*/true));
+    // Greedy = the lowest index of the largest logit, as Sampler and argmax.comp pick.
+    auto pick = [&](int i) { return int32_t(std::max_element(logits(i), logits(i) + c.n_vocab) - logits(i)); };
+    int m = 0;
+    while (m < n - 1 && pick(m) == batch[size_t(m) + 1]) ++m;
+    *accepted = m;
+    *next = pick(m);
+    return Status::ok();
+}
+
+Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
+    KILN_TRY(check_tokens(tokens));
+    const int n = int(tokens.size());
     n_logits_ = 0;
     for (int done = 0; done < n;) {
         const int chunk = std::min(impl_->n_batch, n - done);

@@ -97,6 +97,10 @@ struct Session::Impl {
     // Backend::Vulkan: the device runs the forward pass (weights, KV cache and activations
     // live there) and the CPU buffers above stay unallocated but for the RoPE tables.
     std::unique_ptr<DeviceForward> device;
+
+    // Fills rope_cs for n tokens at positions pos0..: the global-base table, then (models
+    // with a local base, Gemma 3) the local one, which it returns (else nullptr). forward.cpp.
+    const float* fill_rope(const ModelConfig& c, int pos0, int n);
 };
 
 // fn(i) for each of n tokens: a per-token row op, split across threads when the batch is

@@ -263,6 +263,30 @@ TEST_CASE("vulkan: softmax and argmax") {
     CHECK(bad == 0);
 }
 
+TEST_CASE("vulkan: greedy speculative verification counts the drafts that match the target's picks") {
+    VulkanFixture f;
+    const uint32_t width = 300;
+    for (int case_i = 0; case_i < 4; ++case_i) {
+        CAPTURE(case_i);
+        const uint32_t n = 6;  // one pending token + 5 drafts
+        const auto logits = gaussian(n * width, 80 + uint32_t(case_i));
+        std::vector<int32_t> picks(n), drafts(n - 1);
+        for (uint32_t i = 0; i < n; ++i) picks[i] = int32_t(std::max_element(logits.begin() + i * width, logits.begin() + (i + 1) * width) - (logits.begin() + i * width));
+        // Cases 0..2: the first case_i drafts agree with the target, the next does not; case 3: all agree.
+        const int agree = case_i == 3 ? int(n - 1) : case_i;
+        for (uint32_t i = 0; i < n - 1; ++i) drafts[i] = int(i) < agree ? picks[i] : (picks[i] + 1) % int32_t(width);
+        Buffer lb = f.buffer(logits), pb = f.buffer(std::vector<uint32_t>(n, 0)), db = f.buffer(drafts), rb = f.buffer(std::vector<uint32_t>(2, 999));
+        f.run([&](auto& r) {
+            REQUIRE(f.ops->argmax(r, whole(lb), whole(pb), n, width).is_ok());
+            r.barrier();
+            REQUIRE(f.ops->spec_verify(r, whole(pb), whole(db), whole(rb), n - 1).is_ok());
+        });
+        const auto result = f.read<uint32_t>(rb, 2);
+        CHECK(result[0] == uint32_t(agree));
+        CHECK(result[1] == uint32_t(picks[size_t(agree)]));
+    }
+}
+
 namespace {
 
 // Naive attention in double over fp16-rounded keys and values: out (n, H, Dv).

@@ -50,6 +50,13 @@ public:
     // if the tokens do not fit in the context or an id is out of range.
     Status forward(std::span<const int32_t> tokens, bool all_logits = false);
 
+    // Greedy speculative verification: appends `batch` (the pending token, then the drafts)
+    // as forward() does, and returns in *accepted how many drafts in a row equal the model's
+    // greedy (argmax) choice and in *next its greedy token after them. The caller truncates
+    // the rejected tail. batch must fit one chunk (n_batch). On Vulkan the comparison runs
+    // on the device and only these two numbers come back (logits() is then empty).
+    Status verify_greedy(std::span<const int32_t> batch, int* accepted, int32_t* next);
+
     // Logits (n_vocab floats) of token i of the last forward (all_logits), or of its last
     // token for i = -1.
     const float* logits(int i = -1) const;
@@ -73,6 +80,7 @@ public:
 private:
     Session() = default;
     Status forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk);
+    Status check_tokens(std::span<const int32_t> tokens) const;
     std::shared_ptr<const Model> model_;
     std::unique_ptr<ThreadPool> pool_;
     std::unique_ptr<Impl> impl_;

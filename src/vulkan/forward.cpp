@@ -63,6 +63,7 @@ class VulkanForward final : public DeviceForward {
 public:
     static Expected<std::unique_ptr<DeviceForward>> create(const Model& model, const SessionOptions& o, int n_ctx, int n_batch, const std::vector<bool>& skip);
     Status forward(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows, float* logits) override;
+    Status verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted, int32_t* next) override;
     size_t kv_bytes_per_position() const override {
         const ModelConfig& c = model_.config();
         return size_t(c.n_layer) * size_t(c.n_head_kv) * size_t(c.head_dim + c.head_dim_v) * 2;
@@ -72,6 +73,9 @@ private:
     VulkanForward(const Model& model, std::shared_ptr<Context> ctx) : model_(model), ctx_(ctx), ops_(ctx) {}
     Expected<Buffer> device_floats(size_t n) { return Buffer::create(*ctx_, std::max<size_t>(n, 1) * 4, Memory::DeviceLocal); }
     Status record_layer(Recorder& r, int il, int n, int pos0);
+    // Uploads the inputs and records the chunk, through the logits of its last n_logit_rows
+    // tokens into logits_ (after r.begin(); the caller submits).
+    Status record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows);
     Status linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n);
 
     const Model& model_;
@@ -99,6 +103,10 @@ private:
     Buffer up_;    // (B, n_ff)
     std::vector<Buffer> k_cache_, v_cache_;  // [layer] (n_head_kv, n_ctx, head_dim[_v]) f16
     Buffer logits_;  // (rows, n_vocab) host-visible, grown to the largest request
+    // Greedy verification (verify_greedy).
+    Buffer picks_;   // (B) uint32 argmax of each logits row
+    Buffer drafts_;  // (B) int32 drafted tokens, host-visible
+    Buffer verdict_; // (2) uint32 accepted count, next token; host-visible
 };
 
 Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& model, const SessionOptions& o, int n_ctx, int n_batch,
@@ -127,6 +135,9 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     const uint64_t align = std::max<uint64_t>(256, f->ctx_->properties().limits.minStorageBufferOffsetAlignment);
     f->rope_local_offset_ = (std::max<uint64_t>(B * size_t(c.rope_dim / 2) * 2 * 4, 4) + align - 1) / align * align;
     KILN_TRY(alloc(f->rope_, Buffer::create(*f->ctx_, 2 * f->rope_local_offset_, Memory::HostVisible)));
+    KILN_TRY(alloc(f->picks_, Buffer::create(*f->ctx_, B * 4, Memory::DeviceLocal)));
+    KILN_TRY(alloc(f->drafts_, Buffer::create(*f->ctx_, B * 4, Memory::HostVisible)));
+    KILN_TRY(alloc(f->verdict_, Buffer::create(*f->ctx_, 8, Memory::HostVisible)));
     KILN_TRY(alloc(f->x_, f->device_floats(B * E)));
     KILN_TRY(alloc(f->xn_, f->device_floats(B * E)));
     KILN_TRY(alloc(f->q_, f->device_floats(B * size_t(c.n_head) * c.head_dim)));
@@ -221,7 +232,7 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
     return Status::ok();
 }
 
-Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows, float* logits) {
+Status VulkanForward::record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows) {
     const ModelConfig& c = model_.config();
     KILN_ASSERT(n >= 1 && n <= n_batch_ && pos0 + n <= n_ctx_ && n_logit_rows >= 0 && n_logit_rows <= n, "vulkan forward: n %d, pos0 %d", n, pos0);
     const uint32_t E = uint32_t(c.n_embd), V = uint32_t(c.n_vocab), un = uint32_t(n);
@@ -237,8 +248,6 @@ Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const floa
         logits_ = std::move(b.value());
     }
 
-    Recorder& r = *rec_;
-    r.begin();
     const DeviceTensor& embd = weights_[model_.weights().token_embd];
     for (const DeviceTensor::Part& part : embd.parts)
         KILN_TRY(ops_.get_rows(r, embd.dtype, part.range, whole(ids_), whole(x_), E, un, c.embd_scale, part.row0, part.rows));  // (n, E)
@@ -256,8 +265,32 @@ Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const floa
         for (const DeviceTensor::Part& part : out.parts)  // (rows, n_vocab)
             KILN_TRY(ops_.linear(r, out.dtype, part.range, whole(xn_), whole(logits_), {E, part.rows, uint32_t(n_logit_rows), E, V, first * E, part.row0}));
     }
+    return Status::ok();
+}
+
+Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows, float* logits) {
+    Recorder& r = *rec_;
+    r.begin();
+    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, n_logit_rows));
     KILN_TRY(r.submit_and_wait());
-    if (n_logit_rows > 0) std::memcpy(logits, logits_.mapped(), size_t(n_logit_rows) * V * 4);
+    if (n_logit_rows > 0) std::memcpy(logits, logits_.mapped(), size_t(n_logit_rows) * model_.config().n_vocab * 4);
+    return Status::ok();
+}
+
+Status VulkanForward::verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted, int32_t* next) {
+    const uint32_t V = uint32_t(model_.config().n_vocab), n_drafts = uint32_t(n - 1);
+    std::memcpy(drafts_.mapped(), tokens + 1, size_t(n_drafts) * 4);
+    Recorder& r = *rec_;
+    r.begin();
+    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, n));
+    r.barrier();
+    KILN_TRY(ops_.argmax(r, whole(logits_), whole(picks_), uint32_t(n), V));  // (n) greedy picks
+    r.barrier();
+    KILN_TRY(ops_.spec_verify(r, whole(picks_), whole(drafts_), whole(verdict_), n_drafts));
+    KILN_TRY(r.submit_and_wait());
+    const uint32_t* verdict = static_cast<const uint32_t*>(verdict_.mapped());
+    *accepted = int(verdict[0]);
+    *next = int32_t(verdict[1]);
     return Status::ok();
 }
 

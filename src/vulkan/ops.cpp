@@ -144,4 +144,13 @@ Status Ops::argmax(Recorder& r, const BufferRange& x, const BufferRange& idx, ui
     return Status::ok();
 }
 
+Status Ops::spec_verify(Recorder& r, const BufferRange& picks, const BufferRange& drafts, const BufferRange& result, uint32_t n_drafts) {
+    struct Push {
+        uint32_t n_drafts;
+    } push{n_drafts};
+    KILN_PIPELINE(p, "spec_verify", 3, Push);
+    r.dispatch(p, {picks, drafts, result}, push, 1);
+    return Status::ok();
+}
+
 }  // namespace kiln::vulkan

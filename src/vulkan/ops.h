@@ -66,6 +66,10 @@ public:
     // idx (rows) uint32 = argmax of each row of x (rows, width).
     Status argmax(Recorder& r, const BufferRange& x, const BufferRange& idx, uint32_t rows, uint32_t width);
 
+    // result (2) uint32 = {m, picks[m]}: m = how many drafts (n_drafts int32) equal the
+    // target's picks (n_drafts + 1 uint32, from argmax) in a row.
+    Status spec_verify(Recorder& r, const BufferRange& picks, const BufferRange& drafts, const BufferRange& result, uint32_t n_drafts);
+
     // Head dims the attention shaders handle (kernels/vulkan/flash_attn.comp kMaxDim).
     static constexpr uint32_t kMaxHeadDim = 512;
 
