@@ -30,7 +30,10 @@ echo "== AddressSanitizer + UBSan" >&2
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_TOOLS=OFF >&2
 cmake --build build-asan -j"$jobs" --target kiln_tests >&2
 # Every suite but the long real-model comparisons (they run above), under the sanitizers.
-ASAN_OPTIONS=detect_leaks=1 KILN_SOURCE_DIR="$root" build-asan/kiln_tests -tce='model:*' 
+ASAN_OPTIONS=detect_leaks=1 KILN_SOURCE_DIR="$root" build-asan/kiln_tests -tce='model:*,vulkan:*'
+# The Vulkan shader suites separately, without leak detection: lavapipe leaks 128 bytes per
+# VkDevice it creates (a bare vkCreateDevice/vkDestroyDevice program shows it too).
+ASAN_OPTIONS=detect_leaks=0 KILN_SOURCE_DIR="$root" build-asan/kiln_tests -tc='vulkan:*'
 
 echo "== libFuzzer: GGUF reader" >&2
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_FUZZ=ON -DKILN_VULKAN=OFF -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_TOOLS=OFF >&2
