@@ -6,6 +6,7 @@
 // tokens. (4 lanes per row measured ~3x faster than 16 on lavapipe, whose per-workgroup
 // cost dominates; a real GPU would rather have a subgroup per row.)
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };  // (rows, row_bytes(k)) GGUF blocks
@@ -38,15 +39,19 @@ void main() {
         float v[16];
         for (uint chunk = lane; chunk < p.k / 16u; chunk += kLanes) {
             dequant16(wrow, chunk, v);
-            for (uint t = 0u; t < nt; ++t) {
-                const uint xo = p.x_offset + (t0 + t) * p.x_stride + 16u * chunk;
-                float s = 0.0;
-                for (uint i = 0u; i < 16u; ++i) s += v[i] * x[xo + i];
-                acc[t] += s;
+            // A constant trip count (with a uniform guard) lets the compiler unroll and keep
+            // acc[] in registers; a dynamic one indexes it in memory.
+            [[unroll]] for (uint t = 0u; t < kTokens; ++t) {
+                if (t < nt) {
+                    const uint xo = p.x_offset + (t0 + t) * p.x_stride + 16u * chunk;
+                    float s = 0.0;
+                    [[unroll]] for (uint i = 0u; i < 16u; ++i) s += v[i] * x[xo + i];
+                    acc[t] += s;
+                }
             }
         }
     }
-    for (uint t = 0u; t < kTokens; ++t) partial[tid][t] = acc[t];
+    [[unroll]] for (uint t = 0u; t < kTokens; ++t) partial[tid][t] = acc[t];
     barrier();
     for (uint stride = kLanes / 2u; stride > 0u; stride >>= 1) {
         if (lane < stride)
