@@ -10,7 +10,7 @@ const char* backend_name(Backend b) { return b == Backend::Vulkan ? "vulkan" : "
 Expected<Backend> parse_backend(const std::string& name) {
     if (name == "cpu") return Backend::Cpu;
     if (name == "vulkan") {
-        if (!vulkan_compiled()) return Status::error("--backend vulkan: this kiln was built without Vulkan (configure with -DKILN_VULKAN=ON)");
+        if (!vulkan_compiled()) return Status::error("this kiln was built without Vulkan (configure with -DKILN_VULKAN=ON)");
         return Backend::Vulkan;
     }
     return Status::error("'%s' is not a backend (cpu, vulkan)", name.c_str());

@@ -123,6 +123,15 @@ TEST_CASE("model: vulkan: Gemma 3 270M greedy tokens match the CPU backend and l
     check_vulkan_model("gemma-3-270m-q4_k_m.gguf", "reference_gemma3.json");
 }
 
+// The architecture features beyond those two, on the random-weight files
+// tools/make_synthetic_models.sh writes (2 layers, so fast on lavapipe).
+TEST_CASE("model: vulkan: Qwen2 (QKV bias), Qwen3 (QK norm) and Llama 3.1 (rope_freqs) match the CPU backend and llama.cpp (synthetic)") {
+    for (const char* name : {"synth-qwen2", "synth-qwen3", "synth-llama3"}) {
+        CAPTURE(name);
+        check_vulkan_model(std::string("synth/") + name + ".gguf", std::string("reference_") + name + ".json");
+    }
+}
+
 TEST_CASE("model: vulkan: speculative decoding with the target on Vulkan gives the target's greedy tokens") {
     // A CPU draft model (the same file on the CPU backend: its picks differ from the
     // target's at near ties, so rounds see rejections too) and prompt lookup.
@@ -173,6 +182,12 @@ TEST_CASE("vulkan: unsupported options and models are load-time errors") {
     so.device = 99;
     CHECK(kiln::Session::create(model.value(), so).message().find("--device 99") != std::string::npos);
     CHECK(kiln::parse_backend("metal").message().find("not a backend") != std::string::npos);
+    const std::string moe_path = kiln::test::model_path("synth/synth-qwen3moe.gguf");
+    if (!kiln::test::require_file(moe_path)) return;
+    auto moe = kiln::Model::load(moe_path);
+    REQUIRE(moe.is_ok());
+    so.device = 0;
+    CHECK(kiln::Session::create(moe.value(), so).message().find("no mixture-of-experts kernels") != std::string::npos);
 }
 
 #endif  // KILN_HAVE_VULKAN
