@@ -41,8 +41,9 @@ Reference load_case(const std::string& file, size_t i) {
 
 int32_t argmax(const float* x, int n) { return int32_t(std::max_element(x, x + n) - x); }
 
-std::unique_ptr<kiln::Session> session(std::shared_ptr<kiln::Model> model, kiln::Backend backend) {
+std::unique_ptr<kiln::Session> session(std::shared_ptr<kiln::Model> model, kiln::Backend backend, kiln::DType kv_type = kiln::DType::F16) {
     kiln::SessionOptions so;
+    so.type_k = so.type_v = kv_type;
     so.n_ctx = 128;
     so.n_threads = 2;
     so.backend = backend;
@@ -62,13 +63,14 @@ std::vector<int32_t> greedy(kiln::Session& s, const std::vector<int32_t>& prompt
     return out;
 }
 
-void check_vulkan_model(const std::string& model_file, const std::string& ref_file) {
+// kv_type: the cache of both backends (q8_0 moves logits a little more; the same bounds hold).
+void check_vulkan_model(const std::string& model_file, const std::string& ref_file, kiln::DType kv_type = kiln::DType::F16) {
     const std::string path = kiln::test::model_path(model_file);
     if (!kiln::test::require_file(path)) return;
     auto model = kiln::Model::load(path);
     REQUIRE_MESSAGE(model.is_ok(), model.message());
     const int nv = model.value()->config().n_vocab;
-    auto vk = session(model.value(), kiln::Backend::Vulkan), cpu = session(model.value(), kiln::Backend::Cpu);
+    auto vk = session(model.value(), kiln::Backend::Vulkan, kv_type), cpu = session(model.value(), kiln::Backend::Cpu, kv_type);
     const Reference ref = load_case(ref_file, 0);
     const float tie = 2 * ref.noise;
 
@@ -107,7 +109,7 @@ void check_vulkan_model(const std::string& model_file, const std::string& ref_fi
         const float* lc = cpu->logits();
         CHECK_MESSAGE(lc[gen_cpu[same]] - lc[gen_vk[same]] <= tie, "free-running tokens differ at " << same << " on a margin of " << lc[gen_cpu[same]] - lc[gen_vk[same]]);
     }
-    MESSAGE(model_file << " on Vulkan: prompt logits within " << d_llama << " of llama.cpp (its own flash-attention noise " << ref.noise << "), within " << d_cpu
+    MESSAGE(model_file << " on Vulkan (" << std::string(kiln::dtype_name(kv_type)) << " KV cache): prompt logits within " << d_llama << " of llama.cpp (its own flash-attention noise " << ref.noise << "), within " << d_cpu
                        << " of the CPU backend; teacher-forced picks differ from the CPU's at " << differ << "/" << kTeacherForced + 1
                        << " steps (near ties), from llama.cpp's at " << differ_llama << "/" << kTeacherForced << "; free-running greedy equals the CPU's for "
                        << same << "/" << kFreeRunning << " tokens");
@@ -121,6 +123,10 @@ TEST_CASE("model: vulkan: SmolLM2-135M greedy tokens match the CPU backend and l
 
 TEST_CASE("model: vulkan: Gemma 3 270M greedy tokens match the CPU backend and llama.cpp") {
     check_vulkan_model("gemma-3-270m-q4_k_m.gguf", "reference_gemma3.json");
+}
+
+TEST_CASE("model: vulkan: Gemma 3 270M with a q8_0 KV cache matches the CPU backend and llama.cpp") {
+    check_vulkan_model("gemma-3-270m-q4_k_m.gguf", "reference_gemma3.json", kiln::DType::Q8_0);
 }
 
 // The architecture features beyond those two, on the random-weight files
@@ -176,8 +182,10 @@ TEST_CASE("vulkan: unsupported options and models are load-time errors") {
     kiln::SessionOptions so;
     so.n_ctx = 64;
     so.backend = kiln::Backend::Vulkan;
-    so.type_k = kiln::DType::Q8_0;
-    CHECK(kiln::Session::create(model.value(), so).message().find("f16 KV cache only") != std::string::npos);
+    so.type_k = kiln::DType::Q4_0;
+    so.type_v = kiln::DType::Q4_0;
+    CHECK(kiln::Session::create(model.value(), so).message().find("f16 or q8_0 KV cache") != std::string::npos);
+    so.type_v = kiln::DType::F16;
     so.type_k = kiln::DType::F16;
     so.device = 99;
     CHECK(kiln::Session::create(model.value(), so).message().find("--device 99") != std::string::npos);

@@ -4,6 +4,7 @@
 #ifdef KILN_HAVE_VULKAN
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "cpu/kernels.h"
@@ -318,19 +319,35 @@ float round_f16(float x) { return kiln::fp16_to_fp32(kiln::fp32_to_fp16(x)); }
 
 }  // namespace
 
-TEST_CASE("vulkan: KV store and flash attention (GQA, causal, sliding window, several tiles)") {
+TEST_CASE("vulkan: KV store and flash attention (f16 and q8_0 cache, GQA, causal, sliding window, several tiles)") {
     VulkanFixture f;
     struct Shape {
         int H, Hkv, D;
     };
+    for (DType kv_type : {DType::F16, DType::Q8_0})
     for (Shape sh : {Shape{6, 2, 64}, Shape{4, 1, 256}}) {  // SmolLM2-like and Gemma-3-like heads
         for (int window : {0, 50}) {
+            const std::string cache_type = kiln::dtype_name(kv_type);
+            CAPTURE(cache_type);
             CAPTURE(sh.D);
             CAPTURE(window);
             const int H = sh.H, Hkv = sh.Hkv, D = sh.D, Dv = D, n_ctx = 160;
-            const kiln::vulkan::Ops::KvShape s{uint32_t(H), uint32_t(Hkv), uint32_t(D), uint32_t(Dv), uint32_t(n_ctx)};
-            Buffer kc = f.buffer(std::vector<uint16_t>(size_t(Hkv * n_ctx * D))), vc = f.buffer(std::vector<uint16_t>(size_t(Hkv * n_ctx * Dv)));
+            const kiln::vulkan::Ops::KvShape s{uint32_t(H), uint32_t(Hkv), uint32_t(D), uint32_t(Dv), uint32_t(n_ctx), kv_type};
+            const size_t k_row = kiln::vulkan::Ops::kv_row_bytes(kv_type, uint32_t(D)), v_row = kiln::vulkan::Ops::kv_row_bytes(kv_type, uint32_t(Dv));
+            Buffer kc = f.buffer(std::vector<uint8_t>(size_t(Hkv * n_ctx) * k_row)), vc = f.buffer(std::vector<uint8_t>(size_t(Hkv * n_ctx) * v_row));
+            // The values the cache should hold: each row rounded to fp16, or q8_0-quantized
+            // by the scalar reference (its bytes too).
             std::vector<float> kref(size_t(Hkv * n_ctx * D)), vref(size_t(Hkv * n_ctx * Dv));
+            std::vector<uint8_t> kbytes(size_t(Hkv * n_ctx) * k_row);
+            auto reference_row = [&](const float* x, int dim, float* values, uint8_t* bytes) {
+                if (kv_type == DType::F16) {
+                    for (int j = 0; j < dim; ++j) values[j] = round_f16(x[j]);
+                    return;
+                }
+                kiln::ref::quantize_row_q8_0(x, reinterpret_cast<kiln::block_q8_0*>(bytes), dim);
+                kiln::ref::dequantize_row_q8_0(reinterpret_cast<const kiln::block_q8_0*>(bytes), values, dim);
+            };
+            std::vector<uint8_t> scratch(std::max(k_row, v_row));
             const float scale = 1.0f / std::sqrt(float(D));
             int pos0 = 0;
             for (int n : {130, 1, 3}) {  // prefill over three 64-position tiles, decode, a verification batch
@@ -338,8 +355,9 @@ TEST_CASE("vulkan: KV store and flash attention (GQA, causal, sliding window, se
                 const auto q = gaussian(size_t(n * H * D), 50 + n, 2.0f), k = gaussian(size_t(n * Hkv * D), 60 + n), v = gaussian(size_t(n * Hkv * Dv), 70 + n);
                 for (int i = 0; i < n; ++i)
                     for (int g = 0; g < Hkv; ++g) {
-                        for (int j = 0; j < D; ++j) kref[size_t((g * n_ctx + pos0 + i) * D + j)] = round_f16(k[size_t((i * Hkv + g) * D + j)]);
-                        for (int j = 0; j < Dv; ++j) vref[size_t((g * n_ctx + pos0 + i) * Dv + j)] = round_f16(v[size_t((i * Hkv + g) * Dv + j)]);
+                        const size_t row = size_t(g * n_ctx + pos0 + i);
+                        reference_row(&k[size_t((i * Hkv + g) * D)], D, &kref[row * size_t(D)], &kbytes[row * k_row]);
+                        reference_row(&v[size_t((i * Hkv + g) * Dv)], Dv, &vref[row * size_t(Dv)], scratch.data());
                     }
                 Buffer qb = f.buffer(q), kb = f.buffer(k), vb = f.buffer(v), out = f.nan_buffer(size_t(n * H * Dv));
                 f.run([&](auto& r) {
@@ -347,12 +365,22 @@ TEST_CASE("vulkan: KV store and flash attention (GQA, causal, sliding window, se
                     r.barrier();
                     REQUIRE(f.ops->flash_attn(r, whole(qb), whole(kc), whole(vc), whole(out), s, uint32_t(n), uint32_t(pos0), uint32_t(window), scale).is_ok());
                 });
-                // The cache holds the fp16 rounding of the keys and values.
-                const auto kc_got = f.read<uint16_t>(kc, kref.size());
+                // The key cache holds exactly the reference rows (fp16 values, q8_0 bytes).
+                const auto kc_got = f.read<uint8_t>(kc, size_t(Hkv * n_ctx) * k_row);
                 int bad_cache = 0;
                 for (int g = 0; g < Hkv; ++g)
-                    for (int p = pos0; p < pos0 + n; ++p)
-                        for (int j = 0; j < D; ++j) bad_cache += kiln::fp16_to_fp32(kc_got[size_t((g * n_ctx + p) * D + j)]) != kref[size_t((g * n_ctx + p) * D + j)];
+                    for (int p = pos0; p < pos0 + n; ++p) {
+                        const size_t row = size_t(g * n_ctx + p);
+                        if (kv_type == DType::Q8_0) {
+                            bad_cache += std::memcmp(&kc_got[row * k_row], &kbytes[row * k_row], kiln::row_bytes(kv_type, D)) != 0;
+                            continue;
+                        }
+                        for (int j = 0; j < D; ++j) {
+                            uint16_t h;
+                            std::memcpy(&h, &kc_got[row * k_row + size_t(j) * 2], 2);
+                            bad_cache += kiln::fp16_to_fp32(h) != kref[row * size_t(D) + size_t(j)];
+                        }
+                    }
                 CHECK(bad_cache == 0);
 
                 const auto got = f.read<float>(out, size_t(n * H * Dv));

@@ -22,10 +22,13 @@ Status check_supported(const Model& model, const SessionOptions& o) {
     if (c.is_moe()) return Status::error("%s: the Vulkan backend has no mixture-of-experts kernels yet (%s); use --backend cpu", path, arch_name(c.arch));
     if (c.arch != Arch::Llama && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3 && c.arch != Arch::Gemma3)
         return Status::error("%s: architecture %s is not supported by the Vulkan backend", path, arch_name(c.arch));
-    if (o.type_k != DType::F16 || o.type_v != DType::F16)
-        return Status::error("the Vulkan backend keeps an f16 KV cache only (asked for K %s, V %s)", dtype_name(o.type_k), dtype_name(o.type_v));
-    if (c.head_dim % 2 || c.head_dim_v % 2 || c.head_dim > int(Ops::kMaxHeadDim) || c.head_dim_v > int(Ops::kMaxHeadDim))
-        return Status::error("%s: head dims %d/%d: the Vulkan attention shader takes even dims up to %u", path, c.head_dim, c.head_dim_v, Ops::kMaxHeadDim);
+    if (o.type_k != o.type_v || (o.type_k != DType::F16 && o.type_k != DType::Q8_0))
+        return Status::error("the Vulkan backend keeps an f16 or q8_0 KV cache, the same for K and V (asked for K %s, V %s)", dtype_name(o.type_k),
+                             dtype_name(o.type_v));
+    if (!Ops::kv_type_supported(o.type_k, uint32_t(c.head_dim), uint32_t(c.head_dim_v)) || c.head_dim > int(Ops::kMaxHeadDim) ||
+        c.head_dim_v > int(Ops::kMaxHeadDim))
+        return Status::error("%s: head dims %d/%d: the Vulkan attention shader takes even dims (multiples of 32 for q8_0) up to %u", path, c.head_dim,
+                             c.head_dim_v, Ops::kMaxHeadDim);
     if (c.n_head % c.n_head_kv) return Status::error("%s: %d query heads are not a multiple of %d KV heads", path, c.n_head, c.n_head_kv);
     if (c.rope_dim > c.head_dim) return Status::error("%s: rope dim %d exceeds head dim %d", path, c.rope_dim, c.head_dim);
     auto check_matrix = [&](const TensorView& t) -> Status {
@@ -66,7 +69,8 @@ public:
     Status verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted, int32_t* next) override;
     size_t kv_bytes_per_position() const override {
         const ModelConfig& c = model_.config();
-        return size_t(c.n_layer) * size_t(c.n_head_kv) * size_t(c.head_dim + c.head_dim_v) * 2;
+        return size_t(c.n_layer) * size_t(c.n_head_kv) *
+               size_t(Ops::kv_row_bytes(kv_shape_.type, uint32_t(c.head_dim)) + Ops::kv_row_bytes(kv_shape_.type, uint32_t(c.head_dim_v)));
     }
 
 private:
@@ -101,7 +105,7 @@ private:
     Buffer proj_;  // (B, n_embd) output of wo / ffn_down
     Buffer gate_;  // (B, n_ff)
     Buffer up_;    // (B, n_ff)
-    std::vector<Buffer> k_cache_, v_cache_;  // [layer] (n_head_kv, n_ctx, head_dim[_v]) f16
+    std::vector<Buffer> k_cache_, v_cache_;  // [layer] (n_head_kv, n_ctx, row of head_dim[_v]) in kv_shape_.type
     Buffer logits_;  // (rows, n_vocab) host-visible, grown to the largest request
     // Greedy verification (verify_greedy).
     Buffer picks_;   // (B) uint32 argmax of each logits row
@@ -119,7 +123,7 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     f->skip_ = skip;
     f->n_ctx_ = n_ctx;
     f->n_batch_ = n_batch;
-    f->kv_shape_ = {uint32_t(c.n_head), uint32_t(c.n_head_kv), uint32_t(c.head_dim), uint32_t(c.head_dim_v), uint32_t(n_ctx)};
+    f->kv_shape_ = {uint32_t(c.n_head), uint32_t(c.n_head_kv), uint32_t(c.head_dim), uint32_t(c.head_dim_v), uint32_t(n_ctx), o.type_k};
     auto rec = Recorder::create(*f->ctx_);
     KILN_TRY(rec);
     f->rec_ = std::move(rec.value());
@@ -150,9 +154,10 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     for (int il = 0; il < c.n_layer; ++il) {
         // Skipped layers (self-speculative drafts) never touch their cache: a 4-byte stand-in.
         const size_t positions = skip[size_t(il)] ? 0 : size_t(n_ctx);
-        auto kc = Buffer::create(*f->ctx_, std::max<size_t>(size_t(c.n_head_kv) * positions * c.head_dim * 2, 4), Memory::DeviceLocal);
+        const uint64_t k_row = Ops::kv_row_bytes(o.type_k, uint32_t(c.head_dim)), v_row = Ops::kv_row_bytes(o.type_v, uint32_t(c.head_dim_v));
+        auto kc = Buffer::create(*f->ctx_, std::max<uint64_t>(c.n_head_kv * positions * k_row, 4), Memory::DeviceLocal);
         KILN_TRY(kc);
-        auto vc = Buffer::create(*f->ctx_, std::max<size_t>(size_t(c.n_head_kv) * positions * c.head_dim_v * 2, 4), Memory::DeviceLocal);
+        auto vc = Buffer::create(*f->ctx_, std::max<uint64_t>(c.n_head_kv * positions * v_row, 4), Memory::DeviceLocal);
         KILN_TRY(vc);
         f->k_cache_.push_back(std::move(kc.value()));
         f->v_cache_.push_back(std::move(vc.value()));

@@ -103,13 +103,21 @@ Status Ops::rope(Recorder& r, const BufferRange& x, const BufferRange& cs, uint3
     return Status::ok();
 }
 
+bool Ops::kv_type_supported(DType t, uint32_t head_dim, uint32_t head_dim_v) {
+    if (t == DType::F16) return head_dim % 2 == 0 && head_dim_v % 2 == 0;
+    if (t == DType::Q8_0) return head_dim % 32 == 0 && head_dim_v % 32 == 0;
+    return false;
+}
+
+uint64_t Ops::kv_row_bytes(DType t, uint32_t dim) { return (row_bytes(t, dim) + 3) / 4 * 4; }
+
 Status Ops::kv_store(Recorder& r, const BufferRange& k, const BufferRange& v, const BufferRange& kc, const BufferRange& vc, const KvShape& s, uint32_t n,
                      uint32_t pos0) {
     struct Push {
         uint32_t n, n_head_kv, head_dim, head_dim_v, n_ctx, pos0;
     } push{n, s.n_head_kv, s.head_dim, s.head_dim_v, s.n_ctx, pos0};
-    KILN_ASSERT(pos0 + n <= s.n_ctx && s.head_dim % 2 == 0 && s.head_dim_v % 2 == 0, "kv_store: bad shape");
-    KILN_PIPELINE(p, "kv_store", 4, Push);
+    KILN_ASSERT(pos0 + n <= s.n_ctx && kv_type_supported(s.type, s.head_dim, s.head_dim_v), "kv_store: bad shape");
+    KILN_PIPELINE(p, with_format("kv_store", s.type), 4, Push);
     r.dispatch(p, {k, v, kc, vc}, push, elementwise_groups(uint64_t(n) * s.n_head_kv * (s.head_dim + s.head_dim_v) / 2));
     return Status::ok();
 }
@@ -121,7 +129,7 @@ Status Ops::flash_attn(Recorder& r, const BufferRange& q, const BufferRange& kc,
         float scale;
     } push{s.n_head, s.n_head_kv, s.head_dim, s.head_dim_v, s.n_ctx, pos0, window, scale};
     KILN_ASSERT(s.head_dim <= kMaxHeadDim && s.head_dim_v <= kMaxHeadDim && s.n_head % s.n_head_kv == 0 && pos0 + n <= s.n_ctx, "flash_attn: bad shape");
-    KILN_PIPELINE(p, "flash_attn", 4, Push);
+    KILN_PIPELINE(p, with_format("flash_attn", s.type), 4, Push);
     r.dispatch(p, {q, kc, vc, out}, push, s.n_head, n);
     return Status::ok();
 }

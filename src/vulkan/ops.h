@@ -52,9 +52,14 @@ public:
 
     struct KvShape {
         uint32_t n_head, n_head_kv, head_dim, head_dim_v, n_ctx;
+        DType type = DType::F16;  // of the cache rows: F16 or Q8_0 (kernels/vulkan/kv.glsl)
     };
-    // k (n, n_head_kv, head_dim), v (n, n_head_kv, head_dim_v) -> the F16 caches
-    // kc (n_head_kv, n_ctx, head_dim), vc (n_head_kv, n_ctx, head_dim_v) at pos0...
+    // True for the KV cache types the shaders have (F16, Q8_0), given the head dims.
+    static bool kv_type_supported(DType t, uint32_t head_dim, uint32_t head_dim_v);
+    // Bytes of one cache row of `dim` values (whole 32-bit words).
+    static uint64_t kv_row_bytes(DType t, uint32_t dim);
+    // k (n, n_head_kv, head_dim), v (n, n_head_kv, head_dim_v) -> the caches
+    // kc (n_head_kv, n_ctx, row of head_dim), vc (n_head_kv, n_ctx, row of head_dim_v) at pos0...
     Status kv_store(Recorder& r, const BufferRange& k, const BufferRange& v, const BufferRange& kc, const BufferRange& vc, const KvShape& s,
                     uint32_t n, uint32_t pos0);
     // out (n, n_head, head_dim_v) = softmax(scale q.K^T over the visible positions) V for
