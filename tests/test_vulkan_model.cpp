@@ -174,6 +174,34 @@ TEST_CASE("model: vulkan: speculative decoding with the target on Vulkan gives t
     }
 }
 
+TEST_CASE("model: vulkan: tensors and logits larger than one binding are split (KILN_VULKAN_MAX_BINDING)") {
+    // SmolLM2's 30 MiB embedding table in 8 MiB parts, 48 tokens of all-token logits in
+    // groups of 42 rows (two submissions): the same logits as with whole bindings.
+    const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!kiln::test::require_file(path)) return;
+    auto model = kiln::Model::load(path);
+    REQUIRE(model.is_ok());
+    const int nv = model.value()->config().n_vocab, n = 48;
+    std::vector<int32_t> tokens(n);
+    for (int i = 0; i < n; ++i) tokens[size_t(i)] = (i * 7919 + 13) % nv;
+    auto whole_bindings = session(model.value(), kiln::Backend::Vulkan);
+    REQUIRE(whole_bindings->forward(tokens, true).is_ok());
+    setenv("KILN_VULKAN_MAX_BINDING", "8388608", 1);
+    auto split = session(model.value(), kiln::Backend::Vulkan);
+    unsetenv("KILN_VULKAN_MAX_BINDING");
+    REQUIRE(split->forward(tokens, true).is_ok());
+    REQUIRE(split->n_logits() == n);
+    // Rows of the last group run the matvec instead of the tiled matmul (another summation
+    // order): a float rounding apart, relative to the logits' size.
+    float worst = 0, scale = 0;
+    for (int i = 0; i < n; ++i)
+        for (int t = 0; t < nv; ++t) {
+            worst = std::max(worst, std::fabs(split->logits(i)[t] - whole_bindings->logits(i)[t]));
+            scale = std::max(scale, std::fabs(whole_bindings->logits(i)[t]));
+        }
+    CHECK(worst <= 1e-4f * scale);
+}
+
 TEST_CASE("vulkan: unsupported options and models are load-time errors") {
     const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
     if (!kiln::test::require_file(path)) return;

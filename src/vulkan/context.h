@@ -42,8 +42,9 @@ public:
     const VkPhysicalDeviceProperties& properties() const { return props_; }
     const VkPhysicalDeviceMemoryProperties& memory() const { return memory_; }
     const char* name() const { return props_.deviceName; }
-    // Largest storage buffer binding the device allows (bytes).
-    uint64_t max_binding_bytes() const { return props_.limits.maxStorageBufferRange; }
+    // Largest storage buffer binding the device allows (bytes). KILN_VULKAN_MAX_BINDING=N
+    // lowers it, so tests reach the split-tensor and grouped-logits paths on small models.
+    uint64_t max_binding_bytes() const { return max_binding_; }
 
 private:
     Context() = default;
@@ -54,6 +55,7 @@ private:
     uint32_t queue_family_ = 0;
     VkPhysicalDeviceProperties props_{};
     VkPhysicalDeviceMemoryProperties memory_{};
+    uint64_t max_binding_ = 0;
 };
 
 }  // namespace kiln::vulkan

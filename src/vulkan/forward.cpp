@@ -77,9 +77,14 @@ private:
     VulkanForward(const Model& model, std::shared_ptr<Context> ctx) : model_(model), ctx_(ctx), ops_(ctx) {}
     Expected<Buffer> device_floats(size_t n) { return Buffer::create(*ctx_, std::max<size_t>(n, 1) * 4, Memory::DeviceLocal); }
     Status record_layer(Recorder& r, int il, int n, int pos0);
-    // Uploads the inputs and records the chunk, through the logits of its last n_logit_rows
-    // tokens into logits_ (after r.begin(); the caller submits).
-    Status record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows);
+    // Uploads the inputs and records the chunk, with the final norm when logits follow
+    // (after r.begin(); the caller submits).
+    Status record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, bool logits);
+    // Records the vocabulary projection of normed rows first .. first + rows - 1 into logits_ (rows, n_vocab).
+    Status record_logits(Recorder& r, int first, int rows);
+    // Logits rows that fit one storage binding (vocabularies of 262144 floats on a device
+    // with 128 MiB bindings: 128 rows).
+    int max_logit_rows() const { return int(std::max<uint64_t>(1, ctx_->max_binding_bytes() / (uint64_t(model_.config().n_vocab) * 4))); }
     Status linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n);
 
     const Model& model_;
@@ -130,6 +135,17 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     KILN_TRY(f->weights_.upload(*f->ctx_, all_tensors(model.weights())));
 
     const size_t B = size_t(n_batch), E = size_t(c.n_embd);
+    // Every buffer below is bound whole, so each must fit the device's largest binding.
+    const uint64_t max_binding = f->ctx_->max_binding_bytes();
+    const uint64_t kv_layer = uint64_t(c.n_head_kv) * uint64_t(n_ctx) *
+                              std::max(Ops::kv_row_bytes(o.type_k, uint32_t(c.head_dim)), Ops::kv_row_bytes(o.type_v, uint32_t(c.head_dim_v)));
+    if (kv_layer > max_binding)
+        return Status::error("a context of %d tokens needs %.1f MiB of KV cache per layer, more than %s binds at once (%.1f MiB); lower --ctx", n_ctx,
+                             double(kv_layer) / (1 << 20), f->ctx_->name(), double(max_binding) / (1 << 20));
+    const uint64_t widest = B * 4 * uint64_t(std::max({c.n_embd, c.n_ff, c.n_head * c.head_dim, c.n_head * c.head_dim_v}));
+    if (widest > max_binding)
+        return Status::error("a batch of %d tokens needs %.1f MiB activation buffers, more than %s binds at once; lower the batch size", n_batch,
+                             double(widest) / (1 << 20), f->ctx_->name());
     auto alloc = [&](Buffer& b, Expected<Buffer> made) -> Status {
         if (!made) return made.status();
         b = std::move(made.value());
@@ -237,21 +253,16 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
     return Status::ok();
 }
 
-Status VulkanForward::record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows) {
+Status VulkanForward::record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, bool logits) {
     const ModelConfig& c = model_.config();
-    KILN_ASSERT(n >= 1 && n <= n_batch_ && pos0 + n <= n_ctx_ && n_logit_rows >= 0 && n_logit_rows <= n, "vulkan forward: n %d, pos0 %d", n, pos0);
-    const uint32_t E = uint32_t(c.n_embd), V = uint32_t(c.n_vocab), un = uint32_t(n);
+    KILN_ASSERT(n >= 1 && n <= n_batch_ && pos0 + n <= n_ctx_, "vulkan forward: n %d, pos0 %d", n, pos0);
+    const uint32_t E = uint32_t(c.n_embd), un = uint32_t(n);
 
     // Inputs: token ids and the RoPE tables (global, then local, each n_batch tokens long).
     std::memcpy(ids_.mapped(), tokens, size_t(n) * 4);
     const size_t rope_bytes = size_t(n) * size_t(c.rope_dim / 2) * 2 * 4;
     std::memcpy(rope_.mapped(), rope_global, rope_bytes);
     if (rope_local) std::memcpy(static_cast<uint8_t*>(rope_.mapped()) + rope_local_offset_, rope_local, rope_bytes);
-    if (n_logit_rows > 0 && logits_.size() < uint64_t(n_logit_rows) * V * 4) {
-        auto b = Buffer::create(*ctx_, uint64_t(n_logit_rows) * V * 4, Memory::HostVisible);
-        KILN_TRY(b);
-        logits_ = std::move(b.value());
-    }
 
     const DeviceTensor& embd = weights_[model_.weights().token_embd];
     for (const DeviceTensor::Part& part : embd.parts)
@@ -260,25 +271,43 @@ Status VulkanForward::record_chunk(Recorder& r, const int32_t* tokens, int n, in
     for (int il = 0; il < c.n_layer; ++il)
         if (!skip_[size_t(il)]) KILN_TRY(record_layer(r, il, n, pos0));  // skipped: the residual stream passes through
 
-    if (n_logit_rows > 0) {
-        // Final norm (of every row: cheap, and no sub-buffer offset to align), then the
-        // vocabulary projection of the last n_logit_rows tokens.
+    if (logits) {  // the final norm (of every row: cheap, and no sub-buffer offset to align)
         KILN_TRY(ops_.rms_norm(r, whole(x_), weights_[model_.weights().output_norm].range(), whole(xn_), un, E, c.rms_eps));
         r.barrier();
-        const DeviceTensor& out = weights_[model_.weights().output];
-        const uint32_t first = un - uint32_t(n_logit_rows);
-        for (const DeviceTensor::Part& part : out.parts)  // (rows, n_vocab)
-            KILN_TRY(ops_.linear(r, out.dtype, part.range, whole(xn_), whole(logits_), {E, part.rows, uint32_t(n_logit_rows), E, V, first * E, part.row0}));
     }
     return Status::ok();
 }
 
+Status VulkanForward::record_logits(Recorder& r, int first, int rows) {
+    const uint32_t E = uint32_t(model_.config().n_embd), V = uint32_t(model_.config().n_vocab);
+    KILN_ASSERT(rows <= max_logit_rows(), "%d logits rows exceed one binding", rows);
+    if (logits_.size() < uint64_t(rows) * V * 4) {
+        auto b = Buffer::create(*ctx_, uint64_t(rows) * V * 4, Memory::HostVisible);
+        KILN_TRY(b);
+        logits_ = std::move(b.value());
+    }
+    const DeviceTensor& out = weights_[model_.weights().output];
+    const BufferRange y{logits_.handle(), 0, uint64_t(rows) * V * 4};
+    for (const DeviceTensor::Part& part : out.parts)  // (rows, n_vocab)
+        KILN_TRY(ops_.linear(r, out.dtype, part.range, whole(xn_), y, {E, part.rows, uint32_t(rows), E, V, uint32_t(first) * E, part.row0}));
+    return Status::ok();
+}
+
 Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows, float* logits) {
+    const size_t V = size_t(model_.config().n_vocab);
     Recorder& r = *rec_;
     r.begin();
-    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, n_logit_rows));
-    KILN_TRY(r.submit_and_wait());
-    if (n_logit_rows > 0) std::memcpy(logits, logits_.mapped(), size_t(n_logit_rows) * model_.config().n_vocab * 4);
+    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, n_logit_rows > 0));
+    // The logits of the last n_logit_rows tokens, in groups that fit one binding: the first
+    // in the same submission, any others (many rows of a large vocabulary) in their own.
+    const int group = max_logit_rows();
+    for (int done = 0; done < n_logit_rows || done == 0; done += group) {
+        const int rows = std::min(group, n_logit_rows - done);
+        if (done > 0) r.begin();
+        if (rows > 0) KILN_TRY(record_logits(r, n - n_logit_rows + done, rows));
+        KILN_TRY(r.submit_and_wait());
+        if (rows > 0) std::memcpy(logits + size_t(done) * V, logits_.mapped(), size_t(rows) * V * 4);
+    }
     return Status::ok();
 }
 
@@ -287,7 +316,8 @@ Status VulkanForward::verify_greedy(const int32_t* tokens, int n, int pos0, cons
     std::memcpy(drafts_.mapped(), tokens + 1, size_t(n_drafts) * 4);
     Recorder& r = *rec_;
     r.begin();
-    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, n));
+    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, true));
+    KILN_TRY(record_logits(r, 0, n));  // n <= kMatvecTokens rows
     r.barrier();
     KILN_TRY(ops_.argmax(r, whole(logits_), whole(picks_), uint32_t(n), V));  // (n) greedy picks
     r.barrier();
