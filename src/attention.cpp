@@ -90,21 +90,25 @@ struct TileRunner {
     }
 };
 
-void normalize(const float* ACC, float L, int Dv, float* out) {
+// out (Dv) = ACC / L, rotated back when the cache holds rotated values.
+void normalize(const float* ACC, float L, int Dv, bool rotated, float* out) {
     const float inv = 1.0f / L;
     for (int d = 0; d < Dv; ++d) out[d] = ACC[d] * inv;
+    if (rotated) cpu::hadamard(out, Dv);
 }
 
 }  // namespace
 
-Status KvCache::allocate(const ModelConfig& c, int n_ctx_tokens, DType tk, DType tv) {
+Status KvCache::allocate(const ModelConfig& c, int n_ctx_tokens, DType tk, DType tv, bool rotate) {
     for (auto [what, t, dim] : {std::tuple{"K", tk, c.head_dim}, std::tuple{"V", tv, c.head_dim_v}})
         if (!cpu::kv_type_supported(t, dim))
             return Status::error("%s cache type %s is not supported for head size %d (f16, bf16, q8_0, q4_0 or f32; the block types need a multiple of 32)",
                                  what, dtype_name(t), dim);
     if (c.head_dim % 16 || c.head_dim_v % 16 || c.head_dim > 512 || c.head_dim_v > 512)
         return Status::error("head sizes %d/%d are not supported (multiples of 16 up to 512)", c.head_dim, c.head_dim_v);
-    type_k = tk, type_v = tv;
+    if (rotate && !(cpu::is_power_of_two(c.head_dim) && cpu::is_power_of_two(c.head_dim_v)))
+        return Status::error("the Hadamard-rotated KV cache needs power-of-two head sizes, this model has %d/%d", c.head_dim, c.head_dim_v);
+    type_k = tk, type_v = tv, hadamard = rotate;
     n_ctx = (n_ctx_tokens + cpu::kAttnTile - 1) / cpu::kAttnTile * cpu::kAttnTile;  // whole tiles
     n_head_kv = c.n_head_kv, head_dim = c.head_dim, head_dim_v = c.head_dim_v;
     k_panel = cpu::k_panel_bytes(tk, c.head_dim);
@@ -141,13 +145,15 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
 
     // Queries in the kernels' form (rounded or quantized like the keys), (n, H, qbytes).
     auto prepare = [&](int64_t a, int64_t b, int) {
+        float rot[512];  // (D) the rotated query, for a rotated cache
         for (int64_t i = a; i < b; ++i) {
             uint8_t* out = s.q() + size_t(i) * qbytes;
+            const float* qi = kv.hadamard ? KvCache::rotated(q + size_t(i) * D, D, rot) : q + size_t(i) * D;
             if (kv.type_k == DType::F16) {  // the common case, with the ISA's vector fp16 rounding
-                std::memcpy(out, q + size_t(i) * D, sizeof(float) * size_t(D));
+                std::memcpy(out, qi, sizeof(float) * size_t(D));
                 kt.round_f16(reinterpret_cast<float*>(out), D);
             } else {
-                cpu::prepare_q(kv.type_k, q + size_t(i) * D, D, out);
+                cpu::prepare_q(kv.type_k, qi, D, out);
             }
         }
     };
@@ -179,7 +185,7 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
                 }
                 for (int k = 0; k < nq; ++k) {
                     const int i = i0 + k / G, h = g * G + k % G;
-                    normalize(ts.ACC + size_t(k) * Dv, ts.L[k], Dv, out + (size_t(i) * H + h) * Dv);
+                    normalize(ts.ACC + size_t(k) * Dv, ts.L[k], Dv, kv.hadamard, out + (size_t(i) * H + h) * Dv);
                 }
             }
         });
@@ -219,7 +225,7 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
                 }
                 if (last) {
                     const int i = k / G, h = g * G + k % G;
-                    normalize(st + 2, st[1], Dv, out + (size_t(i) * H + h) * Dv);
+                    normalize(st + 2, st[1], Dv, kv.hadamard, out + (size_t(i) * H + h) * Dv);
                 }
             }
         });

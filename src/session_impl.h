@@ -1,6 +1,7 @@
 // Session internals shared by session.cpp, forward.cpp, attention.cpp and linear.cpp.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
@@ -52,14 +53,23 @@ struct KvCache {
         return k[size_t(layer)].data + (size_t(head) * (n_ctx / cpu::kKvPanel) + pos / cpu::kKvPanel) * k_panel;
     }
     uint8_t* v_at(int layer, int head, int pos) const { return v[size_t(layer)].data + (size_t(head) * n_ctx + pos) * v_row; }
+    bool hadamard = false;  // entries stored rotated (SessionOptions::kv_hadamard)
+
     void store(int layer, int head, int pos, const float* key, const float* value) {
+        float k_rot[512], v_rot[512];  // head sizes are at most 512 (allocate checks)
+        if (hadamard) key = rotated(key, head_dim, k_rot), value = rotated(value, head_dim_v, v_rot);
         cpu::store_k(type_k, key, head_dim, k_panel_at(layer, head, pos), pos % cpu::kKvPanel);
         cpu::store_v(type_v, value, head_dim_v, v_at(layer, head, pos));
+    }
+    static const float* rotated(const float* x, int n, float* buf) {
+        std::copy(x, x + n, buf);
+        cpu::hadamard(buf, n);
+        return buf;
     }
     size_t bytes() const { return k.size() * size_t(n_head_kv) * n_ctx * (k_panel / cpu::kKvPanel + v_row); }
 
     // Allocates n_layer layers for n_ctx positions (rounded up to whole tiles), zeroed.
-    Status allocate(const ModelConfig& c, int n_ctx, DType type_k, DType type_v);
+    Status allocate(const ModelConfig& c, int n_ctx, DType type_k, DType type_v, bool hadamard = false);
 };
 
 // Flash attention scratch, for chunks of up to n_batch tokens and n_threads threads.

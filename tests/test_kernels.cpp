@@ -136,7 +136,8 @@ TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA a
     for (Isa isa : available_isas()) {
         const KernelTable& kt = *table_for(isa);
         for (DType t : kWeightTypes) {
-            const int64_t k = kiln::dtype_info(t).block_size == 256 ? 512 : 320;  // several blocks, not a power of two for 32-blocks
+            // several blocks, not a power of two for 32-blocks; float rows with a tail past the SIMD width
+            const int64_t bs = kiln::dtype_info(t).block_size, k = bs == 256 ? 512 : bs == 1 ? 333 : 320;
             const int64_t rows = 37;                                             // odd: exercises row tails
             CAPTURE(isa_name(isa));
             CAPTURE(kiln::dtype_name(t));
@@ -226,6 +227,40 @@ TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kern
                     CAPTURE(i);
                     REQUIRE(std::isfinite(got[i]));
                     CHECK(std::fabs(got[i] - ref[i]) <= 1e-5f * (1.0f + std::fabs(ref[i])) + 1e-4f);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("kernels: up to 8 tokens, a token's matmul result has the same bits whatever batch it is in") {
+    // Speculative verification runs k+1 <= 8 tokens through one forward and must see what
+    // decoding them one at a time would give, so the row kernels may not let a token's
+    // neighbours change its rounding.
+    for (Isa isa : available_isas()) {
+        const KernelTable& kt = *table_for(isa);
+        for (DType t : kWeightTypes) {
+            CAPTURE(isa_name(isa));
+            CAPTURE(kiln::dtype_name(t));
+            const int64_t bs = kiln::dtype_info(t).block_size, k = bs == 256 ? 512 : bs == 1 ? 333 : 320, rows = 21;
+            const auto w = make_weights(t, rows, k, 11);
+            const size_t rb = kiln::row_bytes(t, k);
+            const ActFormat f = act_format(t);
+            const size_t ab = act_row_bytes(f, k);
+            std::vector<uint8_t> act;
+            for (int c = 0; c < 8; ++c) {
+                auto x = gaussian(size_t(k), uint32_t(900 + c));
+                Act q = quantize_act(kt, f, x.data(), k);
+                act.insert(act.end(), q.bytes.begin(), q.bytes.end());
+            }
+            for (int ny = 2; ny <= 8; ++ny) {
+                CAPTURE(ny);
+                std::vector<float> batch(size_t(ny * rows), NAN), one(size_t(rows), NAN);
+                kt.matmul[int(t)](k, w.data(), rb, 0, rows, ActRows{act.data(), ab, ny}, batch.data(), size_t(rows));
+                for (int c = 0; c < ny; ++c) {
+                    kt.matmul[int(t)](k, w.data(), rb, 0, rows, ActRows{act.data() + size_t(c) * ab, ab, 1}, one.data(), size_t(rows));
+                    CAPTURE(c);
+                    CHECK(std::memcmp(one.data(), batch.data() + size_t(c) * rows, sizeof(float) * size_t(rows)) == 0);
                 }
             }
         }

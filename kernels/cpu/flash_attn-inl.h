@@ -47,14 +47,28 @@ struct F32ValueRows {
     VF operator()(int j, int c) const { return VF::load_unaligned(v + size_t(j) * stride + c); }
 };
 
+// Cache lines to ask for ahead of use, one row at a time: a row of `row` bytes at
+// base + j * row (nullptr: nothing), into L2.
+struct RowPrefetch {
+    const uint8_t* base = nullptr;
+    size_t row = 0;
+    void operator()(int j) const {
+        if (!base) return;
+        const uintptr_t start = reinterpret_cast<uintptr_t>(base) + size_t(j) * row, end = start + row;
+        for (uintptr_t line = start & ~uintptr_t(63); line < end; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 2);
+    }
+};
+
 // acc[r] (Dv) = sum over j in [j0, j1) of p[r][j] v[j], for NV vectors of columns at c0.
 // One FMA chain per output element in j order: exact zeros for masked keys leave it as is.
 template <int QB, int NV, class Rows>
-inline void pv_block(const Rows& vf, int c0, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
+inline void pv_block(const Rows& vf, int c0, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride,
+                     const RowPrefetch& ahead = {}) {
     VF a[QB][NV];
     for (int r = 0; r < QB; ++r)
         for (int v = 0; v < NV; ++v) a[r][v] = VF(0.0f);
     for (int j = j0; j < j1; ++j) {
+        ahead(j);
         VF vv[NV];
         for (int v = 0; v < NV; ++v) vv[v] = vf(j, c0 + v * kW);
         for (int r = 0; r < QB; ++r) {
@@ -66,15 +80,17 @@ inline void pv_block(const Rows& vf, int c0, int j0, int j1, const float* p, siz
         for (int v = 0; v < NV; ++v) a[r][v].store_unaligned(acc + r * acc_stride + c0 + v * kW);
 }
 
+// `ahead` rides along the first column block's row loop.
 template <int QB, class Rows>
-inline void pv_rows(const Rows& vf, int Dv, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride) {
+inline void pv_rows(const Rows& vf, int Dv, int j0, int j1, const float* p, size_t p_stride, float* acc, size_t acc_stride,
+                    const RowPrefetch& ahead = {}) {
     constexpr int kChunk = 64 / kW;  // vectors per 64 output columns
     int c0 = 0;
-    for (; c0 + 64 <= Dv; c0 += 64) pv_block<QB, kChunk>(vf, c0, j0, j1, p, p_stride, acc, acc_stride);
+    for (; c0 + 64 <= Dv; c0 += 64) pv_block<QB, kChunk>(vf, c0, j0, j1, p, p_stride, acc, acc_stride, c0 == 0 ? ahead : RowPrefetch{});
     switch ((Dv - c0) / 16) {  // Dv is a multiple of 16 (checked by the session)
-        case 1: pv_block<QB, 16 / kW>(vf, c0, j0, j1, p, p_stride, acc, acc_stride); break;
-        case 2: pv_block<QB, 32 / kW>(vf, c0, j0, j1, p, p_stride, acc, acc_stride); break;
-        case 3: pv_block<QB, 48 / kW>(vf, c0, j0, j1, p, p_stride, acc, acc_stride); break;
+        case 1: pv_block<QB, 16 / kW>(vf, c0, j0, j1, p, p_stride, acc, acc_stride, c0 == 0 ? ahead : RowPrefetch{}); break;
+        case 2: pv_block<QB, 32 / kW>(vf, c0, j0, j1, p, p_stride, acc, acc_stride, c0 == 0 ? ahead : RowPrefetch{}); break;
+        case 3: pv_block<QB, 48 / kW>(vf, c0, j0, j1, p, p_stride, acc, acc_stride, c0 == 0 ? ahead : RowPrefetch{}); break;
         default: break;
     }
 }
@@ -99,11 +115,11 @@ inline void attn_tile(const AttnTile& a) {
     if (!quant_k)
         for (int r = 0; r < nq; ++r) std::memcpy(qf + size_t(r) * D, a.q[r], sizeof(float) * size_t(D));
     // The next tiles' keys and values follow this one's in memory: ask for the one after
-    // next now, into L2 (prefetcht1: L1 has too few miss buffers for 32 KB in flight), so it
-    // streams in while this tile computes; decode otherwise stalls on every tile (-25%).
+    // next into L2 while this tile computes (decode otherwise stalls on every tile, -25%),
+    // a panel or a row at a time between the arithmetic: a burst of 256 prefetches at the
+    // tile's start stalls on the miss buffers instead.
     const size_t k_bytes = size_t(kAttnTile / kKvPanel) * a.k_panel, v_bytes = size_t(kAttnTile) * a.v_row;
-    for (size_t off = 0; off < k_bytes; off += 64) __builtin_prefetch(a.k + 2 * k_bytes + off, 0, 2);
-    for (size_t off = 0; off < v_bytes; off += 64) __builtin_prefetch(a.v + 2 * v_bytes + off, 0, 2);
+    const RowPrefetch k_ahead{a.k + 2 * k_bytes, a.k_panel}, v_ahead{a.v + 2 * v_bytes, a.v_row};
     int jmin = kAttnTile, jmax = 0;
     for (int r = 0; r < nq; ++r) jmin = std::min(jmin, a.lo[r]), jmax = std::max(jmax, a.hi[r]);
     const int p0 = jmin / kKvPanel, p1 = (jmax + kKvPanel - 1) / kKvPanel;  // panels with any valid key
@@ -113,6 +129,9 @@ inline void attn_tile(const AttnTile& a) {
     for (int p = p0; p < p1;) {
         const int np = std::min(np_max, p1 - p);
         const uint8_t* panel = a.k + size_t(p) * a.k_panel;
+        if (quant_k) for (int i = 0; i < np; ++i) k_ahead(p + i);
+        // float keys: the np panels of the tile after next, a slice per dimension
+        const RowPrefetch k_slices{k_ahead.base + size_t(p) * a.k_panel, size_t(np) * a.k_panel / size_t(D)};
         if (a.k_type == DType::BF16) bf16_panels_to_f32(panel, a.k_panel, np, D, kf);
         row_blocks<8>(nq, [&](int r0, auto qb) {
             constexpr int QB = decltype(qb)::value;
@@ -121,7 +140,7 @@ inline void attn_tile(const AttnTile& a) {
             auto run = [&](auto np_c, const auto& rows) {
                 constexpr int NP = decltype(np_c)::value;
                 if (quant_k) quant_panel_scores<QB, NP>(a.k_type, panel, a.k_panel, D, reinterpret_cast<const AttnQ8* const*>(a.q + r0), s, kAttnTile);
-                else float_panel_scores<QB, NP>(rows, D, q, s, kAttnTile);
+                else float_panel_scores<QB, NP>(rows, D, q, s, kAttnTile, r0 == 0 ? k_slices : RowPrefetch{});
             };
             auto with_np = [&](const auto& rows) {
                 if constexpr (QB <= 4) {
@@ -174,9 +193,10 @@ inline void attn_tile(const AttnTile& a) {
         constexpr int QB = decltype(qb)::value;
         const float* p = scores + size_t(r0) * kAttnTile;
         float* acc = a.acc + size_t(r0) * Dv;
-        if (f16_in_place) pv_rows<QB>(F16ValueRows{a.v, a.v_row}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv));
-        else if (a.v_type == DType::F32) pv_rows<QB>(F32ValueRows{reinterpret_cast<const float*>(a.v), a.v_row / 4}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv));
-        else pv_rows<QB>(F32ValueRows{vf, size_t(Dv)}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv));
+        const RowPrefetch ahead = r0 == 0 ? v_ahead : RowPrefetch{};
+        if (f16_in_place) pv_rows<QB>(F16ValueRows{a.v, a.v_row}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
+        else if (a.v_type == DType::F32) pv_rows<QB>(F32ValueRows{reinterpret_cast<const float*>(a.v), a.v_row / 4}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
+        else pv_rows<QB>(F32ValueRows{vf, size_t(Dv)}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
     });
 }
 

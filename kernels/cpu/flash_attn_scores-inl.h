@@ -38,14 +38,15 @@ struct F32Rows {
 
 // s[r * s_stride + j] = dot(q row r, key j) for the 16 NP keys of NP consecutive panels of
 // float-type keys; q (QB, D) contiguous. (Two panels when few queries share a KV head:
-// 8 independent FMA chains hide the FMA latency.)
-template <int QB, int NP, class Rows>
-inline void float_panel_scores(const Rows& rows, int D, const float* q, float* s, size_t s_stride) {
+// 8 independent FMA chains hide the FMA latency.) ahead(d) is called once per dimension.
+template <int QB, int NP, class Rows, class Prefetch>
+inline void float_panel_scores(const Rows& rows, int D, const float* q, float* s, size_t s_stride, const Prefetch& ahead) {
     constexpr int NV = NP * kPanelVecs;
     VF acc[QB][NV];
     for (int r = 0; r < QB; ++r)
         for (int v = 0; v < NV; ++v) acc[r][v] = VF(0.0f);
     for (int d = 0; d < D; ++d) {
+        ahead(d);
         VF kv[NV];
         for (int np = 0; np < NP; ++np)
             for (int v = 0; v < kPanelVecs; ++v) kv[np * kPanelVecs + v] = rows(np, int64_t(d) * kKvPanel + v * kW);

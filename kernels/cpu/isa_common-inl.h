@@ -6,6 +6,9 @@ namespace kiln::cpu::KILN_ISA_NS {
 
 inline void fill_common(KernelTable& t) {
     fill_matmul_portable(t);
+    t.matmul[int(DType::F32)] = matmul_float<DType::F32>;
+    t.matmul[int(DType::F16)] = matmul_float<DType::F16>;
+    t.matmul[int(DType::BF16)] = matmul_float<DType::BF16>;
     t.quantize_q8x32 = quantize_q8x32;
     t.quantize_q8K = quantize_q8K;
     t.rms_norm = rms_norm;

@@ -130,4 +130,15 @@ void prepare_q(DType k_type, const float* q, int D, uint8_t* out) {
         y[d] = k_type == DType::F16 ? fp16_to_fp32(fp32_to_fp16(q[d])) : k_type == DType::BF16 ? bf16_to_fp32(fp32_to_bf16(q[d])) : q[d];
 }
 
+void hadamard(float* x, int n) {
+    for (int h = 1; h < n; h *= 2)  // log2(n) butterfly stages
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; ++j) {
+                const float a = x[j], b = x[j + h];
+                x[j] = a + b, x[j + h] = a - b;
+            }
+    const float norm = 1.0f / std::sqrt(float(n));
+    for (int i = 0; i < n; ++i) x[i] *= norm;
+}
+
 }  // namespace kiln::cpu

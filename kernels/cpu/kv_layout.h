@@ -48,4 +48,11 @@ struct AttnQ8 {
 size_t attn_q_bytes(DType k_type, int D);
 void prepare_q(DType k_type, const float* q, int D, uint8_t* out);
 
+// x (n floats, n a power of two) <- H x with H the orthonormal Walsh-Hadamard matrix
+// (H = H^T = H^-1). Rotating keys and queries alike keeps every q . k; rotating values
+// and then the attention output undoes itself. Spreads a few large channels over the
+// whole head, so 4-bit blocks quantize them with less error.
+void hadamard(float* x, int n);
+inline bool is_power_of_two(int n) { return n > 0 && (n & (n - 1)) == 0; }
+
 }  // namespace kiln::cpu

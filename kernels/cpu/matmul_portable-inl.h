@@ -63,29 +63,6 @@ void matmul_portable(int64_t k, const void* w, size_t w_stride, int64_t r0, int6
     }
 }
 
-// Float weights (f32, f16, bf16) against f32 activations.
-template <DType T>
-void matmul_float_portable(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
-    for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* row = static_cast<const uint8_t*>(w) + size_t(r) * w_stride;
-        for (int c = 0; c < a.ny; ++c) {
-            const float* x = reinterpret_cast<const float*>(static_cast<const uint8_t*>(a.data) + size_t(c) * a.stride);
-            float sum = 0;
-            for (int64_t i = 0; i < k; ++i) {
-                float wi;
-                if constexpr (T == DType::F32) std::memcpy(&wi, row + 4 * i, 4);
-                else {
-                    uint16_t h;
-                    std::memcpy(&h, row + 2 * i, 2);
-                    wi = T == DType::F16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
-                }
-                sum += wi * x[i];
-            }
-            y[size_t(c) * y_stride + size_t(r)] = sum;
-        }
-    }
-}
-
 inline void fill_matmul_portable(KernelTable& t) {
     t.matmul[int(DType::Q4_0)] = matmul_portable<DType::Q4_0>;
     t.matmul[int(DType::Q4_1)] = matmul_portable<DType::Q4_1>;
@@ -97,9 +74,6 @@ inline void fill_matmul_portable(KernelTable& t) {
     t.matmul[int(DType::Q4_K)] = matmul_portable<DType::Q4_K>;
     t.matmul[int(DType::Q5_K)] = matmul_portable<DType::Q5_K>;
     t.matmul[int(DType::Q6_K)] = matmul_portable<DType::Q6_K>;
-    t.matmul[int(DType::F32)] = matmul_float_portable<DType::F32>;
-    t.matmul[int(DType::F16)] = matmul_float_portable<DType::F16>;
-    t.matmul[int(DType::BF16)] = matmul_float_portable<DType::BF16>;
 }
 
 }  // namespace kiln::cpu::KILN_ISA_NS

@@ -22,6 +22,7 @@ Status check_supported(const Model& model, const SessionOptions& o) {
     if (c.is_moe()) return Status::error("%s: the Vulkan backend has no mixture-of-experts kernels yet (%s); use --backend cpu", path, arch_name(c.arch));
     if (c.arch != Arch::Llama && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3 && c.arch != Arch::Gemma3)
         return Status::error("%s: architecture %s is not supported by the Vulkan backend", path, arch_name(c.arch));
+    if (o.kv_hadamard) return Status::error("--kv-hadamard: the Vulkan backend has no rotated KV cache");
     if (o.type_k != o.type_v || (o.type_k != DType::F16 && o.type_k != DType::Q8_0))
         return Status::error("the Vulkan backend keeps an f16 or q8_0 KV cache, the same for K and V (asked for K %s, V %s)", dtype_name(o.type_k),
                              dtype_name(o.type_v));

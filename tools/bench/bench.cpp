@@ -36,6 +36,7 @@ struct Args {
     int device = 0;  // Vulkan device index
     // The isa column: the CPU kernel set, or "vulkan".
     std::string engine() const { return backend == kiln::Backend::Vulkan ? "vulkan" : isa.empty() ? kiln::cpu_isa_name() : isa; }
+    bool kv_hadamard = false;
 };
 
 int fail(const std::string& m) {
@@ -104,10 +105,10 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
-                        "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32)\n"
+                        "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32); --kv-hadamard rotates the cache\n"
                         "  --experts-per-token: MoE experts per token, each value a separate run (0: the model's);\n"
                         "      --kl N: also the KL divergence of each run's next-token distributions from the model's own\n"
                         "      expert count, over N random tokens (mean, max, and how often the top token agrees)\n"
@@ -141,6 +142,7 @@ int main(int argc, char** argv) {
             a.backend = b.value();
         }
         else if (f == "--device") { std::vector<int> d; if (!need() || !parse_list(v, &d, 0) || d.size() != 1) return fail("--device needs a device number"); a.device = d[0]; }
+        else if (f == "--kv-hadamard") a.kv_hadamard = true;
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
         else return fail("unknown flag '" + f + "' (see --help)");
@@ -183,6 +185,7 @@ int main(int argc, char** argv) {
         so.type_v = a.type_v;
         so.backend = a.backend;
         so.device = a.device;
+        so.kv_hadamard = a.kv_hadamard;
         auto session = kiln::Session::create(model.value(), so);
         if (!session) return fail(session.message());
         kiln::Session& s = *session.value();

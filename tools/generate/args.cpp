@@ -53,6 +53,7 @@ const char* generate_usage() {
            "  -ctk, --cache-type-k TYPE K cache type: f16 (default), bf16, q8_0, q4_0, f32\n"
            "  -ctv, --cache-type-v TYPE V cache type (same choices)\n"
            "      --cache-type TYPE     both\n"
+           "      --kv-hadamard         rotate K/V/Q per head by a Walsh-Hadamard transform (better 4-bit caches)\n"
            "      --override-kv K=T:V   override model metadata, T = int|float|bool\n"
            "      --experts-per-token N MoE: run N experts per token instead of the model's (fewer: faster, lower quality)\n"
            "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
@@ -130,6 +131,7 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
         else if (f == "--override-kv") { KILN_TRY(value(&v)); a.override_kv.push_back(v); }
         else if (f == "--experts-per-token") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 4096, &a.n_expert_used)); }
         else if (f == "--no-mmap") a.use_mmap = false;
+        else if (f == "--kv-hadamard") a.kv_hadamard = true;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
         else if (f == "-md" || f == "--model-draft") { KILN_TRY(value(&v)); a.model_draft = v; }
         else if (f == "-cd" || f == "--ctx-draft" || f == "--ctx-size-draft") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 1 << 22, &a.ctx_draft)); }

@@ -21,6 +21,7 @@ struct GenerateArgs {
     int n_expert_used = 0;  // MoE: experts per token (0: the model's)
     int n_ctx = 0;
     kiln::DType type_k = kiln::DType::F16, type_v = kiln::DType::F16;  // KV cache
+    bool kv_hadamard = false;
     bool json = false;
     bool quiet = false;
     bool interactive = false;

@@ -145,6 +145,7 @@ int main(int argc, char** argv) {
     so.n_threads = a.n_threads;
     so.type_k = a.type_k;
     so.type_v = a.type_v;
+    so.kv_hadamard = a.kv_hadamard;
     so.n_expert_used = a.n_expert_used;
     so.backend = a.backend;
     so.device = a.device;
