@@ -13,22 +13,6 @@ namespace kiln {
 
 namespace {
 
-// cos/sin of every (token, rotary pair), computed the way ggml does (theta multiplied by
-// base^(-2/d) pair after pair in float) so positions match llama.cpp bit for bit.
-void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, int pos0, int n, float* cs /* (n, rope_dim/2, 2) */) {
-    const int half = c.rope_dim / 2;
-    const float theta_scale = std::pow(base, -2.0f / float(c.rope_dim));
-    for (int i = 0; i < n; ++i) {
-        float theta = float(pos0 + i);
-        for (int p = 0; p < half; ++p) {
-            const float t = c.rope_freq_scale * (theta / freqs[size_t(p)]);
-            cs[(size_t(i) * half + p) * 2 + 0] = std::cos(t);
-            cs[(size_t(i) * half + p) * 2 + 1] = std::sin(t);
-            theta *= theta_scale;
-        }
-    }
-}
-
 // Rotates the first rope_dim dims of each of n_heads heads of n tokens. x: (n, n_heads, head_dim).
 void apply_rope(const ModelConfig& c, const float* cs, float* x, int n, int n_heads) {
     const int half = c.rope_dim / 2, D = c.head_dim;
@@ -63,6 +47,30 @@ void tap(const char* name, int il, const float* x, size_t n) {
 
 }  // namespace
 
+// cos/sin of every (token, rotary pair), computed the way ggml does (theta multiplied by
+// base^(-2/d) pair after pair in float) so positions match llama.cpp bit for bit.
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, int pos0, int n, float* cs /* (n, rope_dim/2, 2) */) {
+    const int half = c.rope_dim / 2;
+    const float theta_scale = std::pow(base, -2.0f / float(c.rope_dim));
+    for (int i = 0; i < n; ++i) {
+        float theta = float(pos0 + i);
+        for (int p = 0; p < half; ++p) {
+            const float t = c.rope_freq_scale * (theta / freqs[size_t(p)]);
+            cs[(size_t(i) * half + p) * 2 + 0] = std::cos(t);
+            cs[(size_t(i) * half + p) * 2 + 1] = std::sin(t);
+            theta *= theta_scale;
+        }
+    }
+}
+
+const float* Session::Impl::fill_rope(const ModelConfig& c, int pos0, int n) {
+    float* local = rope_cs() + size_t(n) * (c.rope_dim / 2) * 2;
+    rope_table(c, rope_freqs, c.rope_theta, pos0, n, rope_cs());
+    if (c.rope_theta_local <= 0) return nullptr;
+    rope_table(c, rope_freqs, c.rope_theta_local, pos0, n, local);
+    return local;
+}
+
 Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk) {
     // Logits: every row of every chunk when all_logits, else only the last token of the last chunk.
     Impl& s = *impl_;
@@ -76,6 +84,20 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
 
     auto per_token = [&](auto&& fn) { for_each_token(pool, n, fn); };  // row ops over this chunk
 
+    // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
+    const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
+    const float* rope_local = s.fill_rope(c, pos0, n);
+
+    if (s.device) {  // the whole chunk on the Vulkan device (src/vulkan/forward.cpp)
+        const int rows = all_logits ? n : last_chunk ? 1 : 0;
+        logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
+        KILN_TRY(s.device->forward(tokens, n, pos0, s.rope_cs(), rope_local, rows,
+                                   logits_.data() + size_t(n_logits_) * size_t(c.n_vocab)));
+        n_past_ += n;
+        n_logits_ += rows;
+        return Status::ok();
+    }
+
     // Token embeddings (n, E), scaled by sqrt(E) for Gemma.
     per_token([&](int i) {
         ref::dequantize_row(w.token_embd.dtype, w.token_embd.row(tokens[i]), x + size_t(i) * E, E);
@@ -83,11 +105,6 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
     });
 
     tap("embd", -1, x, size_t(n) * E);
-
-    // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
-    const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
-    rope_table(c, s.rope_freqs, c.rope_theta, pos0, n, s.rope_cs());
-    if (c.rope_theta_local > 0) rope_table(c, s.rope_freqs, c.rope_theta_local, pos0, n, s.rope_cs() + rope_stride);
 
     const float kq_scale = c.attn_scale > 0 ? 1.0f : 1.0f / std::sqrt(float(D));
     for (int il = 0; il < c.n_layer; ++il) {

@@ -44,10 +44,22 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
         m.skip[size_t(il)] = true;
     }
 
+    const size_t B = size_t(m.n_batch), E = size_t(c.n_embd);
+    m.rope_cs.resize(2 * B * size_t(c.rope_dim / 2) * 2);
+    m.rope_freqs.assign(size_t(c.rope_dim / 2), 1.0f);
+    const Weights& w = s->model_->weights();
+    if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
+    if (o.backend == Backend::Vulkan) {
+        if (o.n_expert_used > 0) return Status::error("--experts-per-token: the Vulkan backend has no MoE kernels");
+        auto device = create_vulkan_forward(*s->model_, o, n_ctx, m.n_batch, m.skip);
+        if (!device) return device.status();
+        m.device = std::move(device.value());
+        return s;
+    }
+
     KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v, o.kv_hadamard));
     KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));
 
-    const size_t B = size_t(m.n_batch), E = size_t(c.n_embd);
     const size_t qdim = size_t(c.n_head) * c.head_dim, kdim = size_t(c.n_head_kv) * c.head_dim, vdim = size_t(c.n_head_kv) * c.head_dim_v;
     const size_t odim = size_t(c.n_head) * c.head_dim_v, F = size_t(std::max({c.n_ff, c.n_ff_exp, c.n_ff_shexp, 1}));
     m.x.resize(B * E);
@@ -63,17 +75,13 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     const int64_t kmax = int64_t(std::max({E, odim, F}));
     // Room for both quantized formats at once (a linear_group whose matrices need both).
     m.act.resize(B * (cpu::act_row_bytes(cpu::ActFormat::Q8x32, kmax) + cpu::act_row_bytes(cpu::ActFormat::Q8K, (kmax + 255) / 256 * 256)) + 256);
-    m.rope_cs.resize(2 * B * size_t(c.rope_dim / 2) * 2);
-    m.rope_freqs.assign(size_t(c.rope_dim / 2), 1.0f);
-    const Weights& w = s->model_->weights();
-    if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
     if (!m.x.data || !m.gate.data || !m.act.data) return Status::error("out of memory allocating scratch buffers");
     if (c.is_moe()) KILN_TRY(moe_init(m, *s->model_, o.n_expert_used, m.n_batch));
     else if (o.n_expert_used > 0) return Status::error("%s: --experts-per-token given, but the model has no experts", s->model_->gguf().path().c_str());
     return s;
 }
 
-Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
+Status Session::check_tokens(std::span<const int32_t> tokens) const {
     const ModelConfig& c = model_->config();
     const int n = int(tokens.size());
     if (tokens.empty()) return Status::error("forward: no tokens");
@@ -83,6 +91,34 @@ Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
     }
     for (int i = 0; i < n; ++i)
         if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= c.n_vocab) return Status::error("token id %d at index %d is outside the vocabulary [0, %d)", tokens[size_t(i)], i, c.n_vocab);
+    return Status::ok();
+}
+
+Status Session::verify_greedy(std::span<const int32_t> batch, int* accepted, int32_t* next) {
+    KILN_TRY(check_tokens(batch));
+    const int n = int(batch.size());
+    const ModelConfig& c = model_->config();
+    if (impl_->device) {
+        if (n > impl_->n_batch) return Status::error("verify_greedy: %d tokens exceed the batch size %d", n, impl_->n_batch);
+        const float* rope_local = impl_->fill_rope(c, n_past_, n);
+        n_logits_ = 0;
+        KILN_TRY(impl_->device->verify_greedy(batch.data(), n, n_past_, impl_->rope_cs(), rope_local, accepted, next));
+        n_past_ += n;
+        return Status::ok();
+    }
+    KILN_TRY(forward(batch, /*all_logits=*/true));
+    // Greedy = the lowest index of the largest logit, as Sampler and argmax.comp pick.
+    auto pick = [&](int i) { return int32_t(std::max_element(logits(i), logits(i) + c.n_vocab) - logits(i)); };
+    int m = 0;
+    while (m < n - 1 && pick(m) == batch[size_t(m) + 1]) ++m;
+    *accepted = m;
+    *next = pick(m);
+    return Status::ok();
+}
+
+Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
+    KILN_TRY(check_tokens(tokens));
+    const int n = int(tokens.size());
     n_logits_ = 0;
     for (int done = 0; done < n;) {
         const int chunk = std::min(impl_->n_batch, n - done);
@@ -99,7 +135,10 @@ const float* Session::logits(int i) const {
     return logits_.data() + size_t(i) * size_t(model_->config().n_vocab);
 }
 
-size_t Session::kv_bytes_per_position() const { return impl_->kv.bytes() / size_t(impl_->kv.n_ctx); }
+size_t Session::kv_bytes_per_position() const {
+    if (impl_->device) return impl_->device->kv_bytes_per_position();
+    return impl_->kv.bytes() / size_t(impl_->kv.n_ctx);
+}
 
 Status Session::truncate(int n_keep) {
     if (n_keep < 0 || n_keep > n_past_) return Status::error("truncate(%d): must be within [0, %d]", n_keep, n_past_);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "device_forward.h"
 #include "kiln/session.h"
 
 namespace kiln {
@@ -103,6 +104,13 @@ struct Session::Impl {
     AttnScratch attn_scratch;  // flash attention
     std::vector<float> rope_freqs; // (rope_dim / 2) inverse frequency divisors (1 if absent)
     std::shared_ptr<MoeScratch> moe;  // MoE layers' scratch (moe.cpp); null for dense models
+    // Backend::Vulkan: the device runs the forward pass (weights, KV cache and activations
+    // live there) and the CPU buffers above stay unallocated but for the RoPE tables.
+    std::unique_ptr<DeviceForward> device;
+
+    // Fills rope_cs for n tokens at positions pos0..: the global-base table, then (models
+    // with a local base, Gemma 3) the local one, which it returns (else nullptr). forward.cpp.
+    const float* fill_rope(const ModelConfig& c, int pos0, int n);
 };
 
 // fn(i) for each of n tokens: a per-token row op, split across threads when the batch is
@@ -123,6 +131,10 @@ void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float
 // Up to 4 matrices with the same input in one job: ys[i] (n, ws[i].rows) = x . ws[i]^T.
 void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
                   std::initializer_list<float*> ys);
+
+// cos/sin of every (token, rotary pair) of n tokens at positions pos0.. (forward.cpp);
+// also the table the Vulkan RoPE shader reads. cs: (n, rope_dim/2, 2).
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, int pos0, int n, float* cs);
 
 // Causal attention of n new tokens at positions pos0.. over layer `il` of the KV cache
 // (their K and V are already stored). q: (n, n_head, head_dim); out: (n, n_head, head_dim_v).

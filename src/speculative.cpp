@@ -81,6 +81,8 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
                              drafter.max_context(), target.n_ctx());
     const Tokenizer& tok = target.model().tokenizer();
     const int n_vocab = target.model().config().n_vocab;
+    // Greedy without a repetition penalty: a draft is kept iff it is the target's argmax.
+    const bool greedy = sampler.params().temperature <= 0 && sampler.params().repeat_penalty == 1.0f;
 
     // Prefill exactly as plain decoding does, so the first token and the prompt's KV
     // entries are the same bits.
@@ -139,7 +141,12 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
         for (const DraftToken& d : drafts) batch.push_back(d.token);
 
         auto tv = Clock::now();
-        KILN_TRY(target.forward(batch, /*all_logits=*/true));
+        // Plain greedy sampling: the target compares the drafts with its argmax itself (on a
+        // Vulkan device only the verdict comes back); otherwise the logits are tested here.
+        int greedy_accepted = -1;
+        int32_t greedy_next = -1;
+        if (greedy) KILN_TRY(target.verify_greedy(batch, &greedy_accepted, &greedy_next));
+        else KILN_TRY(target.forward(batch, /*all_logits=*/true));
         const double verify_s = seconds_since(tv);
         st.verify_s += verify_s;
         ++st.n_rounds;
@@ -147,12 +154,15 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
         st.n_drafted += nd;
         for (int i = 0; i < nd; ++i) ++st.drafted_at[i];
         int m = 0;  // accepted drafts
-        int32_t next = -1;
+        int32_t next = greedy ? greedy_next : -1;
         for (; m < nd; ++m) {
-            const auto p = sampler.distribution(target.logits(m));
-            if (!accept_draft(p, drafts[size_t(m)], sampler.uniform())) {
-                next = sample_residual(p, drafts[size_t(m)], sampler.uniform());
-                break;
+            if (greedy && m == greedy_accepted) break;  // next is the target's token here
+            if (!greedy) {
+                const auto p = sampler.distribution(target.logits(m));
+                if (!accept_draft(p, drafts[size_t(m)], sampler.uniform())) {
+                    next = sample_residual(p, drafts[size_t(m)], sampler.uniform());
+                    break;
+                }
             }
             ++st.accepted_at[m];
             ++st.n_accepted;

@@ -6,6 +6,7 @@ PACKAGES=(
   build-essential cmake pkg-config python3 python3-pip
   libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev nlohmann-json3-dev libpcre2-dev libcli11-dev
   clang libclang-rt-14-dev
+  libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
   qemu-user
 )
 missing=()

@@ -1,6 +1,7 @@
 // kiln: LLM inference for AMD EPYC (AVX-512) and Vulkan devices. The umbrella header.
 #pragma once
 
+#include "kiln/backend.h"
 #include "kiln/chat.h"
 #include "kiln/dtype.h"
 #include "kiln/gguf.h"

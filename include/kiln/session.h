@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/backend.h"
 #include "kiln/model.h"
 #include "kiln/status.h"
 #include "kiln/thread_pool.h"
@@ -32,6 +33,11 @@ struct SessionOptions {
     // Model with some layers left out). Their KV entries are never written or read.
     std::vector<int> skip_layers;
     int n_expert_used = 0;      // MoE: experts per token; 0: the model's expert_used_count
+    // Where forward() runs. Vulkan: the weights are uploaded to device `device` (an index
+    // of list_vulkan_devices()) at create(), which fails naming any architecture, weight
+    // format or option the Vulkan shaders do not cover.
+    Backend backend = Backend::Cpu;
+    int device = 0;
 };
 
 // A KV cache type from its llama.cpp name: f16, bf16, q8_0, q4_0 or f32.
@@ -47,6 +53,13 @@ public:
     // the last token, or for every token when all_logits is true. Fails (changing nothing)
     // if the tokens do not fit in the context or an id is out of range.
     Status forward(std::span<const int32_t> tokens, bool all_logits = false);
+
+    // Greedy speculative verification: appends `batch` (the pending token, then the drafts)
+    // as forward() does, and returns in *accepted how many drafts in a row equal the model's
+    // greedy (argmax) choice and in *next its greedy token after them. The caller truncates
+    // the rejected tail. batch must fit one chunk (n_batch). On Vulkan the comparison runs
+    // on the device and only these two numbers come back (logits() is then empty).
+    Status verify_greedy(std::span<const int32_t> batch, int* accepted, int32_t* next);
 
     // Logits (n_vocab floats) of token i of the last forward (all_logits), or of its last
     // token for i = -1.
@@ -71,6 +84,7 @@ public:
 private:
     Session() = default;
     Status forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk);
+    Status check_tokens(std::span<const int32_t> tokens) const;
     std::shared_ptr<const Model> model_;
     std::unique_ptr<ThreadPool> pool_;
     std::unique_ptr<Impl> impl_;

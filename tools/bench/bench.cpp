@@ -32,6 +32,10 @@ struct Args {
     bool use_mmap = true;
     bool repack = false;
     kiln::DType type_k = kiln::DType::F16, type_v = kiln::DType::F16;
+    kiln::Backend backend = kiln::Backend::Cpu;
+    int device = 0;  // Vulkan device index
+    // The isa column: the CPU kernel set, or "vulkan".
+    std::string engine() const { return backend == kiln::Backend::Vulkan ? "vulkan" : isa.empty() ? kiln::cpu_isa_name() : isa; }
     bool kv_hadamard = false;
 };
 
@@ -101,13 +105,15 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
                         "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32); --kv-hadamard rotates the cache\n"
                         "  --experts-per-token: MoE experts per token, each value a separate run (0: the model's);\n"
                         "      --kl N: also the KL divergence of each run's next-token distributions from the model's own\n"
                         "      expert count, over N random tokens (mean, max, and how often the top token agrees)\n"
+                        "  --backend vulkan runs the model on Vulkan device --device N (kiln-generate --list-devices);\n"
+                        "      GB/s is then not compared with the CPU's measured bandwidth\n"
                         "  lists are comma separated; 0 disables a test kind\n");
             return 0;
         }
@@ -129,6 +135,13 @@ int main(int argc, char** argv) {
         else if (f == "--experts-per-token") { if (!need() || !parse_list(v, &a.experts, 0)) return fail("--experts-per-token needs a list of counts"); }
         else if (f == "--kl") { std::vector<int> k; if (!need() || !parse_list(v, &k, 1) || k.size() != 1) return fail("--kl needs a token count"); a.kl = k[0]; }
         else if (f == "--no-probe") a.probe = false;
+        else if (f == "--backend") {
+            if (!need()) return fail("--backend needs cpu or vulkan");
+            auto b = kiln::parse_backend(v);
+            if (!b) return fail("--backend: " + b.message());
+            a.backend = b.value();
+        }
+        else if (f == "--device") { std::vector<int> d; if (!need() || !parse_list(v, &d, 0) || d.size() != 1) return fail("--device needs a device number"); a.device = d[0]; }
         else if (f == "--kv-hadamard") a.kv_hadamard = true;
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
@@ -138,7 +151,7 @@ int main(int argc, char** argv) {
     const int threads = a.threads > 0 ? a.threads : kiln::default_thread_count();
 
     double bw = 0;
-    if (a.probe) {
+    if (a.probe && a.backend == kiln::Backend::Cpu) {  // the CPU's memory bandwidth says nothing about a GPU's
         std::fprintf(stderr, "kiln-bench: measuring read bandwidth with %d threads...\n", threads);
         bw = kiln::bench::measure_read_bandwidth(threads);
     }
@@ -170,6 +183,8 @@ int main(int argc, char** argv) {
         if (!a.isa.empty()) so.isa = a.isa.c_str();
         so.type_k = a.type_k;
         so.type_v = a.type_v;
+        so.backend = a.backend;
+        so.device = a.device;
         so.kv_hadamard = a.kv_hadamard;
         auto session = kiln::Session::create(model.value(), so);
         if (!session) return fail(session.message());
@@ -301,11 +316,11 @@ int main(int argc, char** argv) {
         }
         // Bandwidth on a shared VM drifts over minutes: probe again after the tests and keep
         // the best, so "% of bandwidth" is against what the machine showed it can do.
-        if (a.probe) bw = std::max(bw, kiln::bench::measure_read_bandwidth(threads));
+        if (a.probe && a.backend == kiln::Backend::Cpu) bw = std::max(bw, kiln::bench::measure_read_bandwidth(threads));
         for (const Result& r : results) {
             if (r.model != desc) continue;
             nlohmann::json j = {{"model", path},       {"description", desc},   {"test", r.test},       {"depth", r.depth},
-                                {"threads", threads},  {"isa", a.isa.empty() ? kiln::cpu_isa_name() : a.isa},
+                                {"threads", threads},  {"isa", a.engine()}, {"backend", kiln::backend_name(a.backend)},
                                 {"tps_median", r.median()}, {"tps_mean", r.mean()}, {"tps_stddev", r.stddev()}, {"samples", r.tps}};
             std::string extra;
             if (r.test.rfind("tg", 0) == 0) {
@@ -327,7 +342,7 @@ int main(int argc, char** argv) {
             jout.push_back(j);
             rows.push_back(kiln::strfmt("| %-28s | %8.2f MiB | %6.2f B | %-7s | %7d | %13s | %9.2f ± %6.2f | %-28s |", desc.c_str(),
                                         double(m.gguf().file_size()) / 1048576.0, double(m.n_params()) / 1e9,
-                                        a.isa.empty() ? kiln::cpu_isa_name() : a.isa.c_str(), threads,
+                                        a.engine().c_str(), threads,
                                         (r.test + (r.depth ? " @ d" + std::to_string(r.depth) : "")).c_str(), r.median(), r.stddev(),
                                         extra.c_str()));
         }

@@ -75,7 +75,9 @@ const char* generate_usage() {
            "\n"
            "      --json                print one JSON object (text, tokens, timings) instead of text\n"
            "      --quiet               no statistics on stderr\n"
-           "      --list-devices        list compute devices and exit\n"
+           "      --list-devices        list compute devices (CPU and Vulkan) and exit\n"
+           "      --backend cpu|vulkan  where the model runs (default cpu); vulkan: dense llama/qwen2/qwen3/gemma3, f16 KV cache\n"
+           "      --device N            Vulkan device N of --list-devices (default 0)\n"
            "  -h, --help                this help\n"
            "\n"
            "Generated text goes to stdout; statistics and errors go to stderr.\n"
@@ -163,6 +165,13 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
         else if (f == "--json") a.json = true;
         else if (f == "--quiet" || f == "-q") a.quiet = true;
         else if (f == "--list-devices") a.list_devices = true;
+        else if (f == "--backend") {
+            KILN_TRY(value(&v));
+            auto b = kiln::parse_backend(v);
+            if (!b) return kiln::Status::error("%s: %s", f.c_str(), b.message().c_str());
+            a.backend = b.value();
+        }
+        else if (f == "--device") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 0, 1 << 10, &a.device)); }
         else return kiln::Status::error("unknown flag '%s' (see --help)", f.c_str());
     }
     if (a.help || a.list_devices) return a;

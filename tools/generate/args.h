@@ -28,6 +28,8 @@ struct GenerateArgs {
     bool ignore_eos = false;
     bool help = false;
     bool list_devices = false;
+    kiln::Backend backend = kiln::Backend::Cpu;  // --backend
+    int device = 0;                              // --device: Vulkan device index
     std::vector<std::string> override_kv;
     bool use_mmap = true;
     bool repack = false;

@@ -84,7 +84,16 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (a.list_devices) {
-        std::printf("0: CPU (%s kernels, %d threads)\n", kiln::cpu_isa_name(), kiln::default_thread_count());
+        std::printf("cpu: %s kernels, %d threads\n", kiln::cpu_isa_name(), kiln::default_thread_count());
+        auto devices = kiln::list_vulkan_devices();
+        if (!devices) {
+            std::printf("vulkan: none (%s)\n", devices.message().c_str());
+            return 0;
+        }
+        if (devices->empty()) std::printf("vulkan: no devices\n");
+        for (const kiln::VulkanDeviceInfo& d : devices.value())
+            std::printf("vulkan --device %d: %s (%s, Vulkan %s, %.1f GiB device-local)%s\n", d.index, d.name.c_str(), d.type.c_str(), d.api.c_str(),
+                        double(d.device_local_bytes) / double(1ull << 30), d.usable ? "" : " [unusable: needs Vulkan 1.2 and a compute queue]");
         return 0;
     }
 
@@ -138,6 +147,8 @@ int main(int argc, char** argv) {
     so.type_v = a.type_v;
     so.kv_hadamard = a.kv_hadamard;
     so.n_expert_used = a.n_expert_used;
+    so.backend = a.backend;
+    so.device = a.device;
     auto session = kiln::Session::create(model.value(), so);
     if (!session) return fail(session.message());
     kiln::Session& s = *session.value();
@@ -147,8 +158,14 @@ int main(int argc, char** argv) {
     Stats st;
     st.load_s = seconds_since(tl);
     if (!a.quiet) {
-        std::fprintf(stderr, "kiln-generate: %s (%s), %d threads, %s kernels, ctx %d, loaded in %.2f s\n", a.model.c_str(),
-                     model.value()->description().c_str(), s.n_threads(), kiln::cpu_isa_name(), s.n_ctx(), st.load_s);
+        std::string engine = kiln::strfmt("%d threads, %s kernels", s.n_threads(), kiln::cpu_isa_name());
+        if (a.backend == kiln::Backend::Vulkan) {
+            auto devices = kiln::list_vulkan_devices();
+            engine = kiln::strfmt("Vulkan device %d", a.device);
+            if (devices && size_t(a.device) < devices->size()) engine += " (" + devices.value()[size_t(a.device)].name + ")";
+        }
+        std::fprintf(stderr, "kiln-generate: %s (%s), %s, ctx %d, loaded in %.2f s\n", a.model.c_str(), model.value()->description().c_str(), engine.c_str(),
+                     s.n_ctx(), st.load_s);
     }
 
     kiln::Sampler sampler(a.sampling, model.value()->config().n_vocab);

@@ -1,0 +1,135 @@
+// Dequantization of GGUF weight rows, 16 elements at a time, for the weight format chosen
+// by -DWTYPE_<FORMAT> (cmake/vulkan_shaders.cmake compiles one module per format).
+// Layouts are ggml's (include/kiln/dtype.h); kernels/ref/quants.cpp is the spec.
+//
+// The includer declares the weights as `uint wq[]`: blocks are 18, 20, 22, 34, 144, 210
+// bytes, so fields are read from 32-bit words (no 8/16-bit storage extension needed).
+// Every 16-element chunk of every format shares one scale, which is why 16 is the unit.
+
+uint wq_u8(uint o) { return (wq[o >> 2] >> ((o & 3u) * 8u)) & 0xffu; }
+uint wq_u16(uint o) { return (wq[o >> 2] >> ((o & 2u) * 8u)) & 0xffffu; }  // o even
+// 4 bytes at any offset (the next word is only read when they straddle two words).
+uint wq_u32(uint o) {
+    const uint s = (o & 3u) * 8u, lo = wq[o >> 2];
+    return s == 0u ? lo : (lo >> s) | (wq[(o >> 2) + 1u] << (32u - s));
+}
+float wq_f16(uint o) { return unpackHalf2x16(wq_u16(o)).x; }
+int sext8(uint b) { return int(b << 24) >> 24; }
+
+#if defined(WTYPE_F32)
+#define BLOCK_ELEMS 16u
+#define BLOCK_BYTES 64u
+#elif defined(WTYPE_F16) || defined(WTYPE_BF16)
+#define BLOCK_ELEMS 16u
+#define BLOCK_BYTES 32u
+#elif defined(WTYPE_Q4_0)
+#define BLOCK_ELEMS 32u
+#define BLOCK_BYTES 18u
+#elif defined(WTYPE_Q4_1)
+#define BLOCK_ELEMS 32u
+#define BLOCK_BYTES 20u
+#elif defined(WTYPE_Q5_0)
+#define BLOCK_ELEMS 32u
+#define BLOCK_BYTES 22u
+#elif defined(WTYPE_Q5_1)
+#define BLOCK_ELEMS 32u
+#define BLOCK_BYTES 24u
+#elif defined(WTYPE_Q8_0)
+#define BLOCK_ELEMS 32u
+#define BLOCK_BYTES 34u
+#elif defined(WTYPE_Q4_K)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 144u
+#elif defined(WTYPE_Q6_K)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 210u
+#else
+#error "compile with -DWTYPE_<format>"
+#endif
+
+// Bytes of a row of k elements.
+uint row_bytes(uint k) { return k / BLOCK_ELEMS * BLOCK_BYTES; }
+
+// v[0..16) = elements 16 chunk .. 16 chunk + 15 of the row starting at byte `row`.
+void dequant16(uint row, uint chunk, out float v[16]) {
+    const uint base = row + chunk / (BLOCK_ELEMS / 16u) * BLOCK_BYTES;
+    const uint c = chunk % (BLOCK_ELEMS / 16u);  // chunk within the block
+#if defined(WTYPE_F32)
+    for (uint i = 0u; i < 16u; ++i) v[i] = uintBitsToFloat(wq[(base >> 2) + i]);
+#elif defined(WTYPE_F16)
+    for (uint i = 0u; i < 8u; ++i) {
+        const vec2 h = unpackHalf2x16(wq[(base >> 2) + i]);
+        v[2u * i] = h.x;
+        v[2u * i + 1u] = h.y;
+    }
+#elif defined(WTYPE_BF16)
+    for (uint i = 0u; i < 8u; ++i) {
+        const uint u = wq[(base >> 2) + i];
+        v[2u * i] = uintBitsToFloat(u << 16);
+        v[2u * i + 1u] = uintBitsToFloat(u & 0xffff0000u);
+    }
+#elif defined(WTYPE_Q4_0) || defined(WTYPE_Q4_1)
+    // Nibbles: low = element j, high = element j + 16 of qs[j]; chunk c takes nibble c.
+#if defined(WTYPE_Q4_0)
+    const float d = wq_f16(base), m = -8.0 * d;
+    const uint qs = base + 2u;
+#else
+    const float d = wq_f16(base), m = wq_f16(base + 2u);
+    const uint qs = base + 4u;
+#endif
+    for (uint j = 0u; j < 4u; ++j) {
+        const uint u = wq_u32(qs + 4u * j) >> (4u * c);
+        for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = float((u >> (8u * b)) & 15u) * d + m;
+    }
+#elif defined(WTYPE_Q5_0) || defined(WTYPE_Q5_1)
+    // As q4, plus a 5th bit per element in the 32-bit qh.
+#if defined(WTYPE_Q5_0)
+    const float d = wq_f16(base), m = -16.0 * d;
+    const uint qh = wq_u32(base + 2u) >> (16u * c), qs = base + 6u;
+#else
+    const float d = wq_f16(base), m = wq_f16(base + 2u);
+    const uint qh = wq_u32(base + 4u) >> (16u * c), qs = base + 8u;
+#endif
+    for (uint j = 0u; j < 4u; ++j) {
+        const uint u = wq_u32(qs + 4u * j) >> (4u * c);
+        for (uint b = 0u; b < 4u; ++b) {
+            const uint i = 4u * j + b;
+            v[i] = float(((u >> (8u * b)) & 15u) | (((qh >> i) & 1u) << 4)) * d + m;
+        }
+    }
+#elif defined(WTYPE_Q8_0)
+    const float d = wq_f16(base);
+    for (uint j = 0u; j < 4u; ++j) {
+        const uint u = wq_u32(base + 2u + 16u * c + 4u * j);
+        for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = float(sext8(u >> (8u * b))) * d;
+    }
+#elif defined(WTYPE_Q4_K)
+    // 8 sub-blocks of 32 with 6-bit (scale, min) pairs; sub-block s lives in nibble s % 2
+    // of qs[32 (s / 2) ..]. Chunk c is the half c % 2 of sub-block c / 2.
+    const uint s = c / 2u, sc_at = base + 4u;
+    uint sc, mn;
+    if (s < 4u) {
+        sc = wq_u8(sc_at + s) & 63u;
+        mn = wq_u8(sc_at + s + 4u) & 63u;
+    } else {
+        sc = (wq_u8(sc_at + s + 4u) & 15u) | ((wq_u8(sc_at + s - 4u) >> 6) << 4);
+        mn = (wq_u8(sc_at + s + 4u) >> 4) | ((wq_u8(sc_at + s) >> 6) << 4);
+    }
+    const float d = wq_f16(base) * float(sc), m = wq_f16(base + 2u) * float(mn);
+    const uint qs = base + 16u + 32u * (s / 2u) + 16u * (c % 2u), shift = 4u * (s % 2u);
+    for (uint j = 0u; j < 4u; ++j) {
+        const uint u = wq_u32(qs + 4u * j) >> shift;
+        for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = d * float((u >> (8u * b)) & 15u) - m;
+    }
+#elif defined(WTYPE_Q6_K)
+    // Two halves of 128; in half h, quadrant k (32 elements) takes the low (k < 2) or high
+    // nibble of ql[64 h + 32 (k & 1) + l] and bits 2k of qh[32 h + l]; one int8 scale per 16.
+    const uint h = c / 8u, k = (c / 2u) % 4u, l0 = 16u * (c % 2u);
+    const float d = wq_f16(base + 208u) * float(sext8(wq_u8(base + 192u + c)));
+    const uint ql = base + 64u * h + 32u * (k & 1u) + l0, qh = base + 128u + 32u * h + l0;
+    for (uint j = 0u; j < 4u; ++j) {
+        const uint lo = wq_u32(ql + 4u * j) >> (4u * (k >> 1)), hi = wq_u32(qh + 4u * j) >> (2u * k);
+        for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = d * float(int(((lo >> (8u * b)) & 15u) | (((hi >> (8u * b)) & 3u) << 4)) - 32);
+    }
+#endif
+}

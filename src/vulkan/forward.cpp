@@ -1,0 +1,344 @@
+// The transformer forward pass on a Vulkan device (llama, qwen2, qwen3, gemma3): the same
+// steps as src/forward.cpp, recorded into one command buffer per chunk of tokens, with a
+// barrier wherever a step reads what the previous one wrote. Weights are uploaded once;
+// only the token ids and RoPE table go up and the asked-for logits come back per forward.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "device_forward.h"
+#include "vulkan/ops.h"
+#include "vulkan/weights.h"
+
+namespace kiln::vulkan {
+
+namespace {
+
+// Everything a Session option or the model may ask for that these shaders do not do, as
+// one error naming it (checked before any upload).
+Status check_supported(const Model& model, const SessionOptions& o) {
+    const ModelConfig& c = model.config();
+    const char* path = model.gguf().path().c_str();
+    if (c.is_moe()) return Status::error("%s: the Vulkan backend has no mixture-of-experts kernels yet (%s); use --backend cpu", path, arch_name(c.arch));
+    if (c.arch != Arch::Llama && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3 && c.arch != Arch::Gemma3)
+        return Status::error("%s: architecture %s is not supported by the Vulkan backend", path, arch_name(c.arch));
+    if (o.kv_hadamard) return Status::error("--kv-hadamard: the Vulkan backend has no rotated KV cache");
+    if (o.type_k != o.type_v || (o.type_k != DType::F16 && o.type_k != DType::Q8_0))
+        return Status::error("the Vulkan backend keeps an f16 or q8_0 KV cache, the same for K and V (asked for K %s, V %s)", dtype_name(o.type_k),
+                             dtype_name(o.type_v));
+    if (!Ops::kv_type_supported(o.type_k, uint32_t(c.head_dim), uint32_t(c.head_dim_v)) || c.head_dim > int(Ops::kMaxHeadDim) ||
+        c.head_dim_v > int(Ops::kMaxHeadDim))
+        return Status::error("%s: head dims %d/%d: the Vulkan attention shader takes even dims (multiples of 32 for q8_0) up to %u", path, c.head_dim,
+                             c.head_dim_v, Ops::kMaxHeadDim);
+    if (c.n_head % c.n_head_kv) return Status::error("%s: %d query heads are not a multiple of %d KV heads", path, c.n_head, c.n_head_kv);
+    if (c.rope_dim > c.head_dim) return Status::error("%s: rope dim %d exceeds head dim %d", path, c.rope_dim, c.head_dim);
+    auto check_matrix = [&](const TensorView& t) -> Status {
+        if (t.empty()) return Status::ok();
+        if (!has_matvec(t.dtype)) return Status::error("%s: tensor '%s' is %s, which the Vulkan backend has no shader for", path, t.name, dtype_name(t.dtype));
+        if (t.cols() % 16) return Status::error("%s: tensor '%s' has %lld columns, not a multiple of 16", path, t.name, (long long)t.cols());
+        return Status::ok();
+    };
+    auto check_vector = [&](const TensorView& t) -> Status {
+        if (!t.empty() && t.dtype != DType::F32) return Status::error("%s: tensor '%s' is %s; the Vulkan backend expects f32 norms and biases", path, t.name, dtype_name(t.dtype));
+        return Status::ok();
+    };
+    const Weights& w = model.weights();
+    KILN_TRY(check_matrix(w.token_embd));
+    KILN_TRY(check_matrix(w.output));
+    KILN_TRY(check_vector(w.output_norm));
+    for (const LayerWeights& L : w.layers) {
+        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) KILN_TRY(check_matrix(*t));
+        for (const TensorView* t : {&L.attn_norm, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm, &L.post_attn_norm, &L.ffn_norm, &L.post_ffn_norm})
+            KILN_TRY(check_vector(*t));
+    }
+    return Status::ok();
+}
+
+std::vector<const TensorView*> all_tensors(const Weights& w) {
+    std::vector<const TensorView*> out = {&w.token_embd, &w.output_norm, &w.output};
+    for (const LayerWeights& L : w.layers)
+        for (const TensorView* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm, &L.post_attn_norm, &L.ffn_norm,
+                                    &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.post_ffn_norm})
+            out.push_back(t);
+    return out;
+}
+
+class VulkanForward final : public DeviceForward {
+public:
+    static Expected<std::unique_ptr<DeviceForward>> create(const Model& model, const SessionOptions& o, int n_ctx, int n_batch, const std::vector<bool>& skip);
+    Status forward(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows, float* logits) override;
+    Status verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted, int32_t* next) override;
+    size_t kv_bytes_per_position() const override {
+        const ModelConfig& c = model_.config();
+        return size_t(c.n_layer) * size_t(c.n_head_kv) *
+               size_t(Ops::kv_row_bytes(kv_shape_.type, uint32_t(c.head_dim)) + Ops::kv_row_bytes(kv_shape_.type, uint32_t(c.head_dim_v)));
+    }
+
+private:
+    VulkanForward(const Model& model, std::shared_ptr<Context> ctx) : model_(model), ctx_(ctx), ops_(ctx) {}
+    Expected<Buffer> device_floats(size_t n) { return Buffer::create(*ctx_, std::max<size_t>(n, 1) * 4, Memory::DeviceLocal); }
+    Status record_layer(Recorder& r, int il, int n, int pos0);
+    // Uploads the inputs and records the chunk, with the final norm when logits follow
+    // (after r.begin(); the caller submits).
+    Status record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, bool logits);
+    // Records the vocabulary projection of normed rows first .. first + rows - 1 into logits_ (rows, n_vocab).
+    Status record_logits(Recorder& r, int first, int rows);
+    // Logits rows that fit one storage binding (vocabularies of 262144 floats on a device
+    // with 128 MiB bindings: 128 rows).
+    int max_logit_rows() const { return int(std::max<uint64_t>(1, ctx_->max_binding_bytes() / (uint64_t(model_.config().n_vocab) * 4))); }
+    Status linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n);
+
+    const Model& model_;
+    std::shared_ptr<Context> ctx_;
+    Ops ops_;
+    std::unique_ptr<Recorder> rec_;
+    DeviceWeights weights_;
+    std::vector<bool> skip_;
+    int n_ctx_ = 0, n_batch_ = 0;
+    Ops::KvShape kv_shape_{};
+
+    // Per-forward inputs, written by the host (B = n_batch).
+    Buffer ids_;   // (B) int32 token ids
+    Buffer rope_;  // (B, rope_dim / 2, 2) cos, sin of the global base, then at rope_local_offset_ the same for the local base
+    uint64_t rope_local_offset_ = 0;  // bytes; a multiple of the device's binding offset alignment
+    // Activations (device-local), as in Session::Impl.
+    Buffer x_;     // (B, n_embd) residual stream
+    Buffer xn_;    // (B, n_embd) normed input of a block
+    Buffer q_;     // (B, n_head, head_dim)
+    Buffer k_;     // (B, n_head_kv, head_dim)
+    Buffer v_;     // (B, n_head_kv, head_dim_v)
+    Buffer attn_;  // (B, n_head, head_dim_v)
+    Buffer proj_;  // (B, n_embd) output of wo / ffn_down
+    Buffer gate_;  // (B, n_ff)
+    Buffer up_;    // (B, n_ff)
+    std::vector<Buffer> k_cache_, v_cache_;  // [layer] (n_head_kv, n_ctx, row of head_dim[_v]) in kv_shape_.type
+    Buffer logits_;  // (rows, n_vocab) host-visible, grown to the largest request
+    // Greedy verification (verify_greedy).
+    Buffer picks_;   // (B) uint32 argmax of each logits row
+    Buffer drafts_;  // (B) int32 drafted tokens, host-visible
+    Buffer verdict_; // (2) uint32 accepted count, next token; host-visible
+};
+
+Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& model, const SessionOptions& o, int n_ctx, int n_batch,
+                                                               const std::vector<bool>& skip) {
+    KILN_TRY(check_supported(model, o));
+    auto ctx = Context::create(o.device);
+    KILN_TRY(ctx);
+    std::unique_ptr<VulkanForward> f(new VulkanForward(model, ctx.value()));
+    const ModelConfig& c = model.config();
+    f->skip_ = skip;
+    f->n_ctx_ = n_ctx;
+    f->n_batch_ = n_batch;
+    f->kv_shape_ = {uint32_t(c.n_head), uint32_t(c.n_head_kv), uint32_t(c.head_dim), uint32_t(c.head_dim_v), uint32_t(n_ctx), o.type_k};
+    auto rec = Recorder::create(*f->ctx_);
+    KILN_TRY(rec);
+    f->rec_ = std::move(rec.value());
+    KILN_TRY(f->weights_.upload(*f->ctx_, all_tensors(model.weights())));
+
+    const size_t B = size_t(n_batch), E = size_t(c.n_embd);
+    // Every buffer below is bound whole, so each must fit the device's largest binding.
+    const uint64_t max_binding = f->ctx_->max_binding_bytes();
+    const uint64_t kv_layer = uint64_t(c.n_head_kv) * uint64_t(n_ctx) *
+                              std::max(Ops::kv_row_bytes(o.type_k, uint32_t(c.head_dim)), Ops::kv_row_bytes(o.type_v, uint32_t(c.head_dim_v)));
+    if (kv_layer > max_binding)
+        return Status::error("a context of %d tokens needs %.1f MiB of KV cache per layer, more than %s binds at once (%.1f MiB); lower --ctx", n_ctx,
+                             double(kv_layer) / (1 << 20), f->ctx_->name(), double(max_binding) / (1 << 20));
+    const uint64_t widest = B * 4 * uint64_t(std::max({c.n_embd, c.n_ff, c.n_head * c.head_dim, c.n_head * c.head_dim_v}));
+    if (widest > max_binding)
+        return Status::error("a batch of %d tokens needs %.1f MiB activation buffers, more than %s binds at once; lower the batch size", n_batch,
+                             double(widest) / (1 << 20), f->ctx_->name());
+    auto alloc = [&](Buffer& b, Expected<Buffer> made) -> Status {
+        if (!made) return made.status();
+        b = std::move(made.value());
+        return Status::ok();
+    };
+    KILN_TRY(alloc(f->ids_, Buffer::create(*f->ctx_, B * 4, Memory::HostVisible)));
+    const uint64_t align = std::max<uint64_t>(256, f->ctx_->properties().limits.minStorageBufferOffsetAlignment);
+    f->rope_local_offset_ = (std::max<uint64_t>(B * size_t(c.rope_dim / 2) * 2 * 4, 4) + align - 1) / align * align;
+    KILN_TRY(alloc(f->rope_, Buffer::create(*f->ctx_, 2 * f->rope_local_offset_, Memory::HostVisible)));
+    KILN_TRY(alloc(f->picks_, Buffer::create(*f->ctx_, B * 4, Memory::DeviceLocal)));
+    KILN_TRY(alloc(f->drafts_, Buffer::create(*f->ctx_, B * 4, Memory::HostVisible)));
+    KILN_TRY(alloc(f->verdict_, Buffer::create(*f->ctx_, 8, Memory::HostVisible)));
+    KILN_TRY(alloc(f->x_, f->device_floats(B * E)));
+    KILN_TRY(alloc(f->xn_, f->device_floats(B * E)));
+    KILN_TRY(alloc(f->q_, f->device_floats(B * size_t(c.n_head) * c.head_dim)));
+    KILN_TRY(alloc(f->k_, f->device_floats(B * size_t(c.n_head_kv) * c.head_dim)));
+    KILN_TRY(alloc(f->v_, f->device_floats(B * size_t(c.n_head_kv) * c.head_dim_v)));
+    KILN_TRY(alloc(f->attn_, f->device_floats(B * size_t(c.n_head) * c.head_dim_v)));
+    KILN_TRY(alloc(f->proj_, f->device_floats(B * E)));
+    KILN_TRY(alloc(f->gate_, f->device_floats(B * size_t(c.n_ff))));
+    KILN_TRY(alloc(f->up_, f->device_floats(B * size_t(c.n_ff))));
+    for (int il = 0; il < c.n_layer; ++il) {
+        // Skipped layers (self-speculative drafts) never touch their cache: a 4-byte stand-in.
+        const size_t positions = skip[size_t(il)] ? 0 : size_t(n_ctx);
+        const uint64_t k_row = Ops::kv_row_bytes(o.type_k, uint32_t(c.head_dim)), v_row = Ops::kv_row_bytes(o.type_v, uint32_t(c.head_dim_v));
+        auto kc = Buffer::create(*f->ctx_, std::max<uint64_t>(c.n_head_kv * positions * k_row, 4), Memory::DeviceLocal);
+        KILN_TRY(kc);
+        auto vc = Buffer::create(*f->ctx_, std::max<uint64_t>(c.n_head_kv * positions * v_row, 4), Memory::DeviceLocal);
+        KILN_TRY(vc);
+        f->k_cache_.push_back(std::move(kc.value()));
+        f->v_cache_.push_back(std::move(vc.value()));
+    }
+    return std::unique_ptr<DeviceForward>(std::move(f));
+}
+
+// y (n, W.rows) = x (n, W.cols) . W^T
+Status VulkanForward::linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n) {
+    const DeviceTensor& t = weights_[w];
+    for (const DeviceTensor::Part& part : t.parts) KILN_TRY(ops_.linear(r, t.dtype, part.range, whole(x), whole(y), {t.cols, part.rows, uint32_t(n), t.cols, t.rows, 0, part.row0}));
+    return Status::ok();
+}
+
+Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
+    const ModelConfig& c = model_.config();
+    const LayerWeights& L = model_.weights().layers[size_t(il)];
+    const uint32_t E = uint32_t(c.n_embd), H = uint32_t(c.n_head), Hkv = uint32_t(c.n_head_kv), D = uint32_t(c.head_dim), Dv = uint32_t(c.head_dim_v);
+    const uint32_t un = uint32_t(n);
+    const bool swa = c.layer_is_swa[size_t(il)];
+    auto w = [&](const TensorView& t) { return weights_[t].range(); };
+
+    // ---- attention block ----
+    KILN_TRY(ops_.rms_norm(r, whole(x_), w(L.attn_norm), whole(xn_), un, E, c.rms_eps));
+    r.barrier();
+    KILN_TRY(linear(r, L.wq, xn_, q_, n));  // (n, H, D)
+    KILN_TRY(linear(r, L.wk, xn_, k_, n));  // (n, Hkv, D)
+    KILN_TRY(linear(r, L.wv, xn_, v_, n));  // (n, Hkv, Dv)
+    r.barrier();
+    if (c.qkv_bias) {
+        KILN_TRY(ops_.add(r, whole(q_), w(L.bq), un * H * D, H * D));
+        KILN_TRY(ops_.add(r, whole(k_), w(L.bk), un * Hkv * D, Hkv * D));
+        KILN_TRY(ops_.add(r, whole(v_), w(L.bv), un * Hkv * Dv, Hkv * Dv));
+        r.barrier();
+    }
+    if (c.qk_norm) {
+        KILN_TRY(ops_.rms_norm(r, whole(q_), w(L.q_norm), whole(q_), un * H, D, c.rms_eps));
+        KILN_TRY(ops_.rms_norm(r, whole(k_), w(L.k_norm), whole(k_), un * Hkv, D, c.rms_eps));
+        r.barrier();
+    }
+    const BufferRange cs{rope_.handle(), swa && c.rope_theta_local > 0 ? rope_local_offset_ : 0, rope_local_offset_};
+    KILN_TRY(ops_.rope(r, whole(q_), cs, un, H, D, uint32_t(c.rope_dim), c.rope_neox));
+    KILN_TRY(ops_.rope(r, whole(k_), cs, un, Hkv, D, uint32_t(c.rope_dim), c.rope_neox));
+    r.barrier();
+    KILN_TRY(ops_.kv_store(r, whole(k_), whole(v_), whole(k_cache_[size_t(il)]), whole(v_cache_[size_t(il)]), kv_shape_, un, uint32_t(pos0)));
+    r.barrier();
+    // Gemma scales the queries by attn_scale (and not by 1/sqrt(head_dim)); one factor on q.k.
+    const float scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(float(D));
+    KILN_TRY(ops_.flash_attn(r, whole(q_), whole(k_cache_[size_t(il)]), whole(v_cache_[size_t(il)]), whole(attn_), kv_shape_, un, uint32_t(pos0),
+                             swa ? uint32_t(c.sliding_window) : 0u, scale));  // (n, H, Dv)
+    r.barrier();
+    KILN_TRY(linear(r, L.wo, attn_, proj_, n));  // (n, E)
+    r.barrier();
+    if (!L.post_attn_norm.empty()) {
+        KILN_TRY(ops_.rms_norm(r, whole(proj_), w(L.post_attn_norm), whole(proj_), un, E, c.rms_eps));
+        r.barrier();
+    }
+    KILN_TRY(ops_.add(r, whole(x_), whole(proj_), un * E, un * E));
+    r.barrier();
+    KILN_TRY(ops_.rms_norm(r, whole(x_), w(L.ffn_norm), whole(xn_), un, E, c.rms_eps));
+    r.barrier();
+
+    // ---- feed-forward block ----
+    KILN_TRY(linear(r, L.ffn_gate, xn_, gate_, n));  // (n, F)
+    KILN_TRY(linear(r, L.ffn_up, xn_, up_, n));      // (n, F)
+    r.barrier();
+    KILN_TRY(ops_.glu(r, whole(gate_), whole(up_), un * uint32_t(c.n_ff), c.arch == Arch::Gemma3));
+    r.barrier();
+    KILN_TRY(linear(r, L.ffn_down, gate_, proj_, n));  // (n, E)
+    r.barrier();
+    if (!L.post_ffn_norm.empty()) {
+        KILN_TRY(ops_.rms_norm(r, whole(proj_), w(L.post_ffn_norm), whole(proj_), un, E, c.rms_eps));
+        r.barrier();
+    }
+    KILN_TRY(ops_.add(r, whole(x_), whole(proj_), un * E, un * E));
+    r.barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, bool logits) {
+    const ModelConfig& c = model_.config();
+    KILN_ASSERT(n >= 1 && n <= n_batch_ && pos0 + n <= n_ctx_, "vulkan forward: n %d, pos0 %d", n, pos0);
+    const uint32_t E = uint32_t(c.n_embd), un = uint32_t(n);
+
+    // Inputs: token ids and the RoPE tables (global, then local, each n_batch tokens long).
+    std::memcpy(ids_.mapped(), tokens, size_t(n) * 4);
+    const size_t rope_bytes = size_t(n) * size_t(c.rope_dim / 2) * 2 * 4;
+    std::memcpy(rope_.mapped(), rope_global, rope_bytes);
+    if (rope_local) std::memcpy(static_cast<uint8_t*>(rope_.mapped()) + rope_local_offset_, rope_local, rope_bytes);
+
+    const DeviceTensor& embd = weights_[model_.weights().token_embd];
+    for (const DeviceTensor::Part& part : embd.parts)
+        KILN_TRY(ops_.get_rows(r, embd.dtype, part.range, whole(ids_), whole(x_), E, un, c.embd_scale, part.row0, part.rows));  // (n, E)
+    r.barrier();
+    for (int il = 0; il < c.n_layer; ++il)
+        if (!skip_[size_t(il)]) KILN_TRY(record_layer(r, il, n, pos0));  // skipped: the residual stream passes through
+
+    if (logits) {  // the final norm (of every row: cheap, and no sub-buffer offset to align)
+        KILN_TRY(ops_.rms_norm(r, whole(x_), weights_[model_.weights().output_norm].range(), whole(xn_), un, E, c.rms_eps));
+        r.barrier();
+    }
+    return Status::ok();
+}
+
+Status VulkanForward::record_logits(Recorder& r, int first, int rows) {
+    const uint32_t E = uint32_t(model_.config().n_embd), V = uint32_t(model_.config().n_vocab);
+    KILN_ASSERT(rows <= max_logit_rows(), "%d logits rows exceed one binding", rows);
+    if (logits_.size() < uint64_t(rows) * V * 4) {
+        auto b = Buffer::create(*ctx_, uint64_t(rows) * V * 4, Memory::HostVisible);
+        KILN_TRY(b);
+        logits_ = std::move(b.value());
+    }
+    const DeviceTensor& out = weights_[model_.weights().output];
+    const BufferRange y{logits_.handle(), 0, uint64_t(rows) * V * 4};
+    for (const DeviceTensor::Part& part : out.parts)  // (rows, n_vocab)
+        KILN_TRY(ops_.linear(r, out.dtype, part.range, whole(xn_), y, {E, part.rows, uint32_t(rows), E, V, uint32_t(first) * E, part.row0}));
+    return Status::ok();
+}
+
+Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows, float* logits) {
+    const size_t V = size_t(model_.config().n_vocab);
+    Recorder& r = *rec_;
+    r.begin();
+    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, n_logit_rows > 0));
+    // The logits of the last n_logit_rows tokens, in groups that fit one binding: the first
+    // in the same submission, any others (many rows of a large vocabulary) in their own.
+    const int group = max_logit_rows();
+    for (int done = 0; done < n_logit_rows || done == 0; done += group) {
+        const int rows = std::min(group, n_logit_rows - done);
+        if (done > 0) r.begin();
+        if (rows > 0) KILN_TRY(record_logits(r, n - n_logit_rows + done, rows));
+        KILN_TRY(r.submit_and_wait());
+        if (rows > 0) std::memcpy(logits + size_t(done) * V, logits_.mapped(), size_t(rows) * V * 4);
+    }
+    return Status::ok();
+}
+
+Status VulkanForward::verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted, int32_t* next) {
+    const uint32_t V = uint32_t(model_.config().n_vocab), n_drafts = uint32_t(n - 1);
+    std::memcpy(drafts_.mapped(), tokens + 1, size_t(n_drafts) * 4);
+    Recorder& r = *rec_;
+    r.begin();
+    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, true));
+    KILN_TRY(record_logits(r, 0, n));  // n <= kMatvecTokens rows
+    r.barrier();
+    KILN_TRY(ops_.argmax(r, whole(logits_), whole(picks_), uint32_t(n), V));  // (n) greedy picks
+    r.barrier();
+    KILN_TRY(ops_.spec_verify(r, whole(picks_), whole(drafts_), whole(verdict_), n_drafts));
+    KILN_TRY(r.submit_and_wait());
+    const uint32_t* verdict = static_cast<const uint32_t*>(verdict_.mapped());
+    *accepted = int(verdict[0]);
+    *next = int32_t(verdict[1]);
+    return Status::ok();
+}
+
+}  // namespace
+
+}  // namespace kiln::vulkan
+
+namespace kiln {
+
+Expected<std::unique_ptr<DeviceForward>> create_vulkan_forward(const Model& model, const SessionOptions& options, int n_ctx, int n_batch,
+                                                               const std::vector<bool>& skip_layers) {
+    return vulkan::VulkanForward::create(model, options, n_ctx, n_batch, skip_layers);
+}
+
+}  // namespace kiln

@@ -1,0 +1,164 @@
+// Push-constant layouts (mirroring each shader's `Push` block) and dispatch sizes.
+#include "vulkan/ops.h"
+
+#include <algorithm>
+#include <string>
+
+namespace kiln::vulkan {
+
+namespace {
+
+constexpr uint32_t kMaxGroups = 65535;
+constexpr uint32_t kMatvecRows = 16;    // matvec.comp: 64 threads = 16 rows x 4 lanes  // the minimum maxComputeWorkGroupCount every device has
+
+// Groups for the element-wise shaders (256 threads, grid-stride loops).
+uint32_t elementwise_groups(uint64_t total) { return uint32_t(std::clamp<uint64_t>((total + 255) / 256, 1, 4096)); }
+
+std::string with_format(const char* shader, DType t) { return std::string(shader) + "_" + dtype_name(t); }
+
+}  // namespace
+
+bool has_matvec(DType t) {
+    const DTypeInfo* info = dtype_info(uint32_t(t));
+    return info && PipelineCache::has_shader(with_format("matvec", t));
+}
+
+#define KILN_PIPELINE(var, name, n_bindings, Push)                      \
+    auto var##_p = pipeline(name, n_bindings, uint32_t(sizeof(Push)));  \
+    KILN_TRY(var##_p);                                                  \
+    const Pipeline& var = **var##_p
+
+Status Ops::matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s) {
+    const uint32_t k = s.k, rows = s.rows, n = s.n;
+    const MatvecShape& push = s;  // the shader's Push block, field for field
+    static_assert(sizeof(MatvecShape) == 7 * 4);
+    KILN_ASSERT(k % 16 == 0 && k % dtype_info(wt).block_size == 0, "matvec: k = %u is not whole blocks of %s", k, dtype_name(wt));
+    KILN_PIPELINE(p, with_format("matvec", wt), 3, MatvecShape);
+    // kMatvecRows rows per group (matvec.comp), spread over x and z; 8 tokens per group along y.
+    const uint32_t groups = (rows + kMatvecRows - 1) / kMatvecRows, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
+    r.dispatch(p, {w, x, y}, push, gx, (n + 7) / 8, gz);
+    return Status::ok();
+}
+
+Status Ops::matmul_tiled(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s) {
+    KILN_ASSERT(s.k % 32 == 0, "matmul_tiled: k = %u is not a multiple of 32", s.k);
+    KILN_PIPELINE(p, with_format("matmul", wt), 3, MatvecShape);
+    // 32 x 32 tiles (matmul.comp); row tiles spread over x and z.
+    const uint32_t groups = (s.rows + 31) / 32, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
+    r.dispatch(p, {w, x, y}, s, gx, (s.n + 31) / 32, gz);
+    return Status::ok();
+}
+
+Status Ops::linear(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s) {
+    if (s.n > kMatvecTokens && s.k % 32 == 0) return matmul_tiled(r, wt, w, x, y, s);
+    return matvec(r, wt, w, x, y, s);
+}
+
+Status Ops::get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale,
+                     uint32_t row0, uint32_t rows) {
+    struct Push {
+        uint32_t k;
+        float scale;
+        uint32_t row0, rows;
+    } push{k, scale, row0, rows};
+    KILN_PIPELINE(p, with_format("get_rows", wt), 3, Push);
+    r.dispatch(p, {w, ids, out}, push, n);
+    return Status::ok();
+}
+
+Status Ops::rms_norm(Recorder& r, const BufferRange& x, const BufferRange& w, const BufferRange& y, uint32_t rows, uint32_t width, float eps) {
+    struct Push {
+        uint32_t width;
+        float eps;
+    } push{width, eps};
+    KILN_PIPELINE(p, "rms_norm", 3, Push);
+    r.dispatch(p, {x, w, y}, push, rows);
+    return Status::ok();
+}
+
+Status Ops::add(Recorder& r, const BufferRange& y, const BufferRange& x, uint32_t total, uint32_t x_len) {
+    struct Push {
+        uint32_t total, x_len;
+    } push{total, x_len};
+    KILN_PIPELINE(p, "add", 2, Push);
+    r.dispatch(p, {y, x}, push, elementwise_groups(total));
+    return Status::ok();
+}
+
+Status Ops::glu(Recorder& r, const BufferRange& gate, const BufferRange& up, uint32_t total, bool gelu) {
+    struct Push {
+        uint32_t total, mode;
+    } push{total, gelu ? 1u : 0u};
+    KILN_PIPELINE(p, "glu", 2, Push);
+    r.dispatch(p, {gate, up}, push, elementwise_groups(total));
+    return Status::ok();
+}
+
+Status Ops::rope(Recorder& r, const BufferRange& x, const BufferRange& cs, uint32_t n, uint32_t heads, uint32_t head_dim, uint32_t rope_dim, bool neox) {
+    struct Push {
+        uint32_t n, heads, head_dim, half_dim, neox;
+    } push{n, heads, head_dim, rope_dim / 2, neox ? 1u : 0u};
+    KILN_PIPELINE(p, "rope", 2, Push);
+    r.dispatch(p, {x, cs}, push, elementwise_groups(uint64_t(n) * heads * (rope_dim / 2)));
+    return Status::ok();
+}
+
+bool Ops::kv_type_supported(DType t, uint32_t head_dim, uint32_t head_dim_v) {
+    if (t == DType::F16) return head_dim % 2 == 0 && head_dim_v % 2 == 0;
+    if (t == DType::Q8_0) return head_dim % 32 == 0 && head_dim_v % 32 == 0;
+    return false;
+}
+
+uint64_t Ops::kv_row_bytes(DType t, uint32_t dim) { return (row_bytes(t, dim) + 3) / 4 * 4; }
+
+Status Ops::kv_store(Recorder& r, const BufferRange& k, const BufferRange& v, const BufferRange& kc, const BufferRange& vc, const KvShape& s, uint32_t n,
+                     uint32_t pos0) {
+    struct Push {
+        uint32_t n, n_head_kv, head_dim, head_dim_v, n_ctx, pos0;
+    } push{n, s.n_head_kv, s.head_dim, s.head_dim_v, s.n_ctx, pos0};
+    KILN_ASSERT(pos0 + n <= s.n_ctx && kv_type_supported(s.type, s.head_dim, s.head_dim_v), "kv_store: bad shape");
+    KILN_PIPELINE(p, with_format("kv_store", s.type), 4, Push);
+    r.dispatch(p, {k, v, kc, vc}, push, elementwise_groups(uint64_t(n) * s.n_head_kv * (s.head_dim + s.head_dim_v) / 2));
+    return Status::ok();
+}
+
+Status Ops::flash_attn(Recorder& r, const BufferRange& q, const BufferRange& kc, const BufferRange& vc, const BufferRange& out, const KvShape& s, uint32_t n,
+                       uint32_t pos0, uint32_t window, float scale) {
+    struct Push {
+        uint32_t n_head, n_head_kv, head_dim, head_dim_v, n_ctx, pos0, window;
+        float scale;
+    } push{s.n_head, s.n_head_kv, s.head_dim, s.head_dim_v, s.n_ctx, pos0, window, scale};
+    KILN_ASSERT(s.head_dim <= kMaxHeadDim && s.head_dim_v <= kMaxHeadDim && s.n_head % s.n_head_kv == 0 && pos0 + n <= s.n_ctx, "flash_attn: bad shape");
+    KILN_PIPELINE(p, with_format("flash_attn", s.type), 4, Push);
+    r.dispatch(p, {q, kc, vc, out}, push, s.n_head, n);
+    return Status::ok();
+}
+
+Status Ops::softmax(Recorder& r, const BufferRange& x, uint32_t rows, uint32_t width) {
+    struct Push {
+        uint32_t width;
+    } push{width};
+    KILN_PIPELINE(p, "softmax", 1, Push);
+    r.dispatch(p, {x}, push, rows);
+    return Status::ok();
+}
+
+Status Ops::argmax(Recorder& r, const BufferRange& x, const BufferRange& idx, uint32_t rows, uint32_t width) {
+    struct Push {
+        uint32_t width;
+    } push{width};
+    KILN_PIPELINE(p, "argmax", 2, Push);
+    r.dispatch(p, {x, idx}, push, rows);
+    return Status::ok();
+}
+
+Status Ops::spec_verify(Recorder& r, const BufferRange& picks, const BufferRange& drafts, const BufferRange& result, uint32_t n_drafts) {
+    struct Push {
+        uint32_t n_drafts;
+    } push{n_drafts};
+    KILN_PIPELINE(p, "spec_verify", 3, Push);
+    r.dispatch(p, {picks, drafts, result}, push, 1);
+    return Status::ok();
+}
+
+}  // namespace kiln::vulkan

@@ -1,0 +1,89 @@
+// One recording function per shader: the typed interface the forward pass and the shader
+// tests share. Each binds its buffers (shapes in the comments, f32 unless noted), pushes
+// its sizes and dispatches; none waits. Calls between two Recorder::barrier()s may run
+// concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "kiln/dtype.h"
+#include "vulkan/commands.h"
+#include "vulkan/pipeline.h"
+
+namespace kiln::vulkan {
+
+// Weight formats with a dequant-matvec (and embedding lookup) shader.
+bool has_matvec(DType t);
+
+class Ops {
+public:
+    explicit Ops(std::shared_ptr<const Context> ctx) : ctx_(ctx), pipelines_(std::move(ctx)) {}
+    const Context& context() const { return *ctx_; }
+
+    struct MatvecShape {
+        uint32_t k, rows, n;         // W (rows, k); n token rows of x
+        uint32_t x_stride, y_stride;  // floats between token rows of x and of y
+        uint32_t x_offset = 0;        // floats before x's token row 0
+        uint32_t y_row0 = 0;          // output column of W's row 0 (W a part of a larger matrix)
+    };
+    // y (n, y_stride) [.., y_row0 : y_row0 + rows] = x (n, x_stride) [.., :k] . W^T, W in format wt:
+    // the decode/verification shader for n <= kMatvecTokens, the tiled prefill shader above
+    // (either order of summation, so a token's result depends only on which one ran).
+    Status linear(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
+    // The two shaders linear() chooses between (matmul_tiled needs k % 32 == 0).
+    Status matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
+    Status matmul_tiled(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
+    // Up to this many tokens linear() runs matvec: decode and speculative verification
+    // (draft_max <= 7, plus one) take the same path, so verification is exact.
+    static constexpr uint32_t kMatvecTokens = 8;
+    // out (n, k) = dequant(W[ids[i]]) * scale for the ids in [row0, row0 + rows), the rows w
+    // holds (a part of an embedding table too large for one binding); ids (n) int32.
+    Status get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale,
+                    uint32_t row0, uint32_t rows);
+    // y (rows, width) = rms_norm(x (rows, width)) * w (width); y may be x.
+    Status rms_norm(Recorder& r, const BufferRange& x, const BufferRange& w, const BufferRange& y, uint32_t rows, uint32_t width, float eps);
+    // y (total) += x (x_len) repeated (x_len divides total).
+    Status add(Recorder& r, const BufferRange& y, const BufferRange& x, uint32_t total, uint32_t x_len);
+    // gate (total) = act(gate) * up (total); SiLU or Gemma's GELU.
+    Status glu(Recorder& r, const BufferRange& gate, const BufferRange& up, uint32_t total, bool gelu);
+    // Rotates x (n, heads, head_dim) in place by cs (n, rope_dim / 2, 2).
+    Status rope(Recorder& r, const BufferRange& x, const BufferRange& cs, uint32_t n, uint32_t heads, uint32_t head_dim, uint32_t rope_dim, bool neox);
+
+    struct KvShape {
+        uint32_t n_head, n_head_kv, head_dim, head_dim_v, n_ctx;
+        DType type = DType::F16;  // of the cache rows: F16 or Q8_0 (kernels/vulkan/kv.glsl)
+    };
+    // True for the KV cache types the shaders have (F16, Q8_0), given the head dims.
+    static bool kv_type_supported(DType t, uint32_t head_dim, uint32_t head_dim_v);
+    // Bytes of one cache row of `dim` values (whole 32-bit words).
+    static uint64_t kv_row_bytes(DType t, uint32_t dim);
+    // k (n, n_head_kv, head_dim), v (n, n_head_kv, head_dim_v) -> the caches
+    // kc (n_head_kv, n_ctx, row of head_dim), vc (n_head_kv, n_ctx, row of head_dim_v) at pos0...
+    Status kv_store(Recorder& r, const BufferRange& k, const BufferRange& v, const BufferRange& kc, const BufferRange& vc, const KvShape& s,
+                    uint32_t n, uint32_t pos0);
+    // out (n, n_head, head_dim_v) = softmax(scale q.K^T over the visible positions) V for
+    // q (n, n_head, head_dim) of tokens at pos0..; window 0: causal, else sliding window.
+    Status flash_attn(Recorder& r, const BufferRange& q, const BufferRange& kc, const BufferRange& vc, const BufferRange& out, const KvShape& s,
+                      uint32_t n, uint32_t pos0, uint32_t window, float scale);
+    // x (rows, width) = softmax of each row, in place.
+    Status softmax(Recorder& r, const BufferRange& x, uint32_t rows, uint32_t width);
+    // idx (rows) uint32 = argmax of each row of x (rows, width).
+    Status argmax(Recorder& r, const BufferRange& x, const BufferRange& idx, uint32_t rows, uint32_t width);
+
+    // result (2) uint32 = {m, picks[m]}: m = how many drafts (n_drafts int32) equal the
+    // target's picks (n_drafts + 1 uint32, from argmax) in a row.
+    Status spec_verify(Recorder& r, const BufferRange& picks, const BufferRange& drafts, const BufferRange& result, uint32_t n_drafts);
+
+    // Head dims the attention shaders handle (kernels/vulkan/flash_attn.comp kMaxDim).
+    static constexpr uint32_t kMaxHeadDim = 512;
+
+private:
+    Expected<const Pipeline*> pipeline(const std::string& name, uint32_t n_bindings, uint32_t push_bytes) {
+        return pipelines_.get(name, n_bindings, push_bytes);
+    }
+    std::shared_ptr<const Context> ctx_;
+    PipelineCache pipelines_;
+};
+
+}  // namespace kiln::vulkan

@@ -1,0 +1,232 @@
+// End-to-end on the Vulkan backend (lavapipe in CI): the real models' greedy tokens and
+// logits against the CPU backend and against llama.cpp's reference (tests/data/reference_*.json).
+//
+// The two backends round differently (the CPU quantizes activations to 8 bits, the shaders
+// dot in f32), so on near-tied steps greedy picks may legitimately differ; the yardstick is
+// llama.cpp's own logit change between its flash-attention on and off (llama_fa_noise),
+// as in test_model_reference.cpp:
+//  - prompt logits are within 2x that noise of llama.cpp's;
+//  - teacher-forced through llama.cpp's greedy tokens, every step where Vulkan's pick
+//    differs from the CPU backend's is a near tie: the CPU's margin between the two
+//    tokens is below 2x the noise;
+//  - generating freely, Vulkan's tokens equal the CPU's (up to the first such near tie).
+// Lavapipe runs shaders on the CPU, slowly, so the token counts are modest.
+#ifdef KILN_HAVE_VULKAN
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "kiln/kiln.h"
+#include "test_util.h"
+
+namespace {
+
+constexpr int kTeacherForced = 24;  // llama.cpp tokens scored in one all-logits forward
+constexpr int kFreeRunning = 8;     // tokens generated one at a time by each backend
+
+struct Reference {
+    std::vector<int32_t> prompt_ids, generated, top_ids;
+    std::vector<float> top_values;
+    float noise = 0;
+};
+
+Reference load_case(const std::string& file, size_t i) {
+    std::ifstream in(kiln::test::data_path(file));
+    REQUIRE(in.good());
+    const auto c = nlohmann::json::parse(in)["cases"].at(i);
+    return {c["prompt_ids"].get<std::vector<int32_t>>(), c["generated"].get<std::vector<int32_t>>(), c["prompt_logits"]["ids"].get<std::vector<int32_t>>(),
+            c["prompt_logits"]["values"].get<std::vector<float>>(), c["llama_fa_noise"].get<float>()};
+}
+
+int32_t argmax(const float* x, int n) { return int32_t(std::max_element(x, x + n) - x); }
+
+std::unique_ptr<kiln::Session> session(std::shared_ptr<kiln::Model> model, kiln::Backend backend, kiln::DType kv_type = kiln::DType::F16) {
+    kiln::SessionOptions so;
+    so.type_k = so.type_v = kv_type;
+    so.n_ctx = 128;
+    so.n_threads = 2;
+    so.backend = backend;
+    auto s = kiln::Session::create(model, so);
+    REQUIRE_MESSAGE(s.is_ok(), s.message());
+    return std::move(s.value());
+}
+
+std::vector<int32_t> greedy(kiln::Session& s, const std::vector<int32_t>& prompt, int n) {
+    REQUIRE(s.truncate(0).is_ok());
+    REQUIRE(s.forward(prompt).is_ok());
+    std::vector<int32_t> out;
+    for (int i = 0; i < n; ++i) {
+        out.push_back(argmax(s.logits(), s.model().config().n_vocab));
+        REQUIRE(s.forward(std::span<const int32_t>(&out.back(), 1)).is_ok());
+    }
+    return out;
+}
+
+// kv_type: the cache of both backends (q8_0 moves logits a little more; the same bounds hold).
+void check_vulkan_model(const std::string& model_file, const std::string& ref_file, kiln::DType kv_type = kiln::DType::F16) {
+    const std::string path = kiln::test::model_path(model_file);
+    if (!kiln::test::require_file(path)) return;
+    auto model = kiln::Model::load(path);
+    REQUIRE_MESSAGE(model.is_ok(), model.message());
+    const int nv = model.value()->config().n_vocab;
+    auto vk = session(model.value(), kiln::Backend::Vulkan, kv_type), cpu = session(model.value(), kiln::Backend::Cpu, kv_type);
+    const Reference ref = load_case(ref_file, 0);
+    const float tie = 2 * ref.noise;
+
+    // Teacher-forced: the prompt and llama.cpp's first tokens in one all-logits forward
+    // (the prefill path with several 8-token matvec groups), the same on the CPU.
+    std::vector<int32_t> tokens = ref.prompt_ids;
+    tokens.insert(tokens.end(), ref.generated.begin(), ref.generated.begin() + kTeacherForced);
+    REQUIRE(vk->forward(tokens, true).is_ok());
+    REQUIRE(cpu->forward(tokens, true).is_ok());
+    const size_t p = ref.prompt_ids.size() - 1;  // the row that predicts the first generated token
+    float d_llama = 0;
+    for (size_t i = 0; i < ref.top_ids.size(); ++i) d_llama = std::max(d_llama, std::fabs(vk->logits(int(p))[ref.top_ids[i]] - ref.top_values[i]));
+    CHECK(d_llama <= tie);
+    int differ = 0, differ_llama = 0;
+    float d_cpu = 0;
+    for (int i = 0; i <= kTeacherForced; ++i) {
+        const float *lv = vk->logits(int(p) + i), *lc = cpu->logits(int(p) + i);
+        for (int t = 0; t < nv; ++t) d_cpu = std::max(d_cpu, std::fabs(lv[t] - lc[t]));
+        const int32_t pick_vk = argmax(lv, nv), pick_cpu = argmax(lc, nv);
+        differ_llama += i < kTeacherForced && pick_vk != ref.generated[size_t(i)];
+        if (pick_vk != pick_cpu) {
+            ++differ;
+            CHECK_MESSAGE(lc[pick_cpu] - lc[pick_vk] <= tie, "step " << i << ": Vulkan picks " << pick_vk << ", CPU " << pick_cpu << " by a margin of " << lc[pick_cpu] - lc[pick_vk]);
+        }
+    }
+
+    // Free-running greedy decoding, one token per forward (the decode path).
+    const auto gen_vk = greedy(*vk, ref.prompt_ids, kFreeRunning), gen_cpu = greedy(*cpu, ref.prompt_ids, kFreeRunning);
+    size_t same = 0;
+    while (same < gen_vk.size() && gen_vk[same] == gen_cpu[same]) ++same;
+    if (same < gen_vk.size()) {  // only a near tie may split them
+        std::vector<int32_t> prefix = ref.prompt_ids;
+        prefix.insert(prefix.end(), gen_cpu.begin(), gen_cpu.begin() + long(same));
+        REQUIRE(cpu->truncate(0).is_ok());
+        REQUIRE(cpu->forward(prefix).is_ok());
+        const float* lc = cpu->logits();
+        CHECK_MESSAGE(lc[gen_cpu[same]] - lc[gen_vk[same]] <= tie, "free-running tokens differ at " << same << " on a margin of " << lc[gen_cpu[same]] - lc[gen_vk[same]]);
+    }
+    MESSAGE(model_file << " on Vulkan (" << std::string(kiln::dtype_name(kv_type)) << " KV cache): prompt logits within " << d_llama << " of llama.cpp (its own flash-attention noise " << ref.noise << "), within " << d_cpu
+                       << " of the CPU backend; teacher-forced picks differ from the CPU's at " << differ << "/" << kTeacherForced + 1
+                       << " steps (near ties), from llama.cpp's at " << differ_llama << "/" << kTeacherForced << "; free-running greedy equals the CPU's for "
+                       << same << "/" << kFreeRunning << " tokens");
+}
+
+}  // namespace
+
+TEST_CASE("model: vulkan: SmolLM2-135M greedy tokens match the CPU backend and llama.cpp") {
+    check_vulkan_model("SmolLM2-135M-Instruct.Q4_1.gguf", "reference_smollm2.json");
+}
+
+TEST_CASE("model: vulkan: Gemma 3 270M greedy tokens match the CPU backend and llama.cpp") {
+    check_vulkan_model("gemma-3-270m-q4_k_m.gguf", "reference_gemma3.json");
+}
+
+TEST_CASE("model: vulkan: Gemma 3 270M with a q8_0 KV cache matches the CPU backend and llama.cpp") {
+    check_vulkan_model("gemma-3-270m-q4_k_m.gguf", "reference_gemma3.json", kiln::DType::Q8_0);
+}
+
+// The architecture features beyond those two, on the random-weight files
+// tools/make_synthetic_models.sh writes (2 layers, so fast on lavapipe).
+TEST_CASE("model: vulkan: Qwen2 (QKV bias), Qwen3 (QK norm) and Llama 3.1 (rope_freqs) match the CPU backend and llama.cpp (synthetic)") {
+    for (const char* name : {"synth-qwen2", "synth-qwen3", "synth-llama3"}) {
+        CAPTURE(name);
+        check_vulkan_model(std::string("synth/") + name + ".gguf", std::string("reference_") + name + ".json");
+    }
+}
+
+TEST_CASE("model: vulkan: speculative decoding with the target on Vulkan gives the target's greedy tokens") {
+    // A CPU draft model (the same file on the CPU backend: its picks differ from the
+    // target's at near ties, so rounds see rejections too) and prompt lookup.
+    const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!kiln::test::require_file(path)) return;
+    auto model = kiln::Model::load(path);
+    REQUIRE(model.is_ok());
+    const auto prompt = model.value()->tokenizer().encode("Count: one two three four five, one two three four five, one two", true, false);
+    constexpr int kTokens = 10;
+    auto target = session(model.value(), kiln::Backend::Vulkan);
+    const auto plain = greedy(*target, prompt, kTokens);
+    kiln::SamplerParams greedy_params;
+    greedy_params.temperature = 0;
+    kiln::DraftModelOptions dopt;
+    dopt.n_threads = 2;
+    dopt.sampling = greedy_params;
+    auto model_drafter = kiln::make_model_drafter(model.value(), *model.value(), target->n_ctx(), dopt);
+    REQUIRE_MESSAGE(model_drafter.is_ok(), model_drafter.message());
+    std::unique_ptr<kiln::Drafter> drafters[] = {std::move(model_drafter.value()), kiln::make_lookup_drafter(3)};
+    for (auto& drafter : drafters) {
+        REQUIRE(target->truncate(0).is_ok());
+        kiln::Sampler sampler(greedy_params, model.value()->config().n_vocab);
+        kiln::SpecOptions o;
+        o.n_predict = kTokens;
+        o.ignore_eos = true;
+        o.adaptive = false;
+        o.draft_max = 4;
+        std::vector<int32_t> out;
+        kiln::SpecStats st;
+        REQUIRE(kiln::speculative_generate(*target, sampler, *drafter, prompt, o, [&](int32_t t) { return out.push_back(t), true; }, &st).is_ok());
+        CHECK(out == plain);
+        CHECK(st.n_accepted > 0);
+        MESSAGE("Vulkan target: " << st.n_accepted << "/" << st.n_drafted << " drafts accepted in " << st.n_rounds << " rounds");
+    }
+}
+
+TEST_CASE("model: vulkan: tensors and logits larger than one binding are split (KILN_VULKAN_MAX_BINDING)") {
+    // SmolLM2's 30 MiB embedding table in 8 MiB parts, 48 tokens of all-token logits in
+    // groups of 42 rows (two submissions): the same logits as with whole bindings.
+    const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!kiln::test::require_file(path)) return;
+    auto model = kiln::Model::load(path);
+    REQUIRE(model.is_ok());
+    const int nv = model.value()->config().n_vocab, n = 48;
+    std::vector<int32_t> tokens(n);
+    for (int i = 0; i < n; ++i) tokens[size_t(i)] = (i * 7919 + 13) % nv;
+    auto whole_bindings = session(model.value(), kiln::Backend::Vulkan);
+    REQUIRE(whole_bindings->forward(tokens, true).is_ok());
+    setenv("KILN_VULKAN_MAX_BINDING", "8388608", 1);
+    auto split = session(model.value(), kiln::Backend::Vulkan);
+    unsetenv("KILN_VULKAN_MAX_BINDING");
+    REQUIRE(split->forward(tokens, true).is_ok());
+    REQUIRE(split->n_logits() == n);
+    // Rows of the last group run the matvec instead of the tiled matmul (another summation
+    // order): a float rounding apart, relative to the logits' size.
+    float worst = 0, scale = 0;
+    for (int i = 0; i < n; ++i)
+        for (int t = 0; t < nv; ++t) {
+            worst = std::max(worst, std::fabs(split->logits(i)[t] - whole_bindings->logits(i)[t]));
+            scale = std::max(scale, std::fabs(whole_bindings->logits(i)[t]));
+        }
+    CHECK(worst <= 1e-4f * scale);
+}
+
+TEST_CASE("vulkan: unsupported options and models are load-time errors") {
+    const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!kiln::test::require_file(path)) return;
+    auto model = kiln::Model::load(path);
+    REQUIRE(model.is_ok());
+    kiln::SessionOptions so;
+    so.n_ctx = 64;
+    so.backend = kiln::Backend::Vulkan;
+    so.type_k = kiln::DType::Q4_0;
+    so.type_v = kiln::DType::Q4_0;
+    CHECK(kiln::Session::create(model.value(), so).message().find("f16 or q8_0 KV cache") != std::string::npos);
+    so.type_v = kiln::DType::F16;
+    so.type_k = kiln::DType::F16;
+    so.kv_hadamard = true;
+    CHECK(kiln::Session::create(model.value(), so).message().find("--kv-hadamard") != std::string::npos);
+    so.kv_hadamard = false;
+    so.device = 99;
+    CHECK(kiln::Session::create(model.value(), so).message().find("--device 99") != std::string::npos);
+    CHECK(kiln::parse_backend("metal").message().find("not a backend") != std::string::npos);
+    const std::string moe_path = kiln::test::model_path("synth/synth-qwen3moe.gguf");
+    if (!kiln::test::require_file(moe_path)) return;
+    auto moe = kiln::Model::load(moe_path);
+    REQUIRE(moe.is_ok());
+    so.device = 0;
+    CHECK(kiln::Session::create(moe.value(), so).message().find("no mixture-of-experts kernels") != std::string::npos);
+}
+
+#endif  // KILN_HAVE_VULKAN

@@ -1,0 +1,406 @@
+// Every Vulkan shader against the CPU scalar reference (kernels/ref) or the CPU kernel it
+// replaces, on the first Vulkan device (lavapipe in CI), with tolerances derived from the
+// data. Outputs start NaN-filled so an element the shader skips fails.
+#ifdef KILN_HAVE_VULKAN
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "cpu/kernels.h"
+#include "ref/quants.h"
+#include "session_impl.h"
+#include "vulkan_test_util.h"
+
+using kiln::DType;
+using kiln::test::VulkanFixture;
+using kiln::vulkan::Buffer;
+using kiln::vulkan::whole;
+
+namespace {
+
+constexpr double kEps = std::numeric_limits<float>::epsilon();
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+
+std::vector<uint8_t> quantized_rows(DType t, const std::vector<float>& x, int64_t rows, int64_t k) {
+    const size_t rb = kiln::row_bytes(t, k);
+    std::vector<uint8_t> w(rb * size_t(rows));
+    for (int64_t r = 0; r < rows; ++r) REQUIRE(kiln::ref::quantize_row(t, x.data() + r * k, w.data() + size_t(r) * rb, k) == rb);
+    return w;
+}
+
+const DType kVulkanWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                                    DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q6_K};
+
+// Bound on float rounding of a dot product of k terms whose magnitudes sum to `abs_sum`:
+// at most k sequential additions (the tiled matmul; matvec's lanes add fewer, 16-term
+// partial sums, then meet in a tree), plus one rounding of each dequantized weight.
+double dot_tolerance(int64_t k, double abs_sum) { return kEps * double(k + 2) * abs_sum + 1e-30; }
+
+}  // namespace
+
+TEST_CASE("vulkan: dequant-matvec and tiled dequant-matmul match the scalar reference for every weight format and batch size") {
+    VulkanFixture f;
+    const uint32_t k = 512, rows = 37;  // rows not a multiple of the 16 per workgroup
+    for (DType t : kVulkanWeightTypes) {
+        const std::string format = kiln::dtype_name(t);
+        CAPTURE(format);
+        REQUIRE(kiln::vulkan::has_matvec(t));
+        const auto wbytes = quantized_rows(t, gaussian(size_t(rows * k), 1, 0.05f), rows, k);
+        std::vector<float> wdq(size_t(rows * k));
+        for (int64_t r = 0; r < rows; ++r) kiln::ref::dequantize_row(t, wbytes.data() + r * kiln::row_bytes(t, k), wdq.data() + r * k, k);
+        Buffer w = f.buffer(wbytes);
+        // A matrix split in two bindings (as for tensors above maxStorageBufferRange): each
+        // part writes its own output columns.
+        if (t == DType::Q8_0) {
+            const uint32_t split = 20, rb = uint32_t(kiln::row_bytes(t, k));
+            Buffer w0 = f.buffer(std::vector<uint8_t>(wbytes.begin(), wbytes.begin() + split * rb));
+            Buffer w1 = f.buffer(std::vector<uint8_t>(wbytes.begin() + split * rb, wbytes.end()));
+            const auto x = gaussian(k, 5);
+            Buffer xb = f.buffer(x), y = f.nan_buffer(rows), y_whole = f.nan_buffer(rows);
+            f.run([&](auto& r) {
+                REQUIRE(f.ops->matvec(r, t, whole(w0), whole(xb), whole(y), {k, split, 1, k, rows, 0, 0}).is_ok());
+                REQUIRE(f.ops->matvec(r, t, whole(w1), whole(xb), whole(y), {k, rows - split, 1, k, rows, 0, split}).is_ok());
+                REQUIRE(f.ops->matvec(r, t, whole(w), whole(xb), whole(y_whole), {k, rows, 1, k, rows}).is_ok());
+            });
+            CHECK(f.read<float>(y, rows) == f.read<float>(y_whole, rows));
+        }
+        // matvec: 9 is two groups of 8 tokens; tiled: 40 is two 32-token tiles.
+        for (auto [n, tiled] : {std::pair{1, false}, {3, false}, {9, false}, {1, true}, {40, true}}) {
+            CAPTURE(n);
+            CAPTURE(tiled);
+            const uint32_t y_stride = uint32_t(rows) + 5;  // rows land inside a wider output
+            const auto x = gaussian(size_t(n * k), 2 + n);
+            Buffer xb = f.buffer(x), y = f.nan_buffer(size_t(n) * y_stride);
+            f.run([&](auto& r) {
+                const kiln::vulkan::Ops::MatvecShape s{k, rows, uint32_t(n), k, y_stride};
+                REQUIRE((tiled ? f.ops->matmul_tiled(r, t, whole(w), whole(xb), whole(y), s) : f.ops->matvec(r, t, whole(w), whole(xb), whole(y), s)).is_ok());
+            });
+            const auto got = f.read<float>(y, size_t(n) * y_stride);
+            int bad = 0;
+            for (int i = 0; i < n; ++i) {
+                for (int64_t row = 0; row < rows; ++row) {
+                    const float* xr = x.data() + i * k;
+                    const double ref = kiln::ref::vec_dot_ref(t, wbytes.data() + row * kiln::row_bytes(t, k), xr, k);
+                    double abs_sum = 0;
+                    for (int64_t j = 0; j < k; ++j) abs_sum += std::fabs(double(wdq[size_t(row * k + j)]) * xr[j]);
+                    const double g = got[size_t(i) * y_stride + size_t(row)];
+                    if (!(std::fabs(g - ref) <= dot_tolerance(k, abs_sum))) ++bad;
+                }
+                for (uint32_t row = uint32_t(rows); row < y_stride; ++row) CHECK(std::isnan(got[size_t(i) * y_stride + row]));  // untouched
+            }
+            CHECK(bad == 0);
+        }
+        // The tolerance can fail: a weight row swapped for another is caught.
+        if (t == DType::Q4_K) {
+            auto swapped = wbytes;
+            const size_t rb = kiln::row_bytes(t, k);
+            std::copy(wbytes.begin() + rb, wbytes.begin() + 2 * rb, swapped.begin());
+            Buffer ws = f.buffer(swapped);
+            const auto x = gaussian(size_t(k), 7);
+            Buffer xb = f.buffer(x), y = f.nan_buffer(size_t(rows));
+            f.run([&](auto& r) { REQUIRE(f.ops->matvec(r, t, whole(ws), whole(xb), whole(y), {k, rows, 1, k, rows}).is_ok()); });
+            const double ref = kiln::ref::vec_dot_ref(t, wbytes.data(), x.data(), k);
+            CHECK(std::fabs(f.read<float>(y, 1)[0] - ref) > dot_tolerance(k, 1.0));
+        }
+    }
+}
+
+TEST_CASE("vulkan: embedding lookup dequantizes the rows the ids name") {
+    VulkanFixture f;
+    const uint32_t k = 256, vocab = 50;
+    const std::vector<int32_t> ids = {3, 0, 49, 3, 17};
+    for (DType t : kVulkanWeightTypes) {
+        const std::string format = kiln::dtype_name(t);
+        CAPTURE(format);
+        const auto wbytes = quantized_rows(t, gaussian(size_t(vocab * k), 11), vocab, k);
+        Buffer w = f.buffer(wbytes), idb = f.buffer(ids), out = f.nan_buffer(ids.size() * size_t(k));
+        const float scale = 1.5f;
+        f.run([&](auto& r) { REQUIRE(f.ops->get_rows(r, t, whole(w), whole(idb), whole(out), k, uint32_t(ids.size()), scale, 0, vocab).is_ok()); });
+        const auto got = f.read<float>(out, ids.size() * size_t(k));
+        std::vector<float> ref(static_cast<size_t>(k));
+        int bad = 0;
+        for (size_t i = 0; i < ids.size(); ++i) {
+            kiln::ref::dequantize_row(t, wbytes.data() + size_t(ids[i]) * kiln::row_bytes(t, k), ref.data(), k);
+            float mx = 0;
+            for (float v : ref) mx = std::max(mx, std::fabs(v));
+            for (int64_t j = 0; j < k; ++j) bad += !(std::fabs(got[i * size_t(k) + size_t(j)] - ref[size_t(j)] * scale) <= 4 * kEps * mx * scale);
+        }
+        CHECK(bad == 0);
+        // The table in two parts (two bindings): each dispatch fills the tokens it holds.
+        const uint32_t split = 20, rb = uint32_t(kiln::row_bytes(t, k));
+        Buffer w0 = f.buffer(std::vector<uint8_t>(wbytes.begin(), wbytes.begin() + split * rb));
+        Buffer w1 = f.buffer(std::vector<uint8_t>(wbytes.begin() + split * rb, wbytes.end()));
+        Buffer out2 = f.nan_buffer(ids.size() * size_t(k));
+        f.run([&](auto& r) {
+            REQUIRE(f.ops->get_rows(r, t, whole(w0), whole(idb), whole(out2), k, uint32_t(ids.size()), scale, 0, split).is_ok());
+            REQUIRE(f.ops->get_rows(r, t, whole(w1), whole(idb), whole(out2), k, uint32_t(ids.size()), scale, split, vocab - split).is_ok());
+        });
+        CHECK(f.read<float>(out2, got.size()) == got);
+    }
+}
+
+TEST_CASE("vulkan: RMSNorm, residual/bias add, SwiGLU and GELU match the CPU definitions") {
+    VulkanFixture f;
+    const auto& kt = kiln::cpu::active();
+    const uint32_t rows = 5, width = 640;
+    const auto x = gaussian(rows * width, 21, 3.0f), w = gaussian(width, 22);
+    SUBCASE("rms_norm, in place and out of place") {
+        for (bool in_place : {false, true}) {
+            Buffer xb = f.buffer(x), wb = f.buffer(w), yb = f.nan_buffer(x.size());
+            const Buffer& out = in_place ? xb : yb;
+            f.run([&](auto& r) { REQUIRE(f.ops->rms_norm(r, whole(xb), whole(wb), whole(out), rows, width, 1e-6f).is_ok()); });
+            const auto got = f.read<float>(out, x.size());
+            int bad = 0;
+            for (uint32_t i = 0; i < rows; ++i) {
+                double ss = 0;
+                for (uint32_t j = 0; j < width; ++j) ss += double(x[i * width + j]) * x[i * width + j];
+                const double s = 1.0 / std::sqrt(ss / width + 1e-6);
+                for (uint32_t j = 0; j < width; ++j) {
+                    const double ref = x[i * width + j] * s * w[j];
+                    bad += !(std::fabs(got[i * width + j] - ref) <= 8 * kEps * (std::fabs(ref) + 1e-30) + kEps * std::log2(double(width)) * std::fabs(ref));
+                }
+            }
+            CHECK(bad == 0);
+        }
+    }
+    SUBCASE("add: residual and a bias repeated per row") {
+        for (uint32_t x_len : {rows * width, width}) {
+            Buffer yb = f.buffer(x), bb = f.buffer(std::vector<float>(w.begin(), w.end()));
+            Buffer full = f.buffer(gaussian(rows * width, 23));
+            const Buffer& src = x_len == width ? bb : full;
+            const auto src_v = x_len == width ? w : gaussian(rows * width, 23);
+            f.run([&](auto& r) { REQUIRE(f.ops->add(r, whole(yb), whole(src), rows * width, x_len).is_ok()); });
+            const auto got = f.read<float>(yb, x.size());
+            int bad = 0;
+            for (size_t i = 0; i < x.size(); ++i) bad += got[i] != x[i] + src_v[i % x_len];  // one rounding, exact
+            CHECK(bad == 0);
+        }
+    }
+    SUBCASE("glu: SiLU and Gemma's fp16-rounded GELU") {
+        const auto up = gaussian(x.size(), 24);
+        for (bool gelu : {false, true}) {
+            CAPTURE(gelu);
+            Buffer gb = f.buffer(x), ub = f.buffer(up);
+            f.run([&](auto& r) { REQUIRE(f.ops->glu(r, whole(gb), whole(ub), uint32_t(x.size()), gelu).is_ok()); });
+            const auto got = f.read<float>(gb, x.size());
+            auto ref = x;
+            (gelu ? kt.gelu_mul : kt.silu_mul)(ref.data(), up.data(), int64_t(ref.size()));
+            int bad = 0;
+            for (size_t i = 0; i < x.size(); ++i) {
+                // SiLU: a few ulps of exp; GELU: its fp16-rounded result may land one fp16 ulp
+                // (up to 2^-10 relative) the other way, and for negative x, 1 + tanh cancels:
+                // a few eps of tanh become an absolute error of eps |x| in gelu.
+                const double rel = gelu ? std::ldexp(1.0, -10) : 16 * kEps;
+                const double cancel = gelu ? 8 * kEps * std::fabs(x[i]) : 0.0;
+                if (!(std::fabs(got[i] - ref[i]) <= (rel * std::fabs(ref[i] / up[i]) + cancel) * std::fabs(up[i]) + 1e-30) && bad++ < 5)
+                    MESSAGE("x " << x[i] << " up " << up[i] << " got " << got[i] << " ref " << ref[i]);
+            }
+            CHECK(bad == 0);
+        }
+    }
+}
+
+TEST_CASE("vulkan: RoPE rotates like the CPU path in both pair layouts") {
+    VulkanFixture f;
+    kiln::ModelConfig c;
+    c.head_dim = 64;
+    c.rope_dim = 64;
+    c.rope_theta = 10000.0f;
+    const int n = 7, heads = 3, pos0 = 1000;
+    std::vector<float> freqs(size_t(c.rope_dim / 2), 1.0f), cs(size_t(n * c.rope_dim));
+    kiln::rope_table(c, freqs, c.rope_theta, pos0, n, cs.data());
+    const auto x = gaussian(size_t(n * heads * c.head_dim), 31);
+    for (bool neox : {false, true}) {
+        CAPTURE(neox);
+        Buffer xb = f.buffer(x), csb = f.buffer(cs);
+        f.run([&](auto& r) { REQUIRE(f.ops->rope(r, whole(xb), whole(csb), n, heads, uint32_t(c.head_dim), uint32_t(c.rope_dim), neox).is_ok()); });
+        const auto got = f.read<float>(xb, x.size());
+        int bad = 0;
+        const int half = c.rope_dim / 2;
+        for (int i = 0; i < n; ++i)
+            for (int h = 0; h < heads; ++h)
+                for (int p = 0; p < half; ++p) {
+                    const size_t base = size_t(i * heads + h) * size_t(c.head_dim);
+                    const size_t ia = base + size_t(neox ? p : 2 * p), ib = ia + size_t(neox ? half : 1);
+                    const double co = cs[size_t((i * half + p) * 2)], si = cs[size_t((i * half + p) * 2 + 1)];
+                    const double a = double(x[ia]) * co - double(x[ib]) * si, b = double(x[ia]) * si + double(x[ib]) * co;
+                    const double tol = 4 * kEps * (std::fabs(x[ia]) + std::fabs(x[ib]));
+                    bad += !(std::fabs(got[ia] - a) <= tol) + !(std::fabs(got[ib] - b) <= tol);
+                }
+        CHECK(bad == 0);
+    }
+}
+
+TEST_CASE("vulkan: softmax and argmax") {
+    VulkanFixture f;
+    const uint32_t rows = 4, width = 1000;
+    auto x = gaussian(rows * width, 41, 4.0f);
+    x[2 * width + 500] = x[2 * width + 100] = 100.0f;  // a tie: the lower index wins
+    Buffer xb = f.buffer(x), idx = f.buffer(std::vector<uint32_t>(rows, 12345));
+    f.run([&](auto& r) { REQUIRE(f.ops->argmax(r, whole(xb), whole(idx), rows, width).is_ok()); });
+    const auto got_idx = f.read<uint32_t>(idx, rows);
+    for (uint32_t i = 0; i < rows; ++i) CHECK(got_idx[i] == uint32_t(std::max_element(x.begin() + i * width, x.begin() + (i + 1) * width) - (x.begin() + i * width)));
+    CHECK(got_idx[2] == 100);
+    f.run([&](auto& r) { REQUIRE(f.ops->softmax(r, whole(xb), rows, width).is_ok()); });
+    const auto got = f.read<float>(xb, x.size());
+    int bad = 0;
+    for (uint32_t i = 0; i < rows; ++i) {
+        const double mx = *std::max_element(x.begin() + i * width, x.begin() + (i + 1) * width);
+        double sum = 0;
+        for (uint32_t j = 0; j < width; ++j) sum += std::exp(x[i * width + j] - mx);
+        for (uint32_t j = 0; j < width; ++j) {
+            const double ref = std::exp(x[i * width + j] - mx) / sum;
+            bad += !(std::fabs(got[i * width + j] - ref) <= 64 * kEps * ref + 1e-9);
+        }
+    }
+    CHECK(bad == 0);
+}
+
+TEST_CASE("vulkan: greedy speculative verification counts the drafts that match the target's picks") {
+    VulkanFixture f;
+    const uint32_t width = 300;
+    for (int case_i = 0; case_i < 4; ++case_i) {
+        CAPTURE(case_i);
+        const uint32_t n = 6;  // one pending token + 5 drafts
+        const auto logits = gaussian(n * width, 80 + uint32_t(case_i));
+        std::vector<int32_t> picks(n), drafts(n - 1);
+        for (uint32_t i = 0; i < n; ++i) picks[i] = int32_t(std::max_element(logits.begin() + i * width, logits.begin() + (i + 1) * width) - (logits.begin() + i * width));
+        // Cases 0..2: the first case_i drafts agree with the target, the next does not; case 3: all agree.
+        const int agree = case_i == 3 ? int(n - 1) : case_i;
+        for (uint32_t i = 0; i < n - 1; ++i) drafts[i] = int(i) < agree ? picks[i] : (picks[i] + 1) % int32_t(width);
+        Buffer lb = f.buffer(logits), pb = f.buffer(std::vector<uint32_t>(n, 0)), db = f.buffer(drafts), rb = f.buffer(std::vector<uint32_t>(2, 999));
+        f.run([&](auto& r) {
+            REQUIRE(f.ops->argmax(r, whole(lb), whole(pb), n, width).is_ok());
+            r.barrier();
+            REQUIRE(f.ops->spec_verify(r, whole(pb), whole(db), whole(rb), n - 1).is_ok());
+        });
+        const auto result = f.read<uint32_t>(rb, 2);
+        CHECK(result[0] == uint32_t(agree));
+        CHECK(result[1] == uint32_t(picks[size_t(agree)]));
+    }
+}
+
+namespace {
+
+// Naive attention in double over fp16-rounded keys and values: out (n, H, Dv).
+std::vector<double> naive_attention(const std::vector<float>& q, const std::vector<float>& kc, const std::vector<float>& vc, int n, int H, int Hkv, int D,
+                                    int Dv, int n_ctx, int pos0, int window, float scale) {
+    std::vector<double> out(size_t(n * H * Dv));
+    for (int i = 0; i < n; ++i)
+        for (int h = 0; h < H; ++h) {
+            const int g = h / (H / Hkv), pos = pos0 + i, lo = window > 0 ? std::max(0, pos - window + 1) : 0;
+            std::vector<double> s;
+            for (int p = lo; p <= pos; ++p) {
+                double d = 0;
+                for (int j = 0; j < D; ++j) d += double(q[size_t((i * H + h) * D + j)]) * kc[size_t((g * n_ctx + p) * D + j)];
+                s.push_back(d * scale);
+            }
+            const double mx = *std::max_element(s.begin(), s.end());
+            double sum = 0;
+            for (double& v : s) sum += (v = std::exp(v - mx));
+            for (int j = 0; j < Dv; ++j) {
+                double a = 0;
+                for (int p = lo; p <= pos; ++p) a += s[size_t(p - lo)] * vc[size_t((g * n_ctx + p) * Dv + j)];
+                out[size_t((i * H + h) * Dv + j)] = a / sum;
+            }
+        }
+    return out;
+}
+
+float round_f16(float x) { return kiln::fp16_to_fp32(kiln::fp32_to_fp16(x)); }
+
+}  // namespace
+
+TEST_CASE("vulkan: KV store and flash attention (f16 and q8_0 cache, GQA, causal, sliding window, several tiles)") {
+    VulkanFixture f;
+    struct Shape {
+        int H, Hkv, D;
+    };
+    for (DType kv_type : {DType::F16, DType::Q8_0})
+    for (Shape sh : {Shape{6, 2, 64}, Shape{4, 1, 256}}) {  // SmolLM2-like and Gemma-3-like heads
+        for (int window : {0, 50}) {
+            const std::string cache_type = kiln::dtype_name(kv_type);
+            CAPTURE(cache_type);
+            CAPTURE(sh.D);
+            CAPTURE(window);
+            const int H = sh.H, Hkv = sh.Hkv, D = sh.D, Dv = D, n_ctx = 160;
+            const kiln::vulkan::Ops::KvShape s{uint32_t(H), uint32_t(Hkv), uint32_t(D), uint32_t(Dv), uint32_t(n_ctx), kv_type};
+            const size_t k_row = kiln::vulkan::Ops::kv_row_bytes(kv_type, uint32_t(D)), v_row = kiln::vulkan::Ops::kv_row_bytes(kv_type, uint32_t(Dv));
+            Buffer kc = f.buffer(std::vector<uint8_t>(size_t(Hkv * n_ctx) * k_row)), vc = f.buffer(std::vector<uint8_t>(size_t(Hkv * n_ctx) * v_row));
+            // The values the cache should hold: each row rounded to fp16, or q8_0-quantized
+            // by the scalar reference (its bytes too).
+            std::vector<float> kref(size_t(Hkv * n_ctx * D)), vref(size_t(Hkv * n_ctx * Dv));
+            std::vector<uint8_t> kbytes(size_t(Hkv * n_ctx) * k_row);
+            auto reference_row = [&](const float* x, int dim, float* values, uint8_t* bytes) {
+                if (kv_type == DType::F16) {
+                    for (int j = 0; j < dim; ++j) values[j] = round_f16(x[j]);
+                    return;
+                }
+                kiln::ref::quantize_row_q8_0(x, reinterpret_cast<kiln::block_q8_0*>(bytes), dim);
+                kiln::ref::dequantize_row_q8_0(reinterpret_cast<const kiln::block_q8_0*>(bytes), values, dim);
+            };
+            std::vector<uint8_t> scratch(std::max(k_row, v_row));
+            const float scale = 1.0f / std::sqrt(float(D));
+            int pos0 = 0;
+            for (int n : {130, 1, 3}) {  // prefill over three 64-position tiles, decode, a verification batch
+                CAPTURE(n);
+                const auto q = gaussian(size_t(n * H * D), 50 + n, 2.0f), k = gaussian(size_t(n * Hkv * D), 60 + n), v = gaussian(size_t(n * Hkv * Dv), 70 + n);
+                for (int i = 0; i < n; ++i)
+                    for (int g = 0; g < Hkv; ++g) {
+                        const size_t row = size_t(g * n_ctx + pos0 + i);
+                        reference_row(&k[size_t((i * Hkv + g) * D)], D, &kref[row * size_t(D)], &kbytes[row * k_row]);
+                        reference_row(&v[size_t((i * Hkv + g) * Dv)], Dv, &vref[row * size_t(Dv)], scratch.data());
+                    }
+                Buffer qb = f.buffer(q), kb = f.buffer(k), vb = f.buffer(v), out = f.nan_buffer(size_t(n * H * Dv));
+                f.run([&](auto& r) {
+                    REQUIRE(f.ops->kv_store(r, whole(kb), whole(vb), whole(kc), whole(vc), s, uint32_t(n), uint32_t(pos0)).is_ok());
+                    r.barrier();
+                    REQUIRE(f.ops->flash_attn(r, whole(qb), whole(kc), whole(vc), whole(out), s, uint32_t(n), uint32_t(pos0), uint32_t(window), scale).is_ok());
+                });
+                // The key cache holds exactly the reference rows (fp16 values, q8_0 bytes).
+                const auto kc_got = f.read<uint8_t>(kc, size_t(Hkv * n_ctx) * k_row);
+                int bad_cache = 0;
+                for (int g = 0; g < Hkv; ++g)
+                    for (int p = pos0; p < pos0 + n; ++p) {
+                        const size_t row = size_t(g * n_ctx + p);
+                        if (kv_type == DType::Q8_0) {
+                            bad_cache += std::memcmp(&kc_got[row * k_row], &kbytes[row * k_row], kiln::row_bytes(kv_type, D)) != 0;
+                            continue;
+                        }
+                        for (int j = 0; j < D; ++j) {
+                            uint16_t h;
+                            std::memcpy(&h, &kc_got[row * k_row + size_t(j) * 2], 2);
+                            bad_cache += kiln::fp16_to_fp32(h) != kref[row * size_t(D) + size_t(j)];
+                        }
+                    }
+                CHECK(bad_cache == 0);
+
+                const auto got = f.read<float>(out, size_t(n * H * Dv));
+                const auto ref = naive_attention(q, kref, vref, n, H, Hkv, D, Dv, n_ctx, pos0, window, scale);
+                // A score's rounding error (D-term float dot) moves its weight by that much
+                // relative; the output, a convex mix of V, moves by at most twice the largest
+                // score error times max|V|, plus the float accumulation of the mix.
+                double qmax = 0, vmax = 0;
+                for (float x : q) qmax = std::max(qmax, double(std::fabs(x)));
+                for (float x : vref) vmax = std::max(vmax, double(std::fabs(x)));
+                const double kmax = 5.0;  // |N(0,1)| samples stay below
+                const double score_err = kEps * D * qmax * kmax * scale * 2;
+                const double tol = vmax * (2 * score_err + kEps * (n_ctx + 8));
+                int bad = 0;
+                for (size_t i = 0; i < ref.size(); ++i) bad += !(std::fabs(got[i] - ref[i]) <= tol);
+                CHECK(bad == 0);
+                pos0 += n;
+            }
+        }
+    }
+}
+
+#endif  // KILN_HAVE_VULKAN
