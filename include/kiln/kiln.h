@@ -7,6 +7,7 @@
 #include "kiln/gguf.h"
 #include "kiln/gguf_writer.h"
 #include "kiln/model.h"
+#include "kiln/safetensors.h"
 #include "kiln/sampler.h"
 #include "kiln/session.h"
 #include "kiln/speculative.h"
