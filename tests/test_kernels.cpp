@@ -14,15 +14,9 @@
 using kiln::DType;
 using namespace kiln::cpu;
 
-namespace {
+using kiln::test::gaussian;
 
-std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-}
+namespace {
 
 // Weight rows of type t: quantized from Gaussian data where kiln has a quantizer, random
 // bytes with sane fp16 scales otherwise (q2_K, q3_K).

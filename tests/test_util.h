@@ -1,9 +1,12 @@
 // Helpers shared by the doctest suites: where test data lives, and data-derived tolerances.
 #pragma once
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -39,6 +42,15 @@ inline bool require_file(const std::string& path) {
     }
     FAIL_CHECK("missing test file " << path << " (run tools/fetch_models.py)");
     return false;
+}
+
+// n samples of N(0, scale^2), reproducible from the seed.
+inline std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
 }
 
 }  // namespace kiln::test

@@ -17,17 +17,11 @@ using kiln::test::VulkanFixture;
 using kiln::vulkan::Buffer;
 using kiln::vulkan::whole;
 
+using kiln::test::gaussian;
+
 namespace {
 
 constexpr double kEps = std::numeric_limits<float>::epsilon();
-
-std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-}
 
 std::vector<uint8_t> quantized_rows(DType t, const std::vector<float>& x, int64_t rows, int64_t k) {
     const size_t rb = kiln::row_bytes(t, k);
