@@ -196,6 +196,16 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
     const uint32_t un = uint32_t(n);
     const bool swa = c.layer_is_swa[size_t(il)];
     auto w = [&](const TensorView& t) { return weights_[t].range(); };
+    // x += proj (n, E), proj first normed when the block has a post-norm (Gemma 3).
+    auto add_to_residual = [&](const TensorView& post_norm) -> Status {
+        if (!post_norm.empty()) {
+            KILN_TRY(ops_.rms_norm(r, whole(proj_), w(post_norm), whole(proj_), un, E, c.rms_eps));
+            r.barrier();
+        }
+        KILN_TRY(ops_.add(r, whole(x_), whole(proj_), un * E, un * E));
+        r.barrier();
+        return Status::ok();
+    };
 
     // ---- attention block ----
     KILN_TRY(ops_.rms_norm(r, whole(x_), w(L.attn_norm), whole(xn_), un, E, c.rms_eps));
@@ -228,12 +238,7 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
     r.barrier();
     KILN_TRY(linear(r, L.wo, attn_, proj_, n));  // (n, E)
     r.barrier();
-    if (!L.post_attn_norm.empty()) {
-        KILN_TRY(ops_.rms_norm(r, whole(proj_), w(L.post_attn_norm), whole(proj_), un, E, c.rms_eps));
-        r.barrier();
-    }
-    KILN_TRY(ops_.add(r, whole(x_), whole(proj_), un * E, un * E));
-    r.barrier();
+    KILN_TRY(add_to_residual(L.post_attn_norm));
     KILN_TRY(ops_.rms_norm(r, whole(x_), w(L.ffn_norm), whole(xn_), un, E, c.rms_eps));
     r.barrier();
 
@@ -245,12 +250,7 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
     r.barrier();
     KILN_TRY(linear(r, L.ffn_down, gate_, proj_, n));  // (n, E)
     r.barrier();
-    if (!L.post_ffn_norm.empty()) {
-        KILN_TRY(ops_.rms_norm(r, whole(proj_), w(L.post_ffn_norm), whole(proj_), un, E, c.rms_eps));
-        r.barrier();
-    }
-    KILN_TRY(ops_.add(r, whole(x_), whole(proj_), un * E, un * E));
-    r.barrier();
+    KILN_TRY(add_to_residual(L.post_ffn_norm));
     return Status::ok();
 }
 
