@@ -20,8 +20,7 @@ template <DType T>
 inline void row_to_f32(const uint8_t* row, int64_t k, float* out) {
     const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
     if constexpr (T == DType::F16) f16_to_f32(h, out, k);
-    else
-        for (int64_t i = 0; i < k; ++i) out[i] = std::bit_cast<float>(uint32_t(h[i]) << 16);  // vectorizes
+    else attn::bf16_to_f32(h, out, k);
 }
 
 // kW weights of row r at element i, read from the matrix itself: f32, or f16 / bf16
@@ -37,7 +36,7 @@ struct RowsInPlace {
         else {
             alignas(64) float t[kW];
             const uint16_t* h = reinterpret_cast<const uint16_t*>(p) + i;
-            for (int e = 0; e < kW; ++e) t[e] = std::bit_cast<float>(uint32_t(h[e]) << 16);
+            attn::bf16_to_f32(h, t, kW);
             return VF::load_aligned(t);
         }
     }
@@ -51,7 +50,7 @@ struct RowsInPlace {
         const uint8_t* p = w + size_t(r) * stride;
         if constexpr (T == DType::F32) return reinterpret_cast<const float*>(p)[i];
         else if constexpr (T == DType::F16) return fp16_to_fp32(reinterpret_cast<const uint16_t*>(p)[i]);
-        else return std::bit_cast<float>(uint32_t(reinterpret_cast<const uint16_t*>(p)[i]) << 16);
+        else return bf16_to_fp32(reinterpret_cast<const uint16_t*>(p)[i]);
     }
 };
 // The same from rows already converted to floats, ld floats apart.
