@@ -458,6 +458,40 @@ Expected<GgufFile> GgufFile::open(const std::string& path, bool use_mmap) {
     return f;
 }
 
+Expected<GgufFile> GgufFile::from_image(std::vector<uint8_t> image, const std::string& name) {
+    // The parsed metadata points into the image: it moves into shared storage first.
+    auto bytes = std::make_shared<const std::vector<uint8_t>>(std::move(image));
+    auto f = parse(bytes->data(), bytes->size(), name);
+    if (!f) return f.status();
+    if (!f->tensors_.empty()) return Status::error("%s: an in-memory image must hold metadata only", name.c_str());
+    f->owned_.push_back(std::move(bytes));
+    return f;
+}
+
+Status GgufFile::add_tensor(GgufTensor t, std::shared_ptr<const void> owner) {
+    if (tensor_index_.count(t.name)) return Status::error("%s: duplicate tensor '%s'", name_.c_str(), t.name.c_str());
+    const DTypeInfo& info = dtype_info(t.dtype);
+    if (t.ne[0] % info.block_size != 0 || t.nbytes != row_bytes(t.dtype, t.ne[0]) * uint64_t(t.ne[1] * t.ne[2] * t.ne[3]))
+        return Status::error("%s: tensor '%s': %" PRIu64 " bytes do not hold shape %s of %s", name_.c_str(), t.name.c_str(), t.nbytes, t.shape_string().c_str(), dtype_name(t.dtype));
+    if (owner) owned_.push_back(std::move(owner));
+    tensor_index_[t.name] = tensors_.size();
+    tensors_.push_back(std::move(t));
+    return Status::ok();
+}
+
+Status GgufFile::replace_tensor(std::string_view name, DType dtype, const uint8_t* data, uint64_t nbytes, std::shared_ptr<const void> owner) {
+    auto it = tensor_index_.find(name);
+    if (it == tensor_index_.end()) return Status::error("%s: no tensor '%.*s' to replace", name_.c_str(), int(name.size()), name.data());
+    GgufTensor& t = tensors_[it->second];
+    if (t.ne[0] % dtype_info(dtype).block_size != 0 || nbytes != row_bytes(dtype, t.ne[0]) * uint64_t(t.ne[1] * t.ne[2] * t.ne[3]))
+        return Status::error("%s: tensor '%s': %" PRIu64 " bytes of %s do not hold shape %s", name_.c_str(), t.name.c_str(), nbytes, dtype_name(dtype), t.shape_string().c_str());
+    t.dtype = dtype;
+    t.data = data;
+    t.nbytes = nbytes;
+    if (owner) owned_.push_back(std::move(owner));
+    return Status::ok();
+}
+
 const GgufValue* GgufFile::find(std::string_view key) const {
     auto it = kv_index_.find(key);
     return it == kv_index_.end() ? nullptr : &kv_[it->second].second;

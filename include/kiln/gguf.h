@@ -109,8 +109,22 @@ public:
     // Overrides (or adds) a scalar metadata value, e.g. from --override-kv.
     void set_override(const std::string& key, GgufValue value);
 
+    // A file assembled in memory (a Hugging Face checkpoint read as GGUF): `image` is a
+    // GGUF image holding the metadata (a GgufWriter's to_bytes() without tensors), which
+    // the file keeps; tensors are then added with add_tensor.
+    static Expected<GgufFile> from_image(std::vector<uint8_t> image, const std::string& name);
+    // Adds a tensor whose bytes live elsewhere; `owner` keeps them alive as long as the
+    // file (nullptr when they live in something the file already holds).
+    Status add_tensor(GgufTensor t, std::shared_ptr<const void> owner);
+    // Points tensor `name` at new bytes of another type with the same shape (in-place
+    // quantization); `owner` keeps them alive.
+    Status replace_tensor(std::string_view name, DType dtype, const uint8_t* data, uint64_t nbytes, std::shared_ptr<const void> owner);
+    // Keeps `owner` alive as long as the file (e.g. the safetensors mappings tensors point into).
+    void keep_alive(std::shared_ptr<const void> owner) { owned_.push_back(std::move(owner)); }
+
 private:
     std::shared_ptr<MappedFile> file_;  // keeps the mapping alive for views into it
+    std::vector<std::shared_ptr<const void>> owned_;  // other storage metadata or tensors point into
     std::string name_;
     uint64_t size_ = 0;
     uint32_t version_ = 0;
