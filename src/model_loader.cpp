@@ -9,7 +9,9 @@
 #include <map>
 
 #include "cpu/r16.h"
+#include "kiln/hf_checkpoint.h"
 #include "kiln/model.h"
+#include "kiln/quantize.h"
 #include "kiln/thread_pool.h"
 
 namespace kiln {
@@ -277,7 +279,7 @@ private:
 };
 
 Expected<std::shared_ptr<Model>> Model::load(const std::string& path, const LoadOptions& options) {
-    auto f = GgufFile::open(path, options.use_mmap);
+    auto f = is_hf_checkpoint_dir(path) ? open_hf_checkpoint(path, options.use_mmap) : GgufFile::open(path, options.use_mmap);
     if (!f) return f.status();
     std::shared_ptr<Model> m(new Model());
     m->gguf_ = std::move(f.value());
@@ -285,6 +287,15 @@ Expected<std::shared_ptr<Model>> Model::load(const std::string& path, const Load
         auto kv = parse_override_kv(spec);
         if (!kv) return kv.status();
         m->gguf_.set_override(kv->first, kv->second);
+    }
+    if (!options.quantize.empty()) {
+        auto mix = parse_quant_mix(options.quantize);
+        if (!mix) return mix.status().with_context("--quantize");
+        QuantizeOptions q;
+        q.mix = mix.value();
+        q.n_threads = options.quantize_threads;
+        q.progress = options.quantize_progress;
+        KILN_TRY(quantize_gguf(m->gguf_, q));
     }
     KILN_TRY(m->bind(options));
     if (options.repack) KILN_TRY(m->repack_weights());

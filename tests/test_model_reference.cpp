@@ -9,7 +9,9 @@
 //  - teacher-forced through llama.cpp's 64 greedy tokens per prompt, kiln picks a different
 //    token no more often than llama.cpp with flash attention does (with 50% slack);
 //  - logits at the prompt and after 64 tokens are within 2x llama.cpp's own change;
-//  - generating freely, kiln reproduces llama.cpp's 64 tokens exactly on at least 3 prompts.
+//  - generating freely, kiln reproduces llama.cpp's 64 tokens exactly on at least 3 prompts,
+//    and on every prompt up to a step where llama.cpp's own top-2 margin is within its noise.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -26,6 +28,7 @@ struct Case {
     std::vector<int32_t> prompt_top_ids, final_top_ids;
     std::vector<float> prompt_top_values, final_top_values;
     float fa_noise = 0;
+    std::vector<float> margins;  // llama.cpp's top-1 minus top-2 logit at each greedy step
 };
 
 std::vector<Case> load_reference(const std::string& file) {
@@ -44,6 +47,7 @@ std::vector<Case> load_reference(const std::string& file) {
         k.final_top_ids = c["final_logits"]["ids"].get<std::vector<int32_t>>();
         k.final_top_values = c["final_logits"]["values"].get<std::vector<float>>();
         k.fa_noise = c["llama_fa_noise"];
+        k.margins = c["margins"].get<std::vector<float>>();
         cases.push_back(std::move(k));
     }
     return cases;
@@ -85,7 +89,12 @@ void check_model(const std::string& model_file, const std::string& ref_file, con
     auto cases = load_reference(ref_file);
     if (n_cases >= 0 && size_t(n_cases) < cases.size()) cases.resize(size_t(n_cases));
     float model_noise = 0;
-    for (const Case& c : cases) model_noise = std::max(model_noise, c.fa_noise);
+    std::vector<float> noises;
+    for (const Case& c : cases) model_noise = std::max(model_noise, c.fa_noise), noises.push_back(c.fa_noise);
+    // One prompt's flash-attention change is a sample of llama.cpp's noise: a prompt where
+    // it happened to be small does not make a tighter tolerance than the model's median.
+    std::nth_element(noises.begin(), noises.begin() + long(noises.size() / 2), noises.end());
+    const float median_noise = noises[noises.size() / 2];
     if (min_exact < 0) {
         int llama_fa_exact = 0;
         for (const Case& c : cases) llama_fa_exact += c.fa_picks == c.generated;
@@ -109,10 +118,11 @@ void check_model(const std::string& model_file, const std::string& ref_file, con
             REQUIRE(s.forward(std::span<const int32_t>(&c.generated[i], 1)).is_ok());
         }
         const float d_final = max_logit_diff(s.logits(), c.final_top_ids, c.final_top_values);
-        const float bound = moe ? 3 * model_noise : 2 * c.fa_noise;
+        const float noise = std::max(c.fa_noise, median_noise);
+        const float bound = moe ? 3 * model_noise : 2 * noise;
         CHECK(d_prompt <= bound);
         CHECK(d_final <= bound);
-        worst_ratio = std::max(worst_ratio, std::max(d_prompt, d_final) / (moe ? model_noise : c.fa_noise));
+        worst_ratio = std::max(worst_ratio, std::max(d_prompt, d_final) / (moe ? model_noise : noise));
 
         // Free-running greedy generation.
         REQUIRE(s.truncate(0).is_ok());
@@ -123,6 +133,15 @@ void check_model(const std::string& model_file, const std::string& ref_file, con
             REQUIRE(s.forward(std::span<const int32_t>(&gen.back(), 1)).is_ok());
         }
         exact += gen == c.generated;
+        // Where the two engines part, llama.cpp itself was within its own noise of picking
+        // kiln's token: its top-2 margin there is under its flash-attention logit change.
+        // (Not for MoE: after a router near-tie picks another expert, logits jump.)
+        size_t k = 0;
+        while (k < gen.size() && gen[k] == c.generated[k]) ++k;
+        if (k < gen.size() && !moe) {
+            CAPTURE(k);
+            CHECK(c.margins[k] < noise);
+        }
     }
     MESSAGE(model_file << " [" << std::string(isa) << "]: " << exact << "/" << cases.size() << " prompts give llama.cpp's exact 64 tokens; teacher-forced, kiln picks another token at "
                        << ours_differ << "/" << steps << " steps (llama.cpp with flash attention: " << llama_fa_differs
@@ -148,6 +167,17 @@ TEST_CASE("model: SmolLM2-135M greedy tokens and logits match llama.cpp") {
 
 TEST_CASE("model: Gemma 3 270M greedy tokens and logits match llama.cpp") {
     check_all_isas("gemma-3-270m-q4_k_m.gguf", "reference_gemma3.json");
+}
+
+// kiln-quantize's Q4_K_M and Q8_0 of SmolLM2 in F16 (tools/make_synthetic_models.sh; byte
+// for byte what llama-quantize writes, see tests/test_quantize_mix.cpp): llama.cpp loads
+// them, and the two engines pick the same tokens.
+TEST_CASE("model: SmolLM2 quantized by kiln-quantize to Q4_K_M runs in llama.cpp with the same tokens") {
+    check_model("synth/smollm2-q4_k_m.gguf", "reference_smollm2-q4_k_m.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, 1);
+}
+
+TEST_CASE("model: SmolLM2 quantized by kiln-quantize to Q8_0 runs in llama.cpp with the same tokens") {
+    check_model("synth/smollm2-q8_0.gguf", "reference_smollm2-q8_0.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, 1);
 }
 
 // Random-weight models (tools/make_synthetic_models.sh) for the architecture features the

@@ -30,3 +30,26 @@ make synth-qwen2moe qwen2moe qwen2 --rope-theta 1000000 --n-expert 8 --n-expert-
 # sees the cache's rounding alone, not 8-bit activation noise it would set off.
 quantize=$(dirname "$synth")/kiln-quantize
 [ -f "$out/smollm2-f16.gguf" ] || "$quantize" "$(python3 tools/fetch_models.py smollm2)" "$out/smollm2-f16.gguf" f16 >&2
+
+# kiln-quantize's Q4_K_M and Q8_0 of that F16 file: tests/data/reference_smollm2-{q4_k_m,q8_0}.json
+# hold llama.cpp's tokens on these very files (it loads them: same types and bytes as llama-quantize's).
+for mix in q4_k_m q8_0; do
+  [ -f "$out/smollm2-$mix.gguf" ] || "$quantize" "$out/smollm2-f16.gguf" "$out/smollm2-$mix.gguf" "$mix" >&2
+done
+
+# Hugging Face checkpoint directories made from GGUF files (tools/make_hf_checkpoint.py:
+# dequantized by the PyPI gguf package, written by safetensors and tokenizers), for
+# tests/test_hf_checkpoint.cpp: SmolLM2 in F16 across two shards, Gemma 3 in BF16, and every
+# synthetic architecture in F32.
+pylib=$(tools/python_deps.sh)
+hf=$cache/models/hf
+hf_make() {  # name source.gguf flags...
+  local name=$1 src=$2
+  shift 2
+  [ -f "$hf/$name/config.json" ] || PYTHONPATH="$pylib" python3 tools/make_hf_checkpoint.py "$src" "$hf/$name" "$@"
+}
+hf_make smollm2 "$(python3 tools/fetch_models.py smollm2)" --dtype f16 --shards 2
+hf_make gemma3 "$(python3 tools/fetch_models.py gemma3)" --dtype bf16
+for name in synth-llama3 synth-qwen2 synth-qwen3 synth-mixtral synth-qwen3moe synth-qwen2moe; do
+  hf_make "$name" "$out/$name.gguf" --dtype f32
+done

@@ -2,6 +2,7 @@
 // its tokenizer. A Model is immutable after load and can serve several Sessions.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -94,11 +95,20 @@ struct LoadOptions {
     // together, same bit width): faster decode, verification and prefill, at the cost of
     // the load time and memory for the copy (like ik_llama.cpp's -rtr).
     bool repack = false;
+    // Quantize the weights in memory at load (llama-quantize's mix names: "q8_0", "q4_k_m",
+    // "q6_k", ...; see kiln/quantize.h), so an F16/BF16 model or a Hugging Face checkpoint
+    // runs at GGUF speed. Empty: keep the file's types.
+    std::string quantize;
+    // Called after each quantized tensor with (done, total), e.g. for a progress line.
+    std::function<void(size_t, size_t)> quantize_progress;
+    int quantize_threads = 0;  // 0: all cores
 };
 
 class Model {
 public:
-    // Maps, validates and binds a GGUF model. Errors name the file, key or tensor.
+    // Maps, validates and binds a GGUF model, or a Hugging Face checkpoint directory
+    // (config.json + safetensors + tokenizer.json, see kiln/hf_checkpoint.h). Errors name
+    // the file, key or tensor.
     static Expected<std::shared_ptr<Model>> load(const std::string& path, const LoadOptions& options = {});
 
     const ModelConfig& config() const { return config_; }

@@ -31,6 +31,7 @@ struct Args {
     bool probe = true;
     bool use_mmap = true;
     bool repack = false;
+    std::string quantize;  // --quantize: weights quantized in memory at load
     kiln::DType type_k = kiln::DType::F16, type_v = kiln::DType::F16;
     kiln::Backend backend = kiln::Backend::Cpu;
     int device = 0;  // Vulkan device index
@@ -105,7 +106,7 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [--quantize TYPE] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
                         "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32); --kv-hadamard rotates the cache\n"
@@ -145,6 +146,12 @@ int main(int argc, char** argv) {
         else if (f == "--kv-hadamard") a.kv_hadamard = true;
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
+        else if (f == "--quantize") {
+            if (!need()) return fail("--quantize needs a type (q8_0, q4_k_m, ...)");
+            auto mix = kiln::parse_quant_mix(v);
+            if (!mix) return fail("--quantize: " + mix.message());
+            a.quantize = v;
+        }
         else return fail("unknown flag '" + f + "' (see --help)");
     }
     if (a.models.empty()) return fail("no model given (-m FILE.gguf)");
@@ -166,6 +173,7 @@ int main(int argc, char** argv) {
         kiln::LoadOptions lo;
         lo.use_mmap = a.use_mmap;
         lo.repack = a.repack;
+        lo.quantize = a.quantize;
         auto model = kiln::Model::load(path, lo);
         if (!model) return fail(model.message());
         const kiln::Model& m = *model.value();

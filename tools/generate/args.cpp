@@ -31,7 +31,7 @@ kiln::Status parse_float(const std::string& flag, const char* v, float* out) {
 const char* generate_usage() {
     return "usage: kiln-generate -m MODEL.gguf [-p PROMPT | -f FILE] [options]\n"
            "\n"
-           "  -m, --model FILE          GGUF model\n"
+           "  -m, --model PATH          GGUF file or Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)\n"
            "  -p, --prompt TEXT         prompt text\n"
            "  -f, --file FILE           read the prompt from FILE ('-' reads stdin)\n"
            "  -n, --n-predict N         tokens to generate (default 128, -1 = until end of text)\n"
@@ -58,6 +58,7 @@ const char* generate_usage() {
            "      --experts-per-token N MoE: run N experts per token instead of the model's (fewer: faster, lower quality)\n"
            "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
            "      --repack              keep a row-interleaved copy of q4_K/q6_K/q8_0 weights (faster; slower load, more memory)\n"
+           "      --quantize TYPE       quantize the weights in memory at load: q8_0, q4_k_m, q5_k_m, q6_k, q4_0, ... (llama-quantize's mixes)\n"
            "\n"
            "Speculative decoding (one drafting source; output is exactly the target's):\n"
            "  -md, --model-draft FILE   draft model (same vocabulary as -m)\n"
@@ -133,6 +134,12 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--kv-hadamard") a.kv_hadamard = true;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
+        else if (f == "--quantize") {
+            KILN_TRY(value(&v));
+            auto mix = kiln::parse_quant_mix(v);
+            if (!mix) return mix.status().with_context("--quantize");
+            a.quantize = v;
+        }
         else if (f == "-md" || f == "--model-draft") { KILN_TRY(value(&v)); a.model_draft = v; }
         else if (f == "-cd" || f == "--ctx-draft" || f == "--ctx-size-draft") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 1 << 22, &a.ctx_draft)); }
         else if (f == "--draft-max" || f == "--draft") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, kiln::kMaxDraft, &a.draft_max)); }

@@ -33,6 +33,7 @@ struct GenerateArgs {
     std::vector<std::string> override_kv;
     bool use_mmap = true;
     bool repack = false;
+    std::string quantize;  // --quantize: quantize the weights in memory at load ("q8_0", "q4_k_m", ...)
     // Speculative decoding (at most one drafting source).
     std::string model_draft;        // -md: draft model
     int ctx_draft = 0;              // draft KV cache (0: same as --ctx)

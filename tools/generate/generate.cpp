@@ -102,6 +102,12 @@ int main(int argc, char** argv) {
     lo.override_kv = a.override_kv;
     lo.use_mmap = a.use_mmap;
     lo.repack = a.repack;
+    lo.quantize = a.quantize;
+    if (!a.quiet) {
+        lo.quantize_progress = [&](size_t done, size_t total) {
+            std::fprintf(stderr, "\rkiln-generate: quantizing to %s: %zu/%zu tensors%s", a.quantize.c_str(), done, total, done == total ? "\n" : "");
+        };
+    }
     auto model = kiln::Model::load(a.model, lo);
     if (!model) return fail(model.message());
     const kiln::Tokenizer& tok = model.value()->tokenizer();

@@ -1,5 +1,5 @@
-// kiln-inspect: prints a GGUF file's header, metadata and tensor table (like gguf-dump).
-// Usage: kiln-inspect FILE.gguf [--tensors-only | --metadata-only] [--full-arrays]
+// kiln-inspect: prints a GGUF file's (or a Hugging Face checkpoint's, as read) header, metadata and tensor table (like gguf-dump).
+// Usage: kiln-inspect FILE.gguf|HF_DIR [--tensors-only | --metadata-only] [--full-arrays]
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kiln/gguf.h"
+#include "kiln/hf_checkpoint.h"
 
 int main(int argc, char** argv) {
     std::string path;
@@ -18,7 +19,7 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(a, "--metadata-only")) show_tensors = false;
         else if (!std::strcmp(a, "--full-arrays")) max_items = SIZE_MAX;
         else if (!std::strcmp(a, "-h") || !std::strcmp(a, "--help")) {
-            std::printf("usage: kiln-inspect FILE.gguf [--tensors-only | --metadata-only] [--full-arrays]\n");
+            std::printf("usage: kiln-inspect FILE.gguf|HF_DIR [--tensors-only | --metadata-only] [--full-arrays]\n");
             return 0;
         } else if (a[0] == '-') {
             std::fprintf(stderr, "kiln-inspect: unknown flag '%s' (see --help)\n", a);
@@ -33,7 +34,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kiln-inspect: no file given (usage: kiln-inspect FILE.gguf)\n");
         return 2;
     }
-    auto f = kiln::GgufFile::open(path);
+    // A Hugging Face directory shows as the GGUF it reads as (converted metadata and names).
+    auto f = kiln::is_hf_checkpoint_dir(path) ? kiln::open_hf_checkpoint(path) : kiln::GgufFile::open(path);
     if (!f) {
         std::fprintf(stderr, "kiln-inspect: %s\n", f.message().c_str());
         return 1;

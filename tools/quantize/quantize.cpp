@@ -1,15 +1,17 @@
-// kiln-quantize: GGUF in -> GGUF out with every 2-D weight matrix requantized to one type
-// (ggml's reference quantizers, no importance matrix); norms and other 1-D tensors are
-// copied. Used to build same-vocabulary draft/target pairs (e.g. a Q8_0 target drafted
-// by the original Q4_1 file) from the models tools/fetch_models.py fetches.
-//   kiln-quantize IN.gguf OUT.gguf TYPE      TYPE: f32 f16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K
+// kiln-quantize: a GGUF file or a Hugging Face checkpoint directory in, a GGUF file out,
+// with llama-quantize's mixes (the same type for each tensor and, having ggml's reference
+// quantizers, the same bytes); the output loads in llama.cpp.
+//   kiln-quantize [options] IN OUT.gguf TYPE
+//   TYPE: Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kiln/kiln.h"
-#include "ref/quants.h"
 
 namespace {
 
@@ -18,45 +20,126 @@ int fail(const std::string& msg) {
     return 1;
 }
 
+const char* kUsage =
+    "usage: kiln-quantize [options] IN OUT.gguf TYPE\n"
+    "  IN     GGUF file, or Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)\n"
+    "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32\n"
+    "options:\n"
+    "  --tensor-type PATTERN=TYPE     tensors whose name matches PATTERN (regex) get TYPE (repeatable; first match wins)\n"
+    "  --output-tensor-type TYPE      type of output.weight (or of token_embd when the embeddings are tied)\n"
+    "  --token-embedding-type TYPE    type of token_embd.weight\n"
+    "  -t, --threads N                threads (default: all cores)\n"
+    "  --rmse                         print each quantized tensor's RMSE against the input on stdout\n"
+    "  --rmse-vs OTHER.gguf           ... and the RMSE of OTHER's version of it (e.g. llama-quantize's output)\n";
+
+struct Args {
+    std::string in, out, type;
+    kiln::QuantizeOptions opt;
+    bool rmse = false;
+    std::string rmse_vs;
+};
+
+kiln::Expected<Args> parse(int argc, char** argv) {
+    Args a;
+    std::vector<std::string> pos;
+    for (int i = 1; i < argc; ++i) {
+        const std::string f = argv[i];
+        auto value = [&]() -> kiln::Expected<std::string> {
+            if (i + 1 >= argc) return kiln::Status::error("%s needs a value", f.c_str());
+            return std::string(argv[++i]);
+        };
+        if (f == "--tensor-type" || f == "--output-tensor-type" || f == "--token-embedding-type" || f == "-t" || f == "--threads" || f == "--rmse-vs") {
+            auto v = value();
+            if (!v) return v.status();
+            if (f == "--tensor-type") {
+                auto o = kiln::parse_tensor_type_override(v.value());
+                if (!o) return o.status();
+                a.opt.overrides.push_back(std::move(o.value()));
+            } else if (f == "-t" || f == "--threads") {
+                char* end = nullptr;
+                long n = std::strtol(v->c_str(), &end, 10);
+                if (v->empty() || *end || n < 1 || n > 1024) return kiln::Status::error("%s: '%s' is not a thread count in [1, 1024]", f.c_str(), v->c_str());
+                a.opt.n_threads = int(n);
+            } else if (f == "--rmse-vs") {
+                a.rmse = true;
+                a.rmse_vs = v.value();
+            } else {
+                auto t = kiln::parse_quant_type(v.value());
+                if (!t) return t.status().with_context(f);
+                (f == "--output-tensor-type" ? a.opt.output_type : a.opt.token_embd_type) = t.value();
+            }
+        } else if (f == "--rmse") {
+            a.rmse = true;
+        } else if (f == "-h" || f == "--help") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        } else if (!f.empty() && f[0] == '-') {
+            return kiln::Status::error("unknown flag '%s' (see --help)", f.c_str());
+        } else {
+            pos.push_back(f);
+        }
+    }
+    if (pos.size() != 3) return kiln::Status::error("expected IN OUT.gguf TYPE, got %zu arguments (see --help)", pos.size());
+    a.in = pos[0], a.out = pos[1], a.type = pos[2];
+    auto mix = kiln::parse_quant_mix(a.type);
+    if (!mix) return mix.status();
+    a.opt.mix = mix.value();
+    return a;
+}
+
+kiln::Expected<kiln::GgufFile> open_input(const std::string& path) {
+    return kiln::is_hf_checkpoint_dir(path) ? kiln::open_hf_checkpoint(path) : kiln::GgufFile::open(path);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 4) return fail("usage: kiln-quantize IN.gguf OUT.gguf TYPE (f32 f16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K)");
-    const std::string in = argv[1], out = argv[2], type = argv[3];
-    kiln::DType to = kiln::DType::F32;
-    bool found = false;
-    for (uint32_t t = 0; t < 64 && !found; ++t) {
-        const kiln::DTypeInfo* info = kiln::dtype_info(t);
-        if (info && info->name && type == info->name && kiln::ref::has_quantizer(kiln::DType(t))) to = kiln::DType(t), found = true;
-    }
-    if (!found) return fail("'" + type + "' is not a type kiln can quantize to (f32 f16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K)");
-    auto f = kiln::GgufFile::open(in);
+    auto args = parse(argc, argv);
+    if (!args) return fail(args.message());
+    Args& a = args.value();
+    auto f = open_input(a.in);
     if (!f) return fail(f.message());
-    kiln::GgufWriter w(uint32_t(f->alignment()));
-    for (const auto& [key, value] : f->metadata())
-        if (key != "general.file_type") w.set_value(key, value);
-    const uint32_t block = kiln::dtype_info(to).block_size;
-    int n_requant = 0;
-    for (const kiln::GgufTensor& t : f->tensors()) {
-        std::vector<int64_t> ne(t.ne, t.ne + t.n_dims);
-        const bool matrix = t.n_dims == 2 && t.ne[0] % block == 0 && t.dtype != to;
-        if (!matrix) {
-            w.add_tensor(t.name, t.dtype, ne, t.data, t.nbytes);
-            continue;
-        }
-        const int64_t cols = t.ne[0], rows = t.ne[1];
-        std::vector<float> row(static_cast<size_t>(cols));  // (cols) one dequantized row
-        std::vector<uint8_t> dst(kiln::row_bytes(to, cols) * size_t(rows));  // (rows, row_bytes) requantized
-        const size_t src_row = kiln::row_bytes(t.dtype, cols), dst_row = kiln::row_bytes(to, cols);
-        for (int64_t r = 0; r < rows; ++r) {
-            kiln::ref::dequantize_row(t.dtype, t.data + size_t(r) * src_row, row.data(), cols);
-            kiln::ref::quantize_row(to, row.data(), dst.data() + size_t(r) * dst_row, cols);
-        }
-        w.add_tensor(t.name, to, ne, dst.data(), dst.size());
-        ++n_requant;
-    }
-    kiln::Status s = w.write(out);
+    auto original = open_input(a.in);  // the untouched input, for --rmse (mapped: no copy)
+    if (!original) return fail(original.message());
+    a.opt.progress = [&](size_t done, size_t total) {
+        std::fprintf(stderr, "\rkiln-quantize: %s: %zu/%zu tensors%s", a.opt.mix.name.c_str(), done, total, done == total ? "\n" : "");
+    };
+    kiln::Status s = kiln::quantize_gguf(f.value(), a.opt);
     if (!s) return fail(s.message());
-    std::fprintf(stderr, "kiln-quantize: %s -> %s: %d matrices requantized to %s\n", in.c_str(), out.c_str(), n_requant, type.c_str());
+
+    kiln::GgufWriter w(uint32_t(f->alignment()));
+    for (const auto& [key, value] : f->metadata()) w.set_value(key, value);
+    uint64_t bytes = 0;
+    for (const kiln::GgufTensor& t : f->tensors()) {
+        w.add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
+        bytes += t.nbytes;
+    }
+    s = w.write(a.out);
+    if (!s) return fail(s.message());
+    std::fprintf(stderr, "kiln-quantize: %s -> %s (%s, %.1f MiB)\n", a.in.c_str(), a.out.c_str(), a.opt.mix.name.c_str(), double(bytes) / (1 << 20));
+
+    if (a.rmse) {
+        std::optional<kiln::GgufFile> other;
+        if (!a.rmse_vs.empty()) {
+            auto o = kiln::GgufFile::open(a.rmse_vs);
+            if (!o) return fail(o.message());
+            other = std::move(o.value());
+        }
+        std::printf("| tensor | kiln type | kiln RMSE |%s\n", other ? " other type | other RMSE | kiln/other |" : "");
+        std::printf("| --- | --- | ---: |%s\n", other ? " --- | ---: | ---: |" : "");
+        for (const kiln::GgufTensor& t : f->tensors()) {
+            const kiln::GgufTensor* in = original->find_tensor(t.name);
+            if (!in || in->dtype == t.dtype) continue;
+            const double e = kiln::tensor_rmse(*in, t);
+            std::printf("| %s | %s | %.6g |", t.name.c_str(), kiln::dtype_name(t.dtype), e);
+            if (other) {
+                const kiln::GgufTensor* o = other->find_tensor(t.name);
+                if (!o || o->n_elements() != t.n_elements() || o->ne[0] != t.ne[0]) return fail("--rmse-vs: " + a.rmse_vs + " has no tensor '" + t.name + "' of the same shape");
+                const double eo = kiln::tensor_rmse(*in, *o);
+                std::printf(" %s | %.6g | %.4f |", kiln::dtype_name(o->dtype), eo, eo > 0 ? e / eo : (e == 0 ? 1.0 : INFINITY));
+            }
+            std::printf("\n");
+        }
+    }
     return 0;
 }

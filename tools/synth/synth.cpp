@@ -37,21 +37,6 @@ int fail(const std::string& m) {
     return 1;
 }
 
-// llama.cpp's Q4_K_M rule for which layers get more bits (attn_v, ffn_down).
-bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
-
-kiln::DType pick_type(const Args& a, const std::string& name, int layer) {
-    if (a.type == "f32") return kiln::DType::F32;
-    if (a.type == "f16") return kiln::DType::F16;
-    if (a.type == "q8_0") return kiln::DType::Q8_0;
-    if (a.type == "q4_0") return kiln::DType::Q4_0;
-    // q4_k_m
-    if (name == "output.weight") return kiln::DType::Q6_K;
-    if ((name.find("attn_v.weight") != std::string::npos || name.find("ffn_down") != std::string::npos) && use_more_bits(layer, a.n_layer))
-        return kiln::DType::Q6_K;
-    return kiln::DType::Q4_K;
-}
-
 // Approximately normal values with the given std (sum of four uniforms), fast and
 // deterministic per tensor.
 void random_fill(std::vector<float>& v, uint64_t seed, float stddev) {
@@ -61,23 +46,6 @@ void random_fill(std::vector<float>& v, uint64_t seed, float stddev) {
         const uint64_t r1 = rng(), r2 = rng();
         const int64_t s = int64_t(r1 >> 32) + int64_t(r1 & 0xffffffff) + int64_t(r2 >> 32) + int64_t(r2 & 0xffffffff) - (int64_t(1) << 33);
         x = float(s) * k * 0.5f;
-    }
-}
-
-// Llama 3.1's frequency divisors (what convert_hf_to_gguf writes as rope_freqs): 1 for
-// short wavelengths, 8 for long ones, interpolated between (original context 8192).
-void llama3_rope_factors(std::vector<float>& out, float base, int dim) {
-    const double factor = 8, low = 1, high = 4, old_ctx = 8192;
-    for (int i = 0; i < dim / 2; ++i) {
-        const double freq = 1.0 / std::pow(double(base), 2.0 * i / dim), wavelen = 2 * M_PI / freq;
-        double f;
-        if (wavelen < old_ctx / high) f = 1;
-        else if (wavelen > old_ctx / low) f = factor;
-        else {
-            const double smooth = (old_ctx / wavelen - low) / (high - low);
-            f = 1 / ((1 - smooth) / factor + smooth);
-        }
-        out[size_t(i)] = float(f);
     }
 }
 
@@ -169,7 +137,9 @@ int main(int argc, char** argv) {
         w.set_u32(A + ".attention.key_length", uint32_t(a.head_dim));
         w.set_u32(A + ".attention.value_length", uint32_t(a.head_dim));
     }
-    w.set_u32("general.file_type", a.type == "q4_k_m" ? 15 : a.type == "q8_0" ? 7 : a.type == "q4_0" ? 2 : a.type == "f16" ? 1 : 0);
+    // Types per tensor as llama-quantize's mix of that name gives them (kiln/quantize.h).
+    const kiln::QuantMix mix = kiln::parse_quant_mix(a.type).value();
+    w.set_u32("general.file_type", mix.ftype);
     for (const auto& [key, v] : vocab->metadata())
         if (key.rfind("tokenizer.", 0) == 0) w.set_value(key, v);
 
@@ -229,7 +199,7 @@ int main(int argc, char** argv) {
         // Norm weights near 1, biases small; matrices ~N(0, 0.02) like a trained model's.
         // Routers stay f32, as llama.cpp's quantizer leaves them.
         const bool router = s.name.find("ffn_gate_inp") != std::string::npos;
-        const kiln::DType type = s.norm || router ? kiln::DType::F32 : pick_type(a, s.name, s.layer);
+        const kiln::DType type = s.norm || router ? kiln::DType::F32 : kiln::mix_tensor_type(mix, s.name, cols, a.n_layer, a.n_expert, false);
         const size_t rb = kiln::row_bytes(type, cols);
         std::vector<uint8_t> bytes(rb * size_t(rows));
         // Routers wider than the other matrices, so that top-k choices are decisive.
@@ -242,7 +212,7 @@ int main(int argc, char** argv) {
             std::vector<float> row(static_cast<size_t>(cols));
             for (int64_t r = r0; r < r1; ++r) {
                 random_fill(row, a.seed * 1000003 + t * 65537 + uint64_t(r), stddev);
-                if (s.name == "rope_freqs.weight") llama3_rope_factors(row, a.rope_theta, int(D));
+                if (s.name == "rope_freqs.weight") row = kiln::llama3_rope_factors({}, a.rope_theta, int(D));  // factor 8, 8192-token original context
                 else if (s.norm && s.name.find("bias") == std::string::npos)
                     for (float& x : row) x += 1.0f;
                 kiln::ref::quantize_row(type, row.data(), bytes.data() + size_t(r) * rb, cols);

@@ -1,0 +1,74 @@
+// Quantizing a model's weights, in memory (Model::load with LoadOptions::quantize, the
+// `--quantize` flag) or into a new GGUF (kiln-quantize). The type each tensor gets follows
+// llama-quantize's rules for the same mix (llama_tensor_get_type in llama.cpp), and the
+// quantizers are ggml's reference ones (kernels/ref/quants.h, no importance matrix), so a
+// file quantized here has llama-quantize's types and bytes.
+//
+//   auto spec = kiln::parse_quant_mix("q4_k_m");       // or q8_0, q6_k, q5_k_m, f16, ...
+//   kiln::QuantizeOptions o;
+//   o.mix = spec.value();
+//   kiln::Status s = kiln::quantize_gguf(file, o);    // file's tensors now point at new bytes
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "kiln/dtype.h"
+#include "kiln/gguf.h"
+#include "kiln/status.h"
+
+namespace kiln {
+
+// A target as llama-quantize names it: a base type plus the per-tensor rules of its mix.
+struct QuantMix {
+    std::string name;   // canonical spelling, e.g. "Q4_K_M"
+    DType base;         // what most matrices become
+    uint32_t ftype;     // general.file_type llama.cpp writes (llama_ftype)
+};
+
+// Accepts llama-quantize's names, any case: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K_S Q4_K_M (= Q4_K)
+// Q5_K_S Q5_K_M (= Q5_K) Q6_K F16 BF16 F32.
+Expected<QuantMix> parse_quant_mix(const std::string& name);
+// One type name (q4_K, q8_0, f16, ...) for --tensor-type and friends.
+Expected<DType> parse_quant_type(const std::string& name);
+
+// The type llama-quantize's `mix` gives the quantizable tensor `name` (a matrix or 3-D
+// expert tensor) before overrides and the block-size fallback: more bits for attn_v and
+// ffn_down in some layers (Q4_K_M, Q5_K_M, Q4_K_S), Q6_K for the output (or the tied
+// embeddings), the Mixtral (8 experts) bumps.
+DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied_embeddings);
+
+struct TensorTypeOverride {
+    std::string pattern;  // searched in the tensor name (std::regex_search), as llama-quantize's --tensor-type
+    std::regex re;
+    DType type;
+};
+// Parses "PATTERN=TYPE" (e.g. "attn_v=q8_0", "blk\.[0-3]\.ffn_down=q6_K").
+Expected<TensorTypeOverride> parse_tensor_type_override(const std::string& spec);
+
+struct QuantizeOptions {
+    QuantMix mix;
+    std::vector<TensorTypeOverride> overrides;  // first match wins
+    std::optional<DType> output_type;           // --output-tensor-type
+    std::optional<DType> token_embd_type;       // --token-embedding-type
+    int n_threads = 0;                          // 0: all cores
+    // Called after each tensor with (done, total); nullptr for silence.
+    std::function<void(size_t, size_t)> progress;
+};
+
+// The type each tensor of `f` gets (its current type when it is not quantized: 1-D
+// tensors, norms, routers), in the file's tensor order.
+Expected<std::vector<DType>> plan_quantization(const GgufFile& f, const QuantizeOptions& o);
+
+// Quantizes every tensor whose planned type differs from its current one, in place, and
+// sets general.file_type / general.quantization_version as llama-quantize writes them.
+Status quantize_gguf(GgufFile& f, const QuantizeOptions& o);
+
+// Root-mean-square difference between two versions of one tensor (same shape), each
+// dequantized: what "quantization error" means in kiln-quantize's report and its tests.
+double tensor_rmse(const GgufTensor& a, const GgufTensor& b);
+
+}  // namespace kiln

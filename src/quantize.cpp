@@ -1,0 +1,205 @@
+// Weight quantization with llama-quantize's per-tensor rules: see include/kiln/quantize.h.
+#include "kiln/quantize.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <memory>
+
+#include "kiln/thread_pool.h"
+#include "ref/quants.h"
+
+namespace kiln {
+namespace {
+
+// llama_ftype values (llama.h).
+enum Ftype : uint32_t {
+    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 7, Q5_0 = 8, Q5_1 = 9,
+    Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17, Q6_K = 18, BF16 = 32,
+};
+
+const QuantMix kMixes[] = {
+    {"Q4_0", DType::Q4_0, Q4_0}, {"Q4_1", DType::Q4_1, Q4_1}, {"Q5_0", DType::Q5_0, Q5_0},
+    {"Q5_1", DType::Q5_1, Q5_1}, {"Q8_0", DType::Q8_0, Q8_0}, {"Q4_K_S", DType::Q4_K, Q4_K_S},
+    {"Q4_K_M", DType::Q4_K, Q4_K_M}, {"Q5_K_S", DType::Q5_K, Q5_K_S}, {"Q5_K_M", DType::Q5_K, Q5_K_M},
+    {"Q6_K", DType::Q6_K, Q6_K}, {"F16", DType::F16, F16}, {"BF16", DType::BF16, BF16}, {"F32", DType::F32, F32},
+};
+
+std::string upper(std::string s) {
+    for (char& c : s) c = char(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+}
+
+bool is_quantized(DType t) { return t != DType::F32 && t != DType::F16 && t != DType::BF16; }
+
+bool ends_with(const std::string& s, const char* suffix) { return s.ends_with(suffix); }
+bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+// llama.cpp's tensor_allows_quantization for the architectures kiln runs.
+bool allows_quantization(const GgufTensor& t) {
+    return t.n_dims >= 2 && ends_with(t.name, "weight") && !contains(t.name, "_norm.weight") && !contains(t.name, "ffn_gate_inp.weight");
+}
+
+// More bits for the first and last eighth of the layers and every third one between.
+bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+// A type whose block does not divide the row length falls back as llama.cpp's does.
+DType fallback(DType t, int64_t ncols) {
+    if (ncols % dtype_info(t).block_size == 0) return t;
+    DType f = t;
+    if (t == DType::Q4_K) f = DType::Q5_0;
+    else if (t == DType::Q5_K) f = DType::Q5_1;
+    else if (t == DType::Q6_K) f = DType::Q8_0;
+    if (ncols % dtype_info(f).block_size != 0) f = DType::F16;
+    return f;
+}
+
+// The layer number of "blk.N.<...>" (-1 otherwise).
+int layer_of(const std::string& name) {
+    int layer = -1;
+    if (std::sscanf(name.c_str(), "blk.%d.", &layer) != 1) return -1;
+    return layer;
+}
+
+}  // namespace
+
+// llama_tensor_get_type_impl for the K-quant and legacy mixes kiln writes.
+DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied) {
+    if (!is_quantized(mix.base)) return mix.base;
+    const uint32_t ft = mix.ftype;
+    DType type = mix.base;
+    if (name == "output.weight" || (tied && name == "token_embd.weight")) {
+        if (row_length % dtype_info(type).block_size != 0) return DType::Q8_0;
+        return type == DType::Q8_0 ? type : DType::Q6_K;
+    }
+    if (name == "token_embd.weight") return type;
+    const int il = layer_of(name);
+    if (contains(name, "attn_v.weight")) {
+        if ((ft == Q4_K_M || ft == Q5_K_M) && use_more_bits(il, n_layer)) type = DType::Q6_K;
+        else if (ft == Q4_K_S && il < 4) type = DType::Q5_K;
+        if (n_expert == 8) type = DType::Q8_0;  // ~128 MB more on Mixtral, as llama.cpp spends it
+    } else if (contains(name, "attn_k.weight")) {
+        if (n_expert == 8) type = DType::Q8_0;
+    } else if (contains(name, "ffn_down")) {
+        if (ft == Q4_K_M && use_more_bits(il, n_layer)) type = DType::Q6_K;
+        else if (ft == Q5_K_M && use_more_bits(il, n_layer)) type = DType::Q6_K;
+        else if (ft == Q4_K_S && il < n_layer / 8) type = DType::Q5_K;
+    } else if (contains(name, "attn_output.weight")) {
+        if (n_expert == 8 && (ft == Q4_K_S || ft == Q4_K_M)) type = DType::Q5_K;
+    }
+    return type;
+}
+
+Expected<QuantMix> parse_quant_mix(const std::string& name) {
+    std::string n = upper(name);
+    if (n == "Q4_K") n = "Q4_K_M";  // llama-quantize's aliases
+    if (n == "Q5_K") n = "Q5_K_M";
+    for (const QuantMix& m : kMixes)
+        if (n == m.name) return m;
+    std::string known;
+    for (const QuantMix& m : kMixes) known += std::string(known.empty() ? "" : " ") + m.name;
+    return Status::error("'%s' is not a quantization kiln writes (%s)", name.c_str(), known.c_str());
+}
+
+Expected<DType> parse_quant_type(const std::string& name) {
+    const std::string n = upper(name);
+    for (uint32_t id = 0; id < 64; ++id) {
+        const DTypeInfo* info = dtype_info(id);
+        if (info && info->name && upper(info->name) == n && ref::has_quantizer(DType(id))) return DType(id);
+    }
+    return Status::error("'%s' is not a type kiln can quantize to (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K)", name.c_str());
+}
+
+Expected<TensorTypeOverride> parse_tensor_type_override(const std::string& spec) {
+    const size_t eq = spec.rfind('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) return Status::error("--tensor-type '%s': expected PATTERN=TYPE, e.g. attn_v=q8_0", spec.c_str());
+    auto type = parse_quant_type(spec.substr(eq + 1));
+    if (!type) return type.status().with_context("--tensor-type '" + spec + "'");
+    TensorTypeOverride o;
+    o.pattern = spec.substr(0, eq);
+    try {
+        o.re = std::regex(o.pattern);
+    } catch (const std::regex_error& e) {
+        return Status::error("--tensor-type '%s': bad pattern (%s)", spec.c_str(), e.what());
+    }
+    o.type = type.value();
+    return o;
+}
+
+Expected<std::vector<DType>> plan_quantization(const GgufFile& f, const QuantizeOptions& o) {
+    auto arch = f.get_string("general.architecture");
+    if (!arch) return arch.status();
+    auto n_layer = f.get_int(arch.value() + ".block_count", 0);
+    if (!n_layer) return n_layer.status();
+    auto n_expert = f.get_int(arch.value() + ".expert_count", 0);
+    if (!n_expert) return n_expert.status();
+    const bool tied = f.find_tensor("output.weight") == nullptr;
+    std::vector<DType> plan;
+    plan.reserve(f.tensors().size());
+    for (const GgufTensor& t : f.tensors()) {
+        if (!allows_quantization(t)) {
+            plan.push_back(t.dtype);
+            continue;
+        }
+        const bool is_output = t.name == "output.weight" || (tied && t.name == "token_embd.weight");
+        DType type = o.mix.base;
+        bool manual = false;
+        if (is_output && o.output_type) type = *o.output_type, manual = true;
+        else if (t.name == "token_embd.weight" && o.token_embd_type) type = *o.token_embd_type, manual = true;
+        for (size_t i = 0; i < o.overrides.size() && !manual; ++i)
+            if (std::regex_search(t.name, o.overrides[i].re)) type = o.overrides[i].type, manual = true;
+        if (!manual) type = mix_tensor_type(o.mix, t.name, t.ne[0], int(n_layer.value()), int(n_expert.value()), tied);
+        plan.push_back(fallback(type, t.ne[0]));
+    }
+    return plan;
+}
+
+Status quantize_gguf(GgufFile& f, const QuantizeOptions& o) {
+    auto plan = plan_quantization(f, o);
+    if (!plan) return plan.status();
+    ThreadPool pool(o.n_threads);
+    const std::vector<GgufTensor>& tensors = f.tensors();
+    size_t total = 0, done = 0;
+    for (size_t i = 0; i < tensors.size(); ++i) total += plan.value()[i] != tensors[i].dtype;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+        const GgufTensor t = tensors[i];  // a copy: replace_tensor rewrites the entry
+        const DType to = plan.value()[i];
+        if (to == t.dtype) continue;
+        const int64_t cols = t.ne[0], rows = t.n_elements() / cols;
+        const size_t src_row = row_bytes(t.dtype, cols), dst_row = row_bytes(to, cols);
+        auto out = std::make_shared<std::vector<uint8_t>>(dst_row * size_t(rows));  // (rows, dst_row) the new bytes
+        pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
+            std::vector<float> row(static_cast<size_t>(cols));  // (cols) one row in f32
+            for (int64_t r = r0; r < r1; ++r) {
+                ref::dequantize_row(t.dtype, t.data + size_t(r) * src_row, row.data(), cols);
+                ref::quantize_row(to, row.data(), out->data() + size_t(r) * dst_row, cols);
+            }
+        });
+        KILN_TRY(f.replace_tensor(t.name, to, out->data(), out->size(), out));
+        if (o.progress) o.progress(++done, total);
+    }
+    GgufValue ft;
+    ft.type = GgufType::U32;
+    ft.u = o.mix.ftype;
+    ft.i = int64_t(o.mix.ftype);
+    f.set_override("general.file_type", ft);
+    GgufValue qv = ft;
+    qv.u = 2, qv.i = 2;  // GGML_QNT_VERSION
+    f.set_override("general.quantization_version", qv);
+    return Status::ok();
+}
+
+double tensor_rmse(const GgufTensor& a, const GgufTensor& b) {
+    KILN_ASSERT(a.n_elements() == b.n_elements() && a.ne[0] == b.ne[0], "tensor_rmse: shapes differ");
+    const int64_t cols = a.ne[0], rows = a.n_elements() / cols;
+    std::vector<float> ra(static_cast<size_t>(cols)), rb(static_cast<size_t>(cols));  // (cols) one row of each, f32
+    double sum = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+        ref::dequantize_row(a.dtype, a.data + size_t(r) * row_bytes(a.dtype, cols), ra.data(), cols);
+        ref::dequantize_row(b.dtype, b.data + size_t(r) * row_bytes(b.dtype, cols), rb.data(), cols);
+        for (int64_t c = 0; c < cols; ++c) sum += double(ra[size_t(c)] - rb[size_t(c)]) * double(ra[size_t(c)] - rb[size_t(c)]);
+    }
+    return std::sqrt(sum / double(a.n_elements()));
+}
+
+}  // namespace kiln

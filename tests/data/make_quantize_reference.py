@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Records what llama-quantize makes of one input, as kiln's quantization reference.
+
+For each mix it runs llama.cpp's llama-quantize (built from llama-cpp-python's sdist, see
+README.md here) on INPUT.gguf and stores, per tensor of the output, [type, RMSE]: its type and its RMSE
+against the input, both dequantized by the PyPI `gguf` package (an implementation
+independent of kiln's and of ggml's C code):
+
+  PYTHONPATH=$(tools/python_deps.sh) python3 tests/data/make_quantize_reference.py \\
+      <llama.cpp>/build/bin/llama-quantize .cache/models/synth/smollm2-f16.gguf tests/data/quantize_smollm2.json
+
+tests/test_quantize_mix.cpp holds kiln's quantization of the same input to the same types
+and to an RMSE no larger than these.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import gguf
+from gguf.quants import dequantize
+
+MIXES = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1"]
+
+
+def tensors(path):
+    r = gguf.GGUFReader(path)
+    return {t.name: t for t in r.tensors}
+
+
+def main(quantize_bin, model, out_path):
+    src = tensors(model)
+    src_f32 = {n: dequantize(t.data, t.tensor_type).astype(np.float64).ravel() for n, t in src.items()}
+    result = {"input": os.path.basename(model), "mixes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mix in MIXES:
+            out = os.path.join(tmp, f"{mix}.gguf")
+            subprocess.run([quantize_bin, model, out, mix, "2"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            rows = {}
+            for name, t in tensors(out).items():
+                q = dequantize(t.data, t.tensor_type).astype(np.float64).ravel()
+                rmse = float(np.sqrt(np.mean((q - src_f32[name]) ** 2)))
+                rows[name] = [t.tensor_type.name.lower().replace("_k", "_K"), rmse]  # type, RMSE
+            result["mixes"][mix] = rows
+            print(f"{mix}: {len(rows)} tensors", file=sys.stderr)
+    with open(out_path, "w") as f:
+        json.dump(result, f, separators=(",", ":"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    main(*sys.argv[1:])

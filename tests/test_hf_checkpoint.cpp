@@ -1,0 +1,221 @@
+// Hugging Face checkpoint directories (kiln/hf_checkpoint.h) against the GGUF files they
+// were made from. tools/make_hf_checkpoint.py writes them (tools/make_synthetic_models.sh):
+// weights dequantized by the PyPI gguf package and saved by the safetensors package under
+// HF names and layouts (Q/K rows un-permuted, Gemma norms as w of 1 + w, experts split),
+// config.json with transformers' keys, tokenizer.json written by the tokenizers package.
+//   hf/smollm2          SmolLM2-135M Q4_1 -> F16 matrices, F32 norms, two shards + index
+//   hf/gemma3           Gemma 3 270M Q4_K_M -> BF16 matrices, one file
+//   hf/synth-<arch>     the random-weight architecture files -> F32
+// Same weights, same kernels: the logits must be equal, not merely close.
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "kiln/kiln.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+    std::vector<float> prompt_logits;  // (n_vocab) after the prompt
+    std::vector<int32_t> tokens;       // greedy continuation
+};
+
+Run greedy(const std::shared_ptr<kiln::Model>& model, const std::string& prompt, int n) {
+    kiln::SessionOptions so;
+    so.n_ctx = 256;
+    so.n_threads = 2;
+    auto session = kiln::Session::create(model, so);
+    REQUIRE_MESSAGE(session.is_ok(), session.message());
+    kiln::Session& s = *session.value();
+    const int n_vocab = model->config().n_vocab;
+    REQUIRE(s.forward(model->tokenizer().encode(prompt, true, false)).is_ok());
+    Run r;
+    r.prompt_logits.assign(s.logits(), s.logits() + n_vocab);
+    for (int i = 0; i < n; ++i) {
+        r.tokens.push_back(int32_t(std::max_element(s.logits(), s.logits() + n_vocab) - s.logits()));
+        REQUIRE(s.forward(std::span<const int32_t>(&r.tokens.back(), 1)).is_ok());
+    }
+    return r;
+}
+
+std::shared_ptr<kiln::Model> load(const std::string& path, const std::string& quantize = "") {
+    kiln::LoadOptions lo;
+    lo.quantize = quantize;
+    lo.quantize_threads = 2;
+    auto m = kiln::Model::load(path, lo);
+    REQUIRE_MESSAGE(m.is_ok(), m.message());
+    return m.value();
+}
+
+const char* kPrompts[] = {
+    "The capital of France is",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "Once upon a time, in a small village by the sea, there lived",
+};
+
+// The HF directory and the GGUF agree on the tokenizer, the logits after each prompt
+// (exactly, or within `tol` of the largest logit) and 24 greedy tokens.
+void check_same_model(const std::shared_ptr<kiln::Model>& hf, const std::shared_ptr<kiln::Model>& gguf, float tol) {
+    REQUIRE(hf->config().n_vocab == gguf->config().n_vocab);
+    CHECK(hf->config().n_layer == gguf->config().n_layer);
+    CHECK(hf->config().rope_neox == gguf->config().rope_neox);
+    CHECK(hf->bytes_per_token() == gguf->bytes_per_token());
+    for (const std::string prompt : kPrompts) {
+        CAPTURE(prompt);
+        CHECK(hf->tokenizer().encode(prompt, true, false) == gguf->tokenizer().encode(prompt, true, false));
+        const Run a = greedy(hf, prompt, 24), b = greedy(gguf, prompt, 24);
+        float diff = 0, scale = 0;
+        for (size_t i = 0; i < a.prompt_logits.size(); ++i) {
+            diff = std::max(diff, std::fabs(a.prompt_logits[i] - b.prompt_logits[i]));
+            scale = std::max(scale, std::fabs(b.prompt_logits[i]));
+        }
+        CAPTURE(diff);
+        CHECK(diff <= tol * scale);
+        CHECK(a.tokens == b.tokens);
+    }
+}
+
+// A checkpoint directory with the given config.json (and SmolLM2's tokenizer and weights
+// unless `weights` replaces them), for the malformed-input cases.
+struct TempCheckpoint {
+    fs::path dir;
+    explicit TempCheckpoint(const std::string& name) : dir(fs::temp_directory_path() / ("kiln-hf-test-" + name)) {
+        fs::remove_all(dir);
+        fs::create_directories(dir);
+    }
+    ~TempCheckpoint() { fs::remove_all(dir); }
+    void write(const std::string& file, const std::string& text) const { std::ofstream(dir / file, std::ios::binary) << text; }
+    void copy_tokenizer(const fs::path& from) const {
+        for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+            if (fs::exists(from / f)) fs::copy_file(from / f, dir / f);
+    }
+    // One safetensors file holding F32 tensors of the given names and shapes (zeros).
+    void write_weights(const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors) const {
+        std::string header = "{";
+        uint64_t at = 0;
+        for (const auto& [name, shape] : tensors) {
+            uint64_t n = 4;
+            std::string dims;
+            for (int64_t d : shape) {
+                n *= uint64_t(d);
+                if (!dims.empty()) dims += ",";
+                dims += std::to_string(d);
+            }
+            if (at) header += ',';
+            header += kiln::strfmt("\"%s\":{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%llu,%llu]}", name.c_str(), dims.c_str(), (unsigned long long)at, (unsigned long long)(at + n));
+            at += n;
+        }
+        header += "}";
+        std::ofstream out(dir / "model.safetensors", std::ios::binary);
+        const uint64_t len = header.size();
+        out.write(reinterpret_cast<const char*>(&len), 8);
+        out << header << std::string(at, '\0');
+    }
+};
+
+std::string open_error(const fs::path& dir) {
+    auto f = kiln::open_hf_checkpoint(dir.string());
+    REQUIRE_FALSE(f.is_ok());
+    return f.message();
+}
+
+}  // namespace
+
+TEST_CASE("model: hf: SmolLM2 as a sharded F16 checkpoint equals its GGUF, with and without --quantize q8_0") {
+    const std::string dir = kiln::test::model_path("hf/smollm2"), f16 = kiln::test::model_path("synth/smollm2-f16.gguf"),
+                      q8 = kiln::test::model_path("synth/smollm2-q8_0.gguf");
+    if (!kiln::test::require_file(dir + "/model.safetensors.index.json") || !kiln::test::require_file(f16) || !kiln::test::require_file(q8)) return;
+    CHECK(kiln::is_hf_checkpoint_dir(dir));
+    CHECK_FALSE(kiln::is_hf_checkpoint_dir(f16));
+    auto hf = load(dir);
+    CHECK(hf->config().arch == kiln::Arch::Llama);
+    CHECK(hf->config().tied_embeddings);
+    CHECK(hf->weights().layers[0].wq.dtype == kiln::DType::F16);
+    CHECK(hf->tokenizer().find_token("<|im_start|>").has_value());
+    check_same_model(hf, load(f16), 0);
+    // Quantized at load: the same bytes kiln-quantize (= llama-quantize) writes to a file.
+    check_same_model(load(dir, "q8_0"), load(q8), 0);
+}
+
+TEST_CASE("model: hf: Gemma 3 as a BF16 checkpoint equals its GGUF widened to BF16") {
+    const std::string dir = kiln::test::model_path("hf/gemma3"), gguf = kiln::test::model_path("gemma-3-270m-q4_k_m.gguf");
+    if (!kiln::test::require_file(dir + "/model.safetensors") || !kiln::test::require_file(gguf)) return;
+    auto hf = load(dir);
+    CHECK(hf->config().arch == kiln::Arch::Gemma3);
+    CHECK(hf->config().sliding_window == 512);
+    CHECK(hf->weights().layers[0].wq.dtype == kiln::DType::BF16);
+    // The norms went through w - 1 in the script and 1 + w here: equal to a float rounding.
+    check_same_model(hf, load(gguf, "bf16"), 1e-4f);
+}
+
+TEST_CASE("model: hf: every architecture's config and tensor names (synthetic checkpoints)") {
+    // F32 checkpoints of Q8_0 files, quantized back to Q8_0 at load: the same bytes again
+    // (Q8_0 of Q8_0 values is exact), so the logits must be equal.
+    for (const std::string name : {"synth-llama3", "synth-qwen2", "synth-qwen3", "synth-mixtral", "synth-qwen3moe", "synth-qwen2moe"}) {
+        CAPTURE(name);
+        const std::string dir = kiln::test::model_path("hf/" + name), gguf = kiln::test::model_path("synth/" + name + ".gguf");
+        if (!kiln::test::require_file(dir + "/config.json") || !kiln::test::require_file(gguf)) continue;
+        auto hf = load(dir, "q8_0");
+        auto ref = load(gguf);
+        CHECK(hf->config().n_expert == ref->config().n_expert);
+        CHECK(hf->config().qkv_bias == ref->config().qkv_bias);
+        CHECK(hf->weights().rope_freqs.empty() == ref->weights().rope_freqs.empty());
+        check_same_model(hf, ref, 0);
+    }
+}
+
+TEST_CASE("hf: bad config.json and tensors are clear errors") {
+    TempCheckpoint t("config");
+    CHECK(open_error(t.dir).find("no config.json") != std::string::npos);
+    t.write("config.json", "{\"architectures\": [\"Qwen2");
+    CHECK(open_error(t.dir).find("config.json: not valid JSON") != std::string::npos);
+    t.write("config.json", "[1, 2]");
+    CHECK(open_error(t.dir).find("expected a JSON object") != std::string::npos);
+    t.write("config.json", "{\"architectures\": [\"BertModel\"]}");
+    std::string e = open_error(t.dir);
+    CHECK(e.find("model class 'BertModel' is not supported") != std::string::npos);
+    CHECK(e.find("Qwen3MoeForCausalLM") != std::string::npos);
+    t.write("config.json", "{}");
+    CHECK(open_error(t.dir).find("'architectures' must name the model class") != std::string::npos);
+    const std::string base = "\"architectures\": [\"LlamaForCausalLM\"], \"num_hidden_layers\": 2, \"num_attention_heads\": 4, ";
+    t.write("config.json", "{" + base + "\"rms_norm_eps\": 1e-5}");
+    CHECK(open_error(t.dir).find("missing 'hidden_size'") != std::string::npos);
+    t.write("config.json", "{" + base + "\"hidden_size\": \"64\"}");
+    CHECK(open_error(t.dir).find("'hidden_size' is not an integer") != std::string::npos);
+    t.write("config.json", "{" + base + "\"hidden_size\": -64}");
+    CHECK(open_error(t.dir).find("'hidden_size' = -64 is out of range") != std::string::npos);
+    t.write("config.json", "{" + base + "\"hidden_size\": 64, \"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2}}");
+    CHECK(open_error(t.dir).find("rope_scaling type 'dynamic' is not supported") != std::string::npos);
+    t.write("config.json", "{" + base + "\"hidden_size\": 64, \"attention_bias\": true}");
+    CHECK(open_error(t.dir).find("'attention_bias': true is not supported for LlamaForCausalLM") != std::string::npos);
+    t.write("config.json", "{\"architectures\": [\"Qwen3MoeForCausalLM\"], \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"hidden_size\": 64, \"num_experts\": 4, \"num_experts_per_tok\": 8}");
+    CHECK(open_error(t.dir).find("out of range") != std::string::npos);
+    t.write("config.json", "{\"architectures\": [\"Gemma3ForCausalLM\"], \"num_hidden_layers\": 3, \"num_attention_heads\": 4, \"hidden_size\": 64, \"layer_types\": [\"sliding_attention\", \"full_attention\", \"full_attention\"]}");
+    CHECK(open_error(t.dir).find("'layer_types' is not a repeating local/global pattern") != std::string::npos);
+
+    // Tensor problems need a tokenizer and weights: SmolLM2's tokenizer, tiny F32 tensors.
+    const fs::path smollm2 = kiln::test::model_path("hf/smollm2");
+    if (!kiln::test::require_file((smollm2 / "tokenizer.json").string())) return;
+    t.copy_tokenizer(smollm2);
+    t.write("config.json", "{" + base + "\"hidden_size\": 64}");
+    t.write_weights({{"model.embed_tokens.weight", {8, 64}}, {"model.layers.0.self_attn.q_proj.weight", {64, 64}}, {"model.layers.0.cross_attn.weight", {64}}});
+    CHECK(open_error(t.dir).find("tensor 'model.layers.0.cross_attn.weight' has no GGUF counterpart for LlamaForCausalLM") != std::string::npos);
+    t.write_weights({{"model.layers.0.self_attn.q_proj.weight", {2, 3, 4}}});
+    CHECK(open_error(t.dir).find("3 dimensions") != std::string::npos);
+    t.write_weights({{"model.layers.0.self_attn.q_proj.weight", {63, 64}}});
+    CHECK(open_error(t.dir).find("do not split into 4 heads of even size") != std::string::npos);
+    t.write("config.json", "{\"architectures\": [\"MixtralForCausalLM\"], \"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"hidden_size\": 64, \"num_local_experts\": 2, \"num_experts_per_tok\": 1}");
+    t.write_weights({{"model.layers.0.block_sparse_moe.experts.0.w1.weight", {32, 64}}});
+    CHECK(open_error(t.dir).find("expert 1 of 'blk.0.ffn_gate_exps.weight' is missing") != std::string::npos);
+    t.write_weights({{"model.layers.0.block_sparse_moe.experts.7.w1.weight", {32, 64}}});
+    CHECK(open_error(t.dir).find("expert 7, but the config has 2 experts") != std::string::npos);
+    // The loader names what the converted model lacks, as for a GGUF file.
+    t.write("config.json", "{" + base + "\"hidden_size\": 64}");
+    t.write_weights({{"model.embed_tokens.weight", {49152, 64}}});
+    auto m = kiln::Model::load(t.dir.string());
+    REQUIRE_FALSE(m.is_ok());
+    CHECK(m.message().find("missing tensor 'output_norm.weight'") != std::string::npos);
+}

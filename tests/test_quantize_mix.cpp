@@ -1,0 +1,156 @@
+// Quantization mixes (kiln/quantize.h): kiln picks llama-quantize's type for every tensor
+// and quantizes it no worse, checked against what llama-quantize itself made of the same
+// F16 SmolLM2 (tests/data/quantize_smollm2.json, tests/data/make_quantize_reference.py);
+// quantizing at load equals loading a file quantized beforehand.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "kiln/kiln.h"
+#include "test_util.h"
+
+namespace {
+
+const char* kF16Model = "synth/smollm2-f16.gguf";
+
+kiln::QuantizeOptions options_for(const std::string& mix) {
+    auto m = kiln::parse_quant_mix(mix);
+    REQUIRE_MESSAGE(m.is_ok(), m.message());
+    kiln::QuantizeOptions o;
+    o.mix = m.value();
+    o.n_threads = 2;
+    return o;
+}
+
+std::vector<float> prompt_logits(const std::shared_ptr<kiln::Model>& model, const std::string& prompt) {
+    kiln::SessionOptions so;
+    so.n_ctx = 128;
+    so.n_threads = 2;
+    auto s = kiln::Session::create(model, so);
+    REQUIRE_MESSAGE(s.is_ok(), s.message());
+    const std::vector<int32_t> ids = model->tokenizer().encode(prompt, true, false);
+    REQUIRE(s.value()->forward(ids).is_ok());
+    return std::vector<float>(s.value()->logits(), s.value()->logits() + model->config().n_vocab);
+}
+
+}  // namespace
+
+TEST_CASE("quantize: every mix gives llama-quantize's type and RMSE for each tensor of SmolLM2 F16") {
+    const std::string path = kiln::test::model_path(kF16Model);
+    if (!kiln::test::require_file(path)) return;
+    std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
+    REQUIRE(in.good());
+    const nlohmann::json ref = nlohmann::json::parse(in);
+    auto original = kiln::GgufFile::open(path);
+    REQUIRE(original.is_ok());
+    for (const auto& [mix, tensors] : ref["mixes"].items()) {
+        CAPTURE(mix);
+        auto f = kiln::GgufFile::open(path);
+        REQUIRE(f.is_ok());
+        REQUIRE(kiln::quantize_gguf(f.value(), options_for(mix)).is_ok());
+        REQUIRE(f->tensors().size() == tensors.size());
+        int n_quantized = 0;
+        double worst = 0;
+        for (const kiln::GgufTensor& t : f->tensors()) {
+            CAPTURE(t.name);
+            REQUIRE(tensors.contains(t.name));
+            const std::string want_type = tensors[t.name][0];
+            const double llama_rmse = tensors[t.name][1];
+            CHECK(std::string(kiln::dtype_name(t.dtype)) == want_type);
+            const double rmse = kiln::tensor_rmse(*original->find_tensor(t.name), t);
+            // Bytes equal to ggml's reference quantizer give llama.cpp's RMSE up to the
+            // rounding of the two dequantizers' sums; a worse quantizer would be far above.
+            CHECK(rmse <= llama_rmse * (1 + 1e-6) + 1e-12);
+            if (llama_rmse > 0) worst = std::max(worst, rmse / llama_rmse), ++n_quantized;
+        }
+        CHECK(n_quantized > 200);  // every matrix, not only the norms
+        MESSAGE(mix << ": " << n_quantized << " tensors, worst kiln/llama.cpp RMSE " << worst);
+    }
+}
+
+TEST_CASE("quantize: general.file_type and the overrides") {
+    const std::string path = kiln::test::model_path(kF16Model);
+    if (!kiln::test::require_file(path)) return;
+    auto f = kiln::GgufFile::open(path);
+    REQUIRE(f.is_ok());
+    kiln::QuantizeOptions o = options_for("q4_k");  // llama-quantize's alias of Q4_K_M
+    CHECK(o.mix.name == "Q4_K_M");
+    auto v_to_q8 = kiln::parse_tensor_type_override("attn_v\\.weight=q8_0");
+    REQUIRE(v_to_q8.is_ok());
+    o.overrides.push_back(v_to_q8.value());
+    o.token_embd_type = kiln::DType::Q6_K;  // tied embeddings: the output rule, 576 % 256 != 0 -> fallback
+    size_t calls = 0, last_total = 0, bad_counts = 0;
+    o.progress = [&](size_t done, size_t total) {
+        ++calls;
+        last_total = total;
+        bad_counts += done != calls || done > total;
+    };
+    REQUIRE(kiln::quantize_gguf(f.value(), o).is_ok());
+    CHECK(calls == last_total);
+    CHECK(bad_counts == 0);
+    CHECK(calls > 200);
+    CHECK(f->get_int("general.file_type", -1).value() == 15);  // LLAMA_FTYPE_MOSTLY_Q4_K_M
+    CHECK(f->get_int("general.quantization_version", -1).value() == 2);
+    for (const kiln::GgufTensor& t : f->tensors()) {
+        CAPTURE(t.name);
+        if (t.name.find("attn_v.weight") != std::string::npos) CHECK(t.dtype == kiln::DType::Q8_0);
+        if (t.n_dims == 1) CHECK(t.dtype == kiln::DType::F32);  // norms are never quantized
+    }
+    // q6_K does not divide 576-wide rows: llama.cpp's fallback makes it q8_0.
+    CHECK(f->find_tensor("token_embd.weight")->dtype == kiln::DType::Q8_0);
+}
+
+TEST_CASE("quantize: bad names and overrides are clear errors") {
+    auto m = kiln::parse_quant_mix("q3_k_m");
+    REQUIRE_FALSE(m.is_ok());
+    CHECK(m.message().find("'q3_k_m' is not a quantization kiln writes") != std::string::npos);
+    CHECK(m.message().find("Q4_K_M") != std::string::npos);
+    CHECK(kiln::parse_quant_mix("Q8_0").is_ok());
+    auto t = kiln::parse_quant_type("q2_K");
+    REQUIRE_FALSE(t.is_ok());
+    CHECK(t.message().find("'q2_K' is not a type kiln can quantize to") != std::string::npos);
+    for (const char* bad : {"attn_v", "=q8_0", "attn_v=", "attn_v=q9_0", "attn_v[=q8_0"}) {
+        CAPTURE(bad);
+        auto o = kiln::parse_tensor_type_override(bad);
+        REQUIRE_FALSE(o.is_ok());
+        CHECK(o.message().find(bad) != std::string::npos);
+    }
+    auto good = kiln::parse_tensor_type_override("blk\\.[0-3]\\.ffn_down=q6_K");
+    REQUIRE(good.is_ok());
+    CHECK(good->type == kiln::DType::Q6_K);
+    kiln::LoadOptions lo;
+    lo.quantize = "q7";
+    auto model = kiln::Model::load(kiln::test::model_path(kF16Model), lo);
+    REQUIRE_FALSE(model.is_ok());
+    CHECK(model.message().find("--quantize") != std::string::npos);
+}
+
+TEST_CASE("quantize: --quantize at load equals loading the file kiln-quantize writes") {
+    const std::string path = kiln::test::model_path(kF16Model);
+    if (!kiln::test::require_file(path)) return;
+    for (const char* mix : {"q8_0", "q4_k_m"}) {
+        CAPTURE(mix);
+        // The file route: quantize, write with the GGUF writer, load.
+        auto f = kiln::GgufFile::open(path);
+        REQUIRE(f.is_ok());
+        REQUIRE(kiln::quantize_gguf(f.value(), options_for(mix)).is_ok());
+        kiln::GgufWriter w(uint32_t(f->alignment()));
+        for (const auto& [key, value] : f->metadata()) w.set_value(key, value);
+        for (const kiln::GgufTensor& t : f->tensors()) w.add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
+        const std::string out = (std::filesystem::temp_directory_path() / (std::string("kiln-quantize-test-") + mix + ".gguf")).string();
+        REQUIRE(w.write(out).is_ok());
+        auto from_file = kiln::Model::load(out);
+        REQUIRE_MESSAGE(from_file.is_ok(), from_file.message());
+        // The in-memory route.
+        kiln::LoadOptions lo;
+        lo.quantize = mix;
+        lo.quantize_threads = 2;
+        auto in_memory = kiln::Model::load(path, lo);
+        REQUIRE_MESSAGE(in_memory.is_ok(), in_memory.message());
+        CHECK(in_memory.value()->bytes_per_token() == from_file.value()->bytes_per_token());
+        CHECK(in_memory.value()->bytes_per_token() < kiln::Model::load(path).value()->bytes_per_token() * 6 / 10);
+        const std::string prompt = "The three primary colors are";
+        CHECK(prompt_logits(in_memory.value(), prompt) == prompt_logits(from_file.value(), prompt));
+        std::filesystem::remove(out);
+    }
+}
