@@ -8,6 +8,8 @@
 //   hf/synth-<arch>     the random-weight architecture files -> F32
 // Same weights, same kernels: the logits must be equal, not merely close.
 #include <cstring>
+#include <nlohmann/json.hpp>
+#include <tuple>
 #include <filesystem>
 #include <fstream>
 
@@ -218,4 +220,145 @@ TEST_CASE("hf: bad config.json and tensors are clear errors") {
     auto m = kiln::Model::load(t.dir.string());
     REQUIRE_FALSE(m.is_ok());
     CHECK(m.message().find("missing tensor 'output_norm.weight'") != std::string::npos);
+}
+
+// ---- tokenizer.json -> the GGUF tokenizer ---------------------------------------------
+
+namespace {
+
+std::string from_hex(const std::string& hex) {
+    std::string out;
+    for (size_t i = 0; i + 1 < hex.size(); i += 2) out += char(std::stoi(hex.substr(i, 2), nullptr, 16));
+    return out;
+}
+
+kiln::Tokenizer hf_tokenizer(const std::string& dir) {
+    auto f = kiln::open_hf_checkpoint(dir);
+    REQUIRE_MESSAGE(f.is_ok(), f.message());
+    auto tok = kiln::Tokenizer::from_gguf(f.value());
+    REQUIRE_MESSAGE(tok.is_ok(), tok.message());
+    return tok.value();
+}
+
+kiln::Tokenizer gguf_tokenizer(const std::string& path) {
+    auto f = kiln::GgufFile::open(path);
+    REQUIRE_MESSAGE(f.is_ok(), f.message());
+    auto tok = kiln::Tokenizer::from_gguf(f.value());
+    REQUIRE_MESSAGE(tok.is_ok(), tok.message());
+    return tok.value();
+}
+
+// A minimal byte-level BPE tokenizer.json with `model` as its model object.
+std::string tokenizer_json(const std::string& model, const std::string& added = "[]") {
+    return "{\"added_tokens\": " + added + ", \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": true}, \"decoder\": {\"type\": \"ByteLevel\"}, \"model\": " + model + "}";
+}
+
+}  // namespace
+
+TEST_CASE("hf: tokenizer.json tokenizes as llama.cpp and as the GGUF it came from") {
+    // (HF dir, GGUF, llama.cpp's tokenizations in tokenizer_real_models.json or "")
+    const std::vector<std::tuple<std::string, std::string, std::string>> pairs = {
+        {"hf/smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf"},   // byte-level BPE, pre "smollm"
+        {"hf/gemma3", "gemma-3-270m-q4_k_m.gguf", "gemma-3-270m-q4_k_m.gguf"},                  // SentencePiece BPE, 262k pieces
+        {"hf/synth-llama3", "synth/synth-llama3.gguf", ""},                                      // Llama 3 (llama-bpe)
+        {"hf/synth-qwen2", "synth/synth-qwen2.gguf", ""},                                        // Qwen2
+        {"hf/synth-mixtral", "synth/synth-mixtral.gguf", ""},                                    // Llama 2 SentencePiece
+    };
+    const nlohmann::json vectors = nlohmann::json::parse(std::ifstream(kiln::test::data_path("tokenizer_real_models.json")));
+    const std::vector<std::string> extra = {
+        "<|im_start|>user\nHi there!<|im_end|>\n<|im_start|>assistant\n", "<start_of_turn>user\nHello<end_of_turn>\n",
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>", "[INST] Hello [/INST]",
+        "  leading spaces and\ttabs\n\nnumbers 1234567 3.14159 and emoji 🦙🔥 ünïcödé 日本語", "def f(x):\n    return x ** 2  # comment",
+    };
+    for (const auto& [dir, gguf, vector_file] : pairs) {
+        CAPTURE(dir);
+        if (!kiln::test::require_file(kiln::test::model_path(dir) + "/tokenizer.json") || !kiln::test::require_file(kiln::test::model_path(gguf))) continue;
+        const kiln::Tokenizer hf = hf_tokenizer(kiln::test::model_path(dir)), ref = gguf_tokenizer(kiln::test::model_path(gguf));
+        REQUIRE(hf.n_vocab() == ref.n_vocab());
+        CHECK(hf.model_name() == ref.model_name());
+        CHECK(hf.pre_name() == ref.pre_name());
+        CHECK(hf.warning().empty());
+        CHECK(hf.bos() == ref.bos());
+        CHECK(hf.eos() == ref.eos());
+        CHECK(hf.add_bos() == ref.add_bos());
+        CHECK(hf.add_eos() == ref.add_eos());
+        int type_differs = 0, text_differs = 0, eog_differs = 0;
+        for (kiln::TokenId id = 0; id < ref.n_vocab(); ++id) {
+            text_differs += hf.token_text(id) != ref.token_text(id);
+            type_differs += hf.token_type(id) != ref.token_type(id);
+            eog_differs += hf.is_eog(id) != ref.is_eog(id);
+        }
+        CHECK(text_differs == 0);
+        CHECK(type_differs == 0);
+        CHECK(eog_differs == 0);
+        int n_cases = 0;
+        for (const auto& m : vectors["models"]) {
+            if (m["file"] != vector_file) continue;
+            for (const auto& c : m["cases"]) {
+                const std::string text = c.contains("hex") ? from_hex(c["hex"]) : c["text"].get<std::string>();
+                CAPTURE(text);
+                CHECK(hf.encode(text, c["add_special"], c["parse_special"]) == c["ids"].get<std::vector<kiln::TokenId>>());
+                ++n_cases;
+            }
+        }
+        CHECK(n_cases >= (vector_file.empty() ? 0 : 10));
+        for (const std::string& text : extra) {
+            CAPTURE(text);
+            for (bool parse_special : {false, true}) {
+                const std::vector<kiln::TokenId> ids = ref.encode(text, true, parse_special);
+                CHECK(hf.encode(text, true, parse_special) == ids);
+                CHECK(hf.decode(ids) == ref.decode(ids));
+            }
+        }
+    }
+}
+
+TEST_CASE("hf: the chat template and special tokens come from tokenizer_config.json") {
+    const std::string dir = kiln::test::model_path("hf/smollm2");
+    if (!kiln::test::require_file(dir + "/tokenizer_config.json")) return;
+    auto hf = kiln::open_hf_checkpoint(dir);
+    REQUIRE(hf.is_ok());
+    auto ref = kiln::GgufFile::open(kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf"));
+    REQUIRE(ref.is_ok());
+    CHECK(hf->get_string("tokenizer.chat_template").value() == ref->get_string("tokenizer.chat_template").value());
+    CHECK(hf->get_string("tokenizer.chat_template").value().find("<|im_start|>") != std::string::npos);
+    CHECK(hf->get_int("tokenizer.ggml.padding_token_id", -1).value() == ref->get_int("tokenizer.ggml.padding_token_id", -1).value());
+}
+
+TEST_CASE("hf: bad tokenizer files are clear errors") {
+    TempCheckpoint t("tokenizer");
+    t.write("config.json", "{\"architectures\": [\"Qwen2ForCausalLM\"], \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"hidden_size\": 64}");
+    CHECK(open_error(t.dir).find("tokenizer.json: cannot open") != std::string::npos);
+    const std::string vocab = "{\"a\": 0, \"b\": 1, \"ab\": 2}";
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"{\"model\": ", "not valid JSON"},
+        {"{}", "no \"model\" object"},
+        {tokenizer_json("{\"type\": \"WordPiece\", \"vocab\": {}}"), "tokenizer model 'WordPiece' is not supported"},
+        {tokenizer_json("{\"type\": \"BPE\", \"vocab\": [1, 2]}"), "model.vocab must be an object"},
+        {tokenizer_json("{\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 2}, \"merges\": []}"), "no token has id 1"},
+        {tokenizer_json("{\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}"), "id 0 is given to both"},
+        {tokenizer_json("{\"type\": \"BPE\", \"vocab\": {\"a\": -3}, \"merges\": []}"), "id -3 is out of range"},
+        {tokenizer_json("{\"type\": \"BPE\", \"vocab\": {\"a\": \"0\"}, \"merges\": []}"), "token 'a': id is not an integer"},
+        {tokenizer_json("{\"type\": \"BPE\", \"vocab\": " + vocab + ", \"merges\": [\"ab\"]}"), "merge 0 is neither"},
+        {tokenizer_json("{\"type\": \"BPE\", \"vocab\": " + vocab + ", \"merges\": [[\"a\", \"b\", \"c\"]]}"), "merge 0 is neither"},
+        {tokenizer_json("{\"type\": \"BPE\", \"vocab\": " + vocab + ", \"merges\": [\"a b\"]}", "[{\"content\": \"<s>\"}]"), "lacks its content or id"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab + ", \"merges\": [\"a b\"]}}", "without ByteLevel or byte_fallback"},
+    };
+    for (const auto& [json, want] : cases) {
+        CAPTURE(json);
+        t.write("tokenizer.json", json);
+        const std::string e = open_error(t.dir);
+        CHECK(e.find("tokenizer.json") != std::string::npos);
+        CHECK(e.find(want) != std::string::npos);
+    }
+    t.write("tokenizer.json", tokenizer_json("{\"type\": \"BPE\", \"vocab\": " + vocab + ", \"merges\": [[\"a\", \"b\"]]}"));
+    t.write("tokenizer_config.json", "{\"eos_token\": {\"content\": \"</s>\"}}");
+    CHECK(open_error(t.dir).find("tokenizer_config.json: eos_token '</s>' is not in the vocabulary") != std::string::npos);
+    t.write("tokenizer_config.json", "{\"add_bos_token\": \"yes\"}");
+    CHECK(open_error(t.dir).find("'add_bos_token' is not true or false") != std::string::npos);
+    t.write("tokenizer_config.json", "{\"chat_template\": 42}");
+    CHECK(open_error(t.dir).find("chat_template must be a string") != std::string::npos);
+    // A well-formed tokenizer gets past the tokenizer, to the (missing) weights.
+    t.write("tokenizer_config.json", "{\"eos_token\": \"ab\", \"chat_template\": [{\"name\": \"default\", \"template\": \"{{ x }}\"}]}");
+    CHECK(open_error(t.dir).find("model.safetensors") != std::string::npos);
 }
