@@ -11,7 +11,7 @@ pins=(numpy==2.4.6 gguf==0.19.0 safetensors==0.8.0 tokenizers==0.23.3)
 stamp="$dir/.complete-$(echo "${pins[*]}" | tr ' ' '_')"
 if [ ! -f "$stamp" ]; then
   rm -rf "$dir"
-  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --only-binary :all: --target "$dir" "${pins[@]}" >&2
+  PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --only-binary :all: --target "$dir" "${pins[@]}" >&2
   touch "$stamp"
 fi
 echo "$dir"
