@@ -15,7 +15,7 @@ file(GLOB KILN_VK_INCLUDES CONFIGURE_DEPENDS ${KILN_VK_DIR}/*.glsl)
 # -DWTYPE_<FORMAT>; kernels/vulkan/dequant.glsl).
 set(KILN_VK_WEIGHT_TYPES f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K)
 # Shaders compiled once per weight format; every other .comp is compiled once.
-set(KILN_VK_PER_WEIGHT_TYPE matvec get_rows matmul)
+set(KILN_VK_PER_WEIGHT_TYPE matvec get_rows matmul moe_matvec)
 # KV cache formats (kernels/vulkan/kv.glsl, -DKV_<FORMAT>) and the shaders compiled per format.
 set(KILN_VK_KV_TYPES f16 q8_0)
 set(KILN_VK_PER_KV_TYPE kv_store flash_attn)

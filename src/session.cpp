@@ -50,7 +50,6 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     const Weights& w = s->model_->weights();
     if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
     if (o.backend == Backend::Vulkan) {
-        if (o.n_expert_used > 0) return Status::error("--experts-per-token: the Vulkan backend has no MoE kernels");
         auto device = create_vulkan_forward(*s->model_, o, n_ctx, m.n_batch, m.skip);
         if (!device) return device.status();
         m.device = std::move(device.value());

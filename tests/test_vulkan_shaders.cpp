@@ -107,6 +107,101 @@ TEST_CASE("vulkan: dequant-matvec and tiled dequant-matmul match the scalar refe
     }
 }
 
+TEST_CASE("vulkan: MoE router, expert matvec over grouped tokens and combine match a scalar reference") {
+    VulkanFixture f;
+    const uint32_t k = 256, R = 24, X = 6, K = 2;  // R rows per expert: not a multiple of 16
+    for (DType t : {DType::Q8_0, DType::Q4_K, DType::F16}) {
+        const std::string format = kiln::dtype_name(t);
+        CAPTURE(format);
+        const auto wbytes = quantized_rows(t, gaussian(size_t(X * R * k), 11, 0.05f), X * R, k);  // (X, R, k) expert tensor
+        const size_t rb = kiln::row_bytes(t, k);
+        for (uint32_t n : {1u, 5u, 300u}) {  // 300 tokens: 600 pairs, more than one batch of 8 per expert
+            CAPTURE(n);
+            const auto logits = gaussian(size_t(n * X), 20 + n, 2.0f);  // (n, X) router logits
+            const auto x = gaussian(size_t(n * k), 30 + n);              // (n, k) tokens
+            for (bool norm : {false, true}) {
+                Buffer lb = f.buffer(logits), sel = f.buffer(std::vector<uint32_t>(n * K, 0xffffffffu)), wsel = f.nan_buffer(n * K);
+                f.run([&](auto& r) { REQUIRE(f.ops->moe_route(r, whole(lb), whole(sel), whole(wsel), n, X, K, norm).is_ok()); });
+                const auto got_sel = f.read<uint32_t>(sel, n * K);
+                const auto got_w = f.read<float>(wsel, n * K);
+                // Reference: softmax, the K largest (ties to the lower index), renormalized.
+                int bad_sel = 0, bad_w = 0;
+                for (uint32_t i = 0; i < n; ++i) {
+                    const float* l = logits.data() + size_t(i) * X;
+                    std::vector<uint32_t> order(X);
+                    for (uint32_t e = 0; e < X; ++e) order[e] = e;
+                    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return l[a] > l[b]; });
+                    double m = *std::max_element(l, l + X), sum = 0, top = 0;
+                    for (uint32_t e = 0; e < X; ++e) sum += std::exp(double(l[e]) - m);
+                    for (uint32_t j = 0; j < K; ++j) top += std::exp(double(l[order[j]]) - m) / sum;
+                    for (uint32_t j = 0; j < K; ++j) {
+                        const double p = std::exp(double(l[order[j]]) - m) / sum, want = norm ? p / top : p;
+                        bad_sel += got_sel[i * K + j] != order[j];
+                        bad_w += !(std::fabs(got_w[i * K + j] - want) <= 1e-5 * want + 1e-7);
+                    }
+                }
+                CHECK(bad_sel == 0);
+                CHECK(bad_w == 0);
+
+                // gate-style (x row = token) into a wider output; then the weighted combine.
+                const uint32_t y_stride = R + 3;
+                Buffer w = f.buffer(wbytes), xb = f.buffer(x), y = f.nan_buffer(size_t(n * K) * y_stride), y_split = f.nan_buffer(size_t(n * K) * y_stride);
+                // The tensor also split in two bindings mid-expert (rows 0..39 and 40..143), as a large one is.
+                const uint32_t split = 40;
+                Buffer w0 = f.buffer(std::vector<uint8_t>(wbytes.begin(), wbytes.begin() + split * rb));
+                Buffer w1 = f.buffer(std::vector<uint8_t>(wbytes.begin() + split * rb, wbytes.end()));
+                f.run([&](auto& r) {
+                    REQUIRE(f.ops->moe_matvec(r, t, whole(w), whole(xb), whole(y), whole(sel), {k, R, n * K, K, k, y_stride, 0, 0, X * R}).is_ok());
+                    REQUIRE(f.ops->moe_matvec(r, t, whole(w0), whole(xb), whole(y_split), whole(sel), {k, R, n * K, K, k, y_stride, 0, 0, split}).is_ok());
+                    REQUIRE(f.ops->moe_matvec(r, t, whole(w1), whole(xb), whole(y_split), whole(sel), {k, R, n * K, K, k, y_stride, 0, split, X * R - split}).is_ok());
+                });
+                const auto got_split = f.read<float>(y_split, size_t(n * K) * y_stride);
+                const auto got = f.read<float>(y, size_t(n * K) * y_stride);
+                int bad = 0, untouched = 0, split_differs = 0;
+                for (uint32_t pr = 0; pr < n * K; ++pr) {
+                    const uint32_t e = got_sel[pr];
+                    const float* xr = x.data() + size_t(pr / K) * k;
+                    for (uint32_t row = 0; row < R; ++row) {
+                        const uint8_t* wr = wbytes.data() + (size_t(e) * R + row) * rb;
+                        std::vector<float> wdq(k);
+                        kiln::ref::dequantize_row(t, wr, wdq.data(), k);
+                        double abs_sum = 0;
+                        for (uint32_t j = 0; j < k; ++j) abs_sum += std::fabs(double(wdq[j]) * xr[j]);
+                        const double ref = kiln::ref::vec_dot_ref(t, wr, xr, k);
+                        bad += !(std::fabs(got[pr * y_stride + row] - ref) <= dot_tolerance(k, abs_sum));
+                        split_differs += got_split[pr * y_stride + row] != got[pr * y_stride + row];
+                    }
+                    for (uint32_t row = R; row < y_stride; ++row) untouched += std::isnan(got[pr * y_stride + row]);
+                }
+                CHECK(bad == 0);
+                CHECK(split_differs == 0);
+                CHECK(untouched == int(n * K * (y_stride - R)));
+            }
+        }
+    }
+    // Combine: y = sum_s w * down (+ sigmoid(g) * shared).
+    const uint32_t n = 3, E = 40;
+    const auto down = gaussian(n * K * E, 41), wts = gaussian(n * K, 42), shared = gaussian(n * E, 43), gate = gaussian(n, 44);
+    for (auto mode : {kiln::vulkan::Ops::Shared::None, kiln::vulkan::Ops::Shared::Ungated, kiln::vulkan::Ops::Shared::Gated}) {
+        Buffer db = f.buffer(down), wb = f.buffer(wts), yb = f.buffer(shared), gb = f.buffer(gate);
+        f.run([&](auto& r) { REQUIRE(f.ops->moe_combine(r, whole(db), whole(wb), whole(yb), whole(gb), E, K, n, mode).is_ok()); });
+        const auto got = f.read<float>(yb, n * E);
+        int bad = 0;
+        for (uint32_t t = 0; t < n; ++t)
+            for (uint32_t c = 0; c < E; ++c) {
+                double want = 0, mag = 0;
+                for (uint32_t s = 0; s < K; ++s) want += double(wts[t * K + s]) * down[(t * K + s) * E + c], mag += std::fabs(double(wts[t * K + s]) * down[(t * K + s) * E + c]);
+                if (mode != kiln::vulkan::Ops::Shared::None) {
+                    const double g = mode == kiln::vulkan::Ops::Shared::Gated ? 1 / (1 + std::exp(-double(gate[t]))) : 1;
+                    want += g * shared[t * E + c];
+                    mag += std::fabs(g * shared[t * E + c]);
+                }
+                bad += !(std::fabs(got[t * E + c] - want) <= 8 * kEps * mag + 1e-30);
+            }
+        CHECK(bad == 0);
+    }
+}
+
 TEST_CASE("vulkan: embedding lookup dequantizes the rows the ids name") {
     VulkanFixture f;
     const uint32_t k = 256, vocab = 50;

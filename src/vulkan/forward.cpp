@@ -1,4 +1,5 @@
-// The transformer forward pass on a Vulkan device (llama, qwen2, qwen3, gemma3): the same
+// The transformer forward pass on a Vulkan device (llama and Mixtral, qwen2, qwen3, gemma3,
+// qwen3moe, qwen2moe): the same
 // steps as src/forward.cpp, recorded into one command buffer per chunk of tokens, with a
 // barrier wherever a step reads what the previous one wrote. Weights are uploaded once;
 // only the token ids and RoPE table go up and the asked-for logits come back per forward.
@@ -19,9 +20,12 @@ namespace {
 Status check_supported(const Model& model, const SessionOptions& o) {
     const ModelConfig& c = model.config();
     const char* path = model.gguf().path().c_str();
-    if (c.is_moe()) return Status::error("%s: the Vulkan backend has no mixture-of-experts kernels yet (%s); use --backend cpu", path, arch_name(c.arch));
-    if (c.arch != Arch::Llama && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3 && c.arch != Arch::Gemma3)
+    if (c.arch != Arch::Llama && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3 && c.arch != Arch::Gemma3 && c.arch != Arch::Qwen3Moe && c.arch != Arch::Qwen2Moe)
         return Status::error("%s: architecture %s is not supported by the Vulkan backend", path, arch_name(c.arch));
+    const int k = o.n_expert_used > 0 ? o.n_expert_used : c.n_expert_used;
+    if (c.is_moe() && (k > int(Ops::kMaxExpertsPerToken) || k > c.n_expert))
+        return Status::error("%s: %d experts per token: the Vulkan router takes up to %u (and the model has %d)", path, k, Ops::kMaxExpertsPerToken, c.n_expert);
+    if (!c.is_moe() && o.n_expert_used > 0) return Status::error("%s: --experts-per-token given, but the model has no experts", path);
     if (o.kv_hadamard) return Status::error("--kv-hadamard: the Vulkan backend has no rotated KV cache");
     if (o.type_k != o.type_v || (o.type_k != DType::F16 && o.type_k != DType::Q8_0))
         return Status::error("the Vulkan backend keeps an f16 or q8_0 KV cache, the same for K and V (asked for K %s, V %s)", dtype_name(o.type_k),
@@ -47,7 +51,9 @@ Status check_supported(const Model& model, const SessionOptions& o) {
     KILN_TRY(check_matrix(w.output));
     KILN_TRY(check_vector(w.output_norm));
     for (const LayerWeights& L : w.layers) {
-        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) KILN_TRY(check_matrix(*t));
+        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.ffn_gate_inp, &L.ffn_gate_exps, &L.ffn_up_exps,
+                                    &L.ffn_down_exps, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_down_shexp, &L.ffn_gate_inp_shexp})
+            KILN_TRY(check_matrix(*t));
         for (const TensorView* t : {&L.attn_norm, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm, &L.post_attn_norm, &L.ffn_norm, &L.post_ffn_norm})
             KILN_TRY(check_vector(*t));
     }
@@ -58,7 +64,8 @@ std::vector<const TensorView*> all_tensors(const Weights& w) {
     std::vector<const TensorView*> out = {&w.token_embd, &w.output_norm, &w.output};
     for (const LayerWeights& L : w.layers)
         for (const TensorView* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm, &L.post_attn_norm, &L.ffn_norm,
-                                    &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.post_ffn_norm})
+                                    &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.post_ffn_norm, &L.ffn_gate_inp, &L.ffn_gate_exps, &L.ffn_up_exps,
+                                    &L.ffn_down_exps, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_down_shexp, &L.ffn_gate_inp_shexp})
             out.push_back(t);
     return out;
 }
@@ -87,6 +94,10 @@ private:
     // with 128 MiB bindings: 128 rows).
     int max_logit_rows() const { return int(std::max<uint64_t>(1, ctx_->max_binding_bytes() / (uint64_t(model_.config().n_vocab) * 4))); }
     Status linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n);
+    // The mixture-of-experts block: xn_ -> proj_ (n, E).
+    Status record_moe(Recorder& r, const LayerWeights& L, int n);
+    // y (n * K, rows) = x rows . W_e^T for each pair's expert, over every part of w3.
+    Status expert_linear(Recorder& r, const TensorView& w3, const Buffer& x, bool x_by_pair, const Buffer& y, int n);
 
     const Model& model_;
     std::shared_ptr<Context> ctx_;
@@ -109,8 +120,17 @@ private:
     Buffer v_;     // (B, n_head_kv, head_dim_v)
     Buffer attn_;  // (B, n_head, head_dim_v)
     Buffer proj_;  // (B, n_embd) output of wo / ffn_down
-    Buffer gate_;  // (B, n_ff)
+    Buffer gate_;  // (B, n_ff) (or the shared expert's n_ff_shexp)
     Buffer up_;    // (B, n_ff)
+    // Mixture of experts (K = experts per token, X = n_expert, F = n_ff_exp).
+    int experts_per_token_ = 0;  // K
+    Buffer router_;  // (B, X) router logits
+    Buffer sel_;     // (B, K) uint32 chosen experts
+    Buffer wsel_;    // (B, K) their weights
+    Buffer egate_;   // (B * K, F) each (token, slot)'s gate, then the gated activation
+    Buffer eup_;     // (B * K, F)
+    Buffer edown_;   // (B * K, E) each slot's expert output
+    Buffer gsh_;     // (B) shared-expert gate logits (Qwen2-MoE)
     std::vector<Buffer> k_cache_, v_cache_;  // [layer] (n_head_kv, n_ctx, row of head_dim[_v]) in kv_shape_.type
     Buffer logits_;  // (rows, n_vocab) host-visible, grown to the largest request
     // Greedy verification (verify_greedy).
@@ -166,8 +186,23 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     KILN_TRY(alloc(f->v_, f->device_floats(B * size_t(c.n_head_kv) * c.head_dim_v)));
     KILN_TRY(alloc(f->attn_, f->device_floats(B * size_t(c.n_head) * c.head_dim_v)));
     KILN_TRY(alloc(f->proj_, f->device_floats(B * E)));
-    KILN_TRY(alloc(f->gate_, f->device_floats(B * size_t(c.n_ff))));
-    KILN_TRY(alloc(f->up_, f->device_floats(B * size_t(c.n_ff))));
+    const size_t F = size_t(std::max(c.n_ff, c.n_ff_shexp));
+    KILN_TRY(alloc(f->gate_, f->device_floats(B * F)));
+    KILN_TRY(alloc(f->up_, f->device_floats(B * F)));
+    if (c.is_moe()) {
+        const size_t K = size_t(o.n_expert_used > 0 ? o.n_expert_used : c.n_expert_used), Fe = size_t(c.n_ff_exp);
+        f->experts_per_token_ = int(K);
+        if (B * K * 4 * std::max(Fe, E) > max_binding)
+            return Status::error("a batch of %d tokens x %zu experts needs activation buffers larger than %s binds at once; lower the batch size", n_batch, K,
+                                 f->ctx_->name());
+        KILN_TRY(alloc(f->router_, f->device_floats(B * size_t(c.n_expert))));
+        KILN_TRY(alloc(f->sel_, f->device_floats(B * K)));
+        KILN_TRY(alloc(f->wsel_, f->device_floats(B * K)));
+        KILN_TRY(alloc(f->egate_, f->device_floats(B * K * Fe)));
+        KILN_TRY(alloc(f->eup_, f->device_floats(B * K * Fe)));
+        KILN_TRY(alloc(f->edown_, f->device_floats(B * K * E)));
+        KILN_TRY(alloc(f->gsh_, f->device_floats(B)));
+    }
     for (int il = 0; il < c.n_layer; ++il) {
         // Skipped layers (self-speculative drafts) never touch their cache: a 4-byte stand-in.
         const size_t positions = skip[size_t(il)] ? 0 : size_t(n_ctx);
@@ -186,6 +221,45 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
 Status VulkanForward::linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n) {
     const DeviceTensor& t = weights_[w];
     for (const DeviceTensor::Part& part : t.parts) KILN_TRY(ops_.linear(r, t.dtype, part.range, whole(x), whole(y), {t.cols, part.rows, uint32_t(n), t.cols, t.rows, 0, part.row0}));
+    return Status::ok();
+}
+
+Status VulkanForward::expert_linear(Recorder& r, const TensorView& w3, const Buffer& x, bool x_by_pair, const Buffer& y, int n) {
+    const DeviceTensor& t = weights_[w3];
+    const uint32_t R = uint32_t(w3.ne[1]), pairs = uint32_t(n * experts_per_token_);
+    for (const DeviceTensor::Part& part : t.parts)
+        KILN_TRY(ops_.moe_matvec(r, t.dtype, part.range, whole(x), whole(y), whole(sel_), {t.cols, R, pairs, uint32_t(experts_per_token_), t.cols, R, x_by_pair ? 1u : 0u, part.row0, part.rows}));
+    return Status::ok();
+}
+
+Status VulkanForward::record_moe(Recorder& r, const LayerWeights& L, int n) {
+    const ModelConfig& c = model_.config();
+    const uint32_t un = uint32_t(n), K = uint32_t(experts_per_token_), Fe = uint32_t(c.n_ff_exp), E = uint32_t(c.n_embd);
+    KILN_TRY(linear(r, L.ffn_gate_inp, xn_, router_, n));  // (n, X)
+    r.barrier();
+    KILN_TRY(ops_.moe_route(r, whole(router_), whole(sel_), whole(wsel_), un, uint32_t(c.n_expert), K, c.expert_weights_norm));  // (n, K)
+    r.barrier();
+    KILN_TRY(expert_linear(r, L.ffn_gate_exps, xn_, false, egate_, n));  // (n * K, F)
+    KILN_TRY(expert_linear(r, L.ffn_up_exps, xn_, false, eup_, n));      // (n * K, F)
+    Ops::Shared shared = Ops::Shared::None;
+    if (!L.ffn_gate_shexp.empty()) {  // Qwen2-MoE's shared expert, into proj_ (n, E)
+        KILN_TRY(linear(r, L.ffn_gate_shexp, xn_, gate_, n));
+        KILN_TRY(linear(r, L.ffn_up_shexp, xn_, up_, n));
+        shared = Ops::Shared::Ungated;
+        if (!L.ffn_gate_inp_shexp.empty()) {
+            KILN_TRY(linear(r, L.ffn_gate_inp_shexp, xn_, gsh_, n));  // (n, 1)
+            shared = Ops::Shared::Gated;
+        }
+    }
+    r.barrier();
+    KILN_TRY(ops_.glu(r, whole(egate_), whole(eup_), un * K * Fe, false));
+    if (shared != Ops::Shared::None) KILN_TRY(ops_.glu(r, whole(gate_), whole(up_), un * uint32_t(c.n_ff_shexp), false));
+    r.barrier();
+    KILN_TRY(expert_linear(r, L.ffn_down_exps, egate_, true, edown_, n));  // (n * K, E)
+    if (shared != Ops::Shared::None) KILN_TRY(linear(r, L.ffn_down_shexp, gate_, proj_, n));
+    r.barrier();
+    KILN_TRY(ops_.moe_combine(r, whole(edown_), whole(wsel_), whole(proj_), whole(gsh_), E, K, un, shared));  // (n, E)
+    r.barrier();
     return Status::ok();
 }
 
@@ -243,6 +317,11 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
     r.barrier();
 
     // ---- feed-forward block ----
+    if (c.is_moe()) {
+        KILN_TRY(record_moe(r, L, n));
+        KILN_TRY(add_to_residual(L.post_ffn_norm));
+        return Status::ok();
+    }
     KILN_TRY(linear(r, L.ffn_gate, xn_, gate_, n));  // (n, F)
     KILN_TRY(linear(r, L.ffn_up, xn_, up_, n));      // (n, F)
     r.barrier();

@@ -161,4 +161,38 @@ Status Ops::spec_verify(Recorder& r, const BufferRange& picks, const BufferRange
     return Status::ok();
 }
 
+Status Ops::moe_route(Recorder& r, const BufferRange& logits, const BufferRange& sel, const BufferRange& w, uint32_t n, uint32_t n_expert, uint32_t k,
+                      bool norm) {
+    struct Push {
+        uint32_t n_expert, k, norm;
+    } push{n_expert, k, norm ? 1u : 0u};
+    KILN_ASSERT(k >= 1 && k <= kMaxExpertsPerToken && k <= n_expert, "moe_route: %u of %u experts", k, n_expert);
+    KILN_PIPELINE(p, "moe_route", 3, Push);
+    r.dispatch(p, {logits, sel, w}, push, n);  // one workgroup per token
+    return Status::ok();
+}
+
+Status Ops::moe_matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const BufferRange& sel, MoeShape s) {
+    static_assert(sizeof(MoeShape) == 10 * 4);
+    KILN_ASSERT(s.k % 16 == 0 && s.k % dtype_info(wt).block_size == 0 && s.part_rows > 0, "moe_matvec: k = %u is not whole blocks of %s", s.k,
+                dtype_name(wt));
+    KILN_PIPELINE(p, with_format("moe_matvec", wt), 4, MoeShape);
+    // Workgroups: kMatvecRows rows of one expert each (x and z), the experts this part holds along y.
+    s.expert0 = s.part_row0 / s.R;
+    const uint32_t n_experts = (s.part_row0 + s.part_rows - 1) / s.R - s.expert0 + 1;
+    const uint32_t groups = (s.R + kMatvecRows - 1) / kMatvecRows, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
+    r.dispatch(p, {w, x, y, sel}, s, gx, n_experts, gz);
+    return Status::ok();
+}
+
+Status Ops::moe_combine(Recorder& r, const BufferRange& down, const BufferRange& w, const BufferRange& y, const BufferRange& gate, uint32_t E, uint32_t K,
+                        uint32_t n, Shared shared) {
+    struct Push {
+        uint32_t E, K, total, mode;
+    } push{E, K, n * E, uint32_t(shared)};
+    KILN_PIPELINE(p, "moe_combine", 4, Push);
+    r.dispatch(p, {down, w, y, gate}, push, elementwise_groups(uint64_t(n) * E));
+    return Status::ok();
+}
+
 }  // namespace kiln::vulkan

@@ -75,6 +75,29 @@ public:
     // target's picks (n_drafts + 1 uint32, from argmax) in a row.
     Status spec_verify(Recorder& r, const BufferRange& picks, const BufferRange& drafts, const BufferRange& result, uint32_t n_drafts);
 
+    // Mixture of experts (kernels/vulkan/moe_*.comp).
+    // sel (n, K) uint32 experts, best first, and w (n, K) their weights from the router
+    // logits (n, n_expert): softmax, top K (ties to the lower index), renormalized if norm.
+    Status moe_route(Recorder& r, const BufferRange& logits, const BufferRange& sel, const BufferRange& w, uint32_t n, uint32_t n_expert, uint32_t k,
+                     bool norm);
+    struct MoeShape {
+        uint32_t k, R;                // columns; rows per expert
+        uint32_t n_pairs, K;          // n * K (token, slot) pairs; slots per token
+        uint32_t x_stride, y_stride;  // floats between rows
+        uint32_t x_by_pair;           // 1: x row = pair (down), 0: x row = token (gate, up)
+        uint32_t part_row0, part_rows;  // global rows of the 3-D tensor this binding holds
+        uint32_t expert0 = 0;         // set by moe_matvec
+    };
+    // y (n_pairs, y_stride) [pair][:R] = x [row of pair] . W_{sel[pair]}^T for the experts whose
+    // rows this part of the expert tensor holds; each expert's rows read once per 8 pairs.
+    Status moe_matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const BufferRange& sel, MoeShape s);
+    // y (n, E) = sum_s w[t][s] * down[t*K + s] (+ the shared expert's output already in y,
+    // scaled by sigmoid(gate[t]) when gated); down (n*K, E), w (n, K), gate (n).
+    enum class Shared : uint32_t { None = 0, Ungated = 1, Gated = 2 };
+    Status moe_combine(Recorder& r, const BufferRange& down, const BufferRange& w, const BufferRange& y, const BufferRange& gate, uint32_t E, uint32_t K,
+                       uint32_t n, Shared shared);
+    static constexpr uint32_t kMaxExpertsPerToken = 32;  // moe_route.comp kMaxK
+
     // Head dims the attention shaders handle (kernels/vulkan/flash_attn.comp kMaxDim).
     static constexpr uint32_t kMaxHeadDim = 512;
 
