@@ -103,9 +103,11 @@ int main(int argc, char** argv) {
     lo.use_mmap = a.use_mmap;
     lo.repack = a.repack;
     lo.quantize = a.quantize;
-    if (!a.quiet) {
-        lo.quantize_progress = [&](size_t done, size_t total) {
-            std::fprintf(stderr, "\rkiln-generate: quantizing to %s: %zu/%zu tensors%s", a.quantize.c_str(), done, total, done == total ? "\n" : "");
+    if (!a.quiet) {  // rewritten in place on a terminal; in a log, only the last state
+        const bool tty = isatty(STDERR_FILENO);
+        lo.quantize_progress = [&a, tty](size_t done, size_t total) {
+            if (tty || done == total)
+                std::fprintf(stderr, "%skiln-generate: quantizing to %s: %zu/%zu tensors%s", tty ? "\r" : "", a.quantize.c_str(), done, total, done == total ? "\n" : "");
         };
     }
     auto model = kiln::Model::load(a.model, lo);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 #include "kiln/kiln.h"
@@ -101,8 +102,10 @@ int main(int argc, char** argv) {
     if (!f) return fail(f.message());
     auto original = open_input(a.in);  // the untouched input, for --rmse (mapped: no copy)
     if (!original) return fail(original.message());
+    // A progress line rewritten in place on a terminal; in a log, only the last state.
+    const bool tty = isatty(STDERR_FILENO);
     a.opt.progress = [&](size_t done, size_t total) {
-        std::fprintf(stderr, "\rkiln-quantize: %s: %zu/%zu tensors%s", a.opt.mix.name.c_str(), done, total, done == total ? "\n" : "");
+        if (tty || done == total) std::fprintf(stderr, "%skiln-quantize: %s: %zu/%zu tensors%s", tty ? "\r" : "", a.opt.mix.name.c_str(), done, total, done == total ? "\n" : "");
     };
     kiln::Status s = kiln::quantize_gguf(f.value(), a.opt);
     if (!s) return fail(s.message());
