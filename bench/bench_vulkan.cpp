@@ -1,6 +1,6 @@
 // Microbenchmarks of the Vulkan shaders on device 0 (VK_ICD_FILENAMES picks the driver):
 // dequant-matvec / tiled matmul per weight format and batch size (what Ops::linear picks:
-// matvec up to 8 tokens, the tiled matmul above), and flash attention at a KV depth.
+// matvec up to 8 tokens, the tiled matmul above), the MoE expert matvec, and flash attention at a KV depth.
 // Each iteration records kReps dispatches (with barriers) and waits, so the submit latency
 // is spread over them. Bytes = weights (or KV cache) read; items = multiply-accumulates.
 // lavapipe numbers say nothing about GPUs.
@@ -8,6 +8,7 @@
 #ifdef KILN_HAVE_VULKAN
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <memory>
 #include <random>
 #include <vector>
@@ -106,10 +107,33 @@ void bm_flash_attn(benchmark::State& state) {
     state.SetItemsProcessed(int64_t(state.iterations()) * kReps * int64_t(n) * s.n_head * int64_t(depth) * (s.head_dim + s.head_dim_v));
 }
 
+// One MoE expert projection (Qwen3-30B-A3B-like: 64 experts of 768 x 2048, 8 per token) over
+// n tokens routed round-robin: bytes = the rows of the experts some token chose.
+void bm_moe_matvec(benchmark::State& state, DType t) {
+    if (!device().ops) return state.SkipWithError(device().error.c_str());
+    const uint32_t X = 64, R = 768, k = 2048, K = 8, n = uint32_t(state.range(0));
+    const auto wf = gaussian(size_t(R) * k, 0.05f);
+    const size_t rb = kiln::row_bytes(t, k);
+    std::vector<uint8_t> one(rb * R), w(rb * R * X);  // one expert quantized, repeated X times
+    for (uint32_t r = 0; r < R; ++r) kiln::ref::quantize_row(t, wf.data() + size_t(r) * k, one.data() + r * rb, k);
+    for (uint32_t e = 0; e < X; ++e) std::copy(one.begin(), one.end(), w.begin() + long(e * one.size()));
+    std::vector<uint32_t> sel(size_t(n) * K);
+    for (size_t i = 0; i < sel.size(); ++i) sel[i] = uint32_t((i * 7 + i / K) % X);
+    const size_t used = std::min<size_t>(X, sel.size());
+    Buffer wb = filled(w), xb = filled(gaussian(size_t(n) * k, 1.0f)), yb = filled(std::vector<float>(size_t(n) * K * R)), sb = filled(sel);
+    if (!run(state, [&](Recorder& r) { return device().ops->moe_matvec(r, t, whole(wb), whole(xb), whole(yb), whole(sb), {k, R, n * K, K, k, R, 0, 0, X * R}); })) return;
+    state.SetBytesProcessed(int64_t(state.iterations()) * kReps * int64_t(used * one.size()));
+    state.SetItemsProcessed(int64_t(state.iterations()) * kReps * int64_t(n) * K * R * k);
+}
+
 void register_all() {
     for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16}) {
         const std::string name = std::string("vulkan/linear/") + kiln::dtype_name(t);
         benchmark::RegisterBenchmark(name.c_str(), bm_linear, t)->Arg(1)->Arg(8)->Arg(64)->Arg(512)->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
+    for (DType t : {DType::Q4_K, DType::Q8_0}) {
+        const std::string name = std::string("vulkan/moe_matvec/") + kiln::dtype_name(t);
+        benchmark::RegisterBenchmark(name.c_str(), bm_moe_matvec, t)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
     }
     benchmark::RegisterBenchmark("vulkan/flash_attn", bm_flash_attn)->Args({4096, 1})->Args({4096, 8})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }

@@ -1,9 +1,10 @@
 #version 450
 // Expert dequant-matvec over the tokens routed to each expert. The (token, slot) pairs of
 // a forward (n x K of them, sel from moe_route.comp) are grouped by expert inside the
-// shader: workgroup (x, y) takes 16 rows of expert expert0 + y, lists the pairs that chose
-// it, and dequantizes each weight chunk once per 8 of them (the matvec.comp scheme), so an
-// expert's rows are read once per 8 of its tokens and never when no token chose it.
+// shader: workgroup (x, y) takes 16 rows of the y-th expert (in id order) that some pair
+// chose, lists the pairs that chose it, and dequantizes each weight chunk once per 8 of
+// them (the matvec.comp scheme): an expert's rows are read once per 8 of its tokens, never
+// when no token chose it, and a decode step launches K expert columns, not n_expert.
 //   y (pairs, y_stride) [pair][r] = x [row of pair] . W_e[r],  W_e = rows e*R .. e*R + R - 1
 // of a 3-D expert tensor (n_expert slices of R rows of k, ggml order), of which this
 // binding holds global rows part_row0 .. part_row0 + part_rows - 1. The x row of a pair is
@@ -23,7 +24,7 @@ layout(push_constant) uniform Push {
     uint x_stride, y_stride;     // floats between rows
     uint x_by_pair;              // 1: x row = pair, 0: x row = pair / K
     uint part_row0, part_rows;   // the global rows this binding holds
-    uint expert0;                // expert of workgroup row y = 0
+    uint expert0, n_experts;     // the experts whose rows this binding holds
 } p;
 
 #include "dequant.glsl"
@@ -32,11 +33,36 @@ const uint kLanes = 4u, kRowsPerGroup = 64u / kLanes, kTokens = 8u, kWindow = 10
 shared float partial[64][kTokens];
 shared uint pairs[kWindow];  // the pairs of the current window routed to this expert
 shared uint n_found;
+shared uint used[128];  // bitmap of the experts chosen by some pair (n_expert <= 4096)
+shared uint expert;     // this workgroup's: the y-th set bit of used
 
 void main() {
     const uint tid = gl_LocalInvocationID.x, lane = tid % kLanes;
+    for (uint i = tid; i < 128u; i += 64u) used[i] = 0u;
+    barrier();
+    for (uint i = tid; i < p.n_pairs; i += 64u) {
+        const uint s = sel[i];
+        if (s >= p.expert0 && s < p.expert0 + p.n_experts) atomicOr(used[s >> 5], 1u << (s & 31u));
+    }
+    barrier();
+    if (tid == 0u) {
+        uint seen = 0u, found_e = 0xffffffffu;
+        for (uint w = 0u; w < 128u && found_e == 0xffffffffu; ++w) {
+            const uint bits = used[w], c = uint(bitCount(bits));
+            if (seen + c > gl_WorkGroupID.y) {
+                uint b = bits;
+                for (uint skip = gl_WorkGroupID.y - seen; skip > 0u; --skip) b &= b - 1u;  // drop the lower set bits
+                found_e = 32u * w + uint(findLSB(b));
+            }
+            seen += c;
+        }
+        expert = found_e;
+    }
+    barrier();
+    const uint e = expert;
+    if (e == 0xffffffffu) return;  // fewer chosen experts than workgroup rows (uniform)
     const uint group = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
-    const uint e = p.expert0 + gl_WorkGroupID.y, r = group * kRowsPerGroup + tid / kLanes, g = e * p.R + r;
+    const uint r = group * kRowsPerGroup + tid / kLanes, g = e * p.R + r;
     const bool valid = r < p.R && g >= p.part_row0 && g < p.part_row0 + p.part_rows;
     const uint wrow = valid ? (g - p.part_row0) * row_bytes(p.k) : 0u;
 

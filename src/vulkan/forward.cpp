@@ -25,6 +25,7 @@ Status check_supported(const Model& model, const SessionOptions& o) {
     const int k = o.n_expert_used > 0 ? o.n_expert_used : c.n_expert_used;
     if (c.is_moe() && (k > int(Ops::kMaxExpertsPerToken) || k > c.n_expert))
         return Status::error("%s: %d experts per token: the Vulkan router takes up to %u (and the model has %d)", path, k, Ops::kMaxExpertsPerToken, c.n_expert);
+    if (c.n_expert > int(Ops::kMaxExperts)) return Status::error("%s: %d experts: the Vulkan expert shader takes up to %u", path, c.n_expert, Ops::kMaxExperts);
     if (!c.is_moe() && o.n_expert_used > 0) return Status::error("%s: --experts-per-token given, but the model has no experts", path);
     if (o.kv_hadamard) return Status::error("--kv-hadamard: the Vulkan backend has no rotated KV cache");
     if (o.type_k != o.type_v || (o.type_k != DType::F16 && o.type_k != DType::Q8_0))

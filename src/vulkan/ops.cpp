@@ -173,15 +173,17 @@ Status Ops::moe_route(Recorder& r, const BufferRange& logits, const BufferRange&
 }
 
 Status Ops::moe_matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const BufferRange& sel, MoeShape s) {
-    static_assert(sizeof(MoeShape) == 10 * 4);
+    static_assert(sizeof(MoeShape) == 11 * 4);
     KILN_ASSERT(s.k % 16 == 0 && s.k % dtype_info(wt).block_size == 0 && s.part_rows > 0, "moe_matvec: k = %u is not whole blocks of %s", s.k,
                 dtype_name(wt));
     KILN_PIPELINE(p, with_format("moe_matvec", wt), 4, MoeShape);
-    // Workgroups: kMatvecRows rows of one expert each (x and z), the experts this part holds along y.
+    // Workgroups: kMatvecRows rows of one expert each (x and z); along y, the chosen experts
+    // among those this part holds (at most one per pair).
     s.expert0 = s.part_row0 / s.R;
-    const uint32_t n_experts = (s.part_row0 + s.part_rows - 1) / s.R - s.expert0 + 1;
+    s.n_experts = (s.part_row0 + s.part_rows - 1) / s.R - s.expert0 + 1;
+    KILN_ASSERT(s.expert0 + s.n_experts <= kMaxExperts, "moe_matvec: more than %u experts", kMaxExperts);
     const uint32_t groups = (s.R + kMatvecRows - 1) / kMatvecRows, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
-    r.dispatch(p, {w, x, y, sel}, s, gx, n_experts, gz);
+    r.dispatch(p, {w, x, y, sel}, s, gx, std::min(s.n_experts, s.n_pairs), gz);
     return Status::ok();
 }
 

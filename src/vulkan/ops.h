@@ -86,7 +86,7 @@ public:
         uint32_t x_stride, y_stride;  // floats between rows
         uint32_t x_by_pair;           // 1: x row = pair (down), 0: x row = token (gate, up)
         uint32_t part_row0, part_rows;  // global rows of the 3-D tensor this binding holds
-        uint32_t expert0 = 0;         // set by moe_matvec
+        uint32_t expert0 = 0, n_experts = 0;  // set by moe_matvec: the experts the part holds
     };
     // y (n_pairs, y_stride) [pair][:R] = x [row of pair] . W_{sel[pair]}^T for the experts whose
     // rows this part of the expert tensor holds; each expert's rows read once per 8 pairs.
@@ -97,6 +97,7 @@ public:
     Status moe_combine(Recorder& r, const BufferRange& down, const BufferRange& w, const BufferRange& y, const BufferRange& gate, uint32_t E, uint32_t K,
                        uint32_t n, Shared shared);
     static constexpr uint32_t kMaxExpertsPerToken = 32;  // moe_route.comp kMaxK
+    static constexpr uint32_t kMaxExperts = 4096;        // moe_matvec.comp's bitmap
 
     // Head dims the attention shaders handle (kernels/vulkan/flash_attn.comp kMaxDim).
     static constexpr uint32_t kMaxHeadDim = 512;
