@@ -7,10 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "hf_tokenizer.h"
 #include "kiln/gguf_writer.h"
@@ -74,18 +72,6 @@ const char* const kExpertNames[3] = {"ffn_gate_exps.weight", "ffn_up_exps.weight
 template <class... A>
 Status cfg_error(const std::string& dir, const char* fmt, A... args) {
     return Status::error_str((fs::path(dir) / "config.json").string() + ": " + strfmt(fmt, args...));
-}
-
-Expected<json> read_json_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Status::error("%s: cannot open", path.string().c_str());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const std::string text = ss.str();
-    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return Status::error("%s: not valid JSON", path.string().c_str());
-    if (!j.is_object()) return Status::error("%s: expected a JSON object", path.string().c_str());
-    return j;
 }
 
 // config.json values, with errors that name the key.
@@ -427,7 +413,7 @@ std::vector<float> llama3_rope_factors(const Llama3RopeScaling& s, double rope_t
 
 Expected<GgufFile> open_hf_checkpoint(const std::string& dir, bool use_mmap) {
     if (!is_hf_checkpoint_dir(dir)) return Status::error("%s: not a Hugging Face checkpoint directory (no config.json)", dir.c_str());
-    KILN_ASSIGN(cfg_json, read_json_file(fs::path(dir) / "config.json"));
+    KILN_ASSIGN(cfg_json, read_json_object((fs::path(dir) / "config.json").string()));
     const Config c(std::move(cfg_json), dir);
     const json& classes = c.raw().value("architectures", json::array());
     if (!classes.is_array() || classes.empty() || !classes[0].is_string()) return cfg_error(dir, "'architectures' must name the model class");

@@ -34,17 +34,7 @@ public:
     Status error(const char* fmt, A... args) const {
         return Status::error_str(file_ + ": " + strfmt(fmt, args...));
     }
-    Expected<json> load() const {
-        std::ifstream in(file_, std::ios::binary);
-        if (!in) return error("cannot open");
-        std::stringstream ss;
-        ss << in.rdbuf();
-        const std::string text = ss.str();
-        json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-        if (j.is_discarded()) return error("not valid JSON");
-        if (!j.is_object()) return error("expected a JSON object");
-        return j;
-    }
+    Expected<json> load() const { return read_json_object(file_); }
     const std::string& file() const { return file_; }
 
 private:
@@ -229,6 +219,18 @@ Status convert(const std::string& dir, GgufWriter& w) {
 }
 
 }  // namespace
+
+Expected<json> read_json_object(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status::error("%s: cannot open", path.c_str());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string text = ss.str();
+    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return Status::error("%s: not valid JSON", path.c_str());
+    if (!j.is_object()) return Status::error("%s: expected a JSON object", path.c_str());
+    return j;
+}
 
 Status hf_tokenizer_to_gguf(const std::string& dir, GgufWriter& w) {
     try {

@@ -1,12 +1,16 @@
 // Hugging Face tokenizer files -> GGUF tokenizer metadata (see src/hf_tokenizer.cpp).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "kiln/gguf_writer.h"
 #include "kiln/status.h"
 
 namespace kiln {
+
+// The JSON object in file `path` (config.json, tokenizer.json, ...); errors name the file.
+Expected<nlohmann::json> read_json_object(const std::string& path);
 
 // Reads <dir>/tokenizer.json (required) and <dir>/tokenizer_config.json (optional) and
 // writes the tokenizer.ggml.* keys (model, pre, tokens, token_type, merges or scores,
