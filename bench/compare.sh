@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side speed: llama.cpp, ik_llama.cpp and kiln on the same GGUF files, same machine,
-# one run. Prints one markdown table (medians of -r runs) with kiln's ratio to each.
+# one run. Prints one markdown table (medians over REPS rounds) with kiln's ratio to each.
+# The engines take turns, one repetition each per round: on a shared VM whose memory
+# bandwidth drifts by tens of percent between minutes, back-to-back blocks of one engine
+# would measure the drift, not the engines.
 #
 #   bench/compare.sh [MODEL.gguf ...]          (default: the benchmark models below)
 #
@@ -11,13 +14,13 @@
 # - The default models are SmolLM2-135M (tools/fetch_models.py) and a random-weight
 #   Llama-architecture 1.1B (n_embd 2048, 16 layers, 32 heads, 8 KV heads, n_ff 8192,
 #   32000-token vocab) in Q4_K_M and Q8_0, written by kiln-synth with seed 1.
-# Env: THREADS (2), REPS (3), PP (512), TG (128), KILN_FLAGS (--repack), IK_FLAGS (-rtr 1).
+# Env: THREADS (2), REPS (5), PP (512), TG (128), KILN_FLAGS (--repack), IK_FLAGS (-rtr 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 cache=${KILN_CACHE:-$root/.cache}
 threads=${THREADS:-2}
-reps=${REPS:-3}
+reps=${REPS:-5}
 pp=${PP:-512}
 tg=${TG:-128}
 kiln_flags=${KILN_FLAGS:---repack}
@@ -50,29 +53,24 @@ if [ ${#models[@]} -eq 0 ]; then
   models=("$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$cache/models/bench/llama-1.1b-q4_k_m.gguf" "$cache/models/bench/llama-1.1b-q8_0.gguf")
 fi
 
-# llama-bench's JSON: a list of {test params, avg_ts, samples_ts}; median of samples_ts.
-median_llama() {  # $1 = json file, $2 = n_prompt, $3 = n_gen
-  python3 - "$1" "$2" "$3" <<'EOF'
+# llama-bench's JSON (one file per round): a list of {test params, samples_ts}; the median
+# over the rounds' samples.
+median_llama() {  # $1 = n_prompt, $2 = n_gen, $3... = json files
+  python3 - "$@" <<'EOF'
 import json, statistics, sys
-rows = json.load(open(sys.argv[1]))
-for r in rows:
-    if r["n_prompt"] == int(sys.argv[2]) and r["n_gen"] == int(sys.argv[3]):
-        print(f'{statistics.median(r["samples_ts"]):.2f}')
-        break
-else:
-    print("-")
+samples = []
+for f in sys.argv[3:]:
+    for r in json.load(open(f)):
+        if r["n_prompt"] == int(sys.argv[1]) and r["n_gen"] == int(sys.argv[2]):
+            samples += r["samples_ts"]
+print(f"{statistics.median(samples):.2f}" if samples else "-")
 EOF
 }
-median_kiln() {  # $1 = json file, $2 = test name
-  python3 - "$1" "$2" <<'EOF'
-import json, sys
-d = json.load(open(sys.argv[1]))
-for r in d["results"]:
-    if r["test"] == sys.argv[2]:
-        print(f'{r["tps_median"]:.2f}')
-        break
-else:
-    print("-")
+median_kiln() {  # $1 = test name, $2... = json files
+  python3 - "$@" <<'EOF'
+import json, statistics, sys
+samples = [r["tps_median"] for f in sys.argv[2:] for r in json.load(open(f))["results"] if r["test"] == sys.argv[1]]
+print(f"{statistics.median(samples):.2f}" if samples else "-")
 EOF
 }
 ratio() { python3 -c "import sys; a, b = sys.argv[1], sys.argv[2]; print('-' if '-' in (a, b) else f'{float(a) / float(b):.2f}x')" "$1" "$2"; }
@@ -84,23 +82,25 @@ echo "| model | test | llama.cpp t/s | ik_llama.cpp t/s | kiln t/s | kiln / llam
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
 for m in "${models[@]}"; do
   name=$(basename "$m" .gguf)
-  "$lcp_bench" -m "$m" -t "$threads" -p "$pp" -n "$tg" -r "$reps" -o json > "$tmp/lcp.json" 2>/dev/null
-  if [ -n "${IK_LLAMA_BENCH:-}" ]; then
+  for ((round = 1; round <= reps; round++)); do
+    "$lcp_bench" -m "$m" -t "$threads" -p "$pp" -n "$tg" -r 1 -o json > "$tmp/lcp.$round.json" 2>/dev/null
+    if [ -n "${IK_LLAMA_BENCH:-}" ]; then
+      # shellcheck disable=SC2086
+      "$IK_LLAMA_BENCH" -m "$m" -t "$threads" -p "$pp" -n "$tg" -r 1 $ik_flags -o json > "$tmp/ik.$round.json" 2>/dev/null || echo "[]" > "$tmp/ik.$round.json"
+    else
+      echo "[]" > "$tmp/ik.$round.json"
+    fi
     # shellcheck disable=SC2086
-    "$IK_LLAMA_BENCH" -m "$m" -t "$threads" -p "$pp" -n "$tg" -r "$reps" $ik_flags -o json > "$tmp/ik.json" 2>/dev/null || echo "[]" > "$tmp/ik.json"
-  else
-    echo "[]" > "$tmp/ik.json"
-  fi
-  # shellcheck disable=SC2086
-  build/kiln-bench -m "$m" -t "$threads" -p "$pp" -n "$tg" -v 0 -r "$reps" -o json $kiln_flags > "$tmp/kiln.json" 2>/dev/null
-  bw=$(python3 -c "import json; print(round(json.load(open('$tmp/kiln.json'))['read_bandwidth_gbps'], 1))")
+    build/kiln-bench -m "$m" -t "$threads" -p "$pp" -n "$tg" -v 0 -r 1 -o json $kiln_flags > "$tmp/kiln.$round.json" 2>/dev/null
+  done
+  bw=$(python3 -c "import json, statistics, sys; print(round(statistics.median(json.load(open(f))['read_bandwidth_gbps'] for f in sys.argv[1:]), 1))" "$tmp"/kiln.*.json)
   for t in "pp$pp:$pp:0" "tg$tg:0:$tg"; do
     IFS=: read -r test np ng <<< "$t"
-    l=$(median_llama "$tmp/lcp.json" "$np" "$ng")
-    i=$(median_llama "$tmp/ik.json" "$np" "$ng")
-    k=$(median_kiln "$tmp/kiln.json" "$test")
+    l=$(median_llama "$np" "$ng" "$tmp"/lcp.*.json)
+    i=$(median_llama "$np" "$ng" "$tmp"/ik.*.json)
+    k=$(median_kiln "$test" "$tmp"/kiln.*.json)
     echo "| $name | $test | $l | $i | $k | $(ratio "$k" "$l") | $(ratio "$k" "$i") |"
   done
 done
 echo
-echo "threads $threads, medians of $reps runs; kiln flags: $kiln_flags; ik_llama.cpp flags: ${IK_LLAMA_BENCH:+$ik_flags}; read bandwidth (kiln probe): $bw GB/s"
+echo "threads $threads, medians of $reps interleaved rounds; kiln flags: $kiln_flags; ik_llama.cpp flags: ${IK_LLAMA_BENCH:+$ik_flags}; read bandwidth (kiln probe, median of the rounds): $bw GB/s"
