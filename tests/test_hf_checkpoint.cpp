@@ -191,6 +191,8 @@ TEST_CASE("hf: bad config.json and tensors are clear errors") {
     CHECK(open_error(t.dir).find("'hidden_size' = -64 is out of range") != std::string::npos);
     t.write("config.json", "{" + base + "\"hidden_size\": 64, \"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2}}");
     CHECK(open_error(t.dir).find("rope_scaling type 'dynamic' is not supported") != std::string::npos);
+    t.write("config.json", "{" + base + "\"hidden_size\": 64, \"rope_scaling\": {\"rope_type\": 5}}");  // a value of the wrong JSON type
+    CHECK(open_error(t.dir).find("config.json") != std::string::npos);
     t.write("config.json", "{" + base + "\"hidden_size\": 64, \"attention_bias\": true}");
     CHECK(open_error(t.dir).find("'attention_bias': true is not supported for LlamaForCausalLM") != std::string::npos);
     t.write("config.json", "{\"architectures\": [\"Qwen3MoeForCausalLM\"], \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"hidden_size\": 64, \"num_experts\": 4, \"num_experts_per_tok\": 8}");
