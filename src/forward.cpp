@@ -49,13 +49,13 @@ void tap(const char* name, int il, const float* x, size_t n) {
 
 // cos/sin of every (token, rotary pair), computed the way ggml does (theta multiplied by
 // base^(-2/d) pair after pair in float) so positions match llama.cpp bit for bit.
-void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, int pos0, int n, float* cs /* (n, rope_dim/2, 2) */) {
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, float freq_scale, int pos0, int n, float* cs /* (n, rope_dim/2, 2) */) {
     const int half = c.rope_dim / 2;
     const float theta_scale = std::pow(base, -2.0f / float(c.rope_dim));
     for (int i = 0; i < n; ++i) {
         float theta = float(pos0 + i);
         for (int p = 0; p < half; ++p) {
-            const float t = c.rope_freq_scale * (theta / freqs[size_t(p)]);
+            const float t = freq_scale * (theta / freqs[size_t(p)]);
             cs[(size_t(i) * half + p) * 2 + 0] = std::cos(t);
             cs[(size_t(i) * half + p) * 2 + 1] = std::sin(t);
             theta *= theta_scale;
@@ -65,9 +65,9 @@ void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float bas
 
 const float* Session::Impl::fill_rope(const ModelConfig& c, int pos0, int n) {
     float* local = rope_cs() + size_t(n) * (c.rope_dim / 2) * 2;
-    rope_table(c, rope_freqs, c.rope_theta, pos0, n, rope_cs());
+    rope_table(c, rope_freqs, c.rope_theta, c.rope_freq_scale, pos0, n, rope_cs());
     if (c.rope_theta_local <= 0) return nullptr;
-    rope_table(c, rope_freqs, c.rope_theta_local, pos0, n, local);
+    rope_table(c, rope_freqs, c.rope_theta_local, 1.0f, pos0, n, local);
     return local;
 }
 

@@ -532,6 +532,11 @@ Expected<bool> GgufFile::get_bool(std::string_view key, bool fallback) const {
 }
 
 void GgufFile::set_override(const std::string& key, GgufValue value) {
+    if (value.type == GgufType::STRING) {  // the caller's text may not outlive this call
+        auto text = std::make_shared<const std::string>(value.str);
+        value.str = *text;
+        owned_.push_back(std::move(text));
+    }
     auto it = kv_index_.find(key);
     if (it != kv_index_.end()) {
         kv_[it->second].second = std::move(value);

@@ -195,7 +195,7 @@ Status write_config_metadata(const Config& c, const HfArch& arch, GgufWriter& w)
         if (pattern < 1) return cfg_error(c.dir(), "'sliding_window_pattern' must be >= 1");
         w.set_u32(a + ".attention.sliding_window_pattern", uint32_t(pattern));
         KILN_ASSIGN(local_theta, c.number("rope_local_base_freq", 10000.0));
-        w.set_f32(a + ".rope.local.freq_base", float(local_theta));
+        w.set_f32(a + ".rope.freq_base_swa", float(local_theta));
         for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"})
             if (c.has(key)) return cfg_error(c.dir(), "'%s' is not supported", key);
         const int64_t head_dim = c.has("head_dim") ? c.raw()["head_dim"].get<int64_t>() : n_embd / n_head;

@@ -46,14 +46,17 @@ Expected<std::pair<std::string, GgufValue>> parse_override_kv(const std::string&
     } else if (type == "float") {
         double x = std::strtod(val.c_str(), &end);
         if (val.empty() || *end || !std::isfinite(x)) return Status::error("--override-kv '%s': '%s' is not a finite number", spec.c_str(), val.c_str());
-        v.type = GgufType::F64;
+        v.type = GgufType::F32;  // as GGUF files store float keys (llama.cpp reads f32 only)
         v.f = x;
     } else if (type == "bool") {
         if (val != "true" && val != "false") return Status::error("--override-kv '%s': bool must be true or false", spec.c_str());
         v.type = GgufType::BOOL;
         v.u = val == "true";
+    } else if (type == "str") {
+        v.type = GgufType::STRING;
+        v.str = std::string_view(spec).substr(colon + 1);  // a view of spec: set_override copies it
     } else {
-        return Status::error("--override-kv '%s': type '%s' must be int, float or bool", spec.c_str(), type.c_str());
+        return Status::error("--override-kv '%s': type '%s' must be int, float, bool or str", spec.c_str(), type.c_str());
     }
     return std::make_pair(key, v);
 }
@@ -118,8 +121,9 @@ public:
             if (const GgufValue* p = f_.find(a_ + ".attention.sliding_window_pattern"); p && p->is_integer()) pattern = int(p->as_int());
             if (pattern < 1) return err("attention.sliding_window_pattern %d must be >= 1", pattern);
             for (int il = 0; il < c_.n_layer; ++il) c_.layer_is_swa[size_t(il)] = pattern > 1 && il % pattern < pattern - 1;
-            c_.rope_theta_local = 10000.0f;
-            KILN_TRY(opt_float("rope.local.freq_base", &c_.rope_theta_local, 10000.0f));
+            // Local layers: their own base and no context scaling (llama.cpp: rope_freq_base_train_swa,
+            // rope_freq_scale_train_swa = 1 for Gemma 3; the 4B-27B models scale only global layers).
+            KILN_TRY(opt_float("rope.freq_base_swa", &c_.rope_theta_local, 10000.0f));
             c_.attn_scale = 1.0f / std::sqrt(float(c_.head_dim));
         }
         // Mixtral is a llama with experts (expert_count > 0).

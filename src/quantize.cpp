@@ -14,6 +14,7 @@ namespace {
 
 // llama_ftype values (llama.h).
 enum Ftype : uint32_t {
+    COPY = 0xffffffffu,  // not a llama_ftype: keep every tensor and the file type
     F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 7, Q5_0 = 8, Q5_1 = 9,
     Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17, Q6_K = 18, BF16 = 32,
 };
@@ -23,6 +24,7 @@ const QuantMix kMixes[] = {
     {"Q5_1", DType::Q5_1, Q5_1}, {"Q8_0", DType::Q8_0, Q8_0}, {"Q4_K_S", DType::Q4_K, Q4_K_S},
     {"Q4_K_M", DType::Q4_K, Q4_K_M}, {"Q5_K_S", DType::Q5_K, Q5_K_S}, {"Q5_K_M", DType::Q5_K, Q5_K_M},
     {"Q6_K", DType::Q6_K, Q6_K}, {"F16", DType::F16, F16}, {"BF16", DType::BF16, BF16}, {"F32", DType::F32, F32},
+    {"COPY", DType::F32, COPY},
 };
 
 std::string upper(std::string s) {
@@ -137,7 +139,7 @@ Expected<std::vector<DType>> plan_quantization(const GgufFile& f, const Quantize
     std::vector<DType> plan;
     plan.reserve(f.tensors().size());
     for (const GgufTensor& t : f.tensors()) {
-        if (!allows_quantization(t)) {
+        if (!allows_quantization(t) || o.mix.ftype == COPY) {
             plan.push_back(t.dtype);
             continue;
         }
@@ -178,6 +180,7 @@ Status quantize_gguf(GgufFile& f, const QuantizeOptions& o) {
         KILN_TRY(f.replace_tensor(t.name, to, out->data(), out->size(), out));
         if (o.progress) o.progress(++done, total);
     }
+    if (o.mix.ftype == COPY) return Status::ok();
     GgufValue ft;
     ft.type = GgufType::U32;
     ft.u = o.mix.ftype;

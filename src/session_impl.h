@@ -134,7 +134,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
 
 // cos/sin of every (token, rotary pair) of n tokens at positions pos0.. (forward.cpp);
 // also the table the Vulkan RoPE shader reads. cs: (n, rope_dim/2, 2).
-void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, int pos0, int n, float* cs);
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, float freq_scale, int pos0, int n, float* cs);
 
 // Causal attention of n new tokens at positions pos0.. over layer `il` of the KV cache
 // (their K and V are already stored). q: (n, n_head, head_dim); out: (n, n_head, head_dim_v).

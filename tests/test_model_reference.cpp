@@ -180,6 +180,12 @@ TEST_CASE("model: SmolLM2 quantized by kiln-quantize to Q8_0 runs in llama.cpp w
     check_model("synth/smollm2-q8_0.gguf", "reference_smollm2-q8_0.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, 1);
 }
 
+// Gemma 3 270M with the linear RoPE scaling of the 4B-27B models (factor 8, written by
+// kiln-quantize COPY --override-kv): only the global layers are scaled, as in llama.cpp.
+TEST_CASE("model: Gemma 3 with linear RoPE scaling on its global layers matches llama.cpp") {
+    check_model("synth/gemma3-rope-linear8.gguf", "reference_gemma3-rope-linear8.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, 3);
+}
+
 // Random-weight models (tools/make_synthetic_models.sh) for the architecture features the
 // real models do not cover (10-16 of 18 prompts reproduce llama.cpp exactly here).
 TEST_CASE("model: Llama 3.1 rope_freqs scaling matches llama.cpp (synthetic)") {

@@ -154,3 +154,45 @@ TEST_CASE("quantize: --quantize at load equals loading the file kiln-quantize wr
         std::filesystem::remove(out);
     }
 }
+
+TEST_CASE("quantize: --override-kv values of every type, as kiln-quantize COPY writes them") {
+    for (const char* bad : {"no_equals", "k=int", "k=int:x", "k=float:nan", "k=bool:yes", "k=text:abc"}) {
+        CAPTURE(bad);
+        auto kv = kiln::parse_override_kv(bad);
+        REQUIRE_FALSE(kv.is_ok());
+        CHECK(kv.message().find(bad) != std::string::npos);
+    }
+    const std::string path = kiln::test::model_path(kF16Model);
+    if (!kiln::test::require_file(path)) return;
+    auto f = kiln::GgufFile::open(path);
+    REQUIRE(f.is_ok());
+    {
+        // The str value must survive its spec string (set_override keeps a copy).
+        std::string spec = "llama.rope.scaling.type=str:linear";
+        auto kv = kiln::parse_override_kv(spec);
+        REQUIRE(kv.is_ok());
+        f->set_override(kv->first, kv->second);
+        spec.assign(spec.size(), '#');
+    }
+    for (const char* spec : {"llama.rope.scaling.factor=float:4", "general.note=int:-3", "general.flag=bool:true"}) {
+        auto kv = kiln::parse_override_kv(spec);
+        REQUIRE(kv.is_ok());
+        f->set_override(kv->first, kv->second);
+    }
+    kiln::QuantizeOptions copy = options_for("COPY");
+    REQUIRE(kiln::quantize_gguf(f.value(), copy).is_ok());
+    kiln::GgufWriter w(uint32_t(f->alignment()));
+    for (const auto& [key, value] : f->metadata()) w.set_value(key, value);
+    for (const kiln::GgufTensor& t : f->tensors()) w.add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
+    const std::vector<uint8_t> image = w.to_bytes();
+    auto g = kiln::GgufFile::parse(image.data(), image.size(), "copy");
+    REQUIRE_MESSAGE(g.is_ok(), g.message());
+    CHECK(g->get_string("llama.rope.scaling.type").value() == "linear");
+    CHECK(g->find("llama.rope.scaling.factor")->type == kiln::GgufType::F32);  // llama.cpp reads float keys as f32
+    CHECK(g->get_float("llama.rope.scaling.factor", 0).value() == 4.0);
+    CHECK(g->get_int("general.note", 0).value() == -3);
+    CHECK(g->get_bool("general.flag", false).value());
+    CHECK(g->get_int("general.file_type", -1).value() == f->get_int("general.file_type", -1).value());  // COPY keeps it
+    REQUIRE(g->tensors().size() == f->tensors().size());
+    for (size_t i = 0; i < g->tensors().size(); ++i) CHECK(g->tensors()[i].dtype == f->tensors()[i].dtype);
+}

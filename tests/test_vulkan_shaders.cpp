@@ -305,7 +305,7 @@ TEST_CASE("vulkan: RoPE rotates like the CPU path in both pair layouts") {
     c.rope_theta = 10000.0f;
     const int n = 7, heads = 3, pos0 = 1000;
     std::vector<float> freqs(size_t(c.rope_dim / 2), 1.0f), cs(size_t(n * c.rope_dim));
-    kiln::rope_table(c, freqs, c.rope_theta, pos0, n, cs.data());
+    kiln::rope_table(c, freqs, c.rope_theta, c.rope_freq_scale, pos0, n, cs.data());
     const auto x = gaussian(size_t(n * heads * c.head_dim), 31);
     for (bool neox : {false, true}) {
         CAPTURE(neox);

@@ -37,6 +37,11 @@ for mix in q4_k_m q8_0; do
   [ -f "$out/smollm2-$mix.gguf" ] || "$quantize" "$out/smollm2-f16.gguf" "$out/smollm2-$mix.gguf" "$mix" >&2
 done
 
+# Gemma 3 270M with the 4B-27B models' linear RoPE scaling (factor 8, global layers only):
+# tests/data/reference_gemma3-rope-linear8.json holds llama.cpp's tokens on it.
+[ -f "$out/gemma3-rope-linear8.gguf" ] || "$quantize" --override-kv gemma3.rope.scaling.type=str:linear \
+    --override-kv gemma3.rope.scaling.factor=float:8 "$(python3 tools/fetch_models.py gemma3)" "$out/gemma3-rope-linear8.gguf" COPY >&2
+
 # Hugging Face checkpoint directories made from GGUF files (tools/make_hf_checkpoint.py:
 # dequantized by the PyPI gguf package, written by safetensors and tokenizers), for
 # tests/test_hf_checkpoint.cpp: SmolLM2 in F16 across two shards, Gemma 3 in BF16, and every

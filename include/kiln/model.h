@@ -38,8 +38,8 @@ struct ModelConfig {
     float rope_theta = 10000.0f;  // base frequency
     bool rope_neox = false;       // rotate pairs (i, i + d/2) instead of (2i, 2i+1)
     RopeScaling rope_scaling = RopeScaling::None;
-    float rope_freq_scale = 1.0f;  // 1 / linear scaling factor
-    float rope_theta_local = 0;    // Gemma 3: base of the sliding-window layers
+    float rope_freq_scale = 1.0f;  // 1 / linear scaling factor (global layers only for Gemma 3)
+    float rope_theta_local = 0;    // Gemma 3: base of the sliding-window layers, which are never scaled
 
     bool tied_embeddings = false;  // output projection reuses token_embd
     bool qkv_bias = false;         // Qwen2
@@ -86,7 +86,7 @@ struct Weights {
 
 struct LoadOptions {
     // "key=type:value" overrides applied to the metadata before anything reads it, as
-    // llama.cpp's --override-kv (type: int, float, bool).
+    // llama.cpp's --override-kv (type: int, float, bool, str).
     std::vector<std::string> override_kv;
     // false: read the file into memory on huge pages instead of mapping it (llama.cpp's
     // --no-mmap): slower to load, faster to decode where weights stream from DRAM.
@@ -134,7 +134,8 @@ private:
     friend class ModelBinder;
 };
 
-// Parses one --override-kv spec ("llama.expert_used_count=int:4") into key and value.
+// Parses one --override-kv spec ("llama.expert_used_count=int:4", "gemma3.rope.scaling.type=str:linear")
+// into key and value; a str value is a view of `spec` (GgufFile::set_override keeps a copy).
 Expected<std::pair<std::string, GgufValue>> parse_override_kv(const std::string& spec);
 
 }  // namespace kiln

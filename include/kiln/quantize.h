@@ -30,7 +30,7 @@ struct QuantMix {
 };
 
 // Accepts llama-quantize's names, any case: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K_S Q4_K_M (= Q4_K)
-// Q5_K_S Q5_K_M (= Q5_K) Q6_K F16 BF16 F32.
+// Q5_K_S Q5_K_M (= Q5_K) Q6_K F16 BF16 F32, and COPY (every tensor kept: a metadata-only rewrite).
 Expected<QuantMix> parse_quant_mix(const std::string& name);
 // One type name (q4_K, q8_0, f16, ...) for --tensor-type and friends.
 Expected<DType> parse_quant_type(const std::string& name);

@@ -54,7 +54,7 @@ const char* generate_usage() {
            "  -ctv, --cache-type-v TYPE V cache type (same choices)\n"
            "      --cache-type TYPE     both\n"
            "      --kv-hadamard         rotate K/V/Q per head by a Walsh-Hadamard transform (better 4-bit caches)\n"
-           "      --override-kv K=T:V   override model metadata, T = int|float|bool\n"
+           "      --override-kv K=T:V   override model metadata, T = int|float|bool|str\n"
            "      --experts-per-token N MoE: run N experts per token instead of the model's (fewer: faster, lower quality)\n"
            "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
            "      --repack              keep a row-interleaved copy of q4_K/q6_K/q8_0 weights (faster; slower load, more memory)\n"

@@ -2,7 +2,7 @@
 // with llama-quantize's mixes (the same type for each tensor and, having ggml's reference
 // quantizers, the same bytes); the output loads in llama.cpp.
 //   kiln-quantize [options] IN OUT.gguf TYPE
-//   TYPE: Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32
+//   TYPE: Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32 COPY
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -24,11 +24,12 @@ int fail(const std::string& msg) {
 const char* kUsage =
     "usage: kiln-quantize [options] IN OUT.gguf TYPE\n"
     "  IN     GGUF file, or Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)\n"
-    "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32\n"
+    "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32, or COPY (tensors kept)\n"
     "options:\n"
     "  --tensor-type PATTERN=TYPE     tensors whose name matches PATTERN (regex) get TYPE (repeatable; first match wins)\n"
     "  --output-tensor-type TYPE      type of output.weight (or of token_embd when the embeddings are tied)\n"
     "  --token-embedding-type TYPE    type of token_embd.weight\n"
+    "  --override-kv KEY=TYPE:VALUE   set a metadata value in the output (TYPE int, float, bool, str)\n"
     "  -t, --threads N                threads (default: all cores)\n"
     "  --rmse                         print each quantized tensor's RMSE against the input on stdout\n"
     "  --rmse-vs OTHER.gguf           ... and the RMSE of OTHER's version of it (e.g. llama-quantize's output)\n";
@@ -38,6 +39,7 @@ struct Args {
     kiln::QuantizeOptions opt;
     bool rmse = false;
     std::string rmse_vs;
+    std::vector<std::string> override_kv;
 };
 
 kiln::Expected<Args> parse(int argc, char** argv) {
@@ -49,7 +51,8 @@ kiln::Expected<Args> parse(int argc, char** argv) {
             if (i + 1 >= argc) return kiln::Status::error("%s needs a value", f.c_str());
             return std::string(argv[++i]);
         };
-        if (f == "--tensor-type" || f == "--output-tensor-type" || f == "--token-embedding-type" || f == "-t" || f == "--threads" || f == "--rmse-vs") {
+        if (f == "--tensor-type" || f == "--output-tensor-type" || f == "--token-embedding-type" || f == "-t" || f == "--threads" || f == "--rmse-vs" ||
+            f == "--override-kv") {
             auto v = value();
             if (!v) return v.status();
             if (f == "--tensor-type") {
@@ -61,6 +64,10 @@ kiln::Expected<Args> parse(int argc, char** argv) {
                 long n = std::strtol(v->c_str(), &end, 10);
                 if (v->empty() || *end || n < 1 || n > 1024) return kiln::Status::error("%s: '%s' is not a thread count in [1, 1024]", f.c_str(), v->c_str());
                 a.opt.n_threads = int(n);
+            } else if (f == "--override-kv") {
+                auto kv = kiln::parse_override_kv(v.value());
+                if (!kv) return kv.status();
+                a.override_kv.push_back(v.value());
             } else if (f == "--rmse-vs") {
                 a.rmse = true;
                 a.rmse_vs = v.value();
@@ -109,6 +116,10 @@ int main(int argc, char** argv) {
     };
     kiln::Status s = kiln::quantize_gguf(f.value(), a.opt);
     if (!s) return fail(s.message());
+    for (const std::string& spec : a.override_kv) {
+        auto kv = kiln::parse_override_kv(spec);
+        f->set_override(kv->first, kv->second);
+    }
 
     kiln::GgufWriter w(uint32_t(f->alignment()));
     for (const auto& [key, value] : f->metadata()) w.set_value(key, value);
