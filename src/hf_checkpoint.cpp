@@ -40,7 +40,15 @@ const HfArch kArchs[] = {
     {"Qwen3ForCausalLM", "qwen3", false, false, "", {}},
     {"Qwen3MoeForCausalLM", "qwen3moe", false, false, "mlp.", {"gate_proj", "up_proj", "down_proj"}},
     {"Gemma3ForCausalLM", "gemma3", false, true, "", {}},
+    // Gemma 3 4B-27B (image + text): the text model's config is text_config, its tensors are
+    // under language_model; the vision tower and projector are not read.
+    {"Gemma3ForConditionalGeneration", "gemma3", false, true, "", {}},
 };
+
+// transformers' Gemma3TextConfig defaults: Gemma 3 configs leave out what equals them.
+const char* const kGemma3Defaults = R"({"hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+  "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+  "max_position_embeddings": 131072, "query_pre_attn_scalar": 256, "sliding_window": 4096, "rope_local_base_freq": 10000.0})";
 
 // HF per-layer tensor suffix -> GGUF per-layer name (the same for every class).
 const std::pair<const char*, const char*> kLayerNames[] = {
@@ -176,7 +184,7 @@ Status write_config_metadata(const Config& c, const HfArch& arch, GgufWriter& w)
         KILN_ASSIGN(window, c.integer("sliding_window", 512));
         w.set_u32(a + ".attention.sliding_window", uint32_t(std::max<int64_t>(1, window)));
         int64_t pattern = 6;
-        if (c.has("sliding_window_pattern")) {
+        if (c.has("sliding_window_pattern") && !c.has("layer_types")) {
             KILN_ASSIGN(p, c.integer("sliding_window_pattern"));
             pattern = p;
         } else if (c.has("layer_types")) {
@@ -265,26 +273,36 @@ void permute_rows(const uint8_t* src, uint8_t* dst, int64_t rows, size_t row_siz
 
 class Converter {
 public:
-    explicit Converter(const HfArch& arch) : arch_(arch) {}
+    Converter(const HfArch& arch, bool multimodal) : arch_(arch), multimodal_(multimodal) {}
 
-    Status add(const SafetensorsTensor& st) {
-        if (st.name.size() > 20 && st.name.ends_with("rotary_emb.inv_freq")) return Status::ok();  // recomputed
+    Status add(const SafetensorsTensor& tensor) {
+        if (tensor.name.size() > 20 && tensor.name.ends_with("rotary_emb.inv_freq")) return Status::ok();  // recomputed
+        const SafetensorsTensor& st = tensor;
+        std::string hf = st.name;  // the text model's name
+        if (multimodal_) {
+            // Older transformers save language_model.model.* and language_model.lm_head.weight,
+            // newer ones model.language_model.* and lm_head.weight.
+            for (const char* skip : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."})
+                if (hf.starts_with(skip)) return Status::ok();
+            if (hf.starts_with("language_model.")) hf = hf.substr(15);
+            else if (hf.starts_with("model.language_model.")) hf = "model." + hf.substr(21);
+        }
         KILN_ASSIGN(dtype, weight_dtype(st));
         if (st.shape.empty() || st.shape.size() > 2) return Status::error("tensor '%s': %zu dimensions, expected 1 or 2", st.name.c_str(), st.shape.size());
         std::vector<int64_t> ne(st.shape.rbegin(), st.shape.rend());  // ggml order: row length first
         std::string name;
         int order = 0;
-        if (st.name == "model.embed_tokens.weight") name = "token_embd.weight", order = -1;
-        else if (st.name == "model.norm.weight") name = "output_norm.weight", order = 1 << 30;
-        else if (st.name == "lm_head.weight") name = "output.weight", order = 1 << 30;
+        if (hf == "model.embed_tokens.weight") name = "token_embd.weight", order = -1;
+        else if (hf == "model.norm.weight") name = "output_norm.weight", order = 1 << 30;
+        else if (hf == "lm_head.weight") name = "output.weight", order = 1 << 30;
         else {
             int layer = -1;
             std::string rest;
-            if (!parse_layer(st.name, &layer, &rest)) return unknown(st.name);
+            if (!parse_layer(hf, &layer, &rest)) return unknown(st.name);
             order = layer;
             if (*arch_.moe && rest.starts_with(std::string(arch_.moe) + "experts.")) return add_expert(st, dtype, layer, rest);
-            for (auto [hf, gguf] : kLayerNames)
-                if (rest == hf) name = strfmt("blk.%d.%s", layer, gguf);
+            for (auto [suffix, gguf] : kLayerNames)
+                if (rest == suffix) name = strfmt("blk.%d.%s", layer, gguf);
             if (rest == "post_attention_layernorm.weight") name = strfmt("blk.%d.%s", layer, arch_.norm_plus_one ? "post_attention_norm.weight" : "ffn_norm.weight");
             if (name.empty()) return unknown(st.name);
         }
@@ -383,6 +401,7 @@ private:
     }
 
     const HfArch& arch_;
+    const bool multimodal_;
     int64_t n_head_ = 0, n_head_kv_ = 0, n_expert_ = 0;
     std::vector<Converted> tensors_;
     std::map<std::pair<int, int>, std::vector<const SafetensorsTensor*>> experts_;  // (layer, proj) -> by expert
@@ -416,10 +435,23 @@ namespace {
 Expected<GgufFile> open_checkpoint(const std::string& dir, bool use_mmap) {
     if (!is_hf_checkpoint_dir(dir)) return Status::error("%s: not a Hugging Face checkpoint directory (no config.json)", dir.c_str());
     KILN_ASSIGN(cfg_json, read_json_object((fs::path(dir) / "config.json").string()));
-    const Config c(std::move(cfg_json), dir);
-    const json& classes = c.raw().value("architectures", json::array());
+    const json classes = cfg_json.value("architectures", json::array());
     if (!classes.is_array() || classes.empty() || !classes[0].is_string()) return cfg_error(dir, "'architectures' must name the model class");
     const std::string cls = classes[0].get<std::string>();
+    const bool multimodal = cls == "Gemma3ForConditionalGeneration";
+    if (multimodal) {  // the text model's config, with the class and the embedding tying of the whole
+        if (!cfg_json.contains("text_config") || !cfg_json["text_config"].is_object()) return cfg_error(dir, "'text_config' must be an object for %s", cls.c_str());
+        json text = cfg_json["text_config"];
+        text["architectures"] = classes;
+        if (!text.contains("tie_word_embeddings") && cfg_json.contains("tie_word_embeddings")) text["tie_word_embeddings"] = cfg_json["tie_word_embeddings"];
+        cfg_json = std::move(text);
+    }
+    if (cls.starts_with("Gemma3")) {
+        const json defaults = json::parse(kGemma3Defaults);
+        for (const auto& [key, value] : defaults.items())
+            if (!cfg_json.contains(key) || cfg_json[key].is_null()) cfg_json[key] = value;
+    }
+    const Config c(std::move(cfg_json), dir);
     const HfArch* arch = nullptr;
     for (const HfArch& a : kArchs)
         if (cls == a.hf_class) arch = &a;
@@ -437,7 +469,7 @@ Expected<GgufFile> open_checkpoint(const std::string& dir, bool use_mmap) {
     if (!ck) return ck.status();
     auto checkpoint = std::make_shared<SafetensorsCheckpoint>(std::move(ck.value()));
 
-    Converter conv(*arch);
+    Converter conv(*arch, multimodal);
     KILN_ASSIGN(n_head, c.integer("num_attention_heads"));
     KILN_ASSIGN(n_head_kv, c.integer("num_key_value_heads", n_head));
     int64_t n_expert = 0;

@@ -5,6 +5,7 @@
 // config.json with transformers' keys, tokenizer.json written by the tokenizers package.
 //   hf/smollm2          SmolLM2-135M Q4_1 -> F16 matrices, F32 norms, two shards + index
 //   hf/gemma3           Gemma 3 270M Q4_K_M -> BF16 matrices, one file
+//   hf/gemma3-multimodal  the same in Gemma3ForConditionalGeneration's layout
 //   hf/synth-<arch>     the random-weight architecture files -> F32
 // Same weights, same kernels: the logits must be equal, not merely close.
 #include <cstring>
@@ -151,6 +152,17 @@ TEST_CASE("model: hf: Gemma 3 as a BF16 checkpoint equals its GGUF widened to BF
     CHECK(hf->weights().layers[0].wq.dtype == kiln::DType::BF16);
     // The norms went through w - 1 in the script and 1 + w here: equal to a float rounding.
     check_same_model(hf, load(gguf, "bf16"), 1e-4f);
+}
+
+TEST_CASE("model: hf: Gemma 3 in the image+text layout (Gemma3ForConditionalGeneration) reads its text model") {
+    // text_config without the keys equal to transformers' defaults, tensors under language_model.,
+    // a vision tower and projector that are not read.
+    const std::string dir = kiln::test::model_path("hf/gemma3-multimodal"), plain = kiln::test::model_path("hf/gemma3");
+    if (!kiln::test::require_file(dir + "/model.safetensors") || !kiln::test::require_file(plain + "/model.safetensors")) return;
+    auto mm = load(dir);
+    CHECK(mm->config().arch == kiln::Arch::Gemma3);
+    CHECK(mm->config().rope_theta == 1000000.0f);  // a default
+    check_same_model(mm, load(plain), 0);
 }
 
 TEST_CASE("model: hf: every architecture's config and tensor names (synthetic checkpoints)") {

@@ -9,11 +9,14 @@ config.json carries the hyper-parameters under their transformers names, and tok
 / tokenizer_config.json are written with the `tokenizers` package (tools/hf_tokenizer_writer.py).
 
   PYTHONPATH=$(tools/python_deps.sh) python3 tools/make_hf_checkpoint.py MODEL.gguf OUTDIR \\
-      [--dtype f16|bf16|f32] [--shards N]
+      [--dtype f16|bf16|f32] [--shards N] [--multimodal]
 
 Matrices are stored in --dtype (default f16), 1-D tensors in f32, as many HF checkpoints
 keep their norms. With --shards N > 1 the tensors are spread over N files named by a
-model.safetensors.index.json, as large checkpoints are.
+model.safetensors.index.json, as large checkpoints are. --multimodal (Gemma 3) writes the
+layout of the 4B-27B image+text checkpoints: Gemma3ForConditionalGeneration, the text
+model's config as text_config without the keys equal to transformers' defaults, its
+tensors under language_model., and a small stand-in vision tower and projector.
 """
 import argparse
 import json
@@ -84,6 +87,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--dtype", choices=["f16", "bf16", "f32"], default="f16")
     ap.add_argument("--shards", type=int, default=1)
+    ap.add_argument("--multimodal", action="store_true")
     args = ap.parse_args()
 
     r = gguf.GGUFReader(args.model)
@@ -169,6 +173,21 @@ def main():
         if rest == "ffn_gate_inp_shexp.weight":
             w = w.reshape(1, -1)  # nn.Linear(hidden, 1)
         tensors[prefix + hf] = w
+
+    if args.multimodal:
+        if arch != "gemma3":
+            sys.exit("make_hf_checkpoint: --multimodal is the Gemma 3 image+text layout")
+        tensors = {"language_model." + k: v for k, v in tensors.items()}
+        tensors["vision_tower.vision_model.embeddings.patch_embedding.weight"] = np.ones((4, 3, 2, 2), np.float32)
+        tensors["multi_modal_projector.mm_input_projection_weight"] = np.ones((8, n_embd), np.float32)
+        defaults = {"num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "rms_norm_eps": 1e-6,
+                    "rope_theta": 1000000.0, "max_position_embeddings": 131072, "query_pre_attn_scalar": 256,
+                    "rope_local_base_freq": 10000.0, "sliding_window_pattern": 6}
+        text = {k: v for k, v in cfg.items() if k not in ("architectures", "tie_word_embeddings") and defaults.get(k) != v}
+        text["model_type"] = "gemma3_text"
+        cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "text_config": text,
+               "vision_config": {"model_type": "siglip_vision_model"}, "tie_word_embeddings": cfg["tie_word_embeddings"]}
+        cls = "Gemma3ForConditionalGeneration"
 
     os.makedirs(args.out, exist_ok=True)
     names = sorted(tensors)

@@ -44,7 +44,8 @@ done
 
 # Hugging Face checkpoint directories made from GGUF files (tools/make_hf_checkpoint.py:
 # dequantized by the PyPI gguf package, written by safetensors and tokenizers), for
-# tests/test_hf_checkpoint.cpp: SmolLM2 in F16 across two shards, Gemma 3 in BF16, and every
+# tests/test_hf_checkpoint.cpp: SmolLM2 in F16 across two shards, Gemma 3 in BF16 (also in the
+# image+text checkpoints' layout), and every
 # synthetic architecture in F32.
 pylib=$(tools/python_deps.sh)
 hf=$cache/models/hf
@@ -55,6 +56,7 @@ hf_make() {  # name source.gguf flags...
 }
 hf_make smollm2 "$(python3 tools/fetch_models.py smollm2)" --dtype f16 --shards 2
 hf_make gemma3 "$(python3 tools/fetch_models.py gemma3)" --dtype bf16
+hf_make gemma3-multimodal "$(python3 tools/fetch_models.py gemma3)" --dtype bf16 --multimodal  # the 4B-27B layout
 for name in synth-llama3 synth-qwen2 synth-qwen3 synth-mixtral synth-qwen3moe synth-qwen2moe; do
   hf_make "$name" "$out/$name.gguf" --dtype f32
 done

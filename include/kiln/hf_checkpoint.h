@@ -26,7 +26,8 @@ bool is_hf_checkpoint_dir(const std::string& path);
 // Reads config.json, the safetensors weights (model.safetensors or the shards of
 // model.safetensors.index.json) and the tokenizer files of `dir`. Supported classes:
 // LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM,
-// Qwen2MoeForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM.
+// Qwen2MoeForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM and
+// Gemma3ForConditionalGeneration (its text model; the vision tower is not read).
 Expected<GgufFile> open_hf_checkpoint(const std::string& dir, bool use_mmap = true);
 
 // Llama 3.1's RoPE frequency divisors (the rope_freqs tensor convert_hf_to_gguf.py writes
