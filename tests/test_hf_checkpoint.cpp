@@ -127,7 +127,7 @@ std::string open_error(const fs::path& dir) {
 
 }  // namespace
 
-TEST_CASE("model: hf: SmolLM2 as a sharded F16 checkpoint equals its GGUF, with and without --quantize q8_0") {
+TEST_CASE("model: hf: SmolLM2 as a sharded F16 checkpoint equals its GGUF, with and without --quantize q8_0, and q4_1 gives back the original file") {
     const std::string dir = kiln::test::model_path("hf/smollm2"), f16 = kiln::test::model_path("synth/smollm2-f16.gguf"),
                       q8 = kiln::test::model_path("synth/smollm2-q8_0.gguf");
     if (!kiln::test::require_file(dir + "/model.safetensors.index.json") || !kiln::test::require_file(f16) || !kiln::test::require_file(q8)) return;
@@ -141,6 +141,9 @@ TEST_CASE("model: hf: SmolLM2 as a sharded F16 checkpoint equals its GGUF, with 
     check_same_model(hf, load(f16), 0);
     // Quantized at load: the same bytes kiln-quantize (= llama-quantize) writes to a file.
     check_same_model(load(dir, "q8_0"), load(q8), 0);
+    // And back to the Q4_1 file it was dequantized from: Q4_1 (token_embd Q8_0 by the mix's
+    // output rule) of those values gives that file's bytes again, so its exact logits.
+    check_same_model(load(dir, "q4_1"), load(kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf")), 0);
 }
 
 TEST_CASE("model: hf: Gemma 3 as a BF16 checkpoint equals its GGUF widened to BF16") {
