@@ -210,6 +210,7 @@ public:
             // Of the experts' tensors a token reads only its expert_used_count slices.
             const bool experts = t.name.find("_exps.") != std::string::npos && c_.n_expert > 0;
             if (t.name != "token_embd.weight") m_.bytes_per_token_ += experts ? t.nbytes / uint64_t(c_.n_expert) * uint64_t(c_.n_expert_used) : t.nbytes;
+            if (experts) m_.expert_bytes_ += t.nbytes;
         }
         if (c_.tied_embeddings) m_.bytes_per_token_ += w.token_embd.nbytes();
         return Status::ok();

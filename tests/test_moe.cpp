@@ -98,6 +98,12 @@ TEST_CASE("moe: the active-expert knob and bad files name the problem") {
     REQUIRE(model.is_ok());
     CHECK(model.value()->config().n_expert == 16);
     CHECK(model.value()->config().n_expert_used == 4);
+    // Decode bytes with k experts: the expert tensors' k / 16, everything else once.
+    uint64_t expert_bytes = 0;
+    for (const kiln::GgufTensor& t : model.value()->gguf().tensors())
+        if (t.name.find("_exps.") != std::string::npos) expert_bytes += t.nbytes;
+    CHECK(model.value()->bytes_per_token(4) == model.value()->bytes_per_token());
+    CHECK(model.value()->bytes_per_token() - model.value()->bytes_per_token(2) == expert_bytes / 16 * 2);
     kiln::SessionOptions so;
     so.n_ctx = 16;
     so.n_expert_used = 17;

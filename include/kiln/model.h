@@ -115,8 +115,13 @@ public:
     const Weights& weights() const { return weights_; }
     const Tokenizer& tokenizer() const { return *tokenizer_; }
     const GgufFile& gguf() const { return gguf_; }
-    // Bytes of weights one decode step reads (all tensors but the embedding table, unless tied).
-    uint64_t bytes_per_token() const { return bytes_per_token_; }
+    // Bytes of weights one decode step reads (all tensors but the embedding table, unless
+    // tied), with experts_per_token experts of each MoE layer (0: the model's expert_used_count).
+    uint64_t bytes_per_token(int experts_per_token = 0) const {
+        if (experts_per_token <= 0 || config_.n_expert == 0) return bytes_per_token_;
+        return bytes_per_token_ - expert_bytes_ / uint64_t(config_.n_expert) * uint64_t(config_.n_expert_used) +
+               expert_bytes_ / uint64_t(config_.n_expert) * uint64_t(experts_per_token);
+    }
     uint64_t n_params() const { return n_params_; }
     std::string description() const;  // e.g. "llama 135M q4_1"
 
@@ -128,6 +133,7 @@ private:
     Weights weights_;
     std::unique_ptr<Tokenizer> tokenizer_;
     uint64_t bytes_per_token_ = 0;
+    uint64_t expert_bytes_ = 0;  // all experts' tensors (n_expert slices each)
     uint64_t n_params_ = 0;
     std::vector<std::shared_ptr<uint8_t>> packed_;  // storage of TensorView::packed
     Status repack_weights();

@@ -315,13 +315,7 @@ int main(int argc, char** argv) {
                 if (!st) return fail(st.message());
             }
         }
-        double gb = double(m.bytes_per_token()) / 1e9;
-        if (ept > 0 && m.config().is_moe()) {
-            // Expert tensors are read for ept of n_expert experts, not expert_used_count.
-            for (const kiln::GgufTensor& t : m.gguf().tensors())
-                if (t.name.find("_exps.") != std::string::npos)
-                    gb += double(t.nbytes) / m.config().n_expert * (ept - m.config().n_expert_used) / 1e9;
-        }
+        const double gb = double(m.bytes_per_token(ept)) / 1e9;  // ept of n_expert experts read per MoE layer
         // Bandwidth on a shared VM drifts over minutes: probe again after the tests and keep
         // the best, so "% of bandwidth" is against what the machine showed it can do.
         if (a.probe && a.backend == kiln::Backend::Cpu) bw = std::max(bw, kiln::bench::measure_read_bandwidth(threads));

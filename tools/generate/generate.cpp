@@ -221,7 +221,7 @@ int main(int argc, char** argv) {
         fed += out_text;
     }
 
-    const double bytes = double(model.value()->bytes_per_token());
+    const double bytes = double(model.value()->bytes_per_token(a.n_expert_used));
     const double pp_tps = st.prefill_s > 0 ? st.n_prompt / st.prefill_s : 0;
     const double tg_tps = st.decode_s > 0 && st.n_gen > 1 ? (st.n_gen - 1) / st.decode_s : 0;
     if (a.json) {
