@@ -88,22 +88,10 @@ public:
     Config(json j, std::string dir) : j_(std::move(j)), dir_(std::move(dir)) {}
     bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
     Expected<int64_t> integer(const char* key, std::optional<int64_t> fallback = std::nullopt) const {
-        if (!has(key)) {
-            if (fallback) return *fallback;
-            return cfg_error(dir_, "missing '%s'", key);
-        }
-        const json& v = j_[key];
-        if (!v.is_number_integer()) return cfg_error(dir_, "'%s' is not an integer", key);
-        return v.get<int64_t>();
+        return value<int64_t>(key, fallback, &json::is_number_integer, "an integer");
     }
     Expected<double> number(const char* key, std::optional<double> fallback = std::nullopt) const {
-        if (!has(key)) {
-            if (fallback) return *fallback;
-            return cfg_error(dir_, "missing '%s'", key);
-        }
-        const json& v = j_[key];
-        if (!v.is_number()) return cfg_error(dir_, "'%s' is not a number", key);
-        return v.get<double>();
+        return value<double>(key, fallback, &json::is_number, "a number");
     }
     Expected<bool> boolean(const char* key, bool fallback) const {
         if (!has(key)) return fallback;
@@ -114,6 +102,18 @@ public:
     const std::string& dir() const { return dir_; }
 
 private:
+    // j_[key] as T when `is` says it has that type; fallback when absent (an error without one).
+    template <class T>
+    Expected<T> value(const char* key, std::optional<T> fallback, bool (json::*is)() const noexcept, const char* what) const {
+        if (!has(key)) {
+            if (fallback) return *fallback;
+            return cfg_error(dir_, "missing '%s'", key);
+        }
+        const json& v = j_[key];
+        if (!(v.*is)()) return cfg_error(dir_, "'%s' is not %s", key, what);
+        return v.get<T>();
+    }
+
     json j_;
     std::string dir_;
 };
