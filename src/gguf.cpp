@@ -468,10 +468,16 @@ Expected<GgufFile> GgufFile::from_image(std::vector<uint8_t> image, const std::s
     return f;
 }
 
+namespace {
+// True when nbytes are exactly whole rows of `dtype` for the shape ne.
+bool holds_shape(DType dtype, const int64_t* ne, uint64_t nbytes) {
+    return ne[0] % dtype_info(dtype).block_size == 0 && nbytes == row_bytes(dtype, ne[0]) * uint64_t(ne[1] * ne[2] * ne[3]);
+}
+}  // namespace
+
 Status GgufFile::add_tensor(GgufTensor t, std::shared_ptr<const void> owner) {
     if (tensor_index_.count(t.name)) return Status::error("%s: duplicate tensor '%s'", name_.c_str(), t.name.c_str());
-    const DTypeInfo& info = dtype_info(t.dtype);
-    if (t.ne[0] % info.block_size != 0 || t.nbytes != row_bytes(t.dtype, t.ne[0]) * uint64_t(t.ne[1] * t.ne[2] * t.ne[3]))
+    if (!holds_shape(t.dtype, t.ne, t.nbytes))
         return Status::error("%s: tensor '%s': %" PRIu64 " bytes do not hold shape %s of %s", name_.c_str(), t.name.c_str(), t.nbytes, t.shape_string().c_str(), dtype_name(t.dtype));
     if (owner) owned_.push_back(std::move(owner));
     tensor_index_[t.name] = tensors_.size();
@@ -483,7 +489,7 @@ Status GgufFile::replace_tensor(std::string_view name, DType dtype, const uint8_
     auto it = tensor_index_.find(name);
     if (it == tensor_index_.end()) return Status::error("%s: no tensor '%.*s' to replace", name_.c_str(), int(name.size()), name.data());
     GgufTensor& t = tensors_[it->second];
-    if (t.ne[0] % dtype_info(dtype).block_size != 0 || nbytes != row_bytes(dtype, t.ne[0]) * uint64_t(t.ne[1] * t.ne[2] * t.ne[3]))
+    if (!holds_shape(dtype, t.ne, nbytes))
         return Status::error("%s: tensor '%s': %" PRIu64 " bytes of %s do not hold shape %s", name_.c_str(), t.name.c_str(), nbytes, dtype_name(dtype), t.shape_string().c_str());
     t.dtype = dtype;
     t.data = data;

@@ -98,6 +98,12 @@ void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vec
     tensors_.push_back(std::move(t));
 }
 
+void GgufWriter::add_file(const GgufFile& f) {
+    for (const auto& [key, value] : f.metadata())
+        if (key != "general.alignment") set_value(key, value);  // the writer states its own
+    for (const GgufTensor& t : f.tensors()) add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
+}
+
 // Header, metadata and tensor infos, padded to the alignment: the data section follows.
 std::vector<uint8_t> GgufWriter::header_bytes() const {
     std::vector<uint8_t> out = {'G', 'G', 'U', 'F'};

@@ -13,6 +13,7 @@
 #include "hf_tokenizer.h"
 #include "kiln/gguf_writer.h"
 #include "kiln/safetensors.h"
+#include "ref/quants.h"
 
 namespace kiln {
 namespace {
@@ -241,15 +242,6 @@ Expected<DType> weight_dtype(const SafetensorsTensor& t) {
     return Status::error("tensor '%s': dtype %s is not a weight type kiln reads (F32, F16, BF16)", t.name.c_str(), t.dtype.c_str());
 }
 
-float element_to_f32(DType d, const uint8_t* p) {
-    uint16_t h;
-    switch (d) {
-        case DType::F16: std::memcpy(&h, p, 2); return fp16_to_fp32(h);
-        case DType::BF16: std::memcpy(&h, p, 2); return bf16_to_fp32(h);
-        default: { float f; std::memcpy(&f, p, 4); return f; }
-    }
-}
-
 GgufTensor make_tensor(const std::string& name, DType d, std::vector<int64_t> ne, const uint8_t* data, uint64_t nbytes) {
     GgufTensor t;
     t.name = name;
@@ -275,9 +267,8 @@ class Converter {
 public:
     Converter(const HfArch& arch, bool multimodal) : arch_(arch), multimodal_(multimodal) {}
 
-    Status add(const SafetensorsTensor& tensor) {
-        if (tensor.name.size() > 20 && tensor.name.ends_with("rotary_emb.inv_freq")) return Status::ok();  // recomputed
-        const SafetensorsTensor& st = tensor;
+    Status add(const SafetensorsTensor& st) {
+        if (st.name.size() > 20 && st.name.ends_with("rotary_emb.inv_freq")) return Status::ok();  // recomputed
         std::string hf = st.name;  // the text model's name
         if (multimodal_) {
             // Older transformers save language_model.model.* and language_model.lm_head.weight,
@@ -300,7 +291,7 @@ public:
             std::string rest;
             if (!parse_layer(hf, &layer, &rest)) return unknown(st.name);
             order = layer;
-            if (*arch_.moe && rest.starts_with(std::string(arch_.moe) + "experts.")) return add_expert(st, dtype, layer, rest);
+            if (*arch_.moe && rest.starts_with(std::string(arch_.moe) + "experts.")) return add_expert(st, layer, rest);
             for (auto [suffix, gguf] : kLayerNames)
                 if (rest == suffix) name = strfmt("blk.%d.%s", layer, gguf);
             if (rest == "post_attention_layernorm.weight") name = strfmt("blk.%d.%s", layer, arch_.norm_plus_one ? "post_attention_norm.weight" : "ffn_norm.weight");
@@ -319,9 +310,10 @@ public:
         out.order = order;
         if (to_f32) {
             auto buf = std::make_shared<Bytes>(size_t(st.n_elements()) * 4);  // (n_elements) f32
-            const size_t es = dtype_info(dtype).type_size;
             float* f = reinterpret_cast<float*>(buf->data());
-            for (int64_t i = 0; i < st.n_elements(); ++i) f[i] = element_to_f32(dtype, st.data + size_t(i) * es) + (plus_one ? 1.0f : 0.0f);
+            ref::dequantize_row(dtype, st.data, f, st.n_elements());
+            if (plus_one)
+                for (int64_t i = 0; i < st.n_elements(); ++i) f[i] += 1.0f;
             out.t = make_tensor(name, DType::F32, ne, buf->data(), buf->size());
             out.owned = std::move(buf);
         } else if (permute_heads > 0) {
@@ -379,7 +371,7 @@ private:
         return true;
     }
 
-    Status add_expert(const SafetensorsTensor& st, DType, int layer, const std::string& rest) {
+    Status add_expert(const SafetensorsTensor& st, int layer, const std::string& rest) {
         // rest = "<moe>experts.<e>.<proj>.weight"
         const size_t at = std::strlen(arch_.moe) + 8, dot = rest.find('.', at);
         int e = -1;

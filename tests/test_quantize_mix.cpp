@@ -135,8 +135,7 @@ TEST_CASE("quantize: --quantize at load equals loading the file kiln-quantize wr
         REQUIRE(f.is_ok());
         REQUIRE(kiln::quantize_gguf(f.value(), options_for(mix)).is_ok());
         kiln::GgufWriter w(uint32_t(f->alignment()));
-        for (const auto& [key, value] : f->metadata()) w.set_value(key, value);
-        for (const kiln::GgufTensor& t : f->tensors()) w.add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
+        w.add_file(f.value());
         const std::string out = (std::filesystem::temp_directory_path() / (std::string("kiln-quantize-test-") + mix + ".gguf")).string();
         REQUIRE(w.write(out).is_ok());
         auto from_file = kiln::Model::load(out);
@@ -182,8 +181,7 @@ TEST_CASE("quantize: --override-kv values of every type, as kiln-quantize COPY w
     kiln::QuantizeOptions copy = options_for("COPY");
     REQUIRE(kiln::quantize_gguf(f.value(), copy).is_ok());
     kiln::GgufWriter w(uint32_t(f->alignment()));
-    for (const auto& [key, value] : f->metadata()) w.set_value(key, value);
-    for (const kiln::GgufTensor& t : f->tensors()) w.add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
+    w.add_file(f.value());
     const std::vector<uint8_t> image = w.to_bytes();
     auto g = kiln::GgufFile::parse(image.data(), image.size(), "copy");
     REQUIRE_MESSAGE(g.is_ok(), g.message());

@@ -30,6 +30,9 @@ public:
 
     // Adds a tensor; `ne` in ggml order (ne[0] = row length). The bytes are copied.
     void add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& ne, const void* data, size_t nbytes);
+    // Adds every metadata value and tensor of f, in its order (a quantized or HF-converted
+    // file written out as GGUF).
+    void add_file(const GgufFile& f);
 
     // The complete file image.
     std::vector<uint8_t> to_bytes() const;

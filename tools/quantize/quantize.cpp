@@ -107,8 +107,6 @@ int main(int argc, char** argv) {
     Args& a = args.value();
     auto f = open_input(a.in);
     if (!f) return fail(f.message());
-    auto original = open_input(a.in);  // the untouched input, for --rmse (mapped: no copy)
-    if (!original) return fail(original.message());
     // A progress line rewritten in place on a terminal; in a log, only the last state.
     const bool tty = isatty(STDERR_FILENO);
     a.opt.progress = [&](size_t done, size_t total) {
@@ -122,17 +120,16 @@ int main(int argc, char** argv) {
     }
 
     kiln::GgufWriter w(uint32_t(f->alignment()));
-    for (const auto& [key, value] : f->metadata()) w.set_value(key, value);
+    w.add_file(f.value());
     uint64_t bytes = 0;
-    for (const kiln::GgufTensor& t : f->tensors()) {
-        w.add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
-        bytes += t.nbytes;
-    }
+    for (const kiln::GgufTensor& t : f->tensors()) bytes += t.nbytes;
     s = w.write(a.out);
     if (!s) return fail(s.message());
     std::fprintf(stderr, "kiln-quantize: %s -> %s (%s, %.1f MiB)\n", a.in.c_str(), a.out.c_str(), a.opt.mix.name.c_str(), double(bytes) / (1 << 20));
 
     if (a.rmse) {
+        auto original = open_input(a.in);  // the untouched input (mapped: no copy of a GGUF)
+        if (!original) return fail(original.message());
         std::optional<kiln::GgufFile> other;
         if (!a.rmse_vs.empty()) {
             auto o = kiln::GgufFile::open(a.rmse_vs);
