@@ -1,15 +1,20 @@
 // End-to-end on the Vulkan backend (lavapipe in CI): the real models' greedy tokens and
 // logits against the CPU backend and against llama.cpp's reference (tests/data/reference_*.json).
 //
-// The two backends round differently (the CPU quantizes activations to 8 bits, the shaders
-// dot in f32), so on near-tied steps greedy picks may legitimately differ; the yardstick is
-// llama.cpp's own logit change between its flash-attention on and off (llama_fa_noise),
-// as in test_model_reference.cpp:
-//  - prompt logits are within 2x that noise of llama.cpp's;
-//  - teacher-forced through llama.cpp's greedy tokens, every step where Vulkan's pick
-//    differs from the CPU backend's is a near tie: the CPU's margin between the two
-//    tokens is below 2x the noise;
-//  - generating freely, Vulkan's tokens equal the CPU's (up to the first such near tie).
+// The shaders round each quantized matmul's input as the CPU quantizes it (8-bit blocks,
+// act_round.comp) and each query as the CPU prepares it, so both backends dot the same
+// values in different float orders. Over 30 layers even that order difference moves
+// logits by tenths (every flipped 8-bit rounding propagates), exactly as much as the
+// CPU's own generic kernels differ from its AVX-512 ones. So:
+//  - prompt logits are within 2x llama.cpp's own flash-attention noise (llama_fa_noise) of
+//    llama.cpp's, as in test_model_reference.cpp;
+//  - teacher-forced through llama.cpp's greedy tokens, Vulkan's mean logit difference from
+//    the CPU is at most 1.5x that of the CPU's other ISA, and any step where Vulkan's pick
+//    differs from the CPU's is a near tie (margin below 2x the llama.cpp noise);
+//  - generating freely on the first prompts, Vulkan's greedy tokens equal the CPU's up to
+//    a tie the CPU's own ISAs could split: the CPU's margin there is below the largest
+//    logit difference between its two ISAs (Gemma 3: margins of ~0.07 where the generic
+//    kernels part from AVX-512 too, one of them to Vulkan's side).
 // Lavapipe runs shaders on the CPU, slowly, so the token counts are modest.
 #ifdef KILN_HAVE_VULKAN
 #include <algorithm>
@@ -17,6 +22,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cpu/kernels.h"
 #include "kiln/kiln.h"
 #include "test_util.h"
 
@@ -24,6 +30,7 @@ namespace {
 
 constexpr int kTeacherForced = 24;  // llama.cpp tokens scored in one all-logits forward
 constexpr int kFreeRunning = 8;     // tokens generated one at a time by each backend
+constexpr size_t kPrompts = 3;      // prompts generated from freely (real models)
 
 struct Reference {
     std::vector<int32_t> prompt_ids, generated, top_ids;
@@ -41,8 +48,10 @@ Reference load_case(const std::string& file, size_t i) {
 
 int32_t argmax(const float* x, int n) { return int32_t(std::max_element(x, x + n) - x); }
 
-std::unique_ptr<kiln::Session> session(std::shared_ptr<kiln::Model> model, kiln::Backend backend, kiln::DType kv_type = kiln::DType::F16) {
+std::unique_ptr<kiln::Session> session(std::shared_ptr<kiln::Model> model, kiln::Backend backend, kiln::DType kv_type = kiln::DType::F16,
+                                       const char* isa = nullptr) {
     kiln::SessionOptions so;
+    so.isa = isa;
     so.type_k = so.type_v = kv_type;
     so.n_ctx = 128;
     so.n_threads = 2;
@@ -63,14 +72,21 @@ std::vector<int32_t> greedy(kiln::Session& s, const std::vector<int32_t>& prompt
     return out;
 }
 
-// kv_type: the cache of both backends (q8_0 moves logits a little more; the same bounds hold).
-void check_vulkan_model(const std::string& model_file, const std::string& ref_file, kiln::DType kv_type = kiln::DType::F16) {
+// kv_type: the cache of every session (q8_0 moves logits a little more; the same bounds hold).
+// real_model: free-running on kPrompts prompts, splits bounded by the CPU's cross-ISA noise;
+// random-weight files (full of near ties): one prompt, splits bounded by llama.cpp's noise.
+void check_vulkan_model(const std::string& model_file, const std::string& ref_file, kiln::DType kv_type = kiln::DType::F16, bool real_model = true) {
     const std::string path = kiln::test::model_path(model_file);
     if (!kiln::test::require_file(path)) return;
     auto model = kiln::Model::load(path);
     REQUIRE_MESSAGE(model.is_ok(), model.message());
     const int nv = model.value()->config().n_vocab;
     auto vk = session(model.value(), kiln::Backend::Vulkan, kv_type), cpu = session(model.value(), kiln::Backend::Cpu, kv_type);
+    // The yardstick for "as close as can be": the CPU backend on its most different ISA
+    // (generic kernels vs AVX-512) rounds the same 8-bit values, in another float order.
+    const kiln::cpu::Isa other_isa = kiln::cpu::available_isas().front();
+    const bool have_other = other_isa != kiln::cpu::active().isa;
+    auto alt = session(model.value(), kiln::Backend::Cpu, kv_type, have_other ? kiln::cpu::isa_name(other_isa) : nullptr);
     const Reference ref = load_case(ref_file, 0);
     const float tie = 2 * ref.noise;
 
@@ -80,15 +96,17 @@ void check_vulkan_model(const std::string& model_file, const std::string& ref_fi
     tokens.insert(tokens.end(), ref.generated.begin(), ref.generated.begin() + kTeacherForced);
     REQUIRE(vk->forward(tokens, true).is_ok());
     REQUIRE(cpu->forward(tokens, true).is_ok());
+    REQUIRE(alt->forward(tokens, true).is_ok());
     const size_t p = ref.prompt_ids.size() - 1;  // the row that predicts the first generated token
     float d_llama = 0;
     for (size_t i = 0; i < ref.top_ids.size(); ++i) d_llama = std::max(d_llama, std::fabs(vk->logits(int(p))[ref.top_ids[i]] - ref.top_values[i]));
     CHECK(d_llama <= tie);
     int differ = 0, differ_llama = 0;
-    float d_cpu = 0;
+    double d_vk = 0, d_isa = 0;  // mean |logit difference| from the CPU: Vulkan's, the other ISA's
+    float isa_max = 0;           // the largest between the CPU's two ISAs
     for (int i = 0; i <= kTeacherForced; ++i) {
-        const float *lv = vk->logits(int(p) + i), *lc = cpu->logits(int(p) + i);
-        for (int t = 0; t < nv; ++t) d_cpu = std::max(d_cpu, std::fabs(lv[t] - lc[t]));
+        const float *lv = vk->logits(int(p) + i), *lc = cpu->logits(int(p) + i), *la = alt->logits(int(p) + i);
+        for (int t = 0; t < nv; ++t) d_vk += std::fabs(lv[t] - lc[t]), d_isa += std::fabs(la[t] - lc[t]), isa_max = std::max(isa_max, std::fabs(la[t] - lc[t]));
         const int32_t pick_vk = argmax(lv, nv), pick_cpu = argmax(lc, nv);
         differ_llama += i < kTeacherForced && pick_vk != ref.generated[size_t(i)];
         if (pick_vk != pick_cpu) {
@@ -96,23 +114,40 @@ void check_vulkan_model(const std::string& model_file, const std::string& ref_fi
             CHECK_MESSAGE(lc[pick_cpu] - lc[pick_vk] <= tie, "step " << i << ": Vulkan picks " << pick_vk << ", CPU " << pick_cpu << " by a margin of " << lc[pick_cpu] - lc[pick_vk]);
         }
     }
+    d_vk /= double(nv) * (kTeacherForced + 1), d_isa /= double(nv) * (kTeacherForced + 1);
+    // The shaders round activations as the CPU quantizes them (act_round.comp): Vulkan then
+    // parts from the CPU no more than the CPU's own ISAs part from each other. (Dotting f32
+    // activations, SmolLM2 measured ~2x the ISA difference.) The 2-layer random-weight
+    // files have no such cascade (their ISAs agree to ~1e-6): held to the near-tie rule only.
+    if (have_other && real_model) CHECK(d_vk <= 1.5 * d_isa);
 
-    // Free-running greedy decoding, one token per forward (the decode path).
-    const auto gen_vk = greedy(*vk, ref.prompt_ids, kFreeRunning), gen_cpu = greedy(*cpu, ref.prompt_ids, kFreeRunning);
-    size_t same = 0;
-    while (same < gen_vk.size() && gen_vk[same] == gen_cpu[same]) ++same;
-    if (same < gen_vk.size()) {  // only a near tie may split them
-        std::vector<int32_t> prefix = ref.prompt_ids;
-        prefix.insert(prefix.end(), gen_cpu.begin(), gen_cpu.begin() + long(same));
-        REQUIRE(cpu->truncate(0).is_ok());
-        REQUIRE(cpu->forward(prefix).is_ok());
-        const float* lc = cpu->logits();
-        CHECK_MESSAGE(lc[gen_cpu[same]] - lc[gen_vk[same]] <= tie, "free-running tokens differ at " << same << " on a margin of " << lc[gen_cpu[same]] - lc[gen_vk[same]]);
+    // Free-running greedy decoding, one token per forward (the decode path), on kPrompts prompts.
+    int same_total = 0, splits = 0;
+    for (size_t c = 0; c < (real_model ? kPrompts : 1); ++c) {
+        const Reference rc = load_case(ref_file, c);
+        const auto gen_vk = greedy(*vk, rc.prompt_ids, kFreeRunning), gen_cpu = greedy(*cpu, rc.prompt_ids, kFreeRunning);
+        size_t same = 0;
+        while (same < gen_vk.size() && gen_vk[same] == gen_cpu[same]) ++same;
+        same_total += int(same);
+        if (same < gen_vk.size()) {
+            // Only a tie within the CPU's own cross-ISA noise may split them: the CPU's margin
+            // between the two tokens (rescored by a prefill of the common prefix) below the
+            // largest logit difference between its two ISAs above (real models) or 2x
+            // llama.cpp's noise (random weights).
+            ++splits;
+            std::vector<int32_t> prefix = rc.prompt_ids;
+            prefix.insert(prefix.end(), gen_cpu.begin(), gen_cpu.begin() + long(same));
+            REQUIRE(cpu->truncate(0).is_ok());
+            REQUIRE(cpu->forward(prefix).is_ok());
+            const float* lc = cpu->logits();
+            const float margin = std::fabs(lc[gen_cpu[same]] - lc[gen_vk[same]]);
+            CHECK_MESSAGE(margin <= (real_model && have_other ? isa_max : tie), "prompt " << c << ": free-running tokens differ at " << same << " on a margin of " << margin);
+        }
     }
-    MESSAGE(model_file << " on Vulkan (" << std::string(kiln::dtype_name(kv_type)) << " KV cache): prompt logits within " << d_llama << " of llama.cpp (its own flash-attention noise " << ref.noise << "), within " << d_cpu
-                       << " of the CPU backend; teacher-forced picks differ from the CPU's at " << differ << "/" << kTeacherForced + 1
+    MESSAGE(model_file << " on Vulkan (" << std::string(kiln::dtype_name(kv_type)) << " KV cache): prompt logits within " << d_llama << " of llama.cpp (its own flash-attention noise " << ref.noise << "); mean logit difference from the CPU backend "
+                       << d_vk << " (the CPU's " << std::string(have_other ? kiln::cpu::isa_name(other_isa) : "-") << " kernels: " << d_isa << "); teacher-forced picks differ from the CPU's at " << differ << "/" << kTeacherForced + 1
                        << " steps (near ties), from llama.cpp's at " << differ_llama << "/" << kTeacherForced << "; free-running greedy equals the CPU's for "
-                       << same << "/" << kFreeRunning << " tokens");
+                       << same_total << "/" << kFreeRunning * (real_model ? kPrompts : 1) << " tokens (" << splits << " near-tie splits; the CPU's ISAs differ by up to " << isa_max << ")");
 }
 
 }  // namespace
@@ -134,7 +169,7 @@ TEST_CASE("model: vulkan: Gemma 3 270M with a q8_0 KV cache matches the CPU back
 TEST_CASE("model: vulkan: Qwen2 (QKV bias), Qwen3 (QK norm) and Llama 3.1 (rope_freqs) match the CPU backend and llama.cpp (synthetic)") {
     for (const char* name : {"synth-qwen2", "synth-qwen3", "synth-llama3"}) {
         CAPTURE(name);
-        check_vulkan_model(std::string("synth/") + name + ".gguf", std::string("reference_") + name + ".json");
+        check_vulkan_model(std::string("synth/") + name + ".gguf", std::string("reference_") + name + ".json", kiln::DType::F16, false);
     }
 }
 
@@ -207,7 +242,7 @@ TEST_CASE("model: vulkan: tensors and logits larger than one binding are split (
 TEST_CASE("model: vulkan: Mixtral, Qwen3-MoE and Qwen2-MoE match the CPU backend and llama.cpp (synthetic)") {
     for (const char* name : {"synth-mixtral", "synth-qwen3moe", "synth-qwen2moe"}) {
         CAPTURE(name);
-        check_vulkan_model(std::string("synth/") + name + ".gguf", std::string("reference_") + name + ".json");
+        check_vulkan_model(std::string("synth/") + name + ".gguf", std::string("reference_") + name + ".json", kiln::DType::F16, false);
     }
 }
 

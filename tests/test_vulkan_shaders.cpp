@@ -72,10 +72,12 @@ TEST_CASE("vulkan: dequant-matvec and tiled dequant-matmul match the scalar refe
             CAPTURE(tiled);
             const uint32_t y_stride = uint32_t(rows) + 5;  // rows land inside a wider output
             const auto x = gaussian(size_t(n * k), 2 + n);
-            Buffer xb = f.buffer(x), y = f.nan_buffer(size_t(n) * y_stride);
+            std::vector<float> block_sums(x.size() / 32, 0.0f);  // q4_1 / q5_1 take the min term from x's block sums
+            for (size_t i = 0; i < x.size(); ++i) block_sums[i / 32] += x[i];
+            Buffer xb = f.buffer(x), sb = f.buffer(block_sums), y = f.nan_buffer(size_t(n) * y_stride);
             f.run([&](auto& r) {
                 const kiln::vulkan::Ops::MatvecShape s{k, rows, uint32_t(n), k, y_stride};
-                REQUIRE((tiled ? f.ops->matmul_tiled(r, t, whole(w), whole(xb), whole(y), s) : f.ops->matvec(r, t, whole(w), whole(xb), whole(y), s)).is_ok());
+                REQUIRE((tiled ? f.ops->matmul_tiled(r, t, whole(w), whole(xb), whole(y), s, whole(sb)) : f.ops->matvec(r, t, whole(w), whole(xb), whole(y), s, whole(sb))).is_ok());
             });
             const auto got = f.read<float>(y, size_t(n) * y_stride);
             int bad = 0;
@@ -103,6 +105,72 @@ TEST_CASE("vulkan: dequant-matvec and tiled dequant-matmul match the scalar refe
             f.run([&](auto& r) { REQUIRE(f.ops->matvec(r, t, whole(ws), whole(xb), whole(y), {k, rows, 1, k, rows}).is_ok()); });
             const double ref = kiln::ref::vec_dot_ref(t, wbytes.data(), x.data(), k);
             CHECK(std::fabs(f.read<float>(y, 1)[0] - ref) > dot_tolerance(k, 1.0));
+        }
+    }
+}
+
+TEST_CASE("vulkan: rounded activations through matvec and tiled matmul give the CPU backend's quantized matmul") {
+    VulkanFixture f;
+    const uint32_t k = 512, rows = 37, n = 12;
+    const auto& kt = kiln::cpu::active();
+    for (DType t : kVulkanWeightTypes) {
+        const kiln::cpu::ActFormat af = kiln::cpu::act_format(t);
+        if (af == kiln::cpu::ActFormat::F32) continue;
+        const std::string format = kiln::dtype_name(t);
+        CAPTURE(format);
+        const auto wbytes = quantized_rows(t, gaussian(size_t(rows * k), 1, 0.05f), rows, k);
+        std::vector<float> wdq(size_t(rows * k));
+        for (int64_t r = 0; r < rows; ++r) kiln::ref::dequantize_row(t, wbytes.data() + r * kiln::row_bytes(t, k), wdq.data() + r * k, k);
+        const auto x = gaussian(size_t(n * k), 3, 2.0f);
+        // The CPU: activations quantized once, then the kernel table's matmul.
+        const size_t qrow = kiln::cpu::act_row_bytes(af, k);
+        std::vector<uint8_t> xq(qrow * n);
+        for (uint32_t i = 0; i < n; ++i) {
+            if (af == kiln::cpu::ActFormat::Q8K) kt.quantize_q8K(x.data() + i * k, reinterpret_cast<kiln::block_q8_K*>(xq.data() + i * qrow), k);
+            else kt.quantize_q8x32(x.data() + i * k, reinterpret_cast<kiln::cpu::block_q8_x32*>(xq.data() + i * qrow), k);
+        }
+        std::vector<float> y_cpu(size_t(n) * rows);
+        kt.matmul[int(t)](k, wbytes.data(), kiln::row_bytes(t, k), 0, rows, kiln::cpu::ActRows{xq.data(), qrow, int(n)}, y_cpu.data(), rows);
+        Buffer w = f.buffer(wbytes), xb = f.buffer(x), xr = f.nan_buffer(x.size()), sums = f.nan_buffer(x.size() / 32);
+        for (bool tiled : {false, true}) {
+            CAPTURE(tiled);
+            Buffer y = f.nan_buffer(size_t(n) * rows);
+            f.run([&](auto& r) {
+                REQUIRE(f.ops->act_round(r, whole(xb), whole(xr), whole(sums), k, n, af == kiln::cpu::ActFormat::Q8K).is_ok());
+                r.barrier();
+                const kiln::vulkan::Ops::MatvecShape s{k, rows, n, k, rows};
+                REQUIRE((tiled ? f.ops->matmul_tiled(r, t, whole(w), whole(xr), whole(y), s, whole(sums)) : f.ops->matvec(r, t, whole(w), whole(xr), whole(y), s, whole(sums))).is_ok());
+            });
+            const auto got = f.read<float>(y, size_t(n) * rows), x_rounded = f.read<float>(xr, x.size()), s_rounded = f.read<float>(sums, x.size() / 32);
+            // Both sum the same products in different orders (twice the float bound of one
+            // dot); with exact block sums instead of the CPU's fp16-rounded ones, q4_1 fails.
+            int bad = 0;
+            double worst_err = 0;
+            for (uint32_t i = 0; i < n; ++i)
+                for (uint32_t row = 0; row < rows; ++row) {
+                    double abs_sum = 0;
+                    for (uint32_t j = 0; j < k; ++j) abs_sum += std::fabs(double(wdq[row * k + j]) * x_rounded[i * k + j]);
+                    for (uint32_t b = 0; kiln::vulkan::needs_block_sums(t) && b < k / 32; ++b) abs_sum += std::fabs(double(s_rounded[i * k / 32 + b])) * 0.1;  // |min| < 0.1 here
+                    const double err = std::fabs(double(got[i * rows + row]) - y_cpu[i * rows + row]), tol = 2 * dot_tolerance(k, abs_sum);
+                    bad += !(err <= tol);
+                    worst_err = std::max(worst_err, err);
+                }
+            CHECK(bad == 0);
+            // The tolerance can fail: q4_1's min times the exact block sums of the rounded x
+            // (not q8_1's fp16-rounded ones) parts from the CPU.
+            if (t == DType::Q4_1) {
+                std::vector<float> exact(x.size() / 32, 0.0f);
+                for (size_t j = 0; j < x.size(); ++j) exact[j / 32] += x_rounded[j];
+                Buffer eb = f.buffer(exact), y2 = f.nan_buffer(size_t(n) * rows);
+                f.run([&](auto& r) {
+                    const kiln::vulkan::Ops::MatvecShape s{k, rows, n, k, rows};
+                    REQUIRE(f.ops->linear(r, t, whole(w), whole(xr), whole(y2), s, whole(eb)).is_ok());
+                });
+                const auto got2 = f.read<float>(y2, size_t(n) * rows);
+                double worst2 = 0;
+                for (size_t i = 0; i < got2.size(); ++i) worst2 = std::max(worst2, std::fabs(double(got2[i]) - y_cpu[i]));
+                CHECK(worst2 > 10 * worst_err);
+            }
         }
     }
 }
@@ -199,6 +267,46 @@ TEST_CASE("vulkan: MoE router, expert matvec over grouped tokens and combine mat
                 bad += !(std::fabs(got[t * E + c] - want) <= 8 * kEps * mag + 1e-30);
             }
         CHECK(bad == 0);
+    }
+}
+
+TEST_CASE("vulkan: activation rounding gives the CPU's 8-bit activations bit for bit (q8_0-style blocks and q8_K)") {
+    VulkanFixture f;
+    const uint32_t rows = 3, k = 512;
+    auto x = gaussian(rows * k, 31, 3.0f);
+    std::fill(x.begin() + k, x.begin() + k + 256, 0.0f);  // row 1: an all-zero q8_K block
+    // Row 2 starts with exact halves (scale 1: the largest magnitude is 127): round-half-even.
+    const float ties[] = {127.0f, 0.5f, 1.5f, 2.5f, -0.5f, -2.5f, 126.5f, -3.5f};
+    std::fill(x.begin() + 2 * k, x.begin() + 2 * k + 256, 0.0f);
+    std::copy(std::begin(ties), std::end(ties), x.begin() + 2 * k);
+    Buffer xb = f.buffer(x);
+    for (kiln::cpu::Isa isa : kiln::cpu::available_isas()) {
+        const auto& kt = *kiln::cpu::table_for(isa);
+        const std::string isa_name = kiln::cpu::isa_name(isa);
+        CAPTURE(isa_name);
+        for (bool q8_K : {false, true}) {
+            CAPTURE(q8_K);
+            Buffer yb = f.nan_buffer(x.size()), sb = f.nan_buffer(x.size() / 32);
+            f.run([&](auto& r) { REQUIRE(f.ops->act_round(r, whole(xb), whole(yb), whole(sb), k, rows, q8_K).is_ok()); });
+            const auto y = f.read<float>(yb, x.size()), sums = f.read<float>(sb, x.size() / 32);
+            int bad = 0, bad_sums = 0;
+            for (uint32_t i = 0; i < rows; ++i) {
+                const float* xr = x.data() + size_t(i) * k;
+                const float* yr = y.data() + size_t(i) * k;
+                if (q8_K) {
+                    std::vector<kiln::block_q8_K> blocks(k / 256);
+                    kt.quantize_q8K(xr, blocks.data(), k);
+                    for (uint32_t j = 0; j < k; ++j) bad += yr[j] != blocks[j / 256].d * float(blocks[j / 256].qs[j % 256]);
+                } else {
+                    std::vector<kiln::cpu::block_q8_x32> blocks(k / 32);
+                    kt.quantize_q8x32(xr, blocks.data(), k);
+                    for (uint32_t j = 0; j < k; ++j) bad += yr[j] != blocks[j / 32].d * float(blocks[j / 32].qs[j % 32]);
+                    for (uint32_t b = 0; b < k / 32; ++b) bad_sums += sums[i * (k / 32) + b] != kiln::fp16_to_fp32(blocks[b].s);
+                }
+            }
+            CHECK(bad == 0);
+            CHECK(bad_sums == 0);
+        }
     }
 }
 
@@ -473,7 +581,11 @@ TEST_CASE("vulkan: KV store and flash attention (f16 and q8_0 cache, GQA, causal
                 CHECK(bad_cache == 0);
 
                 const auto got = f.read<float>(out, size_t(n * H * Dv));
-                const auto ref = naive_attention(q, kref, vref, n, H, Hkv, D, Dv, n_ctx, pos0, window, scale);
+                // The shader rounds each query as the CPU backend prepares it (to fp16, or
+                // q8_0 for a q8_0 cache: the reference's bytes), so the reference does too.
+                std::vector<float> q_rounded(q.size());
+                for (size_t row = 0; row < q.size() / size_t(D); ++row) reference_row(&q[row * size_t(D)], D, &q_rounded[row * size_t(D)], scratch.data());
+                const auto ref = naive_attention(q_rounded, kref, vref, n, H, Hkv, D, Dv, n_ctx, pos0, window, scale);
                 // A score's rounding error (D-term float dot) moves its weight by that much
                 // relative; the output, a convex mix of V, moves by at most twice the largest
                 // score error times max|V|, plus the float accumulation of the mix.

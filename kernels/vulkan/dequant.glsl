@@ -50,8 +50,20 @@ int sext8(uint b) { return int(b << 24) >> 24; }
 // Bytes of a row of k elements.
 uint row_bytes(uint k) { return k / BLOCK_ELEMS * BLOCK_BYTES; }
 
-// v[0..16) = elements 16 chunk .. 16 chunk + 15 of the row starting at byte `row`.
-void dequant16(uint row, uint chunk, out float v[16]) {
+// Formats whose blocks add a min m to every element (q4_1, q5_1). The matvec shaders dot
+// only d * q with x and add m times the block's sum of x from a sums buffer: the CPU
+// multiplies the min by q8_1's fp16-rounded sum, which an exact sum of x would part from.
+#if defined(WTYPE_Q4_1) || defined(WTYPE_Q5_1)
+#define WEIGHT_MIN 1
+float block_min(uint row, uint chunk) { return wq_f16(row + chunk / 2u * BLOCK_BYTES + 2u); }
+#endif
+
+// v[0..16) = elements 16 chunk .. 16 chunk + 15 of the row starting at byte `row`;
+// without the block's min when add_min is false.
+void dequant16_min(uint row, uint chunk, bool add_min, out float v[16]);
+void dequant16(uint row, uint chunk, out float v[16]) { dequant16_min(row, chunk, true, v); }
+
+void dequant16_min(uint row, uint chunk, bool add_min, out float v[16]) {
     const uint base = row + chunk / (BLOCK_ELEMS / 16u) * BLOCK_BYTES;
     const uint c = chunk % (BLOCK_ELEMS / 16u);  // chunk within the block
 #if defined(WTYPE_F32)
@@ -74,7 +86,7 @@ void dequant16(uint row, uint chunk, out float v[16]) {
     const float d = wq_f16(base), m = -8.0 * d;
     const uint qs = base + 2u;
 #else
-    const float d = wq_f16(base), m = wq_f16(base + 2u);
+    const float d = wq_f16(base), m = add_min ? wq_f16(base + 2u) : 0.0;
     const uint qs = base + 4u;
 #endif
     for (uint j = 0u; j < 4u; ++j) {
@@ -87,7 +99,7 @@ void dequant16(uint row, uint chunk, out float v[16]) {
     const float d = wq_f16(base), m = -16.0 * d;
     const uint qh = wq_u32(base + 2u) >> (16u * c), qs = base + 6u;
 #else
-    const float d = wq_f16(base), m = wq_f16(base + 2u);
+    const float d = wq_f16(base), m = add_min ? wq_f16(base + 2u) : 0.0;
     const uint qh = wq_u32(base + 4u) >> (16u * c), qs = base + 8u;
 #endif
     for (uint j = 0u; j < 4u; ++j) {

@@ -4,6 +4,9 @@
 // tiles of 64: thread j scores position j of the tile, then the online softmax rescales the
 // running sum and output when the maximum grows, so nothing of size n_ctx is stored.
 // Grouped-query attention: query head h reads KV head h / (n_head / n_head_kv).
+// The query is rounded as the CPU backend prepares it (kv_layout.cpp prepare_q): to f16 for
+// an f16 cache, to q8_0 (ggml's rounding, half away from zero) for a q8_0 cache; the scale
+// multiplies the dot product, as on the CPU.
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x = 64) in;
 
@@ -32,7 +35,12 @@ const uint kTile = 64u, kMaxDim = 512u, kDimsPerThread = kMaxDim / 64u;
 shared float q_s[kMaxDim];
 shared float prob[kTile];
 
+float fp16_round(float v) { return unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x; }
+
 #if defined(KV_F16)
+void round_query(uint t) {
+    for (uint d = t; d < p.head_dim; d += 64u) q_s[d] = fp16_round(q_s[d]);
+}
 float key_dot(uint kw, uint dim) {
     float s = 0.0;
     for (uint d = 0u; d < dim / 2u; ++d) {
@@ -43,6 +51,18 @@ float key_dot(uint kw, uint dim) {
 }
 float value_at(uint vw, uint d) { return unpackHalf2x16(vc[vw + d / 2u])[d & 1u]; }
 #else
+// Thread t rounds block t of 32 dims: d = amax / 127, q = round(x / d) half away from zero
+// (trunc + exact fraction test: floor(a + 0.5) would round 0.49999997 up), d stored as f16.
+void round_query(uint t) {
+    if (t >= p.head_dim / 32u) return;
+    float amax = 0.0;
+    for (uint i = 0u; i < 32u; ++i) amax = max(amax, abs(q_s[32u * t + i]));
+    const float d = amax / 127.0, id = d != 0.0 ? 1.0 / d : 0.0, d16 = fp16_round(d);
+    for (uint i = 0u; i < 32u; ++i) {
+        const float v = q_s[32u * t + i] * id, a = abs(v), r = trunc(a);
+        q_s[32u * t + i] = d16 * sign(v) * (a - r >= 0.5 ? r + 1.0 : r);
+    }
+}
 float key_dot(uint kw, uint dim) {
     float s = 0.0;
     for (uint b = 0u; b < dim / 32u; ++b) {
@@ -67,7 +87,9 @@ void main() {
     const uint g = h / (p.n_head / p.n_head_kv);
     const uint pos = p.pos0 + token, lo = p.window > 0u && pos + 1u > p.window ? pos + 1u - p.window : 0u;
     const uint k_words = kv_row_words(p.head_dim), v_words = kv_row_words(p.head_dim_v);
-    for (uint d = t; d < p.head_dim; d += 64u) q_s[d] = q[(token * p.n_head + h) * p.head_dim + d] * p.scale;
+    for (uint d = t; d < p.head_dim; d += 64u) q_s[d] = q[(token * p.n_head + h) * p.head_dim + d];
+    barrier();
+    round_query(t);
     barrier();
 
     float m = -1.0 / 0.0, l = 0.0;
@@ -76,7 +98,7 @@ void main() {
     for (uint start = lo; start <= pos; start += kTile) {
         const uint count = min(kTile, pos + 1u - start);
         float s = -1.0 / 0.0;
-        if (t < count) s = key_dot((g * p.n_ctx + start + t) * k_words, p.head_dim);
+        if (t < count) s = key_dot((g * p.n_ctx + start + t) * k_words, p.head_dim) * p.scale;
         const float m_new = max(m, group_max(s));
         const float pj = t < count ? exp(s - m_new) : 0.0;
         prob[t] = pj;

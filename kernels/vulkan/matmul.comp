@@ -11,6 +11,7 @@ layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };  // (rows, row_bytes(k)) GGUF blocks
 layout(std430, binding = 1) readonly buffer X { float x[]; };        // (n, x_stride) f32
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };       // (n, y_stride) f32
+layout(std430, binding = 3) readonly buffer S { float sums[]; };     // (n, x_stride / 32) x's block sums (q4_1, q5_1; dequant.glsl)
 layout(push_constant) uniform Push {
     uint k, rows, n;
     uint x_stride, y_stride;
@@ -23,6 +24,10 @@ const uint kTile = 32u, kStep = 32u;
 // +1 column: threads of one row step read down a column without bank conflicts.
 shared float w_tile[kTile][kStep + 1u];  // (rows of the tile, columns of the step)
 shared float x_tile[kTile][kStep + 1u];  // (tokens of the tile, columns of the step)
+#ifdef WEIGHT_MIN
+shared float m_tile[kTile];  // (rows of the tile) the step's block min (a step is one 32-element block)
+shared float s_tile[kTile];  // (tokens of the tile) the step's block sum of x
+#endif
 
 void main() {
     const uint tid = gl_LocalInvocationID.x;
@@ -39,8 +44,14 @@ void main() {
     const uint wrow = (row0 + my_row) * row_bytes(p.k);
     float v[16];
     for (uint c0 = 0u; c0 < p.k; c0 += kStep) {
+#ifdef WEIGHT_MIN
+        if (row_ok) dequant16_min(wrow, c0 / 16u + my_half, false, v);
+        if (my_half == 0u) m_tile[my_row] = row_ok ? block_min(wrow, c0 / 16u) : 0.0;
+        if (tid < kTile) s_tile[tid] = tok0 + tid < p.n ? sums[(p.x_offset + (tok0 + tid) * p.x_stride + c0) / 32u] : 0.0;
+#else
         if (row_ok) dequant16(wrow, c0 / 16u + my_half, v);
-        else for (uint i = 0u; i < 16u; ++i) v[i] = 0.0;
+#endif
+        if (!row_ok) for (uint i = 0u; i < 16u; ++i) v[i] = 0.0;
         for (uint i = 0u; i < 16u; ++i) w_tile[my_row][16u * my_half + i] = v[i];
         for (uint e = tid; e < kTile * kStep; e += 64u) {
             const uint t = e / kStep, c = e % kStep;
@@ -54,6 +65,10 @@ void main() {
             for (uint a = 0u; a < 4u; ++a)
                 for (uint b = 0u; b < 4u; ++b) acc[a][b] += wv[a] * xv[b];
         }
+#ifdef WEIGHT_MIN
+        for (uint a = 0u; a < 4u; ++a)
+            for (uint b = 0u; b < 4u; ++b) acc[a][b] += m_tile[ri + 8u * a] * s_tile[tj + 8u * b];
+#endif
         barrier();
     }
     for (uint a = 0u; a < 4u; ++a)

@@ -12,6 +12,7 @@ layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };  // (rows, row_bytes(k)) GGUF blocks
 layout(std430, binding = 1) readonly buffer X { float x[]; };        // (n, x_stride) f32
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };       // (n, y_stride) f32
+layout(std430, binding = 3) readonly buffer S { float sums[]; };     // (n, x_stride / 32) x's block sums (q4_1, q5_1; dequant.glsl)
 layout(push_constant) uniform Push {
     uint k, rows, n;
     uint x_stride, y_stride;  // floats between token rows
@@ -38,7 +39,12 @@ void main() {
         const uint wrow = row * row_bytes(p.k);
         float v[16];
         for (uint chunk = lane; chunk < p.k / 16u; chunk += kLanes) {
+#ifdef WEIGHT_MIN
+            dequant16_min(wrow, chunk, false, v);
+            const float m = chunk % 2u == 0u ? block_min(wrow, chunk) : 0.0;  // once per 32-element block
+#else
             dequant16(wrow, chunk, v);
+#endif
             // A constant trip count (with a uniform guard) lets the compiler unroll and keep
             // acc[] in registers; a dynamic one indexes it in memory.
             [[unroll]] for (uint t = 0u; t < kTokens; ++t) {
@@ -46,6 +52,9 @@ void main() {
                     const uint xo = p.x_offset + (t0 + t) * p.x_stride + 16u * chunk;
                     float s = 0.0;
                     [[unroll]] for (uint i = 0u; i < 16u; ++i) s += v[i] * x[xo + i];
+#ifdef WEIGHT_MIN
+                    s += m * sums[xo / 32u];
+#endif
                     acc[t] += s;
                 }
             }

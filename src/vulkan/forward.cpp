@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpu/kernels.h"
 #include "device_forward.h"
 #include "vulkan/ops.h"
 #include "vulkan/weights.h"
@@ -94,7 +95,14 @@ private:
     // Logits rows that fit one storage binding (vocabularies of 262144 floats on a device
     // with 128 MiB bindings: 128 rows).
     int max_logit_rows() const { return int(std::max<uint64_t>(1, ctx_->max_binding_bytes() / (uint64_t(model_.config().n_vocab) * 4))); }
+    // y (n, W.rows) = x (n, W.cols) . W^T; for a quantized W, x's copy rounded by round_inputs().
     Status linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n);
+    // Rounds x (rows, k) as the CPU quantizes it for each weight format among `consumers`
+    // (act_round.comp) into the copies linear() reads, then a barrier: both backends then
+    // dot the same 8-bit values and greedy picks agree even on near ties.
+    Status round_inputs(Recorder& r, const Buffer& x, uint32_t k, uint32_t rows, std::initializer_list<const TensorView*> consumers);
+    // The buffer a matmul with weights of format wt reads for input x (x itself for float weights).
+    const Buffer& input_for(DType wt, const Buffer& x) const;
     // The mixture-of-experts block: xn_ -> proj_ (n, E).
     Status record_moe(Recorder& r, const LayerWeights& L, int n);
     // y (n * K, rows) = x rows . W_e^T for each pair's expert, over every part of w3.
@@ -132,6 +140,12 @@ private:
     Buffer eup_;     // (B * K, F)
     Buffer edown_;   // (B * K, E) each slot's expert output
     Buffer gsh_;     // (B) shared-expert gate logits (Qwen2-MoE)
+    // Inputs of quantized matmuls, rounded as the CPU quantizes them (I = the widest input,
+    // max(n_embd, n_ff, n_head * head_dim_v, K * n_ff_exp)).
+    Buffer x_q8_;       // (B, I) rounded for q8_x32 (32-element weight formats)
+    Buffer x_q8_sums_;  // (B, I / 32) their fp16-rounded block sums
+    Buffer x_q8K_;      // (B, I) rounded for q8_K (k-quants)
+    VkBuffer rounded_from_[2] = {};  // the buffer each copy was last rounded from (checked by input_for)
     std::vector<Buffer> k_cache_, v_cache_;  // [layer] (n_head_kv, n_ctx, row of head_dim[_v]) in kv_shape_.type
     Buffer logits_;  // (rows, n_vocab) host-visible, grown to the largest request
     // Greedy verification (verify_greedy).
@@ -190,8 +204,13 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     const size_t F = size_t(std::max(c.n_ff, c.n_ff_shexp));
     KILN_TRY(alloc(f->gate_, f->device_floats(B * F)));
     KILN_TRY(alloc(f->up_, f->device_floats(B * F)));
+    const size_t K_used = c.is_moe() ? size_t(o.n_expert_used > 0 ? o.n_expert_used : c.n_expert_used) : 0;
+    const size_t I = std::max({E, F, size_t(c.n_head) * c.head_dim_v, K_used * size_t(c.n_ff_exp)});
+    KILN_TRY(alloc(f->x_q8_, f->device_floats(B * I)));
+    KILN_TRY(alloc(f->x_q8_sums_, f->device_floats(B * I / 32)));
+    KILN_TRY(alloc(f->x_q8K_, f->device_floats(B * I)));
     if (c.is_moe()) {
-        const size_t K = size_t(o.n_expert_used > 0 ? o.n_expert_used : c.n_expert_used), Fe = size_t(c.n_ff_exp);
+        const size_t K = K_used, Fe = size_t(c.n_ff_exp);
         f->experts_per_token_ = int(K);
         if (B * K * 4 * std::max(Fe, E) > max_binding)
             return Status::error("a batch of %d tokens x %zu experts needs activation buffers larger than %s binds at once; lower the batch size", n_batch, K,
@@ -218,24 +237,52 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     return std::unique_ptr<DeviceForward>(std::move(f));
 }
 
-// y (n, W.rows) = x (n, W.cols) . W^T
+Status VulkanForward::round_inputs(Recorder& r, const Buffer& x, uint32_t k, uint32_t rows, std::initializer_list<const TensorView*> consumers) {
+    bool need[2] = {};  // q8_x32, q8_K
+    for (const TensorView* w : consumers)
+        if (!w->empty()) {
+            const cpu::ActFormat f = cpu::act_format(w->dtype);
+            need[0] |= f == cpu::ActFormat::Q8x32;
+            need[1] |= f == cpu::ActFormat::Q8K;
+        }
+    if (need[0]) KILN_TRY(ops_.act_round(r, whole(x), whole(x_q8_), whole(x_q8_sums_), k, rows, false));
+    if (need[1]) KILN_TRY(ops_.act_round(r, whole(x), whole(x_q8K_), whole(x_q8_sums_), k, rows, true));
+    for (int i = 0; i < 2; ++i)
+        if (need[i]) rounded_from_[i] = x.handle();
+    if (need[0] || need[1]) r.barrier();
+    return Status::ok();
+}
+
+const Buffer& VulkanForward::input_for(DType wt, const Buffer& x) const {
+    const cpu::ActFormat f = cpu::act_format(wt);
+    if (f == cpu::ActFormat::F32) return x;
+    const int i = f == cpu::ActFormat::Q8K ? 1 : 0;
+    KILN_ASSERT(rounded_from_[i] == x.handle(), "vulkan forward: a %s matmul input was not rounded first", dtype_name(wt));
+    return i ? x_q8K_ : x_q8_;
+}
+
 Status VulkanForward::linear(Recorder& r, const TensorView& w, const Buffer& x, const Buffer& y, int n) {
     const DeviceTensor& t = weights_[w];
-    for (const DeviceTensor::Part& part : t.parts) KILN_TRY(ops_.linear(r, t.dtype, part.range, whole(x), whole(y), {t.cols, part.rows, uint32_t(n), t.cols, t.rows, 0, part.row0}));
+    const Buffer& in = input_for(t.dtype, x);
+    for (const DeviceTensor::Part& part : t.parts)
+        KILN_TRY(ops_.linear(r, t.dtype, part.range, whole(in), whole(y), {t.cols, part.rows, uint32_t(n), t.cols, t.rows, 0, part.row0}, whole(x_q8_sums_)));
     return Status::ok();
 }
 
 Status VulkanForward::expert_linear(Recorder& r, const TensorView& w3, const Buffer& x, bool x_by_pair, const Buffer& y, int n) {
     const DeviceTensor& t = weights_[w3];
     const uint32_t R = uint32_t(w3.ne[1]), pairs = uint32_t(n * experts_per_token_);
+    const Buffer& in = input_for(t.dtype, x);
     for (const DeviceTensor::Part& part : t.parts)
-        KILN_TRY(ops_.moe_matvec(r, t.dtype, part.range, whole(x), whole(y), whole(sel_), {t.cols, R, pairs, uint32_t(experts_per_token_), t.cols, R, x_by_pair ? 1u : 0u, part.row0, part.rows}));
+        KILN_TRY(ops_.moe_matvec(r, t.dtype, part.range, whole(in), whole(y), whole(sel_), {t.cols, R, pairs, uint32_t(experts_per_token_), t.cols, R, x_by_pair ? 1u : 0u, part.row0, part.rows}));
     return Status::ok();
 }
 
 Status VulkanForward::record_moe(Recorder& r, const LayerWeights& L, int n) {
     const ModelConfig& c = model_.config();
     const uint32_t un = uint32_t(n), K = uint32_t(experts_per_token_), Fe = uint32_t(c.n_ff_exp), E = uint32_t(c.n_embd);
+    KILN_TRY(round_inputs(r, xn_, uint32_t(c.n_embd), un,
+                          {&L.ffn_gate_inp, &L.ffn_gate_exps, &L.ffn_up_exps, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_gate_inp_shexp}));
     KILN_TRY(linear(r, L.ffn_gate_inp, xn_, router_, n));  // (n, X)
     r.barrier();
     KILN_TRY(ops_.moe_route(r, whole(router_), whole(sel_), whole(wsel_), un, uint32_t(c.n_expert), K, c.expert_weights_norm));  // (n, K)
@@ -256,9 +303,14 @@ Status VulkanForward::record_moe(Recorder& r, const LayerWeights& L, int n) {
     KILN_TRY(ops_.glu(r, whole(egate_), whole(eup_), un * K * Fe, false));
     if (shared != Ops::Shared::None) KILN_TRY(ops_.glu(r, whole(gate_), whole(up_), un * uint32_t(c.n_ff_shexp), false));
     r.barrier();
+    KILN_TRY(round_inputs(r, egate_, Fe, un * K, {&L.ffn_down_exps}));
     KILN_TRY(expert_linear(r, L.ffn_down_exps, egate_, true, edown_, n));  // (n * K, E)
-    if (shared != Ops::Shared::None) KILN_TRY(linear(r, L.ffn_down_shexp, gate_, proj_, n));
     r.barrier();
+    if (shared != Ops::Shared::None) {  // after the experts: the rounded copies are reused
+        KILN_TRY(round_inputs(r, gate_, uint32_t(c.n_ff_shexp), un, {&L.ffn_down_shexp}));
+        KILN_TRY(linear(r, L.ffn_down_shexp, gate_, proj_, n));
+        r.barrier();
+    }
     KILN_TRY(ops_.moe_combine(r, whole(edown_), whole(wsel_), whole(proj_), whole(gsh_), E, K, un, shared));  // (n, E)
     r.barrier();
     return Status::ok();
@@ -285,6 +337,7 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
     // ---- attention block ----
     KILN_TRY(ops_.rms_norm(r, whole(x_), w(L.attn_norm), whole(xn_), un, E, c.rms_eps));
     r.barrier();
+    KILN_TRY(round_inputs(r, xn_, E, un, {&L.wq, &L.wk, &L.wv}));
     KILN_TRY(linear(r, L.wq, xn_, q_, n));  // (n, H, D)
     KILN_TRY(linear(r, L.wk, xn_, k_, n));  // (n, Hkv, D)
     KILN_TRY(linear(r, L.wv, xn_, v_, n));  // (n, Hkv, Dv)
@@ -311,6 +364,7 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
     KILN_TRY(ops_.flash_attn(r, whole(q_), whole(k_cache_[size_t(il)]), whole(v_cache_[size_t(il)]), whole(attn_), kv_shape_, un, uint32_t(pos0),
                              swa ? uint32_t(c.sliding_window) : 0u, scale));  // (n, H, Dv)
     r.barrier();
+    KILN_TRY(round_inputs(r, attn_, H * Dv, un, {&L.wo}));
     KILN_TRY(linear(r, L.wo, attn_, proj_, n));  // (n, E)
     r.barrier();
     KILN_TRY(add_to_residual(L.post_attn_norm));
@@ -323,11 +377,13 @@ Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
         KILN_TRY(add_to_residual(L.post_ffn_norm));
         return Status::ok();
     }
+    KILN_TRY(round_inputs(r, xn_, E, un, {&L.ffn_gate, &L.ffn_up}));
     KILN_TRY(linear(r, L.ffn_gate, xn_, gate_, n));  // (n, F)
     KILN_TRY(linear(r, L.ffn_up, xn_, up_, n));      // (n, F)
     r.barrier();
     KILN_TRY(ops_.glu(r, whole(gate_), whole(up_), un * uint32_t(c.n_ff), c.arch == Arch::Gemma3));
     r.barrier();
+    KILN_TRY(round_inputs(r, gate_, uint32_t(c.n_ff), un, {&L.ffn_down}));
     KILN_TRY(linear(r, L.ffn_down, gate_, proj_, n));  // (n, E)
     r.barrier();
     KILN_TRY(add_to_residual(L.post_ffn_norm));
@@ -355,6 +411,7 @@ Status VulkanForward::record_chunk(Recorder& r, const int32_t* tokens, int n, in
     if (logits) {  // the final norm (of every row: cheap, and no sub-buffer offset to align)
         KILN_TRY(ops_.rms_norm(r, whole(x_), weights_[model_.weights().output_norm].range(), whole(xn_), un, E, c.rms_eps));
         r.barrier();
+        KILN_TRY(round_inputs(r, xn_, E, un, {&model_.weights().output}));
     }
     return Status::ok();
 }
@@ -369,8 +426,9 @@ Status VulkanForward::record_logits(Recorder& r, int first, int rows) {
     }
     const DeviceTensor& out = weights_[model_.weights().output];
     const BufferRange y{logits_.handle(), 0, uint64_t(rows) * V * 4};
+    const Buffer& in = input_for(out.dtype, xn_);
     for (const DeviceTensor::Part& part : out.parts)  // (rows, n_vocab)
-        KILN_TRY(ops_.linear(r, out.dtype, part.range, whole(xn_), y, {E, part.rows, uint32_t(rows), E, V, uint32_t(first) * E, part.row0}));
+        KILN_TRY(ops_.linear(r, out.dtype, part.range, whole(in), y, {E, part.rows, uint32_t(rows), E, V, uint32_t(first) * E, part.row0}, whole(x_q8_sums_)));
     return Status::ok();
 }
 

@@ -23,35 +23,46 @@ bool has_matvec(DType t) {
     return info && PipelineCache::has_shader(with_format("matvec", t));
 }
 
+bool needs_block_sums(DType t) { return t == DType::Q4_1 || t == DType::Q5_1; }
+
+namespace {
+// The sums binding: x stands in where the format reads none.
+BufferRange sums_or_x(DType wt, const BufferRange& sums, const BufferRange& x) {
+    KILN_ASSERT(!needs_block_sums(wt) || sums.buffer != VK_NULL_HANDLE, "%s matvec: no block sums of x given", dtype_name(wt));
+    return sums.buffer != VK_NULL_HANDLE ? sums : x;
+}
+}  // namespace
+
 #define KILN_PIPELINE(var, name, n_bindings, Push)                      \
     auto var##_p = pipeline(name, n_bindings, uint32_t(sizeof(Push)));  \
     KILN_TRY(var##_p);                                                  \
     const Pipeline& var = **var##_p
 
-Status Ops::matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s) {
+Status Ops::matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s, const BufferRange& sums) {
     const uint32_t k = s.k, rows = s.rows, n = s.n;
     const MatvecShape& push = s;  // the shader's Push block, field for field
     static_assert(sizeof(MatvecShape) == 7 * 4);
     KILN_ASSERT(k % 16 == 0 && k % dtype_info(wt).block_size == 0, "matvec: k = %u is not whole blocks of %s", k, dtype_name(wt));
-    KILN_PIPELINE(p, with_format("matvec", wt), 3, MatvecShape);
+    KILN_PIPELINE(p, with_format("matvec", wt), 4, MatvecShape);
     // kMatvecRows rows per group (matvec.comp), spread over x and z; 8 tokens per group along y.
     const uint32_t groups = (rows + kMatvecRows - 1) / kMatvecRows, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
-    r.dispatch(p, {w, x, y}, push, gx, (n + 7) / 8, gz);
+    r.dispatch(p, {w, x, y, sums_or_x(wt, sums, x)}, push, gx, (n + 7) / 8, gz);
     return Status::ok();
 }
 
-Status Ops::matmul_tiled(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s) {
+Status Ops::matmul_tiled(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s,
+                         const BufferRange& sums) {
     KILN_ASSERT(s.k % 32 == 0, "matmul_tiled: k = %u is not a multiple of 32", s.k);
-    KILN_PIPELINE(p, with_format("matmul", wt), 3, MatvecShape);
+    KILN_PIPELINE(p, with_format("matmul", wt), 4, MatvecShape);
     // 32 x 32 tiles (matmul.comp); row tiles spread over x and z.
     const uint32_t groups = (s.rows + 31) / 32, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
-    r.dispatch(p, {w, x, y}, s, gx, (s.n + 31) / 32, gz);
+    r.dispatch(p, {w, x, y, sums_or_x(wt, sums, x)}, s, gx, (s.n + 31) / 32, gz);
     return Status::ok();
 }
 
-Status Ops::linear(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s) {
-    if (s.n > kMatvecTokens && s.k % 32 == 0) return matmul_tiled(r, wt, w, x, y, s);
-    return matvec(r, wt, w, x, y, s);
+Status Ops::linear(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s, const BufferRange& sums) {
+    if (s.n > kMatvecTokens && s.k % 32 == 0) return matmul_tiled(r, wt, w, x, y, s, sums);
+    return matvec(r, wt, w, x, y, s, sums);
 }
 
 Status Ops::get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale,
@@ -63,6 +74,17 @@ Status Ops::get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRa
     } push{k, scale, row0, rows};
     KILN_PIPELINE(p, with_format("get_rows", wt), 3, Push);
     r.dispatch(p, {w, ids, out}, push, n);
+    return Status::ok();
+}
+
+Status Ops::act_round(Recorder& r, const BufferRange& x, const BufferRange& y, const BufferRange& sums, uint32_t k, uint32_t rows, bool q8_K) {
+    struct Push {
+        uint32_t k, n, mode;
+    } push{k, rows, q8_K ? 1u : 0u};
+    KILN_ASSERT(k % (q8_K ? 256 : 32) == 0, "act_round: k = %u is not whole %s blocks", k, q8_K ? "q8_K" : "q8_0");
+    KILN_PIPELINE(p, "act_round", 3, Push);
+    const uint64_t blocks = uint64_t(rows) * (k / (q8_K ? 256 : 32));  // one thread per block, 64 per group
+    r.dispatch(p, {x, y, sums}, push, uint32_t(std::clamp<uint64_t>((blocks + 63) / 64, 1, 4096)));
     return Status::ok();
 }
 

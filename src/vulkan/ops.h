@@ -15,6 +15,8 @@ namespace kiln::vulkan {
 
 // Weight formats with a dequant-matvec (and embedding lookup) shader.
 bool has_matvec(DType t);
+// Formats whose matvec/matmul read x's 32-element block sums (q4_1, q5_1: the min term).
+bool needs_block_sums(DType t);
 
 class Ops {
 public:
@@ -27,13 +29,15 @@ public:
         uint32_t x_offset = 0;        // floats before x's token row 0
         uint32_t y_row0 = 0;          // output column of W's row 0 (W a part of a larger matrix)
     };
-    // y (n, y_stride) [.., y_row0 : y_row0 + rows] = x (n, x_stride) [.., :k] . W^T, W in format wt:
+    // y (n, y_stride) [.., y_row0 : y_row0 + rows] = x (n, x_stride) [.., :k] . W^T, W in format wt
+    // (for needs_block_sums(wt): W's min times `sums` (n, x_stride / 32), x's block sums):
     // the decode/verification shader for n <= kMatvecTokens, the tiled prefill shader above
     // (either order of summation, so a token's result depends only on which one ran).
-    Status linear(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
+    Status linear(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s, const BufferRange& sums = {});
     // The two shaders linear() chooses between (matmul_tiled needs k % 32 == 0).
-    Status matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
-    Status matmul_tiled(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s);
+    Status matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s, const BufferRange& sums = {});
+    Status matmul_tiled(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s,
+                        const BufferRange& sums = {});
     // Up to this many tokens linear() runs matvec: decode and speculative verification
     // (draft_max <= 7, plus one) take the same path, so verification is exact.
     static constexpr uint32_t kMatvecTokens = 8;
@@ -41,6 +45,10 @@ public:
     // holds (a part of an embedding table too large for one binding); ids (n) int32.
     Status get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRange& ids, const BufferRange& out, uint32_t k, uint32_t n, float scale,
                     uint32_t row0, uint32_t rows);
+    // y (rows, k) = x (rows, k) rounded as the CPU quantizes activations for weights of format
+    // q8_K (the k-quants) or q8_x32 (the 32-element formats; then sums (rows, k / 32) = the
+    // fp16 block sums q8_1 stores): act_round.comp.
+    Status act_round(Recorder& r, const BufferRange& x, const BufferRange& y, const BufferRange& sums, uint32_t k, uint32_t rows, bool q8_K);
     // y (rows, width) = rms_norm(x (rows, width)) * w (width); y may be x.
     Status rms_norm(Recorder& r, const BufferRange& x, const BufferRange& w, const BufferRange& y, uint32_t rows, uint32_t width, float eps);
     // y (total) += x (x_len) repeated (x_len divides total).
