@@ -25,6 +25,11 @@ public:
     // match, *next = the greedy pick after them (8 bytes come back instead of n logits rows).
     virtual Status verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted,
                                  int32_t* next) = 0;
+    // As verify_greedy, by rejection sampling on the device (Session::verify_sampled);
+    // only called when can_verify_sampled(v).
+    virtual bool can_verify_sampled(const SampledVerification& v) const = 0;
+    virtual Status verify_sampled(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, const SampledVerification& v,
+                                  int* accepted, int32_t* next) = 0;
     // Bytes of KV cache per position (all layers, K and V).
     virtual size_t kv_bytes_per_position() const = 0;
 };

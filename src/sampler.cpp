@@ -24,27 +24,38 @@ void Sampler::accept(int32_t token) {
 
 double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
 
+std::vector<int32_t> Sampler::penalized(std::span<const int32_t> then) const {
+    if (params_.repeat_penalty == 1.0f || params_.repeat_last_n <= 0) return {};
+    std::vector<int32_t> window(recent_.begin(), recent_.end());  // the last repeat_last_n tokens after `then`
+    window.insert(window.end(), then.begin(), then.end());
+    if (int(window.size()) > params_.repeat_last_n) window.erase(window.begin(), window.end() - params_.repeat_last_n);
+    std::sort(window.begin(), window.end());
+    window.erase(std::unique(window.begin(), window.end()), window.end());
+    return window;
+}
+
 std::vector<std::pair<int32_t, float>> Sampler::distribution(const float* logits) const {
-    std::vector<std::pair<int32_t, float>> cand(static_cast<size_t>(n_vocab_));  // (token, logit), then probability
-    for (int i = 0; i < n_vocab_; ++i) cand[size_t(i)] = {i, logits[i]};
+    return sampling_distribution(params_, logits, n_vocab_, penalized());
+}
+
+std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams& params, const float* logits, int n_vocab, std::span<const int32_t> penalized) {
+    std::vector<std::pair<int32_t, float>> cand(static_cast<size_t>(n_vocab));  // (token, logit), then probability
+    for (int i = 0; i < n_vocab; ++i) cand[size_t(i)] = {i, logits[i]};
     // Repetition penalty (llama.cpp's: divide positive logits, multiply negative ones).
-    if (params_.repeat_penalty != 1.0f) {
-        std::vector<bool> seen(static_cast<size_t>(n_vocab_), false);
-        for (int32_t t : recent_)
-            if (t >= 0 && t < n_vocab_ && !seen[size_t(t)]) {
-                seen[size_t(t)] = true;
+    if (params.repeat_penalty != 1.0f)
+        for (int32_t t : penalized)
+            if (t >= 0 && t < n_vocab) {
                 float& l = cand[size_t(t)].second;
-                l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
+                l = l > 0 ? l / params.repeat_penalty : l * params.repeat_penalty;
             }
-    }
     auto by_logit = [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); };
-    if (params_.temperature <= 0) {
+    if (params.temperature <= 0) {
         auto best = std::min_element(cand.begin(), cand.end(), by_logit);
         return {{best->first, 1.0f}};
     }
     // top-k
     size_t keep = cand.size();
-    if (params_.top_k > 0 && size_t(params_.top_k) < keep) keep = size_t(params_.top_k);
+    if (params.top_k > 0 && size_t(params.top_k) < keep) keep = size_t(params.top_k);
     std::partial_sort(cand.begin(), cand.begin() + long(keep), cand.end(), by_logit);
     cand.resize(keep);
     // Softmax over the survivors (before temperature, as llama.cpp's top-p/min-p see it).
@@ -59,37 +70,41 @@ std::vector<std::pair<int32_t, float>> Sampler::distribution(const float* logits
     };
     std::vector<float> prob = softmax(1.0f);
     // top-p: smallest prefix whose mass reaches top_p.
-    if (params_.top_p < 1.0f) {
+    if (params.top_p < 1.0f) {
         double cum = 0;
         size_t n = 0;
         while (n < cand.size()) {
             cum += prob[n++];
-            if (cum >= params_.top_p) break;
+            if (cum >= params.top_p) break;
         }
         cand.resize(std::max<size_t>(1, n));
         prob.resize(cand.size());
     }
     // min-p: drop tokens below min_p times the best probability.
-    if (params_.min_p > 0) {
+    if (params.min_p > 0) {
         size_t n = 1;
-        while (n < cand.size() && prob[n] >= params_.min_p * prob[0]) ++n;
+        while (n < cand.size() && prob[n] >= params.min_p * prob[0]) ++n;
         cand.resize(n);
     }
-    prob = softmax(params_.temperature);
+    prob = softmax(params.temperature);
     std::vector<std::pair<int32_t, float>> out(cand.size());
     for (size_t i = 0; i < cand.size(); ++i) out[i] = {cand[i].first, prob[i]};
     return out;
 }
 
+int32_t draw(const std::vector<std::pair<int32_t, float>>& dist, double u) {
+    double cum = 0;
+    for (const auto& [tok, p] : dist) {
+        cum += p;
+        if (u < cum) return tok;
+    }
+    return dist.back().first;
+}
+
 int32_t Sampler::sample(const float* logits) {
     auto dist = distribution(logits);
     if (dist.size() == 1) return dist[0].first;
-    double r = uniform(), cum = 0;
-    for (const auto& [tok, p] : dist) {
-        cum += p;
-        if (r < cum) return tok;
-    }
-    return dist.back().first;
+    return draw(dist, uniform());
 }
 
 }  // namespace kiln

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kiln/speculative.h"
 #include "moe.h"
 #include "session_impl.h"
 
@@ -112,6 +113,25 @@ Status Session::verify_greedy(std::span<const int32_t> batch, int* accepted, int
     while (m < n - 1 && pick(m) == batch[size_t(m) + 1]) ++m;
     *accepted = m;
     *next = pick(m);
+    return Status::ok();
+}
+
+Status Session::verify_sampled(std::span<const int32_t> batch, const SampledVerification& v, int* accepted, int32_t* next) {
+    KILN_TRY(check_tokens(batch));
+    const size_t n = batch.size();
+    if (v.penalized.size() != n || v.q.size() + 1 != n || v.u.size() != 2 * n)
+        return Status::error("verify_sampled: %zu tokens need %zu penalty lists, %zu draft distributions and %zu uniforms (got %zu, %zu, %zu)", n, n, n - 1,
+                             2 * n, v.penalized.size(), v.q.size(), v.u.size());
+    if (impl_->device && impl_->device->can_verify_sampled(v)) {
+        if (int(n) > impl_->n_batch) return Status::error("verify_sampled: %zu tokens exceed the batch size %d", n, impl_->n_batch);
+        const float* rope_local = impl_->fill_rope(model_->config(), n_past_, int(n));
+        n_logits_ = 0;
+        KILN_TRY(impl_->device->verify_sampled(batch.data(), int(n), n_past_, impl_->rope_cs(), rope_local, v, accepted, next));
+        n_past_ += int(n);
+        return Status::ok();
+    }
+    KILN_TRY(forward(batch, /*all_logits=*/true));
+    verify_sampled_rows(v, batch, logits(0), model_->config().n_vocab, accepted, next);
     return Status::ok();
 }
 

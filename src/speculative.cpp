@@ -65,6 +65,21 @@ int32_t sample_residual(const std::vector<std::pair<int32_t, float>>& p, const D
     return p.back().first;
 }
 
+void verify_sampled_rows(const SampledVerification& v, std::span<const int32_t> batch, const float* logits, int n_vocab, int* accepted, int32_t* next) {
+    const int nd = int(batch.size()) - 1;
+    for (int m = 0; m < nd; ++m) {
+        const auto p = sampling_distribution(v.params, logits + size_t(m) * size_t(n_vocab), n_vocab, v.penalized[size_t(m)]);
+        const DraftToken d{batch[size_t(m) + 1], v.q[size_t(m)]};
+        if (!accept_draft(p, d, v.u[size_t(2 * m)])) {
+            *accepted = m;
+            *next = sample_residual(p, d, v.u[size_t(2 * m + 1)]);
+            return;
+        }
+    }
+    *accepted = nd;
+    *next = draw(sampling_distribution(v.params, logits + size_t(nd) * size_t(n_vocab), n_vocab, v.penalized[size_t(nd)]), v.u[size_t(2 * nd + 1)]);
+}
+
 Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter, std::span<const int32_t> prompt,
                             const SpecOptions& o, const TokenCallback& on_token, SpecStats* stats) {
     SpecStats local;
@@ -141,29 +156,31 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
         for (const DraftToken& d : drafts) batch.push_back(d.token);
 
         auto tv = Clock::now();
-        // Plain greedy sampling: the target compares the drafts with its argmax itself (on a
-        // Vulkan device only the verdict comes back); otherwise the logits are tested here.
-        int greedy_accepted = -1;
-        int32_t greedy_next = -1;
-        if (greedy) KILN_TRY(target.verify_greedy(batch, &greedy_accepted, &greedy_next));
-        else KILN_TRY(target.forward(batch, /*all_logits=*/true));
+        // The target runs the test itself: greedy (its argmax against the drafts) or rejection
+        // sampling; on a Vulkan device only the verdict comes back.
+        const int nd = int(drafts.size());
+        int accepted = 0;
+        int32_t next = -1;
+        if (greedy) {
+            KILN_TRY(target.verify_greedy(batch, &accepted, &next));
+        } else {
+            SampledVerification v;
+            v.params = sampler.params();
+            std::vector<int32_t> kept;  // the drafts before row m, accepted if row m is reached
+            for (int m = 0; m <= nd; ++m) {
+                v.penalized.push_back(sampler.penalized(kept));
+                if (m < nd) kept.push_back(drafts[size_t(m)].token), v.q.push_back(drafts[size_t(m)].q);
+            }
+            for (int i = 0; i < 2 * (nd + 1); ++i) v.u.push_back(sampler.uniform());
+            KILN_TRY(target.verify_sampled(batch, v, &accepted, &next));
+        }
         const double verify_s = seconds_since(tv);
         st.verify_s += verify_s;
         ++st.n_rounds;
-        const int nd = int(drafts.size());
         st.n_drafted += nd;
         for (int i = 0; i < nd; ++i) ++st.drafted_at[i];
-        int m = 0;  // accepted drafts
-        int32_t next = greedy ? greedy_next : -1;
-        for (; m < nd; ++m) {
-            if (greedy && m == greedy_accepted) break;  // next is the target's token here
-            if (!greedy) {
-                const auto p = sampler.distribution(target.logits(m));
-                if (!accept_draft(p, drafts[size_t(m)], sampler.uniform())) {
-                    next = sample_residual(p, drafts[size_t(m)], sampler.uniform());
-                    break;
-                }
-            }
+        int m = 0;  // accepted drafts emitted
+        for (; m < accepted; ++m) {
             ++st.accepted_at[m];
             ++st.n_accepted;
             sampler.accept(drafts[size_t(m)].token);
@@ -173,7 +190,6 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
             }
         }
         if (!done) {
-            if (next < 0) next = sampler.sample(target.logits(nd));  // every draft kept: one more from the target
             sampler.accept(next);
             emit(next);
         }

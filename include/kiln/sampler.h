@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <random>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,14 @@ struct SamplerParams {
 // Checks ranges and returns a Status naming the bad field.
 Status validate(const SamplerParams& p);
 
+// The distribution the sampling chain draws from for one row of logits (n_vocab floats):
+// (token, probability) pairs in the chain's order (logit descending, then token id),
+// probabilities summing to 1 (greedy: the argmax with probability 1). `penalized`: the
+// distinct tokens the repetition penalty applies to.
+std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams& p, const float* logits, int n_vocab, std::span<const int32_t> penalized);
+// The token a uniform draw u in [0, 1) picks from such a distribution (cumulative, in order).
+int32_t draw(const std::vector<std::pair<int32_t, float>>& dist, double u);
+
 class Sampler {
 public:
     Sampler(const SamplerParams& params, int n_vocab);
@@ -36,6 +45,9 @@ public:
     // The distribution sample() draws from: (token, probability) pairs, probabilities
     // summing to 1 (greedy: the argmax with probability 1).
     std::vector<std::pair<int32_t, float>> distribution(const float* logits) const;
+    // The distinct tokens the repetition penalty applies to once `then` has been accepted
+    // too (empty when the penalty is off).
+    std::vector<int32_t> penalized(std::span<const int32_t> then = {}) const;
     // A uniform draw in [0, 1) from the sampler's generator.
     double uniform();
     const SamplerParams& params() const { return params_; }

@@ -10,6 +10,7 @@
 
 #include "kiln/backend.h"
 #include "kiln/model.h"
+#include "kiln/sampler.h"
 #include "kiln/status.h"
 #include "kiln/thread_pool.h"
 
@@ -40,6 +41,18 @@ struct SessionOptions {
     int device = 0;
 };
 
+// One round of stochastic speculative verification (rejection sampling, speculative.h)
+// over a batch of n tokens: the pending token, then n - 1 drafts.
+struct SampledVerification {
+    SamplerParams params;  // the target's sampling chain (temperature > 0)
+    std::vector<std::vector<int32_t>> penalized;            // (n) distinct tokens the repetition penalty hits at row m (drafts < m kept)
+    std::vector<std::vector<std::pair<int32_t, float>>> q;  // (n - 1) the distribution draft m was drawn from; empty: drafted with certainty
+    // (2n) uniforms in [0, 1): u[2m] tests draft m, u[2m + 1] draws row m's token after a
+    // rejection there (or after the last draft). Drawn up front, so the device and the host
+    // consume the same numbers; each is used at most once, so the rule stays exact.
+    std::vector<double> u;
+};
+
 // A KV cache type from its llama.cpp name: f16, bf16, q8_0, q4_0 or f32.
 Expected<DType> parse_cache_type(const std::string& name);
 
@@ -60,6 +73,12 @@ public:
     // the rejected tail. batch must fit one chunk (n_batch). On Vulkan the comparison runs
     // on the device and only these two numbers come back (logits() is then empty).
     Status verify_greedy(std::span<const int32_t> batch, int* accepted, int32_t* next);
+    // Stochastic speculative verification: appends `batch` as forward() does and returns
+    // in *accepted how many drafts rejection sampling keeps and in *next the token drawn
+    // after them (kiln::verify_sampled_rows). On Vulkan, with top-k in [1, 64] (and draft
+    // distributions of up to 64 tokens, up to 256 penalized tokens), the test runs on the
+    // device and only these two numbers come back; otherwise on the host from the logits.
+    Status verify_sampled(std::span<const int32_t> batch, const SampledVerification& v, int* accepted, int32_t* next);
 
     // Logits (n_vocab floats) of token i of the last forward (all_logits), or of its last
     // token for i = -1.

@@ -77,6 +77,9 @@ public:
     static Expected<std::unique_ptr<DeviceForward>> create(const Model& model, const SessionOptions& o, int n_ctx, int n_batch, const std::vector<bool>& skip);
     Status forward(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows, float* logits) override;
     Status verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted, int32_t* next) override;
+    bool can_verify_sampled(const SampledVerification& v) const override;
+    Status verify_sampled(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, const SampledVerification& v,
+                          int* accepted, int32_t* next) override;
     size_t kv_bytes_per_position() const override {
         const ModelConfig& c = model_.config();
         return size_t(c.n_layer) * size_t(c.n_head_kv) *
@@ -152,6 +155,11 @@ private:
     Buffer picks_;   // (B) uint32 argmax of each logits row
     Buffer drafts_;  // (B) int32 drafted tokens, host-visible
     Buffer verdict_; // (2) uint32 accepted count, next token; host-visible
+    // Stochastic verification (verify_sampled), host-visible inputs and the device's distributions.
+    Buffer pen_;     // (B, 1 + kMaxPenalized) uint32: count, penalized tokens per row
+    Buffer draft_q_; // (B, 1 + 2 kMaxDraftQ) uint32: count, (token, f32 bits) per draft
+    Buffer u_;       // (B, 2) f32 uniforms
+    Buffer dist_;    // (B, 1 + 2 kMaxTopK) uint32: each row's sampling distribution (device-local)
 };
 
 Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& model, const SessionOptions& o, int n_ctx, int n_batch,
@@ -194,6 +202,10 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     KILN_TRY(alloc(f->picks_, Buffer::create(*f->ctx_, B * 4, Memory::DeviceLocal)));
     KILN_TRY(alloc(f->drafts_, Buffer::create(*f->ctx_, B * 4, Memory::HostVisible)));
     KILN_TRY(alloc(f->verdict_, Buffer::create(*f->ctx_, 8, Memory::HostVisible)));
+    KILN_TRY(alloc(f->pen_, Buffer::create(*f->ctx_, B * (1 + Ops::kMaxPenalized) * 4, Memory::HostVisible)));
+    KILN_TRY(alloc(f->draft_q_, Buffer::create(*f->ctx_, B * (1 + 2 * Ops::kMaxDraftQ) * 4, Memory::HostVisible)));
+    KILN_TRY(alloc(f->u_, Buffer::create(*f->ctx_, B * 2 * 4, Memory::HostVisible)));
+    KILN_TRY(alloc(f->dist_, Buffer::create(*f->ctx_, B * (1 + 2 * Ops::kMaxTopK) * 4, Memory::DeviceLocal)));
     KILN_TRY(alloc(f->x_, f->device_floats(B * E)));
     KILN_TRY(alloc(f->xn_, f->device_floats(B * E)));
     KILN_TRY(alloc(f->q_, f->device_floats(B * size_t(c.n_head) * c.head_dim)));
@@ -461,6 +473,56 @@ Status VulkanForward::verify_greedy(const int32_t* tokens, int n, int pos0, cons
     KILN_TRY(ops_.argmax(r, whole(logits_), whole(picks_), uint32_t(n), V));  // (n) greedy picks
     r.barrier();
     KILN_TRY(ops_.spec_verify(r, whole(picks_), whole(drafts_), whole(verdict_), n_drafts));
+    KILN_TRY(r.submit_and_wait());
+    const uint32_t* verdict = static_cast<const uint32_t*>(verdict_.mapped());
+    *accepted = int(verdict[0]);
+    *next = int32_t(verdict[1]);
+    return Status::ok();
+}
+
+bool VulkanForward::can_verify_sampled(const SampledVerification& v) const {
+    if (!(v.params.temperature > 0) || v.params.top_k < 1 || v.params.top_k > int(Ops::kMaxTopK)) return false;
+    for (const auto& pen : v.penalized)
+        if (pen.size() > Ops::kMaxPenalized) return false;
+    for (const auto& q : v.q)
+        if (q.size() > Ops::kMaxDraftQ) return false;
+    return true;
+}
+
+Status VulkanForward::verify_sampled(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, const SampledVerification& v,
+                                     int* accepted, int32_t* next) {
+    const int V = model_.config().n_vocab;
+    const uint32_t n_drafts = uint32_t(n - 1);
+    uint32_t* pen = static_cast<uint32_t*>(pen_.mapped());
+    uint32_t* q = static_cast<uint32_t*>(draft_q_.mapped());
+    float* u = static_cast<float*>(u_.mapped());
+    for (int m = 0; m < n; ++m) {
+        uint32_t* row = pen + size_t(m) * (1 + Ops::kMaxPenalized);
+        row[0] = 0;
+        for (int32_t t : v.penalized[size_t(m)])
+            if (t >= 0 && t < V) row[1 + row[0]++] = uint32_t(t);
+        // f32 uniforms, kept below 1 (a double just under 1 would round up to 1.0f).
+        for (int j = 0; j < 2; ++j) u[2 * m + j] = std::min(float(v.u[size_t(2 * m + j)]), 0x1.fffffep-1f);
+    }
+    for (uint32_t m = 0; m < n_drafts; ++m) {
+        uint32_t* row = q + size_t(m) * (1 + 2 * Ops::kMaxDraftQ);
+        row[0] = uint32_t(v.q[m].size());
+        for (size_t i = 0; i < v.q[m].size(); ++i) {
+            row[1 + 2 * i] = uint32_t(v.q[m][i].first);
+            std::memcpy(&row[2 + 2 * i], &v.q[m][i].second, 4);
+        }
+    }
+    std::memcpy(drafts_.mapped(), tokens + 1, size_t(n_drafts) * 4);
+    const SamplerParams& sp = v.params;
+    const Ops::SampleChain chain{uint32_t(V), uint32_t(sp.top_k), sp.temperature, sp.top_p, sp.min_p, sp.repeat_penalty};
+    Recorder& r = *rec_;
+    r.begin();
+    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, true));
+    KILN_TRY(record_logits(r, 0, n));  // n <= kMatvecTokens rows
+    r.barrier();
+    KILN_TRY(ops_.spec_dist(r, whole(logits_), whole(pen_), whole(dist_), uint32_t(n), chain));  // (n) distributions
+    r.barrier();
+    KILN_TRY(ops_.spec_sample(r, whole(dist_), whole(drafts_), whole(draft_q_), whole(u_), whole(verdict_), n_drafts));
     KILN_TRY(r.submit_and_wait());
     const uint32_t* verdict = static_cast<const uint32_t*>(verdict_.mapped());
     *accepted = int(verdict[0]);

@@ -183,6 +183,24 @@ Status Ops::spec_verify(Recorder& r, const BufferRange& picks, const BufferRange
     return Status::ok();
 }
 
+Status Ops::spec_dist(Recorder& r, const BufferRange& logits, const BufferRange& pen, const BufferRange& dist, uint32_t n, const SampleChain& c) {
+    static_assert(sizeof(SampleChain) == 6 * 4);
+    KILN_ASSERT(c.top_k >= 1 && c.top_k <= kMaxTopK && c.temperature > 0, "spec_dist: top-k %u, temperature %g", c.top_k, double(c.temperature));
+    KILN_PIPELINE(p, "spec_dist", 3, SampleChain);
+    r.dispatch(p, {logits, pen, dist}, c, n);  // one workgroup per row
+    return Status::ok();
+}
+
+Status Ops::spec_sample(Recorder& r, const BufferRange& dist, const BufferRange& drafts, const BufferRange& q, const BufferRange& u, const BufferRange& result,
+                        uint32_t n_drafts) {
+    struct Push {
+        uint32_t n_drafts;
+    } push{n_drafts};
+    KILN_PIPELINE(p, "spec_sample", 5, Push);
+    r.dispatch(p, {dist, drafts, q, u, result}, push, 1);
+    return Status::ok();
+}
+
 Status Ops::moe_route(Recorder& r, const BufferRange& logits, const BufferRange& sel, const BufferRange& w, uint32_t n, uint32_t n_expert, uint32_t k,
                       bool norm) {
     struct Push {

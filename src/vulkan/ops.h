@@ -83,6 +83,22 @@ public:
     // target's picks (n_drafts + 1 uint32, from argmax) in a row.
     Status spec_verify(Recorder& r, const BufferRange& picks, const BufferRange& drafts, const BufferRange& result, uint32_t n_drafts);
 
+    // Stochastic verification (spec_dist.comp, spec_sample.comp). The sampling chain of
+    // kiln::SamplerParams, top-k required (1..kMaxTopK).
+    struct SampleChain {
+        uint32_t n_vocab, top_k;
+        float temperature, top_p, min_p, repeat_penalty;
+    };
+    static constexpr uint32_t kMaxTopK = 64, kMaxPenalized = 256, kMaxDraftQ = 64;
+    // dist (n, 1 + 2 kMaxTopK) uint = each row's (count, (token, probability bits)...) from
+    // logits (n, n_vocab), penalized in place by pen (n, 1 + kMaxPenalized) (count, tokens).
+    Status spec_dist(Recorder& r, const BufferRange& logits, const BufferRange& pen, const BufferRange& dist, uint32_t n, const SampleChain& c);
+    // result (2) uint32 = {accepted drafts, next token} by rejection sampling: drafts
+    // (n_drafts) int32, q (n_drafts, 1 + 2 kMaxDraftQ) their distributions (count 0: one-hot),
+    // u (n_drafts + 1, 2) f32 uniforms.
+    Status spec_sample(Recorder& r, const BufferRange& dist, const BufferRange& drafts, const BufferRange& q, const BufferRange& u, const BufferRange& result,
+                       uint32_t n_drafts);
+
     // Mixture of experts (kernels/vulkan/moe_*.comp).
     // sel (n, K) uint32 experts, best first, and w (n, K) their weights from the router
     // logits (n, n_expert): softmax, top K (ties to the lower index), renormalized if norm.
