@@ -1,5 +1,6 @@
 // The transformer forward pass (llama, qwen2, qwen3, gemma3; the MoE feed-forward block is moe.cpp),
 // over a chunk of n tokens: it reads like the model, one named step per line.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -179,7 +180,16 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
     const int first = all_logits ? 0 : n - 1, rows = n - first;
     for (int i = first; i < n; ++i) kt.rms_norm(x + size_t(i) * E, f32(w.output_norm), xn + size_t(i - first) * E, E, c.rms_eps);
     logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
-    linear(s, pool, w.output, xn, rows, logits_.data() + size_t(n_logits_) * size_t(c.n_vocab));  // (rows, n_vocab)
+    float* out = logits_.data() + size_t(n_logits_) * size_t(c.n_vocab);  // (rows, n_vocab)
+    if (s.head_tokens.empty()) {
+        linear(s, pool, w.output, xn, rows, out);
+    } else {  // a trimmed head: its tokens' logits, -inf for the rest
+        const size_t T = s.head_tokens.size();
+        linear(s, pool, s.head, xn, rows, s.head_logits());  // (rows, T)
+        std::fill(out, out + size_t(rows) * size_t(c.n_vocab), -INFINITY);
+        for (int r = 0; r < rows; ++r)
+            for (size_t j = 0; j < T; ++j) out[size_t(r) * size_t(c.n_vocab) + size_t(s.head_tokens[j])] = s.head_logits.data[size_t(r) * T + j];
+    }
     n_logits_ += rows;
     return Status::ok();
 }

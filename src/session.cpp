@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/r16.h"
 #include "kiln/speculative.h"
 #include "moe.h"
 #include "session_impl.h"
@@ -50,6 +51,30 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     m.rope_freqs.assign(size_t(c.rope_dim / 2), 1.0f);
     const Weights& w = s->model_->weights();
     if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
+    if (!o.logit_tokens.empty()) {
+        if (o.backend == Backend::Vulkan) return Status::error("a trimmed output head (logit_tokens) runs on the CPU backend only");
+        m.head_tokens = o.logit_tokens;
+        std::sort(m.head_tokens.begin(), m.head_tokens.end());
+        m.head_tokens.erase(std::unique(m.head_tokens.begin(), m.head_tokens.end()), m.head_tokens.end());
+        if (m.head_tokens.front() < 0 || m.head_tokens.back() >= c.n_vocab)
+            return Status::error("logit_tokens: token id %d is outside the vocabulary [0, %d)", m.head_tokens.front() < 0 ? m.head_tokens.front() : m.head_tokens.back(),
+                                 c.n_vocab);
+        const size_t T = m.head_tokens.size(), rb = w.output.row_size();
+        m.head_rows.resize(T * rb);
+        for (size_t j = 0; j < T; ++j) std::memcpy(m.head_rows.data + j * rb, w.output.row(m.head_tokens[j]), rb);
+        m.head = w.output;
+        m.head.data = m.head_rows.data;
+        m.head.ne[1] = int64_t(T), m.head.ne[2] = m.head.ne[3] = 1;
+        m.head.packed = nullptr;
+        if (w.output.packed && cpu::r16_supported(m.head.dtype, int64_t(T))) {  // as the model's own head, for the same kernels
+            const size_t group = cpu::r16_group_bytes(m.head.dtype, m.head.cols());
+            m.head_packed.resize(T / cpu::kR16Rows * group);
+            cpu::r16_repack(m.head.dtype, m.head_rows.data, rb, int64_t(T), m.head.cols(), m.head_packed.data);
+            m.head.packed = m.head_packed.data;
+            m.head.packed_group_bytes = group;
+        }
+        m.head_logits.resize(size_t(m.n_batch) * T);
+    }
     if (o.backend == Backend::Vulkan) {
         auto device = create_vulkan_forward(*s->model_, o, n_ctx, m.n_batch, m.skip);
         if (!device) return device.status();

@@ -104,6 +104,12 @@ struct Session::Impl {
     AttnScratch attn_scratch;  // flash attention
     std::vector<float> rope_freqs; // (rope_dim / 2) inverse frequency divisors (1 if absent)
     std::shared_ptr<MoeScratch> moe;  // MoE layers' scratch (moe.cpp); null for dense models
+    // A trimmed output head (SessionOptions::logit_tokens); head_tokens empty: the whole one.
+    std::vector<int32_t> head_tokens;  // (T) token ids, ascending
+    AlignedBuffer<uint8_t> head_rows;  // (T, output row bytes) their rows of the output matrix
+    AlignedBuffer<uint8_t> head_packed;  // their row-interleaved copy when the model has one (--repack)
+    TensorView head;                   // (T, n_embd) over head_rows
+    AlignedBuffer<float> head_logits;  // (n_batch, T)
     // Backend::Vulkan: the device runs the forward pass (weights, KV cache and activations
     // live there) and the CPU buffers above stay unallocated but for the RoPE tables.
     std::unique_ptr<DeviceForward> device;

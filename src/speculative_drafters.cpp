@@ -45,7 +45,9 @@ public:
 
     std::string name() const override {
         if (o_.pard_mask_id >= 0) return strfmt("PARD draft model (mask id %d)", o_.pard_mask_id);
-        if (!o_.skip_layers.empty()) return strfmt("self-speculation (%zu of %d layers skipped)", o_.skip_layers.size(), s_->model().config().n_layer);
+        if (!o_.skip_layers.empty() || !o_.head_tokens.empty())
+            return strfmt("self-speculation (%zu of %d layers skipped, output head of %zu tokens)", o_.skip_layers.size(), s_->model().config().n_layer,
+                          o_.head_tokens.empty() ? size_t(s_->model().config().n_vocab) : o_.head_tokens.size());
         return "draft model";
     }
     int max_context() const override { return s_->n_ctx(); }
@@ -198,13 +200,68 @@ Expected<std::unique_ptr<Drafter>> make_model_drafter(std::shared_ptr<const Mode
     so.n_threads = o.n_threads;
     so.isa = o.isa;
     so.skip_layers = o.skip_layers;
+    so.logit_tokens = o.head_tokens;
     auto s = Session::create(std::move(draft), so);
     if (!s) return Status(s.status());
     return std::unique_ptr<Drafter>(new ModelDrafter(std::move(s.value()), o));
 }
 
+std::vector<int32_t> draft_head_tokens(const Model& model, std::span<const int32_t> context, int n) {
+    const Tokenizer& tok = model.tokenizer();
+    const int V = model.config().n_vocab;
+    std::vector<char> keep(static_cast<size_t>(V), 0);  // (V) chosen
+    std::vector<int32_t> out;
+    auto add = [&](int32_t t) {
+        if (t >= 0 && t < V && !keep[size_t(t)] && int(out.size()) < n) keep[size_t(t)] = 1, out.push_back(t);
+    };
+    for (int32_t t = 0; t < V; ++t)
+        if (tok.is_eog(t)) add(t);
+    for (int32_t t : context) add(t);
+    // SentencePiece scores rank pieces by frequency; byte-level BPE vocabularies are in merge
+    // order (frequent pairs merge first), so a lower id is the more common token.
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    for (int32_t t = 0; t < V; ++t) order[size_t(t)] = t;
+    if (tok.model_name() == "llama")
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return tok.token_score(a) > tok.token_score(b); });
+    for (int32_t t : order) {
+        if (int(out.size()) >= n) break;
+        const TokenType type = tok.token_type(t);
+        if (type == TokenType::Normal || type == TokenType::Byte || type == TokenType::UserDefined) add(t);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+namespace {
+
+// Bytes a one-token forward reads, per layer (MoE: the experts a token uses) and for the
+// output head: what a draft that skips layers or trims the head saves.
+struct ForwardBytes {
+    std::vector<double> layer;  // (n_layer)
+    double head = 0, total = 0;
+};
+ForwardBytes forward_bytes(const Model& model) {
+    const ModelConfig& c = model.config();
+    ForwardBytes b;
+    const double expert_share = c.n_expert > 0 ? double(c.n_expert_used) / c.n_expert : 1.0;
+    for (const LayerWeights& L : model.weights().layers) {
+        double bytes = 0;
+        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_down_shexp})
+            if (!t->empty()) bytes += double(t->nbytes());
+        for (const TensorView* t : {&L.ffn_gate_exps, &L.ffn_up_exps, &L.ffn_down_exps})
+            if (!t->empty()) bytes += double(t->nbytes()) * expert_share;
+        b.layer.push_back(bytes);
+        b.total += bytes;
+    }
+    b.head = double(model.weights().output.nbytes());
+    b.total += b.head;
+    return b;
+}
+
+}  // namespace
+
 Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> model, std::span<const int32_t> tokens, const SessionOptions& so_in,
-                                                int max_skip) {
+                                                int max_skip, bool trim_head) {
     if (!model) return Status::error("calibrate_skip_layers: no model");
     if (tokens.size() < 2) return Status::error("calibrate_skip_layers: need at least 2 calibration tokens");
     const int L = model->config().n_layer, V = model->config().n_vocab, T = int(tokens.size());
@@ -213,10 +270,12 @@ Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> mod
     SessionOptions so = so_in;
     so.n_ctx = T;
     so.skip_layers.clear();
-    // Top-1 picks of a skip set at every calibration position.
-    auto picks = [&](const std::vector<int>& skip) -> Expected<std::vector<int32_t>> {
+    so.logit_tokens.clear();
+    // Top-1 picks of a skip set and head at every calibration position.
+    auto picks = [&](const std::vector<int>& skip, const std::vector<int32_t>& head) -> Expected<std::vector<int32_t>> {
         SessionOptions o = so;
         o.skip_layers = skip;
+        o.logit_tokens = head;
         auto s = Session::create(model, o);
         if (!s) return Status(s.status());
         KILN_TRY(s.value()->forward(tokens, /*all_logits=*/true));
@@ -227,10 +286,10 @@ Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> mod
         }
         return out;
     };
-    auto full = picks({});
+    auto full = picks({}, {});
     if (!full) return Status(full.status());
-    auto agreement = [&](const std::vector<int>& skip) -> Expected<double> {
-        auto p = picks(skip);
+    auto agreement = [&](const std::vector<int>& skip, const std::vector<int32_t>& head) -> Expected<double> {
+        auto p = picks(skip, head);
         if (!p) return Status(p.status());
         int same = 0;
         for (int i = 0; i < T; ++i) same += p.value()[size_t(i)] == full.value()[size_t(i)];
@@ -249,35 +308,60 @@ Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> mod
         }
         return best;
     };
+    // The draft's cost per token: the share of the bytes per token it reads.
+    const ForwardBytes bytes = forward_bytes(*model);
+    auto draft_cost = [&](const std::vector<int>& skip, size_t head_rows) {
+        double b = bytes.total - bytes.head + bytes.head * double(head_rows) / V;
+        for (int il : skip) b -= bytes.layer[size_t(il)];
+        return b / bytes.total;
+    };
+    // Heads to try: the whole one, and trimmed ones when the head is a large share of the
+    // bytes (small models with big vocabularies: Gemma 3 270M's is 72%).
+    std::vector<std::vector<int32_t>> heads = {{}};
+    if (trim_head && bytes.head > 0.25 * bytes.total)
+        for (int n : {32768, 8192})
+            if (n < V / 2) heads.push_back(draft_head_tokens(*model, tokens, n));
+
+    SkipCalibration r;
+    r.est_speedup = 0;
+    auto consider = [&](const std::vector<int>& skip, const std::vector<int32_t>& head, double agree) {
+        const double est = speedup(agree, draft_cost(skip, head.empty() ? size_t(V) : head.size()));
+        if (est > r.est_speedup) r.est_speedup = est, r.agreement = agree, r.skip_layers = skip, r.head_tokens = head;
+    };
+    // A trimmed head alone (every layer kept).
+    for (size_t h = 1; h < heads.size(); ++h) {
+        auto a = agreement({}, heads[h]);
+        if (!a) return Status(a.status());
+        consider({}, heads[h], a.value());
+    }
     // Greedy by single-layer damage: each middle layer is skipped alone once (the first and
     // last layers matter most and are never skipped), then layers are added in order of
     // least damage, and the prefix with the best estimated speedup wins. About 1.5 x
     // n_layer forwards of the calibration text instead of n_layer^2 / 2 for a full greedy
-    // search, which on SmolLM2 picked nearly the same sets.
+    // search, which on SmolLM2 picked nearly the same sets. Each prefix is tried with
+    // each head.
     std::vector<std::pair<double, int>> alone;  // (agreement with only this layer skipped, layer)
     for (int il = 1; il < L - 1; ++il) {
-        auto a = agreement({il});
+        auto a = agreement({il}, {});
         if (!a) return Status(a.status());
         alone.push_back({a.value(), il});
     }
     std::stable_sort(alone.begin(), alone.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
-    SkipCalibration r;
-    r.est_speedup = 0;
     std::vector<int> skip;
     for (int step = 0; step < max_skip && step < int(alone.size()); ++step) {
         skip.push_back(alone[size_t(step)].second);
         double agree = alone[size_t(step)].first;
         if (step > 0) {
-            auto a = agreement(skip);
+            auto a = agreement(skip, {});
             if (!a) return Status(a.status());
             agree = a.value();
         }
         r.steps.push_back({skip.back(), agree});
-        const double est = speedup(agree, double(L - int(skip.size())) / L);
-        if (est > r.est_speedup) {
-            r.est_speedup = est;
-            r.agreement = agree;
-            r.skip_layers = skip;
+        consider(skip, {}, agree);
+        for (size_t h = 1; h < heads.size() && agree >= 0.5; ++h) {
+            auto a = agreement(skip, heads[h]);
+            if (!a) return Status(a.status());
+            consider(skip, heads[h], a.value());
         }
         if (agree < 0.2) break;  // nothing useful beyond this
     }

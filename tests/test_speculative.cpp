@@ -2,6 +2,7 @@
 // verification exact), greedy equality with plain decoding for every drafting source,
 // the statistics of rejection sampling, and the errors for bad combinations. The long
 // real-model runs are named "model: speculative: ..." so the sanitizer pass skips them.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -178,13 +179,19 @@ TEST_CASE("model: speculative: greedy self-speculation (layers skipped) equals p
         for (const char* text : kPrompts) {
             if (file == kGemma && text == kPrompts[1]) continue;
             const auto prompt = encode(*m, text);
-            auto d = kiln::make_model_drafter(m, *m, 256, o);
-            REQUIRE_MESSAGE(d.is_ok(), d.message());
-            kiln::SpecStats st;
-            CHECK(speculative(m, *d.value(), prompt, 40, 256, &st) == plain(m, prompt, 40, 256));
-            CHECK(g_spec_kv == g_plain_kv);
-            rejected += st.n_drafted - st.n_accepted;
-            accepted += st.n_accepted;
+            // Layers skipped; then also the output head trimmed to 4096 tokens.
+            for (bool trim : {false, true}) {
+                CAPTURE(trim);
+                kiln::DraftModelOptions ot = o;
+                if (trim) ot.head_tokens = kiln::draft_head_tokens(*m, prompt, 4096);
+                auto d = kiln::make_model_drafter(m, *m, 256, ot);
+                REQUIRE_MESSAGE(d.is_ok(), d.message());
+                kiln::SpecStats st;
+                CHECK(speculative(m, *d.value(), prompt, 40, 256, &st) == plain(m, prompt, 40, 256));
+                CHECK(g_spec_kv == g_plain_kv);
+                rejected += st.n_drafted - st.n_accepted;
+                accepted += st.n_accepted;
+            }
         }
         MESSAGE(std::string(file) << ": self-speculation accepted " << accepted << ", rejected " << rejected);
         CHECK(accepted > 0);
@@ -244,7 +251,7 @@ TEST_CASE("model: speculative: calibration picks a skip set for self-speculation
                                    "movable metal type, oil-based ink and a wooden press.");
     kiln::SessionOptions so;
     so.n_threads = 2;
-    auto r = kiln::calibrate_skip_layers(m, tokens, so, 2);
+    auto r = kiln::calibrate_skip_layers(m, tokens, so, 2, /*trim_head=*/false);
     REQUIRE_MESSAGE(r.is_ok(), r.message());
     CHECK(r->steps.size() == 2);
     CHECK(!r->skip_layers.empty());
@@ -254,6 +261,60 @@ TEST_CASE("model: speculative: calibration picks a skip set for self-speculation
     CHECK(r->agreement <= 1.0);
     // The least harmful single layer barely changes the picks.
     CHECK(r->steps[0].second > 0.7);
+    CHECK(r->head_tokens.empty());
+}
+
+TEST_CASE("model: speculative: a trimmed output head gives the full head's logits for its tokens, and calibration picks one for Gemma 3") {
+    for (bool repack : {false, true}) {
+        CAPTURE(repack);
+        kiln::LoadOptions lo;
+        lo.repack = repack;
+        if (!kiln::test::require_file(kiln::test::model_path(kGemma))) return;
+        auto loaded = kiln::Model::load(kiln::test::model_path(kGemma), lo);
+        REQUIRE(loaded.is_ok());
+        std::shared_ptr<const kiln::Model> m = loaded.value();
+        const int V = m->config().n_vocab;
+        const auto prompt = encode(*m, kPrompts[0]);
+        const auto head = kiln::draft_head_tokens(*m, prompt, 4096);
+        REQUIRE(head.size() == 4096);
+        for (int32_t t : prompt) CHECK(std::binary_search(head.begin(), head.end(), t));  // the context is always kept
+        kiln::SessionOptions so;
+        so.n_threads = 2;
+        so.n_ctx = 64;
+        auto full = kiln::Session::create(m, so);
+        so.logit_tokens = head;
+        auto trimmed = kiln::Session::create(m, so);
+        REQUIRE(full.is_ok());
+        REQUIRE(trimmed.is_ok());
+        REQUIRE(full.value()->forward(prompt, true).is_ok());
+        REQUIRE(trimmed.value()->forward(prompt, true).is_ok());
+        int bad = 0;
+        for (int i = 0; i < int(prompt.size()); ++i) {
+            const float *lf = full.value()->logits(i), *lt = trimmed.value()->logits(i);
+            for (int t = 0, j = 0; t < V; ++t) {
+                const bool kept = j < int(head.size()) && head[size_t(j)] == t;
+                j += kept;
+                bad += kept ? lt[t] != lf[t] : lt[t] != -INFINITY;
+            }
+        }
+        CHECK(bad == 0);  // bit for bit: each row's dot product does not depend on the others
+        so.logit_tokens = {V};
+        CHECK(!kiln::Session::create(m, so).is_ok());
+    }
+    // Gemma 3 270M's head is 72% of its bytes per token: the calibration trims it.
+    auto m = load(kGemma);
+    if (!m) return;
+    kiln::SessionOptions so;
+    so.n_threads = 2;
+    const auto tokens = encode(*m, "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
+                                   "movable metal type, oil-based ink and a wooden press.");
+    auto with = kiln::calibrate_skip_layers(m, tokens, so, 3), without = kiln::calibrate_skip_layers(m, tokens, so, 3, false);
+    REQUIRE(with.is_ok());
+    REQUIRE(without.is_ok());
+    CHECK(!with->head_tokens.empty());
+    CHECK(with->est_speedup > without->est_speedup);
+    MESSAGE("Gemma 3 calibration: head " << with->head_tokens.size() << " tokens, " << with->skip_layers.size() << " layers skipped, agreement " << with->agreement
+            << ", estimated " << with->est_speedup << "x (without trimming: " << without->est_speedup << "x)");
 }
 
 // Rejection sampling reproduces the target distribution p for draft tokens drawn from

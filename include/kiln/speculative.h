@@ -63,6 +63,9 @@ struct DraftModelOptions {
     float p_min = 0.0f;         // stop drafting when the draft's probability of its token falls below this
     SamplerParams sampling;     // the draft samples from this (temperature <= 0: greedy drafts)
     std::vector<int> skip_layers;  // self-speculation: layers the draft leaves out
+    // Self-speculation: the draft's trimmed output head (SessionOptions::logit_tokens, e.g.
+    // from draft_head_tokens); empty: the whole vocabulary.
+    std::vector<int32_t> head_tokens;
     int pard_mask_id = -1;      // >= 0: PARD, K tokens per draft forward with K - 1 mask tokens
 };
 
@@ -85,12 +88,20 @@ Expected<int> pard_mask_id(const Model& draft);
 // is not expected to pay on this model and machine; the set is still the best found).
 struct SkipCalibration {
     std::vector<int> skip_layers;
+    std::vector<int32_t> head_tokens;  // the draft's trimmed output head; empty: the whole one
     double agreement = 1;       // top-1 agreement of the chosen set
-    double est_speedup = 0;     // from the agreement, the fraction of layers kept and the verification cost
+    double est_speedup = 0;     // from the agreement, the fraction of the bytes per token the draft reads and the verification cost
     std::vector<std::pair<int, double>> steps;  // (layer added, agreement after adding it)
 };
+// With trim_head, each skip set is also tried with output heads trimmed to 32768 and 8192
+// tokens (draft_head_tokens of `tokens`), when the head is a large share of the model.
 Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> model, std::span<const int32_t> tokens,
-                                                const SessionOptions& so, int max_skip = -1);
+                                                const SessionOptions& so, int max_skip = -1, bool trim_head = true);
+
+// The n tokens a self-speculative draft's trimmed head keeps: every token of `context`
+// and every end-of-generation token, then the most common tokens by the vocabulary's own
+// order (SentencePiece scores, highest first; BPE ids, lowest first: earlier merges).
+std::vector<int32_t> draft_head_tokens(const Model& model, std::span<const int32_t> context, int n);
 
 struct SpecOptions {
     int draft_max = 5;     // 1..kMaxDraft tokens per round

@@ -63,17 +63,23 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
             if (!cal) return kiln::Status(cal.status());
             calib_s = seconds_since(t0);
             dopt.skip_layers = cal.value().skip_layers;
-            j["calibration"] = {{"skip_layers", dopt.skip_layers}, {"agreement", cal.value().agreement}, {"est_speedup", cal.value().est_speedup},
-                                {"seconds", calib_s}};
-            if (dopt.skip_layers.empty()) return kiln::Status::error("self-speculation calibration found no layer to skip on this prompt; pass --skip-layers");
+            dopt.head_tokens = cal.value().head_tokens;
+            const int head = dopt.head_tokens.empty() ? model->config().n_vocab : int(dopt.head_tokens.size());
+            j["calibration"] = {{"skip_layers", dopt.skip_layers}, {"head_tokens", head}, {"agreement", cal.value().agreement},
+                                {"est_speedup", cal.value().est_speedup}, {"seconds", calib_s}};
+            if (dopt.skip_layers.empty() && dopt.head_tokens.empty())
+                return kiln::Status::error("self-speculation calibration found no layer to skip on this prompt; pass --skip-layers");
             std::string list;
             for (int il : dopt.skip_layers) {
                 if (!list.empty()) list.push_back(',');
                 list.append(std::to_string(il));
             }
             if (!a.quiet)
-                std::fprintf(stderr, "kiln-generate: self-speculation calibrated in %.2f s: --skip-layers %s (%zu of %d layers, top-1 agreement %.2f, estimated %.2fx%s)\n",
-                             calib_s, list.c_str(), dopt.skip_layers.size(), model->config().n_layer, cal.value().agreement, cal.value().est_speedup,
+                std::fprintf(stderr,
+                             "kiln-generate: self-speculation calibrated in %.2f s: layers skipped: %s (%zu of %d), output head of %d tokens, top-1 agreement "
+                             "%.2f, estimated %.2fx%s\n",
+                             calib_s, list.empty() ? "none" : list.c_str(), dopt.skip_layers.size(), model->config().n_layer, head, cal.value().agreement,
+                             cal.value().est_speedup,
                              cal.value().est_speedup < 1 ? ": not expected to pay here" : "");
         }
         auto d = kiln::make_model_drafter(model, *model, s.n_ctx(), dopt);
