@@ -39,6 +39,23 @@ std::vector<std::pair<int32_t, float>> Sampler::distribution(const float* logits
 }
 
 std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams& params, const float* logits, int n_vocab, std::span<const int32_t> penalized) {
+    if (params.temperature <= 0) {
+        // Greedy: the argmax of the penalized logits in one pass (no candidate list: a
+        // 262144-token vocabulary would cost a 2 MB copy per token). Ties to the lower id.
+        std::vector<int32_t> pen(penalized.begin(), penalized.end());  // ascending, walked beside i
+        std::sort(pen.begin(), pen.end());
+        size_t next = 0;
+        int32_t best = 0;
+        float best_l = -INFINITY;
+        bool any = false;
+        for (int32_t i = 0; i < n_vocab; ++i) {
+            float l = logits[i];
+            while (next < pen.size() && pen[next] < i) ++next;
+            if (params.repeat_penalty != 1.0f && next < pen.size() && pen[next] == i) l = l > 0 ? l / params.repeat_penalty : l * params.repeat_penalty;
+            if (!any || l > best_l) best = i, best_l = l, any = true;
+        }
+        return {{best, 1.0f}};
+    }
     std::vector<std::pair<int32_t, float>> cand(static_cast<size_t>(n_vocab));  // (token, logit), then probability
     for (int i = 0; i < n_vocab; ++i) cand[size_t(i)] = {i, logits[i]};
     // Repetition penalty (llama.cpp's: divide positive logits, multiply negative ones).
@@ -49,10 +66,6 @@ std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams
                 l = l > 0 ? l / params.repeat_penalty : l * params.repeat_penalty;
             }
     auto by_logit = [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); };
-    if (params.temperature <= 0) {
-        auto best = std::min_element(cand.begin(), cand.end(), by_logit);
-        return {{best->first, 1.0f}};
-    }
     // top-k
     size_t keep = cand.size();
     if (params.top_k > 0 && size_t(params.top_k) < keep) keep = size_t(params.top_k);
