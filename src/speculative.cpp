@@ -13,12 +13,12 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 // The draft length with the most expected tokens per unit of cost: with per-token
 // acceptance a, k drafts yield (1 - a^(k+1)) / (1 - a) tokens and cost 1 + k (v + c) decodes.
-int best_draft_length(double a, double c, const SpecOptions& o) {
+int best_draft_length(double a, double c, double v, const SpecOptions& o) {
     int best_k = std::max(1, o.draft_min);
     double best = -1;
     for (int k = std::max(1, o.draft_min); k <= o.draft_max; ++k) {
         const double tokens = a >= 1 ? k + 1 : (1 - std::pow(a, k + 1)) / (1 - a);
-        const double rate = tokens / (1 + k * (o.verify_token_cost + c));
+        const double rate = tokens / (1 + k * (v + c));
         if (rate > best) best = rate, best_k = k;
     }
     return best_k;
@@ -98,6 +98,33 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
     const int n_vocab = target.model().config().n_vocab;
     // Greedy without a repetition penalty: a draft is kept iff it is the target's argmax.
     const bool greedy = sampler.params().temperature <= 0 && sampler.params().repeat_penalty == 1.0f;
+
+    // The verification cost per extra token, when not given: forwards of 1 and of
+    // 1 + draft_max prompt tokens on the empty cache (the faster of two each; the prefill
+    // below overwrites their KV entries).
+    double v_cost = o.verify_token_cost;
+    if (v_cost < 0 && !o.adaptive) v_cost = 0.35;  // unused without the adaptive length
+    if (v_cost < 0) {
+        const int n = std::min<int>(1 + o.draft_max, int(prompt.size()));
+        v_cost = 0.35;
+        if (n > 1) {
+            auto timed = [&](int len) -> Expected<double> {
+                double best = 1e30;
+                for (int rep = 0; rep < 2; ++rep) {
+                    auto t = Clock::now();
+                    KILN_TRY(target.forward(prompt.first(size_t(len))));
+                    best = std::min(best, seconds_since(t));
+                    KILN_TRY(target.truncate(0));
+                }
+                return best;
+            };
+            auto t1 = timed(1), tn = timed(n);
+            if (!t1) return t1.status();
+            if (!tn) return tn.status();
+            v_cost = std::clamp((tn.value() / t1.value() - 1) / (n - 1), 0.0, 1.0);
+        }
+    }
+    st.verify_token_cost = v_cost;
 
     // Prefill exactly as plain decoding does, so the first token and the prompt's KV
     // entries are the same bits.
@@ -200,11 +227,11 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
             acc = 0.9 * acc + m;
             trials = 0.9 * trials + m + (m < nd ? 1 : 0);
             // One-token target cost from this verification: t = t1 (1 + v nd).
-            const double t1 = verify_s / (1 + o.verify_token_cost * nd);
+            const double t1 = verify_s / (1 + v_cost * nd);
             const double c = t1 > 0 ? (st.draft_s - draft_s_before) / nd / t1 : 0;
             draft_cost = have_cost ? 0.8 * draft_cost + 0.2 * c : c;
             have_cost = true;
-            k_cur = best_draft_length(acc / trials, draft_cost, o);
+            k_cur = best_draft_length(acc / trials, draft_cost, v_cost, o);
         }
     }
     // Leave the cache as plain decoding would: every kept token fed but the last one (which

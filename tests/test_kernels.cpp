@@ -191,7 +191,7 @@ TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA a
 TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kernel on every ISA that has it") {
     for (Isa isa : available_isas()) {
         const KernelTable& kt = *table_for(isa);
-        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0}) {
+        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0}) {
             if (!kt.matmul_r16[int(t)]) continue;
             CAPTURE(isa_name(isa));
             CAPTURE(kiln::dtype_name(t));

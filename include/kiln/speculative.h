@@ -111,9 +111,11 @@ struct SpecOptions {
     // draft cost per token and verify_token_cost.
     bool adaptive = true;
     // Cost of one more token in a verification forward, relative to a one-token forward.
-    // Measured: ~0.35 for SmolLM2-135M on one Zen 4 core (small-batch matmuls are compute
-    // bound there); near 0 where decode is bandwidth bound (big models, many cores).
-    double verify_token_cost = 0.35;
+    // < 0 (default): measured on the prompt before the prefill (a few forwards of one and of
+    // 1 + draft_max tokens). It varies widely: ~0.35 for SmolLM2-135M Q4_1 on one Zen 4
+    // core (small-batch matmuls compute bound), ~0.05 for Gemma 3 270M with --repack, near
+    // 0 where decode is bandwidth bound (big models, many cores).
+    double verify_token_cost = -1;
     int n_predict = 128;   // -1: until end of generation or a full context
     bool ignore_eos = false;
 };
@@ -125,6 +127,7 @@ struct SpecStats {
     int drafted_at[kMaxDraft] = {};   // drafts proposed at position i of a round
     int accepted_at[kMaxDraft] = {};  // ... of which accepted
     double prefill_s = 0, draft_s = 0, verify_s = 0, decode_s = 0;  // decode_s: everything after prefill
+    double verify_token_cost = 0;     // the one the adaptive draft length used (measured or given)
 
     double acceptance_rate() const { return n_drafted ? double(n_accepted) / n_drafted : 0; }
     // Accepted drafts per verification round.

@@ -38,7 +38,10 @@ struct r16_q6_K {
 };
 static_assert(sizeof(r16_q6_K) == 4384);
 
-// 16 rows x 32 weights of q8_0 (544 bytes, as q8_0: 16 x 34).
+// 16 rows x 32 weights of q8_0 (544 bytes, as q8_0: 16 x 34). q5_0 repacks into this
+// layout too, its values (q - 16 with the same fp16 scale) widened to bytes: the q8_0
+// kernel then serves it exactly (Gemma 3's 640-wide matrices fall back to q5_0 in
+// Q4_K_M files, where the row kernel's per-block 5-bit unpack made them the slowest bytes).
 struct r16_q8_0 {
     uint16_t d[16];         // per row, fp16
     uint8_t qs[8][64];      // [step][4r+i]: q + 128, so vpdpbusd's unsigned operand is the weight

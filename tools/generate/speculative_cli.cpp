@@ -147,6 +147,7 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
     j["acceptance_rate"] = st.acceptance_rate();
     j["rounds"] = st.n_rounds;
     j["mean_accepted"] = st.mean_accepted();
+    j["verify_token_cost"] = st.verify_token_cost;
     j["tokens_per_round"] = st.n_rounds ? double(st.n_generated - 1) / st.n_rounds : 0;
     j["acceptance_by_position"] = by_pos;
     j["draft_s"] = st.draft_s;
