@@ -39,6 +39,9 @@ std::vector<std::pair<int32_t, float>> Sampler::distribution(const float* logits
 }
 
 std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams& params, const float* logits, int n_vocab, std::span<const int32_t> penalized) {
+    // Repetition penalty (llama.cpp's: divide positive logits, multiply negative ones).
+    const bool penalize = params.repeat_penalty != 1.0f;
+    auto penalized_logit = [&](float l) { return l > 0 ? l / params.repeat_penalty : l * params.repeat_penalty; };
     if (params.temperature <= 0) {
         // Greedy: the argmax of the penalized logits in one pass (no candidate list: a
         // 262144-token vocabulary would cost a 2 MB copy per token). Ties to the lower id.
@@ -51,20 +54,16 @@ std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams
         for (int32_t i = 0; i < n_vocab; ++i) {
             float l = logits[i];
             while (next < pen.size() && pen[next] < i) ++next;
-            if (params.repeat_penalty != 1.0f && next < pen.size() && pen[next] == i) l = l > 0 ? l / params.repeat_penalty : l * params.repeat_penalty;
+            if (penalize && next < pen.size() && pen[next] == i) l = penalized_logit(l);
             if (!any || l > best_l) best = i, best_l = l, any = true;
         }
         return {{best, 1.0f}};
     }
     std::vector<std::pair<int32_t, float>> cand(static_cast<size_t>(n_vocab));  // (token, logit), then probability
     for (int i = 0; i < n_vocab; ++i) cand[size_t(i)] = {i, logits[i]};
-    // Repetition penalty (llama.cpp's: divide positive logits, multiply negative ones).
-    if (params.repeat_penalty != 1.0f)
+    if (penalize)
         for (int32_t t : penalized)
-            if (t >= 0 && t < n_vocab) {
-                float& l = cand[size_t(t)].second;
-                l = l > 0 ? l / params.repeat_penalty : l * params.repeat_penalty;
-            }
+            if (t >= 0 && t < n_vocab) cand[size_t(t)].second = penalized_logit(cand[size_t(t)].second);
     auto by_logit = [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); };
     // top-k
     size_t keep = cand.size();

@@ -119,18 +119,24 @@ Status Session::check_tokens(std::span<const int32_t> tokens) const {
     return Status::ok();
 }
 
+Status Session::verify_on_device(const char* what, std::span<const int32_t> batch, const std::function<Status(const float* rope_local)>& verify) {
+    const int n = int(batch.size());
+    if (n > impl_->n_batch) return Status::error("%s: %d tokens exceed the batch size %d", what, n, impl_->n_batch);
+    const float* rope_local = impl_->fill_rope(model_->config(), n_past_, n);
+    n_logits_ = 0;
+    KILN_TRY(verify(rope_local));
+    n_past_ += n;
+    return Status::ok();
+}
+
 Status Session::verify_greedy(std::span<const int32_t> batch, int* accepted, int32_t* next) {
     KILN_TRY(check_tokens(batch));
     const int n = int(batch.size());
     const ModelConfig& c = model_->config();
-    if (impl_->device) {
-        if (n > impl_->n_batch) return Status::error("verify_greedy: %d tokens exceed the batch size %d", n, impl_->n_batch);
-        const float* rope_local = impl_->fill_rope(c, n_past_, n);
-        n_logits_ = 0;
-        KILN_TRY(impl_->device->verify_greedy(batch.data(), n, n_past_, impl_->rope_cs(), rope_local, accepted, next));
-        n_past_ += n;
-        return Status::ok();
-    }
+    if (impl_->device)
+        return verify_on_device("verify_greedy", batch, [&](const float* rope_local) {
+            return impl_->device->verify_greedy(batch.data(), n, n_past_, impl_->rope_cs(), rope_local, accepted, next);
+        });
     KILN_TRY(forward(batch, /*all_logits=*/true));
     // Greedy = the lowest index of the largest logit, as Sampler and argmax.comp pick.
     auto pick = [&](int i) { return int32_t(std::max_element(logits(i), logits(i) + c.n_vocab) - logits(i)); };
@@ -147,14 +153,10 @@ Status Session::verify_sampled(std::span<const int32_t> batch, const SampledVeri
     if (v.penalized.size() != n || v.q.size() + 1 != n || v.u.size() != 2 * n)
         return Status::error("verify_sampled: %zu tokens need %zu penalty lists, %zu draft distributions and %zu uniforms (got %zu, %zu, %zu)", n, n, n - 1,
                              2 * n, v.penalized.size(), v.q.size(), v.u.size());
-    if (impl_->device && impl_->device->can_verify_sampled(v)) {
-        if (int(n) > impl_->n_batch) return Status::error("verify_sampled: %zu tokens exceed the batch size %d", n, impl_->n_batch);
-        const float* rope_local = impl_->fill_rope(model_->config(), n_past_, int(n));
-        n_logits_ = 0;
-        KILN_TRY(impl_->device->verify_sampled(batch.data(), int(n), n_past_, impl_->rope_cs(), rope_local, v, accepted, next));
-        n_past_ += int(n);
-        return Status::ok();
-    }
+    if (impl_->device && impl_->device->can_verify_sampled(v))
+        return verify_on_device("verify_sampled", batch, [&](const float* rope_local) {
+            return impl_->device->verify_sampled(batch.data(), int(n), n_past_, impl_->rope_cs(), rope_local, v, accepted, next);
+        });
     KILN_TRY(forward(batch, /*all_logits=*/true));
     verify_sampled_rows(v, batch, logits(0), model_->config().n_vocab, accepted, next);
     return Status::ok();

@@ -80,6 +80,30 @@ void verify_sampled_rows(const SampledVerification& v, std::span<const int32_t> 
     *next = draw(sampling_distribution(v.params, logits + size_t(nd) * size_t(n_vocab), n_vocab, v.penalized[size_t(nd)]), v.u[size_t(2 * nd + 1)]);
 }
 
+namespace {
+
+// Cost of one more token in a verification forward relative to a one-token forward,
+// from forwards of 1 and of n prompt tokens on the empty target (the faster of two
+// each; truncated after, so the prefill that follows overwrites their KV entries).
+Expected<double> measure_verify_token_cost(Session& target, std::span<const int32_t> prompt, int n) {
+    auto timed = [&](int len) -> Expected<double> {
+        double best = 1e30;
+        for (int rep = 0; rep < 2; ++rep) {
+            auto t = Clock::now();
+            KILN_TRY(target.forward(prompt.first(size_t(len))));
+            best = std::min(best, seconds_since(t));
+            KILN_TRY(target.truncate(0));
+        }
+        return best;
+    };
+    auto t1 = timed(1), tn = timed(n);
+    if (!t1) return t1.status();
+    if (!tn) return tn.status();
+    return std::clamp((tn.value() / t1.value() - 1) / (n - 1), 0.0, 1.0);
+}
+
+}  // namespace
+
 Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter, std::span<const int32_t> prompt,
                             const SpecOptions& o, const TokenCallback& on_token, SpecStats* stats) {
     SpecStats local;
@@ -99,31 +123,16 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
     // Greedy without a repetition penalty: a draft is kept iff it is the target's argmax.
     const bool greedy = sampler.params().temperature <= 0 && sampler.params().repeat_penalty == 1.0f;
 
-    // The verification cost per extra token, when not given: forwards of 1 and of
-    // 1 + draft_max prompt tokens on the empty cache (the faster of two each; the prefill
-    // below overwrites their KV entries).
+    // The verification cost per extra token, when not given: measured on 1 + draft_max
+    // prompt tokens for the adaptive length (which alone uses it), else the SmolLM2 figure.
     double v_cost = o.verify_token_cost;
-    if (v_cost < 0 && !o.adaptive) v_cost = 0.35;  // unused without the adaptive length
-    if (v_cost < 0) {
-        const int n = std::min<int>(1 + o.draft_max, int(prompt.size()));
-        v_cost = 0.35;
-        if (n > 1) {
-            auto timed = [&](int len) -> Expected<double> {
-                double best = 1e30;
-                for (int rep = 0; rep < 2; ++rep) {
-                    auto t = Clock::now();
-                    KILN_TRY(target.forward(prompt.first(size_t(len))));
-                    best = std::min(best, seconds_since(t));
-                    KILN_TRY(target.truncate(0));
-                }
-                return best;
-            };
-            auto t1 = timed(1), tn = timed(n);
-            if (!t1) return t1.status();
-            if (!tn) return tn.status();
-            v_cost = std::clamp((tn.value() / t1.value() - 1) / (n - 1), 0.0, 1.0);
-        }
+    const int n_measure = std::min<int>(1 + o.draft_max, int(prompt.size()));
+    if (v_cost < 0 && o.adaptive && n_measure > 1) {
+        auto measured = measure_verify_token_cost(target, prompt, n_measure);
+        if (!measured) return measured.status();
+        v_cost = measured.value();
     }
+    if (v_cost < 0) v_cost = 0.35;
     st.verify_token_cost = v_cost;
 
     // Prefill exactly as plain decoding does, so the first token and the prompt's KV

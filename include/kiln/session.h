@@ -3,6 +3,7 @@
 // speculative verification (n = k + 1) with the same code.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -109,6 +110,9 @@ private:
     Session() = default;
     Status forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk);
     Status check_tokens(std::span<const int32_t> tokens) const;
+    // A verification on the device: appends batch (<= n_batch tokens) and runs `verify`
+    // with the chunk's local RoPE table; no logits come back.
+    Status verify_on_device(const char* what, std::span<const int32_t> batch, const std::function<Status(const float* rope_local)>& verify);
     std::shared_ptr<const Model> model_;
     std::unique_ptr<ThreadPool> pool_;
     std::unique_ptr<Impl> impl_;

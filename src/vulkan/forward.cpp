@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "cpu/kernels.h"
 #include "device_forward.h"
@@ -80,6 +81,10 @@ public:
     bool can_verify_sampled(const SampledVerification& v) const override;
     Status verify_sampled(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, const SampledVerification& v,
                           int* accepted, int32_t* next) override;
+    // Both verifications: records the batch's forward and its logits, then `test` (shaders
+    // that read logits_ and drafts_ and write verdict_), submits and reads the verdict.
+    Status verify_round(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local,
+                        const std::function<Status(Recorder&)>& test, int* accepted, int32_t* next);
     size_t kv_bytes_per_position() const override {
         const ModelConfig& c = model_.config();
         return size_t(c.n_layer) * size_t(c.n_head_kv) *
@@ -462,22 +467,30 @@ Status VulkanForward::forward(const int32_t* tokens, int n, int pos0, const floa
     return Status::ok();
 }
 
-Status VulkanForward::verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted, int32_t* next) {
-    const uint32_t V = uint32_t(model_.config().n_vocab), n_drafts = uint32_t(n - 1);
-    std::memcpy(drafts_.mapped(), tokens + 1, size_t(n_drafts) * 4);
+Status VulkanForward::verify_round(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local,
+                                   const std::function<Status(Recorder&)>& test, int* accepted, int32_t* next) {
+    std::memcpy(drafts_.mapped(), tokens + 1, size_t(n - 1) * 4);
     Recorder& r = *rec_;
     r.begin();
     KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, true));
     KILN_TRY(record_logits(r, 0, n));  // n <= kMatvecTokens rows
     r.barrier();
-    KILN_TRY(ops_.argmax(r, whole(logits_), whole(picks_), uint32_t(n), V));  // (n) greedy picks
-    r.barrier();
-    KILN_TRY(ops_.spec_verify(r, whole(picks_), whole(drafts_), whole(verdict_), n_drafts));
+    KILN_TRY(test(r));
     KILN_TRY(r.submit_and_wait());
     const uint32_t* verdict = static_cast<const uint32_t*>(verdict_.mapped());
     *accepted = int(verdict[0]);
     *next = int32_t(verdict[1]);
     return Status::ok();
+}
+
+Status VulkanForward::verify_greedy(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int* accepted, int32_t* next) {
+    const uint32_t V = uint32_t(model_.config().n_vocab), n_drafts = uint32_t(n - 1);
+    auto test = [&](Recorder& r) -> Status {
+        KILN_TRY(ops_.argmax(r, whole(logits_), whole(picks_), uint32_t(n), V));  // (n) greedy picks
+        r.barrier();
+        return ops_.spec_verify(r, whole(picks_), whole(drafts_), whole(verdict_), n_drafts);
+    };
+    return verify_round(tokens, n, pos0, rope_global, rope_local, test, accepted, next);
 }
 
 bool VulkanForward::can_verify_sampled(const SampledVerification& v) const {
@@ -512,22 +525,14 @@ Status VulkanForward::verify_sampled(const int32_t* tokens, int n, int pos0, con
             std::memcpy(&row[2 + 2 * i], &v.q[m][i].second, 4);
         }
     }
-    std::memcpy(drafts_.mapped(), tokens + 1, size_t(n_drafts) * 4);
     const SamplerParams& sp = v.params;
     const Ops::SampleChain chain{uint32_t(V), uint32_t(sp.top_k), sp.temperature, sp.top_p, sp.min_p, sp.repeat_penalty};
-    Recorder& r = *rec_;
-    r.begin();
-    KILN_TRY(record_chunk(r, tokens, n, pos0, rope_global, rope_local, true));
-    KILN_TRY(record_logits(r, 0, n));  // n <= kMatvecTokens rows
-    r.barrier();
-    KILN_TRY(ops_.spec_dist(r, whole(logits_), whole(pen_), whole(dist_), uint32_t(n), chain));  // (n) distributions
-    r.barrier();
-    KILN_TRY(ops_.spec_sample(r, whole(dist_), whole(drafts_), whole(draft_q_), whole(u_), whole(verdict_), n_drafts));
-    KILN_TRY(r.submit_and_wait());
-    const uint32_t* verdict = static_cast<const uint32_t*>(verdict_.mapped());
-    *accepted = int(verdict[0]);
-    *next = int32_t(verdict[1]);
-    return Status::ok();
+    auto test = [&](Recorder& r) -> Status {
+        KILN_TRY(ops_.spec_dist(r, whole(logits_), whole(pen_), whole(dist_), uint32_t(n), chain));  // (n) distributions
+        r.barrier();
+        return ops_.spec_sample(r, whole(dist_), whole(drafts_), whole(draft_q_), whole(u_), whole(verdict_), n_drafts);
+    };
+    return verify_round(tokens, n, pos0, rope_global, rope_local, test, accepted, next);
 }
 
 }  // namespace
