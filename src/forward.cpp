@@ -184,11 +184,11 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
     if (s.head_tokens.empty()) {
         linear(s, pool, w.output, xn, rows, out);
     } else {  // a trimmed head: its tokens' logits, -inf for the rest
-        const size_t T = s.head_tokens.size();
-        linear(s, pool, s.head, xn, rows, s.head_logits());  // (rows, T)
+        const size_t T = s.head_tokens.size(), stride = size_t(s.head.rows());
+        linear(s, pool, s.head, xn, rows, s.head_logits());  // (rows, stride)
         std::fill(out, out + size_t(rows) * size_t(c.n_vocab), -INFINITY);
         for (int r = 0; r < rows; ++r)
-            for (size_t j = 0; j < T; ++j) out[size_t(r) * size_t(c.n_vocab) + size_t(s.head_tokens[j])] = s.head_logits.data[size_t(r) * T + j];
+            for (size_t j = 0; j < T; ++j) out[size_t(r) * size_t(c.n_vocab) + size_t(s.head_tokens[j])] = s.head_logits.data[size_t(r) * stride + j];
     }
     n_logits_ += rows;
     return Status::ok();

@@ -28,7 +28,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     std::unique_ptr<Session> s(new Session());
     s->model_ = std::move(model);
     s->n_ctx_ = n_ctx;
-    s->pool_ = std::make_unique<ThreadPool>(o.n_threads, o.pin_threads);
+    s->pool_ = o.pool ? o.pool : std::make_shared<ThreadPool>(o.n_threads, o.pin_threads);
     s->impl_ = std::make_unique<Impl>();
     Impl& m = *s->impl_;
     m.kt = &cpu::active();
@@ -53,27 +53,28 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
     if (!o.logit_tokens.empty()) {
         if (o.backend == Backend::Vulkan) return Status::error("a trimmed output head (logit_tokens) runs on the CPU backend only");
-        m.head_tokens = o.logit_tokens;
-        std::sort(m.head_tokens.begin(), m.head_tokens.end());
-        m.head_tokens.erase(std::unique(m.head_tokens.begin(), m.head_tokens.end()), m.head_tokens.end());
-        if (m.head_tokens.front() < 0 || m.head_tokens.back() >= c.n_vocab)
-            return Status::error("logit_tokens: token id %d is outside the vocabulary [0, %d)", m.head_tokens.front() < 0 ? m.head_tokens.front() : m.head_tokens.back(),
-                                 c.n_vocab);
-        const size_t T = m.head_tokens.size(), rb = w.output.row_size();
-        m.head_rows.resize(T * rb);
-        for (size_t j = 0; j < T; ++j) std::memcpy(m.head_rows.data + j * rb, w.output.row(m.head_tokens[j]), rb);
+        std::vector<int32_t> tokens = o.logit_tokens;
+        std::sort(tokens.begin(), tokens.end());
+        tokens.erase(std::unique(tokens.begin(), tokens.end()), tokens.end());
+        if (tokens.front() < 0 || tokens.back() >= c.n_vocab)
+            return Status::error("logit_tokens: token id %d is outside the vocabulary [0, %d)", tokens.front() < 0 ? tokens.front() : tokens.back(), c.n_vocab);
+        const size_t R = cpu::kR16Rows, rb = w.output.row_size();
+        const size_t cap = std::min((tokens.size() + Impl::kHeadGrowth + R - 1) / R * R, size_t(c.n_vocab) / R * R + R);
+        m.head_rows.resize(cap * rb);
+        std::memset(m.head_rows.data, 0, cap * rb);  // zero rows: logits of 0 that nobody reads
         m.head = w.output;
         m.head.data = m.head_rows.data;
-        m.head.ne[1] = int64_t(T), m.head.ne[2] = m.head.ne[3] = 1;
+        m.head.ne[2] = m.head.ne[3] = 1;
         m.head.packed = nullptr;
-        if (w.output.packed && cpu::r16_supported(m.head.dtype, int64_t(T))) {  // as the model's own head, for the same kernels
+        if (w.output.packed && cpu::r16_supported(m.head.dtype, int64_t(cap))) {  // as the model's own head, for the same kernels
             const size_t group = cpu::r16_group_bytes(m.head.dtype, m.head.cols());
-            m.head_packed.resize(T / cpu::kR16Rows * group);
-            cpu::r16_repack(m.head.dtype, m.head_rows.data, rb, int64_t(T), m.head.cols(), m.head_packed.data);
+            m.head_packed.resize(cap / R * group);  // filled by add_logit_tokens
             m.head.packed = m.head_packed.data;
             m.head.packed_group_bytes = group;
         }
-        m.head_logits.resize(size_t(m.n_batch) * T);
+        m.head_logits.resize(size_t(m.n_batch) * cap);
+        m.in_head.assign(size_t(c.n_vocab), 0);
+        s->add_logit_tokens(tokens);
     }
     if (o.backend == Backend::Vulkan) {
         auto device = create_vulkan_forward(*s->model_, o, n_ctx, m.n_batch, m.skip);
@@ -184,6 +185,25 @@ const float* Session::logits(int i) const {
 size_t Session::kv_bytes_per_position() const {
     if (impl_->device) return impl_->device->kv_bytes_per_position();
     return impl_->kv.bytes() / size_t(impl_->kv.n_ctx);
+}
+
+int Session::add_logit_tokens(std::span<const int32_t> tokens) {
+    Impl& m = *impl_;
+    if (m.in_head.empty()) return 0;
+    const TensorView& output = model_->weights().output;
+    const size_t rb = output.row_size(), cap = m.head_rows.size / rb, R = cpu::kR16Rows, first = m.head_tokens.size();
+    for (int32_t t : tokens) {
+        if (t < 0 || size_t(t) >= m.in_head.size() || m.in_head[size_t(t)] || m.head_tokens.size() == cap) continue;
+        std::memcpy(m.head_rows.data + m.head_tokens.size() * rb, output.row(t), rb);
+        m.in_head[size_t(t)] = 1;
+        m.head_tokens.push_back(t);
+    }
+    const size_t last = m.head_tokens.size();
+    if (m.head.packed && last > first)  // the 16-row groups the new rows fall in, repacked
+        cpu::r16_repack(m.head.dtype, m.head_rows.data + first / R * R * rb, rb, int64_t((last + R - 1) / R * R - first / R * R), m.head.cols(),
+                        m.head_packed.data + first / R * m.head.packed_group_bytes);
+    m.head.ne[1] = int64_t((last + R - 1) / R * R);
+    return int(last - first);
 }
 
 Status Session::truncate(int n_keep) {

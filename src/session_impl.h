@@ -105,11 +105,15 @@ struct Session::Impl {
     std::vector<float> rope_freqs; // (rope_dim / 2) inverse frequency divisors (1 if absent)
     std::shared_ptr<MoeScratch> moe;  // MoE layers' scratch (moe.cpp); null for dense models
     // A trimmed output head (SessionOptions::logit_tokens); head_tokens empty: the whole one.
-    std::vector<int32_t> head_tokens;  // (T) token ids, ascending
-    AlignedBuffer<uint8_t> head_rows;  // (T, output row bytes) their rows of the output matrix
+    // It has room for kHeadGrowth more tokens (Session::add_logit_tokens); the matmul runs
+    // over the used rows rounded up to 16, the rows past T being zeros no logit is read from.
+    static constexpr size_t kHeadGrowth = 1024;
+    std::vector<int32_t> head_tokens;  // (T) token ids, in row order
+    std::vector<uint8_t> in_head;      // (n_vocab) 1 for the tokens of head_tokens
+    AlignedBuffer<uint8_t> head_rows;  // (capacity, output row bytes) their rows of the output matrix, zeros past T
     AlignedBuffer<uint8_t> head_packed;  // their row-interleaved copy when the model has one (--repack)
-    TensorView head;                   // (T, n_embd) over head_rows
-    AlignedBuffer<float> head_logits;  // (n_batch, T)
+    TensorView head;                   // (round_up(T, 16), n_embd) over head_rows
+    AlignedBuffer<float> head_logits;  // (n_batch, capacity), row stride head.rows()
     // Backend::Vulkan: the device runs the forward pass (weights, KV cache and activations
     // live there) and the CPU buffers above stay unallocated but for the RoPE tables.
     std::unique_ptr<DeviceForward> device;

@@ -87,6 +87,7 @@ private:
         c = std::min(c, h.size() - 1);  // at least the last token is fed, for its logits
         KILN_TRY(s_->truncate(int(c)));
         cached_.resize(c);
+        s_->add_logit_tokens(h.subspan(c));  // a trimmed head learns what the target says
         const size_t stop = o_.pard_mask_id >= 0 ? h.size() - 1 : h.size();  // PARD feeds the last one with the masks
         if (stop > c) {
             if (int(stop) > s_->n_ctx()) return Status::error("draft context full (%d tokens)", s_->n_ctx());
@@ -198,6 +199,7 @@ Expected<std::unique_ptr<Drafter>> make_model_drafter(std::shared_ptr<const Mode
     SessionOptions so;
     so.n_ctx = n_ctx;
     so.n_threads = o.n_threads;
+    so.pool = o.pool;
     so.isa = o.isa;
     so.skip_layers = o.skip_layers;
     so.logit_tokens = o.head_tokens;
@@ -217,6 +219,11 @@ std::vector<int32_t> draft_head_tokens(const Model& model, std::span<const int32
     for (int32_t t = 0; t < V; ++t)
         if (tok.is_eog(t)) add(t);
     for (int32_t t : context) add(t);
+    // Single ASCII characters (letters and digits of lists and code; Gemma ranks them last).
+    for (int32_t t = 0; t < V; ++t) {
+        const std::string& text = tok.token_text(t);
+        if (text.size() == 1 && text[0] > ' ' && text[0] < 127 && tok.token_type(t) == TokenType::Normal) add(t);
+    }
     // SentencePiece scores rank pieces by frequency; byte-level BPE vocabularies are in merge
     // order (frequent pairs merge first), so a lower id is the more common token.
     std::vector<int32_t> order(static_cast<size_t>(V));

@@ -264,7 +264,7 @@ TEST_CASE("model: speculative: calibration picks a skip set for self-speculation
     CHECK(r->head_tokens.empty());
 }
 
-TEST_CASE("model: speculative: a trimmed output head gives the full head's logits for its tokens, and calibration picks one for Gemma 3") {
+TEST_CASE("model: speculative: a trimmed output head (and the tokens added to it) gives the full head's logits for its tokens, and calibration picks one for Gemma 3") {
     for (bool repack : {false, true}) {
         CAPTURE(repack);
         kiln::LoadOptions lo;
@@ -298,6 +298,29 @@ TEST_CASE("model: speculative: a trimmed output head gives the full head's logit
             }
         }
         CHECK(bad == 0);  // bit for bit: each row's dot product does not depend on the others
+        // The head grows by the tokens added to it (up to 1024 past its start), across 16-row
+        // groups, and the new rows give the full head's logits too.
+        std::vector<char> kept(size_t(V), 0);  // (V) tokens the trimmed session has logits for
+        for (int32_t t : head) kept[size_t(t)] = 1;
+        std::vector<int32_t> extra;  // tokens outside the head, spread over the vocabulary
+        for (int32_t t = V - 1; t >= 0 && extra.size() < 1100; t -= 7)
+            if (!kept[size_t(t)]) extra.push_back(t);
+        const std::vector<int32_t> some = {extra[0], extra[1], extra[0], head[5], V, -1, extra[2], extra[3], extra[4]};  // 5 new, a repeat, a kept one, 2 bad ids
+        CHECK(trimmed.value()->add_logit_tokens(some) == 5);
+        CHECK(trimmed.value()->add_logit_tokens(extra) == 1024 - 5);
+        CHECK(trimmed.value()->add_logit_tokens(extra) == 0);
+        CHECK(full.value()->add_logit_tokens(extra) == 0);
+        for (size_t i = 0; i < 1024; ++i) kept[size_t(extra[i])] = 1;
+        const std::vector<int32_t> next = {extra[3], 1000};
+        REQUIRE(full.value()->forward(next, true).is_ok());
+        REQUIRE(trimmed.value()->forward(next, true).is_ok());
+        int grown_bad = 0, grown_kept = 0;
+        for (int i = 0; i < 2; ++i) {
+            const float *lf = full.value()->logits(i), *lt = trimmed.value()->logits(i);
+            for (int t = 0; t < V; ++t) grown_bad += kept[size_t(t)] ? lt[t] != lf[t] : lt[t] != -INFINITY, grown_kept += lt[t] != -INFINITY;
+        }
+        CHECK(grown_bad == 0);
+        CHECK(grown_kept == 2 * (4096 + 1024));
         so.logit_tokens = {V};
         CHECK(!kiln::Session::create(m, so).is_ok());
     }

@@ -28,6 +28,10 @@ struct SessionOptions {
     // error from a 4-bit cache. Needs power-of-two head sizes.
     bool kv_hadamard = false;
     int n_threads = 0;         // 0: one per available core
+    // Run on this thread pool instead of creating one (n_threads and pin_threads are then
+    // ignored). A draft session shares its target's pool: the two run alternately, and two
+    // pools would have one's workers spinning on the cores the other is computing on.
+    std::shared_ptr<ThreadPool> pool;
     int n_batch = 512;         // tokens per forward chunk (bounds the scratch memory)
     bool pin_threads = false;
     const char* isa = nullptr;  // CPU kernels: "avx512", "avx2", "generic"; nullptr: best (or KILN_ISA)
@@ -86,6 +90,12 @@ public:
     // device and only these two numbers come back; otherwise on the host from the logits.
     Status verify_sampled(std::span<const int32_t> batch, const SampledVerification& v, int* accepted, int32_t* next);
 
+    // Adds tokens to a trimmed output head (SessionOptions::logit_tokens), e.g. the tokens a
+    // self-speculative draft saw its target produce; returns how many were new. The head
+    // has room for 1024 more than it started with; later tokens are not added. A session
+    // with the whole head ignores this.
+    int add_logit_tokens(std::span<const int32_t> tokens);
+
     // Logits (n_vocab floats) of token i of the last forward (all_logits), or of its last
     // token for i = -1.
     const float* logits(int i = -1) const;
@@ -102,6 +112,7 @@ public:
 
     const Model& model() const { return *model_; }
     ThreadPool& pool() { return *pool_; }
+    const std::shared_ptr<ThreadPool>& shared_pool() const { return pool_; }
     int n_threads() const { return pool_->size(); }
 
     struct Impl;
@@ -114,7 +125,7 @@ private:
     // with the chunk's local RoPE table; no logits come back.
     Status verify_on_device(const char* what, std::span<const int32_t> batch, const std::function<Status(const float* rope_local)>& verify);
     std::shared_ptr<const Model> model_;
-    std::unique_ptr<ThreadPool> pool_;
+    std::shared_ptr<ThreadPool> pool_;
     std::unique_ptr<Impl> impl_;
     int n_ctx_ = 0;
     int n_past_ = 0;

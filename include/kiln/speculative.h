@@ -59,6 +59,7 @@ std::unique_ptr<Drafter> make_lookup_drafter(int ngram_max, int ngram_min = 1);
 struct DraftModelOptions {
     int n_ctx = 0;              // draft KV cache; 0: the target session's context
     int n_threads = 0;          // 0: one per core
+    std::shared_ptr<ThreadPool> pool;  // the target session's (Session::shared_pool()); null: a pool of n_threads
     const char* isa = nullptr;  // as SessionOptions::isa
     float p_min = 0.0f;         // stop drafting when the draft's probability of its token falls below this
     SamplerParams sampling;     // the draft samples from this (temperature <= 0: greedy drafts)

@@ -74,7 +74,7 @@ void fill_avx512(KernelTable& t) {
     t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16::matmul<DType::Q4_K>;
     t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16::matmul<DType::Q6_K>;
     t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16::matmul<DType::Q8_0>;
-    t.matmul_r16[int(DType::Q5_0)] = KILN_ISA_NS::r16::matmul<DType::Q8_0>;  // q5_0 repacks into the q8_0 layout (r16.h)
+    t.matmul_r16[int(DType::Q5_0)] = KILN_ISA_NS::r16::matmul<DType::Q5_0>;
 }
 
 }  // namespace kiln::cpu

@@ -42,7 +42,8 @@ size_t r16_group_bytes(DType t, int64_t k) {
     switch (t) {
         case DType::Q4_K: return size_t(k / QK_K) * sizeof(r16_q4_K);
         case DType::Q6_K: return size_t(k / QK_K) * sizeof(r16_q6_K);
-        case DType::Q8_0: case DType::Q5_0: return size_t(k / QK8_0) * sizeof(r16_q8_0);
+        case DType::Q8_0: return size_t(k / QK8_0) * sizeof(r16_q8_0);
+        case DType::Q5_0: return size_t(k / QK5_0) * sizeof(r16_q5_0);
         default: return 0;
     }
 }
@@ -85,17 +86,20 @@ void r16_repack(DType t, const void* src, size_t src_stride, int64_t rows, int64
             }
         } else if (t == DType::Q5_0) {
             for (int64_t ib = 0; ib < k / QK5_0; ++ib) {
-                r16_q8_0& o = reinterpret_cast<r16_q8_0*>(out)[ib];
+                r16_q5_0& o = reinterpret_cast<r16_q5_0*>(out)[ib];
+                uint8_t q[16][32];
+                std::memset(o.qh, 0, sizeof o.qh);
                 for (int r = 0; r < 16; ++r) {
                     const block_q5_0& b = reinterpret_cast<const block_q5_0*>(row(r))[ib];
                     uint32_t qh;
                     std::memcpy(&qh, b.qh, 4);
                     o.d[r] = b.d;
                     for (int e = 0; e < 32; ++e) {  // element e: nibble e % 16 of qs (high half for e >= 16), 5th bit qh bit e
-                        const int q = ((b.qs[e % 16] >> (e < 16 ? 0 : 4)) & 0xF) | int((qh >> e) & 1) << 4;
-                        o.qs[e / 4][4 * r + e % 4] = uint8_t(q - 16 + 128);
+                        q[r][e] = uint8_t((b.qs[e % 16] >> (e < 16 ? 0 : 4)) & 0xF);
+                        o.qh[e / 4] |= uint64_t((qh >> e) & 1) << (4 * r + e % 4);
                     }
                 }
+                pack_nibbles(q, o.qs);
             }
         } else if (t == DType::Q8_0) {
             for (int64_t ib = 0; ib < k / QK8_0; ++ib) {

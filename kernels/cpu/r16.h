@@ -38,15 +38,23 @@ struct r16_q6_K {
 };
 static_assert(sizeof(r16_q6_K) == 4384);
 
-// 16 rows x 32 weights of q8_0 (544 bytes, as q8_0: 16 x 34). q5_0 repacks into this
-// layout too, its values (q - 16 with the same fp16 scale) widened to bytes: the q8_0
-// kernel then serves it exactly (Gemma 3's 640-wide matrices fall back to q5_0 in
-// Q4_K_M files, where the row kernel's per-block 5-bit unpack made them the slowest bytes).
+// 16 rows x 32 weights of q8_0 (544 bytes, as q8_0: 16 x 34).
 struct r16_q8_0 {
     uint16_t d[16];         // per row, fp16
     uint8_t qs[8][64];      // [step][4r+i]: q + 128, so vpdpbusd's unsigned operand is the weight
 };
 static_assert(sizeof(r16_q8_0) == 544);
+
+// 16 rows x 32 weights of q5_0 (352 bytes, as q5_0: 16 x 22), the 5th bits as one 64-bit
+// mask per step: a masked byte add puts them back (vpaddb under k), so the kernel reads
+// q5_0's bytes and still feeds whole bytes to vpdpbusd. (Gemma 3's 640-wide matrices are
+// q5_0 in Q4_K_M files; widened to q8_0 they read 55% more bytes.)
+struct r16_q5_0 {
+    uint16_t d[16];         // per row, fp16
+    uint8_t qs[4][64];      // [c][4r+i]: 4 low bits, step c in the low nibble, step c + 4 in the high
+    uint64_t qh[8];         // [step]: bit 4r+i is the 5th bit of weight 4 step + i of row r
+};
+static_assert(sizeof(r16_q5_0) == 352);
 
 // True if rows of type t can be repacked (and rows is a multiple of 16).
 bool r16_supported(DType t, int64_t rows);

@@ -44,10 +44,12 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
                              SpecRun* run) {
     kiln::SessionOptions so = so_in;  // for the calibration and the --spec-compare run
     so.n_ctx = s.n_ctx();
+    so.pool = s.shared_pool();  // every session here runs in turn with the target: one pool, no workers spinning against each other
 
     kiln::DraftModelOptions dopt;
     dopt.n_ctx = a.ctx_draft;
     dopt.n_threads = a.n_threads;
+    dopt.pool = s.shared_pool();
     dopt.p_min = a.draft_p_min;
     dopt.sampling = a.sampling;
     std::unique_ptr<kiln::Drafter> drafter;
