@@ -38,4 +38,5 @@ for m in "$gemma" "$smol"; do
   [ "$m" = "$smol" ] && chat=(--chat)
   run "$(basename "$m" .gguf), self-spec (calibrated), general" -m "$m" -f bench/prompts/general.txt "${chat[@]}" -n 128 --self-spec --repack
 done
+run "gemma-3-270m-q4_k_m, self-spec (calibrated), story" -m "$gemma" -f bench/prompts/story.txt -n 128 --self-spec --repack
 run "SmolLM2 Q8_0 target, Q4_1 draft model, general (chat)" -m "$smol_q8" -md "$smol" -f bench/prompts/general.txt --chat -n 128 --draft-max 5
