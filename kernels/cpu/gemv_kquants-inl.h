@@ -102,8 +102,8 @@ void rows_q6_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
     }
     for (int64_t r = r0; r < r1; ++r) {
         const auto* blocks = reinterpret_cast<const block_q6_K*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
-        __m512 acc[NY];
-        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        float acc[NY];  // one float per token: the r16 kernel's order, see below
+        for (int c = 0; c < NY; ++c) acc[c] = 0.0f;
         for (int64_t ib = 0; ib < nb; ++ib) {
             const block_q6_K& b = blocks[ib];
             _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
@@ -127,10 +127,13 @@ void rows_q6_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
                 // q - 32: subtract 32 * sum_g scale_g * bsum_g
                 const __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
                 sumi = _mm512_sub_epi32(sumi, _mm512_castsi256_si512(_mm256_slli_epi32(off, 5)));
-                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * a.d), acc[c]);
+                // The super-block's exact integer total, then one fused multiply-add: the
+                // float operations of the r16 kernel, so both give the same bits and decode
+                // can read these 6.56-bit rows while verification uses the r16 copy.
+                acc[c] = std::fma(float(_mm512_reduce_add_epi32(sumi)), d * a.d, acc[c]);
             }
         }
-        for (int c = 0; c < NY; ++c) y[c][r] = hsum16(acc[c]);
+        for (int c = 0; c < NY; ++c) y[c][r] = acc[c];
     }
 }
 
