@@ -328,9 +328,7 @@ Status Model::repack_weights() {
         if (!t.empty() && cpu::r16_supported(t.dtype, t.ne[1]) && t.ne[3] == 1) todo.push_back(&t);
     };
     for (LayerWeights& l : weights_.layers)
-        for (TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_exps, &l.ffn_up_exps,
-                              &l.ffn_down_exps, &l.ffn_gate_shexp, &l.ffn_up_shexp, &l.ffn_down_shexp})
-            consider(*t);
+        for (TensorView* t : l.matrices()) consider(*t);
     consider(weights_.output);
     ThreadPool pool;
     for (TensorView* t : todo) {

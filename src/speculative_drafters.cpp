@@ -253,10 +253,8 @@ ForwardBytes forward_bytes(const Model& model) {
     const double expert_share = c.n_expert > 0 ? double(c.n_expert_used) / c.n_expert : 1.0;
     for (const LayerWeights& L : model.weights().layers) {
         double bytes = 0;
-        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_down_shexp})
-            if (!t->empty()) bytes += double(t->nbytes());
-        for (const TensorView* t : {&L.ffn_gate_exps, &L.ffn_up_exps, &L.ffn_down_exps})
-            if (!t->empty()) bytes += double(t->nbytes()) * expert_share;
+        for (const TensorView* t : L.matrices())  // 3-D expert tensors: the chosen experts' share
+            if (!t->empty()) bytes += double(t->nbytes()) * (t->ne[2] > 1 ? expert_share : 1.0);
         b.layer.push_back(bytes);
         b.total += bytes;
     }

@@ -2,6 +2,7 @@
 // its tokenizer. A Model is immutable after load and can serve several Sessions.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <string>
@@ -74,6 +75,22 @@ struct LayerWeights {
     TensorView ffn_gate_inp;
     TensorView ffn_gate_exps, ffn_up_exps, ffn_down_exps;
     TensorView ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp, ffn_gate_inp_shexp;
+
+    // Every weight matrix of the layer (attention, dense MLP, router, experts, shared
+    // expert; absent ones are empty()) and every vector (norms, biases), for the code that
+    // walks all of them: repacking, byte counts, the Vulkan upload.
+    std::array<TensorView*, 15> matrices() { return matrices_of(*this); }
+    std::array<const TensorView*, 15> matrices() const { return matrices_of(*this); }
+    std::array<const TensorView*, 9> vectors() const {
+        return {&attn_norm, &bq, &bk, &bv, &q_norm, &k_norm, &post_attn_norm, &ffn_norm, &post_ffn_norm};
+    }
+
+private:
+    template <class Self>
+    static std::array<decltype(&std::declval<Self&>().wq), 15> matrices_of(Self& l) {
+        return {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_inp, &l.ffn_gate_exps, &l.ffn_up_exps,
+                &l.ffn_down_exps, &l.ffn_gate_shexp, &l.ffn_up_shexp, &l.ffn_down_shexp, &l.ffn_gate_inp_shexp};
+    }
 };
 
 struct Weights {

@@ -130,36 +130,13 @@ void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
     }
 }
 
-template <int NY>
-void q8_0(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
-    const int64_t nb = k / QK8_0;
-    for (int64_t g = g0; g < g1; ++g) {
-        const auto* blocks = reinterpret_cast<const r16_q8_0*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
-        __m512 acc[NY];
-        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
-        for (int64_t ib = 0; ib < nb; ++ib) {
-            const r16_q8_0& b = blocks[ib];
-            if constexpr (NY > 1)  // the block after next, whole (544 bytes)
-                for (size_t off = 0; off < sizeof(r16_q8_0); off += 64) _mm_prefetch(reinterpret_cast<const char*>(&b + 2) + off, _MM_HINT_T0);
-            __m512i wq[8];
-            for (int j = 0; j < 8; ++j) wq[j] = _mm512_loadu_si512(b.qs[j]);
-            const __m512 d = load_f16x16(b.d);
-            for (int c = 0; c < NY; ++c) {
-                const block_q8_x32& a = static_cast<const block_q8_x32*>(act[c])[ib];
-                // weights are q + 128: start at -128 * sum(a) to cancel the offset exactly
-                __m512i dot = _mm512_set1_epi32(-128 * int32_t(a.sum));
-                for (int j = 0; j < 8; ++j) dot = _mm512_dpbusd_epi32(dot, wq[j], bcast4(a.qs + 4 * j));
-                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
-            }
-        }
-        for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + g * kR16Rows, acc[c]);
-    }
+// The 32-weight formats: weights as unsigned bytes (8 steps of 16 rows x 4) and the value
+// kZero that stands for 0 (q8_0 stores q + 128; q5_0's 5-bit values are q + 16).
+inline void unpack(const r16_q8_0& b, __m512i* wq) {
+    for (int j = 0; j < 8; ++j) wq[j] = _mm512_loadu_si512(b.qs[j]);
 }
-
-// q5_0: the nibbles unpack as q4_K's, the 5th bits come back as 16 added under a byte
-// mask, and the -16 offset is -16 x the activation block sum up front (exact in integers:
-// the same sums as q5_0 widened to q8_0).
-inline void q5_0_values(const r16_q5_0& b, __m512i* wq) {  // wq: (8) steps of 16 rows x 4 weights, 0..31
+// q5_0: the nibbles unpack as q4_K's, the 5th bits come back as 16 added under a byte mask.
+inline void unpack(const r16_q5_0& b, __m512i* wq) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(16);
     for (int c = 0; c < 4; ++c) {
         const __m512i v = _mm512_loadu_si512(b.qs[c]);
@@ -168,24 +145,27 @@ inline void q5_0_values(const r16_q5_0& b, __m512i* wq) {  // wq: (8) steps of 1
     }
     for (int j = 0; j < 8; ++j) wq[j] = _mm512_mask_add_epi8(wq[j], _cvtu64_mask64(b.qh[j]), wq[j], b16);
 }
+template <class Block>
+constexpr int32_t kZero = std::is_same_v<Block, r16_q5_0> ? 16 : 128;
 
-template <int NY>
-void q5_0(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
-    const int64_t nb = k / QK5_0;
+template <class Block, int NY>
+void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
+    const int64_t nb = k / 32;
     for (int64_t g = g0; g < g1; ++g) {
-        const auto* blocks = reinterpret_cast<const r16_q5_0*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
+        const auto* blocks = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
         __m512 acc[NY];
         for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
-            const r16_q5_0& b = blocks[ib];
-            if constexpr (NY > 1)  // the block after next, whole (352 bytes)
-                for (size_t off = 0; off < sizeof(r16_q5_0); off += 64) _mm_prefetch(reinterpret_cast<const char*>(&b + 2) + off, _MM_HINT_T0);
+            const Block& b = blocks[ib];
+            if constexpr (NY > 1)  // the block after next, whole
+                for (size_t off = 0; off < sizeof(Block); off += 64) _mm_prefetch(reinterpret_cast<const char*>(&b + 2) + off, _MM_HINT_T0);
             __m512i wq[8];
-            q5_0_values(b, wq);
+            unpack(b, wq);
             const __m512 d = load_f16x16(b.d);
             for (int c = 0; c < NY; ++c) {
                 const block_q8_x32& a = static_cast<const block_q8_x32*>(act[c])[ib];
-                __m512i dot = _mm512_set1_epi32(-16 * int32_t(a.sum));
+                // start at -kZero * sum(a): cancels the weights' offset exactly
+                __m512i dot = _mm512_set1_epi32(-kZero<Block> * int32_t(a.sum));
                 for (int j = 0; j < 8; ++j) dot = _mm512_dpbusd_epi32(dot, wq[j], bcast4(a.qs + 4 * j));
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
             }
@@ -198,8 +178,8 @@ template <DType T, int NY>
 void group_rows(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     if constexpr (T == DType::Q4_K) q4_K<NY>(k, w, group_bytes, g0, g1, act, y);
     else if constexpr (T == DType::Q6_K) q6_K<NY>(k, w, group_bytes, g0, g1, act, y);
-    else if constexpr (T == DType::Q5_0) q5_0<NY>(k, w, group_bytes, g0, g1, act, y);
-    else q8_0<NY>(k, w, group_bytes, g0, g1, act, y);
+    else if constexpr (T == DType::Q5_0) blocks32<r16_q5_0, NY>(k, w, group_bytes, g0, g1, act, y);
+    else blocks32<r16_q8_0, NY>(k, w, group_bytes, g0, g1, act, y);
 }
 
 // A GEMM panel (gemm_vnni-inl.h) from one r16 group: the rows are already interleaved,
@@ -240,20 +220,14 @@ void pack_panel_r16(const uint8_t* group, int64_t k, gemm::Panel& p) {
                 _mm512_storeu_ps(mn, _mm512_mul_ps(s, _mm512_set1_ps(-32.0f)));
             }
         }
-    } else if constexpr (T == DType::Q5_0) {  // q - 16 + 128, as the GEMM's signed formats are stored
-        const __m512i offset = _mm512_set1_epi8(128 - 16);
-        for (int64_t ib = 0; ib < k / QK5_0; ++ib, sc += 16) {
-            const r16_q5_0& b = reinterpret_cast<const r16_q5_0*>(group)[ib];
+    } else {  // q8_0, q5_0: signed values + 128, as the GEMM's signed formats are stored
+        using Block = std::conditional_t<T == DType::Q5_0, r16_q5_0, r16_q8_0>;
+        const __m512i to_signed = _mm512_set1_epi8(char(128 - kZero<Block>));
+        for (int64_t ib = 0; ib < k / 32; ++ib, sc += 16) {
+            const Block& b = reinterpret_cast<const Block*>(group)[ib];
             __m512i wq[8];
-            q5_0_values(b, wq);
-            for (int j = 0; j < 8; ++j, q += 64) _mm512_storeu_si512(q, _mm512_add_epi8(wq[j], offset));
-            _mm512_storeu_ps(sc, load_f16x16(b.d));
-        }
-    } else {  // q8_0: bytes are q + 128 already, as the GEMM's signed formats are stored
-        for (int64_t ib = 0; ib < k / QK8_0; ++ib, sc += 16) {
-            const r16_q8_0& b = reinterpret_cast<const r16_q8_0*>(group)[ib];
-            std::memcpy(q, b.qs, sizeof b.qs);
-            q += sizeof b.qs;
+            unpack(b, wq);
+            for (int j = 0; j < 8; ++j, q += 64) _mm512_storeu_si512(q, _mm512_add_epi8(wq[j], to_signed));
             _mm512_storeu_ps(sc, load_f16x16(b.d));
         }
     }

@@ -54,22 +54,18 @@ Status check_supported(const Model& model, const SessionOptions& o) {
     KILN_TRY(check_matrix(w.output));
     KILN_TRY(check_vector(w.output_norm));
     for (const LayerWeights& L : w.layers) {
-        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.ffn_gate_inp, &L.ffn_gate_exps, &L.ffn_up_exps,
-                                    &L.ffn_down_exps, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_down_shexp, &L.ffn_gate_inp_shexp})
-            KILN_TRY(check_matrix(*t));
-        for (const TensorView* t : {&L.attn_norm, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm, &L.post_attn_norm, &L.ffn_norm, &L.post_ffn_norm})
-            KILN_TRY(check_vector(*t));
+        for (const TensorView* t : L.matrices()) KILN_TRY(check_matrix(*t));
+        for (const TensorView* t : L.vectors()) KILN_TRY(check_vector(*t));
     }
     return Status::ok();
 }
 
 std::vector<const TensorView*> all_tensors(const Weights& w) {
     std::vector<const TensorView*> out = {&w.token_embd, &w.output_norm, &w.output};
-    for (const LayerWeights& L : w.layers)
-        for (const TensorView* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm, &L.post_attn_norm, &L.ffn_norm,
-                                    &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.post_ffn_norm, &L.ffn_gate_inp, &L.ffn_gate_exps, &L.ffn_up_exps,
-                                    &L.ffn_down_exps, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_down_shexp, &L.ffn_gate_inp_shexp})
-            out.push_back(t);
+    for (const LayerWeights& L : w.layers) {
+        for (const TensorView* t : L.vectors()) out.push_back(t);
+        for (const TensorView* t : L.matrices()) out.push_back(t);
+    }
     return out;
 }
 
