@@ -31,6 +31,7 @@ struct SessionOptions {
     // Run on this thread pool instead of creating one (n_threads and pin_threads are then
     // ignored). A draft session shares its target's pool: the two run alternately, and two
     // pools would have one's workers spinning on the cores the other is computing on.
+    // Sessions on one pool must not run forward() at the same time.
     std::shared_ptr<ThreadPool> pool;
     int n_batch = 512;         // tokens per forward chunk (bounds the scratch memory)
     bool pin_threads = false;
