@@ -1,6 +1,7 @@
-// Microbenchmarks of flash attention (src/attention.cpp) for one layer, single-threaded,
-// best ISA: decode (1 token), verification (8) and a prefill chunk (64) against a cache
-// of 512 / 4096 / 16384 positions, for the head layouts of the models kiln is measured on.
+// Microbenchmarks of flash attention (src/attention.cpp) for one layer, best ISA, F16 /
+// BF16 / Q8_0 caches: decode (1 token), verification (8) and a prefill chunk (64) against
+// a cache of 512 / 4096 / 16384 positions, for the head layouts of the models kiln is
+// measured on; single-threaded, and at 16384 also with 2 threads (decode's KV length split).
 // Bytes = the KV cache bytes the call reads; items = query heads x positions attended.
 //   kiln_microbench --benchmark_filter=attention
 #include <benchmark/benchmark.h>
@@ -19,12 +20,12 @@ struct Layout {
 constexpr Layout kLayouts[] = {{"llama1.1b", 32, 8, 64}, {"smollm2", 9, 3, 64}, {"gemma3", 4, 1, 256}};
 
 void bm_attention(benchmark::State& state, Layout lay, kiln::DType type) {
-    const int depth = int(state.range(0)), n = int(state.range(1));
+    const int depth = int(state.range(0)), n = int(state.range(1)), threads = int(state.range(2));
     kiln::ModelConfig c;
     c.n_layer = 1, c.n_head = lay.n_head, c.n_head_kv = lay.n_head_kv, c.head_dim = c.head_dim_v = lay.head_dim;
     kiln::KvCache kv;
     kiln::AttnScratch scratch;
-    if (!kv.allocate(c, depth + n, type, type) || !scratch.allocate(c, n, 1, type)) {
+    if (!kv.allocate(c, depth + n, type, type) || !scratch.allocate(c, n, threads, type)) {
         state.SkipWithError("allocation failed");
         return;
     }
@@ -37,7 +38,7 @@ void bm_attention(benchmark::State& state, Layout lay, kiln::DType type) {
             kv.store(0, g, pos, k.data(), k.data());
         }
     for (float& x : q) x = nd(rng);
-    kiln::ThreadPool pool(1);
+    kiln::ThreadPool pool(threads);
     const kiln::cpu::KernelTable& kt = kiln::cpu::active();
     for (auto _ : state) {
         kiln::attention(kt, pool, kv, scratch, c, 0, depth, n, q.data(), out.data(), 0.125f, 0);
@@ -50,12 +51,13 @@ void bm_attention(benchmark::State& state, Layout lay, kiln::DType type) {
 
 void register_all() {
     for (const Layout& lay : kLayouts)
-        for (kiln::DType t : {kiln::DType::F16, kiln::DType::Q8_0}) {
+        for (kiln::DType t : {kiln::DType::F16, kiln::DType::BF16, kiln::DType::Q8_0}) {
             auto* b = benchmark::RegisterBenchmark((std::string("attention/") + lay.name + "/" + kiln::dtype_name(t)).c_str(),
                                                    [lay, t](benchmark::State& s) { bm_attention(s, lay, t); });
-            b->ArgNames({"depth", "tokens"});
+            b->ArgNames({"depth", "tokens", "threads"});
             for (int depth : {512, 4096, 16384})
-                for (int n : {1, 8, 64}) b->Args({depth, n});
+                for (int n : {1, 8, 64}) b->Args({depth, n, 1});
+            for (int n : {1, 8, 64}) b->Args({16384, n, 2});
             b->Unit(benchmark::kMicrosecond);
         }
 }

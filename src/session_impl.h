@@ -59,7 +59,7 @@ struct KvCache {
         float k_rot[512], v_rot[512];  // head sizes are at most 512 (allocate checks)
         if (hadamard) key = rotated(key, head_dim, k_rot), value = rotated(value, head_dim_v, v_rot);
         cpu::store_k(type_k, key, head_dim, k_panel_at(layer, head, pos), pos % cpu::kKvPanel);
-        cpu::store_v(type_v, value, head_dim_v, v_at(layer, head, pos));
+        cpu::store_v(type_v, value, head_dim_v, v_at(layer, head, 0), v_row, pos);
     }
     static const float* rotated(const float* x, int n, float* buf) {
         std::copy(x, x + n, buf);

@@ -15,7 +15,10 @@ inline void v_rows_to_f32(DType t, const uint8_t* v, size_t v_row, int j0, int j
         const uint8_t* row = v + size_t(j) * v_row;
         float* out = vf + size_t(j) * Dv;
         if (t == DType::F16) f16_to_f32(reinterpret_cast<const uint16_t*>(row), out, Dv);
-        else if (t == DType::BF16) bf16_to_f32(reinterpret_cast<const uint16_t*>(row), out, Dv);
+        else if (t == DType::BF16) {  // pairs of positions interleaved (kv_layout.h)
+            const uint16_t* pair = reinterpret_cast<const uint16_t*>(v + size_t(j & ~1) * v_row) + (j & 1);
+            for (int d = 0; d < Dv; ++d) out[d] = std::bit_cast<float>(uint32_t(pair[2 * d]) << 16);
+        }
         else if (t == DType::Q8_0) {
             const block_q8_0* b = reinterpret_cast<const block_q8_0*>(row);
             for (int i = 0; i < Dv / 32; ++i) {
@@ -45,18 +48,6 @@ struct F32ValueRows {
     const float* v;
     size_t stride;  // floats
     VF operator()(int j, int c) const { return VF::load_unaligned(v + size_t(j) * stride + c); }
-};
-
-// Cache lines to ask for ahead of use, one row at a time: a row of `row` bytes at
-// base + j * row (nullptr: nothing), into L2.
-struct RowPrefetch {
-    const uint8_t* base = nullptr;
-    size_t row = 0;
-    void operator()(int j) const {
-        if (!base) return;
-        const uintptr_t start = reinterpret_cast<uintptr_t>(base) + size_t(j) * row, end = start + row;
-        for (uintptr_t line = start & ~uintptr_t(63); line < end; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 2);
-    }
 };
 
 // acc[r] (Dv) = sum over j in [j0, j1) of p[r][j] v[j], for NV vectors of columns at c0.
@@ -106,14 +97,22 @@ inline void row_blocks(int n, F&& f) {
 inline void attn_tile(const AttnTile& a) {
     const int nq = a.nq, D = a.D, Dv = a.Dv;
     const bool quant_k = a.k_type == DType::Q8_0 || a.k_type == DType::Q4_0;
+    // BF16 caches on TUs with bf16 dot products (flash_attn_bf16_avx512-inl.h) are used as
+    // they are stored; otherwise they are widened to floats.
+    const bool dot_k = kBf16Dot && a.k_type == DType::BF16, dot_v = kBf16Dot && a.v_type == DType::BF16;
     // scratch: scores (nq, 64) | kf (2, D, 16) two BF16 panels' keys | vf (64, Dv) the
-    // tile's values | qf (nq, D) float queries, contiguous
+    // tile's values | qf (nq, D) float queries | pb (nq, 64) bf16 probabilities | qh (nq,
+    // D) bf16 queries, contiguous
     float* scores = a.scratch;
     float* kf = scores + size_t(nq) * kAttnTile;
     float* vf = kf + 2 * size_t(D) * kKvPanel;
     float* qf = vf + size_t(kAttnTile) * Dv;
+    uint16_t* pb = reinterpret_cast<uint16_t*>(qf + size_t(nq) * D);
+    uint16_t* qh = pb + size_t(nq) * kAttnTile;
     if (!quant_k)
         for (int r = 0; r < nq; ++r) std::memcpy(qf + size_t(r) * D, a.q[r], sizeof(float) * size_t(D));
+    if constexpr (kBf16Dot)
+        if (dot_k) pack_bf16(qf, nq * D, qh);  // exact: the queries are bf16 values (prepare_q)
     // The next tiles' keys and values follow this one's in memory: ask for the one after
     // next into L2 while this tile computes (decode otherwise stalls on every tile, -25%),
     // a panel or a row at a time between the arithmetic: a burst of 256 prefetches at the
@@ -132,7 +131,8 @@ inline void attn_tile(const AttnTile& a) {
         if (quant_k) for (int i = 0; i < np; ++i) k_ahead(p + i);
         // float keys: the np panels of the tile after next, a slice per dimension
         const RowPrefetch k_slices{k_ahead.base + size_t(p) * a.k_panel, size_t(np) * a.k_panel / size_t(D)};
-        if (a.k_type == DType::BF16) bf16_panels_to_f32(panel, a.k_panel, np, D, kf);
+        if (a.k_type == DType::BF16 && !dot_k) bf16_panels_to_f32(panel, a.k_panel, np, D, kf);
+        const RowPrefetch k_pairs{k_slices.base, k_slices.row * 2};  // a slice per dimension pair
         row_blocks<8>(nq, [&](int r0, auto qb) {
             constexpr int QB = decltype(qb)::value;
             float* s = scores + size_t(r0) * kAttnTile + p * kKvPanel;
@@ -140,7 +140,9 @@ inline void attn_tile(const AttnTile& a) {
             auto run = [&](auto np_c, const auto& rows) {
                 constexpr int NP = decltype(np_c)::value;
                 if (quant_k) quant_panel_scores<QB, NP>(a.k_type, panel, a.k_panel, D, reinterpret_cast<const AttnQ8* const*>(a.q + r0), s, kAttnTile);
-                else float_panel_scores<QB, NP>(rows, D, q, s, kAttnTile, r0 == 0 ? k_slices : RowPrefetch{});
+                else if (dot_k) {
+                    if constexpr (kBf16Dot) bf16_panel_scores<QB, NP>(panel, a.k_panel, D, qh + size_t(r0) * D, s, kAttnTile, r0 == 0 ? k_pairs : RowPrefetch{});
+                } else float_panel_scores<QB, NP>(rows, D, q, s, kAttnTile, r0 == 0 ? k_slices : RowPrefetch{});
             };
             auto with_np = [&](const auto& rows) {
                 if constexpr (QB <= 4) {
@@ -176,25 +178,31 @@ inline void attn_tile(const AttnTile& a) {
         const VF vm(m);
         VF sum(0.0f);
         for (int j = j0; j < j1; j += kW) {
-            const VF e = xsimd::exp(VF::load_aligned(s + j) - vm);  // exp(-inf) = 0 for masked keys
+            VF e = xsimd::exp(VF::load_aligned(s + j) - vm);  // exp(-inf) = 0 for masked keys
+            if constexpr (kBf16Dot)
+                if (dot_v) e = round_bf16(e);  // the weights the bf16 dot products will use
             e.store_aligned(s + j);
             sum += e;
         }
         a.m[r] = m;
         a.l[r] = xsimd::hadd(sum);
+        if constexpr (kBf16Dot)
+            if (dot_v) pack_bf16(s + j0, j1 - j0, pb + size_t(r) * kAttnTile + j0);
     }
 
     // ---- output: acc (nq, Dv) = p . V over the rows any query can see ----
     // Few queries: fp16 values are converted in registers as they are used; more than one
     // block of 4 queries would convert each row again, so then the tile is converted once.
     const bool f16_in_place = a.v_type == DType::F16 && nq <= 4;
-    if (!f16_in_place && a.v_type != DType::F32) v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
+    if (!f16_in_place && !dot_v && a.v_type != DType::F32) v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
     row_blocks<4>(nq, [&](int r0, auto qb) {
         constexpr int QB = decltype(qb)::value;
         const float* p = scores + size_t(r0) * kAttnTile;
         float* acc = a.acc + size_t(r0) * Dv;
         const RowPrefetch ahead = r0 == 0 ? v_ahead : RowPrefetch{};
-        if (f16_in_place) pv_rows<QB>(F16ValueRows{a.v, a.v_row}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
+        if (dot_v) {  // whole pairs of positions: the extra one has probability 0
+            if constexpr (kBf16Dot) bf16_pv_rows<QB>(a.v, a.v_row, Dv, jmin & ~1, (jmax + 1) & ~1, pb + size_t(r0) * kAttnTile, acc, size_t(Dv), ahead);
+        } else if (f16_in_place) pv_rows<QB>(F16ValueRows{a.v, a.v_row}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
         else if (a.v_type == DType::F32) pv_rows<QB>(F32ValueRows{reinterpret_cast<const float*>(a.v), a.v_row / 4}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
         else pv_rows<QB>(F32ValueRows{vf, size_t(Dv)}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
     });

@@ -11,15 +11,32 @@ using VF = xsimd::batch<float, Arch>;
 constexpr int kW = int(VF::size);
 constexpr int kPanelVecs = kKvPanel / kW;  // SIMD vectors per panel row of 16 keys
 
+// Cache lines to ask for ahead of use, one row at a time: a row of `row` bytes at
+// base + j * row (nullptr: nothing), into L2.
+struct RowPrefetch {
+    const uint8_t* base = nullptr;
+    size_t row = 0;
+    void operator()(int j) const {
+        if (!base) return;
+        const uintptr_t start = reinterpret_cast<uintptr_t>(base) + size_t(j) * row, end = start + row;
+        for (uintptr_t line = start & ~uintptr_t(63); line < end; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 2);
+    }
+};
+
 // n bf16 values as floats (the high half of an f32); the loop vectorizes.
 inline void bf16_to_f32(const uint16_t* h, float* out, int64_t n) {
     for (int64_t i = 0; i < n; ++i) out[i] = std::bit_cast<float>(uint32_t(h[i]) << 16);
 }
 
-// NP BF16 panels as floats, kf (NP, D, 16).
+// NP BF16 panels (D / 2, 16, 2) as float panels, kf (NP, D, 16).
 inline void bf16_panels_to_f32(const uint8_t* panel, size_t k_panel, int NP, int D, float* kf) {
-    for (int np = 0; np < NP; ++np)
-        bf16_to_f32(reinterpret_cast<const uint16_t*>(panel + np * k_panel), kf + int64_t(np) * D * kKvPanel, int64_t(D) * kKvPanel);
+    for (int np = 0; np < NP; ++np) {
+        const uint16_t* h = reinterpret_cast<const uint16_t*>(panel + np * k_panel);
+        float* out = kf + int64_t(np) * D * kKvPanel;
+        for (int i = 0; i < D / 2; ++i)
+            for (int key = 0; key < kKvPanel; ++key)
+                for (int e = 0; e < 2; ++e) out[(2 * i + e) * kKvPanel + key] = std::bit_cast<float>(uint32_t(h[(i * kKvPanel + key) * 2 + e]) << 16);
+    }
 }
 
 // kW keys of one dimension row of panel np, from fp16 panels (converted in registers) or

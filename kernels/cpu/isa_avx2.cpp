@@ -22,6 +22,7 @@ using Arch = xsimd::fma3<xsimd::avx2>;
 #include "cpu/ops-inl.h"
 #include "cpu/flash_attn_q_portable-inl.h"
 #include "cpu/flash_attn_scores-inl.h"
+#include "cpu/flash_attn_bf16_portable-inl.h"
 #include "cpu/flash_attn-inl.h"
 #include "cpu/matmul_float-inl.h"
 #include "cpu/isa_common-inl.h"

@@ -29,6 +29,7 @@ using Arch = xsimd::avx512bw;
 #include "cpu/ops-inl.h"
 #include "cpu/flash_attn_q_vnni-inl.h"
 #include "cpu/flash_attn_scores-inl.h"
+#include "cpu/flash_attn_bf16_avx512-inl.h"
 #include "cpu/flash_attn-inl.h"
 #include "cpu/matmul_float-inl.h"
 #include "cpu/isa_common-inl.h"

@@ -27,6 +27,7 @@ inline void round_f16(float* x, int64_t n) {
 #include "cpu/ops-inl.h"
 #include "cpu/flash_attn_q_portable-inl.h"
 #include "cpu/flash_attn_scores-inl.h"
+#include "cpu/flash_attn_bf16_portable-inl.h"
 #include "cpu/flash_attn-inl.h"
 #include "cpu/matmul_float-inl.h"
 #include "cpu/isa_common-inl.h"

@@ -55,7 +55,7 @@ struct AttnTile {
     int D, Dv;                     // key and value head dims (multiples of 16)
     const uint8_t* k;              // the tile's first K panel; 4 panels, k_panel bytes apart
     size_t k_panel;
-    const uint8_t* v;              // V row of position t0; rows v_row bytes apart
+    const uint8_t* v;              // V row of position t0; rows v_row bytes apart (kv_layout.h)
     size_t v_row;
     int nq;
     const uint8_t* const* q;       // (nq) prepared queries (kv_layout.h prepare_q)
@@ -67,7 +67,9 @@ struct AttnTile {
     float* acc;                    // (nq, Dv) out: sum of exp(s - m) v
     float* scratch;                // 64-byte aligned, attn_scratch_floats(nq, D, Dv)
 };
-inline size_t attn_scratch_floats(int nq, int D, int Dv) { return size_t(nq) * (kAttnTile + D) + 2 * size_t(D) * kKvPanel + size_t(kAttnTile) * Dv; }
+inline size_t attn_scratch_floats(int nq, int D, int Dv) {
+    return size_t(nq) * (kAttnTile + D) + 2 * size_t(D) * kKvPanel + size_t(kAttnTile) * Dv + size_t(nq) * (kAttnTile + D) / 2;
+}
 
 constexpr int kMaxDType = 32;  // DType ids are < 32
 

@@ -20,11 +20,18 @@ size_t quad_offset(DType t, int e, int slot, bool* high) {
     if (*high) quad -= 4;
     return (size_t(quad) * kKvPanel + slot) * 4 + e % 4;
 }
+// Element offset of dim d of key `slot` in a float-type panel.
+size_t float_k_offset(DType t, int d, int slot) {
+    return t == DType::BF16 ? (size_t(d / 2) * kKvPanel + slot) * 2 + d % 2 : size_t(d) * kKvPanel + slot;
+}
+// Element offset of dim d of position pos in BF16 V rows (pairs of positions interleaved).
+size_t bf16_v_offset(size_t v_row, int pos, int d) { return size_t(pos & ~1) * (v_row / 2) + size_t(d) * 2 + (pos & 1); }
 }  // namespace
 
 bool kv_type_supported(DType t, int dim) {
     switch (t) {
-        case DType::F32: case DType::F16: case DType::BF16: return true;
+        case DType::F32: case DType::F16: return true;
+        case DType::BF16: return dim % 2 == 0;
         case DType::Q8_0: case DType::Q4_0: return dim % kQ == 0;
         default: return false;
     }
@@ -43,7 +50,7 @@ size_t v_row_bytes(DType t, int Dv) { return row_bytes(t, Dv); }
 void store_k(DType t, const float* k, int D, uint8_t* panel, int slot) {
     if (t == DType::F32 || t == DType::F16 || t == DType::BF16) {
         for (int d = 0; d < D; ++d) {
-            uint8_t* p = panel + (size_t(d) * kKvPanel + slot) * (t == DType::F32 ? 4 : 2);
+            uint8_t* p = panel + float_k_offset(t, d, slot) * (t == DType::F32 ? 4 : 2);
             if (t == DType::F32) std::memcpy(p, &k[d], 4);
             else {
                 const uint16_t h = t == DType::F16 ? fp32_to_fp16(k[d]) : fp32_to_bf16(k[d]);
@@ -81,7 +88,7 @@ void store_k(DType t, const float* k, int D, uint8_t* panel, int slot) {
 void load_k(DType t, const uint8_t* panel, int slot, int D, float* k) {
     if (t == DType::F32 || t == DType::F16 || t == DType::BF16) {
         for (int d = 0; d < D; ++d) {
-            const uint8_t* p = panel + (size_t(d) * kKvPanel + slot) * (t == DType::F32 ? 4 : 2);
+            const uint8_t* p = panel + float_k_offset(t, d, slot) * (t == DType::F32 ? 4 : 2);
             if (t == DType::F32) std::memcpy(&k[d], p, 4);
             else {
                 uint16_t h;
@@ -106,8 +113,22 @@ void load_k(DType t, const uint8_t* panel, int slot, int D, float* k) {
     }
 }
 
-void store_v(DType t, const float* v, int Dv, uint8_t* row) { ref::quantize_row(t, v, row, Dv); }
-void load_v(DType t, const uint8_t* row, int Dv, float* v) { ref::dequantize_row(t, row, v, Dv); }
+void store_v(DType t, const float* v, int Dv, uint8_t* v0, size_t v_row, int pos) {
+    if (t != DType::BF16) {
+        ref::quantize_row(t, v, v0 + size_t(pos) * v_row, Dv);
+        return;
+    }
+    uint16_t* h = reinterpret_cast<uint16_t*>(v0);
+    for (int d = 0; d < Dv; ++d) h[bf16_v_offset(v_row, pos, d)] = fp32_to_bf16(v[d]);
+}
+void load_v(DType t, const uint8_t* v0, size_t v_row, int pos, int Dv, float* v) {
+    if (t != DType::BF16) {
+        ref::dequantize_row(t, v0 + size_t(pos) * v_row, v, Dv);
+        return;
+    }
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(v0);
+    for (int d = 0; d < Dv; ++d) v[d] = bf16_to_fp32(h[bf16_v_offset(v_row, pos, d)]);
+}
 
 size_t attn_q_bytes(DType k_type, int D) {
     return k_type == DType::Q8_0 || k_type == DType::Q4_0 ? size_t(D / kQ) * sizeof(AttnQ8) : size_t(D) * sizeof(float);

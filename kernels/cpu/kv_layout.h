@@ -5,12 +5,16 @@
 // panel, so that one SIMD load gives one dimension of 16 consecutive keys: the scores of a
 // query against a panel are then D broadcast-FMAs (or D/4 VNNI dot products) with no
 // horizontal sums, and a key's score never depends on which other keys share its batch.
-//   F32/F16/BF16 panel: (D, 16) elements
+//   F32/F16 panel: (D, 16) elements
+//   BF16 panel: (D / 2, 16, 2) elements, dimension pairs: one 32-bit lane holds dims 2i and
+//     2i + 1 of one key, the operand vdpbf16ps multiplies by a broadcast query pair
 //   Q8_0 panel, per 32-dim block b: fp16 d[16], then u8 q[8 quads][16 keys][4] = k/d + 128
 //   Q4_0 panel, per 32-dim block b: fp16 d[16], then u8 [4][16 keys][4] holding quad i in
 //     the low nibble and quad i + 4 in the high nibble; nibble = k/d + 8 (ggml's q4_0)
 // Values are position-major rows of Dv in ggml's own formats (block_q8_0, block_q4_0, ...),
-// since the output accumulates p_j * v_j one row at a time.
+// since the output accumulates p_j * v_j one row at a time; BF16 values interleave each
+// pair of positions (2m, 2m + 1) as (Dv, 2) elements over their two rows, so one 32-bit
+// lane holds one dimension of both and vdpbf16ps adds two positions' p_j * v_j at once.
 #pragma once
 
 #include <cstddef>
@@ -23,19 +27,21 @@ namespace kiln::cpu {
 constexpr int kKvPanel = 16;   // key positions per K panel
 constexpr int kAttnTile = 64;  // key positions per attention tile (4 panels)
 
-// F32, F16, BF16, Q8_0, Q4_0. The block formats need a head dimension divisible by 32.
+// F32, F16, BF16, Q8_0, Q4_0. The block formats need a head dimension divisible by 32,
+// BF16 an even one.
 bool kv_type_supported(DType t, int dim);
 // Bytes of one K panel (kKvPanel keys of D dims) and of one V row (Dv dims).
 size_t k_panel_bytes(DType t, int D);
 size_t v_row_bytes(DType t, int Dv);
 
-// Writes key k (D floats) into slot `slot` (0..15) of a K panel; value v (Dv floats) as a
-// V row. Quantized types round exactly as ggml's reference quantizers do.
+// Writes key k (D floats) into slot `slot` (0..15) of a K panel; value v (Dv floats) as
+// position `pos` of the V rows starting at v0 (position 0, rows v_row bytes apart).
+// Quantized types round exactly as ggml's reference quantizers do.
 void store_k(DType t, const float* k, int D, uint8_t* panel, int slot);
-void store_v(DType t, const float* v, int Dv, uint8_t* row);
+void store_v(DType t, const float* v, int Dv, uint8_t* v0, size_t v_row, int pos);
 // Read back as floats: what the attention kernels see (the tests' reference input).
 void load_k(DType t, const uint8_t* panel, int slot, int D, float* k);
-void load_v(DType t, const uint8_t* row, int Dv, float* v);
+void load_v(DType t, const uint8_t* v0, size_t v_row, int pos, int Dv, float* v);
 
 // Queries as the kernels take them: for float keys the D floats (rounded to the key type,
 // as llama.cpp converts Q to K's dot-product type); for Q8_0/Q4_0 keys Q quantized per 32
