@@ -109,10 +109,11 @@ inline void attn_tile(const AttnTile& a) {
     float* qf = vf + size_t(kAttnTile) * Dv;
     uint16_t* pb = reinterpret_cast<uint16_t*>(qf + size_t(nq) * D);
     uint16_t* qh = pb + size_t(nq) * kAttnTile;
-    if (!quant_k)
-        for (int r = 0; r < nq; ++r) std::memcpy(qf + size_t(r) * D, a.q[r], sizeof(float) * size_t(D));
     if constexpr (kBf16Dot)
-        if (dot_k) pack_bf16(qf, nq * D, qh);  // exact: the queries are bf16 values (prepare_q)
+        if (dot_k)  // exact: the queries are bf16 values (prepare_q)
+            for (int r = 0; r < nq; ++r) pack_bf16(reinterpret_cast<const float*>(a.q[r]), D, qh + size_t(r) * D);
+    if (!quant_k && !dot_k)
+        for (int r = 0; r < nq; ++r) std::memcpy(qf + size_t(r) * D, a.q[r], sizeof(float) * size_t(D));
     // The next tiles' keys and values follow this one's in memory: ask for the one after
     // next into L2 while this tile computes (decode otherwise stalls on every tile, -25%),
     // a panel or a row at a time between the arithmetic: a burst of 256 prefetches at the
