@@ -192,10 +192,11 @@ inline void attn_tile(const AttnTile& a) {
     }
 
     // ---- output: acc (nq, Dv) = p . V over the rows any query can see ----
-    // Few queries: fp16 values are converted in registers as they are used; more than one
-    // block of 4 queries would convert each row again, so then the tile is converted once.
-    const bool f16_in_place = a.v_type == DType::F16 && nq <= 4;
-    if (!f16_in_place && !dot_v && a.v_type != DType::F32) v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
+    // Few queries: fp16 and q8_0 values are converted in registers as they are used; more
+    // than one block of 4 queries would convert each row again, so then the tile is
+    // converted once.
+    const bool f16_in_place = a.v_type == DType::F16 && nq <= 4, q8_in_place = kQ8ValuesInPlace && a.v_type == DType::Q8_0 && nq <= 4;
+    if (!f16_in_place && !q8_in_place && !dot_v && a.v_type != DType::F32) v_rows_to_f32(a.v_type, a.v, a.v_row, jmin, jmax, Dv, vf);
     row_blocks<4>(nq, [&](int r0, auto qb) {
         constexpr int QB = decltype(qb)::value;
         const float* p = scores + size_t(r0) * kAttnTile;
@@ -203,6 +204,8 @@ inline void attn_tile(const AttnTile& a) {
         const RowPrefetch ahead = r0 == 0 ? v_ahead : RowPrefetch{};
         if (dot_v) {  // whole pairs of positions: the extra one has probability 0
             if constexpr (kBf16Dot) bf16_pv_rows<QB>(a.v, a.v_row, Dv, jmin & ~1, (jmax + 1) & ~1, pb + size_t(r0) * kAttnTile, acc, size_t(Dv), ahead);
+        } else if (q8_in_place) {
+            if constexpr (kQ8ValuesInPlace) pv_rows<QB>(Q8ValueRows{a.v, a.v_row}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
         } else if (f16_in_place) pv_rows<QB>(F16ValueRows{a.v, a.v_row}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
         else if (a.v_type == DType::F32) pv_rows<QB>(F32ValueRows{reinterpret_cast<const float*>(a.v), a.v_row / 4}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);
         else pv_rows<QB>(F32ValueRows{vf, size_t(Dv)}, Dv, jmin, jmax, p, kAttnTile, acc, size_t(Dv), ahead);

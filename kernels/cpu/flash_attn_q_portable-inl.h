@@ -6,6 +6,15 @@ namespace kiln::cpu::KILN_ISA_NS {
 
 namespace attn {
 
+// Q8_0 value rows are widened to a float copy of the tile here (flash_attn-inl.h): this is
+// declared only, for attn_tile's discarded `if constexpr (kQ8ValuesInPlace)` branch.
+constexpr bool kQ8ValuesInPlace = false;
+struct Q8ValueRows {
+    const uint8_t* v;
+    size_t v_row;
+    xsimd::batch<float, Arch> operator()(int j, int c) const;
+};
+
 // One SIMD vector of fp16 keys as floats (through the TU's f16_to_f32).
 inline xsimd::batch<float, Arch> load_f16(const uint16_t* p) {
     alignas(64) float t[xsimd::batch<float, Arch>::size];

@@ -10,6 +10,20 @@ namespace attn {
 // 16 fp16 keys as floats, converted in registers.
 inline xsimd::batch<float, Arch> load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
+// Q8_0 value rows used in place by decode and verification (flash_attn-inl.h): 16 values
+// of row j from column c, the int8 codes widened in registers times the block's scale,
+// the same products the float copy of the rows would hold.
+constexpr bool kQ8ValuesInPlace = true;
+struct Q8ValueRows {
+    const uint8_t* v;
+    size_t v_row;  // bytes
+    xsimd::batch<float, Arch> operator()(int j, int c) const {
+        const block_q8_0* b = reinterpret_cast<const block_q8_0*>(v + size_t(j) * v_row) + c / 32;
+        const __m512 codes = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs + c % 32))));
+        return _mm512_mul_ps(codes, _mm512_set1_ps(_cvtsh_ss(b->d)));
+    }
+};
+
 // NP consecutive panels (k_panel bytes apart) at once, for more independent chains.
 template <int QB, int NP>
 inline void quant_panel_scores(DType t, const uint8_t* panel, size_t k_panel, int D, const AttnQ8* const* q, float* s, size_t s_stride) {
