@@ -15,10 +15,7 @@ inline void v_rows_to_f32(DType t, const uint8_t* v, size_t v_row, int j0, int j
         const uint8_t* row = v + size_t(j) * v_row;
         float* out = vf + size_t(j) * Dv;
         if (t == DType::F16) f16_to_f32(reinterpret_cast<const uint16_t*>(row), out, Dv);
-        else if (t == DType::BF16) {  // pairs of positions interleaved (kv_layout.h)
-            const uint16_t* pair = reinterpret_cast<const uint16_t*>(v + size_t(j & ~1) * v_row) + (j & 1);
-            for (int d = 0; d < Dv; ++d) out[d] = std::bit_cast<float>(uint32_t(pair[2 * d]) << 16);
-        }
+        else if (t == DType::BF16) load_v(t, v, v_row, j, Dv, out);  // pairs of positions interleaved (kv_layout.h)
         else if (t == DType::Q8_0) {
             const block_q8_0* b = reinterpret_cast<const block_q8_0*>(row);
             for (int i = 0; i < Dv / 32; ++i) {

@@ -33,9 +33,8 @@ inline void bf16_panels_to_f32(const uint8_t* panel, size_t k_panel, int NP, int
     for (int np = 0; np < NP; ++np) {
         const uint16_t* h = reinterpret_cast<const uint16_t*>(panel + np * k_panel);
         float* out = kf + int64_t(np) * D * kKvPanel;
-        for (int i = 0; i < D / 2; ++i)
-            for (int key = 0; key < kKvPanel; ++key)
-                for (int e = 0; e < 2; ++e) out[(2 * i + e) * kKvPanel + key] = std::bit_cast<float>(uint32_t(h[(i * kKvPanel + key) * 2 + e]) << 16);
+        for (int d = 0; d < D; ++d)
+            for (int key = 0; key < kKvPanel; ++key) out[d * kKvPanel + key] = bf16_to_fp32(h[float_k_offset(DType::BF16, d, key)]);
     }
 }
 

@@ -20,10 +20,6 @@ size_t quad_offset(DType t, int e, int slot, bool* high) {
     if (*high) quad -= 4;
     return (size_t(quad) * kKvPanel + slot) * 4 + e % 4;
 }
-// Element offset of dim d of key `slot` in a float-type panel.
-size_t float_k_offset(DType t, int d, int slot) {
-    return t == DType::BF16 ? (size_t(d / 2) * kKvPanel + slot) * 2 + d % 2 : size_t(d) * kKvPanel + slot;
-}
 // Element offset of dim d of position pos in BF16 V rows (pairs of positions interleaved).
 size_t bf16_v_offset(size_t v_row, int pos, int d) { return size_t(pos & ~1) * (v_row / 2) + size_t(d) * 2 + (pos & 1); }
 }  // namespace

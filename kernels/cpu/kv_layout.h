@@ -32,6 +32,10 @@ constexpr int kAttnTile = 64;  // key positions per attention tile (4 panels)
 bool kv_type_supported(DType t, int dim);
 // Bytes of one K panel (kKvPanel keys of D dims) and of one V row (Dv dims).
 size_t k_panel_bytes(DType t, int D);
+// Element offset of dim d of key `slot` in a float-type (F32/F16/BF16) panel.
+inline size_t float_k_offset(DType t, int d, int slot) {
+    return t == DType::BF16 ? (size_t(d / 2) * kKvPanel + slot) * 2 + d % 2 : size_t(d) * kKvPanel + slot;
+}
 size_t v_row_bytes(DType t, int Dv);
 
 // Writes key k (D floats) into slot `slot` (0..15) of a K panel; value v (Dv floats) as
