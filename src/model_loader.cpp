@@ -1,6 +1,5 @@
 // Model::load: GGUF metadata -> ModelConfig, tensor table -> Weights, with every shape
 // checked against what the architecture expects before a kernel ever sees it.
-#include <sys/mman.h>
 
 #include <cinttypes>
 #include <cstdlib>
@@ -13,6 +12,7 @@
 #include "kiln/model.h"
 #include "kiln/quantize.h"
 #include "kiln/thread_pool.h"
+#include "streamed_alloc.h"
 
 namespace kiln {
 
@@ -333,11 +333,9 @@ Status Model::repack_weights() {
     ThreadPool pool;
     for (TensorView* t : todo) {
         const size_t group = cpu::r16_group_bytes(t->dtype, t->cols()), bytes = group * size_t(t->rows() / cpu::kR16Rows);
-        // 2 MiB aligned and on huge pages: the copy is streamed like the weights it replaces.
-        const size_t len = (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
-        std::shared_ptr<uint8_t> buf(static_cast<uint8_t*>(std::aligned_alloc(size_t(2) << 20, len)), std::free);
+        // on huge pages: the copy is streamed like the weights it replaces
+        std::shared_ptr<uint8_t> buf(static_cast<uint8_t*>(alloc_streamed(bytes)), std::free);
         if (!buf) return Status::error("%s: out of memory repacking '%s' (%zu bytes)", gguf_.path().c_str(), t->name, bytes);
-        madvise(buf.get(), len, MADV_HUGEPAGE);
         const int64_t groups = t->rows() / cpu::kR16Rows;
         pool.parallel_for(groups, 1, [&](int64_t g0, int64_t g1, int) {
             cpu::r16_repack(t->dtype, t->row(g0 * cpu::kR16Rows), t->row_size(), (g1 - g0) * cpu::kR16Rows, t->cols(), buf.get() + size_t(g0) * group);

@@ -12,10 +12,12 @@
 #include "cpu/kernels.h"
 #include "device_forward.h"
 #include "kiln/session.h"
+#include "streamed_alloc.h"
 
 namespace kiln {
 
-// 64-byte aligned float/byte storage (SIMD loads, no false sharing between threads).
+// 64-byte aligned float/byte storage (SIMD loads, no false sharing between threads); 2 MiB
+// aligned on huge pages from 2 MiB up (streamed_alloc.h).
 template <class T>
 struct AlignedBuffer {
     T* data = nullptr;
@@ -34,7 +36,7 @@ struct AlignedBuffer {
     void resize(size_t n) {
         std::free(data);
         size = n;
-        data = n ? static_cast<T*>(std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64)) : nullptr;
+        data = n ? static_cast<T*>(alloc_streamed(n * sizeof(T))) : nullptr;
     }
     T* operator()() { return data; }
 };

@@ -97,20 +97,16 @@ inline void attn_tile(const AttnTile& a) {
     // BF16 caches on TUs with bf16 dot products (flash_attn_bf16_avx512-inl.h) are used as
     // they are stored; otherwise they are widened to floats.
     const bool dot_k = kBf16Dot && a.k_type == DType::BF16, dot_v = kBf16Dot && a.v_type == DType::BF16;
-    // scratch: scores (nq, 64) | kf (2, D, 16) two BF16 panels' keys | vf (64, Dv) the
-    // tile's values | qf (nq, D) float queries | pb (nq, 64) bf16 probabilities | qh (nq,
-    // D) bf16 queries, contiguous
+    // scratch: scores (nq, 64) | kf (2, D, 16) two BF16/F16 panels' keys | vf (64, Dv) the
+    // tile's values | pb (nq, 64) bf16 probabilities | qh (nq, D) bf16 queries, contiguous
     float* scores = a.scratch;
     float* kf = scores + size_t(nq) * kAttnTile;
     float* vf = kf + 2 * size_t(D) * kKvPanel;
-    float* qf = vf + size_t(kAttnTile) * Dv;
-    uint16_t* pb = reinterpret_cast<uint16_t*>(qf + size_t(nq) * D);
+    uint16_t* pb = reinterpret_cast<uint16_t*>(vf + size_t(kAttnTile) * Dv);
     uint16_t* qh = pb + size_t(nq) * kAttnTile;
     if constexpr (kBf16Dot)
         if (dot_k)  // exact: the queries are bf16 values (prepare_q)
             for (int r = 0; r < nq; ++r) pack_bf16(reinterpret_cast<const float*>(a.q[r]), D, qh + size_t(r) * D);
-    if (!quant_k && !dot_k)
-        for (int r = 0; r < nq; ++r) std::memcpy(qf + size_t(r) * D, a.q[r], sizeof(float) * size_t(D));
     // The next tiles' keys and values follow this one's in memory: ask for the one after
     // next into L2 while this tile computes (decode otherwise stalls on every tile, -25%),
     // a panel or a row at a time between the arithmetic: a burst of 256 prefetches at the
@@ -123,6 +119,9 @@ inline void attn_tile(const AttnTile& a) {
 
     // ---- scores (nq, 64) for the panels in use, two panels at a time for <= 4 queries ----
     const int np_max = nq <= 4 ? 2 : 1;
+    // More than one block of 8 queries would convert fp16 keys in registers once per block:
+    // then each panel is converted once into kf instead.
+    const bool f16_widened = a.k_type == DType::F16 && nq > 8;
     for (int p = p0; p < p1;) {
         const int np = std::min(np_max, p1 - p);
         const uint8_t* panel = a.k + size_t(p) * a.k_panel;
@@ -130,11 +129,12 @@ inline void attn_tile(const AttnTile& a) {
         // float keys: the np panels of the tile after next, a slice per dimension
         const RowPrefetch k_slices{k_ahead.base + size_t(p) * a.k_panel, size_t(np) * a.k_panel / size_t(D)};
         if (a.k_type == DType::BF16 && !dot_k) bf16_panels_to_f32(panel, a.k_panel, np, D, kf);
+        if (f16_widened) f16_to_f32(reinterpret_cast<const uint16_t*>(panel), kf, int64_t(np) * D * kKvPanel);
         const RowPrefetch k_pairs{k_slices.base, k_slices.row * 2};  // a slice per dimension pair
         row_blocks<8>(nq, [&](int r0, auto qb) {
             constexpr int QB = decltype(qb)::value;
             float* s = scores + size_t(r0) * kAttnTile + p * kKvPanel;
-            const float* q = qf + size_t(r0) * D;
+            const float* const* q = reinterpret_cast<const float* const*>(a.q + r0);  // float queries: row pointers
             auto run = [&](auto np_c, const auto& rows) {
                 constexpr int NP = decltype(np_c)::value;
                 if (quant_k) quant_panel_scores<QB, NP>(a.k_type, panel, a.k_panel, D, reinterpret_cast<const AttnQ8* const*>(a.q + r0), s, kAttnTile);
@@ -148,9 +148,9 @@ inline void attn_tile(const AttnTile& a) {
                 }
                 run(std::integral_constant<int, 1>{}, rows);
             };
-            if (a.k_type == DType::F16) with_np(F16Rows{reinterpret_cast<const uint16_t*>(panel), a.k_panel / 2});
+            if (a.k_type == DType::F16 && !f16_widened) with_np(F16Rows{reinterpret_cast<const uint16_t*>(panel), a.k_panel / 2});
             else if (a.k_type == DType::F32) with_np(F32Rows{reinterpret_cast<const float*>(panel), a.k_panel / 4});
-            else with_np(F32Rows{kf, size_t(D) * kKvPanel});  // BF16 converted; unused for quantized keys
+            else with_np(F32Rows{kf, size_t(D) * kKvPanel});  // BF16 or F16 converted; unused for quantized keys
         });
         p += np;
     }
@@ -171,12 +171,11 @@ inline void attn_tile(const AttnTile& a) {
             vmax = xsimd::max(vmax, x);
         }
         vmax.store_aligned(lane);
-        float m = lane[0];
-        for (int i = 1; i < kW; ++i) m = std::max(m, lane[i]);
+        const float m = *std::max_element(lane, lane + kW);
         const VF vm(m);
         VF sum(0.0f);
         for (int j = j0; j < j1; j += kW) {
-            VF e = xsimd::exp(VF::load_aligned(s + j) - vm);  // exp(-inf) = 0 for masked keys
+            VF e = exp_nonpositive(VF::load_aligned(s + j) - vm);  // 0 for masked keys (-inf)
             if constexpr (kBf16Dot)
                 if (dot_v) e = round_bf16(e);  // the weights the bf16 dot products will use
             e.store_aligned(s + j);

@@ -11,6 +11,23 @@ using VF = xsimd::batch<float, Arch>;
 constexpr int kW = int(VF::size);
 constexpr int kPanelVecs = kKvPanel / kW;  // SIMD vectors per panel row of 16 keys
 
+// exp(x) for x <= 0 (scores minus their row's max), exactly 0 below -87 (masked keys are
+// -inf; e^-87 is near the smallest normal float): x = n ln2 + r with |r| <= ln2 / 2 (ln2
+// split in two so n ln2 is exact), Cephes' polynomial for e^r, and 2^n put straight into
+// the exponent bits. Relative error ~1e-7; about half of xsimd::exp's instructions, which
+// also handles overflow and NaN that cannot occur here.
+inline VF exp_nonpositive(VF x) {
+    using VI = xsimd::batch<int32_t, Arch>;
+    const VF n = xsimd::nearbyint(x * VF(1.44269504088896341f));
+    VF r = xsimd::fnma(n, VF(0.693359375f), x);
+    r = xsimd::fnma(n, VF(-2.12194440e-4f), r);
+    VF p(1.9875691500e-4f);
+    for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f}) p = xsimd::fma(p, r, VF(c));
+    p = xsimd::fma(p, r * r, r + VF(1.0f));
+    const VF two_n = xsimd::bitwise_cast<VF>((xsimd::to_int(n) + VI(127)) << 23);  // n in [-126, 0] where kept
+    return xsimd::select(x >= VF(-87.0f), p * two_n, VF(0.0f));
+}
+
 // Cache lines to ask for ahead of use, one row at a time: a row of `row` bytes at
 // base + j * row (nullptr: nothing), into L2.
 struct RowPrefetch {
@@ -53,10 +70,10 @@ struct F32Rows {
 };
 
 // s[r * s_stride + j] = dot(q row r, key j) for the 16 NP keys of NP consecutive panels of
-// float-type keys; q (QB, D) contiguous. (Two panels when few queries share a KV head:
+// float-type keys; q: QB rows of D floats. (Two panels when few queries share a KV head:
 // 8 independent FMA chains hide the FMA latency.) ahead(d) is called once per dimension.
 template <int QB, int NP, class Rows, class Prefetch>
-inline void float_panel_scores(const Rows& rows, int D, const float* q, float* s, size_t s_stride, const Prefetch& ahead) {
+inline void float_panel_scores(const Rows& rows, int D, const float* const* q, float* s, size_t s_stride, const Prefetch& ahead) {
     constexpr int NV = NP * kPanelVecs;
     VF acc[QB][NV];
     for (int r = 0; r < QB; ++r)
@@ -67,7 +84,7 @@ inline void float_panel_scores(const Rows& rows, int D, const float* q, float* s
         for (int np = 0; np < NP; ++np)
             for (int v = 0; v < kPanelVecs; ++v) kv[np * kPanelVecs + v] = rows(np, int64_t(d) * kKvPanel + v * kW);
         for (int r = 0; r < QB; ++r) {
-            const VF qd(q[r * D + d]);
+            const VF qd(q[r][d]);
             for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(qd, kv[v], acc[r][v]);
         }
     }

@@ -68,7 +68,7 @@ struct AttnTile {
     float* scratch;                // 64-byte aligned, attn_scratch_floats(nq, D, Dv)
 };
 inline size_t attn_scratch_floats(int nq, int D, int Dv) {
-    return size_t(nq) * (kAttnTile + D) + 2 * size_t(D) * kKvPanel + size_t(kAttnTile) * Dv + size_t(nq) * (kAttnTile + D) / 2;
+    return size_t(nq) * kAttnTile + 2 * size_t(D) * kKvPanel + size_t(kAttnTile) * Dv + size_t(nq) * (kAttnTile + D) / 2;
 }
 
 constexpr int kMaxDType = 32;  // DType ids are < 32
