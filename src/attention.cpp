@@ -68,24 +68,26 @@ struct TileRunner {
     std::vector<const uint8_t*> q;  // (nq) compacted kernel arguments
     std::vector<int> lo, hi, which;
 
-    // m, l: element i at i * stride; acc: row i at i * acc_stride.
-    void run(int g, int t, const Query* qs, int nq, const ThreadScratch& ts, float* m, float* l, float* acc, size_t stride, size_t acc_stride) {
+    // m, l (nq), acc (nq, Dv).
+    void run(int g, int t, const Query* qs, int nq, const ThreadScratch& ts, float* m, float* l, float* acc) {
         const int t0 = t * cpu::kAttnTile;
         q.clear(), lo.clear(), hi.clear(), which.clear();
         for (int i = 0; i < nq; ++i) {
-            m[size_t(i) * stride] = -INFINITY;
             const int a = std::max(qs[i].lo - t0, 0), b = std::min(qs[i].pos - t0 + 1, cpu::kAttnTile);
             if (a < b) q.push_back(qs[i].q), lo.push_back(a), hi.push_back(b), which.push_back(i);
         }
+        // Every query sees the tile (the common case): the kernel writes the outputs in place.
+        const bool all = int(q.size()) == nq;
+        if (!all) std::fill(m, m + nq, -INFINITY);
         if (q.empty()) return;
-        const cpu::AttnTile a{kv.type_k,      kv.type_v,          kv.head_dim, Dv,        kv.k_panel_at(il, g, t0), kv.k_panel,
-                              kv.v_at(il, g, t0), kv.v_row,   int(q.size()), q.data(), lo.data(),  hi.data(), scale,
-                              ts.km,         ts.kl,         ts.kacc,            ts.tile};
+        const cpu::AttnTile a{kv.type_k, kv.type_v, kv.head_dim, Dv, kv.k_panel_at(il, g, t0), kv.k_panel, kv.v_at(il, g, t0), kv.v_row,
+                              int(q.size()), q.data(), lo.data(), hi.data(), scale, all ? m : ts.km, all ? l : ts.kl, all ? acc : ts.kacc, ts.tile};
         kt.attn_tile(a);
+        if (all) return;
         for (size_t k = 0; k < which.size(); ++k) {
             const size_t i = size_t(which[k]);
-            m[i * stride] = ts.km[k], l[i * stride] = ts.kl[k];
-            std::copy(ts.kacc + k * size_t(Dv), ts.kacc + (k + 1) * size_t(Dv), acc + i * acc_stride);
+            m[i] = ts.km[k], l[i] = ts.kl[k];
+            std::copy(ts.kacc + k * size_t(Dv), ts.kacc + (k + 1) * size_t(Dv), acc + i * size_t(Dv));
         }
     }
 };
@@ -131,7 +133,7 @@ Status AttnScratch::allocate(const ModelConfig& c, int n_batch, int n_threads, D
     q.resize(size_t(n_batch) * size_t(c.n_head) * cpu::attn_q_bytes(type_k, c.head_dim));
     thread_floats = thread_scratch_floats(c);
     thread.resize(size_t(n_threads) * thread_floats);
-    // decode: tile partials (n_head_kv, kWave, nq, Dv + 2) and running state (n_head_kv, nq, Dv + 2)
+    // decode: tile partials (n_head_kv, kWave) and running state (n_head_kv) blocks of nq (Dv + 2)
     part.resize(size_t(c.n_head_kv) * (kWave + 1) * size_t(kSplitTokens * group_size(c)) * stride);
     if (!q.data || !thread.data || !part.data) return Status::error("out of memory allocating attention scratch");
     return Status::ok();
@@ -179,9 +181,8 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
                 std::fill(ts.M, ts.M + nq, -INFINITY);
                 const int t_first = qs.front().lo / cpu::kAttnTile, t_last = qs.back().pos / cpu::kAttnTile;
                 for (int t = t_first; t <= t_last; ++t) {
-                    tr.run(g, t, qs.data(), nq, ts, ts.m, ts.l, ts.acc, 1, size_t(Dv));
-                    for (int k = 0; k < nq; ++k)
-                        kt.attn_merge(ts.M + k, ts.L + k, ts.ACC + size_t(k) * Dv, ts.m[k], ts.l[k], ts.acc + size_t(k) * Dv, Dv);
+                    tr.run(g, t, qs.data(), nq, ts, ts.m, ts.l, ts.acc);
+                    kt.attn_merge(nq, Dv, ts.m, ts.l, ts.acc, ts.M, ts.L, ts.ACC);
                 }
                 for (int k = 0; k < nq; ++k) {
                     const int i = i0 + k / G, h = g * G + k % G;
@@ -193,13 +194,13 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
     }
 
     // Decode / verification: tiles split across threads in rounds of kWave, partials
-    // (Hkv, kWave, nq, Dv + 2) = [m, l, acc], then merged per query in tile order into the
-    // running state (Hkv, nq, Dv + 2) = [M, L, ACC].
+    // (Hkv, kWave) blocks of [m (nq), l (nq), acc (nq, Dv)], then merged in tile order into
+    // the running state, (Hkv) blocks of [M (nq), L (nq), ACC (nq, Dv)].
     const int nq = n * G;
-    const size_t stride = size_t(Dv) + 2;
+    const size_t block = size_t(nq) * (size_t(Dv) + 2);
     float* part = s.part();
-    float* state = part + size_t(Hkv) * kWave * nq * stride;
-    for (size_t i = 0; i < size_t(Hkv) * nq; ++i) state[i * stride] = -INFINITY;
+    float* state = part + size_t(Hkv) * kWave * block;
+    for (int g = 0; g < Hkv; ++g) std::fill(state + size_t(g) * block, state + size_t(g) * block + nq, -INFINITY);
     const int t_first = first_visible(pos0) / cpu::kAttnTile, t_last = (pos0 + n - 1) / cpu::kAttnTile;
     for (int w0 = t_first; w0 <= t_last; w0 += kWave) {
         const int nw = std::min(kWave, t_last + 1 - w0);
@@ -210,22 +211,22 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
             for (int64_t j = j0; j < j1; ++j) {
                 const int g = int(j / nw), t = int(j % nw);
                 group_queries(g, 0, n, qs);
-                float* p = part + (size_t(g) * kWave + t) * nq * stride;
-                tr.run(g, w0 + t, qs.data(), nq, ts, p, p + 1, p + 2, stride, stride);
+                float* p = part + (size_t(g) * kWave + t) * block;
+                tr.run(g, w0 + t, qs.data(), nq, ts, p, p + nq, p + 2 * nq);
             }
         });
         const bool last = w0 + kWave > t_last;
-        pool.parallel_for(int64_t(Hkv) * nq, 4, [&](int64_t j0, int64_t j1, int) {
-            for (int64_t j = j0; j < j1; ++j) {
-                const int g = int(j / nq), k = int(j % nq);
-                float* st = state + (size_t(g) * nq + k) * stride;
+        pool.parallel_for(Hkv, 1, [&](int64_t g0, int64_t g1, int) {
+            for (int64_t g = g0; g < g1; ++g) {
+                float* st = state + size_t(g) * block;
                 for (int t = 0; t < nw; ++t) {
-                    const float* p = part + ((size_t(g) * kWave + t) * nq + k) * stride;
-                    kt.attn_merge(st, st + 1, st + 2, p[0], p[1], p + 2, Dv);
+                    const float* p = part + (size_t(g) * kWave + t) * block;
+                    kt.attn_merge(nq, Dv, p, p + nq, p + 2 * nq, st, st + nq, st + 2 * nq);
                 }
-                if (last) {
-                    const int i = k / G, h = g * G + k % G;
-                    normalize(st + 2, st[1], Dv, kv.hadamard, out + (size_t(i) * H + h) * Dv);
+                if (!last) continue;
+                for (int k = 0; k < nq; ++k) {
+                    const int i = k / G, h = int(g) * G + k % G;
+                    normalize(st + 2 * nq + size_t(k) * Dv, st[nq + k], Dv, kv.hadamard, out + (size_t(i) * H + h) * Dv);
                 }
             }
         });

@@ -208,21 +208,39 @@ inline void attn_tile(const AttnTile& a) {
     });
 }
 
-// Folds one tile's (m, l, acc) into a running (M, L, ACC), the online-softmax update.
-// Tiles are always merged one at a time in position order, whatever the threading, so
-// the result is the same for any batch.
-inline void attn_merge(float* M, float* L, float* ACC, float m, float l, const float* acc, int Dv) {
-    if (m == -INFINITY) return;  // the tile had no key for this query
-    if (*M == -INFINITY) {
-        *M = m, *L = l;
-        std::memcpy(ACC, acc, sizeof(float) * size_t(Dv));
-        return;
+// Folds one tile's (m, l, acc) into the running (M, L, ACC) of n queries, the
+// online-softmax update; m, l, M, L (n), acc, ACC (n, Dv). A query with m = -inf saw
+// nothing of the tile (its l and acc are not read); M = -inf means no tile yet (L and ACC
+// are then overwritten). The rescaling factors of up to kW queries come from one vector
+// exp each, the same per lane whatever the other lanes hold; tiles are always merged one
+// at a time in position order, whatever the threading, so the result is the same for any
+// batch.
+inline void attn_merge(int n, int Dv, const float* m, const float* l, const float* acc, float* M, float* L, float* ACC) {
+    alignas(64) float f[4][kW];  // ca = e^(M - max), cb = e^(m - max) per query, then m and M
+    for (int i0 = 0; i0 < n; i0 += kW) {
+        const int nl = std::min(kW, n - i0);
+        std::fill(f[2], f[2] + kW, -INFINITY), std::fill(f[3], f[3] + kW, -INFINITY);
+        std::copy(m + i0, m + i0 + nl, f[2]), std::copy(M + i0, M + i0 + nl, f[3]);
+        const VF vm = VF::load_aligned(f[2]), vM = VF::load_aligned(f[3]), mx = xsimd::max(vm, vM);
+        exp_nonpositive(vM - mx).store_aligned(f[0]);  // NaN lanes (both -inf) are never used
+        exp_nonpositive(vm - mx).store_aligned(f[1]);
+        for (int k = 0; k < nl; ++k) {
+            const int i = i0 + k;
+            if (m[i] == -INFINITY) continue;
+            float* out = ACC + size_t(i) * Dv;
+            const float* in = acc + size_t(i) * Dv;
+            if (M[i] == -INFINITY) {
+                M[i] = m[i], L[i] = l[i];
+                std::memcpy(out, in, sizeof(float) * size_t(Dv));
+                continue;
+            }
+            const float ca = f[0][k], cb = f[1][k];
+            M[i] = std::max(M[i], m[i]);
+            L[i] = L[i] * ca + l[i] * cb;
+            const VF va(ca), vb(cb);
+            for (int d = 0; d < Dv; d += kW) (VF::load_unaligned(out + d) * va + VF::load_unaligned(in + d) * vb).store_unaligned(out + d);
+        }
     }
-    const float mn = std::max(*M, m), ca = std::exp(*M - mn), cb = std::exp(m - mn);
-    *M = mn;
-    *L = *L * ca + l * cb;
-    const VF va(ca), vb(cb);
-    for (int i = 0; i < Dv; i += kW) (VF::load_unaligned(ACC + i) * va + VF::load_unaligned(acc + i) * vb).store_unaligned(ACC + i);
 }
 
 }  // namespace attn

@@ -105,7 +105,7 @@ struct KernelTable {
     // Flash attention (flash_attn-inl.h): one tile, and the online-softmax merge of a
     // tile's (m, l, acc) into a running (M, L, ACC).
     void (*attn_tile)(const AttnTile& a) = nullptr;
-    void (*attn_merge)(float* M, float* L, float* ACC, float m, float l, const float* acc, int Dv) = nullptr;
+    void (*attn_merge)(int n, int Dv, const float* m, const float* l, const float* acc, float* M, float* L, float* ACC) = nullptr;
 };
 
 // Calls f(std::integral_constant<int, n>{}) for a run-time n in [1, 8]: turns a token count
