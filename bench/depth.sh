@@ -80,6 +80,6 @@ for d in depths:
         print(f"| {name} | {ctype} | {test} @ d{d} | {fmt(lv)} | {fmt(iv)} | {fmt(kv)} | {ratio(kv, lv)} | {ratio(kv, iv)} |")
 r = [x for x in kiln["results"] if x["test"] == f"tg{tg}"]
 print()
-print("kiln decode reads (weights + KV cache per token):", ", ".join(f"d{x['depth']}: {x.get('read_gbps', 0):.1f} GB/s = {100 * x.get('bandwidth_fraction', 0):.0f}%" for x in r),
-      f"of the probe's {kiln.get('read_bandwidth_gbps', 0):.1f} GB/s")
+print("kiln decode reads (weights + KV cache per token):", ", ".join(f"d{x['depth']}: {x.get('read_gbps', 0):.1f} GB/s = {100 * x.get('bandwidth_fraction', 0):.0f}% "
+      f"of the {x.get('bandwidth_gbps', 0):.1f} GB/s probed around it" for x in r))
 EOF
