@@ -222,7 +222,7 @@ inline void attn_merge(int n, int Dv, const float* m, const float* l, const floa
         std::fill(f[2], f[2] + kW, -INFINITY), std::fill(f[3], f[3] + kW, -INFINITY);
         std::copy(m + i0, m + i0 + nl, f[2]), std::copy(M + i0, M + i0 + nl, f[3]);
         const VF vm = VF::load_aligned(f[2]), vM = VF::load_aligned(f[3]), mx = xsimd::max(vm, vM);
-        exp_nonpositive(vM - mx).store_aligned(f[0]);  // NaN lanes (both -inf) are never used
+        exp_nonpositive(vM - mx).store_aligned(f[0]);  // lanes with both -inf give 0, never used
         exp_nonpositive(vm - mx).store_aligned(f[1]);
         for (int k = 0; k < nl; ++k) {
             const int i = i0 + k;

@@ -1,7 +1,6 @@
 #include "bandwidth.h"
 
 #include <immintrin.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +9,8 @@
 #include <cstring>
 #include <thread>
 #include <vector>
+
+#include "streamed_alloc.h"
 
 namespace kiln::bench {
 
@@ -42,10 +43,9 @@ uint64_t read_plain(const uint8_t* p, size_t n) {
 
 double measure_read_bandwidth(int threads) {
     const size_t bytes = size_t(1) << 30;  // 1 GiB: 32x the L3 of a Zen 4 CCD
-    // (2 MiB alignment so the range can be backed by huge pages)
-    auto* buf = static_cast<uint8_t*>(std::aligned_alloc(size_t(2) << 20, bytes));
+    // on huge pages like the weights and KV cache it stands for: fewer TLB misses
+    auto* buf = static_cast<uint8_t*>(alloc_streamed(bytes));
     if (!buf) return 0;
-    madvise(buf, bytes, MADV_HUGEPAGE);  // fewer TLB misses, steadier numbers where THP is on
     std::memset(buf, 1, bytes);          // fault every page in before timing
     const bool wide = __builtin_cpu_supports("avx512f");
     double best = 0;
