@@ -21,7 +21,7 @@ namespace {
 
 constexpr int kSplitTokens = 8;    // up to this many tokens the KV length is split across threads
 constexpr int kWave = 128;         // tiles per round of the split path (bounds attn_part)
-constexpr int kBlockQueries = 32;  // target queries per prefill job (tokens x group heads)
+constexpr int kBlockQueries = 128;  // target queries per prefill job (tokens x group heads)
 
 struct Query {
     const uint8_t* q;  // prepared query

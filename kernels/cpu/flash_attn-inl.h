@@ -155,27 +155,31 @@ inline void attn_tile(const AttnTile& a) {
         p += np;
     }
 
-    // ---- per query: scale and mask, max, exp, sum ----
+    // ---- per query: max, exp, sum ----
+    // The scale rides in the exp's argument, fma(s, scale, -m scale): the max of the raw
+    // scores is the max of the scaled ones (scale > 0), so the scores are read twice and
+    // written once. The mask only costs where the query sees part of [j0, j1), and both
+    // paths give the same bits for the keys they keep (decode and verify agree).
     alignas(64) float lane[kW];
     for (int i = 0; i < kW; ++i) lane[i] = float(i);
-    const VF lanes = VF::load_aligned(lane), vscale(a.scale), ninf(-INFINITY);
+    const VF lanes = VF::load_aligned(lane), vscale(a.scale), ninf(-INFINITY), zero(0.0f);
     const int j0 = p0 * kKvPanel, j1 = p1 * kKvPanel;
     for (int r = 0; r < nq; ++r) {
         float* s = scores + size_t(r) * kAttnTile;
+        const bool masked = a.lo[r] > j0 || a.hi[r] < j1;
         const VF lo(float(a.lo[r])), hi(float(a.hi[r]));
+        auto visible = [&](int j) { const VF idx = lanes + VF(float(j)); return (idx >= lo) & (idx < hi); };
         VF vmax = ninf;
-        for (int j = j0; j < j1; j += kW) {
-            const VF idx = lanes + VF(float(j));
-            const VF x = xsimd::select((idx >= lo) & (idx < hi), VF::load_aligned(s + j) * vscale, ninf);
-            x.store_aligned(s + j);
-            vmax = xsimd::max(vmax, x);
-        }
-        vmax.store_aligned(lane);
-        const float m = *std::max_element(lane, lane + kW);
-        const VF vm(m);
+        if (masked)
+            for (int j = j0; j < j1; j += kW) vmax = xsimd::max(vmax, xsimd::select(visible(j), VF::load_aligned(s + j), ninf));
+        else
+            for (int j = j0; j < j1; j += kW) vmax = xsimd::max(vmax, VF::load_aligned(s + j));
+        const float m = lane_max(vmax) * a.scale;
+        const VF neg_m(-m);
         VF sum(0.0f);
         for (int j = j0; j < j1; j += kW) {
-            VF e = exp_nonpositive(VF::load_aligned(s + j) - vm);  // 0 for masked keys (-inf)
+            VF e = exp_nonpositive(xsimd::fma(VF::load_aligned(s + j), vscale, neg_m));  // the max's own term may be 1 ulp over 0
+            if (masked) e = xsimd::select(visible(j), e, zero);
             if constexpr (kBf16Dot)
                 if (dot_v) e = round_bf16(e);  // the weights the bf16 dot products will use
             e.store_aligned(s + j);
@@ -222,7 +226,7 @@ inline void attn_merge(int n, int Dv, const float* m, const float* l, const floa
         std::fill(f[2], f[2] + kW, -INFINITY), std::fill(f[3], f[3] + kW, -INFINITY);
         std::copy(m + i0, m + i0 + nl, f[2]), std::copy(M + i0, M + i0 + nl, f[3]);
         const VF vm = VF::load_aligned(f[2]), vM = VF::load_aligned(f[3]), mx = xsimd::max(vm, vM);
-        exp_nonpositive(vM - mx).store_aligned(f[0]);  // lanes with both -inf give 0, never used
+        exp_nonpositive(vM - mx).store_aligned(f[0]);  // lanes with an -inf maximum (m or M) are never read
         exp_nonpositive(vm - mx).store_aligned(f[1]);
         for (int k = 0; k < nl; ++k) {
             const int i = i0 + k;

@@ -15,6 +15,22 @@ struct Q8ValueRows {
     xsimd::batch<float, Arch> operator()(int j, int c) const;
 };
 
+// x 2^n for integer-valued n <= 0, by putting n into the exponent bits; 0 below 2^-126
+// (where those bits would wrap).
+inline xsimd::batch<float, Arch> times_pow2(xsimd::batch<float, Arch> x, xsimd::batch<float, Arch> n) {
+    using VF = xsimd::batch<float, Arch>;
+    using VI = xsimd::batch<int32_t, Arch>;
+    const VF two_n = xsimd::bitwise_cast<VF>((xsimd::to_int(n) + VI(127)) << 23);
+    return xsimd::select(n >= VF(-126.0f), x * two_n, VF(0.0f));
+}
+
+// The largest lane.
+inline float lane_max(xsimd::batch<float, Arch> x) {
+    alignas(64) float t[xsimd::batch<float, Arch>::size];
+    x.store_aligned(t);
+    return *std::max_element(t, t + xsimd::batch<float, Arch>::size);
+}
+
 // One SIMD vector of fp16 keys as floats (through the TU's f16_to_f32).
 inline xsimd::batch<float, Arch> load_f16(const uint16_t* p) {
     alignas(64) float t[xsimd::batch<float, Arch>::size];

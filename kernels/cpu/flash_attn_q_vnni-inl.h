@@ -7,6 +7,12 @@ namespace kiln::cpu::KILN_ISA_NS {
 
 namespace attn {
 
+// x 2^n for integer-valued n <= 0 in one vscalefps, gradual underflow to 0 (for exp).
+inline xsimd::batch<float, Arch> times_pow2(xsimd::batch<float, Arch> x, xsimd::batch<float, Arch> n) { return _mm512_scalef_ps(x, n); }
+
+// The largest of the 16 lanes, by a shuffle tree.
+inline float lane_max(xsimd::batch<float, Arch> x) { return _mm512_reduce_max_ps(x); }
+
 // 16 fp16 keys as floats, converted in registers.
 inline xsimd::batch<float, Arch> load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 

@@ -11,21 +11,19 @@ using VF = xsimd::batch<float, Arch>;
 constexpr int kW = int(VF::size);
 constexpr int kPanelVecs = kKvPanel / kW;  // SIMD vectors per panel row of 16 keys
 
-// exp(x) for x <= 0 (scores minus their row's max), exactly 0 below -87 (masked keys are
-// -inf; e^-87 is near the smallest normal float): x = n ln2 + r with |r| <= ln2 / 2 (ln2
-// split in two so n ln2 is exact), Cephes' polynomial for e^r, and 2^n put straight into
-// the exponent bits. Relative error ~1e-7. xsimd::exp reduces the same way but adds an
-// overflow select and a general ldexp that scores minus their max never need.
+// exp(x) for x <= 0 (scores minus their row's max; the max's own term may be an ulp
+// over 0), 0 or a subnormal below -87: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two
+// so n ln2 is exact), Cephes' polynomial for e^r, and 2^n applied by the TU's times_pow2
+// (vscalefps, or the exponent bits). Relative error ~1e-7. xsimd::exp reduces the same
+// way but adds an overflow select and a general ldexp that scores never need.
 inline VF exp_nonpositive(VF x) {
-    using VI = xsimd::batch<int32_t, Arch>;
     const VF n = xsimd::nearbyint(x * VF(1.44269504088896341f));
     VF r = xsimd::fnma(n, VF(0.693359375f), x);
     r = xsimd::fnma(n, VF(-2.12194440e-4f), r);
     VF p(1.9875691500e-4f);
     for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f}) p = xsimd::fma(p, r, VF(c));
     p = xsimd::fma(p, r * r, r + VF(1.0f));
-    const VF two_n = xsimd::bitwise_cast<VF>((xsimd::to_int(n) + VI(127)) << 23);  // n in [-126, 0] where kept
-    return xsimd::select(x >= VF(-87.0f), p * two_n, VF(0.0f));
+    return times_pow2(p, n);
 }
 
 // Cache lines to ask for ahead of use, one row at a time: a row of `row` bytes at
