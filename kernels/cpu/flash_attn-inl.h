@@ -156,13 +156,14 @@ inline void attn_tile(const AttnTile& a) {
     }
 
     // ---- per query: max, exp, sum ----
-    // The scale rides in the exp's argument, fma(s, scale, -m scale): the max of the raw
-    // scores is the max of the scaled ones (scale > 0), so the scores are read twice and
-    // written once. The mask only costs where the query sees part of [j0, j1), and both
+    // The scale (and log2(e), for exp2) rides in the exp's argument, fma(s, c, -m c) with
+    // c = scale log2(e): the max of the raw scores is the max of the scaled ones (c > 0),
+    // so the scores are read twice and written once. The mask only costs where the query sees part of [j0, j1), and both
     // paths give the same bits for the keys they keep (decode and verify agree).
     alignas(64) float lane[kW];
     for (int i = 0; i < kW; ++i) lane[i] = float(i);
-    const VF lanes = VF::load_aligned(lane), vscale(a.scale), ninf(-INFINITY), zero(0.0f);
+    const float scale2 = a.scale * 1.44269504088896341f;  // to base 2 for exp2
+    const VF lanes = VF::load_aligned(lane), vscale2(scale2), ninf(-INFINITY), zero(0.0f);
     const int j0 = p0 * kKvPanel, j1 = p1 * kKvPanel;
     for (int r = 0; r < nq; ++r) {
         float* s = scores + size_t(r) * kAttnTile;
@@ -174,18 +175,18 @@ inline void attn_tile(const AttnTile& a) {
             for (int j = j0; j < j1; j += kW) vmax = xsimd::max(vmax, xsimd::select(visible(j), VF::load_aligned(s + j), ninf));
         else
             for (int j = j0; j < j1; j += kW) vmax = xsimd::max(vmax, VF::load_aligned(s + j));
-        const float m = lane_max(vmax) * a.scale;
-        const VF neg_m(-m);
+        const float raw_max = lane_max(vmax);
+        const VF neg_m2(-raw_max * scale2);
         VF sum(0.0f);
         for (int j = j0; j < j1; j += kW) {
-            VF e = exp_nonpositive(xsimd::fma(VF::load_aligned(s + j), vscale, neg_m));  // the max's own term may be 1 ulp over 0
+            VF e = exp2_nonpositive(xsimd::fma(VF::load_aligned(s + j), vscale2, neg_m2));
             if (masked) e = xsimd::select(visible(j), e, zero);
             if constexpr (kBf16Dot)
                 if (dot_v) e = round_bf16(e);  // the weights the bf16 dot products will use
             e.store_aligned(s + j);
             sum += e;
         }
-        a.m[r] = m;
+        a.m[r] = raw_max * a.scale;
         a.l[r] = xsimd::hadd(sum);
         if constexpr (kBf16Dot)
             if (dot_v) pack_bf16(s + j0, j1 - j0, pb + size_t(r) * kAttnTile + j0);

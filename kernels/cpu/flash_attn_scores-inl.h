@@ -11,20 +11,18 @@ using VF = xsimd::batch<float, Arch>;
 constexpr int kW = int(VF::size);
 constexpr int kPanelVecs = kKvPanel / kW;  // SIMD vectors per panel row of 16 keys
 
-// exp(x) for x <= 0 (scores minus their row's max; the max's own term may be an ulp
-// over 0), 0 or a subnormal below -87: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two
-// so n ln2 is exact), Cephes' polynomial for e^r, and 2^n applied by the TU's times_pow2
-// (vscalefps, or the exponent bits). Relative error ~1e-7. xsimd::exp reduces the same
-// way but adds an overflow select and a general ldexp that scores never need.
-inline VF exp_nonpositive(VF x) {
-    const VF n = xsimd::nearbyint(x * VF(1.44269504088896341f));
-    VF r = xsimd::fnma(n, VF(0.693359375f), x);
-    r = xsimd::fnma(n, VF(-2.12194440e-4f), r);
-    VF p(1.9875691500e-4f);
-    for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f}) p = xsimd::fma(p, r, VF(c));
-    p = xsimd::fma(p, r * r, r + VF(1.0f));
+// 2^y for y <= 0 (the max's own term may be an ulp over 0), 0 or a subnormal below -126:
+// y = n + f with |f| <= 1/2, Cephes' exp2f polynomial for 2^f (relative error ~1.5e-7),
+// 2^n applied by the TU's times_pow2 (vscalefps, or the exponent bits). Softmax feeds it
+// scores already in base 2 (the log2(e) rides in the scale), so e^x costs no reduction
+// beyond a round and a subtract.
+inline VF exp2_nonpositive(VF y) {
+    const VF n = xsimd::nearbyint(y), f = y - n;
+    VF p(1.535336188319500e-4f);
+    for (float c : {1.339887440266574e-3f, 9.618437357674640e-3f, 5.550332471162809e-2f, 2.402264791363012e-1f, 6.931472028550421e-1f, 1.0f}) p = xsimd::fma(p, f, VF(c));
     return times_pow2(p, n);
 }
+inline VF exp_nonpositive(VF x) { return exp2_nonpositive(x * VF(1.44269504088896341f)); }
 
 // Cache lines to ask for ahead of use, one row at a time: a row of `row` bytes at
 // base + j * row (nullptr: nothing), into L2.
