@@ -5,19 +5,24 @@
 #
 #   bench/depth.sh MODEL.gguf
 #
-# Env: THREADS (2), REPS (3), DEPTHS (0,4096,16384), PP (512), TG (128), CTYPE (f16), WARMUP (1),
+# Env: THREADS (2), REPS (3), KILN_REPS (REPS), DEPTHS (0,4096,16384), PP (512), TG (128), CTYPE (f16), WARMUP (1),
 #      KILN_FLAGS (--repack), IK_FLAGS (-rtr 1), IK_LLAMA_BENCH (ik's llama-bench; its
-#      columns are left out without it), LLAMA_BENCH (default: bench/compare.sh's build).
+#      columns are left out without it or IK_SWEEP_BENCH), IK_SWEEP_FLAGS (-rtr),
+#      LLAMA_BENCH (default: bench/compare.sh's build).
 # llama.cpp's llama-bench takes -d (depth) directly. ik_llama.cpp's has no depth option:
-# its tg at depth d is its "-gp d,TG" test, and its pp at depth d is derived from two
-# prompt runs, time(d + PP) - time(d) (it processes prompts in 512-token micro-batches,
-# so the last PP tokens of the longer prompt run at exactly depth d).
+# its numbers come from its llama-sweep-bench (IK_SWEEP_BENCH, default: beside
+# IK_LLAMA_BENCH), which fills the cache PP tokens at a time and at each depth times a
+# PP-token batch and TG generated tokens (one repetition); without it, from llama-bench:
+# tg at depth d is its "-gp d,TG" test and pp at depth d is time(d + PP) - time(d) of two
+# prompt runs, a difference of two multi-minute timings that this VM's drifting speed
+# makes unreliable (one such run gave 59.9 t/s where the sweep measured 45.7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: bench/depth.sh MODEL.gguf}
 cache=${KILN_CACHE:-.cache}
 threads=${THREADS:-2}
 reps=${REPS:-3}
+kiln_reps=${KILN_REPS:-$reps}  # kiln's depth fill is ~3x faster: more repetitions fit
 depths=${DEPTHS:-0,4096,16384}
 pp=${PP:-512}
 tg=${TG:-128}
@@ -33,12 +38,23 @@ lcp_bench=${LLAMA_BENCH:-$cache/llama.cpp/llama_cpp_python-0.3.36/vendor/llama.c
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # shellcheck disable=SC2086
-build/kiln-bench -m "$model" -t "$threads" -p "$pp" -n "$tg" -v 0 -d "$depths" -r "$reps" -ctk "$ctype" -ctv "$ctype" -o json $kiln_flags > "$tmp/kiln.json"
+build/kiln-bench -m "$model" -t "$threads" -p "$pp" -n "$tg" -v 0 -d "$depths" -r "$kiln_reps" -ctk "$ctype" -ctv "$ctype" -o json $kiln_flags > "$tmp/kiln.json"
 # shellcheck disable=SC2086
 "$lcp_bench" -m "$model" -t "$threads" -p "$pp" -n "$tg" -d "$depths" -r "$reps" -fa 1 $warm_lcp -ctk "$ctype" -ctv "$ctype" -o json > "$tmp/lcp.json" 2>/dev/null
-echo "[]" > "$tmp/ik_gp.json"
-echo "[]" > "$tmp/ik_pp.json"
-if [ -n "${IK_LLAMA_BENCH:-}" ]; then
+ik_sweep=${IK_SWEEP_BENCH:-}
+[ -z "$ik_sweep" ] && [ -n "${IK_LLAMA_BENCH:-}" ] && ik_sweep="$(dirname "$IK_LLAMA_BENCH")/llama-sweep-bench"
+: > "$tmp/ik_sweep.txt"
+if [ -n "$ik_sweep" ] && [ -x "$ik_sweep" ]; then
+  max=0 stride=0
+  for d in ${depths//,/ }; do
+    [ "$d" -gt "$max" ] && max=$d
+    [ "$d" -gt 0 ] && { a=$((d / pp)) b=$stride; while [ "$b" -gt 0 ]; do t=$((a % b)); a=$b; b=$t; done; stride=$a; }
+  done
+  [ "$stride" -lt 1 ] && stride=1  # measure only every stride-th window: the depths asked for
+  # shellcheck disable=SC2086
+  "$ik_sweep" -m "$model" -t "$threads" -c $((max + pp)) -ub "$pp" -b "$pp" -n "$tg" --sweep-stride "$stride" -fa 1 \
+    -ctk "$ctype" -ctv "$ctype" ${IK_SWEEP_FLAGS:--rtr} 2>&1 | grep '^|' > "$tmp/ik_sweep.txt" || true
+elif [ -n "${IK_LLAMA_BENCH:-}" ]; then
   gp="" pps=""
   for d in ${depths//,/ }; do
     [ "$d" -gt 0 ] && gp="$gp -gp $d,$tg" && pps="$pps,$d"
@@ -54,18 +70,25 @@ tmp, depths, pp, tg, name, ctype = sys.argv[1], [int(d) for d in sys.argv[2].spl
 kiln = json.load(open(f"{tmp}/kiln.json"))
 lcp = json.load(open(f"{tmp}/lcp.json"))
 ik = json.load(open(f"{tmp}/ik.json")) if __import__("os").path.exists(f"{tmp}/ik.json") else []
+sweep = {}  # depth -> (pp t/s, tg t/s), from llama-sweep-bench's "| PP | TG | N_KV | T_PP | S_PP | T_TG | S_TG |" rows
+for line in open(f"{tmp}/ik_sweep.txt"):
+    c = [x.strip() for x in line.strip().strip("|").split("|")]
+    if len(c) >= 7 and c[2].isdigit() and int(c[0]) == pp and int(c[1]) == tg:
+        sweep[int(c[2])] = (float(c[4]), float(c[6]))
 med = statistics.median
 def k(test, d):
     return next((r["tps_median"] for r in kiln["results"] if r["test"] == test and r["depth"] == d), None)
 def l(np_, ng, d):
     return next((med(r["samples_ts"]) for r in lcp if r["n_prompt"] == np_ and r["n_gen"] == ng and r.get("n_depth", 0) == d), None)
 def ik_tg(d):
+    if sweep: return sweep[d][1] if d in sweep else None
     for r in ik:
         if r["n_gen"] == tg and (r["n_prompt"] == d if d else r["n_prompt"] == 0):
             # -gp rows report the tg part's speed at depth; plain tg rows have n_prompt 0
             return med(r["samples_ts"])
     return None
 def ik_pp(d):
+    if sweep: return sweep[d][0] if d in sweep else None
     t = {r["n_prompt"]: med(r["samples_ns"]) / 1e9 for r in ik if r["n_gen"] == 0}  # seconds per prompt length
     if d == 0: return pp / t[pp] if pp in t else None
     if d in t and d + pp in t and t[d + pp] > t[d]: return pp / (t[d + pp] - t[d])
