@@ -117,8 +117,10 @@ inline void attn_tile(const AttnTile& a) {
     for (int r = 0; r < nq; ++r) jmin = std::min(jmin, a.lo[r]), jmax = std::max(jmax, a.hi[r]);
     const int p0 = jmin / kKvPanel, p1 = (jmax + kKvPanel - 1) / kKvPanel;  // panels with any valid key
 
-    // ---- scores (nq, 64) for the panels in use, two panels at a time for <= 4 queries ----
-    const int np_max = nq <= 4 ? 2 : 1;
+    // ---- scores (nq, 64) for the panels in use: for <= 4 queries, float keys the whole
+    // tile at once (16 accumulators), int8 / bf16 keys (which also hold per-panel sums) two
+    // panels at a time ----
+    const int np_max = nq > 4 ? 1 : quant_k || dot_k ? 2 : kAttnTile / kKvPanel;
     // More than one block of 8 queries would convert fp16 keys in registers once per block:
     // then each panel is converted once into kf instead.
     const bool f16_widened = a.k_type == DType::F16 && nq > 8;
@@ -144,6 +146,9 @@ inline void attn_tile(const AttnTile& a) {
             };
             auto with_np = [&](const auto& rows) {
                 if constexpr (QB <= 4) {
+                    static_assert(kAttnTile / kKvPanel == 4);
+                    if (np == 4) return run(std::integral_constant<int, 4>{}, rows);
+                    if (np == 3) return run(std::integral_constant<int, 3>{}, rows);
                     if (np == 2) return run(std::integral_constant<int, 2>{}, rows);
                 }
                 run(std::integral_constant<int, 1>{}, rows);
