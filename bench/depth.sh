@@ -51,9 +51,10 @@ if [ -n "$ik_sweep" ] && [ -x "$ik_sweep" ]; then
     [ "$d" -gt 0 ] && { a=$((d / pp)) b=$stride; while [ "$b" -gt 0 ]; do t=$((a % b)); a=$b; b=$t; done; stride=$a; }
   done
   [ "$stride" -lt 1 ] && stride=1  # measure only every stride-th window: the depths asked for
+  sweep_bin=$(realpath "$ik_sweep") model_abs=$(realpath "$model")
   # shellcheck disable=SC2086
-  "$ik_sweep" -m "$model" -t "$threads" -c $((max + pp)) -ub "$pp" -b "$pp" -n "$tg" --sweep-stride "$stride" -fa 1 \
-    -ctk "$ctype" -ctv "$ctype" ${IK_SWEEP_FLAGS:--rtr} 2>&1 | grep '^|' > "$tmp/ik_sweep.txt" || true
+  (cd "$tmp" && "$sweep_bin" -m "$model_abs" -t "$threads" -c $((max + pp)) -ub "$pp" -b "$pp" -n "$tg" --sweep-stride "$stride" -fa 1 \
+    -ctk "$ctype" -ctv "$ctype" ${IK_SWEEP_FLAGS:--rtr} 2>&1) | grep '^|' > "$tmp/ik_sweep.txt" || true  # in $tmp: it writes llama.log to its directory
 elif [ -n "${IK_LLAMA_BENCH:-}" ]; then
   gp="" pps=""
   for d in ${depths//,/ }; do
