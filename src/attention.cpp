@@ -19,9 +19,12 @@ namespace kiln {
 
 namespace {
 
-constexpr int kSplitTokens = 8;    // up to this many tokens the KV length is split across threads
-constexpr int kWave = 128;         // tiles per round of the split path (bounds attn_part)
-constexpr int kBlockQueries = 128;  // target queries per prefill job (tokens x group heads)
+constexpr int kSplitTokens = 8;     // up to this many tokens the KV length is split across threads
+constexpr int kWave = 128;          // tiles per round of the split path (bounds attn_part)
+// Target queries per prefill job (tokens x group heads). Each job reads (and widens) every
+// K/V tile it sees once, so larger blocks read the cache fewer times: 128 rather than 32
+// made prefill attention at 16K 5-11% faster; 256 gained little more.
+constexpr int kBlockQueries = 128;
 
 struct Query {
     const uint8_t* q;  // prepared query

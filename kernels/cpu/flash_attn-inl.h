@@ -163,8 +163,9 @@ inline void attn_tile(const AttnTile& a) {
     // ---- per query: max, exp, sum ----
     // The scale (and log2(e), for exp2) rides in the exp's argument, fma(s, c, -m c) with
     // c = scale log2(e): the max of the raw scores is the max of the scaled ones (c > 0),
-    // so the scores are read twice and written once. The mask only costs where the query sees part of [j0, j1), and both
-    // paths give the same bits for the keys they keep (decode and verify agree).
+    // so the scores are read twice and written once. The mask only costs where the query
+    // sees part of [j0, j1), and both paths give the same bits for the keys they keep
+    // (decode and verify agree).
     alignas(64) float lane[kW];
     for (int i = 0; i < kW; ++i) lane[i] = float(i);
     const float scale2 = a.scale * 1.44269504088896341f;  // to base 2 for exp2
