@@ -1,6 +1,7 @@
 // Scores of quantized queries against a Q8_0 / Q4_0 K panel, portable: exact integer dot
 // products per 32-dim block in scalar code, scaled and summed block by block like the
-// VNNI kernel (flash_attn_q_vnni-inl.h) does.
+// VNNI kernel (flash_attn_q_vnni-inl.h) does. Also the portable forms of the vector
+// helpers the other attention headers use (load_f16, times_pow2, lane_max).
 
 namespace kiln::cpu::KILN_ISA_NS {
 

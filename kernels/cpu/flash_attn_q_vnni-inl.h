@@ -2,6 +2,8 @@
 // vpdpbusd multiplies 4 dims of 16 keys (unsigned codes, kv_layout.h) by 4 broadcast
 // query bytes, so a 32-dim block is 8 instructions per query for 16 keys. The unsigned
 // offset (128 or 8) is removed with the query block's sum: sum((k + o) q) - o sum(q).
+// Also the AVX-512 forms of the vector helpers the other attention headers use
+// (load_f16, times_pow2, lane_max); flash_attn_q_portable-inl.h has the portable ones.
 
 namespace kiln::cpu::KILN_ISA_NS {
 
