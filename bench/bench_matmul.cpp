@@ -90,26 +90,30 @@ void bm_matmul_r16(benchmark::State& state, Isa isa, DType t) {
     state.SetItemsProcessed(int64_t(state.iterations()) * rows * k * ny);
 }
 
-// Decode (one token) over 128 MiB of repacked weights, past L3, as the model's matrices
-// are read each token: one thread's streaming rate, which in-cache rows above cannot show.
-// The 1024-row matrix is repeated; the kernel sees one tall matrix.
-void bm_matmul_r16_stream(benchmark::State& state, DType t) {
+// Decode (one token) over 128 MiB of weights, past L3, as the model's matrices are read
+// each token: one thread's streaming rate, which in-cache rows above cannot show. The
+// 1024-row matrix is repeated (in its original rows, or repacked); the kernel sees one
+// tall matrix.
+void bm_matmul_stream(benchmark::State& state, DType t, bool repacked) {
     const KernelTable* kt = table_for(Isa::Avx512);
-    if (!kt || !kt->matmul_r16[int(t)]) {
-        state.SkipWithError("no r16 kernel on this ISA");
+    if (!kt || (repacked && !kt->matmul_r16[int(t)])) {
+        state.SkipWithError("no AVX-512 kernel for this layout");
         return;
     }
     const int64_t rows = 1024, k = 2048;
     Setup s = make(*kt, t, rows, k, 1);
-    const size_t gb = r16_group_bytes(t, k), one = gb * size_t(rows / kR16Rows);
+    const size_t stride = repacked ? r16_group_bytes(t, k) : s.w_stride;  // bytes of one group (r16) or row
+    const size_t one = repacked ? stride * size_t(rows / kR16Rows) : s.w.size();
     const int copies = int((size_t(128) << 20) / one);
-    std::unique_ptr<uint8_t, decltype(&std::free)> packed(static_cast<uint8_t*>(kiln::alloc_streamed(one * size_t(copies))), &std::free);  // (copies x rows / 16) groups of gb bytes
-    r16_repack(t, s.w.data(), s.w_stride, rows, k, packed.get());
-    for (int c = 1; c < copies; ++c) std::memcpy(packed.get() + size_t(c) * one, packed.get(), one);
+    std::unique_ptr<uint8_t, decltype(&std::free)> w(static_cast<uint8_t*>(kiln::alloc_streamed(one * size_t(copies))), &std::free);  // copies x (rows x k) weights
+    if (repacked) r16_repack(t, s.w.data(), s.w_stride, rows, k, w.get());
+    else std::memcpy(w.get(), s.w.data(), one);
+    for (int c = 1; c < copies; ++c) std::memcpy(w.get() + size_t(c) * one, w.get(), one);
     std::vector<float> y(size_t(rows) * size_t(copies));  // (rows x copies)
     const ActRows a{s.act.data(), s.a_stride, 1};
+    const MatmulFn fn = repacked ? kt->matmul_r16[int(t)] : kt->matmul[int(t)];
     for (auto _ : state) {
-        kt->matmul_r16[int(t)](k, packed.get(), gb, 0, rows * copies, a, y.data(), y.size());
+        fn(k, w.get(), stride, 0, rows * copies, a, y.data(), y.size());
         benchmark::DoNotOptimize(y.data());
     }
     state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(one) * copies);
@@ -119,7 +123,9 @@ void register_all() {
     for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0}) {
         const std::string name = std::string("matmul_r16/") + kiln::dtype_name(t) + "/avx512";
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul_r16, Isa::Avx512, t)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond);
-        benchmark::RegisterBenchmark((name + "/stream").c_str(), bm_matmul_r16_stream, t)->Unit(benchmark::kMicrosecond)->UseRealTime();
+        benchmark::RegisterBenchmark((name + "/stream").c_str(), bm_matmul_stream, t, true)->Unit(benchmark::kMicrosecond)->UseRealTime();
+        const std::string rows_name = std::string("matmul/") + kiln::dtype_name(t) + "/avx512/stream";
+        benchmark::RegisterBenchmark(rows_name.c_str(), bm_matmul_stream, t, false)->Unit(benchmark::kMicrosecond)->UseRealTime();
     }
     for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic}) {
         for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F16}) {

@@ -60,7 +60,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
         jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n}, total, w->row_size(), w->data};
         // The row-interleaved copy, when there is one and its 16-row groups line up with
         // the 16-row chunks the threads get.
-        const cpu::MatmulFn r16 = w->packed ? s.kt->r16_kernel(w->dtype, n) : nullptr;
+        const cpu::MatmulFn r16 = w->packed ? s.kt->matmul_r16[int(w->dtype)] : nullptr;
         if (r16 && total % cpu::kR16Rows == 0) {
             Job& jb = jobs[n_jobs - 1];
             jb.fn = r16;

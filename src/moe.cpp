@@ -39,11 +39,11 @@ void quantize_act(const cpu::KernelTable& kt, cpu::ActFormat f, const float* x, 
 }
 
 // y[c * y_stride + r] = W_e row r . a row c, r in [r0, r1): expert e's slice of a 3-D tensor,
-// from its row-interleaved copy when KernelTable::r16_kernel says so.
+// from its row-interleaved copy when there is one and an r16 kernel for its type.
 void expert_matmul(const cpu::KernelTable& kt, const TensorView& w3, int e, int64_t r0, int64_t r1, const cpu::ActRows& a, float* y,
                    size_t y_stride) {
     const TensorView w = w3.slice(e);
-    if (const cpu::MatmulFn r16 = w.packed ? kt.r16_kernel(w.dtype, a.ny) : nullptr) r16(w.cols(), w.packed, w.packed_group_bytes, r0, r1, a, y, y_stride);
+    if (const cpu::MatmulFn r16 = w.packed ? kt.matmul_r16[int(w.dtype)] : nullptr) r16(w.cols(), w.packed, w.packed_group_bytes, r0, r1, a, y, y_stride);
     else kt.matmul[int(w.dtype)](w.cols(), w.data, w.row_size(), r0, r1, a, y, y_stride);
 }
 

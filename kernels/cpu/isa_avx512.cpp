@@ -74,7 +74,6 @@ void fill_avx512(KernelTable& t) {
     t.matmul[int(DType::Q6_K)] = matmul_auto<DType::Q6_K>;
     t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16::matmul<DType::Q4_K>;
     t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16::matmul<DType::Q6_K>;
-    t.decode_from_rows[int(DType::Q6_K)] = true;  // 6.56 bits a weight instead of r16's 8.56
     t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16::matmul<DType::Q8_0>;
     t.matmul_r16[int(DType::Q5_0)] = KILN_ISA_NS::r16::matmul<DType::Q5_0>;
 }

@@ -79,13 +79,6 @@ struct KernelTable {
     // Over the row-interleaved layouts of r16.h (w = repacked data, w_stride = bytes per
     // 16-row group, row ranges multiples of 16); nullptr: use the original layout.
     MatmulFn matmul_r16[kMaxDType] = {};
-    // True where matmul gives matmul_r16's bits and reads fewer bytes (the r16 layout is
-    // wider than the file's): one-token matmuls (decode) then read the original rows, and
-    // verification's k + 1 tokens still get a one-token forward's logits.
-    bool decode_from_rows[kMaxDType] = {};
-    // The r16 kernel for a matmul of ny tokens over t weights, or nullptr where the original
-    // rows are the ones to read (no r16 kernel, or one token of a decode_from_rows format).
-    MatmulFn r16_kernel(DType t, int ny) const { return ny == 1 && decode_from_rows[int(t)] ? nullptr : matmul_r16[int(t)]; }
     // x (k floats) -> one activation row in the given format.
     void (*quantize_q8x32)(const float* x, block_q8_x32* y, int64_t k) = nullptr;
     void (*quantize_q8K)(const float* x, block_q8_K* y, int64_t k) = nullptr;

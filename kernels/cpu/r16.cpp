@@ -79,10 +79,18 @@ void r16_repack(DType t, const void* src, size_t src_stride, int64_t rows, int64
                     for (int gi = 0; gi < 16; ++gi) o.sc[gi][r] = b.scales[gi];
                     q6_K_values(b, q[r]);
                 }
-                for (int s = 0; s < 8; ++s)
-                    for (int j = 0; j < 8; ++j)
+                for (int s = 0; s < 8; ++s) {
+                    uint8_t sub[16][32];
+                    for (int r = 0; r < 16; ++r) std::memcpy(sub[r], q[r] + 32 * s, 32);
+                    pack_nibbles(sub, o.sub[s].ql);
+                    for (int h = 0; h < 2; ++h)
                         for (int r = 0; r < 16; ++r)
-                            for (int i = 0; i < 4; ++i) o.qs[s][j][4 * r + i] = q[r][32 * s + 4 * j + i];
+                            for (int i = 0; i < 4; ++i) {
+                                uint8_t bits = 0;
+                                for (int t = 0; t < 4; ++t) bits = uint8_t(bits | (sub[r][4 * (4 * h + t) + i] >> 4) << (2 * t));
+                                o.sub[s].qh[h][4 * r + i] = bits;
+                            }
+                }
             }
         } else if (t == DType::Q5_0) {
             for (int64_t ib = 0; ib < k / QK5_0; ++ib) {

@@ -28,16 +28,19 @@ struct r16_q4_K {
 };
 static_assert(sizeof(r16_q4_K) == 2368);
 
-// 16 rows x 256 weights of q6_K, the 6-bit values widened to bytes (4384 bytes; q6_K:
-// 16 x 210 = 3360). Splicing 4 + 2 bits per weight costs more instructions than the 30%
-// more bytes cost time (measured on Zen 4: q6_K is ~20% of a Q4_K_M file's bytes; again
-// with the high bits four steps to a byte merged by vpternlogd: 1.1B Q4_K_M tg 42 vs 45.6 t/s).
+// 16 rows x 256 weights of q6_K (3360 bytes, as q6_K: 16 x 210): the low 4 bits as q4_K's
+// nibbles, the high 2 bits of the four steps of a nibble half in one byte. (Widening the
+// values to bytes, as this layout once did, reads 30% more bytes for a q6_K matrix; with
+// its loads kept in address order the 6-bit splice is cheaper than those bytes.)
 struct r16_q6_K {
     uint16_t d[16];         // per row, fp16
     int8_t sc[16][16];      // [16-weight group][row]
-    uint8_t qs[8][8][64];   // [sub-block][step][4r+i]: q in 0..63
+    struct {                // a sub-block's 6 lines together: a decode reads the block in address order
+        uint8_t ql[4][64];  // [c][4r+i]: low 4 bits, step c in the low nibble, step c + 4 in the high
+        uint8_t qh[2][64];  // [h][4r+i]: bits 2t, 2t+1 are the high 2 bits of step 4h + t
+    } sub[8];
 };
-static_assert(sizeof(r16_q6_K) == 4384);
+static_assert(sizeof(r16_q6_K) == 3360);
 
 // 16 rows x 32 weights of q8_0 (544 bytes, as q8_0: 16 x 34).
 struct r16_q8_0 {
