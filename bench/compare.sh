@@ -11,9 +11,12 @@
 #   outside the repository, in $KILN_CACHE/llama.cpp (default .cache/llama.cpp).
 # - ik_llama.cpp is not built here: set IK_LLAMA_BENCH to the llama-bench binary of a build
 #   you made from its public repository (its column is left out otherwise).
-# - The default models are SmolLM2-135M (tools/fetch_models.py) and a random-weight
+# - The default models are SmolLM2-135M (tools/fetch_models.py), a random-weight
 #   Llama-architecture 1.1B (n_embd 2048, 16 layers, 32 heads, 8 KV heads, n_ff 8192,
-#   32000-token vocab) in Q4_K_M and Q8_0, written by kiln-synth with seed 1.
+#   32000-token vocab) in Q4_K_M and Q8_0, and a random-weight Qwen2 7B of
+#   DeepSeek-R1-Distill-Qwen-7B's shapes (n_embd 3584, 28 layers, 28 heads, 4 KV heads,
+#   n_ff 18944, Qwen2 vocab) in Q4_K_M (4.5 GiB: the real file is not on PyPI), written by
+#   kiln-synth with seed 1.
 # Env: THREADS (2), REPS (5), PP (512), TG (128), KILN_FLAGS (--repack), IK_FLAGS (-rtr 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +53,11 @@ if [ ${#models[@]} -eq 0 ]; then
     [ -f "$f" ] || build/kiln-synth --vocab-from "$cache/vocab/ggml-vocab-llama-spm.gguf" --n-embd 2048 --n-layer 16 \
         --n-head 32 --n-head-kv 8 --n-ff 8192 --type "$q" --seed 1 -o "$f" >&2
   done
-  models=("$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$cache/models/bench/llama-1.1b-q4_k_m.gguf" "$cache/models/bench/llama-1.1b-q8_0.gguf")
+  # each matrix's rows drawn from 512 random ones: a minute instead of an hour of k-quant search
+  f7=$cache/models/bench/qwen2-7b-q4_k_m.gguf
+  [ -f "$f7" ] || build/kiln-synth --arch qwen2 --vocab-from "$cache/vocab/ggml-vocab-qwen2.gguf" --n-embd 3584 --n-layer 28 \
+      --n-head 28 --n-head-kv 4 --n-ff 18944 --n-ctx 32768 --rope-theta 1000000 --type q4_k_m --seed 1 --row-pool 512 -o "$f7" >&2
+  models=("$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$cache/models/bench/llama-1.1b-q4_k_m.gguf" "$cache/models/bench/llama-1.1b-q8_0.gguf" "$f7")
 fi
 
 # llama-bench's JSON (one file per round): a list of {test params, samples_ts}; the median
