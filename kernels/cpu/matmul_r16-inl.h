@@ -18,6 +18,21 @@ inline __m512i bcast4(const int8_t* p) {
 }
 inline __m512 load_f16x16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
+// The activation block(s) at act[c][ib] into L1, for each of the NY tokens. Why: a weight
+// stream evicts the activation row from L1 between two groups' uses of it once the row is
+// large (q8_K of 18944 values: 21.6 KB), and its reloads from L2, waiting in the same miss
+// queue as the stream, cost a core a third of its streaming rate (q6_K, k = 18944, one
+// core past L3: 22 -> 31 GB/s with this one block ahead).
+template <class ActBlock, int NY>
+inline void prefetch_act(const void* const* act, int64_t ib, int64_t nb) {
+    if (ib >= nb) return;
+    for (int c = 0; c < NY; ++c) {
+        const char* p = reinterpret_cast<const char*>(static_cast<const ActBlock*>(act[c]) + ib);
+        for (size_t off = 0; off < sizeof(ActBlock); off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+        _mm_prefetch(p + sizeof(ActBlock) - 1, _MM_HINT_T0);  // the block's last line (blocks are not line-aligned)
+    }
+}
+
 // n consecutive 64-byte lines, loaded in address order. Why: the compiler otherwise
 // schedules the loads in any order (seen: lines 0, 6, 4, 1, 7, 5, 2, 3), and a decode
 // stream read out of order runs ~30% slower on Zen 4 (q6_K, one core, past L3: 22 vs
@@ -50,6 +65,7 @@ void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
         for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const r16_q4_K& b = blocks[ib];
+            prefetch_act<block_q8_K, NY>(act, ib + 1, nb);
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
@@ -123,6 +139,7 @@ void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
         for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const r16_q6_K& b = blocks[ib];
+            prefetch_act<block_q8_K, NY>(act, ib + 1, nb);
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
@@ -188,6 +205,7 @@ void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t 
         for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const Block& b = blocks[ib];
+            prefetch_act<block_q8_x32, NY>(act, ib + 2, nb);
             if constexpr (NY > 1)  // the block after next, whole
                 for (size_t off = 0; off < sizeof(Block); off += 64) _mm_prefetch(reinterpret_cast<const char*>(&b + 2) + off, _MM_HINT_T0);
             __m512i wq[8];
