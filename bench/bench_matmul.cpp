@@ -93,14 +93,15 @@ void bm_matmul_r16(benchmark::State& state, Isa isa, DType t) {
 // Decode (one token) over 128 MiB of weights, past L3, as the model's matrices are read
 // each token: one thread's streaming rate, which in-cache rows above cannot show. The
 // 1024-row matrix is repeated (in its original rows, or repacked); the kernel sees one
-// tall matrix.
+// tall matrix. Arg = k: 2048, or 18944 (a 7B's ffn_down), whose activation row no longer
+// fits L1 beside the stream.
 void bm_matmul_stream(benchmark::State& state, DType t, bool repacked) {
     const KernelTable* kt = table_for(Isa::Avx512);
     if (!kt || (repacked && !kt->matmul_r16[int(t)])) {
         state.SkipWithError("no AVX-512 kernel for this layout");
         return;
     }
-    const int64_t rows = 1024, k = 2048;
+    const int64_t rows = 1024, k = state.range(0);
     Setup s = make(*kt, t, rows, k, 1);
     const size_t stride = repacked ? r16_group_bytes(t, k) : s.w_stride;  // bytes of one group (r16) or row
     const size_t one = repacked ? stride * size_t(rows / kR16Rows) : s.w.size();
@@ -124,9 +125,9 @@ void register_all() {
         const std::string name = std::string("matmul_r16/") + kiln::dtype_name(t) + "/avx512";
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul_r16, Isa::Avx512, t)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond);
         // threads:2 = two copies streaming at once, one per core: the rate a two-thread decode can reach
-        benchmark::RegisterBenchmark((name + "/stream").c_str(), bm_matmul_stream, t, true)->Unit(benchmark::kMicrosecond)->UseRealTime()->Threads(1)->Threads(2);
+        benchmark::RegisterBenchmark((name + "/stream").c_str(), bm_matmul_stream, t, true)->Arg(2048)->Arg(18944)->Unit(benchmark::kMicrosecond)->UseRealTime()->Threads(1)->Threads(2);
         const std::string rows_name = std::string("matmul/") + kiln::dtype_name(t) + "/avx512/stream";
-        benchmark::RegisterBenchmark(rows_name.c_str(), bm_matmul_stream, t, false)->Unit(benchmark::kMicrosecond)->UseRealTime()->Threads(1)->Threads(2);
+        benchmark::RegisterBenchmark(rows_name.c_str(), bm_matmul_stream, t, false)->Arg(2048)->Arg(18944)->Unit(benchmark::kMicrosecond)->UseRealTime()->Threads(1)->Threads(2);
     }
     for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic}) {
         for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F16}) {

@@ -23,13 +23,14 @@ inline __m512 load_f16x16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loa
 // large (q8_K of 18944 values: 21.6 KB), and its reloads from L2, waiting in the same miss
 // queue as the stream, cost a core a third of its streaming rate (q6_K, k = 18944, one
 // core past L3: 22 -> 31 GB/s with this one block ahead).
+// Addresses are integers: the block past a row's end is only prefetched, never read (and
+// GCC 12 drops the prefetches altogether if an `ib < nb` test guards them).
 template <class ActBlock, int NY>
-inline void prefetch_act(const void* const* act, int64_t ib, int64_t nb) {
-    if (ib >= nb) return;
+inline void prefetch_act(const void* const* act, int64_t ib) {
     for (int c = 0; c < NY; ++c) {
-        const char* p = reinterpret_cast<const char*>(static_cast<const ActBlock*>(act[c]) + ib);
-        for (size_t off = 0; off < sizeof(ActBlock); off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
-        _mm_prefetch(p + sizeof(ActBlock) - 1, _MM_HINT_T0);  // the block's last line (blocks are not line-aligned)
+        const uintptr_t p = reinterpret_cast<uintptr_t>(act[c]) + uintptr_t(ib) * sizeof(ActBlock);
+        for (size_t off = 0; off < sizeof(ActBlock); off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p + sizeof(ActBlock) - 1), _MM_HINT_T0);  // the last line (blocks are not line-aligned)
     }
 }
 
@@ -65,7 +66,7 @@ void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
         for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const r16_q4_K& b = blocks[ib];
-            prefetch_act<block_q8_K, NY>(act, ib + 1, nb);
+            prefetch_act<block_q8_K, NY>(act, ib + 1);
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
@@ -139,7 +140,7 @@ void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
         for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const r16_q6_K& b = blocks[ib];
-            prefetch_act<block_q8_K, NY>(act, ib + 1, nb);
+            prefetch_act<block_q8_K, NY>(act, ib + 1);
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
@@ -205,7 +206,7 @@ void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t 
         for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const Block& b = blocks[ib];
-            prefetch_act<block_q8_x32, NY>(act, ib + 2, nb);
+            prefetch_act<block_q8_x32, NY>(act, ib + 2);
             if constexpr (NY > 1)  // the block after next, whole
                 for (size_t off = 0; off < sizeof(Block); off += 64) _mm_prefetch(reinterpret_cast<const char*>(&b + 2) + off, _MM_HINT_T0);
             __m512i wq[8];
