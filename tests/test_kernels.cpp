@@ -189,11 +189,19 @@ TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA a
 }
 
 TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kernel on every ISA that has it, and one token gives its batch's bits") {
-    for (Isa isa : available_isas()) {
-        const KernelTable& kt = *table_for(isa);
+    // The AVX-512 table twice: with and without the decode weight prefetch (the CPU picks one).
+    std::vector<KernelTable> tables;
+    for (Isa isa : available_isas()) tables.push_back(*table_for(isa));
+    if (table_for(Isa::Avx512)) {
+        tables.emplace_back();
+        fill_avx512(tables.back(), !table_for(Isa::Avx512)->weight_prefetch);
+    }
+    for (const KernelTable& kt : tables) {
+        const Isa isa = kt.isa;
         for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0}) {
             if (!kt.matmul_r16[int(t)]) continue;
             CAPTURE(isa_name(isa));
+            CAPTURE(kt.weight_prefetch);
             CAPTURE(kiln::dtype_name(t));
             const int64_t k = 512, rows = 48;
             REQUIRE(r16_supported(t, rows));

@@ -54,10 +54,19 @@ void matmul_auto(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
     if (a.ny > 8) gemm::matmul<T>(k, w, w_stride, r0, r1, a, y, y_stride);
     else vnni::matmul<T>(k, w, w_stride, r0, r1, a, y, y_stride);
 }
+
+// The r16 kernel with one token's weights prefetched 4 KB ahead (r16::prefetch_ahead), or
+// without (the hardware prefetchers alone).
+template <DType T>
+MatmulFn r16_kernel(bool weight_prefetch) {
+    constexpr int kAhead = 4096;
+    return weight_prefetch ? r16::matmul<T, kAhead> : r16::matmul<T, 0>;
+}
 }  // namespace KILN_ISA_NS
 
-void fill_avx512(KernelTable& t) {
+void fill_avx512(KernelTable& t, bool weight_prefetch) {
     t.isa = Isa::Avx512;
+    t.weight_prefetch = weight_prefetch;
     KILN_ISA_NS::fill_common(t);
     t.quantize_q8x32 = KILN_ISA_NS::quantize_q8x32_avx512;
     t.quantize_q8K = KILN_ISA_NS::quantize_q8K_avx512;
@@ -72,10 +81,10 @@ void fill_avx512(KernelTable& t) {
     t.matmul[int(DType::Q4_K)] = matmul_auto<DType::Q4_K>;
     t.matmul[int(DType::Q5_K)] = matmul_auto<DType::Q5_K>;
     t.matmul[int(DType::Q6_K)] = matmul_auto<DType::Q6_K>;
-    t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16::matmul<DType::Q4_K>;
-    t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16::matmul<DType::Q6_K>;
-    t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16::matmul<DType::Q8_0>;
-    t.matmul_r16[int(DType::Q5_0)] = KILN_ISA_NS::r16::matmul<DType::Q5_0>;
+    t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16_kernel<DType::Q4_K>(weight_prefetch);
+    t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16_kernel<DType::Q6_K>(weight_prefetch);
+    t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16_kernel<DType::Q8_0>(weight_prefetch);
+    t.matmul_r16[int(DType::Q5_0)] = KILN_ISA_NS::r16_kernel<DType::Q5_0>(weight_prefetch);
 }
 
 }  // namespace kiln::cpu

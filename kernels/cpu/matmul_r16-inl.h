@@ -46,6 +46,20 @@ inline void load_lines_in_order(const uint8_t* p, __m512i* out) {
     }
 }
 
+// Bytes [p + PF, p + PF + n) into L1, whole lines (none if PF = 0): one token's weight
+// stream prefetched PF bytes ahead of its loads. Why: on Zen 5 the hardware prefetchers
+// alone leave a core's decode stream latency-bound (r16 q4_K, one core past L3: 17 GB/s,
+// where a bare read loop reaches 34); 4 KB ahead it runs at 30-36, two cores at 57-76
+// against 70 for the probe. On Zen 4 prefetching ahead measured 5-25% slower (stop 19), so
+// the table picks PF by CPU (dispatch.cpp). Addresses are integers, as in prefetch_act.
+template <int PF>
+inline void prefetch_ahead(const void* p, size_t n) {
+    if constexpr (PF > 0) {
+        const uintptr_t a = reinterpret_cast<uintptr_t>(p) + PF;
+        for (uintptr_t line = a & ~uintptr_t(63); line < a + n; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
+    }
+}
+
 // Part s (of 8) of the next block into L1, so a block of several KB arrives spread over
 // the current block's sub-blocks (the hardware prefetchers lag once several tokens' work
 // per byte slows the stream down).
@@ -56,7 +70,7 @@ inline void prefetch_part(const Block* next, int s) {
     for (size_t off = 0; off < kPart; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
 }
 
-template <int NY>
+template <int NY, int PF>
 void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -71,6 +85,7 @@ void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
                 if constexpr (NY > 1) prefetch_part(&b + 1, s);
+                else prefetch_ahead<PF>(reinterpret_cast<const uint8_t*>(&b) + s * sizeof b / 8, sizeof b / 8);
                 __m512i wq[8];
                 load_lines_in_order<4>(b.qs[s][0], wq + 4);
                 for (int ch = 0; ch < 4; ++ch) {
@@ -131,7 +146,7 @@ inline void unpack_q6(const r16_q6_K& b, int s, __m512i* wq) {
     }
 }
 
-template <int NY>
+template <int NY, int PF>
 void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
     for (int64_t g = g0; g < g1; ++g) {
@@ -145,6 +160,7 @@ void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
                 if constexpr (NY > 1) prefetch_part(&b + 1, s);
+                else prefetch_ahead<PF>(reinterpret_cast<const uint8_t*>(&b) + s * sizeof b / 8, sizeof b / 8);
                 __m512i wq[8];
                 unpack_q6(b, s, wq);
                 const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * s])));
@@ -197,7 +213,7 @@ inline void unpack(const r16_q5_0& b, __m512i* wq) {
 template <class Block>
 constexpr int32_t kZero = std::is_same_v<Block, r16_q5_0> ? 16 : 128;
 
-template <class Block, int NY>
+template <class Block, int NY, int PF>
 void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / 32;
     for (int64_t g = g0; g < g1; ++g) {
@@ -209,6 +225,7 @@ void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t 
             prefetch_act<block_q8_x32, NY>(act, ib + 2);
             if constexpr (NY > 1)  // the block after next, whole
                 for (size_t off = 0; off < sizeof(Block); off += 64) _mm_prefetch(reinterpret_cast<const char*>(&b + 2) + off, _MM_HINT_T0);
+            else prefetch_ahead<PF>(&b, sizeof b);
             __m512i wq[8];
             unpack(b, wq);
             const __m512 d = load_f16x16(b.d);
@@ -224,12 +241,12 @@ void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t 
     }
 }
 
-template <DType T, int NY>
+template <DType T, int NY, int PF>
 void group_rows(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
-    if constexpr (T == DType::Q4_K) q4_K<NY>(k, w, group_bytes, g0, g1, act, y);
-    else if constexpr (T == DType::Q6_K) q6_K<NY>(k, w, group_bytes, g0, g1, act, y);
-    else if constexpr (T == DType::Q5_0) blocks32<r16_q5_0, NY>(k, w, group_bytes, g0, g1, act, y);
-    else blocks32<r16_q8_0, NY>(k, w, group_bytes, g0, g1, act, y);
+    if constexpr (T == DType::Q4_K) q4_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
+    else if constexpr (T == DType::Q6_K) q6_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
+    else if constexpr (T == DType::Q5_0) blocks32<r16_q5_0, NY, PF>(k, w, group_bytes, g0, g1, act, y);
+    else blocks32<r16_q8_0, NY, PF>(k, w, group_bytes, g0, g1, act, y);
 }
 
 // A GEMM panel (gemm_vnni-inl.h) from one r16 group: the rows are already interleaved,
@@ -289,8 +306,9 @@ void pack_panel_r16(const uint8_t* group, int64_t k, gemm::Panel& p) {
 // MatmulFn over a repacked tensor: w is the r16 data, w_stride the bytes of one 16-row
 // group, r0 and r1 multiples of 16. Up to 8 tokens go through each group with the row
 // kernels above (the group's weights come from memory once, from L1 for the other
-// passes); larger batches go to the GEMM, with panels unpacked from the groups.
-template <DType T>
+// passes); larger batches go to the GEMM, with panels unpacked from the groups. PF: the
+// one-token weight prefetch distance in bytes (prefetch_ahead), 0 for none.
+template <DType T, int PF>
 void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
     if (a.ny > 8) {
         constexpr int G = vnni::Dec<T>::kHalvesEqual ? 32 : 16;
@@ -309,7 +327,7 @@ void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1
                 act[c] = static_cast<const uint8_t*>(a.data) + size_t(c0 + c) * a.stride;
                 out[c] = y + size_t(c0 + c) * y_stride;
             }
-            with_token_count(nc, [&](auto ny) { group_rows<T, ny>(k, w, group_bytes, g, g + 1, act, out); });
+            with_token_count(nc, [&](auto ny) { group_rows<T, ny, PF>(k, w, group_bytes, g, g + 1, act, out); });
         }
     }
 }
