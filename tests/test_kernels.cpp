@@ -126,14 +126,27 @@ TEST_CASE("kernels: every ISA quantizes activations to the same bytes") {
     }
 }
 
+// The kernel table of every ISA this CPU runs, and the AVX-512 one a second time with the
+// other decode weight prefetch setting (the CPU picks one; both must compute the same).
+std::vector<KernelTable> matmul_tables() {
+    std::vector<KernelTable> tables;
+    for (Isa isa : available_isas()) tables.push_back(*table_for(isa));
+    if (const KernelTable* avx512 = table_for(Isa::Avx512)) {
+        tables.emplace_back();
+        fill_avx512(tables.back(), !avx512->weight_prefetch);
+    }
+    return tables;
+}
+
 TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA and batch size") {
-    for (Isa isa : available_isas()) {
-        const KernelTable& kt = *table_for(isa);
+    for (const KernelTable& kt : matmul_tables()) {
+        const Isa isa = kt.isa;
         for (DType t : kWeightTypes) {
             // several blocks, not a power of two for 32-blocks; float rows with a tail past the SIMD width
             const int64_t bs = kiln::dtype_info(t).block_size, k = bs == 256 ? 512 : bs == 1 ? 333 : 320;
             const int64_t rows = 37;                                             // odd: exercises row tails
             CAPTURE(isa_name(isa));
+            CAPTURE(kt.weight_prefetch);
             CAPTURE(kiln::dtype_name(t));
             const auto w = make_weights(t, rows, k, 42);
             const size_t rb = kiln::row_bytes(t, k);
@@ -189,14 +202,7 @@ TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA a
 }
 
 TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kernel on every ISA that has it, and one token gives its batch's bits") {
-    // The AVX-512 table twice: with and without the decode weight prefetch (the CPU picks one).
-    std::vector<KernelTable> tables;
-    for (Isa isa : available_isas()) tables.push_back(*table_for(isa));
-    if (table_for(Isa::Avx512)) {
-        tables.emplace_back();
-        fill_avx512(tables.back(), !table_for(Isa::Avx512)->weight_prefetch);
-    }
-    for (const KernelTable& kt : tables) {
+    for (const KernelTable& kt : matmul_tables()) {
         const Isa isa = kt.isa;
         for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0}) {
             if (!kt.matmul_r16[int(t)]) continue;
@@ -249,10 +255,11 @@ TEST_CASE("kernels: up to 8 tokens, a token's matmul result has the same bits wh
     // Speculative verification runs k+1 <= 8 tokens through one forward and must see what
     // decoding them one at a time would give, so the row kernels may not let a token's
     // neighbours change its rounding.
-    for (Isa isa : available_isas()) {
-        const KernelTable& kt = *table_for(isa);
+    for (const KernelTable& kt : matmul_tables()) {
+        const Isa isa = kt.isa;
         for (DType t : kWeightTypes) {
             CAPTURE(isa_name(isa));
+            CAPTURE(kt.weight_prefetch);
             CAPTURE(kiln::dtype_name(t));
             const int64_t bs = kiln::dtype_info(t).block_size, k = bs == 256 ? 512 : bs == 1 ? 333 : 320, rows = 21;
             const auto w = make_weights(t, rows, k, 11);

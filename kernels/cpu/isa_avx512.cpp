@@ -39,29 +39,29 @@ namespace kiln::cpu {
 namespace KILN_ISA_NS {
 // The row kernel for NY tokens: specialised for the k-quants that dominate Q4_K_M files,
 // the generic decoder-based one otherwise.
-template <DType T, int NY>
+template <DType T, int NY, int PF>
 void vnni::rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
-    if constexpr (T == DType::Q4_K) gemv::rows_q4_K<NY>(k, w, w_stride, r0, r1, act, y);
-    else if constexpr (T == DType::Q6_K) gemv::rows_q6_K<NY>(k, w, w_stride, r0, r1, act, y);
-    else matmul_rows<T, NY>(k, w, w_stride, r0, r1, act, y);
+    if constexpr (T == DType::Q4_K) gemv::rows_q4_K<NY, PF>(k, w, w_stride, r0, r1, act, y);
+    else if constexpr (T == DType::Q6_K) gemv::rows_q6_K<NY, PF>(k, w, w_stride, r0, r1, act, y);
+    else matmul_rows<T, NY, PF>(k, w, w_stride, r0, r1, act, y);
 }
 
 // Up to 8 tokens (decode, speculative verification) the row kernels decode each weight
 // block once for all tokens and stream W at memory speed; beyond that the repacking GEMM
 // keeps a 16-row panel in L2 for the whole batch.
-template <DType T>
+template <DType T, int PF>
 void matmul_auto(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
     if (a.ny > 8) gemm::matmul<T>(k, w, w_stride, r0, r1, a, y, y_stride);
-    else vnni::matmul<T>(k, w, w_stride, r0, r1, a, y, y_stride);
+    else vnni::matmul<T, PF>(k, w, w_stride, r0, r1, a, y, y_stride);
 }
 
-// The r16 kernel with one token's weights prefetched 4 KB ahead (r16::prefetch_ahead), or
-// without (the hardware prefetchers alone).
+// The kernels with a decode's weights prefetched 4 KB ahead (prefetch_ahead), or without
+// (the hardware prefetchers alone).
+constexpr int kAhead = 4096;
 template <DType T>
-MatmulFn r16_kernel(bool weight_prefetch) {
-    constexpr int kAhead = 4096;
-    return weight_prefetch ? r16::matmul<T, kAhead> : r16::matmul<T, 0>;
-}
+MatmulFn row_kernel(bool weight_prefetch) { return weight_prefetch ? matmul_auto<T, kAhead> : matmul_auto<T, 0>; }
+template <DType T>
+MatmulFn r16_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul<T, kAhead> : r16::matmul<T, 0>; }
 }  // namespace KILN_ISA_NS
 
 void fill_avx512(KernelTable& t, bool weight_prefetch) {
@@ -70,17 +70,16 @@ void fill_avx512(KernelTable& t, bool weight_prefetch) {
     KILN_ISA_NS::fill_common(t);
     t.quantize_q8x32 = KILN_ISA_NS::quantize_q8x32_avx512;
     t.quantize_q8K = KILN_ISA_NS::quantize_q8K_avx512;
-    using KILN_ISA_NS::matmul_auto;
-    t.matmul[int(DType::Q4_0)] = matmul_auto<DType::Q4_0>;
-    t.matmul[int(DType::Q4_1)] = matmul_auto<DType::Q4_1>;
-    t.matmul[int(DType::Q5_0)] = matmul_auto<DType::Q5_0>;
-    t.matmul[int(DType::Q5_1)] = matmul_auto<DType::Q5_1>;
-    t.matmul[int(DType::Q8_0)] = matmul_auto<DType::Q8_0>;
-    t.matmul[int(DType::Q2_K)] = matmul_auto<DType::Q2_K>;
-    t.matmul[int(DType::Q3_K)] = matmul_auto<DType::Q3_K>;
-    t.matmul[int(DType::Q4_K)] = matmul_auto<DType::Q4_K>;
-    t.matmul[int(DType::Q5_K)] = matmul_auto<DType::Q5_K>;
-    t.matmul[int(DType::Q6_K)] = matmul_auto<DType::Q6_K>;
+    t.matmul[int(DType::Q4_0)] = KILN_ISA_NS::row_kernel<DType::Q4_0>(weight_prefetch);
+    t.matmul[int(DType::Q4_1)] = KILN_ISA_NS::row_kernel<DType::Q4_1>(weight_prefetch);
+    t.matmul[int(DType::Q5_0)] = KILN_ISA_NS::row_kernel<DType::Q5_0>(weight_prefetch);
+    t.matmul[int(DType::Q5_1)] = KILN_ISA_NS::row_kernel<DType::Q5_1>(weight_prefetch);
+    t.matmul[int(DType::Q8_0)] = KILN_ISA_NS::row_kernel<DType::Q8_0>(weight_prefetch);
+    t.matmul[int(DType::Q2_K)] = KILN_ISA_NS::row_kernel<DType::Q2_K>(weight_prefetch);
+    t.matmul[int(DType::Q3_K)] = KILN_ISA_NS::row_kernel<DType::Q3_K>(weight_prefetch);
+    t.matmul[int(DType::Q4_K)] = KILN_ISA_NS::row_kernel<DType::Q4_K>(weight_prefetch);
+    t.matmul[int(DType::Q5_K)] = KILN_ISA_NS::row_kernel<DType::Q5_K>(weight_prefetch);
+    t.matmul[int(DType::Q6_K)] = KILN_ISA_NS::row_kernel<DType::Q6_K>(weight_prefetch);
     t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16_kernel<DType::Q4_K>(weight_prefetch);
     t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16_kernel<DType::Q6_K>(weight_prefetch);
     t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16_kernel<DType::Q8_0>(weight_prefetch);

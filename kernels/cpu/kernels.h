@@ -79,7 +79,7 @@ struct KernelTable {
     // Over the row-interleaved layouts of r16.h (w = repacked data, w_stride = bytes per
     // 16-row group, row ranges multiples of 16); nullptr: use the original layout.
     MatmulFn matmul_r16[kMaxDType] = {};
-    bool weight_prefetch = false;  // the r16 kernels prefetch one token's weights ahead (fill_avx512)
+    bool weight_prefetch = false;  // the decode kernels prefetch their weight stream ahead (fill_avx512)
     // x (k floats) -> one activation row in the given format.
     void (*quantize_q8x32)(const float* x, block_q8_x32* y, int64_t k) = nullptr;
     void (*quantize_q8K)(const float* x, block_q8_K* y, int64_t k) = nullptr;
@@ -121,7 +121,7 @@ std::vector<Isa> available_isas();
 // Filled by each per-ISA translation unit.
 void fill_generic(KernelTable& t);
 void fill_avx2(KernelTable& t);
-// weight_prefetch: the r16 kernels prefetch a decode's weight stream ahead in software
+// weight_prefetch: the decode kernels prefetch their weight stream ahead in software
 // (dispatch.cpp decides by CPU).
 void fill_avx512(KernelTable& t, bool weight_prefetch);
 

@@ -46,20 +46,6 @@ inline void load_lines_in_order(const uint8_t* p, __m512i* out) {
     }
 }
 
-// Bytes [p + PF, p + PF + n) into L1, whole lines (none if PF = 0): one token's weight
-// stream prefetched PF bytes ahead of its loads. Why: on Zen 5 the hardware prefetchers
-// alone leave a core's decode stream latency-bound (r16 q4_K, one core past L3: 17 GB/s,
-// where a bare read loop reaches 34); 4 KB ahead it runs at 30-36, two cores at 57-76
-// against 70 for the probe. On Zen 4 prefetching ahead measured 5-25% slower (stop 19), so
-// the table picks PF by CPU (dispatch.cpp). Addresses are integers, as in prefetch_act.
-template <int PF>
-inline void prefetch_ahead(const void* p, size_t n) {
-    if constexpr (PF > 0) {
-        const uintptr_t a = reinterpret_cast<uintptr_t>(p) + PF;
-        for (uintptr_t line = a & ~uintptr_t(63); line < a + n; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
-    }
-}
-
 // Part s (of 8) of the next block into L1, so a block of several KB arrives spread over
 // the current block's sub-blocks (the hardware prefetchers lag once several tokens' work
 // per byte slows the stream down).

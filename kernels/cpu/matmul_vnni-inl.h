@@ -7,6 +7,21 @@
 
 namespace kiln::cpu::KILN_ISA_NS {
 
+// Bytes [p + PF, p + PF + n) into L1, whole lines (none if PF = 0): a decode's weight
+// stream prefetched PF bytes ahead of its loads (the r16 and the original-row kernels).
+// Why: on Zen 5 the hardware prefetchers alone leave a core's decode stream latency-bound
+// (r16 q4_K, one core past L3: 17 GB/s, where a bare read loop reaches 34); 4 KB ahead it
+// runs at 30-36, two cores at 57-76 against 70 for the probe. On Zen 4 prefetching ahead
+// measured 5-25% slower (stop 19), so the table picks PF by CPU (dispatch.cpp). The
+// addresses are integers: a prefetch past the end of the weights is harmless.
+template <int PF>
+inline void prefetch_ahead(const void* p, size_t n) {
+    if constexpr (PF > 0) {
+        const uintptr_t a = reinterpret_cast<uintptr_t>(p) + PF;
+        for (uintptr_t line = a & ~uintptr_t(63); line < a + n; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
+    }
+}
+
 namespace vnni {
 
 // fp16 -> fp32 with F16C (the portable fp16_to_fp32 branches on subnormals).
@@ -243,7 +258,7 @@ struct ActQ8K {
 };
 
 // NY activation rows against weight rows [r0, r1).
-template <DType T, int NY>
+template <DType T, int NY, int PF>
 void matmul_rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     using D = Dec<T>;
     using A = std::conditional_t<D::kSub == 8, ActQ8K, ActQ8x32>;
@@ -254,7 +269,8 @@ void matmul_rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
         float acc_min[NY];
         for (int c = 0; c < NY; ++c) acc[c] = _mm256_setzero_ps(), acc_min[c] = 0;
         for (int64_t ib = 0; ib < n_blocks; ++ib) {
-            if (ib + 2 < n_blocks) _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
+            if constexpr (PF > 0) prefetch_ahead<PF>(&blocks[ib], sizeof blocks[ib]);
+            else if (ib + 2 < n_blocks) _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
             const D dec(blocks[ib]);
             float da[NY];
             for (int c = 0; c < NY; ++c) da[c] = A::d(act[c], ib);
@@ -274,10 +290,11 @@ void matmul_rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
     }
 }
 
-template <DType T, int NY>
+template <DType T, int NY, int PF>
 void rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y);
 
-template <DType T>
+// PF: the weight prefetch distance (prefetch_ahead), 0 for the hardware prefetchers alone.
+template <DType T, int PF>
 void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
     constexpr int kMaxCols = 8;  // activation rows per pass: a weight sub-block is decoded once per 8
     const void* act[kMaxCols];
@@ -288,7 +305,7 @@ void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, c
             act[c] = static_cast<const uint8_t*>(a.data) + size_t(c0 + c) * a.stride;
             out[c] = y + size_t(c0 + c) * y_stride;
         }
-        with_token_count(nc, [&](auto ny) { rows<T, ny>(k, w, w_stride, r0, r1, act, out); });
+        with_token_count(nc, [&](auto ny) { rows<T, ny, PF>(k, w, w_stride, r0, r1, act, out); });
     }
 }
 
