@@ -43,6 +43,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     // One quantized copy of x per activation format the matrices need.
     const void* quantized[3] = {x, nullptr, nullptr};
     size_t strides[3] = {size_t(k) * sizeof(float), 0, 0};
+    uint64_t ids[3] = {};  // ActRows::id of each copy: the GEMM packs its tokens once per thread, not per matrix and chunk
     uint8_t* scratch = s.act();
     auto y_it = ys.begin();
     for (const TensorView* w : ws) {
@@ -57,7 +58,8 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
             quantized[f] = scratch;
             scratch += (bytes + 63) / 64 * 64;
         }
-        jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n}, total, w->row_size(), w->data};
+        if (!ids[f]) ids[f] = cpu::new_act_id();
+        jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n, ids[f]}, total, w->row_size(), w->data};
         // The row-interleaved copy, when there is one and its 16-row groups line up with
         // the 16-row chunks the threads get.
         const cpu::MatmulFn r16 = w->packed ? s.kt->matmul_r16[int(w->dtype)] : nullptr;

@@ -301,6 +301,48 @@ TEST_CASE("kernels: a corrupted weight block changes the matmul (the test can fa
     CHECK(y0[1] != y1[1]);
 }
 
+TEST_CASE("kernels: the GEMM reuses its packed tokens only for the same ActRows::id") {
+    // linear_group names each quantized activation copy with an id, and the GEMM keeps the
+    // tokens it packed for the next call with that id (other matrices, other row chunks).
+    // New contents at the same address under a new id must be packed again.
+    for (const KernelTable& kt : matmul_tables()) {
+        CAPTURE(isa_name(kt.isa));
+        for (DType t : {DType::Q4_K, DType::Q8_0, DType::Q4_1}) {
+            CAPTURE(kiln::dtype_name(t));
+            const int64_t k = 512, rows = 48;
+            const int ny = 19;  // > 8: the GEMM
+            const auto w = make_weights(t, rows, k, 91);
+            const size_t rb = kiln::row_bytes(t, k);
+            const ActFormat f = act_format(t);
+            const size_t stride = act_row_bytes(f, k);
+            auto batch = [&](uint32_t seed) {  // (ny, stride) quantized rows
+                std::vector<uint8_t> bytes;
+                for (int c = 0; c < ny; ++c) {
+                    const auto x = gaussian(size_t(k), seed + uint32_t(c));
+                    const Act q = quantize_act(kt, f, x.data(), k);
+                    bytes.insert(bytes.end(), q.bytes.begin(), q.bytes.end());
+                }
+                return bytes;
+            };
+            const auto first = batch(700), second = batch(800);
+            auto product = [&](const std::vector<uint8_t>& act, uint64_t id, int64_t split) {  // (ny, rows), two calls split at `split`
+                std::vector<float> y(size_t(ny * rows), NAN);
+                const ActRows a{act.data(), stride, ny, id};
+                kt.matmul[int(t)](k, w.data(), rb, 0, split, a, y.data(), size_t(rows));
+                kt.matmul[int(t)](k, w.data(), rb, split, rows, a, y.data(), size_t(rows));
+                return y;
+            };
+            const auto want1 = product(first, 0, rows), want2 = product(second, 0, rows);
+            std::vector<uint8_t> buf = first;
+            const uint64_t id1 = new_act_id(), id2 = new_act_id();
+            CHECK(product(buf, id1, 16) == want1);  // the second chunk reuses the first's tokens
+            buf = second;                           // same address, new contents, new id
+            CHECK(product(buf, id2, 32) == want2);
+            CHECK(want1 != want2);
+        }
+    }
+}
+
 TEST_CASE("kernels: float row ops match scalar definitions on every ISA") {
     for (Isa isa : available_isas()) {
         CAPTURE(isa_name(isa));

@@ -1,6 +1,8 @@
 // Picks the kernel table once, from CPUID (or KILN_ISA=avx512|avx2|generic).
 #include <cpuid.h>
 
+#include <atomic>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -104,6 +106,11 @@ const Tables& tables() {
 }
 
 }  // namespace
+
+uint64_t new_act_id() {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 const KernelTable& active() { return *tables().active; }
 

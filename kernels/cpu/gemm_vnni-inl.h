@@ -150,10 +150,26 @@ void run(int64_t k, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y
     constexpr int G = D::kHalvesEqual ? 32 : 16;
     static thread_local Panel panel;
     static thread_local std::vector<ActPanel> groups;
+    // What `groups` holds: packing the tokens costs about as much as a chunk of 4 panels
+    // of a small matrix, so the other chunks and matrices of one linear_group reuse them.
+    struct Key {
+        uint64_t id;
+        const void* data;
+        int ny;
+        int64_t k;
+        int g;
+        bool q8k, is_signed;
+        bool operator==(const Key&) const = default;
+    };
+    static thread_local Key packed{};
+    const Key key{a.id, a.data, a.ny, k, G, D::kSub == 8, D::kSigned};
     const int n_groups = (a.ny + kCols - 1) / kCols;
-    if (groups.size() < size_t(n_groups)) groups.resize(size_t(n_groups));
-    for (int gi = 0; gi < n_groups; ++gi)
-        pack_tokens<G>(a, gi * kCols, std::min(kCols, a.ny - gi * kCols), D::kSub == 8, D::kSigned, k, groups[size_t(gi)]);
+    if (a.id == 0 || !(key == packed)) {
+        if (groups.size() < size_t(n_groups)) groups.resize(size_t(n_groups));
+        for (int gi = 0; gi < n_groups; ++gi)
+            pack_tokens<G>(a, gi * kCols, std::min(kCols, a.ny - gi * kCols), key.q8k, key.is_signed, k, groups[size_t(gi)]);
+        packed = key;
+    }
     for (int64_t p0 = r0; p0 < r1; p0 += kRows) {
         const int rows = int(std::min<int64_t>(kRows, r1 - p0));
         fill(p0, rows, panel);

@@ -41,7 +41,13 @@ struct ActRows {
     const void* data;
     size_t stride;
     int ny;
+    // Nonzero: names these rows' contents, never reused for other contents, so a kernel may
+    // keep what it derived from them (the GEMM's token panels) for the next call with the
+    // same id: the other matrices and row chunks of one linear_group (new_act_id()).
+    uint64_t id = 0;
 };
+// A fresh ActRows::id.
+uint64_t new_act_id();
 
 // y[c * y_stride + r] = dot(W row r, activation row c) for r in [r0, r1), c in [0, ny).
 // W rows are k elements of the weight type, row r at w + r * w_stride.
