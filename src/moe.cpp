@@ -192,11 +192,12 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
 
         // ---- gate, up, silu(gate) * up, quantized for down: one job per (expert, unit of rows) ----
         const int unit = m.unit, per = F / unit;
+        const uint64_t id_in = cpu::new_act_id(uint64_t(c.n_expert));  // expert e's input rows: id_in + e (up reuses gate's packed tokens)
         pool.parallel_for(int64_t(m.active.size()) * per, 1, [&](int64_t u0, int64_t u1, int) {
             for (int64_t u = u0; u < u1; ++u) {
                 const int e = m.active[size_t(u / per)], cnt = m.count[size_t(e)], off = m.offset[size_t(e)];
                 const int64_t lo = (u % per) * unit, hi = lo + unit;
-                const cpu::ActRows a{xg + size_t(off) * row_in, row_in, cnt};
+                const cpu::ActRows a{xg + size_t(off) * row_in, row_in, cnt, id_in + uint64_t(e)};
                 float* g = m.gate() + size_t(off) * F;  // (cnt, F) rows of this expert
                 float* up = m.up() + size_t(off) * F;
                 expert_matmul(kt, L.ffn_gate_exps, e, lo, hi, a, g, size_t(F));

@@ -107,9 +107,9 @@ const Tables& tables() {
 
 }  // namespace
 
-uint64_t new_act_id() {
+uint64_t new_act_id(uint64_t n) {
     static std::atomic<uint64_t> next{1};
-    return next.fetch_add(1, std::memory_order_relaxed);
+    return next.fetch_add(n, std::memory_order_relaxed);
 }
 
 const KernelTable& active() { return *tables().active; }

@@ -46,8 +46,8 @@ struct ActRows {
     // same id: the other matrices and row chunks of one linear_group (new_act_id()).
     uint64_t id = 0;
 };
-// A fresh ActRows::id.
-uint64_t new_act_id();
+// n fresh ActRows ids, consecutive: the first is returned.
+uint64_t new_act_id(uint64_t n = 1);
 
 // y[c * y_stride + r] = dot(W row r, activation row c) for r in [r0, r1), c in [0, ny).
 // W rows are k elements of the weight type, row r at w + r * w_stride.
