@@ -2,7 +2,6 @@
 #include <cpuid.h>
 
 #include <atomic>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -71,7 +70,8 @@ CpuFeatures detect() {
 }
 
 // Software prefetch of the decode weight stream: on, except on Zen 4, where it measured
-// 5-25% slower than its hardware prefetchers alone (Zen 5: 1.7-2x faster; r16::prefetch_ahead).
+// 5-25% slower than its hardware prefetchers alone (Zen 5: 1.7-2x faster; prefetch_ahead in
+// matmul_vnni-inl.h).
 // KILN_WEIGHT_PREFETCH=0|1 overrides.
 bool wants_weight_prefetch(const CpuFeatures& cpu) {
     if (const char* v = std::getenv("KILN_WEIGHT_PREFETCH"); v && *v) return std::strcmp(v, "0") != 0;
