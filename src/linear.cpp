@@ -43,7 +43,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     // One quantized copy of x per activation format the matrices need.
     const void* quantized[3] = {x, nullptr, nullptr};
     size_t strides[3] = {size_t(k) * sizeof(float), 0, 0};
-    uint64_t ids[3] = {};  // ActRows::id of each copy: the GEMM packs its tokens once per thread, not per matrix and chunk
+    uint64_t ids[3] = {};  // ActRows::id of each quantized copy (x itself: 0): the GEMM packs its tokens once per thread, not per matrix and chunk
     uint8_t* scratch = s.act();
     auto y_it = ys.begin();
     for (const TensorView* w : ws) {
@@ -56,9 +56,9 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
             KILN_ASSERT(scratch + bytes <= s.act() + s.act.size, "activation scratch too small");
             strides[f] = quantize_rows(*s.kt, pool, cpu::ActFormat(f), x, n, k, scratch);
             quantized[f] = scratch;
+            ids[f] = cpu::new_act_id();
             scratch += (bytes + 63) / 64 * 64;
         }
-        if (!ids[f]) ids[f] = cpu::new_act_id();
         jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n, ids[f]}, total, w->row_size(), w->data};
         // The row-interleaved copy, when there is one and its 16-row groups line up with
         // the 16-row chunks the threads get.

@@ -67,6 +67,18 @@ Act quantize_act(const KernelTable& kt, ActFormat f, const float* x, int64_t k) 
     return a;
 }
 
+// n activation rows (gaussian, seeds seed .. seed + n - 1) quantized by kt, back to back:
+// (n, act_row_bytes(f, k)) bytes.
+std::vector<uint8_t> quantized_rows(const KernelTable& kt, ActFormat f, int64_t k, int n, uint32_t seed) {
+    std::vector<uint8_t> bytes;
+    for (int c = 0; c < n; ++c) {
+        const auto x = gaussian(size_t(k), seed + uint32_t(c));
+        const Act q = quantize_act(kt, f, x.data(), k);
+        bytes.insert(bytes.end(), q.bytes.begin(), q.bytes.end());
+    }
+    return bytes;
+}
+
 const DType kWeightTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
                               DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F32,  DType::F16,  DType::BF16};
 
@@ -218,12 +230,7 @@ TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kern
             for (int ny : {1, 2, 5, 8, 9, 19}) {
                 CAPTURE(ny);
                 const ActFormat f = act_format(t);
-                std::vector<uint8_t> act;
-                for (int c = 0; c < ny; ++c) {
-                    auto x = gaussian(size_t(k), uint32_t(500 + c));
-                    Act q = quantize_act(kt, f, x.data(), k);
-                    act.insert(act.end(), q.bytes.begin(), q.bytes.end());
-                }
+                const std::vector<uint8_t> act = quantized_rows(kt, f, k, ny, 500);
                 const ActRows a{act.data(), act_row_bytes(f, k), ny};
                 std::vector<float> ref(size_t(ny * rows), NAN), got(size_t(ny * rows), NAN);
                 kt.matmul[int(t)](k, w.data(), rb, 0, rows, a, ref.data(), size_t(rows));
@@ -266,12 +273,7 @@ TEST_CASE("kernels: up to 8 tokens, a token's matmul result has the same bits wh
             const size_t rb = kiln::row_bytes(t, k);
             const ActFormat f = act_format(t);
             const size_t ab = act_row_bytes(f, k);
-            std::vector<uint8_t> act;
-            for (int c = 0; c < 8; ++c) {
-                auto x = gaussian(size_t(k), uint32_t(900 + c));
-                Act q = quantize_act(kt, f, x.data(), k);
-                act.insert(act.end(), q.bytes.begin(), q.bytes.end());
-            }
+            const std::vector<uint8_t> act = quantized_rows(kt, f, k, 8, 900);
             for (int ny = 2; ny <= 8; ++ny) {
                 CAPTURE(ny);
                 std::vector<float> batch(size_t(ny * rows), NAN), one(size_t(rows), NAN);
@@ -315,16 +317,7 @@ TEST_CASE("kernels: the GEMM reuses its packed tokens only for the same ActRows:
             const size_t rb = kiln::row_bytes(t, k);
             const ActFormat f = act_format(t);
             const size_t stride = act_row_bytes(f, k);
-            auto batch = [&](uint32_t seed) {  // (ny, stride) quantized rows
-                std::vector<uint8_t> bytes;
-                for (int c = 0; c < ny; ++c) {
-                    const auto x = gaussian(size_t(k), seed + uint32_t(c));
-                    const Act q = quantize_act(kt, f, x.data(), k);
-                    bytes.insert(bytes.end(), q.bytes.begin(), q.bytes.end());
-                }
-                return bytes;
-            };
-            const auto first = batch(700), second = batch(800);
+            const auto first = quantized_rows(kt, f, k, ny, 700), second = quantized_rows(kt, f, k, ny, 800);  // (ny, stride) each
             auto product = [&](const std::vector<uint8_t>& act, uint64_t id, int64_t split) {  // (ny, rows), two calls split at `split`
                 std::vector<float> y(size_t(ny * rows), NAN);
                 const ActRows a{act.data(), stride, ny, id};

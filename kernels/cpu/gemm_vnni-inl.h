@@ -164,7 +164,7 @@ void run(int64_t k, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y
     static thread_local Key packed{};
     const Key key{a.id, a.data, a.ny, k, G, D::kSub == 8, D::kSigned};
     const int n_groups = (a.ny + kCols - 1) / kCols;
-    if (a.id == 0 || !(key == packed)) {
+    if (a.id == 0 || key != packed) {
         if (groups.size() < size_t(n_groups)) groups.resize(size_t(n_groups));
         for (int gi = 0; gi < n_groups; ++gi)
             pack_tokens<G>(a, gi * kCols, std::min(kCols, a.ny - gi * kCols), key.q8k, key.is_signed, k, groups[size_t(gi)]);
