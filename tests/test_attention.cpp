@@ -152,8 +152,8 @@ TEST_CASE("attention: a token's output does not depend on the batch it comes in"
         const kiln::cpu::KernelTable& kt = *kiln::cpu::table_for(isa);
         for (DType t : {DType::F16, DType::BF16, DType::Q8_0}) {
             for (int window : {0, 40}) {
-                CAPTURE(kiln::cpu::isa_name(isa));
-                CAPTURE(kiln::dtype_name(t));
+                CAPTURE(std::string(kiln::cpu::isa_name(isa)));
+                CAPTURE(std::string(kiln::dtype_name(t)));
                 CAPTURE(window);
                 const Shape sh{8, 2, 64};
                 const int pos0 = 150, n = 20;
@@ -186,7 +186,7 @@ TEST_CASE("attention: a Hadamard-rotated cache computes the same attention") {
         const kiln::cpu::KernelTable& kt = *kiln::cpu::table_for(isa);
         for (const Shape& sh : {Shape{8, 2, 64}, Shape{4, 1, 256}, Shape{2, 1, 32}}) {
             for (auto [pos0, n] : {std::pair{90, 1}, std::pair{200, 8}, std::pair{0, 70}}) {
-                CAPTURE(kiln::cpu::isa_name(isa));
+                CAPTURE(std::string(kiln::cpu::isa_name(isa)));
                 CAPTURE(sh.head_dim);
                 CAPTURE(n);
                 Fixture plain(sh, DType::F32, DType::F32, pos0 + n, pos0 + n, 7), rotated(sh, DType::F32, DType::F32, pos0 + n, pos0 + n, 7, true);

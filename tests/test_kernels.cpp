@@ -86,7 +86,7 @@ const DType kWeightTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1
 
 TEST_CASE("kernels: activation quantization matches the reference on every ISA") {
     for (Isa isa : available_isas()) {
-        CAPTURE(isa_name(isa));
+        CAPTURE(std::string(isa_name(isa)));
         const KernelTable& kt = *table_for(isa);
         for (int64_t k : {256, 512, 2048}) {
             auto x = gaussian(size_t(k), uint32_t(k));
@@ -120,7 +120,7 @@ TEST_CASE("kernels: activation quantization matches the reference on every ISA")
 TEST_CASE("kernels: every ISA quantizes activations to the same bytes") {
     const KernelTable& base = *table_for(Isa::Generic);
     for (Isa isa : available_isas()) {
-        CAPTURE(isa_name(isa));
+        CAPTURE(std::string(isa_name(isa)));
         const KernelTable& kt = *table_for(isa);
         for (uint32_t seed = 0; seed < 20; ++seed) {
             const int64_t k = 1024;
@@ -157,9 +157,9 @@ TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA a
             // several blocks, not a power of two for 32-blocks; float rows with a tail past the SIMD width
             const int64_t bs = kiln::dtype_info(t).block_size, k = bs == 256 ? 512 : bs == 1 ? 333 : 320;
             const int64_t rows = 37;                                             // odd: exercises row tails
-            CAPTURE(isa_name(isa));
+            CAPTURE(std::string(isa_name(isa)));
             CAPTURE(kt.weight_prefetch);
-            CAPTURE(kiln::dtype_name(t));
+            CAPTURE(std::string(kiln::dtype_name(t)));
             const auto w = make_weights(t, rows, k, 42);
             const size_t rb = kiln::row_bytes(t, k);
             for (int ny : {1, 2, 3, 5, 8, 9, 17}) {
@@ -216,11 +216,11 @@ TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA a
 TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kernel on every ISA that has it, and one token gives its batch's bits") {
     for (const KernelTable& kt : matmul_tables()) {
         const Isa isa = kt.isa;
-        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0}) {
+        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1}) {
             if (!kt.matmul_r16[int(t)]) continue;
-            CAPTURE(isa_name(isa));
+            CAPTURE(std::string(isa_name(isa)));
             CAPTURE(kt.weight_prefetch);
-            CAPTURE(kiln::dtype_name(t));
+            CAPTURE(std::string(kiln::dtype_name(t)));
             const int64_t k = 512, rows = 48;
             REQUIRE(r16_supported(t, rows));
             const auto w = make_weights(t, rows, k, 77);
@@ -265,9 +265,9 @@ TEST_CASE("kernels: up to 8 tokens, a token's matmul result has the same bits wh
     for (const KernelTable& kt : matmul_tables()) {
         const Isa isa = kt.isa;
         for (DType t : kWeightTypes) {
-            CAPTURE(isa_name(isa));
+            CAPTURE(std::string(isa_name(isa)));
             CAPTURE(kt.weight_prefetch);
-            CAPTURE(kiln::dtype_name(t));
+            CAPTURE(std::string(kiln::dtype_name(t)));
             const int64_t bs = kiln::dtype_info(t).block_size, k = bs == 256 ? 512 : bs == 1 ? 333 : 320, rows = 21;
             const auto w = make_weights(t, rows, k, 11);
             const size_t rb = kiln::row_bytes(t, k);
@@ -308,9 +308,9 @@ TEST_CASE("kernels: the GEMM reuses its packed tokens only for the same ActRows:
     // tokens it packed for the next call with that id (other matrices, other row chunks).
     // New contents at the same address under a new id must be packed again.
     for (const KernelTable& kt : matmul_tables()) {
-        CAPTURE(isa_name(kt.isa));
+        CAPTURE(std::string(isa_name(kt.isa)));
         for (DType t : {DType::Q4_K, DType::Q8_0, DType::Q4_1}) {
-            CAPTURE(kiln::dtype_name(t));
+            CAPTURE(std::string(kiln::dtype_name(t)));
             const int64_t k = 512, rows = 48;
             const int ny = 19;  // > 8: the GEMM
             const auto w = make_weights(t, rows, k, 91);
@@ -338,7 +338,7 @@ TEST_CASE("kernels: the GEMM reuses its packed tokens only for the same ActRows:
 
 TEST_CASE("kernels: float row ops match scalar definitions on every ISA") {
     for (Isa isa : available_isas()) {
-        CAPTURE(isa_name(isa));
+        CAPTURE(std::string(isa_name(isa)));
         const KernelTable& kt = *table_for(isa);
         for (int64_t n : {1, 7, 64, 576, 1000}) {
             CAPTURE(n);

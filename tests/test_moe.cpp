@@ -72,7 +72,7 @@ void check_against_dense(const std::string& file, const char* isa, bool repack, 
         compare(1);
         t = int32_t(std::max_element(dense->logits(), dense->logits() + n_vocab) - dense->logits());
     }
-    MESSAGE(file << " [" << std::string(isa) << (repack ? ", repack" : "") << ", k=" << k << "]: worst |grouped - dense| = " << worst << " of the logit range");
+    MESSAGE(file << " [" << std::string(isa) << std::string(repack ? ", repack" : "") << ", k=" << k << "]: worst |grouped - dense| = " << worst << " of the logit range");
 }
 
 const char* kFiles[] = {"synth/synth-mixtral.gguf", "synth/synth-qwen3moe.gguf", "synth/synth-qwen2moe.gguf"};

@@ -127,7 +127,7 @@ TEST_CASE("model: speculative: forward of n <= 8 tokens gives the same bits as n
         REQUIRE(next.size() >= 9);
         for (kiln::cpu::Isa isa : kiln::cpu::available_isas()) {
             CAPTURE(file);
-            CAPTURE(kiln::cpu::isa_name(isa));
+            CAPTURE(std::string(kiln::cpu::isa_name(isa)));
             auto s = session(m, 128, kiln::cpu::isa_name(isa));
             REQUIRE(s->forward(prompt).is_ok());
             const int base = s->n_past();

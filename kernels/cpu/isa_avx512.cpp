@@ -83,7 +83,10 @@ void fill_avx512(KernelTable& t, bool weight_prefetch) {
     t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16_kernel<DType::Q4_K>(weight_prefetch);
     t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16_kernel<DType::Q6_K>(weight_prefetch);
     t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16_kernel<DType::Q8_0>(weight_prefetch);
+    t.matmul_r16[int(DType::Q4_0)] = KILN_ISA_NS::r16_kernel<DType::Q4_0>(weight_prefetch);
+    t.matmul_r16[int(DType::Q4_1)] = KILN_ISA_NS::r16_kernel<DType::Q4_1>(weight_prefetch);
     t.matmul_r16[int(DType::Q5_0)] = KILN_ISA_NS::r16_kernel<DType::Q5_0>(weight_prefetch);
+    t.matmul_r16[int(DType::Q5_1)] = KILN_ISA_NS::r16_kernel<DType::Q5_1>(weight_prefetch);
 }
 
 }  // namespace kiln::cpu

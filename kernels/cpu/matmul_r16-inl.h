@@ -181,23 +181,39 @@ void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
     }
 }
 
-// The 32-weight formats: weights as unsigned bytes (8 steps of 16 rows x 4) and the value
-// kZero that stands for 0 (q8_0 stores q + 128; q5_0's 5-bit values are q + 16).
+// The 32-weight formats: weights as unsigned bytes (8 steps of 16 rows x 4), the value
+// kZero that stands for 0 (q8_0 stores q + 128; q4_0's nibbles are q + 8, q5_0's 5-bit
+// values q + 16), and for q4_1 / q5_1 a per-row min m (w = d q + m).
 inline void unpack(const r16_q8_0& b, __m512i* wq) {
     for (int j = 0; j < 8; ++j) wq[j] = _mm512_loadu_si512(b.qs[j]);
 }
-// q5_0: the nibbles unpack as q4_K's, the 5th bits come back as 16 added under a byte mask.
-inline void unpack(const r16_q5_0& b, __m512i* wq) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(16);
+inline void unpack_nibbles(const uint8_t (*qs)[64], __m512i* wq) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int c = 0; c < 4; ++c) {
-        const __m512i v = _mm512_loadu_si512(b.qs[c]);
+        const __m512i v = _mm512_loadu_si512(qs[c]);
         wq[c] = _mm512_and_si512(v, m4);
         wq[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     }
-    for (int j = 0; j < 8; ++j) wq[j] = _mm512_mask_add_epi8(wq[j], _cvtu64_mask64(b.qh[j]), wq[j], b16);
+}
+// q5: the nibbles unpack as q4's, the 5th bits come back as 16 added under a byte mask.
+inline void add_fifth_bits(const uint64_t* qh, __m512i* wq) {
+    const __m512i b16 = _mm512_set1_epi8(16);
+    for (int j = 0; j < 8; ++j) wq[j] = _mm512_mask_add_epi8(wq[j], _cvtu64_mask64(qh[j]), wq[j], b16);
+}
+inline void unpack(const r16_q4_0& b, __m512i* wq) { unpack_nibbles(b.qs, wq); }
+inline void unpack(const r16_q4_1& b, __m512i* wq) { unpack_nibbles(b.qs, wq); }
+inline void unpack(const r16_q5_0& b, __m512i* wq) {
+    unpack_nibbles(b.qs, wq);
+    add_fifth_bits(b.qh, wq);
+}
+inline void unpack(const r16_q5_1& b, __m512i* wq) {
+    unpack_nibbles(b.qs, wq);
+    add_fifth_bits(b.qh, wq);
 }
 template <class Block>
-constexpr int32_t kZero = std::is_same_v<Block, r16_q5_0> ? 16 : 128;
+constexpr int32_t kZero = std::is_same_v<Block, r16_q8_0> ? 128 : std::is_same_v<Block, r16_q5_0> ? 16 : std::is_same_v<Block, r16_q4_0> ? 8 : 0;
+template <class Block>
+constexpr bool kHasMin = requires(Block b) { b.m; };
 
 template <class Block, int NY, int PF>
 void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
@@ -221,18 +237,25 @@ void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t 
                 __m512i dot = _mm512_set1_epi32(-kZero<Block> * int32_t(a.sum));
                 for (int j = 0; j < 8; ++j) dot = _mm512_dpbusd_epi32(dot, wq[j], bcast4(a.qs + 4 * j));
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
+                // the mins times the activation sum ggml keeps in fp16 (q8_1's s), as llama.cpp rounds it
+                if constexpr (kHasMin<Block>) acc[c] = _mm512_fmadd_ps(load_f16x16(b.m), _mm512_set1_ps(vnni::h2f(a.s)), acc[c]);
             }
         }
         for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + g * kR16Rows, acc[c]);
     }
 }
 
+// The r16 block of a 32-weight format.
+template <DType T>
+using R16Block = std::conditional_t<T == DType::Q4_0, r16_q4_0,
+                 std::conditional_t<T == DType::Q4_1, r16_q4_1,
+                 std::conditional_t<T == DType::Q5_0, r16_q5_0, std::conditional_t<T == DType::Q5_1, r16_q5_1, r16_q8_0>>>>;
+
 template <DType T, int NY, int PF>
 void group_rows(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     if constexpr (T == DType::Q4_K) q4_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
     else if constexpr (T == DType::Q6_K) q6_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
-    else if constexpr (T == DType::Q5_0) blocks32<r16_q5_0, NY, PF>(k, w, group_bytes, g0, g1, act, y);
-    else blocks32<r16_q8_0, NY, PF>(k, w, group_bytes, g0, g1, act, y);
+    else blocks32<R16Block<T>, NY, PF>(k, w, group_bytes, g0, g1, act, y);
 }
 
 // A GEMM panel (gemm_vnni-inl.h) from one r16 group: the rows are already interleaved,
@@ -276,15 +299,18 @@ void pack_panel_r16(const uint8_t* group, int64_t k, gemm::Panel& p) {
                 _mm512_storeu_ps(mn, _mm512_mul_ps(s, _mm512_set1_ps(-32.0f)));
             }
         }
-    } else {  // q8_0, q5_0: signed values + 128, as the GEMM's signed formats are stored
-        using Block = std::conditional_t<T == DType::Q5_0, r16_q5_0, r16_q8_0>;
-        const __m512i to_signed = _mm512_set1_epi8(char(128 - kZero<Block>));
-        for (int64_t ib = 0; ib < k / 32; ++ib, sc += 16) {
+    } else {  // the 32-weight formats: signed ones (q8_0, q4_0, q5_0) as values + 128, as the
+              // GEMM stores its signed formats; q4_1 / q5_1 as they are, with their mins
+        using Block = R16Block<T>;
+        static_assert(vnni::Dec<T>::kSigned == (kZero<Block> != 0) && vnni::Dec<T>::kMin == kHasMin<Block>);
+        const __m512i to_stored = _mm512_set1_epi8(char(kZero<Block> ? 128 - kZero<Block> : 0));
+        for (int64_t ib = 0; ib < k / 32; ++ib, sc += 16, mn += 16) {
             const Block& b = reinterpret_cast<const Block*>(group)[ib];
             __m512i wq[8];
             unpack(b, wq);
-            for (int j = 0; j < 8; ++j, q += 64) _mm512_storeu_si512(q, _mm512_add_epi8(wq[j], to_signed));
+            for (int j = 0; j < 8; ++j, q += 64) _mm512_storeu_si512(q, _mm512_add_epi8(wq[j], to_stored));
             _mm512_storeu_ps(sc, load_f16x16(b.d));
+            if constexpr (kHasMin<Block>) _mm512_storeu_ps(mn, load_f16x16(b.m));
         }
     }
 }

@@ -32,10 +32,34 @@ void pack_nibbles(const uint8_t (*q)[32], uint8_t (*out)[64]) {
             for (int i = 0; i < 4; ++i) out[c][4 * r + i] = uint8_t((q[r][4 * c + i] & 0xF) | (q[r][4 * c + 16 + i] & 0xF) << 4);
 }
 
+// One 16-row group of a 32-weight nibble format (q4_0, q4_1, q5_0, q5_1): scales (and
+// mins) per row, the nibbles as r16 chunks, and the 5th bits (q5) as one mask per step.
+template <class Src, class Dst, class RowFn>
+void repack_nibble_blocks(RowFn row, int64_t k, uint8_t* out) {
+    constexpr bool kFifthBit = requires(Dst o) { o.qh; };
+    for (int64_t ib = 0; ib < k / 32; ++ib) {
+        Dst& o = reinterpret_cast<Dst*>(out)[ib];
+        uint8_t q[16][32];
+        if constexpr (kFifthBit) std::memset(o.qh, 0, sizeof o.qh);
+        for (int r = 0; r < 16; ++r) {
+            const Src& b = reinterpret_cast<const Src*>(row(r))[ib];
+            o.d[r] = b.d;
+            if constexpr (requires { o.m; }) o.m[r] = b.m;
+            for (int e = 0; e < 32; ++e) q[r][e] = uint8_t((b.qs[e % 16] >> (e < 16 ? 0 : 4)) & 0xF);  // element e: nibble e % 16, high half for e >= 16
+            if constexpr (kFifthBit) {
+                uint32_t qh;
+                std::memcpy(&qh, b.qh, 4);
+                for (int e = 0; e < 32; ++e) o.qh[e / 4] |= uint64_t((qh >> e) & 1) << (4 * r + e % 4);
+            }
+        }
+        pack_nibbles(q, o.qs);
+    }
+}
+
 }  // namespace
 
 bool r16_supported(DType t, int64_t rows) {
-    return rows % kR16Rows == 0 && (t == DType::Q4_K || t == DType::Q6_K || t == DType::Q8_0 || t == DType::Q5_0);
+    return rows % kR16Rows == 0 && r16_group_bytes(t, QK_K) != 0;
 }
 
 size_t r16_group_bytes(DType t, int64_t k) {
@@ -43,7 +67,10 @@ size_t r16_group_bytes(DType t, int64_t k) {
         case DType::Q4_K: return size_t(k / QK_K) * sizeof(r16_q4_K);
         case DType::Q6_K: return size_t(k / QK_K) * sizeof(r16_q6_K);
         case DType::Q8_0: return size_t(k / QK8_0) * sizeof(r16_q8_0);
-        case DType::Q5_0: return size_t(k / QK5_0) * sizeof(r16_q5_0);
+        case DType::Q4_0: return size_t(k / 32) * sizeof(r16_q4_0);
+        case DType::Q4_1: return size_t(k / 32) * sizeof(r16_q4_1);
+        case DType::Q5_0: return size_t(k / 32) * sizeof(r16_q5_0);
+        case DType::Q5_1: return size_t(k / 32) * sizeof(r16_q5_1);
         default: return 0;
     }
 }
@@ -92,23 +119,14 @@ void r16_repack(DType t, const void* src, size_t src_stride, int64_t rows, int64
                             }
                 }
             }
+        } else if (t == DType::Q4_0) {
+            repack_nibble_blocks<block_q4_0, r16_q4_0>(row, k, out);
+        } else if (t == DType::Q4_1) {
+            repack_nibble_blocks<block_q4_1, r16_q4_1>(row, k, out);
         } else if (t == DType::Q5_0) {
-            for (int64_t ib = 0; ib < k / QK5_0; ++ib) {
-                r16_q5_0& o = reinterpret_cast<r16_q5_0*>(out)[ib];
-                uint8_t q[16][32];
-                std::memset(o.qh, 0, sizeof o.qh);
-                for (int r = 0; r < 16; ++r) {
-                    const block_q5_0& b = reinterpret_cast<const block_q5_0*>(row(r))[ib];
-                    uint32_t qh;
-                    std::memcpy(&qh, b.qh, 4);
-                    o.d[r] = b.d;
-                    for (int e = 0; e < 32; ++e) {  // element e: nibble e % 16 of qs (high half for e >= 16), 5th bit qh bit e
-                        q[r][e] = uint8_t((b.qs[e % 16] >> (e < 16 ? 0 : 4)) & 0xF);
-                        o.qh[e / 4] |= uint64_t((qh >> e) & 1) << (4 * r + e % 4);
-                    }
-                }
-                pack_nibbles(q, o.qs);
-            }
+            repack_nibble_blocks<block_q5_0, r16_q5_0>(row, k, out);
+        } else if (t == DType::Q5_1) {
+            repack_nibble_blocks<block_q5_1, r16_q5_1>(row, k, out);
         } else if (t == DType::Q8_0) {
             for (int64_t ib = 0; ib < k / QK8_0; ++ib) {
                 r16_q8_0& o = reinterpret_cast<r16_q8_0*>(out)[ib];

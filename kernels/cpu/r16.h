@@ -60,6 +60,30 @@ struct r16_q5_0 {
 };
 static_assert(sizeof(r16_q5_0) == 352);
 
+// 16 rows x 32 weights of q4_0 (288 bytes, as q4_0: 16 x 18): nibbles as q5_0's, value q - 8.
+struct r16_q4_0 {
+    uint16_t d[16];         // per row, fp16
+    uint8_t qs[4][64];      // [c][4r+i]: step c in the low nibble, step c + 4 in the high
+};
+static_assert(sizeof(r16_q4_0) == 288);
+
+// 16 rows x 32 weights of q4_1 (320 bytes, as q4_1: 16 x 20): w = d q + m. (SmolLM2's
+// Q4_1 file is nearly all q4_1; its 576-wide rows are 18 blocks, too short for a row
+// kernel's per-row horizontal sums to hide behind the stream.)
+struct r16_q4_1 {
+    uint16_t d[16], m[16];  // per row, fp16
+    uint8_t qs[4][64];      // [c][4r+i]: step c in the low nibble, step c + 4 in the high
+};
+static_assert(sizeof(r16_q4_1) == 320);
+
+// 16 rows x 32 weights of q5_1 (384 bytes, as q5_1: 16 x 24): q5_0's bits, w = d q + m.
+struct r16_q5_1 {
+    uint16_t d[16], m[16];  // per row, fp16
+    uint8_t qs[4][64];      // [c][4r+i]: 4 low bits, step c in the low nibble, step c + 4 in the high
+    uint64_t qh[8];         // [step]: bit 4r+i is the 5th bit of weight 4 step + i of row r
+};
+static_assert(sizeof(r16_q5_1) == 384);
+
 // True if rows of type t can be repacked (and rows is a multiple of 16).
 bool r16_supported(DType t, int64_t rows);
 // Bytes of one 16-row group of k weights (the row-group stride of a repacked tensor).
