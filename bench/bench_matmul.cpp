@@ -121,7 +121,7 @@ void bm_matmul_stream(benchmark::State& state, DType t, bool repacked) {
 }
 
 void register_all() {
-    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0}) {
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0}) {
         const std::string name = std::string("matmul_r16/") + kiln::dtype_name(t) + "/avx512";
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul_r16, Isa::Avx512, t)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond);
         // threads:2 = two copies streaming at once, one per core: the rate a two-thread decode can reach
