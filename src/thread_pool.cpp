@@ -18,7 +18,6 @@ namespace {
 // About 0.5 ms of spinning on Zen 4 (PAUSE is ~65 cycles) before a worker sleeps: longer
 // than the gaps between the jobs of one forward pass, far shorter than between requests.
 constexpr int kSpinIterations = 20000;
-constexpr int kChunksPerThread = 4;
 
 void pin_to_core(int core) {
     cpu_set_t set;
@@ -94,13 +93,14 @@ void ThreadPool::worker_loop(int index) {
     }
 }
 
-void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread) {
     if (n <= 0) return;
     grain = std::max<int64_t>(1, grain);
     const int64_t n_grains = (n + grain - 1) / grain;
     // A few chunks per thread, claimed in order: a thread slowed down by its SMT sibling
     // or by another process does less, instead of everyone waiting for it at the end.
-    const uint32_t n_chunks = uint32_t(std::min<int64_t>(n_threads_ == 1 ? 1 : int64_t(kChunksPerThread) * n_threads_, n_grains));
+    const int64_t per_thread = std::clamp(chunks_per_thread, 1, 64);
+    const uint32_t n_chunks = uint32_t(std::min<int64_t>(n_threads_ == 1 ? 1 : per_thread * n_threads_, n_grains));
     if (n_chunks <= 1) {
         fn(0, n, 0);
         return;

@@ -1,0 +1,102 @@
+// The thread pool's contract (include/kiln/thread_pool.h): every index runs exactly once,
+// in contiguous chunks on grain boundaries, no more chunks than asked for, and a worker
+// stuck in its chunk does not hold up the chunks nobody has claimed yet.
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "kiln/thread_pool.h"
+#include "test_util.h"
+
+namespace {
+
+struct Chunk {
+    int64_t begin, end;
+    int thread;
+};
+
+// Runs one parallel_for and returns its chunks (in completion order).
+std::vector<Chunk> chunks_of(kiln::ThreadPool& pool, int64_t n, int64_t grain, int per_thread) {
+    std::mutex mu;
+    std::vector<Chunk> out;
+    pool.parallel_for(n, grain, [&](int64_t b, int64_t e, int t) {
+        std::lock_guard<std::mutex> lock(mu);
+        out.push_back({b, e, t});
+    }, per_thread);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("thread pool: every index runs once, chunks are contiguous, on grain boundaries, at most chunks_per_thread a thread") {
+    for (int threads : {1, 2, 3, 8}) {
+        kiln::ThreadPool pool(threads);
+        REQUIRE(pool.size() == threads);
+        for (int64_t n : {1, 15, 16, 17, 100, 960, 4097}) {
+            for (int64_t grain : {1, 16}) {
+                for (int per_thread : {1, 2, 4}) {
+                    CAPTURE(threads);
+                    CAPTURE(n);
+                    CAPTURE(grain);
+                    CAPTURE(per_thread);
+                    const std::vector<Chunk> chunks = chunks_of(pool, n, grain, per_thread);
+                    std::vector<int> seen(size_t(n), 0);
+                    for (const Chunk& c : chunks) {
+                        REQUIRE(c.begin < c.end);
+                        REQUIRE(c.end <= n);
+                        CHECK(c.thread >= 0);
+                        CHECK(c.thread < threads);
+                        CHECK(c.begin % grain == 0);
+                        CHECK((c.end % grain == 0 || c.end == n));
+                        for (int64_t i = c.begin; i < c.end; ++i) ++seen[size_t(i)];
+                    }
+                    for (int64_t i = 0; i < n; ++i) REQUIRE(seen[size_t(i)] == 1);
+                    CHECK(chunks.size() <= size_t(threads * per_thread));
+                    if (threads > 1 && (n + grain - 1) / grain >= threads * per_thread) CHECK(chunks.size() == size_t(threads * per_thread));
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("thread pool: thousands of back-to-back jobs each run completely (no chunk of a stale job)") {
+    kiln::ThreadPool pool(2);
+    std::vector<int64_t> sums(64, 0);
+    for (int job = 0; job < 5000; ++job) {
+        const int64_t n = 1 + job % 61;
+        std::atomic<int64_t> sum{0};
+        pool.parallel_for(n, 1, [&](int64_t b, int64_t e, int) {
+            for (int64_t i = b; i < e; ++i) sum.fetch_add(i + 1);
+        }, 1 + job % 4);
+        REQUIRE(sum.load() == n * (n + 1) / 2);
+    }
+}
+
+TEST_CASE("thread pool: a worker stuck in its chunk does not hold up the unclaimed chunks") {
+    // The worker that gets a chunk waits there until every other chunk is done; if the
+    // other chunks were assigned to it rather than claimed, they would never run and the
+    // wait would time out.
+    kiln::ThreadPool pool(2);
+    for (int round = 0; round < 20; ++round) {
+        constexpr int64_t kChunks = 8;  // 2 threads x 4
+        std::atomic<int64_t> done{0};
+        std::atomic<bool> timed_out{false};
+        pool.parallel_for(kChunks, 1, [&](int64_t b, int64_t e, int t) {
+            if (t == 1) {
+                const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                while (done.load() < kChunks - (e - b)) {
+                    if (std::chrono::steady_clock::now() > deadline) {
+                        timed_out = true;
+                        break;
+                    }
+                    std::this_thread::yield();
+                }
+            }
+            done.fetch_add(e - b);
+        }, 4);
+        CHECK(done.load() == kChunks);
+        CHECK_FALSE(timed_out.load());
+    }
+}
