@@ -73,10 +73,13 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     }
     // Each thread takes contiguous slices of the combined rows (multiples of 16, the GEMM
     // panel height); the kernels tile them for the cache. A few chunks a thread let the
-    // others take over from a thread that is descheduled or slowed, but each claim costs
-    // cache-line trips between cores: a decode (<= 8 tokens, the weights streamed once)
-    // cuts a chunk per kMinChunkBytes of weights, so a small model's matrices (SmolLM2:
-    // 0.3-1 MB) go one slice a thread (decode 509 -> 596 t/s) and a large model's keep 4.
+    // others take over from a thread that is descheduled or slowed, but chunks cost: each
+    // is a claim, its output lines cross between cores, and a thread's chunks are not
+    // adjacent, so each restarts its weight stream (a job over 1024 floats: 0.28 us with
+    // one chunk a thread, 1.7 us with four; bench/bench_ops.cpp). A decode (<= 8 tokens,
+    // the weights streamed once) cuts a chunk per kMinChunkBytes of weights: a small
+    // model's matrices (SmolLM2: 0.3-1 MB) go one slice a thread (decode 509 -> 596 t/s),
+    // a large model's keep 4.
     constexpr size_t kMinChunkBytes = size_t(1) << 20;
     int chunks_per_thread = ThreadPool::kChunksPerThread;
     if (n <= 8) {

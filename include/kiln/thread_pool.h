@@ -33,8 +33,8 @@ public:
     // Splits [0, n) into contiguous chunks (boundaries at multiples of `grain`), up to
     // chunks_per_thread per thread, and calls fn(begin, end, thread_index) for each;
     // thread_index < size() identifies the executing thread (for per-thread scratch).
-    // Returns when all are done. Claiming a chunk costs a few cache-line trips between
-    // cores (~0.2 us): jobs of a few microseconds a thread want one chunk each.
+    // Returns when all are done. More chunks balance better when a thread is slowed; each
+    // costs a claim and its data's cache lines crossing between cores.
     static constexpr int kChunksPerThread = 4;
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn, int chunks_per_thread = kChunksPerThread);
 
