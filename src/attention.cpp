@@ -21,6 +21,7 @@ namespace {
 
 constexpr int kSplitTokens = 8;     // up to this many tokens the KV length is split across threads
 constexpr int kWave = 128;          // tiles per round of the split path (bounds attn_part)
+constexpr size_t kInlineMergeFloats = 16384;  // partials up to this size merge on the calling thread
 // Target queries per prefill job (tokens x group heads). Each job reads (and widens) every
 // K/V tile it sees once, so larger blocks read the cache fewer times: 128 rather than 32
 // made prefill attention at 16K 5-11% faster; 256 gained little more.
@@ -219,7 +220,7 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
             }
         });
         const bool last = w0 + kWave > t_last;
-        pool.parallel_for(Hkv, 1, [&](int64_t g0, int64_t g1, int) {
+        auto merge = [&](int64_t g0, int64_t g1, int) {
             for (int64_t g = g0; g < g1; ++g) {
                 float* st = state + size_t(g) * block;
                 for (int t = 0; t < nw; ++t) {
@@ -232,7 +233,11 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
                     normalize(st + 2 * nq + size_t(k) * Dv, st[nq + k], Dv, kv.hadamard, out + (size_t(i) * H + h) * Dv);
                 }
             }
-        });
+        };
+        // A decode's few tiles merge in about a microsecond, less than a job's own cost
+        // once the state's lines have to cross between cores (bench_ops' thread_pool).
+        if (size_t(Hkv) * size_t(nw) * block < kInlineMergeFloats) merge(0, Hkv, 0);
+        else pool.parallel_for(Hkv, 1, merge);
     }
 }
 
