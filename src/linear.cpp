@@ -72,28 +72,16 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
         total += w->rows();
     }
     // Each thread takes contiguous slices of the combined rows (multiples of 16, the GEMM
-    // panel height); the kernels tile them for the cache. A few chunks a thread let the
-    // others take over from a thread that is descheduled or slowed, but chunks cost: each
-    // is a claim, its output lines cross between cores, and a thread's chunks are not
-    // adjacent, so each restarts its weight stream (a job over 1024 floats: 0.28 us with
-    // one chunk a thread, 1.7 us with four; bench/bench_ops.cpp). A decode (<= 8 tokens,
-    // the weights streamed once) cuts a chunk per kMinChunkBytes of weights: a small
-    // model's matrices (SmolLM2: 0.3-1 MB) go one slice a thread (decode 509 -> 596 t/s),
-    // a large model's keep 4.
-    constexpr size_t kMinChunkBytes = size_t(1) << 20;
-    int chunks_per_thread = ThreadPool::kChunksPerThread;
-    if (n <= 8) {
-        size_t bytes = 0;
-        for (const TensorView* w : ws) bytes += size_t(w->rows()) * w->row_size();
-        chunks_per_thread = int(std::clamp<size_t>(bytes / size_t(pool.size()) / kMinChunkBytes, 1, size_t(chunks_per_thread)));
-    }
+    // panel height); the kernels tile them for the cache.
+    size_t bytes = 0;
+    for (const TensorView* w : ws) bytes += size_t(w->rows()) * w->row_size();
     pool.parallel_for(total, 16, [&](int64_t b, int64_t e, int) {
         for (int j = 0; j < n_jobs; ++j) {
             const Job& jb = jobs[j];
             const int64_t lo = std::max(b, jb.row0), hi = std::min(e, jb.row0 + jb.w->rows());
             if (lo < hi) jb.fn(k, jb.data, jb.stride, lo - jb.row0, hi - jb.row0, jb.a, jb.y, size_t(jb.w->rows()));
         }
-    }, chunks_per_thread);
+    }, matmul_chunks_per_thread(n, bytes, pool.size()));
 }
 
 void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y) { linear_group(s, pool, {&w}, x, n, {y}); }

@@ -212,6 +212,14 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
         });
 
         // ---- down for every active expert and the weighted sum, one slab of output rows per job ----
+        // A chunk packs the tokens of each expert that has more than 8 (the GEMM) once, so
+        // then a thread takes one chunk: a slab's work is the same for every slab, and four
+        // chunks would pack those tokens four times. Otherwise (row kernels, the weights
+        // streamed once) it splits as a dense matmul over the chosen experts' bytes.
+        int most = 0;
+        for (int e : m.active) most = std::max(most, m.count[size_t(e)]);
+        const size_t down_bytes = m.active.size() * size_t(E) * L.ffn_down_exps.row_size();
+        const int down_chunks = most > 8 ? 1 : matmul_chunks_per_thread(most, down_bytes, pool.size());
         pool.parallel_for(E, 16, [&](int64_t r0, int64_t r1, int) {
             for (int e : m.active) {
                 const int off = m.offset[size_t(e)];
@@ -226,7 +234,7 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
                     kt.axpy_f32(yi, m.wsel[a], m.out() + size_t(m.slot[a]) * E + r0, r1 - r0);
                 }
             }
-        });
+        }, down_chunks);
     }
 
     // ---- shared expert (qwen2moe): a dense SwiGLU MLP scaled by a sigmoid gate ----
