@@ -80,13 +80,29 @@ samples = [r["tps_median"] for f in sys.argv[2:] for r in json.load(open(f))["re
 print(f"{statistics.median(samples):.2f}" if samples else "-")
 EOF
 }
+# Rounds in which kiln beat ik_llama.cpp ("k/n"): with bandwidth drifting between
+# minutes, a paired count says more than a ratio of medians.
+wins_kiln() {  # $1 = n_prompt, $2 = n_gen, $3 = test name, $4 = tmp dir, $5 = rounds
+  python3 - "$@" <<'EOF'
+import json, sys
+np, ng, test, tmp, reps = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+won = total = 0
+for r in range(1, reps + 1):
+    ik = [s for x in json.load(open(f"{tmp}/ik.{r}.json")) if x["n_prompt"] == np and x["n_gen"] == ng for s in x["samples_ts"]]
+    kl = [x["tps_median"] for x in json.load(open(f"{tmp}/kiln.{r}.json"))["results"] if x["test"] == test]
+    if ik and kl:
+        total += 1
+        won += kl[0] > ik[0]
+print(f"{won}/{total}" if total else "-")
+EOF
+}
 ratio() { python3 -c "import sys; a, b = sys.argv[1], sys.argv[2]; print('-' if '-' in (a, b) else f'{float(a) / float(b):.2f}x')" "$1" "$2"; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 bw=""
-echo "| model | test | llama.cpp t/s | ik_llama.cpp t/s | kiln t/s | kiln / llama.cpp | kiln / ik_llama.cpp |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| model | test | llama.cpp t/s | ik_llama.cpp t/s | kiln t/s | kiln / llama.cpp | kiln / ik_llama.cpp | rounds kiln > ik |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for m in "${models[@]}"; do
   name=$(basename "$m" .gguf)
   for ((round = 1; round <= reps; round++)); do
@@ -106,7 +122,7 @@ for m in "${models[@]}"; do
     l=$(median_llama "$np" "$ng" "$tmp"/lcp.*.json)
     i=$(median_llama "$np" "$ng" "$tmp"/ik.*.json)
     k=$(median_kiln "$test" "$tmp"/kiln.*.json)
-    echo "| $name | $test | $l | $i | $k | $(ratio "$k" "$l") | $(ratio "$k" "$i") |"
+    echo "| $name | $test | $l | $i | $k | $(ratio "$k" "$l") | $(ratio "$k" "$i") | $(wins_kiln "$np" "$ng" "$test" "$tmp" "$reps") |"
   done
 done
 echo
