@@ -17,7 +17,8 @@
 #   DeepSeek-R1-Distill-Qwen-7B's shapes (n_embd 3584, 28 layers, 28 heads, 4 KV heads,
 #   n_ff 18944, Qwen2 vocab) in Q4_K_M (4.5 GiB: the real file is not on PyPI), written by
 #   kiln-synth with seed 1.
-# Env: THREADS (2), REPS (5), PP (512), TG (128), KILN_FLAGS (--repack), IK_FLAGS (-rtr 1).
+# Env: THREADS (2), REPS (5), PP (512), TG (128), KILN_FLAGS (--repack), IK_FLAGS (-rtr 1),
+# KEEP (a folder for each round's JSON, else a temporary one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -98,8 +99,13 @@ EOF
 }
 ratio() { python3 -c "import sys; a, b = sys.argv[1], sys.argv[2]; print('-' if '-' in (a, b) else f'{float(a) / float(b):.2f}x')" "$1" "$2"; }
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+if [ -n "${KEEP:-}" ]; then  # each round's JSON kept there
+  tmp=$KEEP
+  mkdir -p "$tmp"
+else
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+fi
 bw=""
 echo "| model | test | llama.cpp t/s | ik_llama.cpp t/s | kiln t/s | kiln / llama.cpp | kiln / ik_llama.cpp | rounds kiln > ik |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
