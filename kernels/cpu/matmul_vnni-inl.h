@@ -8,7 +8,8 @@
 namespace kiln::cpu::KILN_ISA_NS {
 
 // Bytes [p + PF, p + PF + n) into L1, whole lines (none if PF = 0): a decode's weight
-// stream prefetched PF bytes ahead of its loads (the r16 and the original-row kernels).
+// stream prefetched PF bytes ahead of its loads (the r16 kernels for 1-8 tokens, the
+// original-row kernels).
 // Why: on Zen 5 the hardware prefetchers alone leave a core's decode stream latency-bound
 // (r16 q4_K, one core past L3: 17 GB/s, where a bare read loop reaches 34); 4 KB ahead it
 // runs at 30-36, two cores at 57-76 against 70 for the probe. On Zen 4 prefetching ahead
