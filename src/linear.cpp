@@ -39,6 +39,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     Job jobs[4];
     int n_jobs = 0;
     int64_t total = 0;
+    size_t bytes = 0;  // of all the matrices' weights
     const int64_t k = (*ws.begin())->cols();
     // One quantized copy of x per activation format the matrices need.
     const void* quantized[3] = {x, nullptr, nullptr};
@@ -70,11 +71,10 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
             jb.data = w->packed;
         }
         total += w->rows();
+        bytes += size_t(w->rows()) * w->row_size();
     }
     // Each thread takes contiguous slices of the combined rows (multiples of 16, the GEMM
     // panel height); the kernels tile them for the cache.
-    size_t bytes = 0;
-    for (const TensorView* w : ws) bytes += size_t(w->rows()) * w->row_size();
     pool.parallel_for(total, 16, [&](int64_t b, int64_t e, int) {
         for (int j = 0; j < n_jobs; ++j) {
             const Job& jb = jobs[j];

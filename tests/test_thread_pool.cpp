@@ -63,7 +63,6 @@ TEST_CASE("thread pool: every index runs once, chunks are contiguous, on grain b
 
 TEST_CASE("thread pool: thousands of back-to-back jobs each run completely (no chunk of a stale job)") {
     kiln::ThreadPool pool(2);
-    std::vector<int64_t> sums(64, 0);
     for (int job = 0; job < 5000; ++job) {
         const int64_t n = 1 + job % 61;
         std::atomic<int64_t> sum{0};

@@ -189,28 +189,20 @@ void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
 inline void unpack(const r16_q8_0& b, __m512i* wq) {
     for (int j = 0; j < 8; ++j) wq[j] = _mm512_loadu_si512(b.qs[j]);
 }
-inline void unpack_nibbles(const uint8_t (*qs)[64], __m512i* wq) {
+// q4_0, q4_1, q5_0, q5_1: the nibbles, and for q5 the 5th bits put back as 16 added under
+// a byte mask.
+template <class Block>
+inline void unpack(const Block& b, __m512i* wq) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int c = 0; c < 4; ++c) {
-        const __m512i v = _mm512_loadu_si512(qs[c]);
+        const __m512i v = _mm512_loadu_si512(b.qs[c]);
         wq[c] = _mm512_and_si512(v, m4);
         wq[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     }
-}
-// q5: the nibbles unpack as q4's, the 5th bits come back as 16 added under a byte mask.
-inline void add_fifth_bits(const uint64_t* qh, __m512i* wq) {
-    const __m512i b16 = _mm512_set1_epi8(16);
-    for (int j = 0; j < 8; ++j) wq[j] = _mm512_mask_add_epi8(wq[j], _cvtu64_mask64(qh[j]), wq[j], b16);
-}
-inline void unpack(const r16_q4_0& b, __m512i* wq) { unpack_nibbles(b.qs, wq); }
-inline void unpack(const r16_q4_1& b, __m512i* wq) { unpack_nibbles(b.qs, wq); }
-inline void unpack(const r16_q5_0& b, __m512i* wq) {
-    unpack_nibbles(b.qs, wq);
-    add_fifth_bits(b.qh, wq);
-}
-inline void unpack(const r16_q5_1& b, __m512i* wq) {
-    unpack_nibbles(b.qs, wq);
-    add_fifth_bits(b.qh, wq);
+    if constexpr (requires { b.qh; }) {
+        const __m512i b16 = _mm512_set1_epi8(16);
+        for (int j = 0; j < 8; ++j) wq[j] = _mm512_mask_add_epi8(wq[j], _cvtu64_mask64(b.qh[j]), wq[j], b16);
+    }
 }
 template <class Block>
 constexpr int32_t kZero = std::is_same_v<Block, r16_q8_0> ? 128 : std::is_same_v<Block, r16_q5_0> ? 16 : std::is_same_v<Block, r16_q4_0> ? 8 : 0;
