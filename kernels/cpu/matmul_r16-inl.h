@@ -58,24 +58,17 @@ inline void prefetch_part(const Block* next, int s) {
     for (size_t off = 0; off < kPart; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
 }
 
-// The 16 results of each of the NG groups, one vector store per token.
-template <int NY, int NG>
-inline void store_groups(const __m512 (&acc)[NG][NY], float* const* y, const int64_t* row0) {
-    for (int h = 0; h < NG; ++h)
-        for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + row0[h], acc[h][c]);
-}
-
-template <int NY, int NG, int PF>
-void q4_K(int64_t k, const uint8_t* const* gw, const void* const* act, float* const* y, const int64_t* row0) {
+template <int NY, int PF>
+void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512 acc[NG][NY];
-    for (auto& a : acc)
-        for (auto& x : a) x = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ++ib) {
-        prefetch_act<block_q8_K, NY>(act, ib + 1);
-        for (int h = 0; h < NG; ++h) {
-            const r16_q4_K& b = reinterpret_cast<const r16_q4_K*>(gw[h])[ib];
+    for (int64_t g = g0; g < g1; ++g) {
+        const auto* blocks = reinterpret_cast<const r16_q4_K*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const r16_q4_K& b = blocks[ib];
+            prefetch_act<block_q8_K, NY>(act, ib + 1);
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
@@ -114,12 +107,12 @@ void q4_K(int64_t k, const uint8_t* const* gw, const void* const* act, float* co
                 summ = _mm512_dpwssd_epi32(summ, mp[2], _mm512_set1_epi32(_mm_extract_epi32(pairs, 2)));
                 summ = _mm512_dpwssd_epi32(summ, mp[3], _mm512_set1_epi32(_mm_extract_epi32(pairs, 3)));
                 const __m512 da = _mm512_set1_ps(a.d);
-                acc[h][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[c]), _mm512_mul_ps(d, da), acc[h][c]);
-                acc[h][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(summ), _mm512_mul_ps(dmin, da), acc[h][c]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[c]), _mm512_mul_ps(d, da), acc[c]);
+                acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(summ), _mm512_mul_ps(dmin, da), acc[c]);
             }
         }
+        for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + g * kR16Rows, acc[c]);
     }
-    store_groups<NY, NG>(acc, y, row0);
 }
 
 // The 8 steps of sub-block s of a q6_K group as bytes 0..63: the nibble (the low or high
@@ -141,16 +134,16 @@ inline void unpack_q6(const r16_q6_K& b, int s, __m512i* wq) {
     }
 }
 
-template <int NY, int NG, int PF>
-void q6_K(int64_t k, const uint8_t* const* gw, const void* const* act, float* const* y, const int64_t* row0) {
+template <int NY, int PF>
+void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
-    __m512 acc[NG][NY];
-    for (auto& a : acc)
-        for (auto& x : a) x = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ++ib) {
-        prefetch_act<block_q8_K, NY>(act, ib + 1);
-        for (int h = 0; h < NG; ++h) {
-            const r16_q6_K& b = reinterpret_cast<const r16_q6_K*>(gw[h])[ib];
+    for (int64_t g = g0; g < g1; ++g) {
+        const auto* blocks = reinterpret_cast<const r16_q6_K*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const r16_q6_K& b = blocks[ib];
+            prefetch_act<block_q8_K, NY>(act, ib + 1);
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
@@ -183,11 +176,11 @@ void q6_K(int64_t k, const uint8_t* const* gw, const void* const* act, float* co
                 __m512i off = _mm512_setzero_si512();
                 for (int t = 0; t < 8; ++t) off = _mm512_dpwssd_epi32(off, sp[t], _mm512_set1_epi32(bs[t]));
                 const __m512i total = _mm512_sub_epi32(sumi[c], _mm512_slli_epi32(off, 5));
-                acc[h][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[h][c]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
             }
         }
+        for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + g * kR16Rows, acc[c]);
     }
-    store_groups<NY, NG>(acc, y, row0);
 }
 
 // The 32-weight formats: weights as unsigned bytes (8 steps of 16 rows x 4), the value
@@ -216,16 +209,16 @@ constexpr int32_t kZero = std::is_same_v<Block, r16_q8_0> ? 128 : std::is_same_v
 template <class Block>
 constexpr bool kHasMin = requires(Block b) { b.m; };
 
-template <class Block, int NY, int NG, int PF>
-void blocks32(int64_t k, const uint8_t* const* gw, const void* const* act, float* const* y, const int64_t* row0) {
+template <class Block, int NY, int PF>
+void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / 32;
-    __m512 acc[NG][NY];
-    for (auto& a : acc)
-        for (auto& x : a) x = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ++ib) {
-        prefetch_act<block_q8_x32, NY>(act, ib + 2);
-        for (int h = 0; h < NG; ++h) {
-            const Block& b = reinterpret_cast<const Block*>(gw[h])[ib];
+    for (int64_t g = g0; g < g1; ++g) {
+        const auto* blocks = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const Block& b = blocks[ib];
+            prefetch_act<block_q8_x32, NY>(act, ib + 2);
             if constexpr (NY > 1 && PF == 0)  // the block after next, whole
                 for (size_t off = 0; off < sizeof(Block); off += 64) _mm_prefetch(reinterpret_cast<const char*>(&b + 2) + off, _MM_HINT_T0);
             else prefetch_ahead<PF>(&b, sizeof b);
@@ -237,13 +230,13 @@ void blocks32(int64_t k, const uint8_t* const* gw, const void* const* act, float
                 // start at -kZero * sum(a): cancels the weights' offset exactly
                 __m512i dot = _mm512_set1_epi32(-kZero<Block> * int32_t(a.sum));
                 for (int j = 0; j < 8; ++j) dot = _mm512_dpbusd_epi32(dot, wq[j], bcast4(a.qs + 4 * j));
-                acc[h][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[h][c]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
                 // the mins times the activation sum ggml keeps in fp16 (q8_1's s), as llama.cpp rounds it
-                if constexpr (kHasMin<Block>) acc[h][c] = _mm512_fmadd_ps(load_f16x16(b.m), _mm512_set1_ps(vnni::h2f(a.s)), acc[h][c]);
+                if constexpr (kHasMin<Block>) acc[c] = _mm512_fmadd_ps(load_f16x16(b.m), _mm512_set1_ps(vnni::h2f(a.s)), acc[c]);
             }
         }
+        for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + g * kR16Rows, acc[c]);
     }
-    store_groups<NY, NG>(acc, y, row0);
 }
 
 // The r16 block of a 32-weight format.
@@ -252,12 +245,11 @@ using R16Block = std::conditional_t<T == DType::Q4_0, r16_q4_0,
                  std::conditional_t<T == DType::Q4_1, r16_q4_1,
                  std::conditional_t<T == DType::Q5_0, r16_q5_0, std::conditional_t<T == DType::Q5_1, r16_q5_1, r16_q8_0>>>>;
 
-// NG groups (weights at gw[h], output rows from row0[h]) for NY tokens.
-template <DType T, int NY, int NG, int PF>
-void group_rows(int64_t k, const uint8_t* const* gw, const void* const* act, float* const* y, const int64_t* row0) {
-    if constexpr (T == DType::Q4_K) q4_K<NY, NG, PF>(k, gw, act, y, row0);
-    else if constexpr (T == DType::Q6_K) q6_K<NY, NG, PF>(k, gw, act, y, row0);
-    else blocks32<R16Block<T>, NY, NG, PF>(k, gw, act, y, row0);
+template <DType T, int NY, int PF>
+void group_rows(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
+    if constexpr (T == DType::Q4_K) q4_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
+    else if constexpr (T == DType::Q6_K) q6_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
+    else blocks32<R16Block<T>, NY, PF>(k, w, group_bytes, g0, g1, act, y);
 }
 
 // A GEMM panel (gemm_vnni-inl.h) from one r16 group: the rows are already interleaved,
@@ -331,39 +323,17 @@ void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1
         });
         return;
     }
-    const auto* wb = static_cast<const uint8_t*>(w);
-    const int64_t g0 = r0 / kR16Rows, g1 = r1 / kR16Rows;
-    if (a.ny == 1) {
-        // Decode: the range's two halves side by side, a block of each in turn. Why: one
-        // core reads two distant streams faster than one (Zen 5, one core past L3: 34 ->
-        // 40 GB/s; blocks of two adjacent groups are slower than one stream).
-        const void* act[1] = {a.data};
-        const int64_t half = (g1 - g0) / 2;
-        for (int64_t g = g0; g < g0 + half; ++g) {
-            const uint8_t* gw[2] = {wb + size_t(g) * group_bytes, wb + size_t(g + half) * group_bytes};
-            const int64_t row0[2] = {g * kR16Rows, (g + half) * kR16Rows};
-            group_rows<T, 1, 2, PF>(k, gw, act, &y, row0);
-        }
-        if ((g1 - g0) % 2) {
-            const uint8_t* gw[1] = {wb + size_t(g1 - 1) * group_bytes};
-            const int64_t row0[1] = {(g1 - 1) * kR16Rows};
-            group_rows<T, 1, 1, PF>(k, gw, act, &y, row0);
-        }
-        return;
-    }
     constexpr int kCols = 8;
     const void* act[kCols];
     float* out[kCols];
-    for (int64_t g = g0; g < g1; ++g) {
-        const uint8_t* gw[1] = {wb + size_t(g) * group_bytes};
-        const int64_t row0[1] = {g * kR16Rows};
+    for (int64_t g = r0 / kR16Rows; g < r1 / kR16Rows; ++g) {
         for (int c0 = 0; c0 < a.ny; c0 += kCols) {
             const int nc = std::min(kCols, a.ny - c0);
             for (int c = 0; c < nc; ++c) {
                 act[c] = static_cast<const uint8_t*>(a.data) + size_t(c0 + c) * a.stride;
                 out[c] = y + size_t(c0 + c) * y_stride;
             }
-            with_token_count(nc, [&](auto ny) { group_rows<T, ny, 1, PF>(k, gw, act, out, row0); });
+            with_token_count(nc, [&](auto ny) { group_rows<T, ny, PF>(k, w, group_bytes, g, g + 1, act, out); });
         }
     }
 }
