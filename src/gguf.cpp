@@ -210,9 +210,19 @@ Expected<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path, 
         }
         m->data_ = static_cast<const uint8_t*>(p);
         m->mapped_len_ = m->size_;
+        m->file_backed_ = true;
     }
     ::close(fd);
     return m;
+}
+
+size_t MappedFile::release(const void* p, size_t n) const {
+    const auto b = reinterpret_cast<uintptr_t>(p), map = reinterpret_cast<uintptr_t>(data_);
+    if (!file_backed_ || b < map || n > mapped_len_ || b - map > mapped_len_ - n) return 0;
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    const uintptr_t first = (b + page - 1) / page * page, last = (b + n) / page * page;  // whole pages only
+    if (last <= first || madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
+    return last - first;
 }
 
 MappedFile::~MappedFile() {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 
+#include "cpu/kernels.h"
 #include "cpu/r16.h"
 #include "kiln/hf_checkpoint.h"
 #include "kiln/model.h"
@@ -325,7 +326,9 @@ Status Model::repack_weights() {
     auto consider = [&](TensorView& t) {
         // 3-D expert tensors repack as one matrix of n_expert * rows rows: a slice's 16-row
         // groups are then contiguous too (TensorView::slice), as long as rows % 16 == 0.
-        if (!t.empty() && cpu::r16_supported(t.dtype, t.ne[1]) && t.ne[3] == 1) todo.push_back(&t);
+        // Only where the kernels read the copy (the AVX2 and generic tables have no r16
+        // kernels: a copy there would be memory spent for nothing).
+        if (!t.empty() && cpu::r16_supported(t.dtype, t.ne[1]) && t.ne[3] == 1 && cpu::active().matmul_r16[int(t.dtype)]) todo.push_back(&t);
     };
     for (LayerWeights& l : weights_.layers)
         for (TensorView* t : l.matrices()) consider(*t);
@@ -343,6 +346,7 @@ Status Model::repack_weights() {
         t->packed = buf.get();
         t->packed_group_bytes = group;
         packed_.push_back(std::move(buf));
+        gguf_.release(t->data, t->nbytes());  // the kernels read the copy now
     }
     return Status::ok();
 }

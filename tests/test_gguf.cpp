@@ -2,7 +2,11 @@
 // files (truncated at every byte, lying counts, overflowing dims, bad offsets, unknown
 // types, bad UTF-8, ...) is rejected with a message naming the problem, never a crash.
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
+
+#include <unistd.h>
 
 #include "kiln/gguf.h"
 #include "kiln/gguf_writer.h"
@@ -259,4 +263,35 @@ TEST_CASE("gguf: files on disk, missing files and real models") {
     CHECK(f->tensors().size() == 272);
     CHECK(f->get_string("general.architecture").value() == "llama");
     CHECK(f->find("tokenizer.ggml.tokens")->arr_strings.size() == 49152);
+}
+
+TEST_CASE("gguf: release drops a mapped file's pages from the process; the bytes read back") {
+    const std::string path = (std::filesystem::temp_directory_path() / "kiln_release_test.bin").string();
+    const size_t page = size_t(sysconf(_SC_PAGESIZE)), size = 64 * page;
+    std::vector<uint8_t> bytes(size);  // (size) a pattern with no period of a page
+    for (size_t i = 0; i < size; ++i) bytes[i] = uint8_t(i * 7 + i / 251);
+    {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(size));
+    }
+    auto mapped = kiln::MappedFile::open(path, true);
+    REQUIRE_MESSAGE(mapped.is_ok(), mapped.message());
+    const kiln::MappedFile& m = *mapped.value();
+    REQUIRE(std::memcmp(m.data(), bytes.data(), size) == 0);  // every page touched
+    const int64_t before = kiln::test::resident_bytes_of_mapping(m.data());
+    CHECK(before == int64_t(size));
+    // Whole pages inside [1000, 1000 + 40 pages): pages 1 .. 40 (the first and last partial
+    // pages stay).
+    const size_t released = m.release(m.data() + 1000, 40 * page);
+    CHECK(released == 39 * page);
+    CHECK(kiln::test::resident_bytes_of_mapping(m.data()) == before - int64_t(released));
+    CHECK(std::memcmp(m.data(), bytes.data(), size) == 0);  // faulted back in, same bytes
+    // Out of the mapping, or a file read into memory (its pages are the only copy): nothing.
+    CHECK(m.release(m.data() + size - page, 2 * page) == 0);
+    CHECK(m.release(bytes.data(), page) == 0);
+    auto read_in = kiln::MappedFile::open(path, false);
+    REQUIRE(read_in.is_ok());
+    CHECK(read_in.value()->release(read_in.value()->data(), size) == 0);
+    CHECK(std::memcmp(read_in.value()->data(), bytes.data(), size) == 0);
+    std::filesystem::remove(path);
 }

@@ -13,6 +13,7 @@
 //    and on every prompt up to a step where llama.cpp's own top-2 margin is within its noise.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -217,4 +218,31 @@ TEST_CASE("model: Qwen3-MoE matches llama.cpp (synthetic)") {
 
 TEST_CASE("model: Qwen2-MoE (shared expert) matches llama.cpp (synthetic)") {
     check_model("synth/synth-qwen2moe.gguf", "reference_synth-qwen2moe.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1, true);
+}
+
+TEST_CASE("model: --repack unmaps the original rows it copied (resident once, not twice), and the model still runs") {
+    const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!kiln::test::require_file(path)) return;
+    const auto file_bytes = int64_t(std::filesystem::file_size(path));
+    const bool r16 = kiln::cpu::active().matmul_r16[int(kiln::DType::Q4_1)] != nullptr;  // repack happens only where kernels read it
+    for (bool repack : {false, true}) {
+        CAPTURE(repack);
+        kiln::LoadOptions lo;
+        lo.repack = repack;
+        auto model = kiln::Model::load(path, lo);
+        REQUIRE_MESSAGE(model.is_ok(), model.message());
+        kiln::SessionOptions so;
+        so.n_ctx = 64;
+        auto session = kiln::Session::create(model.value(), so);
+        REQUIRE(session.is_ok());
+        const std::vector<int32_t> prompt = {1, 504, 3458, 314, 260, 2010};
+        REQUIRE(session.value()->forward(prompt).is_ok());  // reads every matrix (the copies with repack)
+        REQUIRE(std::isfinite(session.value()->logits()[0]));
+        const int64_t resident = kiln::test::resident_bytes_of_mapping(model.value()->weights().layers[0].ffn_up.data);
+        MESSAGE("repack " << repack << ": " << resident / 1024 << " KiB of the " << file_bytes / 1024 << " KiB file resident");
+        // Without repack the forward pass mapped in every layer; with it, after the copies
+        // were made from them, only the embedding rows of the prompt and the metadata are.
+        if (repack && r16) CHECK(resident < file_bytes / 4);
+        else CHECK(resident > file_bytes / 2);
+    }
 }

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -42,6 +44,20 @@ inline bool require_file(const std::string& path) {
     }
     FAIL_CHECK("missing test file " << path << " (run tools/fetch_models.py)");
     return false;
+}
+
+// Resident bytes of the mapping that contains address p ("Rss:" of its /proc/self/smaps
+// entry); -1 if no mapping holds p.
+inline int64_t resident_bytes_of_mapping(const void* p) {
+    std::ifstream smaps("/proc/self/smaps");
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    bool inside = false;
+    for (std::string line; std::getline(smaps, line);) {
+        unsigned long lo = 0, hi = 0;
+        if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) inside = a >= lo && a < hi;  // a mapping's first line
+        else if (inside && line.rfind("Rss:", 0) == 0) return int64_t(std::strtoll(line.c_str() + 4, nullptr, 10)) * 1024;
+    }
+    return -1;
 }
 
 // n samples of N(0, scale^2), reproducible from the seed.

@@ -71,9 +71,17 @@ public:
     const uint8_t* data() const { return data_; }
     uint64_t size() const { return size_; }
     const std::string& path() const { return path_; }
+    // Drops this process's pages of the whole pages inside [p, p + n) when the file is
+    // mapped: the bytes stay readable (faulted back from the page cache if touched again)
+    // but stop counting against the process. Why: after --repack the original rows are
+    // not read, and keeping them mapped doubles the resident size. Returns the bytes
+    // released: 0 for a file read in without mmap (its pages are the only copy) or a
+    // range outside the mapping.
+    size_t release(const void* p, size_t n) const;
 
 private:
     MappedFile() = default;
+    bool file_backed_ = false;  // mmap of the file (not anonymous memory read from it)
     const uint8_t* data_ = nullptr;
     uint64_t size_ = 0;
     size_t mapped_len_ = 0;
@@ -119,6 +127,8 @@ public:
     // Points tensor `name` at new bytes of another type with the same shape (in-place
     // quantization); `owner` keeps them alive.
     Status replace_tensor(std::string_view name, DType dtype, const uint8_t* data, uint64_t nbytes, std::shared_ptr<const void> owner);
+    // MappedFile::release on the file's own mapping (0 for anything else).
+    size_t release(const void* p, size_t n) const { return file_ ? file_->release(p, n) : 0; }
     // Keeps `owner` alive as long as the file (e.g. the safetensors mappings tensors point into).
     void keep_alive(std::shared_ptr<const void> owner) { owned_.push_back(std::move(owner)); }
 

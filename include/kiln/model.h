@@ -108,9 +108,11 @@ struct LoadOptions {
     // false: read the file into memory on huge pages instead of mapping it (llama.cpp's
     // --no-mmap): slower to load, faster to decode where weights stream from DRAM.
     bool use_mmap = true;
-    // Also keep a row-interleaved copy of the q4_K / q6_K / q8_0 matrices (16 rows
-    // together, same bit width): faster decode, verification and prefill, at the cost of
-    // the load time and memory for the copy (like ik_llama.cpp's -rtr).
+    // Copy the q4_K / q6_K / q8_0 / q4_0 / q4_1 / q5_0 / q5_1 matrices into a row-interleaved
+    // layout (16 rows together, same bit width) where the CPU kernels read one (AVX-512):
+    // faster decode, verification and prefill, at the cost of load time (like ik_llama.cpp's
+    // -rtr). A mapped file's originals of the copied matrices are unmapped afterwards
+    // (MappedFile::release): the weights stay resident once.
     bool repack = false;
     // Quantize the weights in memory at load (llama-quantize's mix names: "q8_0", "q4_k_m",
     // "q6_k", ...; see kiln/quantize.h), so an F16/BF16 model or a Hugging Face checkpoint

@@ -57,7 +57,7 @@ const char* generate_usage() {
            "      --override-kv K=T:V   override model metadata, T = int|float|bool|str\n"
            "      --experts-per-token N MoE: run N experts per token instead of the model's (fewer: faster, lower quality)\n"
            "      --no-mmap             read the model into memory (huge pages) instead of mapping it\n"
-           "      --repack              keep a row-interleaved copy of q4_K/q6_K/q8_0 weights (faster; slower load, more memory)\n"
+           "      --repack              copy q4_K/q6_K/q8_0/q4_0/q4_1/q5_0/q5_1 weights row-interleaved (faster; slower load)\n"
            "      --quantize TYPE       quantize the weights in memory at load: q8_0, q4_k_m, q5_k_m, q6_k, q4_0, ... (llama-quantize's mixes)\n"
            "\n"
            "Speculative decoding (one drafting source; output is exactly the target's):\n"
