@@ -84,6 +84,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     }
 
     KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v, o.kv_hadamard));
+    m.kv.to_f16 = m.kt->f32_to_f16;
     KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));
 
     const size_t qdim = size_t(c.n_head) * c.head_dim, kdim = size_t(c.n_head_kv) * c.head_dim, vdim = size_t(c.n_head_kv) * c.head_dim_v;

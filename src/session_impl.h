@@ -56,12 +56,13 @@ struct KvCache {
     }
     uint8_t* v_at(int layer, int head, int pos) const { return v[size_t(layer)].data + (size_t(head) * n_ctx + pos) * v_row; }
     bool hadamard = false;  // entries stored rotated (SessionOptions::kv_hadamard)
+    cpu::ToF16Fn to_f16 = nullptr;  // the session's kernel table's fp16 conversion (F16 entries)
 
     void store(int layer, int head, int pos, const float* key, const float* value) {
         float k_rot[512], v_rot[512];  // head sizes are at most 512 (allocate checks)
         if (hadamard) key = rotated(key, head_dim, k_rot), value = rotated(value, head_dim_v, v_rot);
-        cpu::store_k(type_k, key, head_dim, k_panel_at(layer, head, pos), pos % cpu::kKvPanel);
-        cpu::store_v(type_v, value, head_dim_v, v_at(layer, head, 0), v_row, pos);
+        cpu::store_k(type_k, key, head_dim, k_panel_at(layer, head, pos), pos % cpu::kKvPanel, to_f16);
+        cpu::store_v(type_v, value, head_dim_v, v_at(layer, head, 0), v_row, pos, to_f16);
     }
     static const float* rotated(const float* x, int n, float* buf) {
         std::copy(x, x + n, buf);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "cpu/kernels.h"
@@ -377,6 +378,18 @@ TEST_CASE("kernels: float row ops match scalar definitions on every ISA") {
             std::vector<float> r = x;
             kt.round_f16(r.data(), n);
             for (int64_t i = 0; i < n; ++i) CHECK(r[size_t(i)] == kiln::fp16_to_fp32(kiln::fp32_to_fp16(x[size_t(i)])));
+            // fp32 -> fp16 bits (the F16 KV cache's store): fp32_to_fp16's, also at the edges
+            // (halfway cases, overflow to inf, subnormals, signed zero) mixed into the data
+            std::vector<float> e = x;
+            const float edges[] = {65504.0f, 65519.0f, 65520.0f, 1e6f, -1e6f, 6.1e-5f, 3e-8f, 2.9e-8f, 1e-9f, -0.0f, 0.0f,
+                                   1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, -(1.0f + 1.0f / 2048), std::numeric_limits<float>::infinity()};
+            for (size_t j = 0; j < std::size(edges) && j * 3 < e.size(); ++j) e[j * 3] = edges[j];
+            std::vector<uint16_t> f16(e.size());  // (n) converted
+            kt.f32_to_f16(e.data(), f16.data(), n);
+            for (int64_t i = 0; i < n; ++i) {
+                CAPTURE(e[size_t(i)]);
+                CHECK(f16[size_t(i)] == kiln::fp32_to_fp16(e[size_t(i)]));
+            }
             CHECK(kt.argmax(x.data(), n) == std::max_element(x.begin(), x.end()) - x.begin());
         }
     }

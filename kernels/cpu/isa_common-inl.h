@@ -21,6 +21,7 @@ inline void fill_common(KernelTable& t) {
     t.axpy_f32 = axpy_f32;
     t.argmax = argmax;
     t.round_f16 = round_f16;
+    t.f32_to_f16 = f32_to_f16;
     t.attn_tile = attn::attn_tile;
     t.attn_merge = attn::attn_merge;
 }

@@ -100,6 +100,7 @@ struct KernelTable {
     float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
     void (*axpy_f32)(float* y, float a, const float* x, int64_t n) = nullptr;
     void (*round_f16)(float* x, int64_t n) = nullptr;  // x = fp16(x), round to nearest even
+    void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;  // y = fp32_to_fp16(x) (NaN stays NaN)
     int64_t (*argmax)(const float* x, int64_t n) = nullptr;
 
     // Flash attention (flash_attn-inl.h): one tile, and the online-softmax merge of a

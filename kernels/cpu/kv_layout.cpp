@@ -43,7 +43,14 @@ size_t k_panel_bytes(DType t, int D) {
 
 size_t v_row_bytes(DType t, int Dv) { return row_bytes(t, Dv); }
 
-void store_k(DType t, const float* k, int D, uint8_t* panel, int slot) {
+void store_k(DType t, const float* k, int D, uint8_t* panel, int slot, ToF16Fn to_f16) {
+    if (t == DType::F16 && to_f16 && D <= 512) {
+        uint16_t h[512];  // (D) the key in fp16, then one element per 16-slot row of the panel
+        to_f16(k, h, D);
+        uint16_t* p = reinterpret_cast<uint16_t*>(panel);
+        for (int d = 0; d < D; ++d) p[float_k_offset(t, d, slot)] = h[d];
+        return;
+    }
     if (t == DType::F32 || t == DType::F16 || t == DType::BF16) {
         for (int d = 0; d < D; ++d) {
             uint8_t* p = panel + float_k_offset(t, d, slot) * (t == DType::F32 ? 4 : 2);
@@ -109,7 +116,11 @@ void load_k(DType t, const uint8_t* panel, int slot, int D, float* k) {
     }
 }
 
-void store_v(DType t, const float* v, int Dv, uint8_t* v0, size_t v_row, int pos) {
+void store_v(DType t, const float* v, int Dv, uint8_t* v0, size_t v_row, int pos, ToF16Fn to_f16) {
+    if (t == DType::F16 && to_f16) {
+        to_f16(v, reinterpret_cast<uint16_t*>(v0 + size_t(pos) * v_row), Dv);
+        return;
+    }
     if (t != DType::BF16) {
         ref::quantize_row(t, v, v0 + size_t(pos) * v_row, Dv);
         return;

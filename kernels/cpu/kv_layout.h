@@ -38,11 +38,13 @@ inline size_t float_k_offset(DType t, int d, int slot) {
 }
 size_t v_row_bytes(DType t, int Dv);
 
-// Writes key k (D floats) into slot `slot` (0..15) of a K panel; value v (Dv floats) as
-// position `pos` of the V rows starting at v0 (position 0, rows v_row bytes apart).
-// Quantized types round exactly as ggml's reference quantizers do.
-void store_k(DType t, const float* k, int D, uint8_t* panel, int slot);
-void store_v(DType t, const float* v, int Dv, uint8_t* v0, size_t v_row, int pos);
+// Writes key k (D <= 512 floats) into slot `slot` (0..15) of a K panel; value v (Dv floats)
+// as position `pos` of the V rows starting at v0 (position 0, rows v_row bytes apart).
+// Quantized types round exactly as ggml's reference quantizers do. to_f16: the kernel
+// table's f32_to_f16 for F16 (the same bits, vectorized), or nullptr for the scalar one.
+using ToF16Fn = void (*)(const float* x, uint16_t* y, int64_t n);
+void store_k(DType t, const float* k, int D, uint8_t* panel, int slot, ToF16Fn to_f16 = nullptr);
+void store_v(DType t, const float* v, int Dv, uint8_t* v0, size_t v_row, int pos, ToF16Fn to_f16 = nullptr);
 // Read back as floats: what the attention kernels see (the tests' reference input).
 void load_k(DType t, const uint8_t* panel, int slot, int D, float* k);
 void load_v(DType t, const uint8_t* v0, size_t v_row, int pos, int Dv, float* v);
