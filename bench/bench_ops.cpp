@@ -65,8 +65,23 @@ void bm_parallel_for(benchmark::State& state) {
     state.SetItemsProcessed(int64_t(state.iterations()));
 }
 
+// The same over parallel_for_shares (a decode matmul's split): two shares, each taken in
+// shrinking pieces, so more claims than one chunk a thread.
+void bm_parallel_for_shares(benchmark::State& state) {
+    static kiln::ThreadPool pool(2);
+    std::vector<float> out(1024, 0.0f);  // (1024,)
+    for (auto _ : state) {
+        pool.parallel_for_shares(1024, 16, [&](int64_t b, int64_t e, int) {
+            for (int64_t i = b; i < e; ++i) out[size_t(i)] += 1.0f;
+        });
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetItemsProcessed(int64_t(state.iterations()));
+}
+
 void register_all() {
     benchmark::RegisterBenchmark("thread_pool/parallel_for/chunks_per_thread", bm_parallel_for)->Arg(1)->Arg(2)->Arg(4)->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("thread_pool/parallel_for_shares", bm_parallel_for_shares)->Unit(benchmark::kMicrosecond);
     const std::pair<const char*, Op> ops[] = {{"rms_norm", Op::RmsNorm},   {"softmax", Op::Softmax},     {"silu_mul", Op::SiluMul},
                                               {"gelu_mul", Op::GeluMul},   {"round_f16", Op::RoundF16},
                                               {"quantize_q8x32", Op::QuantQ8x32}, {"quantize_q8K", Op::QuantQ8K}};

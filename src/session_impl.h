@@ -139,19 +139,10 @@ void for_each_token(ThreadPool& pool, int n, Fn&& fn) {
     }
 }
 
-// Chunks per thread for a matmul job of n tokens over weight_bytes of weights. A few
-// chunks a thread let the others take over from a thread that is descheduled or slowed,
-// but chunks cost: each is a claim, its output lines cross between cores, and a thread's
-// chunks are not adjacent, so each restarts its weight stream (a job over 1024 floats:
-// 0.28 us with one chunk a thread, 1.7 us with four; bench/bench_ops.cpp). A decode
-// (<= 8 tokens, the weights streamed once) cuts a chunk per MB of weights: a small
-// model's matrices (SmolLM2: 0.3-1 MB) go one slice a thread (decode 509 -> 596 t/s), a
-// large model's keep ThreadPool::kChunksPerThread.
-inline int matmul_chunks_per_thread(int n, size_t weight_bytes, int threads) {
-    constexpr size_t kMinChunkBytes = size_t(1) << 20;
-    if (n > 8) return ThreadPool::kChunksPerThread;
-    return int(std::clamp<size_t>(weight_bytes / size_t(std::max(threads, 1)) / kMinChunkBytes, 1, ThreadPool::kChunksPerThread));
-}
+// Up to this many tokens a matmul reads its weights from memory once (the row kernels,
+// one pass over each 16-row group): a bandwidth-bound stream, split with
+// ThreadPool::parallel_for_shares. Past it the GEMM is compute-bound.
+constexpr int kStreamingTokens = 8;
 
 // y (n, W.rows) = x (n, W.cols) . W^T, multi-threaded over rows of W.
 void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y);

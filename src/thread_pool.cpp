@@ -28,6 +28,14 @@ void pin_to_core(int core) {
 
 uint64_t pack(uint32_t gen, uint32_t n_chunks, uint32_t next) { return uint64_t(gen) << 32 | uint64_t(n_chunks) << 16 | next; }
 uint32_t gen_of(uint64_t w) { return uint32_t(w >> 32); }
+
+// A share's word: the job's generation (low 20 bits, so a thread still looking at a
+// finished job cannot claim from the next one's shares) and the unclaimed [front, back).
+constexpr int64_t kMaxShareGrains = (int64_t(1) << 22) - 1;
+uint64_t share_word(uint32_t gen, int64_t front, int64_t back) { return uint64_t(gen & 0xfffff) << 44 | uint64_t(front) << 22 | uint64_t(back); }
+uint32_t share_gen(uint64_t w) { return uint32_t(w >> 44); }
+int64_t share_front(uint64_t w) { return int64_t(w >> 22) & kMaxShareGrains; }
+int64_t share_back(uint64_t w) { return int64_t(w) & kMaxShareGrains; }
 }  // namespace
 
 int default_thread_count() {
@@ -36,7 +44,9 @@ int default_thread_count() {
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
-ThreadPool::ThreadPool(int n_threads, bool pin) : n_threads_(std::min(n_threads > 0 ? n_threads : default_thread_count(), 1024)) {
+ThreadPool::ThreadPool(int n_threads, bool pin)
+    : n_threads_(std::min(n_threads > 0 ? n_threads : default_thread_count(), 1024)),
+      shares_(new Share[size_t(n_threads_)]) {  // before the workers: one still leaving a job may look at them
     if (pin) pin_to_core(0);
     for (int i = 1; i < n_threads_; ++i) {
         workers_.emplace_back([this, i, pin] {
@@ -72,6 +82,32 @@ void ThreadPool::run_chunks(int thread_index, uint32_t gen) {
     }
 }
 
+// Runs pieces of generation `gen`: our share from the front, then the others' from the back.
+void ThreadPool::run_shares(int self, uint32_t gen) {
+    const uint32_t g = gen & 0xfffff;
+    const int64_t fine = fine_step_.load(std::memory_order_relaxed);
+    auto run = [&](int64_t g0, int64_t g1) {
+        const int64_t b = g0 * grain_, e = std::min(n_, g1 * grain_);
+        if (b < e) (*fn_)(b, e, self);
+        done_.fetch_add(g1 - g0, std::memory_order_acq_rel);
+    };
+    for (int i = 0; i < n_threads_; ++i) {
+        std::atomic<uint64_t>& share = shares_[size_t((self + i) % n_threads_)].word;
+        const bool own = i == 0;
+        for (uint64_t w = share.load(std::memory_order_acquire);;) {
+            if (share_gen(w) != g) return;  // the job is over
+            const int64_t f = share_front(w), b = share_back(w);
+            if (f >= b) break;
+            const int64_t piece = own ? std::max(fine, (b - f) / 4) : fine;
+            const int64_t p0 = own ? f : std::max(f, b - piece), p1 = own ? std::min(b, f + piece) : b;
+            if (share.compare_exchange_weak(w, own ? share_word(gen, p1, b) : share_word(gen, f, p0), std::memory_order_acq_rel, std::memory_order_acquire)) {
+                run(p0, p1);
+                w = share.load(std::memory_order_acquire);
+            }
+        }
+    }
+}
+
 void ThreadPool::worker_loop(int index) {
     uint32_t seen = 0;
     for (;;) {
@@ -89,7 +125,8 @@ void ThreadPool::worker_loop(int index) {
         }
         seen = gen_of(w);
         if (stop_.load()) return;
-        run_chunks(index, seen);
+        if (shares_mode_.load(std::memory_order_relaxed)) run_shares(index, seen);
+        else run_chunks(index, seen);
     }
 }
 
@@ -107,17 +144,43 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     }
     fn_ = &fn;
     n_ = n, grain_ = grain, n_grains_ = n_grains;
+    shares_mode_.store(false, std::memory_order_relaxed);
+    run_job(generation_ + 1, n_chunks, n_chunks);
+}
+
+void ThreadPool::parallel_for_shares(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(1, grain);
+    // Grains past what a share's word holds are merged (boundaries stay multiples of grain).
+    while ((n + grain - 1) / grain > kMaxShareGrains) grain *= 2;
+    const int64_t n_grains = (n + grain - 1) / grain;
+    if (n_threads_ == 1 || n_grains < 2) {
+        fn(0, n, 0);
+        return;
+    }
+    fn_ = &fn;
+    n_ = n, grain_ = grain, n_grains_ = n_grains;
+    shares_mode_.store(true, std::memory_order_relaxed);
+    const uint32_t gen = generation_ + 1;
+    for (int t = 0; t < n_threads_; ++t)
+        shares_[size_t(t)].word.store(share_word(gen, n_grains * t / n_threads_, n_grains * (t + 1) / n_threads_), std::memory_order_relaxed);
+    fine_step_.store(std::max<int64_t>(1, n_grains / n_threads_ / 64), std::memory_order_relaxed);
+    run_job(gen, 0, n_grains);
+}
+
+void ThreadPool::run_job(uint32_t gen, uint32_t n_chunks, int64_t total) {
     done_.store(0, std::memory_order_relaxed);
-    const uint32_t gen = ++generation_;
+    generation_ = gen;
     work_.store(pack(gen, n_chunks, 0));  // seq_cst store, then the sleeper count load
     if (sleepers_.load() > 0) {
         std::lock_guard<std::mutex> lock(mutex_);  // a waiter is either asleep or will see the new generation
         wake_.notify_all();
     }
-    run_chunks(0, gen);
-    // Chunks claimed by workers are running; wait for them, yielding if it takes long
+    if (shares_mode_.load(std::memory_order_relaxed)) run_shares(0, gen);
+    else run_chunks(0, gen);
+    // Pieces claimed by workers are running; wait for them, yielding if it takes long
     // (their core may be shared with other work).
-    for (int spin = 0; done_.load(std::memory_order_acquire) < n_chunks; ++spin) {
+    for (int spin = 0; done_.load(std::memory_order_acquire) < total; ++spin) {
         if (spin < kSpinIterations) KILN_PAUSE();
         else std::this_thread::yield();
     }

@@ -99,3 +99,112 @@ TEST_CASE("thread pool: a worker stuck in its chunk does not hold up the unclaim
         CHECK_FALSE(timed_out.load());
     }
 }
+
+TEST_CASE("thread pool: parallel_for_shares runs every index once, on grain boundaries, each thread's own share from its start in adjacent pieces") {
+    for (int threads : {1, 2, 3, 8}) {
+        kiln::ThreadPool pool(threads);
+        for (int64_t n : {1, 15, 16, 17, 100, 960, 4097, 100000}) {
+            for (int64_t grain : {1, 16}) {
+                CAPTURE(threads);
+                CAPTURE(n);
+                CAPTURE(grain);
+                std::mutex mu;
+                std::vector<Chunk> pieces;  // in the order each thread ran them (per thread)
+                pool.parallel_for_shares(n, grain, [&](int64_t b, int64_t e, int t) {
+                    std::lock_guard<std::mutex> lock(mu);
+                    pieces.push_back({b, e, t});
+                });
+                std::vector<int> seen(size_t(n), 0);
+                for (const Chunk& c : pieces) {
+                    REQUIRE(c.begin < c.end);
+                    REQUIRE(c.end <= n);
+                    REQUIRE(c.thread >= 0);
+                    REQUIRE(c.thread < threads);
+                    CHECK(c.begin % grain == 0);
+                    CHECK((c.end % grain == 0 || c.end == n));
+                    for (int64_t i = c.begin; i < c.end; ++i) ++seen[size_t(i)];
+                }
+                for (int64_t i = 0; i < n; ++i) REQUIRE(seen[size_t(i)] == 1);
+                if (threads == 1 || (n + grain - 1) / grain < 2) {
+                    CHECK(pieces.size() == 1);
+                    continue;
+                }
+                // Thread t's pieces inside its own share: taken from the front, so in the order
+                // run they start at the share's start and each begins where the last ended.
+                const int64_t n_grains = (n + grain - 1) / grain;
+                for (int t = 0; t < threads; ++t) {
+                    const int64_t share0 = n_grains * t / threads * grain, share1 = std::min(n, n_grains * (t + 1) / threads * grain);
+                    int64_t at = share0;
+                    for (const Chunk& c : pieces) {
+                        if (c.thread != t || c.begin < share0 || c.begin >= share1) continue;
+                        CHECK(c.begin == at);
+                        at = c.end;
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("thread pool: parallel_for_shares merges grains past what a share holds (4M), and back-to-back jobs never mix") {
+    kiln::ThreadPool pool(2);
+    const int64_t n = (int64_t(1) << 23) + 5;  // 8M grains of 1: merged to grains of 2, 4, ...
+    std::atomic<int64_t> covered{0};
+    std::atomic<bool> aligned{true};
+    pool.parallel_for_shares(n, 1, [&](int64_t b, int64_t e, int) {
+        covered.fetch_add(e - b);
+        if (b % 2 != 0) aligned = false;
+    });
+    CHECK(covered.load() == n);
+    CHECK(aligned.load());
+    for (int job = 0; job < 5000; ++job) {
+        const int64_t m = 1 + job % 97;
+        std::atomic<int64_t> sum{0};
+        auto add = [&](int64_t b, int64_t e, int) {
+            for (int64_t i = b; i < e; ++i) sum.fetch_add(i + 1);
+        };
+        if (job % 3 == 0) pool.parallel_for(m, 1, add);  // the two kinds of job alternate on one pool
+        else pool.parallel_for_shares(m, 1, add);
+        REQUIRE(sum.load() == m * (m + 1) / 2);
+    }
+}
+
+TEST_CASE("thread pool: a worker stuck in its first piece does not hold up the rest of its share") {
+    // Thread 1 waits inside its first piece until every other index is done: the rest of its
+    // share must be taken from the back by thread 0, or the wait times out.
+    kiln::ThreadPool pool(2);
+    for (int round = 0; round < 20; ++round) {
+        constexpr int64_t kN = 256;
+        std::atomic<int64_t> done{0};
+        std::atomic<bool> timed_out{false};
+        std::atomic<int64_t> stolen{0};  // indices of thread 1's share that thread 0 ran
+        pool.parallel_for_shares(kN, 1, [&](int64_t b, int64_t e, int t) {
+            if (t == 0 && b >= kN / 2) stolen.fetch_add(e - b);
+            if (t == 1) {
+                const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                while (done.load() < kN - (e - b)) {
+                    if (std::chrono::steady_clock::now() > deadline) {
+                        timed_out = true;
+                        break;
+                    }
+                    std::this_thread::yield();
+                }
+            }
+            done.fetch_add(e - b);
+        });
+        CHECK(done.load() == kN);
+        CHECK_FALSE(timed_out.load());
+        CHECK(stolen.load() > 0);
+    }
+}
+
+TEST_CASE("thread pool: a pool's first parallel_for_shares right after a parallel_for (a worker may still be leaving it)") {
+    for (int round = 0; round < 2000; ++round) {
+        kiln::ThreadPool pool(2);
+        std::atomic<int64_t> sum{0};
+        auto add = [&](int64_t b, int64_t e, int) { sum.fetch_add(e - b); };
+        pool.parallel_for(64, 1, add);
+        pool.parallel_for_shares(64, 1, add);
+        REQUIRE(sum.load() == 128);
+    }
+}
