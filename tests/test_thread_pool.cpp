@@ -28,6 +28,31 @@ std::vector<Chunk> chunks_of(kiln::ThreadPool& pool, int64_t n, int64_t grain, i
     return out;
 }
 
+// Every index of [0, n) in exactly one chunk, each on grain boundaries and run by a thread of the pool.
+void check_cover(const std::vector<Chunk>& chunks, int64_t n, int64_t grain, int threads) {
+    std::vector<int> seen(size_t(n), 0);
+    for (const Chunk& c : chunks) {
+        REQUIRE(c.begin < c.end);
+        REQUIRE(c.end <= n);
+        REQUIRE(c.thread >= 0);
+        REQUIRE(c.thread < threads);
+        CHECK(c.begin % grain == 0);
+        CHECK((c.end % grain == 0 || c.end == n));
+        for (int64_t i = c.begin; i < c.end; ++i) ++seen[size_t(i)];
+    }
+    for (int64_t i = 0; i < n; ++i) REQUIRE(seen[size_t(i)] == 1);
+}
+
+// Yields until `done` reaches `target`; false if that takes over 10 s (a stuck job).
+bool wait_for(const std::atomic<int64_t>& done, int64_t target) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (done.load() < target) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::yield();
+    }
+    return true;
+}
+
 }  // namespace
 
 TEST_CASE("thread pool: every index runs once, chunks are contiguous, on grain boundaries, at most chunks_per_thread a thread") {
@@ -42,17 +67,7 @@ TEST_CASE("thread pool: every index runs once, chunks are contiguous, on grain b
                     CAPTURE(grain);
                     CAPTURE(per_thread);
                     const std::vector<Chunk> chunks = chunks_of(pool, n, grain, per_thread);
-                    std::vector<int> seen(size_t(n), 0);
-                    for (const Chunk& c : chunks) {
-                        REQUIRE(c.begin < c.end);
-                        REQUIRE(c.end <= n);
-                        CHECK(c.thread >= 0);
-                        CHECK(c.thread < threads);
-                        CHECK(c.begin % grain == 0);
-                        CHECK((c.end % grain == 0 || c.end == n));
-                        for (int64_t i = c.begin; i < c.end; ++i) ++seen[size_t(i)];
-                    }
-                    for (int64_t i = 0; i < n; ++i) REQUIRE(seen[size_t(i)] == 1);
+                    check_cover(chunks, n, grain, threads);
                     CHECK(chunks.size() <= size_t(threads * per_thread));
                     if (threads > 1 && (n + grain - 1) / grain >= threads * per_thread) CHECK(chunks.size() == size_t(threads * per_thread));
                 }
@@ -83,16 +98,7 @@ TEST_CASE("thread pool: a worker stuck in its chunk does not hold up the unclaim
         std::atomic<int64_t> done{0};
         std::atomic<bool> timed_out{false};
         pool.parallel_for(kChunks, 1, [&](int64_t b, int64_t e, int t) {
-            if (t == 1) {
-                const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-                while (done.load() < kChunks - (e - b)) {
-                    if (std::chrono::steady_clock::now() > deadline) {
-                        timed_out = true;
-                        break;
-                    }
-                    std::this_thread::yield();
-                }
-            }
+            if (t == 1 && !wait_for(done, kChunks - (e - b))) timed_out = true;
             done.fetch_add(e - b);
         }, 4);
         CHECK(done.load() == kChunks);
@@ -114,17 +120,7 @@ TEST_CASE("thread pool: parallel_for_shares runs every index once, on grain boun
                     std::lock_guard<std::mutex> lock(mu);
                     pieces.push_back({b, e, t});
                 });
-                std::vector<int> seen(size_t(n), 0);
-                for (const Chunk& c : pieces) {
-                    REQUIRE(c.begin < c.end);
-                    REQUIRE(c.end <= n);
-                    REQUIRE(c.thread >= 0);
-                    REQUIRE(c.thread < threads);
-                    CHECK(c.begin % grain == 0);
-                    CHECK((c.end % grain == 0 || c.end == n));
-                    for (int64_t i = c.begin; i < c.end; ++i) ++seen[size_t(i)];
-                }
-                for (int64_t i = 0; i < n; ++i) REQUIRE(seen[size_t(i)] == 1);
+                check_cover(pieces, n, grain, threads);
                 if (threads == 1 || (n + grain - 1) / grain < 2) {
                     CHECK(pieces.size() == 1);
                     continue;
@@ -180,16 +176,7 @@ TEST_CASE("thread pool: a worker stuck in its first piece does not hold up the r
         std::atomic<int64_t> stolen{0};  // indices of thread 1's share that thread 0 ran
         pool.parallel_for_shares(kN, 1, [&](int64_t b, int64_t e, int t) {
             if (t == 0 && b >= kN / 2) stolen.fetch_add(e - b);
-            if (t == 1) {
-                const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-                while (done.load() < kN - (e - b)) {
-                    if (std::chrono::steady_clock::now() > deadline) {
-                        timed_out = true;
-                        break;
-                    }
-                    std::this_thread::yield();
-                }
-            }
+            if (t == 1 && !wait_for(done, kN - (e - b))) timed_out = true;
             done.fetch_add(e - b);
         });
         CHECK(done.load() == kN);
