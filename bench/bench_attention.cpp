@@ -60,6 +60,7 @@ void register_all() {
             for (int depth : {512, 4096, 16384})
                 for (int n : {1, 8, 64}) b->Args({depth, n, 1});
             for (int n : {1, 8, 64}) b->Args({16384, n, 2});
+            for (int depth : {64, 512}) b->Args({depth, 1, 2});  // a short decode: the job's own cost shows
             b->Args({65536, 1, 2});  // a cache well past L3, as a whole model's 16 layers are
             b->Unit(benchmark::kMicrosecond)->UseRealTime();  // the pool's other thread works too
         }

@@ -115,7 +115,7 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
 
         // ---- attention block ----
         per_token([&](int i) { kt.rms_norm(x + size_t(i) * E, f32(L.attn_norm), xn + size_t(i) * E, E, c.rms_eps); });
-        linear_group(s, pool, {&L.wq, &L.wk, &L.wv}, xn, n, {q, k, v});  // (n, H, D), (n, Hkv, D), (n, Hkv, Dv)
+        linear_group(s, pool, {&L.wq, &L.wk, &L.wv}, xn, n, {q, k, v}, {&L.wo});  // (n, H, D), (n, Hkv, D), (n, Hkv, Dv)
         tap("attn_norm", il, xn, size_t(n) * E);
         tap("Vcur", il, v, size_t(n) * Hkv * Dv);
         per_token([&](int i) {
@@ -141,7 +141,7 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
         });
         attention(kt, pool, s.kv, s.attn_scratch, c, il, pos0, n, q, attn, kq_scale, swa ? c.sliding_window : 0);  // (n, H, Dv)
         tap("kqv_out", il, attn, size_t(n) * H * Dv);
-        linear(s, pool, L.wo, attn, n, proj);                                             // (n, E)
+        linear(s, pool, L.wo, attn, n, proj, {&L.ffn_gate, &L.ffn_up});  // (n, E); MoE layers have no ffn_gate/up: nothing read ahead
         tap("attn_out", il, proj, size_t(n) * E);
         per_token([&](int i) {
             if (!L.post_attn_norm.empty()) kt.rms_norm(proj + size_t(i) * E, f32(L.post_attn_norm), proj + size_t(i) * E, E, c.rms_eps);
@@ -155,7 +155,7 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
         if (c.is_moe()) {
             moe_ffn(s, pool, c, L, xn, n, proj);  // (n, E)
         } else {
-            linear_group(s, pool, {&L.ffn_gate, &L.ffn_up}, xn, n, {s.gate(), s.up()});  // (n, F) each
+            linear_group(s, pool, {&L.ffn_gate, &L.ffn_up}, xn, n, {s.gate(), s.up()}, {&L.ffn_down});  // (n, F) each
             tap("ffn_gate", il, s.gate(), size_t(n) * F);
             tap("ffn_up", il, s.up(), size_t(n) * F);
             per_token([&](int i) {
@@ -164,7 +164,12 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
                 else kt.silu_mul(g, s.up() + size_t(i) * F, F);
             });
             tap("ffn_swiglu", il, s.gate(), size_t(n) * F);
-            linear(s, pool, L.ffn_down, s.gate(), n, proj);  // (n, E)
+            if (il + 1 < c.n_layer && !s.skip[size_t(il + 1)]) {
+                const LayerWeights& next = w.layers[size_t(il + 1)];
+                linear(s, pool, L.ffn_down, s.gate(), n, proj, {&next.wq, &next.wk, &next.wv});  // (n, E)
+            } else {
+                linear(s, pool, L.ffn_down, s.gate(), n, proj);
+            }
         }
         tap("ffn_out", il, proj, size_t(n) * E);
         per_token([&](int i) {

@@ -170,7 +170,9 @@ Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
     n_logits_ = 0;
     for (int done = 0; done < n;) {
         const int chunk = std::min(impl_->n_batch, n - done);
-        KILN_TRY(forward_chunk(tokens.data() + done, chunk, all_logits, done + chunk == n));
+        const Status st = forward_chunk(tokens.data() + done, chunk, all_logits, done + chunk == n);
+        pool_->settle();  // no worker still reading ahead into the weights once we return
+        KILN_TRY(st);
         done += chunk;
     }
     return Status::ok();

@@ -145,10 +145,13 @@ void for_each_token(ThreadPool& pool, int n, Fn&& fn) {
 constexpr int kStreamingTokens = 8;
 
 // y (n, W.rows) = x (n, W.cols) . W^T, multi-threaded over rows of W.
-void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y);
+void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y,
+            std::initializer_list<const TensorView*> next = {});
 // Up to 4 matrices with the same input in one job: ys[i] (n, ws[i].rows) = x . ws[i]^T.
+// next: the group the forward pass multiplies by after this one; in a streaming job each
+// worker reads the start of its share of it into cache once done with this one.
 void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
-                  std::initializer_list<float*> ys);
+                  std::initializer_list<float*> ys, std::initializer_list<const TensorView*> next = {});
 
 // cos/sin of every (token, rotary pair) of n tokens at positions pos0.. (forward.cpp);
 // also the table the Vulkan RoPE shader reads. cs: (n, rope_dim/2, 2).

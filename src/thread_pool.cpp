@@ -26,6 +26,14 @@ void pin_to_core(int core) {
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
+// One load per cache line; the hardware prefetcher sees the stream and runs ahead of it.
+void warm_cache(WarmRange r) {
+    const auto* p = static_cast<const uint8_t*>(r.p);
+    uint64_t sink = 0;
+    for (size_t i = 0; i < r.bytes; i += 64) sink += *reinterpret_cast<const volatile uint64_t*>(p + i);
+    asm volatile("" ::"r"(sink));
+}
+
 uint64_t pack(uint32_t gen, uint32_t n_chunks, uint32_t next) { return uint64_t(gen) << 32 | uint64_t(n_chunks) << 16 | next; }
 uint32_t gen_of(uint64_t w) { return uint32_t(w >> 32); }
 
@@ -83,7 +91,8 @@ void ThreadPool::run_chunks(int thread_index, uint32_t gen) {
 }
 
 // Runs pieces of generation `gen`: our share from the front, then the others' from the back.
-void ThreadPool::run_shares(int self, uint32_t gen) {
+WarmRange ThreadPool::run_shares(int self, uint32_t gen) {
+    WarmRange warm;
     const uint32_t g = gen & 0xfffff;
     const int64_t fine = fine_step_.load(std::memory_order_relaxed);
     auto run = [&](int64_t g0, int64_t g1) {
@@ -95,17 +104,22 @@ void ThreadPool::run_shares(int self, uint32_t gen) {
         std::atomic<uint64_t>& share = shares_[size_t((self + i) % n_threads_)].word;
         const bool own = i == 0;
         for (uint64_t w = share.load(std::memory_order_acquire);;) {
-            if (share_gen(w) != g) return;  // the job is over
+            if (share_gen(w) != g) return warm;  // the job is over
             const int64_t f = share_front(w), b = share_back(w);
             if (f >= b) break;
             const int64_t piece = own ? std::max(fine, (b - f) / 4) : fine;
             const int64_t p0 = own ? f : std::max(f, b - piece), p1 = own ? std::min(b, f + piece) : b;
             if (share.compare_exchange_weak(w, own ? share_word(gen, p1, b) : share_word(gen, f, p0), std::memory_order_acq_rel, std::memory_order_acquire)) {
+                if (own && !warm.bytes && shares_[size_t(self)].warm.bytes) {  // the job cannot end before this piece is counted
+                    warm = shares_[size_t(self)].warm;
+                    warming_.fetch_add(1, std::memory_order_relaxed);  // before the piece is: settle() sees it
+                }
                 run(p0, p1);
                 w = share.load(std::memory_order_acquire);
             }
         }
     }
+    return warm;
 }
 
 void ThreadPool::worker_loop(int index) {
@@ -125,8 +139,14 @@ void ThreadPool::worker_loop(int index) {
         }
         seen = gen_of(w);
         if (stop_.load()) return;
-        if (shares_mode_.load(std::memory_order_relaxed)) run_shares(index, seen);
-        else run_chunks(index, seen);
+        if (shares_mode_.load(std::memory_order_relaxed)) {
+            if (const WarmRange warm = run_shares(index, seen); warm.bytes) {
+                warm_cache(warm);
+                warming_.fetch_sub(1, std::memory_order_release);
+            }
+        } else {
+            run_chunks(index, seen);
+        }
     }
 }
 
@@ -148,7 +168,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     run_job(generation_ + 1, n_chunks, n_chunks);
 }
 
-void ThreadPool::parallel_for_shares(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+void ThreadPool::parallel_for_shares(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn, const WarmRange* warm) {
     if (n <= 0) return;
     grain = std::max<int64_t>(1, grain);
     // Grains past what a share's word holds are merged (boundaries stay multiples of grain).
@@ -162,10 +182,19 @@ void ThreadPool::parallel_for_shares(int64_t n, int64_t grain, const std::functi
     n_ = n, grain_ = grain, n_grains_ = n_grains;
     shares_mode_.store(true, std::memory_order_relaxed);
     const uint32_t gen = generation_ + 1;
-    for (int t = 0; t < n_threads_; ++t)
+    for (int t = 0; t < n_threads_; ++t) {
         shares_[size_t(t)].word.store(share_word(gen, n_grains * t / n_threads_, n_grains * (t + 1) / n_threads_), std::memory_order_relaxed);
+        shares_[size_t(t)].warm = warm && t > 0 ? warm[t] : WarmRange{};
+    }
     fine_step_.store(std::max<int64_t>(1, n_grains / n_threads_ / 64), std::memory_order_relaxed);
     run_job(gen, 0, n_grains);
+}
+
+void ThreadPool::settle() {
+    for (int spin = 0; warming_.load(std::memory_order_acquire) > 0; ++spin) {
+        if (spin < kSpinIterations) KILN_PAUSE();
+        else std::this_thread::yield();
+    }
 }
 
 void ThreadPool::run_job(uint32_t gen, uint32_t n_chunks, int64_t total) {

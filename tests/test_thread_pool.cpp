@@ -1,6 +1,8 @@
 // The thread pool's contract (include/kiln/thread_pool.h): every index runs exactly once,
 // in contiguous chunks on grain boundaries, no more chunks than asked for, and a worker
 // stuck in its chunk does not hold up the chunks nobody has claimed yet.
+#include <sys/mman.h>
+
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -193,5 +195,30 @@ TEST_CASE("thread pool: a pool's first parallel_for_shares right after a paralle
         pool.parallel_for(64, 1, add);
         pool.parallel_for_shares(64, 1, add);
         REQUIRE(sum.load() == 128);
+    }
+}
+
+TEST_CASE("thread pool: settle() returns only once no worker reads its warm range (its memory may go away next)") {
+    // Each worker reads 16 MB ahead after its part; the buffer is unmapped right after
+    // settle(). Without the wait a worker still reading it faults.
+    kiln::ThreadPool pool(3);
+    constexpr size_t kAhead = size_t(16) << 20;
+    for (int round = 0; round < 10; ++round) {
+        void* ahead = mmap(nullptr, kAhead, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        REQUIRE(ahead != MAP_FAILED);
+        const std::vector<kiln::WarmRange> warm(3, kiln::WarmRange{ahead, kAhead});
+        std::atomic<int64_t> done{0}, worker_pieces{0};
+        std::atomic<bool> timed_out{false};
+        pool.parallel_for_shares(96, 1, [&](int64_t b, int64_t e, int t) {
+            // Thread 0 holds its first piece until both workers have run one of their own
+            // (a worker's first claim is in its own share), so both read ahead.
+            if (t > 0) worker_pieces.fetch_add(1);
+            else if (b == 0 && !wait_for(worker_pieces, 2)) timed_out = true;
+            done.fetch_add(e - b);
+        }, warm.data());
+        CHECK(done.load() == 96);
+        CHECK_FALSE(timed_out.load());
+        pool.settle();
+        munmap(ahead, kAhead);
     }
 }

@@ -21,6 +21,14 @@
 
 namespace kiln {
 
+// Bytes a worker reads into its cache once its part of a job is done: the start of its
+// share of the job that comes next, so memory keeps streaming while the caller thread does
+// the serial work between the two (norms, rope, the KV store).
+struct WarmRange {
+    const void* p = nullptr;
+    size_t bytes = 0;
+};
+
 class ThreadPool {
 public:
     // n_threads <= 0 picks the number of cores this process may use. pin: bind thread i to
@@ -45,12 +53,19 @@ public:
     // pieces that shrink (a quarter of what is left, down to 1/64 of the share), so its
     // stream runs unbroken; a thread out of work takes 1/64-share pieces from the *back*
     // of another's share. The threads finish within one small piece of each other.
-    void parallel_for_shares(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
+    // warm (n_threads entries, or null): what worker t reads after its part (entry 0, the
+    // caller's, is unused: the caller has the serial work to do).
+    void parallel_for_shares(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn, const WarmRange* warm = nullptr);
+    // Returns once no worker is reading a warm range any more: call it before the memory
+    // the ranges point into may go away (kiln: at the end of each forward pass).
+    void settle();
 
 private:
     void worker_loop(int index);
     void run_chunks(int thread_index, uint32_t gen);
-    void run_shares(int thread_index, uint32_t gen);
+    // Returns the thread's warm range if it claimed a piece of its own share (else the job
+    // may be over and the range rewritten for the next one).
+    WarmRange run_shares(int thread_index, uint32_t gen);
     // Publishes the job set up in the members below as generation `gen` and runs it with
     // the workers; returns when `done_` reaches `total`.
     void run_job(uint32_t gen, uint32_t n_chunks, int64_t total);
@@ -66,8 +81,10 @@ private:
     // generation (20 bits | 22 | 22), on its own cache line: the owner's claims stay local.
     struct alignas(64) Share {
         std::atomic<uint64_t> word{0};
+        WarmRange warm;  // written before the job is published; read after a claim of this share
     };
     std::unique_ptr<Share[]> shares_;  // (n_threads), allocated once: a worker still leaving the last job may read them
+    std::atomic<int> warming_{0};         // workers reading their warm range
     std::atomic<int64_t> fine_step_{1};     // grains: the smallest piece, and a thief's piece (atomic: read before a claim can fail)
     uint32_t generation_ = 0;        // written by the caller thread only
     const std::function<void(int64_t, int64_t, int)>* fn_ = nullptr;
