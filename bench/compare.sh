@@ -81,20 +81,20 @@ samples = [r["tps_median"] for f in sys.argv[2:] for r in json.load(open(f))["re
 print(f"{statistics.median(samples):.2f}" if samples else "-")
 EOF
 }
-# Rounds in which kiln beat ik_llama.cpp ("k/n"): with bandwidth drifting between
-# minutes, a paired count says more than a ratio of medians.
-wins_kiln() {  # $1 = n_prompt, $2 = n_gen, $3 = test name, $4 = tmp dir, $5 = rounds
+# kiln / ik_llama.cpp round by round, median, and the rounds kiln won ("1.04x (8/12)"):
+# the two run back to back in each round, so a paired ratio cancels most of the drift
+# between minutes that a ratio of medians keeps.
+paired_kiln() {  # $1 = n_prompt, $2 = n_gen, $3 = test name, $4 = tmp dir, $5 = rounds
   python3 - "$@" <<'EOF'
-import json, sys
+import json, statistics, sys
 np, ng, test, tmp, reps = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
-won = total = 0
+ratios = []
 for r in range(1, reps + 1):
     ik = [s for x in json.load(open(f"{tmp}/ik.{r}.json")) if x["n_prompt"] == np and x["n_gen"] == ng for s in x["samples_ts"]]
     kl = [x["tps_median"] for x in json.load(open(f"{tmp}/kiln.{r}.json"))["results"] if x["test"] == test]
     if ik and kl:
-        total += 1
-        won += kl[0] > ik[0]
-print(f"{won}/{total}" if total else "-")
+        ratios.append(kl[0] / ik[0])
+print(f"{statistics.median(ratios):.2f}x ({sum(x > 1 for x in ratios)}/{len(ratios)})" if ratios else "-")
 EOF
 }
 ratio() { python3 -c "import sys; a, b = sys.argv[1], sys.argv[2]; print('-' if '-' in (a, b) else f'{float(a) / float(b):.2f}x')" "$1" "$2"; }
@@ -106,21 +106,27 @@ else
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
 fi
+run_ik() {
+  if [ -n "${IK_LLAMA_BENCH:-}" ]; then
+    # shellcheck disable=SC2086
+    "$IK_LLAMA_BENCH" -m "$m" -t "$threads" -p "$pp" -n "$tg" -r 1 $ik_flags -o json > "$tmp/ik.$round.json" 2>/dev/null || echo "[]" > "$tmp/ik.$round.json"
+  else
+    echo "[]" > "$tmp/ik.$round.json"
+  fi
+}
+run_kiln() {
+  # shellcheck disable=SC2086
+  build/kiln-bench -m "$m" -t "$threads" -p "$pp" -n "$tg" -v 0 -r 1 -o json $kiln_flags > "$tmp/kiln.$round.json" 2>/dev/null
+}
 bw=""
-echo "| model | test | llama.cpp t/s | ik_llama.cpp t/s | kiln t/s | kiln / llama.cpp | kiln / ik_llama.cpp | rounds kiln > ik |"
+echo "| model | test | llama.cpp t/s | ik_llama.cpp t/s | kiln t/s | kiln / llama.cpp | kiln / ik_llama.cpp | kiln / ik by round: median (rounds kiln faster) |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for m in "${models[@]}"; do
   name=$(basename "$m" .gguf)
   for ((round = 1; round <= reps; round++)); do
     "$lcp_bench" -m "$m" -t "$threads" -p "$pp" -n "$tg" -r 1 -o json > "$tmp/lcp.$round.json" 2>/dev/null
-    if [ -n "${IK_LLAMA_BENCH:-}" ]; then
-      # shellcheck disable=SC2086
-      "$IK_LLAMA_BENCH" -m "$m" -t "$threads" -p "$pp" -n "$tg" -r 1 $ik_flags -o json > "$tmp/ik.$round.json" 2>/dev/null || echo "[]" > "$tmp/ik.$round.json"
-    else
-      echo "[]" > "$tmp/ik.$round.json"
-    fi
-    # shellcheck disable=SC2086
-    build/kiln-bench -m "$m" -t "$threads" -p "$pp" -n "$tg" -v 0 -r 1 -o json $kiln_flags > "$tmp/kiln.$round.json" 2>/dev/null
+    # ik_llama.cpp and kiln back to back, each first in every other round
+    if ((round % 2 == 0)); then run_kiln; run_ik; else run_ik; run_kiln; fi
   done
   bw=$(python3 -c "import json, statistics, sys; print(round(statistics.median(json.load(open(f))['read_bandwidth_gbps'] for f in sys.argv[1:]), 1))" "$tmp"/kiln.*.json)
   for t in "pp$pp:$pp:0" "tg$tg:0:$tg"; do
@@ -128,7 +134,7 @@ for m in "${models[@]}"; do
     l=$(median_llama "$np" "$ng" "$tmp"/lcp.*.json)
     i=$(median_llama "$np" "$ng" "$tmp"/ik.*.json)
     k=$(median_kiln "$test" "$tmp"/kiln.*.json)
-    echo "| $name | $test | $l | $i | $k | $(ratio "$k" "$l") | $(ratio "$k" "$i") | $(wins_kiln "$np" "$ng" "$test" "$tmp" "$reps") |"
+    echo "| $name | $test | $l | $i | $k | $(ratio "$k" "$l") | $(ratio "$k" "$i") | $(paired_kiln "$np" "$ng" "$test" "$tmp" "$reps") |"
   done
 done
 echo
