@@ -115,7 +115,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     // alternated every 4 tokens). Past that the GEMM is compute-bound and takes chunks.
     if (n <= kStreamingTokens) {
         WarmRange warm_ranges[kMaxWarmThreads], *warm = nullptr;  // (pool.size())
-        if (next.size() && pool.size() <= kMaxWarmThreads) {
+        if (s.read_ahead && next.size() && pool.size() <= kMaxWarmThreads) {
             share_starts(*s.kt, next, pool.size(), warm_ranges);
             warm = warm_ranges;
         }

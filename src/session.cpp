@@ -40,6 +40,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
         m.kt = t;
     }
     m.n_batch = std::min(o.n_batch, n_ctx);
+    m.read_ahead = o.read_ahead;
     m.skip.assign(size_t(c.n_layer), false);
     for (int il : o.skip_layers) {
         if (il < 0 || il >= c.n_layer) return Status::error("skipped layer %d is outside [0, %d)", il, c.n_layer);

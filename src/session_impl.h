@@ -91,6 +91,7 @@ struct Session::Impl {
     KvCache kv;
     int n_batch = 0;
     std::vector<bool> skip;  // (n_layer) layers left out of the forward pass
+    bool read_ahead = true;  // SessionOptions::read_ahead
 
     // Scratch for one chunk of n <= n_batch tokens.
     AlignedBuffer<float> x;        // (n, n_embd) residual stream

@@ -26,6 +26,8 @@ echo "== doctest suite" >&2
 (cd build-test && ctest --output-on-failure)
 echo "== speculative decoding through kiln-generate" >&2
 tools/spec_check.sh build-test >&2
+echo "== kiln-bench end to end" >&2
+tools/bench_check.sh build-test >&2
 echo "== the same binaries on an AVX2-only CPU (QEMU)" >&2
 tools/avx2_check.sh build-test >&2
 

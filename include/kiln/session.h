@@ -35,6 +35,10 @@ struct SessionOptions {
     std::shared_ptr<ThreadPool> pool;
     int n_batch = 512;         // tokens per forward chunk (bounds the scratch memory)
     bool pin_threads = false;
+    // Decode (up to 8 tokens): each worker, done with its share of a matmul, reads the start
+    // of its share of the next one while this thread does the work in between (norms, RoPE,
+    // the KV store), so memory keeps streaming. Off only to measure it (kiln-bench --ab).
+    bool read_ahead = true;
     const char* isa = nullptr;  // CPU kernels: "avx512", "avx2", "generic"; nullptr: best (or KILN_ISA)
     // Layers this session skips (self-speculative drafting: a draft Session on the same
     // Model with some layers left out). Their KV entries are never written or read.

@@ -39,6 +39,7 @@ struct Args {
     // The isa column: the CPU kernel set, or "vulkan".
     std::string engine() const { return backend == kiln::Backend::Vulkan ? "vulkan" : isa.empty() ? kiln::cpu_isa_name() : isa; }
     bool kv_hadamard = false;
+    std::string ab;  // --ab: a runtime switch measured on against off ("read-ahead")
 };
 
 int fail(const std::string& m) {
@@ -63,16 +64,18 @@ bool parse_list(const char* v, std::vector<int>* out, int lo) {
     return true;
 }
 
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
 struct Result {
     std::string model, test;
     int depth = 0;
-    std::vector<double> tps;  // one per repetition
-    double bw = 0;            // decode tests: the best of the probes right before and after it (GB/s)
-    double median() const {
-        std::vector<double> v = tps;
-        std::sort(v.begin(), v.end());
-        return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-    }
+    std::vector<double> tps;      // one per repetition
+    double bw = 0;                // decode tests: the best of the probes right before and after it (GB/s)
+    std::vector<double> speedup;  // --ab: per repetition, the time with the switch off / on
+    double median() const { return median_of(tps); }
     double mean() const {
         double s = 0;
         for (double x : tps) s += x;
@@ -95,6 +98,33 @@ std::vector<int32_t> random_tokens(int n, int n_vocab, uint32_t seed) {
 
 double seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// --ab: n greedy decode steps on each of two sessions of one model and pool (the second
+// with the switch off) from the same prefix, in turns of 4 tokens, so the bandwidth drift
+// of a shared machine hits both alike. tps: the first session's; speedup: off time / on time.
+kiln::Status ab_decode(kiln::Session& on, kiln::Session& off, int depth, int n, int n_vocab, double* tps, double* speedup) {
+    const auto prefix = random_tokens(depth, n_vocab, 7);
+    kiln::Session* sessions[2] = {&on, &off};
+    int32_t next[2] = {1, 1};
+    for (kiln::Session* s : sessions) {
+        KILN_TRY(s->truncate(0));
+        if (depth > 0) KILN_TRY(s->forward(prefix));
+    }
+    double spent[2] = {0, 0};
+    for (int done = 0; done < n; done += 4)
+        for (int v = 0; v < 2; ++v) {
+            kiln::Session& s = *sessions[v];
+            const auto t0 = Clock::now();
+            for (int i = done; i < std::min(n, done + 4); ++i) {
+                KILN_TRY(s.forward(std::span<const int32_t>(&next[v], 1)));
+                next[v] = int32_t(std::max_element(s.logits(), s.logits() + n_vocab) - s.logits());
+            }
+            spent[v] += seconds(t0);
+        }
+    *tps = n / spent[0];
+    *speedup = spent[1] / spent[0];
+    return kiln::Status::ok();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -108,7 +138,7 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [--quantize TYPE] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [--quantize TYPE] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N] [--ab read-ahead]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
                         "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32); --kv-hadamard rotates the cache\n"
@@ -117,6 +147,8 @@ int main(int argc, char** argv) {
                         "      expert count, over N random tokens (mean, max, and how often the top token agrees)\n"
                         "  --backend vulkan runs the model on Vulkan device --device N (kiln-generate --list-devices);\n"
                         "      GB/s is then not compared with the CPU's measured bandwidth\n"
+                        "  --ab read-ahead: each tgN also with SessionOptions::read_ahead off, the two sessions taking\n"
+                        "      turns of 4 tokens in this process; reports the speedup of on over off per repetition\n"
                         "  lists are comma separated; 0 disables a test kind\n");
             return 0;
         }
@@ -146,6 +178,10 @@ int main(int argc, char** argv) {
         }
         else if (f == "--device") { std::vector<int> d; if (!need() || !parse_list(v, &d, 0) || d.size() != 1) return fail("--device needs a device number"); a.device = d[0]; }
         else if (f == "--kv-hadamard") a.kv_hadamard = true;
+        else if (f == "--ab") {
+            if (!need() || std::strcmp(v, "read-ahead")) return fail("--ab needs a switch to measure: read-ahead");
+            a.ab = v;
+        }
         else if (f == "--no-mmap") a.use_mmap = false;
         else if (f == "--repack" || f == "-rtr") a.repack = true;
         else if (f == "--quantize") {
@@ -199,6 +235,15 @@ int main(int argc, char** argv) {
         auto session = kiln::Session::create(model.value(), so);
         if (!session) return fail(session.message());
         kiln::Session& s = *session.value();
+        std::unique_ptr<kiln::Session> off;  // --ab: the same options with the switch off, on s's pool
+        if (!a.ab.empty()) {
+            kiln::SessionOptions oo = so;
+            oo.pool = s.shared_pool();
+            oo.read_ahead = false;
+            auto o = kiln::Session::create(model.value(), oo);
+            if (!o) return fail(o.message());
+            off = std::move(o.value());
+        }
         const std::string desc = m.description() + (ept > 0 ? kiln::strfmt(" %d exp", ept) : std::string());
 
         if (a.kl > 0 && m.config().is_moe()) {
@@ -261,7 +306,7 @@ int main(int argc, char** argv) {
         // 48-61): a decode test is compared with probes taken right before and after it.
         const bool probe_cpu = a.probe && a.backend == kiln::Backend::Cpu;
         auto run = [&](const std::string& test, int depth, auto&& body) -> kiln::Status {
-            Result r{desc, test, depth, {}, 0};
+            Result r{desc, test, depth, {}, 0, {}};
             const bool decode = probe_cpu && test.rfind("tg", 0) == 0;
             KILN_TRY(prefill_depth(depth));
             KILN_TRY(body(true));  // warm-up
@@ -306,6 +351,17 @@ int main(int argc, char** argv) {
                 });
                 if (!st) return fail(st.message());
                 decode_step_s = 1.0 / results.back().median();
+                if (!off) continue;
+                Result r{desc, "tg" + std::to_string(n) + " ab:" + a.ab, depth, {}, 0, {}};
+                for (int rep = 0; rep < a.reps; ++rep) {
+                    double tps = 0, speedup = 0;
+                    st = ab_decode(s, *off, depth, n, n_vocab, &tps, &speedup);
+                    if (!st) return fail(st.message());
+                    r.tps.push_back(tps), r.speedup.push_back(speedup);
+                }
+                filled = -1;
+                std::fprintf(stderr, "kiln-bench: %s %s @ d%d: %.3fx\n", path.c_str(), r.test.c_str(), depth, median_of(r.speedup));
+                results.push_back(r);
             }
             for (int k : a.verify) {
                 if (k <= 0) continue;
@@ -340,6 +396,10 @@ int main(int argc, char** argv) {
                 j["read_gbps"] = gbs;
                 extra = r.bw > 0 ? kiln::strfmt("%.1f GB/s = %.0f%% of %.1f", gbs, 100 * gbs / r.bw, r.bw) : kiln::strfmt("%.1f GB/s", gbs);
                 if (r.bw > 0) j["bandwidth_gbps"] = r.bw, j["bandwidth_fraction"] = gbs / r.bw;
+            }
+            if (!r.speedup.empty()) {
+                extra = kiln::strfmt("%.3fx %s off (median of %zu)", median_of(r.speedup), a.ab.c_str(), r.speedup.size());
+                j["ab_switch"] = a.ab, j["ab_speedup"] = median_of(r.speedup), j["ab_speedup_samples"] = r.speedup;
             }
             if (r.test[0] == 'v' && decode_step_s > 0) {
                 const int k = std::stoi(r.test.substr(1));

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# kiln-bench end to end on SmolLM2 (a few tokens, no timing asserted): the JSON holds one
+# row per test with a positive rate, --ab read-ahead adds its in-process comparison, and
+# bad flags are one-line errors naming the flag.
+#   tools/bench_check.sh [build-dir]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+bench=$build/kiln-bench
+smol=$(python3 tools/fetch_models.py smollm2)
+"$bench" -m "$smol" -p 16 -n 8 -v 4 -r 2 -t 2 --no-probe --repack --ab read-ahead -o json 2>/dev/null |
+  python3 -c 'import json, sys
+rows = {r["test"]: r for r in json.load(sys.stdin)["results"]}
+assert sorted(rows) == ["pp16", "tg8", "tg8 ab:read-ahead", "v4"], sorted(rows)
+assert all(r["tps_median"] > 0 and len(r["samples"]) == 2 for r in rows.values()), rows
+ab = rows["tg8 ab:read-ahead"]
+assert ab["ab_switch"] == "read-ahead" and len(ab["ab_speedup_samples"]) == 2 and ab["ab_speedup"] > 0, ab
+assert rows["v4"]["cost_vs_decode_step"] > 0
+print("  pp16 %.1f t/s, tg8 %.1f t/s, read-ahead on/off %.3fx, v4 %.2fx a decode step" % (rows["pp16"]["tps_median"], rows["tg8"]["tps_median"], ab["ab_speedup"], rows["v4"]["cost_vs_decode_step"]))'
+expect_error() {  # pattern, flags...
+  local pattern=$1
+  shift
+  if out=$("$bench" "$@" 2>&1 >/dev/null); then echo "expected an error from: kiln-bench $*" >&2; exit 1; fi
+  grep -q -- "$pattern" <<<"$out" || { echo "error '$out' does not mention '$pattern'" >&2; exit 1; }
+}
+expect_error "--ab needs a switch" -m "$smol" --ab prefetch
+expect_error "-n needs a list" -m "$smol" -n 8,x
+expect_error "unknown flag '--frobnicate'" -m "$smol" --frobnicate
+expect_error "no model given" -n 8
+echo "  bad flags: clear errors"
