@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kiln-bench end to end on SmolLM2 (a few tokens, no timing asserted): the JSON holds one
-# row per test with a positive rate, --ab read-ahead adds its in-process comparison, and
-# bad flags are one-line errors naming the flag.
+# row per test with a positive rate, --ab read-ahead adds its in-process comparison, the
+# probe gives decode rows both bandwidth fractions, and bad flags are one-line errors.
 #   tools/bench_check.sh [build-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,14 @@ ab = rows["tg8 ab:read-ahead"]
 assert ab["ab_switch"] == "read-ahead" and len(ab["ab_speedup_samples"]) == 2 and ab["ab_speedup"] > 0, ab
 assert rows["v4"]["cost_vs_decode_step"] > 0
 print("  pp16 %.1f t/s, tg8 %.1f t/s, read-ahead on/off %.3fx, v4 %.2fx a decode step" % (rows["pp16"]["tps_median"], rows["tg8"]["tps_median"], ab["ab_speedup"], rows["v4"]["cost_vs_decode_step"]))'
+# with the bandwidth probe: decode against the probes around it and interleaved with them
+"$bench" -m "$smol" -p 0 -n 16 -v 0 -r 1 -t 2 -o json 2>/dev/null |
+  python3 -c 'import json, sys
+j = json.load(sys.stdin)
+tg = j["results"][0]
+assert j["read_bandwidth_gbps"] > 0 and tg["test"] == "tg16", j
+assert tg["bandwidth_fraction"] > 0 and tg["bandwidth_fraction_interleaved"] > 0, tg
+print("  tg16 reads %.1f GB/s: %.0f%% of the probes around it, %.0f%% interleaved" % (tg["read_gbps"], 100 * tg["bandwidth_fraction"], 100 * tg["bandwidth_fraction_interleaved"]))'
 expect_error() {  # pattern, flags...
   local pattern=$1
   shift

@@ -50,33 +50,39 @@ uint64_t read_plain(const uint8_t* p, size_t n, int streams) {
 
 }  // namespace
 
-double measure_read_bandwidth(int threads) {
-    const size_t bytes = size_t(1) << 30;  // 1 GiB: 32x the L3 of a Zen 4 CCD
-    // on huge pages like the weights and KV cache it stands for: fewer TLB misses
-    auto* buf = static_cast<uint8_t*>(alloc_streamed(bytes));
-    if (!buf) return 0;
-    std::memset(buf, 1, bytes);          // fault every page in before timing
+constexpr size_t kProbeBytes = size_t(1) << 30;  // 1 GiB: 32x the L3 of a Zen 4 CCD
+
+// On huge pages like the weights and KV cache it stands for: fewer TLB misses.
+ReadProbe::ReadProbe(int threads) : threads_(threads), buf_(static_cast<uint8_t*>(alloc_streamed(kProbeBytes))) {
+    if (buf_) std::memset(buf_, 1, kProbeBytes);  // fault every page in before timing
+}
+
+ReadProbe::~ReadProbe() { std::free(buf_); }
+
+double ReadProbe::measure(int passes) {
+    if (!buf_) return 0;
     const bool wide = __builtin_cpu_supports("avx512f");
     double best = 0;
     volatile uint64_t sink = 0;
-    for (int pass = 0; pass < 6; ++pass) {  // one stream a thread, then two, in turn: the best of either
+    for (int pass = 0; pass < passes; ++pass) {  // one stream a thread, then two, in turn: the best of either
         const int streams = 1 + pass % 2;
         std::vector<std::thread> ts;
-        std::vector<uint64_t> out(static_cast<size_t>(threads));
-        const size_t slice = bytes / size_t(threads) / 4096 * 4096;
+        std::vector<uint64_t> out(static_cast<size_t>(threads_));
+        const size_t slice = kProbeBytes / size_t(threads_) / 4096 * 4096;
         auto t0 = std::chrono::steady_clock::now();
-        for (int t = 0; t < threads; ++t)
+        for (int t = 0; t < threads_; ++t)
             ts.emplace_back([&, t] {
-                const uint8_t* p = buf + size_t(t) * slice;
+                const uint8_t* p = buf_ + size_t(t) * slice;
                 out[size_t(t)] = wide ? read_avx512(p, slice, streams) : read_plain(p, slice, streams);
             });
         for (auto& t : ts) t.join();
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         for (uint64_t v : out) sink = sink ^ v;
-        best = std::max(best, double(slice) * threads / s / 1e9);  // slice: whole 512-byte steps of either part
+        best = std::max(best, double(slice) * threads_ / s / 1e9);  // slice: whole 512-byte steps of either part
     }
-    std::free(buf);
     return best;
 }
+
+double measure_read_bandwidth(int threads) { return ReadProbe(threads).measure(6); }
 
 }  // namespace kiln::bench

@@ -8,4 +8,22 @@ namespace kiln::bench {
 // best of several passes in GB/s (1e9 bytes per second).
 double measure_read_bandwidth(int threads);
 
+// The same probe keeping its buffer (faulted in once), for short measurements taken in
+// turn with a decode: on a machine whose bandwidth drifts between minutes, a probe taken
+// seconds away from the decode it is the denominator of can be in another regime.
+class ReadProbe {
+public:
+    explicit ReadProbe(int threads);
+    ~ReadProbe();
+    ReadProbe(const ReadProbe&) = delete;
+    ReadProbe& operator=(const ReadProbe&) = delete;
+    bool ok() const { return buf_ != nullptr; }
+    // The best GB/s of `passes` passes over the buffer, one stream a thread then two in turn.
+    double measure(int passes);
+
+private:
+    int threads_;
+    unsigned char* buf_;  // (kProbeBytes) on huge pages where the OS gives them
+};
+
 }  // namespace kiln::bench

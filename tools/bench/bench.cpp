@@ -1,7 +1,9 @@
 // kiln-bench: prompt processing (ppN) and token generation (tgN) speed, in llama-bench's
 // spirit, plus the cost of verifying k drafted tokens in one forward (vK) relative to one
 // decode step. It measures the machine's read bandwidth and reports each decode test as
-// GB/s and as a percentage of the best of two probes taken right before and after it.
+// GB/s and as a percentage of the best of two probes taken right before and after it, and
+// of probes interleaved with its 8-token blocks (seconds apart: a drifting machine's
+// bandwidth can change regime between a test and the probes around it).
 // stdout carries only the table (or JSON); progress goes to stderr.
 //
 //   kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t 2] [-r 3] [-o md|json]
@@ -75,6 +77,7 @@ struct Result {
     std::vector<double> tps;      // one per repetition
     double bw = 0;                // decode tests: the best of the probes right before and after it (GB/s)
     std::vector<double> speedup;  // --ab: per repetition, the time with the switch off / on
+    double interleaved = 0;       // decode tests: median over 8-token blocks of GB/s / the short probe right after
     double median() const { return median_of(tps); }
     double mean() const {
         double s = 0;
@@ -125,6 +128,28 @@ kiln::Status ab_decode(kiln::Session& on, kiln::Session& off, int depth, int n, 
     return kiln::Status::ok();
 }
 
+// n greedy decode steps (the session already holds its prefix) in blocks of 8, each
+// followed by a probe: the median over blocks of the block's GB/s over that
+// probe's. Seconds apart, not minutes, so the drift of a shared machine's bandwidth mostly
+// cancels (each block's first token reads caches the probe emptied, as every token's
+// weights are anyway).
+kiln::Status interleaved_fraction(kiln::Session& s, kiln::bench::ReadProbe& probe, int n, int n_vocab, double gb_per_token, double* fraction) {
+    std::vector<double> ratios;
+    int32_t next = 1;
+    for (int done = 0; done < n; done += 8) {
+        const int steps = std::min(8, n - done);
+        const auto t0 = Clock::now();
+        for (int i = 0; i < steps; ++i) {
+            KILN_TRY(s.forward(std::span<const int32_t>(&next, 1)));
+            next = int32_t(std::max_element(s.logits(), s.logits() + n_vocab) - s.logits());
+        }
+        const double gbs = steps * gb_per_token / seconds(t0), probed = probe.measure(6);  // the passes of the probes around a test
+        if (probed > 0) ratios.push_back(gbs / probed);
+    }
+    *fraction = median_of(ratios);
+    return kiln::Status::ok();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,6 +174,8 @@ int main(int argc, char** argv) {
                         "      GB/s is then not compared with the CPU's measured bandwidth\n"
                         "  --ab read-ahead: each tgN also with SessionOptions::read_ahead off, the two sessions taking\n"
                         "      turns of 4 tokens in this process; reports the speedup of on over off per repetition\n"
+                        "  decode rows: GB/s read, as a fraction of the probe before and after the test and (\"interleaved\")\n"
+                        "      the median over 8-token blocks of the fraction of a probe right after each; --no-probe skips both\n"
                         "  lists are comma separated; 0 disables a test kind\n");
             return 0;
         }
@@ -196,9 +223,12 @@ int main(int argc, char** argv) {
     const int threads = a.threads > 0 ? a.threads : kiln::default_thread_count();
 
     double bw = 0;
+    std::unique_ptr<kiln::bench::ReadProbe> probe;  // its 1 GiB held for the run: probes come often
     if (a.probe && a.backend == kiln::Backend::Cpu) {  // the CPU's memory bandwidth says nothing about a GPU's
         std::fprintf(stderr, "kiln-bench: measuring read bandwidth with %d threads...\n", threads);
-        bw = kiln::bench::measure_read_bandwidth(threads);
+        probe = std::make_unique<kiln::bench::ReadProbe>(threads);
+        if (!probe->ok()) return fail("no memory for the 1 GiB bandwidth probe (--no-probe skips it)");
+        bw = probe->measure(6);
     }
 
     std::vector<Result> results;
@@ -304,20 +334,20 @@ int main(int argc, char** argv) {
         };
         // Bandwidth on a shared VM drifts over minutes (here mostly 26-35 GB/s, in spells
         // 48-61): a decode test is compared with probes taken right before and after it.
-        const bool probe_cpu = a.probe && a.backend == kiln::Backend::Cpu;
+        const bool probe_cpu = probe != nullptr;
         auto run = [&](const std::string& test, int depth, auto&& body) -> kiln::Status {
             Result r{desc, test, depth, {}, 0, {}};
             const bool decode = probe_cpu && test.rfind("tg", 0) == 0;
             KILN_TRY(prefill_depth(depth));
             KILN_TRY(body(true));  // warm-up
-            if (decode) r.bw = kiln::bench::measure_read_bandwidth(threads);
+            if (decode) r.bw = probe->measure(6);
             for (int rep = 0; rep < a.reps; ++rep) {
                 KILN_TRY(prefill_depth(depth));
                 double tps = 0;
                 KILN_TRY(body(false, &tps));
                 r.tps.push_back(tps);
             }
-            if (decode) r.bw = std::max(r.bw, kiln::bench::measure_read_bandwidth(threads));
+            if (decode) r.bw = std::max(r.bw, probe->measure(6));
             bw = std::max(bw, r.bw);
             std::fprintf(stderr, "kiln-bench: %s %s @ d%d: %.2f t/s\n", path.c_str(), test.c_str(), depth, r.median());
             results.push_back(r);
@@ -351,6 +381,12 @@ int main(int argc, char** argv) {
                 });
                 if (!st) return fail(st.message());
                 decode_step_s = 1.0 / results.back().median();
+                if (probe_cpu) {
+                    st = prefill_depth(depth);
+                    const double gb_per_token = (double(m.bytes_per_token(ept)) + double(s.kv_bytes_per_position()) * (depth + n / 2.0)) / 1e9;
+                    if (st) st = interleaved_fraction(s, *probe, n, n_vocab, gb_per_token, &results.back().interleaved);
+                    if (!st) return fail(st.message());
+                }
                 if (!off) continue;
                 Result r{desc, "tg" + std::to_string(n) + " ab:" + a.ab, depth, {}, 0, {}};
                 for (int rep = 0; rep < a.reps; ++rep) {
@@ -396,6 +432,10 @@ int main(int argc, char** argv) {
                 j["read_gbps"] = gbs;
                 extra = r.bw > 0 ? kiln::strfmt("%.1f GB/s = %.0f%% of %.1f", gbs, 100 * gbs / r.bw, r.bw) : kiln::strfmt("%.1f GB/s", gbs);
                 if (r.bw > 0) j["bandwidth_gbps"] = r.bw, j["bandwidth_fraction"] = gbs / r.bw;
+                if (r.interleaved > 0) {
+                    extra += kiln::strfmt(", %.0f%% interleaved", 100 * r.interleaved);
+                    j["bandwidth_fraction_interleaved"] = r.interleaved;
+                }
             }
             if (!r.speedup.empty()) {
                 extra = kiln::strfmt("%.3fx %s off (median of %zu)", median_of(r.speedup), a.ab.c_str(), r.speedup.size());
