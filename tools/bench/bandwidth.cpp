@@ -83,6 +83,4 @@ double ReadProbe::measure(int passes) {
     return best;
 }
 
-double measure_read_bandwidth(int threads) { return ReadProbe(threads).measure(6); }
-
 }  // namespace kiln::bench

@@ -3,13 +3,10 @@
 
 namespace kiln::bench {
 
-// Streams a buffer far larger than the caches with `threads` threads (each reading its own
-// contiguous slice with wide loads and several independent accumulators) and returns the
-// best of several passes in GB/s (1e9 bytes per second).
-double measure_read_bandwidth(int threads);
-
-// The same probe keeping its buffer (faulted in once), for short measurements taken in
-// turn with a decode: on a machine whose bandwidth drifts between minutes, a probe taken
+// Streams a buffer far larger than the caches (1 GiB) with `threads` threads, each reading
+// its own contiguous slice with wide loads and several independent accumulators. The
+// buffer is faulted in once and kept, so probes can be taken often: between a decode's
+// blocks too, since on a machine whose bandwidth drifts between minutes a probe taken
 // seconds away from the decode it is the denominator of can be in another regime.
 class ReadProbe {
 public:
@@ -18,12 +15,13 @@ public:
     ReadProbe(const ReadProbe&) = delete;
     ReadProbe& operator=(const ReadProbe&) = delete;
     bool ok() const { return buf_ != nullptr; }
-    // The best GB/s of `passes` passes over the buffer, one stream a thread then two in turn.
+    // The best GB/s (1e9 bytes per second) of `passes` passes over the buffer, one stream a
+    // thread then two in turn.
     double measure(int passes);
 
 private:
     int threads_;
-    unsigned char* buf_;  // (kProbeBytes) on huge pages where the OS gives them
+    unsigned char* buf_;  // (1 GiB) on huge pages where the OS gives them
 };
 
 }  // namespace kiln::bench

@@ -77,7 +77,7 @@ struct Result {
     std::vector<double> tps;      // one per repetition
     double bw = 0;                // decode tests: the best of the probes right before and after it (GB/s)
     std::vector<double> speedup;  // --ab: per repetition, the time with the switch off / on
-    double interleaved = 0;       // decode tests: median over 8-token blocks of GB/s / the short probe right after
+    double interleaved = 0;       // decode tests: median over 8-token blocks of GB/s / the probe right after
     double median() const { return median_of(tps); }
     double mean() const {
         double s = 0;
