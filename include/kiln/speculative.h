@@ -109,7 +109,9 @@ struct SpecOptions {
     int draft_min = 1;     // the adaptive length never goes below this
     // Adaptive draft length: each round drafts the k that maximises expected tokens per
     // unit of cost, from the running (decayed) per-token acceptance rate, the measured
-    // draft cost per token and verify_token_cost.
+    // draft cost per token and verify_token_cost. Timings steer it, so when sampling
+    // (temperature > 0) the same seed repeats its tokens only with adaptive = false: other
+    // draft lengths consume the random draws differently. Greedy output never depends on it.
     bool adaptive = true;
     // Cost of one more token in a verification forward, relative to a one-token forward.
     // < 0 (default): measured on the prompt before the prefill (a few forwards of one and of
