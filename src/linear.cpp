@@ -22,6 +22,13 @@ size_t quantize_rows(const cpu::KernelTable& kt, ThreadPool& pool, cpu::ActForma
     return stride;
 }
 
+// The row-interleaved kernel for w when it has an r16 copy and its 16-row groups line up
+// with the 16-row pieces the threads get (row0: w's first row in its group's combined
+// range); null: the original rows.
+cpu::MatmulFn r16_kernel(const cpu::KernelTable& kt, const TensorView& w, int64_t row0) {
+    return w.packed && row0 % cpu::kR16Rows == 0 ? kt.matmul_r16[int(w.dtype)] : nullptr;
+}
+
 // Bytes of its share of a streaming job a worker reads ahead: a quarter of its 1 MB L2 on
 // Zen 4/5, a few microseconds of streaming, about what the serial work between jobs takes.
 constexpr size_t kWarmBytes = 256 << 10;
@@ -41,7 +48,7 @@ void share_starts(const cpu::KernelTable& kt, std::initializer_list<const Tensor
             if (!w->data) break;  // a tensor this layer does not have
             if (r < row0 + w->rows()) {
                 const int64_t i = r - row0, rows = std::min(share_rows, w->rows() - i);
-                const bool packed = w->packed && kt.matmul_r16[int(w->dtype)] && row0 % cpu::kR16Rows == 0;  // as linear_group picks the r16 copy
+                const bool packed = r16_kernel(kt, *w, row0) != nullptr;
                 const uint8_t* base = static_cast<const uint8_t*>(packed ? w->packed : w->data);
                 const size_t row_bytes = packed ? w->packed_group_bytes / 16 : w->row_size();
                 out[t] = {base + size_t(i) * row_bytes, std::min(kWarmBytes, size_t(rows) * row_bytes)};
@@ -90,10 +97,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
             scratch += (bytes + 63) / 64 * 64;
         }
         jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n, ids[f]}, total, w->row_size(), w->data};
-        // The row-interleaved copy, when there is one and its 16-row groups line up with
-        // the 16-row chunks the threads get.
-        const cpu::MatmulFn r16 = w->packed ? s.kt->matmul_r16[int(w->dtype)] : nullptr;
-        if (r16 && total % cpu::kR16Rows == 0) {
+        if (const cpu::MatmulFn r16 = r16_kernel(*s.kt, *w, total)) {
             Job& jb = jobs[n_jobs - 1];
             jb.fn = r16;
             jb.stride = w->packed_group_bytes;

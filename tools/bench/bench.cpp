@@ -101,6 +101,15 @@ std::vector<int32_t> random_tokens(int n, int n_vocab, uint32_t seed) {
 
 double seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// `steps` greedy decode steps: forward *next, then *next = the argmax of its logits.
+kiln::Status decode_greedy(kiln::Session& s, int steps, int n_vocab, int32_t* next) {
+    for (int i = 0; i < steps; ++i) {
+        KILN_TRY(s.forward(std::span<const int32_t>(next, 1)));
+        *next = int32_t(std::max_element(s.logits(), s.logits() + n_vocab) - s.logits());
+    }
+    return kiln::Status::ok();
+}
+
 // --ab: n greedy decode steps on each of two sessions of one model and pool (the second
 // with the switch off) from the same prefix, in turns of 4 tokens, so the bandwidth drift
 // of a shared machine hits both alike. tps: the first session's; speedup: off time / on time.
@@ -117,10 +126,7 @@ kiln::Status ab_decode(kiln::Session& on, kiln::Session& off, int depth, int n, 
         for (int v = 0; v < 2; ++v) {
             kiln::Session& s = *sessions[v];
             const auto t0 = Clock::now();
-            for (int i = done; i < std::min(n, done + 4); ++i) {
-                KILN_TRY(s.forward(std::span<const int32_t>(&next[v], 1)));
-                next[v] = int32_t(std::max_element(s.logits(), s.logits() + n_vocab) - s.logits());
-            }
+            KILN_TRY(decode_greedy(s, std::min(4, n - done), n_vocab, &next[v]));
             spent[v] += seconds(t0);
         }
     *tps = n / spent[0];
@@ -139,10 +145,7 @@ kiln::Status interleaved_fraction(kiln::Session& s, kiln::bench::ReadProbe& prob
     for (int done = 0; done < n; done += 8) {
         const int steps = std::min(8, n - done);
         const auto t0 = Clock::now();
-        for (int i = 0; i < steps; ++i) {
-            KILN_TRY(s.forward(std::span<const int32_t>(&next, 1)));
-            next = int32_t(std::max_element(s.logits(), s.logits() + n_vocab) - s.logits());
-        }
+        KILN_TRY(decode_greedy(s, steps, n_vocab, &next));
         const double gbs = steps * gb_per_token / seconds(t0), probed = probe.measure(6);  // the passes of the probes around a test
         if (probed > 0) ratios.push_back(gbs / probed);
     }
@@ -372,10 +375,7 @@ int main(int argc, char** argv) {
                     int32_t t = 1;
                     const int steps = warm ? 4 : n;
                     auto t0 = Clock::now();
-                    for (int i = 0; i < steps; ++i) {
-                        KILN_TRY(s.forward(std::span<const int32_t>(&t, 1)));
-                        t = int32_t(std::max_element(s.logits(), s.logits() + n_vocab) - s.logits());
-                    }
+                    KILN_TRY(decode_greedy(s, steps, n_vocab, &t));
                     if (tps) *tps = steps / seconds(t0);
                     return kiln::Status::ok();
                 });
