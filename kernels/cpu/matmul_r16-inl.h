@@ -49,8 +49,9 @@ inline void load_lines_in_order(const uint8_t* p, __m512i* out) {
 // Part s (of 8) of the next block into L1, so a block of several KB arrives spread over
 // the current block's sub-blocks (the hardware prefetchers lag once several tokens' work
 // per byte slows the stream down). For 2-8 tokens where the table has no prefetch_ahead
-// (Zen 4); with it, the batch kernels prefetch 4 KB ahead like decode (Zen 5, verifying
-// 4-8 tokens: 1.1B q8_0 +20%, q4_K_M +10%, SmolLM2 q4_1 +21%).
+// (Zen 4); with it, the batch kernels prefetch ahead like decode, half as far again
+// (kBatchAhead; Zen 5, verifying 4-8 tokens: 1.1B q8_0 +20%, q4_K_M +10%, SmolLM2 q4_1
+// +21% at the decode distance).
 template <class Block>
 inline void prefetch_part(const Block* next, int s) {
     constexpr size_t kPart = (sizeof(Block) + 8 * 64 - 1) / (8 * 64) * 64;  // bytes per part, whole lines
@@ -309,6 +310,14 @@ void pack_panel_r16(const uint8_t* group, int64_t k, gemm::Panel& p) {
     }
 }
 
+// The prefetch distance for 2-8 tokens, from decode's PF: half as far again. Why: a batch
+// spends more time per byte, so the stream is slower and each prefetch must be issued
+// earlier to cover the same memory latency; 6 KB against 4 KB, verifying 8 tokens on Zen 5
+// (alternated every 4 forwards, one process): 1.1B q4_K_M +6%, q8_0 +11% (medians of 8
+// blocks). Decode itself gained on the 7B only when bandwidth was high and lost elsewhere.
+template <int PF>
+constexpr int kBatchAhead = PF + PF / 2;
+
 // MatmulFn over a repacked tensor: w is the r16 data, w_stride the bytes of one 16-row
 // group, r0 and r1 multiples of 16. Up to 8 tokens go through each group with the row
 // kernels above (the group's weights come from memory once, from L1 for the other
@@ -333,7 +342,7 @@ void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1
                 act[c] = static_cast<const uint8_t*>(a.data) + size_t(c0 + c) * a.stride;
                 out[c] = y + size_t(c0 + c) * y_stride;
             }
-            with_token_count(nc, [&](auto ny) { group_rows<T, ny, PF>(k, w, group_bytes, g, g + 1, act, out); });
+            with_token_count(nc, [&](auto ny) { group_rows<T, ny, ny == 1 ? PF : kBatchAhead<PF>>(k, w, group_bytes, g, g + 1, act, out); });
         }
     }
 }
