@@ -24,9 +24,10 @@ size_t quantize_rows(const cpu::KernelTable& kt, ThreadPool& pool, cpu::ActForma
 
 // The row-interleaved kernel for w when it has an r16 copy and its 16-row groups line up
 // with the 16-row pieces the threads get (row0: w's first row in its group's combined
-// range); null: the original rows.
-cpu::MatmulFn r16_kernel(const cpu::KernelTable& kt, const TensorView& w, int64_t row0) {
-    return w.packed && row0 % cpu::kR16Rows == 0 ? kt.matmul_r16[int(w.dtype)] : nullptr;
+// range); null: the original rows. far: the one prefetching farther ahead, if any.
+cpu::MatmulFn r16_kernel(const cpu::KernelTable& kt, const TensorView& w, int64_t row0, bool far = false) {
+    if (!w.packed || row0 % cpu::kR16Rows != 0) return nullptr;
+    return far && kt.matmul_r16_far[int(w.dtype)] ? kt.matmul_r16_far[int(w.dtype)] : kt.matmul_r16[int(w.dtype)];
 }
 
 // Bytes of its share of a streaming job a worker reads ahead: a quarter of its 1 MB L2 on
@@ -97,7 +98,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
             scratch += (bytes + 63) / 64 * 64;
         }
         jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n, ids[f]}, total, w->row_size(), w->data};
-        if (const cpu::MatmulFn r16 = r16_kernel(*s.kt, *w, total)) {
+        if (const cpu::MatmulFn r16 = r16_kernel(*s.kt, *w, total, s.far_prefetch && n == 1)) {
             Job& jb = jobs[n_jobs - 1];
             jb.fn = r16;
             jb.stride = w->packed_group_bytes;

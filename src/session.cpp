@@ -1,5 +1,7 @@
 // Session: buffer allocation, argument checks and chunking around forward_chunk().
 #include <algorithm>
+#include <chrono>
+#include <iterator>
 #include <cstring>
 
 #include "cpu/r16.h"
@@ -41,6 +43,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     }
     m.n_batch = std::min(o.n_batch, n_ctx);
     m.read_ahead = o.read_ahead;
+    m.tune_decode = o.decode_tuning && std::any_of(std::begin(m.kt->matmul_r16_far), std::end(m.kt->matmul_r16_far), [](cpu::MatmulFn f) { return f != nullptr; });
     m.skip.assign(size_t(c.n_layer), false);
     for (int il : o.skip_layers) {
         if (il < 0 || il >= c.n_layer) return Status::error("skipped layer %d is outside [0, %d)", il, c.n_layer);
@@ -169,6 +172,9 @@ Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
     KILN_TRY(check_tokens(tokens));
     const int n = int(tokens.size());
     n_logits_ = 0;
+    const bool tuned = impl_->tune_decode && n == 1;
+    if (tuned) impl_->far_prefetch = impl_->tuner.next() == 1;
+    const auto t0 = std::chrono::steady_clock::now();
     for (int done = 0; done < n;) {
         const int chunk = std::min(impl_->n_batch, n - done);
         const Status st = forward_chunk(tokens.data() + done, chunk, all_logits, done + chunk == n);
@@ -176,6 +182,7 @@ Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
         KILN_TRY(st);
         done += chunk;
     }
+    if (tuned) impl_->tuner.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return Status::ok();
 }
 

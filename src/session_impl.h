@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "decode_tuner.h"
 #include "device_forward.h"
 #include "kiln/session.h"
 #include "streamed_alloc.h"
@@ -92,6 +93,9 @@ struct Session::Impl {
     int n_batch = 0;
     std::vector<bool> skip;  // (n_layer) layers left out of the forward pass
     bool read_ahead = true;  // SessionOptions::read_ahead
+    bool tune_decode = false;   // SessionOptions::decode_tuning, and the kernels have two distances
+    bool far_prefetch = false;  // this forward's one-token matmuls use KernelTable::matmul_r16_far
+    DecodeTuner tuner;
 
     // Scratch for one chunk of n <= n_batch tokens.
     AlignedBuffer<float> x;        // (n, n_embd) residual stream

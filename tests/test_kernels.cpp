@@ -238,6 +238,11 @@ TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kern
                 // rows 16..47 only: r0 > 0 must address the right groups
                 kt.matmul_r16[int(t)](k, packed.data(), gb, 16, rows, a, got.data(), size_t(rows));
                 kt.matmul_r16[int(t)](k, packed.data(), gb, 0, 16, a, got.data(), size_t(rows));
+                if (const MatmulFn far = kt.matmul_r16_far[int(t)]) {  // prefetching farther ahead: the same bits
+                    std::vector<float> got_far(got.size(), NAN);
+                    far(k, packed.data(), gb, 0, rows, a, got_far.data(), size_t(rows));
+                    CHECK(std::memcmp(got_far.data(), got.data(), sizeof(float) * got.size()) == 0);
+                }
                 for (size_t i = 0; i < got.size(); ++i) {
                     // Same integer math, different float order: 1e-5 relative to the row's magnitude.
                     CAPTURE(i);

@@ -247,36 +247,41 @@ TEST_CASE("model: --repack unmaps the original rows it copied (resident once, no
     }
 }
 
-TEST_CASE("model: decode reads ahead (SessionOptions::read_ahead) without changing a logit") {
-    // The workers read the start of the next matmul's weights while the caller works; on a
-    // 3-thread pool with the r16 copies, every decode step must give the same bits as with
-    // it off.
+TEST_CASE("model: decode reads ahead and tunes its prefetch distance (read_ahead, decode_tuning) without changing a logit") {
+    // The workers read the start of the next matmul's weights while the caller works, and
+    // the tuner runs some steps with the kernels that prefetch farther ahead (steps 2-5 of
+    // its first trial, where the CPU's table has them); on a 3-thread pool with the r16
+    // copies, every decode step must give the same bits as with both off.
     const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
     if (!kiln::test::require_file(path)) return;
     kiln::LoadOptions lo;
     lo.repack = true;
     auto model = kiln::Model::load(path, lo);
     REQUIRE_MESSAGE(model.is_ok(), model.message());
-    std::vector<std::vector<float>> logits[2];  // [read_ahead] (steps, n_vocab)
-    for (bool read_ahead : {false, true}) {
+    std::vector<std::vector<float>> logits[3];  // [variant: both off, read-ahead, both on] (steps, n_vocab)
+    for (int variant : {0, 1, 2}) {
         kiln::SessionOptions so;
         so.n_ctx = 64;
         so.n_threads = 3;
-        so.read_ahead = read_ahead;
+        so.read_ahead = variant >= 1;
+        so.decode_tuning = variant == 2;
         auto session = kiln::Session::create(model.value(), so);
         REQUIRE(session.is_ok());
         kiln::Session& s = *session.value();
         REQUIRE(s.forward(std::vector<int32_t>{1, 504, 3458, 314}).is_ok());
         for (int step = 0; step < 12; ++step) {
             const float* l = s.logits();
-            logits[read_ahead].emplace_back(l, l + model.value()->config().n_vocab);
+            logits[variant].emplace_back(l, l + model.value()->config().n_vocab);
             const auto next = int32_t(std::max_element(l, l + model.value()->config().n_vocab) - l);
             REQUIRE(s.forward(std::span<const int32_t>(&next, 1)).is_ok());
         }
     }
-    REQUIRE(logits[0].size() == logits[1].size());
-    for (size_t i = 0; i < logits[0].size(); ++i) {
-        CAPTURE(i);
-        CHECK(logits[0][i] == logits[1][i]);
+    for (int variant : {1, 2}) {
+        CAPTURE(variant);
+        REQUIRE(logits[0].size() == logits[variant].size());
+        for (size_t i = 0; i < logits[0].size(); ++i) {
+            CAPTURE(i);
+            CHECK(logits[0][i] == logits[variant][i]);
+        }
     }
 }

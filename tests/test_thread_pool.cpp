@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "decode_tuner.h"
 #include "kiln/thread_pool.h"
 #include "test_util.h"
 
@@ -220,5 +221,37 @@ TEST_CASE("thread pool: settle() returns only once no worker reads its warm rang
         CHECK_FALSE(timed_out.load());
         pool.settle();
         munmap(ahead, kAhead);
+    }
+}
+
+TEST_CASE("decode tuner: trials both variants in pairs, keeps the faster, and stays put on a tie") {
+    using kiln::DecodeTuner;
+    // Variant 1 twice as fast: during the first trial the tuner runs 0, 1, 1, 0 in pairs, then
+    // switches to 1 for the rest of the period.
+    DecodeTuner t;
+    std::vector<int> seen;
+    for (int i = 0; i < DecodeTuner::kPeriod; ++i) {
+        const int v = t.next();
+        seen.push_back(v);
+        t.record(v == 1 ? 0.5 : 1.0);
+    }
+    const std::vector<int> trial = {0, 0, 1, 1, 1, 1, 0, 0};
+    CHECK(std::vector<int>(seen.begin(), seen.begin() + DecodeTuner::kTrialTokens) == trial);
+    for (int i = DecodeTuner::kTrialTokens; i < DecodeTuner::kPeriod; ++i) CHECK(seen[size_t(i)] == 1);
+    CHECK(t.current() == 1);
+    // Next period: the trial now tries 0 on the middle pairs; 0 is slower, so 1 stays.
+    for (int i = 0; i < DecodeTuner::kPeriod; ++i) {
+        const int v = t.next();
+        if (i >= 2 && i < 6) CHECK(v == 0);
+        else CHECK(v == 1);
+        t.record(v == 1 ? 0.5 : 1.0);
+    }
+    CHECK(t.current() == 1);
+    // Within the margin it does not switch (no flapping on noise).
+    DecodeTuner u;
+    for (int i = 0; i < 3 * DecodeTuner::kPeriod; ++i) {
+        const int v = u.next();
+        u.record(v == 1 ? 1.0 - DecodeTuner::kMargin / 2 : 1.0);
+        CHECK(u.current() == 0);
     }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kiln-bench end to end on SmolLM2 (a few tokens, no timing asserted): the JSON holds one
-# row per test with a positive rate, --ab read-ahead adds its in-process comparison, the
+# row per test with a positive rate, --ab read-ahead (decode-tuning) adds its in-process comparison, the
 # probe gives decode rows both bandwidth fractions, and bad flags are one-line errors.
 #   tools/bench_check.sh [build-dir]
 set -euo pipefail
@@ -17,6 +17,13 @@ ab = rows["tg8 ab:read-ahead"]
 assert ab["ab_switch"] == "read-ahead" and len(ab["ab_speedup_samples"]) == 2 and ab["ab_speedup"] > 0, ab
 assert rows["v4"]["cost_vs_decode_step"] > 0
 print("  pp16 %.1f t/s, tg8 %.1f t/s, read-ahead on/off %.3fx, v4 %.2fx a decode step" % (rows["pp16"]["tps_median"], rows["tg8"]["tps_median"], ab["ab_speedup"], rows["v4"]["cost_vs_decode_step"]))'
+"$bench" -m "$smol" -p 0 -n 64 -v 0 -r 2 -t 2 --no-probe --repack --ab decode-tuning -o json 2>/dev/null |
+  python3 -c 'import json, sys
+rows = {r["test"]: r for r in json.load(sys.stdin)["results"]}
+assert sorted(rows) == ["tg64", "tg64 ab:decode-tuning"], sorted(rows)
+ab = rows["tg64 ab:decode-tuning"]
+assert ab["ab_switch"] == "decode-tuning" and len(ab["ab_speedup_samples"]) == 2 and ab["ab_speedup"] > 0, ab
+print("  tg64 %.1f t/s, decode tuning on/off %.3fx" % (rows["tg64"]["tps_median"], ab["ab_speedup"]))'
 # with the bandwidth probe: decode against the probes around it and interleaved with them
 "$bench" -m "$smol" -p 0 -n 16 -v 0 -r 1 -t 2 -o json 2>/dev/null |
   python3 -c 'import json, sys

@@ -62,6 +62,11 @@ template <DType T>
 MatmulFn row_kernel(bool weight_prefetch) { return weight_prefetch ? matmul_auto<T, kAhead> : matmul_auto<T, 0>; }
 template <DType T>
 MatmulFn r16_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul<T, kAhead> : r16::matmul<T, 0>; }
+// Decode 6 KB ahead (batches as above): on the 7B, alternated with 4 KB every 4 tokens in
+// one process, +4.5% (median) while a token read over ~55 GB/s, -1.4% below that.
+constexpr int kFarAhead = 6144;
+template <DType T>
+MatmulFn r16_far_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul<T, kFarAhead, r16::kBatchAhead<kAhead>> : nullptr; }
 }  // namespace KILN_ISA_NS
 
 void fill_avx512(KernelTable& t, bool weight_prefetch) {
@@ -81,12 +86,19 @@ void fill_avx512(KernelTable& t, bool weight_prefetch) {
     t.matmul[int(DType::Q5_K)] = KILN_ISA_NS::row_kernel<DType::Q5_K>(weight_prefetch);
     t.matmul[int(DType::Q6_K)] = KILN_ISA_NS::row_kernel<DType::Q6_K>(weight_prefetch);
     t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16_kernel<DType::Q4_K>(weight_prefetch);
+    t.matmul_r16_far[int(DType::Q4_K)] = KILN_ISA_NS::r16_far_kernel<DType::Q4_K>(weight_prefetch);
     t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16_kernel<DType::Q6_K>(weight_prefetch);
+    t.matmul_r16_far[int(DType::Q6_K)] = KILN_ISA_NS::r16_far_kernel<DType::Q6_K>(weight_prefetch);
     t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16_kernel<DType::Q8_0>(weight_prefetch);
+    t.matmul_r16_far[int(DType::Q8_0)] = KILN_ISA_NS::r16_far_kernel<DType::Q8_0>(weight_prefetch);
     t.matmul_r16[int(DType::Q4_0)] = KILN_ISA_NS::r16_kernel<DType::Q4_0>(weight_prefetch);
+    t.matmul_r16_far[int(DType::Q4_0)] = KILN_ISA_NS::r16_far_kernel<DType::Q4_0>(weight_prefetch);
     t.matmul_r16[int(DType::Q4_1)] = KILN_ISA_NS::r16_kernel<DType::Q4_1>(weight_prefetch);
+    t.matmul_r16_far[int(DType::Q4_1)] = KILN_ISA_NS::r16_far_kernel<DType::Q4_1>(weight_prefetch);
     t.matmul_r16[int(DType::Q5_0)] = KILN_ISA_NS::r16_kernel<DType::Q5_0>(weight_prefetch);
+    t.matmul_r16_far[int(DType::Q5_0)] = KILN_ISA_NS::r16_far_kernel<DType::Q5_0>(weight_prefetch);
     t.matmul_r16[int(DType::Q5_1)] = KILN_ISA_NS::r16_kernel<DType::Q5_1>(weight_prefetch);
+    t.matmul_r16_far[int(DType::Q5_1)] = KILN_ISA_NS::r16_far_kernel<DType::Q5_1>(weight_prefetch);
 }
 
 }  // namespace kiln::cpu

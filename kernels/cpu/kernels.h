@@ -85,6 +85,10 @@ struct KernelTable {
     // Over the row-interleaved layouts of r16.h (w = repacked data, w_stride = bytes per
     // 16-row group, row ranges multiples of 16); nullptr: use the original layout.
     MatmulFn matmul_r16[kMaxDType] = {};
+    // The same with one token's weights prefetched farther ahead (6 KB, not 4), set where
+    // weight_prefetch is: faster only while memory delivers more than a core's usual
+    // stream, so a session times both (decode_tuner.h). Same results, bit for bit.
+    MatmulFn matmul_r16_far[kMaxDType] = {};
     bool weight_prefetch = false;  // the decode kernels prefetch their weight stream ahead (fill_avx512)
     // x (k floats) -> one activation row in the given format.
     void (*quantize_q8x32)(const float* x, block_q8_x32* y, int64_t k) = nullptr;

@@ -322,8 +322,9 @@ constexpr int kBatchAhead = PF + PF / 2;
 // group, r0 and r1 multiples of 16. Up to 8 tokens go through each group with the row
 // kernels above (the group's weights come from memory once, from L1 for the other
 // passes); larger batches go to the GEMM, with panels unpacked from the groups. PF: the
-// one-token weight prefetch distance in bytes (prefetch_ahead), 0 for none.
-template <DType T, int PF>
+// one-token weight prefetch distance in bytes (prefetch_ahead), 0 for none; PF_BATCH the
+// one for 2-8 tokens.
+template <DType T, int PF, int PF_BATCH = kBatchAhead<PF>>
 void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
     if (a.ny > 8) {
         constexpr int G = vnni::Dec<T>::kHalvesEqual ? 32 : 16;
@@ -342,7 +343,7 @@ void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1
                 act[c] = static_cast<const uint8_t*>(a.data) + size_t(c0 + c) * a.stride;
                 out[c] = y + size_t(c0 + c) * y_stride;
             }
-            with_token_count(nc, [&](auto ny) { group_rows<T, ny, ny == 1 ? PF : kBatchAhead<PF>>(k, w, group_bytes, g, g + 1, act, out); });
+            with_token_count(nc, [&](auto ny) { group_rows<T, ny, ny == 1 ? PF : PF_BATCH>(k, w, group_bytes, g, g + 1, act, out); });
         }
     }
 }

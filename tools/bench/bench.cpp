@@ -41,7 +41,7 @@ struct Args {
     // The isa column: the CPU kernel set, or "vulkan".
     std::string engine() const { return backend == kiln::Backend::Vulkan ? "vulkan" : isa.empty() ? kiln::cpu_isa_name() : isa; }
     bool kv_hadamard = false;
-    std::string ab;  // --ab: a runtime switch measured on against off ("read-ahead")
+    std::string ab;  // --ab: a runtime switch measured on against off ("read-ahead", "decode-tuning")
 };
 
 int fail(const std::string& m) {
@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [--quantize TYPE] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N] [--ab read-ahead]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [--quantize TYPE] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N] [--ab read-ahead|decode-tuning]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
                         "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32); --kv-hadamard rotates the cache\n"
@@ -175,8 +175,9 @@ int main(int argc, char** argv) {
                         "      expert count, over N random tokens (mean, max, and how often the top token agrees)\n"
                         "  --backend vulkan runs the model on Vulkan device --device N (kiln-generate --list-devices);\n"
                         "      GB/s is then not compared with the CPU's measured bandwidth\n"
-                        "  --ab read-ahead: each tgN also with SessionOptions::read_ahead off, the two sessions taking\n"
-                        "      turns of 4 tokens in this process; reports the speedup of on over off per repetition\n"
+                        "  --ab read-ahead|decode-tuning: each tgN also with SessionOptions::read_ahead (or decode_tuning)\n"
+                        "      off, the two sessions taking turns of 4 tokens in this process; reports the speedup of on\n"
+                        "      over off per repetition\n"
                         "  decode rows: GB/s read, as a fraction of the probe before and after the test and (\"interleaved\")\n"
                         "      the median over 8-token blocks of the fraction of a probe right after each; --no-probe skips both\n"
                         "  lists are comma separated; 0 disables a test kind\n");
@@ -209,7 +210,8 @@ int main(int argc, char** argv) {
         else if (f == "--device") { std::vector<int> d; if (!need() || !parse_list(v, &d, 0) || d.size() != 1) return fail("--device needs a device number"); a.device = d[0]; }
         else if (f == "--kv-hadamard") a.kv_hadamard = true;
         else if (f == "--ab") {
-            if (!need() || std::strcmp(v, "read-ahead")) return fail("--ab needs a switch to measure: read-ahead");
+            if (!need() || (std::strcmp(v, "read-ahead") && std::strcmp(v, "decode-tuning")))
+                return fail("--ab needs a switch to measure: read-ahead or decode-tuning");
             a.ab = v;
         }
         else if (f == "--no-mmap") a.use_mmap = false;
@@ -272,7 +274,7 @@ int main(int argc, char** argv) {
         if (!a.ab.empty()) {
             kiln::SessionOptions oo = so;
             oo.pool = s.shared_pool();
-            oo.read_ahead = false;
+            (a.ab == "read-ahead" ? oo.read_ahead : oo.decode_tuning) = false;
             auto o = kiln::Session::create(model.value(), oo);
             if (!o) return fail(o.message());
             off = std::move(o.value());
