@@ -1,8 +1,8 @@
 // Session: buffer allocation, argument checks and chunking around forward_chunk().
 #include <algorithm>
 #include <chrono>
-#include <iterator>
 #include <cstring>
+#include <iterator>
 
 #include "cpu/r16.h"
 #include "kiln/speculative.h"

@@ -63,7 +63,8 @@ MatmulFn row_kernel(bool weight_prefetch) { return weight_prefetch ? matmul_auto
 template <DType T>
 MatmulFn r16_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul<T, kAhead> : r16::matmul<T, 0>; }
 // Decode 6 KB ahead (batches as above): on the 7B, alternated with 4 KB every 4 tokens in
-// one process, +4.5% (median) while a token read over ~55 GB/s, -1.4% below that.
+// one process, +4.5% (median) while decode read over ~50 GB/s, -1.4% below that; so a
+// session times both (DecodeTuner) rather than the table picking one.
 constexpr int kFarAhead = 6144;
 template <DType T>
 MatmulFn r16_far_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul<T, kFarAhead, r16::kBatchAhead<kAhead>> : nullptr; }
