@@ -14,7 +14,7 @@ public:
     // The time of the forward just run with next()'s variant.
     void record(double seconds) {
         if (i_ < kTrialTokens) {
-            t_[is_trial_alt(i_) ? 1 - current_ : current_] += seconds;
+            t_[next()] += seconds;  // the variant this token ran with
             if (i_ == kTrialTokens - 1) {
                 if (t_[1 - current_] < t_[current_] * (1.0 - kMargin)) current_ = 1 - current_;
                 t_[0] = t_[1] = 0;
