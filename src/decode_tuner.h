@@ -1,40 +1,56 @@
-// Which of two kernel variants one-token forwards use, chosen by timing both now and then.
-// The variants are the r16 decode kernels' two weight-prefetch distances (KernelTable::
-// matmul_r16 and matmul_r16_far): which is faster depends on the bandwidth memory gives at
-// the moment (on a shared VM it changes minute to minute), not on the model alone. Both
-// compute the same bits, so the choice moves speed only.
+// Which of n kernel variants one-token forwards use, chosen by timing them now and then.
+// The variants are the decode kernels' weight-prefetch distances (KernelTable::
+// decode_rows / decode_r16): which is fastest depends on the bandwidth memory gives at the
+// moment (on a shared VM it changes minute to minute), not on the model alone. All compute
+// the same bits, so the choice moves speed only.
 #pragma once
+
+#include <algorithm>
 
 namespace kiln {
 
 class DecodeTuner {
 public:
-    // The variant the next one-token forward runs with (0 or 1).
-    int next() const { return i_ < kTrialTokens && is_trial_alt(i_) ? 1 - current_ : current_; }
+    explicit DecodeTuner(int n_variants = 2) : n_(std::max(1, n_variants)), candidate_(n_ > 1 ? 1 : 0) {}
+
+    // The variant the next one-token forward runs with, in [0, n).
+    int next() const { return n_ > 1 && i_ < kTrialTokens && is_trial_alt(i_) ? candidate_ : current_; }
     // The time of the forward just run with next()'s variant.
     void record(double seconds) {
-        if (i_ < kTrialTokens) {
-            t_[next()] += seconds;  // the variant this token ran with
+        if (n_ > 1 && i_ < kTrialTokens) {
+            (next() == current_ ? t_cur_ : t_cand_) += seconds;
             if (i_ == kTrialTokens - 1) {
-                if (t_[1 - current_] < t_[current_] * (1.0 - kMargin)) current_ = 1 - current_;
-                t_[0] = t_[1] = 0;
+                const int loser = t_cand_ < t_cur_ * (1.0 - kMargin) ? current_ : candidate_;
+                current_ = loser == current_ ? candidate_ : current_;
+                candidate_ = other_after(loser);  // the next trial's challenger: the variants in turn
+                t_cur_ = t_cand_ = 0;
             }
         }
         i_ = (i_ + 1) % kPeriod;
     }
     int current() const { return current_; }
+    int candidate() const { return candidate_; }
 
-    // Every kPeriod tokens, the first kTrialTokens run in pairs as current, other, other,
-    // current, ... (so a drift in speed over the trial weighs on both alike); the other
-    // replaces the current one when it took less time by more than kMargin.
+    // Every kPeriod tokens, the first kTrialTokens run in pairs as current, candidate,
+    // candidate, current, ... (so a drift in speed over the trial weighs on both alike); the
+    // candidate replaces the current one when it took less time by more than kMargin. Each
+    // trial has the next variant in turn as its candidate.
     static constexpr int kPeriod = 64, kTrialTokens = 8;
     static constexpr double kMargin = 0.01;
 
 private:
     static bool is_trial_alt(int i) { return ((i / 2) % 4 == 1) || ((i / 2) % 4 == 2); }
-    int i_ = 0;        // position in the period
-    int current_ = 0;  // variant outside trials; starts with 0 (the kernels' default)
-    double t_[2] = {0, 0};  // seconds of this trial's tokens, by variant
+    // The first variant after v (cyclically) that is not the current one.
+    int other_after(int v) const {
+        int c = (v + 1) % n_;
+        if (c == current_) c = (c + 1) % n_;
+        return c;
+    }
+    int n_;
+    int candidate_;      // the variant the current trial times against it
+    int i_ = 0;          // position in the period
+    int current_ = 0;    // variant outside trials; starts with 0 (the kernels' default)
+    double t_cur_ = 0, t_cand_ = 0;  // seconds of this trial's tokens on each
 };
 
 }  // namespace kiln

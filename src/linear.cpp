@@ -24,10 +24,10 @@ size_t quantize_rows(const cpu::KernelTable& kt, ThreadPool& pool, cpu::ActForma
 
 // The row-interleaved kernel for w when it has an r16 copy and its 16-row groups line up
 // with the 16-row pieces the threads get (row0: w's first row in its group's combined
-// range); null: the original rows. far: the one prefetching farther ahead, if any.
-cpu::MatmulFn r16_kernel(const cpu::KernelTable& kt, const TensorView& w, int64_t row0, bool far = false) {
+// range); null: the original rows. variant: the decode variant (KernelTable::decode_r16).
+cpu::MatmulFn r16_kernel(const cpu::KernelTable& kt, const TensorView& w, int64_t row0, int variant = 0) {
     if (!w.packed || row0 % cpu::kR16Rows != 0) return nullptr;
-    return far && kt.matmul_r16_far[int(w.dtype)] ? kt.matmul_r16_far[int(w.dtype)] : kt.matmul_r16[int(w.dtype)];
+    return kt.decode_r16(w.dtype, variant);
 }
 
 // Bytes of its share of a streaming job a worker reads ahead: a quarter of its 1 MB L2 on
@@ -84,9 +84,10 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     uint64_t ids[3] = {};  // ActRows::id of each quantized copy (x itself: 0): the GEMM packs its tokens once per thread, not per matrix and chunk
     uint8_t* scratch = s.act();
     auto y_it = ys.begin();
+    const int variant = n == 1 ? s.decode_variant : 0;
     for (const TensorView* w : ws) {
         KILN_ASSERT(w->cols() == k, "linear_group: '%s' has %lld columns, expected %lld", w->name, (long long)w->cols(), (long long)k);
-        const cpu::MatmulFn fn = s.kt->matmul[int(w->dtype)];
+        const cpu::MatmulFn fn = s.kt->decode_rows(w->dtype, variant);
         KILN_ASSERT(fn != nullptr, "no %s matmul kernel for %s weights ('%s')", cpu::isa_name(s.kt->isa), dtype_name(w->dtype), w->name);
         const int f = int(cpu::act_format(w->dtype));
         if (!quantized[f]) {
@@ -98,7 +99,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
             scratch += (bytes + 63) / 64 * 64;
         }
         jobs[n_jobs++] = {w, *y_it++, fn, cpu::ActRows{quantized[f], strides[f], n, ids[f]}, total, w->row_size(), w->data};
-        if (const cpu::MatmulFn r16 = r16_kernel(*s.kt, *w, total, s.far_prefetch && n == 1)) {
+        if (const cpu::MatmulFn r16 = r16_kernel(*s.kt, *w, total, variant)) {
             Job& jb = jobs[n_jobs - 1];
             jb.fn = r16;
             jb.stride = w->packed_group_bytes;

@@ -39,12 +39,13 @@ void quantize_act(const cpu::KernelTable& kt, cpu::ActFormat f, const float* x, 
 }
 
 // y[c * y_stride + r] = W_e row r . a row c, r in [r0, r1): expert e's slice of a 3-D tensor,
-// from its row-interleaved copy when there is one and an r16 kernel for its type.
+// from its row-interleaved copy when there is one and an r16 kernel for its type. variant:
+// the decode variant of a one-token forward (KernelTable::decode_rows), else 0.
 void expert_matmul(const cpu::KernelTable& kt, const TensorView& w3, int e, int64_t r0, int64_t r1, const cpu::ActRows& a, float* y,
-                   size_t y_stride) {
+                   size_t y_stride, int variant) {
     const TensorView w = w3.slice(e);
-    if (const cpu::MatmulFn r16 = w.packed ? kt.matmul_r16[int(w.dtype)] : nullptr) r16(w.cols(), w.packed, w.packed_group_bytes, r0, r1, a, y, y_stride);
-    else kt.matmul[int(w.dtype)](w.cols(), w.data, w.row_size(), r0, r1, a, y, y_stride);
+    if (const cpu::MatmulFn r16 = w.packed ? kt.decode_r16(w.dtype, variant) : nullptr) r16(w.cols(), w.packed, w.packed_group_bytes, r0, r1, a, y, y_stride);
+    else kt.decode_rows(w.dtype, variant)(w.cols(), w.data, w.row_size(), r0, r1, a, y, y_stride);
 }
 
 // Router: probabilities, the k best experts (ties to the lower index) and their weights.
@@ -152,6 +153,7 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
     MoeScratch& m = *s.moe;
     const cpu::KernelTable& kt = *s.kt;
     const int E = c.n_embd, F = c.n_ff_exp, X = c.n_expert, K = m.k;
+    const int variant = n == 1 ? s.decode_variant : 0;
 
     // ---- router ----
     if (L.ffn_gate_inp.dtype == DType::F32) {
@@ -202,8 +204,8 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
                 const cpu::ActRows a{xg + size_t(off) * row_in, row_in, cnt, id_in + uint64_t(e)};
                 float* g = m.gate() + size_t(off) * F;  // (cnt, F) rows of this expert
                 float* up = m.up() + size_t(off) * F;
-                expert_matmul(kt, L.ffn_gate_exps, e, lo, hi, a, g, size_t(F));
-                expert_matmul(kt, L.ffn_up_exps, e, lo, hi, a, up, size_t(F));
+                expert_matmul(kt, L.ffn_gate_exps, e, lo, hi, a, g, size_t(F), variant);
+                expert_matmul(kt, L.ffn_up_exps, e, lo, hi, a, up, size_t(F), variant);
                 for (int r = 0; r < cnt; ++r) {
                     float* gr = g + size_t(r) * F + lo;
                     kt.silu_mul(gr, up + size_t(r) * F + lo, unit);
@@ -224,7 +226,7 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
             for (int e : m.active) {
                 const int off = m.offset[size_t(e)];
                 const cpu::ActRows a{m.hq() + size_t(off) * row_h, row_h, m.count[size_t(e)]};
-                expert_matmul(kt, L.ffn_down_exps, e, r0, r1, a, m.out() + size_t(off) * E, size_t(E));  // (cnt, E)
+                expert_matmul(kt, L.ffn_down_exps, e, r0, r1, a, m.out() + size_t(off) * E, size_t(E), variant);  // (cnt, E)
             }
             for (int i = 0; i < n; ++i) {
                 float* yi = y + size_t(i) * E + r0;

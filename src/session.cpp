@@ -43,7 +43,8 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     }
     m.n_batch = std::min(o.n_batch, n_ctx);
     m.read_ahead = o.read_ahead;
-    m.tune_decode = o.decode_tuning && std::any_of(std::begin(m.kt->matmul_r16_far), std::end(m.kt->matmul_r16_far), [](cpu::MatmulFn f) { return f != nullptr; });
+    m.tune_decode = o.decode_tuning && m.kt->decode_variants() > 1;
+    m.tuner = DecodeTuner(m.kt->decode_variants());
     m.skip.assign(size_t(c.n_layer), false);
     for (int il : o.skip_layers) {
         if (il < 0 || il >= c.n_layer) return Status::error("skipped layer %d is outside [0, %d)", il, c.n_layer);
@@ -173,7 +174,7 @@ Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
     const int n = int(tokens.size());
     n_logits_ = 0;
     const bool tuned = impl_->tune_decode && n == 1;
-    if (tuned) impl_->far_prefetch = impl_->tuner.next() == 1;
+    impl_->decode_variant = tuned ? impl_->tuner.next() : 0;
     const auto t0 = std::chrono::steady_clock::now();
     for (int done = 0; done < n;) {
         const int chunk = std::min(impl_->n_batch, n - done);

@@ -93,8 +93,8 @@ struct Session::Impl {
     int n_batch = 0;
     std::vector<bool> skip;  // (n_layer) layers left out of the forward pass
     bool read_ahead = true;  // SessionOptions::read_ahead
-    bool tune_decode = false;   // SessionOptions::decode_tuning, and the kernels have two distances
-    bool far_prefetch = false;  // this forward's one-token matmuls use KernelTable::matmul_r16_far
+    bool tune_decode = false;  // SessionOptions::decode_tuning, and the kernels come in several distances
+    int decode_variant = 0;    // this forward's one-token matmuls: KernelTable::decode_rows / decode_r16 variant
     DecodeTuner tuner;
 
     // Scratch for one chunk of n <= n_batch tokens.

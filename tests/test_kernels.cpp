@@ -238,11 +238,13 @@ TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kern
                 // rows 16..47 only: r0 > 0 must address the right groups
                 kt.matmul_r16[int(t)](k, packed.data(), gb, 16, rows, a, got.data(), size_t(rows));
                 kt.matmul_r16[int(t)](k, packed.data(), gb, 0, 16, a, got.data(), size_t(rows));
-                if (const MatmulFn far = kt.matmul_r16_far[int(t)]) {  // prefetching farther ahead: the same bits
-                    std::vector<float> got_far(got.size(), NAN);
-                    far(k, packed.data(), gb, 0, rows, a, got_far.data(), size_t(rows));
-                    CHECK(std::memcmp(got_far.data(), got.data(), sizeof(float) * got.size()) == 0);
-                }
+                for (int v = 1; v < kDecodeVariants; ++v)  // prefetching farther ahead: the same bits
+                    if (const MatmulFn far = kt.matmul_r16_far[v - 1][int(t)]) {
+                        CAPTURE(v);
+                        std::vector<float> got_far(got.size(), NAN);
+                        far(k, packed.data(), gb, 0, rows, a, got_far.data(), size_t(rows));
+                        CHECK(std::memcmp(got_far.data(), got.data(), sizeof(float) * got.size()) == 0);
+                    }
                 for (size_t i = 0; i < got.size(); ++i) {
                     // Same integer math, different float order: 1e-5 relative to the row's magnitude.
                     CAPTURE(i);
@@ -285,9 +287,14 @@ TEST_CASE("kernels: up to 8 tokens, a token's matmul result has the same bits wh
                 std::vector<float> batch(size_t(ny * rows), NAN), one(size_t(rows), NAN);
                 kt.matmul[int(t)](k, w.data(), rb, 0, rows, ActRows{act.data(), ab, ny}, batch.data(), size_t(rows));
                 for (int c = 0; c < ny; ++c) {
-                    kt.matmul[int(t)](k, w.data(), rb, 0, rows, ActRows{act.data() + size_t(c) * ab, ab, 1}, one.data(), size_t(rows));
                     CAPTURE(c);
-                    CHECK(std::memcmp(one.data(), batch.data() + size_t(c) * rows, sizeof(float) * size_t(rows)) == 0);
+                    // every decode variant (the weights prefetched farther ahead) too
+                    for (int v = 0; v < kDecodeVariants; ++v) {
+                        CAPTURE(v);
+                        std::fill(one.begin(), one.end(), NAN);
+                        kt.decode_rows(t, v)(k, w.data(), rb, 0, rows, ActRows{act.data() + size_t(c) * ab, ab, 1}, one.data(), size_t(rows));
+                        CHECK(std::memcmp(one.data(), batch.data() + size_t(c) * rows, sizeof(float) * size_t(rows)) == 0);
+                    }
                 }
             }
         }

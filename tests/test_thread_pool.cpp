@@ -255,3 +255,29 @@ TEST_CASE("decode tuner: trials both variants in pairs, keeps the faster, and st
         CHECK(u.current() == 0);
     }
 }
+
+TEST_CASE("decode tuner: with three variants each trial challenges the next one in turn, and the fastest wins") {
+    using kiln::DecodeTuner;
+    // Variant 2 fastest, 1 slowest: trials go 0 vs 1 (0 stays), 0 vs 2 (2 takes over), then
+    // 2 vs 1, 2 vs 0, ... with 2 kept.
+    const double cost[3] = {1.0, 1.5, 0.5};
+    DecodeTuner t(3);
+    std::vector<int> candidates, currents;
+    for (int period = 0; period < 5; ++period) {
+        candidates.push_back(t.candidate());
+        for (int i = 0; i < DecodeTuner::kPeriod; ++i) {
+            const int v = t.next();
+            if (i >= DecodeTuner::kTrialTokens) CHECK(v == t.current());
+            t.record(cost[v]);
+        }
+        currents.push_back(t.current());
+    }
+    CHECK(candidates == std::vector<int>{1, 2, 1, 0, 1});
+    CHECK(currents == std::vector<int>{0, 2, 2, 2, 2});
+    // One variant: never trials anything.
+    DecodeTuner one(1);
+    for (int i = 0; i < 2 * DecodeTuner::kPeriod; ++i) {
+        CHECK(one.next() == 0);
+        one.record(1.0);
+    }
+}

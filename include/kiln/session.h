@@ -39,9 +39,10 @@ struct SessionOptions {
     // of its share of the next one while this thread does the work in between (norms, RoPE,
     // the KV store), so memory keeps streaming. Off only to measure it (kiln-bench --ab).
     bool read_ahead = true;
-    // One-token forwards with repacked weights: now and then time the decode kernels' two
-    // weight-prefetch distances and keep the faster (which one depends on the bandwidth the
-    // machine gives at the moment). The results are the same bits either way.
+    // One-token forwards (dense and MoE, repacked weights or not): now and then time the
+    // decode kernels' weight-prefetch distances (4, 6, 8 KB ahead, where the CPU's kernels
+    // prefetch) and keep the fastest (which one depends on the bandwidth the machine gives
+    // at the moment). The results are the same bits either way.
     bool decode_tuning = true;
     const char* isa = nullptr;  // CPU kernels: "avx512", "avx2", "generic"; nullptr: best (or KILN_ISA)
     // Layers this session skips (self-speculative drafting: a draft Session on the same

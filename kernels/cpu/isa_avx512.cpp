@@ -49,10 +49,10 @@ void vnni::rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r
 // Up to 8 tokens (decode, speculative verification) the row kernels decode each weight
 // block once for all tokens and stream W at memory speed; beyond that the repacking GEMM
 // keeps a 16-row panel in L2 for the whole batch.
-template <DType T, int PF>
+template <DType T, int PF, int PF_BATCH = PF>
 void matmul_auto(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
     if (a.ny > 8) gemm::matmul<T>(k, w, w_stride, r0, r1, a, y, y_stride);
-    else vnni::matmul<T, PF>(k, w, w_stride, r0, r1, a, y, y_stride);
+    else vnni::matmul<T, PF, PF_BATCH>(k, w, w_stride, r0, r1, a, y, y_stride);
 }
 
 // The kernels with a decode's weights prefetched 4 KB ahead (prefetch_ahead), or without
@@ -62,12 +62,29 @@ template <DType T>
 MatmulFn row_kernel(bool weight_prefetch) { return weight_prefetch ? matmul_auto<T, kAhead> : matmul_auto<T, 0>; }
 template <DType T>
 MatmulFn r16_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul<T, kAhead> : r16::matmul<T, 0>; }
-// Decode 6 KB ahead (batches as above): on the 7B, alternated with 4 KB every 4 tokens in
-// one process, +4.5% (median) while decode read over ~50 GB/s, -1.4% below that; so a
-// session times both (DecodeTuner) rather than the table picking one.
-constexpr int kFarAhead = 6144;
+// One token's weights prefetched farther ahead, batches as above (KernelTable::
+// matmul_far / matmul_r16_far). Why several: on the 7B, alternated with 4 KB every 4
+// tokens in one process, 6 KB ran +4.5% (median) while decode read over ~50 GB/s and
+// -1.4% below that, 8 KB about as well as 6 in the fast stretches; so a session times
+// them (DecodeTuner) rather than the table picking one.
+constexpr int kDecodeAhead[kDecodeVariants] = {kAhead, 6144, 8192};
+template <DType T, int V>
+MatmulFn row_far_kernel(bool weight_prefetch) { return weight_prefetch ? matmul_auto<T, kDecodeAhead[V], kAhead> : nullptr; }
+template <DType T, int V>
+MatmulFn r16_far_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul<T, kDecodeAhead[V], r16::kBatchAhead<kAhead>> : nullptr; }
 template <DType T>
-MatmulFn r16_far_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul<T, kFarAhead, r16::kBatchAhead<kAhead>> : nullptr; }
+void set_rows(KernelTable& t, bool weight_prefetch) {
+    t.matmul[int(T)] = row_kernel<T>(weight_prefetch);
+    t.matmul_far[0][int(T)] = row_far_kernel<T, 1>(weight_prefetch);
+    t.matmul_far[1][int(T)] = row_far_kernel<T, 2>(weight_prefetch);
+}
+template <DType T>
+void set_r16(KernelTable& t, bool weight_prefetch) {
+    t.matmul_r16[int(T)] = r16_kernel<T>(weight_prefetch);
+    t.matmul_r16_far[0][int(T)] = r16_far_kernel<T, 1>(weight_prefetch);
+    t.matmul_r16_far[1][int(T)] = r16_far_kernel<T, 2>(weight_prefetch);
+}
+static_assert(kDecodeVariants == 3, "set_rows / set_r16 fill variants 1 and 2");
 }  // namespace KILN_ISA_NS
 
 void fill_avx512(KernelTable& t, bool weight_prefetch) {
@@ -76,30 +93,24 @@ void fill_avx512(KernelTable& t, bool weight_prefetch) {
     KILN_ISA_NS::fill_common(t);
     t.quantize_q8x32 = KILN_ISA_NS::quantize_q8x32_avx512;
     t.quantize_q8K = KILN_ISA_NS::quantize_q8K_avx512;
-    t.matmul[int(DType::Q4_0)] = KILN_ISA_NS::row_kernel<DType::Q4_0>(weight_prefetch);
-    t.matmul[int(DType::Q4_1)] = KILN_ISA_NS::row_kernel<DType::Q4_1>(weight_prefetch);
-    t.matmul[int(DType::Q5_0)] = KILN_ISA_NS::row_kernel<DType::Q5_0>(weight_prefetch);
-    t.matmul[int(DType::Q5_1)] = KILN_ISA_NS::row_kernel<DType::Q5_1>(weight_prefetch);
-    t.matmul[int(DType::Q8_0)] = KILN_ISA_NS::row_kernel<DType::Q8_0>(weight_prefetch);
-    t.matmul[int(DType::Q2_K)] = KILN_ISA_NS::row_kernel<DType::Q2_K>(weight_prefetch);
-    t.matmul[int(DType::Q3_K)] = KILN_ISA_NS::row_kernel<DType::Q3_K>(weight_prefetch);
-    t.matmul[int(DType::Q4_K)] = KILN_ISA_NS::row_kernel<DType::Q4_K>(weight_prefetch);
-    t.matmul[int(DType::Q5_K)] = KILN_ISA_NS::row_kernel<DType::Q5_K>(weight_prefetch);
-    t.matmul[int(DType::Q6_K)] = KILN_ISA_NS::row_kernel<DType::Q6_K>(weight_prefetch);
-    t.matmul_r16[int(DType::Q4_K)] = KILN_ISA_NS::r16_kernel<DType::Q4_K>(weight_prefetch);
-    t.matmul_r16_far[int(DType::Q4_K)] = KILN_ISA_NS::r16_far_kernel<DType::Q4_K>(weight_prefetch);
-    t.matmul_r16[int(DType::Q6_K)] = KILN_ISA_NS::r16_kernel<DType::Q6_K>(weight_prefetch);
-    t.matmul_r16_far[int(DType::Q6_K)] = KILN_ISA_NS::r16_far_kernel<DType::Q6_K>(weight_prefetch);
-    t.matmul_r16[int(DType::Q8_0)] = KILN_ISA_NS::r16_kernel<DType::Q8_0>(weight_prefetch);
-    t.matmul_r16_far[int(DType::Q8_0)] = KILN_ISA_NS::r16_far_kernel<DType::Q8_0>(weight_prefetch);
-    t.matmul_r16[int(DType::Q4_0)] = KILN_ISA_NS::r16_kernel<DType::Q4_0>(weight_prefetch);
-    t.matmul_r16_far[int(DType::Q4_0)] = KILN_ISA_NS::r16_far_kernel<DType::Q4_0>(weight_prefetch);
-    t.matmul_r16[int(DType::Q4_1)] = KILN_ISA_NS::r16_kernel<DType::Q4_1>(weight_prefetch);
-    t.matmul_r16_far[int(DType::Q4_1)] = KILN_ISA_NS::r16_far_kernel<DType::Q4_1>(weight_prefetch);
-    t.matmul_r16[int(DType::Q5_0)] = KILN_ISA_NS::r16_kernel<DType::Q5_0>(weight_prefetch);
-    t.matmul_r16_far[int(DType::Q5_0)] = KILN_ISA_NS::r16_far_kernel<DType::Q5_0>(weight_prefetch);
-    t.matmul_r16[int(DType::Q5_1)] = KILN_ISA_NS::r16_kernel<DType::Q5_1>(weight_prefetch);
-    t.matmul_r16_far[int(DType::Q5_1)] = KILN_ISA_NS::r16_far_kernel<DType::Q5_1>(weight_prefetch);
+    using D = DType;
+    KILN_ISA_NS::set_rows<D::Q4_0>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::Q4_1>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::Q5_0>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::Q5_1>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::Q8_0>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::Q2_K>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::Q3_K>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::Q4_K>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::Q5_K>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::Q6_K>(t, weight_prefetch);
+    KILN_ISA_NS::set_r16<D::Q4_K>(t, weight_prefetch);
+    KILN_ISA_NS::set_r16<D::Q6_K>(t, weight_prefetch);
+    KILN_ISA_NS::set_r16<D::Q8_0>(t, weight_prefetch);
+    KILN_ISA_NS::set_r16<D::Q4_0>(t, weight_prefetch);
+    KILN_ISA_NS::set_r16<D::Q4_1>(t, weight_prefetch);
+    KILN_ISA_NS::set_r16<D::Q5_0>(t, weight_prefetch);
+    KILN_ISA_NS::set_r16<D::Q5_1>(t, weight_prefetch);
 }
 
 }  // namespace kiln::cpu

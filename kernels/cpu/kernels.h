@@ -78,6 +78,9 @@ inline size_t attn_scratch_floats(int nq, int D, int Dv) {
 }
 
 constexpr int kMaxDType = 32;  // DType ids are < 32
+// One-token weight-prefetch distances the AVX-512 decode kernels come in: 4 KB (the
+// default), 6 KB and 8 KB ahead (isa_avx512.cpp kDecodeAhead).
+constexpr int kDecodeVariants = 3;
 
 struct KernelTable {
     Isa isa = Isa::Generic;
@@ -85,10 +88,20 @@ struct KernelTable {
     // Over the row-interleaved layouts of r16.h (w = repacked data, w_stride = bytes per
     // 16-row group, row ranges multiples of 16); nullptr: use the original layout.
     MatmulFn matmul_r16[kMaxDType] = {};
-    // The same with one token's weights prefetched farther ahead (6 KB, not 4), set where
-    // weight_prefetch is: faster only while memory delivers more than a core's usual
-    // stream, so a session times both (decode_tuner.h). Same results, bit for bit.
-    MatmulFn matmul_r16_far[kMaxDType] = {};
+    // Decode variants: the kernels above with one token's weights prefetched farther ahead
+    // (variant v: far[v - 1], see kDecodeVariants), set where weight_prefetch is. Which
+    // distance streams fastest depends on the bandwidth memory gives at the moment, so a
+    // session times them (decode_tuner.h). Same results, bit for bit.
+    MatmulFn matmul_far[kDecodeVariants - 1][kMaxDType] = {};
+    MatmulFn matmul_r16_far[kDecodeVariants - 1][kMaxDType] = {};
+    // The kernel for one token in decode variant v (0: matmul / matmul_r16), falling back to
+    // variant 0 where the table has none.
+    MatmulFn decode_rows(DType t, int v) const { return v > 0 && matmul_far[v - 1][int(t)] ? matmul_far[v - 1][int(t)] : matmul[int(t)]; }
+    MatmulFn decode_r16(DType t, int v) const {
+        return v > 0 && matmul_r16_far[v - 1][int(t)] ? matmul_r16_far[v - 1][int(t)] : matmul_r16[int(t)];
+    }
+    // How many decode variants this table has: kDecodeVariants where it prefetches, else 1.
+    int decode_variants() const { return weight_prefetch ? kDecodeVariants : 1; }
     bool weight_prefetch = false;  // the decode kernels prefetch their weight stream ahead (fill_avx512)
     // x (k floats) -> one activation row in the given format.
     void (*quantize_q8x32)(const float* x, block_q8_x32* y, int64_t k) = nullptr;

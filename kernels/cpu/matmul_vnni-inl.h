@@ -294,8 +294,9 @@ void matmul_rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
 template <DType T, int NY, int PF>
 void rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y);
 
-// PF: the weight prefetch distance (prefetch_ahead), 0 for the hardware prefetchers alone.
-template <DType T, int PF>
+// PF: the weight prefetch distance (prefetch_ahead), 0 for the hardware prefetchers alone;
+// PF_BATCH the one for 2-8 tokens.
+template <DType T, int PF, int PF_BATCH = PF>
 void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
     constexpr int kMaxCols = 8;  // activation rows per pass: a weight sub-block is decoded once per 8
     const void* act[kMaxCols];
@@ -306,7 +307,7 @@ void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, c
             act[c] = static_cast<const uint8_t*>(a.data) + size_t(c0 + c) * a.stride;
             out[c] = y + size_t(c0 + c) * y_stride;
         }
-        with_token_count(nc, [&](auto ny) { rows<T, ny, PF>(k, w, w_stride, r0, r1, act, out); });
+        with_token_count(nc, [&](auto ny) { rows<T, ny, ny == 1 ? PF : PF_BATCH>(k, w, w_stride, r0, r1, act, out); });
     }
 }
 
