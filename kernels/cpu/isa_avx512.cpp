@@ -63,10 +63,10 @@ MatmulFn row_kernel(bool weight_prefetch) { return weight_prefetch ? matmul_auto
 template <DType T>
 MatmulFn r16_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul<T, kAhead> : r16::matmul<T, 0>; }
 // One token's weights prefetched farther ahead, batches as above (KernelTable::
-// matmul_far / matmul_r16_far). Why several: on the 7B, alternated with 4 KB every 4
-// tokens in one process, 6 KB ran +4.5% (median) while decode read over ~50 GB/s and
-// -1.4% below that, 8 KB about as well as 6 in the fast stretches; so a session times
-// them (DecodeTuner) rather than the table picking one.
+// matmul_far / matmul_r16_far). Why several: the farther distances win while memory is
+// fast and lose a little while it is slow (on a shared VM that changes minute to minute),
+// so a session times them (DecodeTuner) rather than the table picking one
+// (kiln-bench --ab decode-tuning, 7B in a fast stretch: +4.0%).
 constexpr int kDecodeAhead[kDecodeVariants] = {kAhead, 6144, 8192};
 template <DType T, int V>
 MatmulFn row_far_kernel(bool weight_prefetch) { return weight_prefetch ? matmul_auto<T, kDecodeAhead[V], kAhead> : nullptr; }
