@@ -84,7 +84,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     uint64_t ids[3] = {};  // ActRows::id of each quantized copy (x itself: 0): the GEMM packs its tokens once per thread, not per matrix and chunk
     uint8_t* scratch = s.act();
     auto y_it = ys.begin();
-    const int variant = n == 1 ? s.decode_variant : 0;
+    const int variant = s.decode_variant;  // 0 unless this is a one-token forward
     for (const TensorView* w : ws) {
         KILN_ASSERT(w->cols() == k, "linear_group: '%s' has %lld columns, expected %lld", w->name, (long long)w->cols(), (long long)k);
         const cpu::MatmulFn fn = s.kt->decode_rows(w->dtype, variant);

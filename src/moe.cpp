@@ -153,7 +153,7 @@ void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const Lay
     MoeScratch& m = *s.moe;
     const cpu::KernelTable& kt = *s.kt;
     const int E = c.n_embd, F = c.n_ff_exp, X = c.n_expert, K = m.k;
-    const int variant = n == 1 ? s.decode_variant : 0;
+    const int variant = s.decode_variant;  // 0 unless this is a one-token forward
 
     // ---- router ----
     if (L.ffn_gate_inp.dtype == DType::F32) {

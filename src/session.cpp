@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <iterator>
 
 #include "cpu/r16.h"
 #include "kiln/speculative.h"

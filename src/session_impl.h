@@ -94,7 +94,7 @@ struct Session::Impl {
     std::vector<bool> skip;  // (n_layer) layers left out of the forward pass
     bool read_ahead = true;  // SessionOptions::read_ahead
     bool tune_decode = false;  // SessionOptions::decode_tuning, and the kernels come in several distances
-    int decode_variant = 0;    // this forward's one-token matmuls: KernelTable::decode_rows / decode_r16 variant
+    int decode_variant = 0;    // KernelTable::decode_rows / decode_r16 variant of this forward; Session::forward sets it, 0 unless one token
     DecodeTuner tuner;
 
     // Scratch for one chunk of n <= n_batch tokens.
