@@ -33,7 +33,10 @@ ik_flags=${IK_FLAGS:--rtr 1}
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >&2
 cmake --build build -j"$(nproc)" --target kiln-bench kiln-synth >&2
 
-# llama.cpp from the pinned PyPI sdist
+# llama.cpp from the pinned PyPI sdist, built for this CPU (GGML_NATIVE). Where its AMX
+# kernels fault (a guest whose CPUID lists AMX but whose first tilezero is an illegal
+# instruction: seen on a 2-vCPU Xeon VM, 1 thread or 2), it is built a second time without
+# AMX, in build-noamx, and that build is used.
 lcp_version=0.3.36
 lcp_dir=$cache/llama.cpp/llama_cpp_python-$lcp_version/vendor/llama.cpp
 lcp_bench=$lcp_dir/build/bin/llama-bench
@@ -44,10 +47,22 @@ if [ ! -x "$lcp_bench" ]; then
   cmake -S "$lcp_dir" -B "$lcp_dir/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF >&2
   cmake --build "$lcp_dir/build" -j"$(nproc)" --target llama-bench >&2
 fi
+smol=$(python3 tools/fetch_models.py smollm2)
+if ! "$lcp_bench" -m "$smol" -t 1 -p 16 -n 0 -r 1 >/dev/null 2>&1; then
+  echo "compare.sh: llama.cpp's native build fails here (AMX?); using a build without AMX" >&2
+  lcp_bench=$lcp_dir/build-noamx/bin/llama-bench
+  if [ ! -x "$lcp_bench" ]; then
+    no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"  # explicit -mno- flags win over -march=native
+    cmake -S "$lcp_dir" -B "$lcp_dir/build-noamx" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" >&2
+    cmake --build "$lcp_dir/build-noamx" -j"$(nproc)" --target llama-bench >&2
+  fi
+  "$lcp_bench" -m "$smol" -t 1 -p 16 -n 0 -r 1 >/dev/null || { echo "compare.sh: llama.cpp's llama-bench fails on $smol" >&2; exit 1; }
+fi
 
 models=("$@")
 if [ ${#models[@]} -eq 0 ]; then
-  python3 tools/fetch_models.py smollm2 vocab >/dev/null
+  python3 tools/fetch_models.py vocab >/dev/null
   mkdir -p "$cache/models/bench"
   for q in q4_k_m q8_0; do
     f=$cache/models/bench/llama-1.1b-$q.gguf
@@ -58,7 +73,7 @@ if [ ${#models[@]} -eq 0 ]; then
   f7=$cache/models/bench/qwen2-7b-q4_k_m.gguf
   [ -f "$f7" ] || build/kiln-synth --arch qwen2 --vocab-from "$cache/vocab/ggml-vocab-qwen2.gguf" --n-embd 3584 --n-layer 28 \
       --n-head 28 --n-head-kv 4 --n-ff 18944 --n-ctx 32768 --rope-theta 1000000 --type q4_k_m --seed 1 --row-pool 512 -o "$f7" >&2
-  models=("$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$cache/models/bench/llama-1.1b-q4_k_m.gguf" "$cache/models/bench/llama-1.1b-q8_0.gguf" "$f7")
+  models=("$smol" "$cache/models/bench/llama-1.1b-q4_k_m.gguf" "$cache/models/bench/llama-1.1b-q8_0.gguf" "$f7")
 fi
 
 # llama-bench's JSON (one file per round): a list of {test params, samples_ts}; the median
