@@ -39,25 +39,26 @@ cmake --build build -j"$(nproc)" --target kiln-bench kiln-synth >&2
 # AMX, in build-noamx, and that build is used.
 lcp_version=0.3.36
 lcp_dir=$cache/llama.cpp/llama_cpp_python-$lcp_version/vendor/llama.cpp
+build_lcp() {  # $1 = build folder under $lcp_dir, $2... = extra cmake arguments
+  cmake -S "$lcp_dir" -B "$lcp_dir/$1" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF "${@:2}" >&2
+  cmake --build "$lcp_dir/$1" -j"$(nproc)" --target llama-bench >&2
+}
+lcp_runs() { "$lcp_bench" -m "$smol" -t 1 -p 16 -n 0 -r 1 >/dev/null; }  # 16 tokens of SmolLM2
 lcp_bench=$lcp_dir/build/bin/llama-bench
 if [ ! -x "$lcp_bench" ]; then
   mkdir -p "$cache/llama.cpp"
   python3 -m pip download --no-deps --no-binary :all: -d "$cache/llama.cpp" "llama-cpp-python==$lcp_version" >&2
   tar xzf "$cache/llama.cpp/llama_cpp_python-$lcp_version.tar.gz" -C "$cache/llama.cpp"
-  cmake -S "$lcp_dir" -B "$lcp_dir/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF >&2
-  cmake --build "$lcp_dir/build" -j"$(nproc)" --target llama-bench >&2
+  build_lcp build
 fi
 smol=$(python3 tools/fetch_models.py smollm2)
-if ! "$lcp_bench" -m "$smol" -t 1 -p 16 -n 0 -r 1 >/dev/null 2>&1; then
+if ! lcp_runs 2>/dev/null; then
   echo "compare.sh: llama.cpp's native build fails here (AMX?); using a build without AMX" >&2
   lcp_bench=$lcp_dir/build-noamx/bin/llama-bench
-  if [ ! -x "$lcp_bench" ]; then
-    no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"  # explicit -mno- flags win over -march=native
-    cmake -S "$lcp_dir" -B "$lcp_dir/build-noamx" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-        -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" >&2
-    cmake --build "$lcp_dir/build-noamx" -j"$(nproc)" --target llama-bench >&2
-  fi
-  "$lcp_bench" -m "$smol" -t 1 -p 16 -n 0 -r 1 >/dev/null || { echo "compare.sh: llama.cpp's llama-bench fails on $smol" >&2; exit 1; }
+  # explicit -mno- flags win over -march=native
+  no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  [ -x "$lcp_bench" ] || build_lcp build-noamx -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx"
+  lcp_runs || { echo "compare.sh: llama.cpp's llama-bench (without AMX too) fails on $smol" >&2; exit 1; }
 fi
 
 models=("$@")

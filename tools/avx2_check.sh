@@ -8,7 +8,8 @@
 # native run forced to avx2, on SmolLM2 (dense) and on the synthetic Qwen3-MoE (experts,
 # QK norm). The flash-attention and grouped-MoE suites are not run emulated: their avx2
 # kernels run natively in the suite (every ISA), their common code runs in the two
-# generations here, and emulated they took ~30 minutes on a 2-core Xeon host.
+# generations here, and emulated they were still running after 27 minutes on a 2-core Xeon
+# host (natively: 25 s).
 #   tools/avx2_check.sh [build-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."

