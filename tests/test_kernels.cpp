@@ -266,6 +266,36 @@ TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kern
     }
 }
 
+TEST_CASE("kernels: l2_first makes the L2-prefetching decode variant the first and changes nothing else") {
+    // Intel CPUs start decode with the variant that also prefetches into L2 (dispatch.cpp);
+    // the same kernels, so every test above covers them in either order.
+    KernelTable l1, l2, none, none_l2;
+    fill_avx512(l1, true, false);
+    fill_avx512(l2, true, true);
+    fill_avx512(none, false, false);
+    fill_avx512(none_l2, false, true);
+    const auto same = [](MatmulFn x, MatmulFn y) { return x == y; };  // doctest cannot print function pointers
+    int swapped = 0;
+    for (int i = 0; i < kiln::cpu::kMaxDType; ++i) {
+        CAPTURE(i);
+        CHECK(same(l2.matmul[i], (l1.matmul_far[0][i] ? l1.matmul_far[0][i] : l1.matmul[i])));
+        CHECK(same(l2.matmul_r16[i], (l1.matmul_r16_far[0][i] ? l1.matmul_r16_far[0][i] : l1.matmul_r16[i])));
+        if (l1.matmul_far[0][i]) {
+            CHECK(same(l2.matmul_far[0][i], l1.matmul[i]));
+            CHECK(!same(l1.matmul[i], l1.matmul_far[0][i]));
+            ++swapped;
+        }
+        if (l1.matmul_r16_far[0][i]) CHECK(same(l2.matmul_r16_far[0][i], l1.matmul_r16[i]));
+        for (int v = 1; v + 1 < kDecodeVariants; ++v) {
+            CHECK(same(l2.matmul_far[v][i], l1.matmul_far[v][i]));
+            CHECK(same(l2.matmul_r16_far[v][i], l1.matmul_r16_far[v][i]));
+        }
+        CHECK(same(none_l2.matmul[i], none.matmul[i]));  // nothing to reorder without prefetch
+        CHECK(same(none_l2.matmul_r16[i], none.matmul_r16[i]));
+    }
+    CHECK(swapped >= 10);  // every format with a decode kernel: q4_0 .. q6_K
+}
+
 TEST_CASE("kernels: up to 8 tokens, a token's matmul result has the same bits whatever batch it is in") {
     // Speculative verification runs k+1 <= 8 tokens through one forward and must see what
     // decoding them one at a time would give, so the row kernels may not let a token's

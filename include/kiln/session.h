@@ -40,9 +40,10 @@ struct SessionOptions {
     // the KV store), so memory keeps streaming. Off only to measure it (kiln-bench --ab).
     bool read_ahead = true;
     // One-token forwards (dense and MoE, repacked weights or not): now and then time the
-    // decode kernels' weight-prefetch distances (4, 6, 8 KB ahead, where the CPU's kernels
-    // prefetch) and keep the fastest (which one depends on the bandwidth the machine gives
-    // at the moment). The results are the same bits either way.
+    // decode kernels' weight-prefetch variants (4 KB ahead into L1, that plus 32 KB into
+    // L2, 6 or 8 KB into L1, where the CPU's kernels prefetch) and keep the fastest (which
+    // one depends on the CPU and the bandwidth the machine gives at the moment). The
+    // results are the same bits either way.
     bool decode_tuning = true;
     const char* isa = nullptr;  // CPU kernels: "avx512", "avx2", "generic"; nullptr: best (or KILN_ISA)
     // Layers this session skips (self-speculative drafting: a draft Session on the same

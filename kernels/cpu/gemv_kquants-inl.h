@@ -44,7 +44,7 @@ inline __m128i q4k_scales_mins(const uint8_t* packed) {
 // before memory bandwidth.
 inline float hsum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-template <int NY, int PF>
+template <int NY, Ahead PF>
 void rows_q4_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -58,7 +58,7 @@ void rows_q4_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
         for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps(), acc_min[c] = _mm256_setzero_ps();
         for (int64_t ib = 0; ib < nb; ++ib) {
             const block_q4_K& b = blocks[ib];
-            if constexpr (PF > 0) prefetch_ahead<PF>(&b, sizeof b);
+            if constexpr (PF.any()) prefetch_ahead<PF>(&b, sizeof b);
             else _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
             const __m128i sm = q4k_scales_mins(b.scales);
             const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(sm));  // 8 scales as int16
@@ -88,7 +88,7 @@ void rows_q4_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
     }
 }
 
-template <int NY, int PF>
+template <int NY, Ahead PF>
 void rows_q6_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
@@ -107,7 +107,7 @@ void rows_q6_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
         for (int c = 0; c < NY; ++c) acc[c] = 0.0f;
         for (int64_t ib = 0; ib < nb; ++ib) {
             const block_q6_K& b = blocks[ib];
-            if constexpr (PF > 0) prefetch_ahead<PF>(&b, sizeof b);
+            if constexpr (PF.any()) prefetch_ahead<PF>(&b, sizeof b);
             else _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
             const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
             const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);  // for the -32 offset term

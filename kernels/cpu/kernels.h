@@ -78,9 +78,10 @@ inline size_t attn_scratch_floats(int nq, int D, int Dv) {
 }
 
 constexpr int kMaxDType = 32;  // DType ids are < 32
-// One-token weight-prefetch distances the AVX-512 decode kernels come in: 4 KB (the
-// default), 6 KB and 8 KB ahead (isa_avx512.cpp kDecodeAhead).
-constexpr int kDecodeVariants = 3;
+// One-token weight-prefetch distances the AVX-512 decode kernels come in: 4 KB into L1
+// (the default), that plus 32 KB into L2, 6 KB and 8 KB into L1 (isa_avx512.cpp
+// kDecodeAhead).
+constexpr int kDecodeVariants = 4;
 
 struct KernelTable {
     Isa isa = Isa::Generic;
@@ -88,10 +89,10 @@ struct KernelTable {
     // Over the row-interleaved layouts of r16.h (w = repacked data, w_stride = bytes per
     // 16-row group, row ranges multiples of 16); nullptr: use the original layout.
     MatmulFn matmul_r16[kMaxDType] = {};
-    // Decode variants: the kernels above with one token's weights prefetched farther ahead
+    // Decode variants: the kernels above with one token's weights prefetched otherwise
     // (variant v: far[v - 1], see kDecodeVariants), set where weight_prefetch is. Which
-    // distance streams fastest depends on the bandwidth memory gives at the moment, so a
-    // session times them (decode_tuner.h). Same results, bit for bit.
+    // streams fastest depends on the CPU and on the bandwidth memory gives at the moment,
+    // so a session times them (decode_tuner.h). Same results, bit for bit.
     MatmulFn matmul_far[kDecodeVariants - 1][kMaxDType] = {};
     MatmulFn matmul_r16_far[kDecodeVariants - 1][kMaxDType] = {};
     // The kernel for one token in decode variant v (0: matmul / matmul_r16), falling back to
@@ -145,8 +146,9 @@ std::vector<Isa> available_isas();
 // Filled by each per-ISA translation unit.
 void fill_generic(KernelTable& t);
 void fill_avx2(KernelTable& t);
-// weight_prefetch: the decode kernels prefetch their weight stream ahead in software
-// (dispatch.cpp decides by CPU).
-void fill_avx512(KernelTable& t, bool weight_prefetch);
+// weight_prefetch: the decode kernels prefetch their weight stream ahead in software;
+// l2_first: decode variant 0 is the one that also prefetches into L2 (kDecodeAhead[1]),
+// the 4 KB L1 one variant 1 (dispatch.cpp decides both by CPU).
+void fill_avx512(KernelTable& t, bool weight_prefetch, bool l2_first = false);
 
 }  // namespace kiln::cpu

@@ -59,7 +59,7 @@ inline void prefetch_part(const Block* next, int s) {
     for (size_t off = 0; off < kPart; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
 }
 
-template <int NY, int PF>
+template <int NY, Ahead PF>
 void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -73,7 +73,7 @@ void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
-                if constexpr (NY > 1 && PF == 0) prefetch_part(&b + 1, s);
+                if constexpr (NY > 1 && !PF.any()) prefetch_part(&b + 1, s);
                 else prefetch_ahead<PF>(reinterpret_cast<const uint8_t*>(&b) + s * sizeof b / 8, sizeof b / 8);
                 __m512i wq[8];
                 load_lines_in_order<4>(b.qs[s][0], wq + 4);
@@ -135,7 +135,7 @@ inline void unpack_q6(const r16_q6_K& b, int s, __m512i* wq) {
     }
 }
 
-template <int NY, int PF>
+template <int NY, Ahead PF>
 void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
     for (int64_t g = g0; g < g1; ++g) {
@@ -148,7 +148,7 @@ void q6_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
             __m512i sumi[NY];
             for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
             for (int s = 0; s < 8; ++s) {
-                if constexpr (NY > 1 && PF == 0) prefetch_part(&b + 1, s);
+                if constexpr (NY > 1 && !PF.any()) prefetch_part(&b + 1, s);
                 else prefetch_ahead<PF>(reinterpret_cast<const uint8_t*>(&b) + s * sizeof b / 8, sizeof b / 8);
                 __m512i wq[8];
                 unpack_q6(b, s, wq);
@@ -210,7 +210,7 @@ constexpr int32_t kZero = std::is_same_v<Block, r16_q8_0> ? 128 : std::is_same_v
 template <class Block>
 constexpr bool kHasMin = requires(Block b) { b.m; };
 
-template <class Block, int NY, int PF>
+template <class Block, int NY, Ahead PF>
 void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     const int64_t nb = k / 32;
     for (int64_t g = g0; g < g1; ++g) {
@@ -220,7 +220,7 @@ void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t 
         for (int64_t ib = 0; ib < nb; ++ib) {
             const Block& b = blocks[ib];
             prefetch_act<block_q8_x32, NY>(act, ib + 2);
-            if constexpr (NY > 1 && PF == 0)  // the block after next, whole
+            if constexpr (NY > 1 && !PF.any())  // the block after next, whole
                 for (size_t off = 0; off < sizeof(Block); off += 64) _mm_prefetch(reinterpret_cast<const char*>(&b + 2) + off, _MM_HINT_T0);
             else prefetch_ahead<PF>(&b, sizeof b);
             __m512i wq[8];
@@ -246,7 +246,7 @@ using R16Block = std::conditional_t<T == DType::Q4_0, r16_q4_0,
                  std::conditional_t<T == DType::Q4_1, r16_q4_1,
                  std::conditional_t<T == DType::Q5_0, r16_q5_0, std::conditional_t<T == DType::Q5_1, r16_q5_1, r16_q8_0>>>>;
 
-template <DType T, int NY, int PF>
+template <DType T, int NY, Ahead PF>
 void group_rows(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     if constexpr (T == DType::Q4_K) q4_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
     else if constexpr (T == DType::Q6_K) q6_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
@@ -315,16 +315,16 @@ void pack_panel_r16(const uint8_t* group, int64_t k, gemm::Panel& p) {
 // earlier to cover the same memory latency; 6 KB against 4 KB, verifying 8 tokens on Zen 5
 // (alternated every 4 forwards, one process): 1.1B q4_K_M +6%, q8_0 +11% (medians of 8
 // blocks). Decode itself gained on the 7B only when bandwidth was high and lost elsewhere.
-template <int PF>
-constexpr int kBatchAhead = PF + PF / 2;
+template <Ahead PF>
+constexpr Ahead kBatchAhead{PF.l1 + PF.l1 / 2, PF.l2 + PF.l2 / 2};
 
 // MatmulFn over a repacked tensor: w is the r16 data, w_stride the bytes of one 16-row
 // group, r0 and r1 multiples of 16. Up to 8 tokens go through each group with the row
 // kernels above (the group's weights come from memory once, from L1 for the other
 // passes); larger batches go to the GEMM, with panels unpacked from the groups. PF: the
-// one-token weight prefetch distance in bytes (prefetch_ahead), 0 for none; PF_BATCH the
-// one for 2-8 tokens.
-template <DType T, int PF, int PF_BATCH = kBatchAhead<PF>>
+// one-token weight prefetch distances (prefetch_ahead), none for the hardware prefetchers
+// alone; PF_BATCH the ones for 2-8 tokens.
+template <DType T, Ahead PF, Ahead PF_BATCH = kBatchAhead<PF>>
 void matmul(int64_t k, const void* w, size_t group_bytes, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
     if (a.ny > 8) {
         constexpr int G = vnni::Dec<T>::kHalvesEqual ? 32 : 16;

@@ -7,20 +7,31 @@
 
 namespace kiln::cpu::KILN_ISA_NS {
 
-// Bytes [p + PF, p + PF + n) into L1, whole lines (none if PF = 0): a decode's weight
-// stream prefetched PF bytes ahead of its loads (the r16 kernels for 1-8 tokens, the
-// original-row kernels).
+// How far ahead of its loads a kernel prefetches its weight stream, in bytes: into L1
+// (l1) and, farther, into L2 (l2); 0: not at all.
+struct Ahead {
+    int l1 = 0, l2 = 0;
+    constexpr bool any() const { return l1 > 0 || l2 > 0; }
+};
+
+// Bytes [p + PF.l1, p + PF.l1 + n) into L1 and [p + PF.l2, p + PF.l2 + n) into L2, whole
+// lines: a decode's weight stream prefetched ahead of its loads (the r16 kernels for 1-8
+// tokens, the original-row kernels).
 // Why: on Zen 5 the hardware prefetchers alone leave a core's decode stream latency-bound
 // (r16 q4_K, one core past L3: 17 GB/s, where a bare read loop reaches 34); 4 KB ahead it
 // runs at 30-36, two cores at 57-76 against 70 for the probe. On Zen 4 prefetching ahead
-// measured 5-25% slower (stop 19), so the table picks PF by CPU (dispatch.cpp). The
-// addresses are integers: a prefetch past the end of the weights is harmless.
-template <int PF>
+// measured 5-25% slower (stop 19), so the table picks by CPU (dispatch.cpp). On an Intel
+// Xeon (Emerald Rapids) the L1 prefetch alone still leaves the stream latency-bound (7B,
+// two cores: 73-75% of the probe); a second stream of prefetches 32 KB ahead into L2
+// (prefetcht1) keeps more lines in flight: 87-90%. The addresses are integers: a prefetch
+// past the end of the weights is harmless.
+template <Ahead PF>
 inline void prefetch_ahead(const void* p, size_t n) {
-    if constexpr (PF > 0) {
-        const uintptr_t a = reinterpret_cast<uintptr_t>(p) + PF;
-        for (uintptr_t line = a & ~uintptr_t(63); line < a + n; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
-    }
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if constexpr (PF.l1 > 0)
+        for (uintptr_t line = (a + PF.l1) & ~uintptr_t(63); line < a + PF.l1 + n; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
+    if constexpr (PF.l2 > 0)
+        for (uintptr_t line = (a + PF.l2) & ~uintptr_t(63); line < a + PF.l2 + n; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
 }
 
 namespace vnni {
@@ -259,7 +270,7 @@ struct ActQ8K {
 };
 
 // NY activation rows against weight rows [r0, r1).
-template <DType T, int NY, int PF>
+template <DType T, int NY, Ahead PF>
 void matmul_rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     using D = Dec<T>;
     using A = std::conditional_t<D::kSub == 8, ActQ8K, ActQ8x32>;
@@ -270,7 +281,7 @@ void matmul_rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
         float acc_min[NY];
         for (int c = 0; c < NY; ++c) acc[c] = _mm256_setzero_ps(), acc_min[c] = 0;
         for (int64_t ib = 0; ib < n_blocks; ++ib) {
-            if constexpr (PF > 0) prefetch_ahead<PF>(&blocks[ib], sizeof blocks[ib]);
+            if constexpr (PF.any()) prefetch_ahead<PF>(&blocks[ib], sizeof blocks[ib]);
             else if (ib + 2 < n_blocks) _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
             const D dec(blocks[ib]);
             float da[NY];
@@ -291,12 +302,12 @@ void matmul_rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
     }
 }
 
-template <DType T, int NY, int PF>
+template <DType T, int NY, Ahead PF>
 void rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y);
 
-// PF: the weight prefetch distance (prefetch_ahead), 0 for the hardware prefetchers alone;
-// PF_BATCH the one for 2-8 tokens.
-template <DType T, int PF, int PF_BATCH = PF>
+// PF: the one-token weight prefetch distances (prefetch_ahead), none for the hardware
+// prefetchers alone; PF_BATCH the ones for 2-8 tokens.
+template <DType T, Ahead PF, Ahead PF_BATCH = PF>
 void matmul(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const ActRows& a, float* y, size_t y_stride) {
     constexpr int kMaxCols = 8;  // activation rows per pass: a weight sub-block is decoded once per 8
     const void* act[kMaxCols];

@@ -15,8 +15,8 @@ public:
     ReadProbe(const ReadProbe&) = delete;
     ReadProbe& operator=(const ReadProbe&) = delete;
     bool ok() const { return buf_ != nullptr; }
-    // The best GB/s (1e9 bytes per second) of `passes` passes over the buffer, one stream a
-    // thread then two in turn.
+    // The best GB/s (1e9 bytes per second) of `passes` passes over the buffer: one stream a
+    // thread, two, and one with software prefetch, in turn.
     double measure(int passes);
 
 private:
