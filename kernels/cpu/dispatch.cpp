@@ -81,7 +81,7 @@ bool wants_weight_prefetch(const CpuFeatures& cpu) {
 // Which decode prefetch a session starts with (variant 0; its DecodeTuner may move on):
 // 4 KB into L1 on AMD (Zen 5, measured), that plus a stream 32 KB ahead into L2 elsewhere.
 // Why: on an Intel Xeon (Emerald Rapids) the L1 prefetch alone leaves each core's stream
-// latency-bound (7B, two threads: 73-75% of the probe; with the L2 stream 87-90%), and a
+// latency-bound (7B, two threads: 74-76% of the probe; with the L2 stream 82-88%), and a
 // tuner that starts elsewhere spends its first trials finding it.
 // KILN_WEIGHT_PREFETCH=l1|l2 overrides.
 bool starts_with_l2_prefetch(const CpuFeatures& cpu) {

@@ -67,7 +67,7 @@ MatmulFn r16_kernel(bool weight_prefetch) { return weight_prefetch ? r16::matmul
 // matmul_r16_far): 4 KB into L1 plus 32 KB into L2, 6 KB and 8 KB into L1. Why several:
 // which streams fastest depends on the CPU and on the bandwidth memory gives at the
 // moment (Zen 5: the farther L1 distances win while memory is fast and lose a little while
-// it is slow; an Intel Xeon: the L2 stream, +15-20%), so a session times them
+// it is slow; an Intel Xeon: the L2 stream, +10-12%), so a session times them
 // (DecodeTuner) rather than the table picking one (kiln-bench --ab decode-tuning).
 constexpr Ahead kDecodeAhead[kDecodeVariants] = {kAhead, {4096, 32768}, {6144}, {8192}};
 template <DType T, int V>
