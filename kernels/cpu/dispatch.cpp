@@ -69,25 +69,26 @@ CpuFeatures detect() {
     return f;
 }
 
-// Software prefetch of the decode weight stream: on, except on Zen 4, where it measured
-// 5-25% slower than its hardware prefetchers alone (Zen 5: 1.7-2x faster; prefetch_ahead in
+// How the AVX-512 decode kernels prefetch their weight stream, by CPU.
+// on: software prefetch at all; on, except on Zen 4, where it measured 5-25% slower than
+// its hardware prefetchers alone (Zen 5: 1.7-2x faster; prefetch_ahead in
 // matmul_vnni-inl.h).
-// KILN_WEIGHT_PREFETCH=0|1 overrides (or l1|l2, below).
-bool wants_weight_prefetch(const CpuFeatures& cpu) {
-    if (const char* v = std::getenv("KILN_WEIGHT_PREFETCH"); v && *v) return std::strcmp(v, "0") != 0;
-    return !(cpu.amd && cpu.family == 0x19);
-}
-
-// Which decode prefetch a session starts with (variant 0; its DecodeTuner may move on):
-// 4 KB into L1 on AMD (Zen 5, measured), that plus a stream 32 KB ahead into L2 elsewhere.
-// Why: on an Intel Xeon (Emerald Rapids) the L1 prefetch alone leaves each core's stream
-// latency-bound (7B, two threads: 74-76% of the probe; with the L2 stream 82-88%), and a
-// tuner that starts elsewhere spends its first trials finding it.
-// KILN_WEIGHT_PREFETCH=l1|l2 overrides.
-bool starts_with_l2_prefetch(const CpuFeatures& cpu) {
-    if (const char* v = std::getenv("KILN_WEIGHT_PREFETCH"); v && (!std::strcmp(v, "l1") || !std::strcmp(v, "l2")))
-        return !std::strcmp(v, "l2");
-    return !cpu.amd;
+// l2_first: a session starts (variant 0; its DecodeTuner may move on) with 4 KB into L1
+// plus a stream 32 KB ahead into L2, except on AMD, which starts with 4 KB into L1 alone
+// (Zen 5, measured). Why: on an Intel Xeon (Emerald Rapids) the L1 prefetch alone leaves
+// each core's stream latency-bound (7B, two threads: 74-76% of the probe; with the L2
+// stream 82-88%), and a tuner that starts elsewhere spends its first trials finding it.
+// KILN_WEIGHT_PREFETCH overrides: 0 off, 1 on (the CPU's start), l1 | l2 on and starting there.
+struct WeightPrefetch {
+    bool on, l2_first;
+};
+WeightPrefetch weight_prefetch_for(const CpuFeatures& cpu) {
+    WeightPrefetch p{!(cpu.amd && cpu.family == 0x19), !cpu.amd};
+    if (const char* v = std::getenv("KILN_WEIGHT_PREFETCH"); v && *v) {
+        p.on = std::strcmp(v, "0") != 0;
+        if (!std::strcmp(v, "l1") || !std::strcmp(v, "l2")) p.l2_first = v[1] == '2';
+    }
+    return p;
 }
 
 struct Tables {
@@ -97,7 +98,10 @@ struct Tables {
     Tables() {
         fill_generic(generic);
         if (cpu.avx2) fill_avx2(avx2);
-        if (cpu.avx512) fill_avx512(avx512, wants_weight_prefetch(cpu), starts_with_l2_prefetch(cpu));
+        if (cpu.avx512) {
+            const WeightPrefetch prefetch = weight_prefetch_for(cpu);
+            fill_avx512(avx512, prefetch.on, prefetch.l2_first);
+        }
         active = cpu.avx512 ? &avx512 : cpu.avx2 ? &avx2 : &generic;
         if (const char* want = std::getenv("KILN_ISA"); want && *want) {
             const KernelTable* t = nullptr;
