@@ -84,9 +84,10 @@ void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
                 const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[s])));
                 for (int c = 0; c < NY; ++c) {
                     const int8_t* aq = static_cast<const block_q8_K*>(act[c])[ib].qs + 32 * s;
-                    __m512i dot = _mm512_setzero_si512();
-                    for (int j = 0; j < 8; ++j) dot = _mm512_dpbusd_epi32(dot, wq[j], bcast4(aq + 4 * j));
-                    sumi[c] = _mm512_add_epi32(sumi[c], _mm512_mullo_epi32(dot, sc));
+                    __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+                    for (int j = 0; j < 4; ++j) d0 = _mm512_dpbusd_epi32(d0, wq[j], bcast4(aq + 4 * j));
+                    for (int j = 4; j < 8; ++j) d1 = _mm512_dpbusd_epi32(d1, wq[j], bcast4(aq + 4 * j));
+                    sumi[c] = _mm512_add_epi32(sumi[c], _mm512_mullo_epi32(_mm512_add_epi32(d0, d1), sc));
                 }
             }
             // mins: per row, sum over sub-blocks of min x (activation sum of the sub-block),
@@ -229,9 +230,10 @@ void blocks32(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t 
             for (int c = 0; c < NY; ++c) {
                 const block_q8_x32& a = static_cast<const block_q8_x32*>(act[c])[ib];
                 // start at -kZero * sum(a): cancels the weights' offset exactly
-                __m512i dot = _mm512_set1_epi32(-kZero<Block> * int32_t(a.sum));
-                for (int j = 0; j < 8; ++j) dot = _mm512_dpbusd_epi32(dot, wq[j], bcast4(a.qs + 4 * j));
-                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
+                __m512i d0 = _mm512_set1_epi32(-kZero<Block> * int32_t(a.sum)), d1 = _mm512_setzero_si512();
+                for (int j = 0; j < 4; ++j) d0 = _mm512_dpbusd_epi32(d0, wq[j], bcast4(a.qs + 4 * j));
+                for (int j = 4; j < 8; ++j) d1 = _mm512_dpbusd_epi32(d1, wq[j], bcast4(a.qs + 4 * j));
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1)), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
                 // the mins times the activation sum ggml keeps in fp16 (q8_1's s), as llama.cpp rounds it
                 if constexpr (kHasMin<Block>) acc[c] = _mm512_fmadd_ps(load_f16x16(b.m), _mm512_set1_ps(vnni::h2f(a.s)), acc[c]);
             }
