@@ -256,11 +256,47 @@ TEST_CASE("decode tuner: trials both variants in pairs, keeps the faster, and st
     }
 }
 
+TEST_CASE("decode tuner: after clear losses in a row it sits out 1, 2, 4, ... periods; a close loss or a switch ends that") {
+    using kiln::DecodeTuner;
+    // Runs one period of costs cost[v]; returns whether it had a trial (any token off current).
+    auto period = [](DecodeTuner& t, const double* cost) {
+        bool trial = false;
+        for (int i = 0; i < DecodeTuner::kPeriod; ++i) {
+            const int v = t.next();
+            trial = trial || v != t.current();
+            t.record(cost[v]);
+        }
+        return trial;
+    };
+    // Variant 1 20% slower: trials in periods 0, 2, 5, 10, 19, 36 (waits 1, 2, 4, 8, 16), then every 17th.
+    const double slow[2] = {1.0, 1.2};
+    DecodeTuner t;
+    std::vector<int> trials;
+    for (int p = 0; p < 80; ++p)
+        if (period(t, slow)) trials.push_back(p);
+    CHECK(trials == std::vector<int>{0, 2, 5, 10, 19, 36, 53, 70});
+    CHECK(t.current() == 0);
+    // Now variant 1 twice as fast: the next trial (period 87) switches to it, the one after
+    // comes at once (period 88, 0 the candidate), then the waits grow again.
+    const double fast[2] = {1.0, 0.5};
+    trials.clear();
+    for (int p = 80; p < 95; ++p)
+        if (period(t, fast)) trials.push_back(p);
+    CHECK(trials == std::vector<int>{87, 88, 90, 93});
+    CHECK(t.current() == 1);
+    // 3% slower: within kClearLoss, tried at every turn.
+    const double close[2] = {1.0, 1.0 + DecodeTuner::kClearLoss * 0.6};
+    DecodeTuner u;
+    for (int p = 0; p < 10; ++p) CHECK(period(u, close));
+    CHECK(u.current() == 0);
+}
+
 TEST_CASE("decode tuner: with three variants each trial challenges the next one in turn, and the fastest wins") {
     using kiln::DecodeTuner;
-    // Variant 2 fastest, 1 slowest: trials go 0 vs 1 (0 stays), 0 vs 2 (2 takes over), then
-    // 2 vs 1, 2 vs 0, ... with 2 kept.
-    const double cost[3] = {1.0, 1.5, 0.5};
+    // Variant 2 fastest, 1 slowest, all within kClearLoss of each other (so a trial every
+    // period): trials go 0 vs 1 (0 stays), 0 vs 2 (2 takes over), then 2 vs 1, 2 vs 0, ...
+    // with 2 kept.
+    const double cost[3] = {1.0, 1.02, 0.98};
     DecodeTuner t(3);
     std::vector<int> candidates, currents;
     for (int period = 0; period < 5; ++period) {
