@@ -174,7 +174,7 @@ Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
     n_logits_ = 0;
     const bool tuned = impl_->tune_decode && n == 1;
     impl_->decode_variant = tuned ? impl_->tuner.next() : 0;
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = tuned ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     for (int done = 0; done < n;) {
         const int chunk = std::min(impl_->n_batch, n - done);
         const Status st = forward_chunk(tokens.data() + done, chunk, all_logits, done + chunk == n);
