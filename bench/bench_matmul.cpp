@@ -3,12 +3,15 @@
 // Bytes processed = weight bytes streamed; items processed = multiply-accumulates.
 //   build/kiln_microbench --benchmark_filter='matmul/q4_K'
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <random>
 #include <vector>
 
+#include "bandwidth.h"
 #include "cpu/kernels.h"
 #include "cpu/r16.h"
 #include "ref/quants.h"
@@ -90,11 +93,19 @@ void bm_matmul_r16(benchmark::State& state, Isa isa, DType t) {
     state.SetItemsProcessed(int64_t(state.iterations()) * rows * k * ny);
 }
 
-// Decode (one token) over 128 MiB of weights, past L3, as the model's matrices are read
-// each token: one thread's streaming rate, which in-cache rows above cannot show. The
+// Bytes a streaming benchmark reads a pass: 4x the L3, at least 128 MiB, at most 1 GiB.
+// Why: 128 MiB was past a Zen 4 CCD's 32 MiB, but a Xeon's 300 MiB L3 held much of it
+// (two threads "streamed" 33-35 GB/s where a model's decode reads ~29).
+size_t stream_bytes() {
+    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    return std::clamp(size_t(std::max(0L, l3)) * 4, size_t(128) << 20, size_t(1) << 30);
+}
+
+// Decode (one token) over stream_bytes() of weights, past L3, as the model's matrices are
+// read each token: one thread's streaming rate, which in-cache rows above cannot show. The
 // 1024-row matrix is repeated (in its original rows, or repacked); the kernel sees one
 // tall matrix. Arg = k: 2048, or 18944 (a 7B's ffn_down), whose activation row no longer
-// fits L1 beside the stream.
+// fits L1 beside the stream. Read beside read/stream (the bare loop, same bytes).
 void bm_matmul_stream(benchmark::State& state, DType t, bool repacked) {
     const KernelTable* kt = table_for(Isa::Avx512);
     if (!kt || (repacked && !kt->matmul_r16[int(t)])) {
@@ -105,7 +116,7 @@ void bm_matmul_stream(benchmark::State& state, DType t, bool repacked) {
     Setup s = make(*kt, t, rows, k, 1);
     const size_t stride = repacked ? r16_group_bytes(t, k) : s.w_stride;  // bytes of one group (r16) or row
     const size_t one = repacked ? stride * size_t(rows / kR16Rows) : s.w.size();
-    const int copies = int((size_t(128) << 20) / one);
+    const int copies = int(stream_bytes() / one);
     std::unique_ptr<uint8_t, decltype(&std::free)> w(static_cast<uint8_t*>(kiln::alloc_streamed(one * size_t(copies))), &std::free);  // copies x (rows x k) weights
     if (repacked) r16_repack(t, s.w.data(), s.w_stride, rows, k, w.get());
     else std::memcpy(w.get(), s.w.data(), one);
@@ -120,7 +131,18 @@ void bm_matmul_stream(benchmark::State& state, DType t, bool repacked) {
     state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(one) * copies);
 }
 
+// kiln-bench's probe loop (prefetching as the decode kernels do) over stream_bytes(): the
+// rate the streaming kernels above reach at best. threads:2, each over its own buffer.
+void bm_read_stream(benchmark::State& state) {
+    const size_t n = stream_bytes();
+    std::unique_ptr<uint8_t, decltype(&std::free)> buf(static_cast<uint8_t*>(kiln::alloc_streamed(n)), &std::free);  // (n) bytes
+    std::memset(buf.get(), 1, n);
+    for (auto _ : state) benchmark::DoNotOptimize(kiln::bench::read_pass(buf.get(), n));
+    state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
+}
+
 void register_all() {
+    benchmark::RegisterBenchmark("read/stream", bm_read_stream)->Unit(benchmark::kMicrosecond)->UseRealTime()->Threads(1)->Threads(2);
     for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0}) {
         const std::string name = std::string("matmul_r16/") + kiln::dtype_name(t) + "/avx512";
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul_r16, Isa::Avx512, t)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond);

@@ -1,6 +1,9 @@
 // Read-bandwidth probe: the denominator of "decode as a fraction of memory bandwidth".
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+
 namespace kiln::bench {
 
 // Streams a buffer far larger than the caches (1 GiB) with `threads` threads, each reading
@@ -8,6 +11,10 @@ namespace kiln::bench {
 // buffer is faulted in once and kept, so probes can be taken often: between a decode's
 // blocks too, since on a machine whose bandwidth drifts between minutes a probe taken
 // seconds away from the decode it is the denominator of can be in another regime.
+// One pass over n bytes (64-byte aligned) as the probe's prefetching pass reads it, or its
+// plain pass without AVX-512: the bare loop the streaming kernels' microbenchmarks sit beside.
+uint64_t read_pass(const void* p, size_t n);
+
 class ReadProbe {
 public:
     explicit ReadProbe(int threads);
