@@ -11,10 +11,6 @@ namespace kiln::bench {
 // buffer is faulted in once and kept, so probes can be taken often: between a decode's
 // blocks too, since on a machine whose bandwidth drifts between minutes a probe taken
 // seconds away from the decode it is the denominator of can be in another regime.
-// One pass over n bytes (64-byte aligned) as the probe's prefetching pass reads it, or its
-// plain pass without AVX-512: the bare loop the streaming kernels' microbenchmarks sit beside.
-uint64_t read_pass(const void* p, size_t n);
-
 class ReadProbe {
 public:
     explicit ReadProbe(int threads);
@@ -30,5 +26,9 @@ private:
     int threads_;
     unsigned char* buf_;  // (1 GiB) on huge pages where the OS gives them
 };
+
+// One pass over n bytes (64-byte aligned) as the probe's prefetching pass reads it, or its
+// plain pass without AVX-512: the bare loop the streaming kernels' microbenchmarks sit beside.
+uint64_t read_pass(const void* p, size_t n);
 
 }  // namespace kiln::bench
