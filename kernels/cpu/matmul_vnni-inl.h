@@ -30,16 +30,13 @@ struct Ahead {
 // (q4_K's 288-byte sub-blocks end mid-line), a quarter more prefetches, and the kernel
 // kept further behind a bare prefetched read loop (scratch A/B, r16 q4_K and q6_K, 2
 // threads, 1 GiB, alternating with the loop: median 0.90 -> 0.94 of it, 7 of 8 rounds up).
-// The lines whose first byte is in [a, a + n), with prefetch hint Hint.
-template <int Hint>
-inline void prefetch_lines(uintptr_t a, size_t n) {
-    for (uintptr_t line = (a + 63) & ~uintptr_t(63); line < a + n; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _mm_hint(Hint));
-}
 template <Ahead PF>
 inline void prefetch_ahead(const void* p, size_t n) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    if constexpr (PF.l1 > 0) prefetch_lines<_MM_HINT_T0>(a + PF.l1, n);
-    if constexpr (PF.l2 > 0) prefetch_lines<_MM_HINT_T1>(a + PF.l2, n);
+    if constexpr (PF.l1 > 0)
+        for (uintptr_t line = (a + PF.l1 + 63) & ~uintptr_t(63); line < a + PF.l1 + n; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
+    if constexpr (PF.l2 > 0)
+        for (uintptr_t line = (a + PF.l2 + 63) & ~uintptr_t(63); line < a + PF.l2 + n; line += 64) _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
 }
 
 namespace vnni {
