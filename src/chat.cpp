@@ -20,16 +20,39 @@ Expected<ChatFormat> parse_chat_format(const std::string& name) {
 }
 
 namespace {
+// A Jinja string literal's escapes undone (\n, \t, \', \", \\); other text unchanged.
+std::string jinja_unescape(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] != '\\' || i + 1 == s.size()) {
+            out.push_back(s[i]);
+            continue;
+        }
+        const char e = s[++i];
+        out.push_back(e == 'n' ? '\n' : e == 't' ? '\t' : e);
+    }
+    return out;
+}
+
 // The literal system prompt a ChatML template inserts when the conversation has none,
-// e.g. SmolLM2's "You are a helpful AI assistant named SmolLM, ..." or Qwen2.5's.
+// e.g. SmolLM2's "You are a helpful AI assistant named SmolLM, ..." or Qwen2.5's "You are
+// Qwen, created by Alibaba Cloud. ...". Templates write the newline after "system" either
+// as a real newline (SmolLM2) or as the escape \n inside a Jinja string (Qwen2.5).
 std::string chatml_default_system(const std::string& src) {
-    const std::string open = "<|im_start|>system\n";
-    for (size_t at = src.find(open); at != std::string::npos; at = src.find(open, at + 1)) {
-        size_t begin = at + open.size(), end = src.find("<|im_end|>", begin);
-        if (end == std::string::npos) break;
-        std::string text = src.substr(begin, end - begin);
-        // A literal prompt, not a Jinja expression such as {{ messages[0]['content'] }}.
-        if (!text.empty() && text.find('{') == std::string::npos && text.find('\'') == std::string::npos) return text;
+    for (const std::string open : {"<|im_start|>system\n", "<|im_start|>system\\n"}) {
+        for (size_t at = src.find(open); at != std::string::npos; at = src.find(open, at + 1)) {
+            size_t begin = at + open.size(), end = src.find("<|im_end|>", begin);
+            if (end == std::string::npos) break;
+            std::string text = src.substr(begin, end - begin);
+            // A literal prompt, not a Jinja expression such as {{ messages[0]['content'] }}:
+            // no braces, and no quote but an escaped one (\').
+            bool literal = !text.empty() && text.find('{') == std::string::npos;
+            for (size_t i = 0; literal && i < text.size(); ++i) {
+                if (text[i] == '\\') ++i;
+                else if (text[i] == '\'') literal = false;
+            }
+            if (literal) return jinja_unescape(text);
+        }
     }
     return "";
 }

@@ -247,6 +247,7 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
     // is fed too when an end-of-generation token followed it).
     KILN_TRY(target.truncate(std::min(target.n_past(), int(history.size()) - (eog ? 0 : 1))));
     st.decode_s += seconds_since(t1);
+    st.eog = eog;
     return Status::ok();
 }
 

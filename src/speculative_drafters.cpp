@@ -40,15 +40,15 @@ private:
 
 class ModelDrafter final : public Drafter {
 public:
-    ModelDrafter(std::unique_ptr<Session> s, const DraftModelOptions& o)
-        : s_(std::move(s)), o_(o), sampler_(draft_params(o.sampling), s_->model().config().n_vocab) {}
+    ModelDrafter(std::unique_ptr<Session> s, const DraftModelOptions& o, size_t head_tokens)
+        : s_(std::move(s)), o_(o), sampler_(draft_params(o.sampling), s_->model().config().n_vocab), head_tokens_(head_tokens) {}
 
     std::string name() const override {
         if (o_.pard_mask_id >= 0) return strfmt("PARD draft model (mask id %d)", o_.pard_mask_id);
         if (!o_.skip_layers.empty() || !o_.head_tokens.empty())
             return strfmt("self-speculation (%zu of %d layers skipped, output head of %zu tokens)", o_.skip_layers.size(), s_->model().config().n_layer,
                           o_.head_tokens.empty() ? size_t(s_->model().config().n_vocab) : o_.head_tokens.size());
-        return "draft model";
+        return head_tokens_ ? strfmt("draft model (output head of %zu tokens)", head_tokens_) : "draft model";
     }
     int max_context() const override { return s_->n_ctx(); }
 
@@ -143,7 +143,34 @@ private:
     DraftModelOptions o_;
     Sampler sampler_;
     std::vector<int32_t> cached_;  // tokens in the draft KV cache, in order
+    size_t head_tokens_ = 0;       // tokens of a trimmed output head at the start; 0: the whole head
 };
+
+}  // namespace
+
+namespace {
+
+// Bytes a one-token forward reads, per layer (MoE: the experts a token uses) and for the
+// output head: what a draft that skips layers or trims the head saves.
+struct ForwardBytes {
+    std::vector<double> layer;  // (n_layer)
+    double head = 0, total = 0;
+};
+ForwardBytes forward_bytes(const Model& model) {
+    const ModelConfig& c = model.config();
+    ForwardBytes b;
+    const double expert_share = c.n_expert > 0 ? double(c.n_expert_used) / c.n_expert : 1.0;
+    for (const LayerWeights& L : model.weights().layers) {
+        double bytes = 0;
+        for (const TensorView* t : L.matrices())  // 3-D expert tensors: the chosen experts' share
+            if (!t->empty()) bytes += double(t->nbytes()) * (t->ne[2] > 1 ? expert_share : 1.0);
+        b.layer.push_back(bytes);
+        b.total += bytes;
+    }
+    b.head = double(model.weights().output.nbytes());
+    b.total += b.head;
+    return b;
+}
 
 }  // namespace
 
@@ -196,6 +223,7 @@ Expected<std::unique_ptr<Drafter>> make_model_drafter(std::shared_ptr<const Mode
         return Status::error("the draft model %s was trained for %d tokens of context, fewer than the %d needed; lower --ctx", draft->gguf().path().c_str(),
                              draft->config().n_ctx_train, n_ctx);
     if (int(o.skip_layers.size()) >= draft->config().n_layer) return Status::error("self-speculation cannot skip every layer");
+    if (o.head_size < -1) return Status::error("draft head size %d must be >= 0 (or -1: automatic)", o.head_size);
     SessionOptions so;
     so.n_ctx = n_ctx;
     so.n_threads = o.n_threads;
@@ -203,9 +231,19 @@ Expected<std::unique_ptr<Drafter>> make_model_drafter(std::shared_ptr<const Mode
     so.isa = o.isa;
     so.skip_layers = o.skip_layers;
     so.logit_tokens = o.head_tokens;
+    // A separate draft model drafts from a trimmed head where that pays (a PARD draft keeps
+    // its own; self-speculation calibrates its head on the prompt).
+    const int V = draft->config().n_vocab;
+    int head = o.head_size;
+    if (head < 0) {
+        const ForwardBytes bytes = forward_bytes(*draft);
+        head = bytes.head > 0.25 * bytes.total && V > 2 * kDraftHeadTokens ? kDraftHeadTokens : 0;
+    }
+    if (so.logit_tokens.empty() && draft.get() != &target && o.pard_mask_id < 0 && head > 0 && head < V)
+        so.logit_tokens = draft_head_tokens(*draft, {}, head);
     auto s = Session::create(std::move(draft), so);
     if (!s) return Status(s.status());
-    return std::unique_ptr<Drafter>(new ModelDrafter(std::move(s.value()), o));
+    return std::unique_ptr<Drafter>(new ModelDrafter(std::move(s.value()), o, so.logit_tokens.size()));
 }
 
 std::vector<int32_t> draft_head_tokens(const Model& model, std::span<const int32_t> context, int n) {
@@ -239,31 +277,6 @@ std::vector<int32_t> draft_head_tokens(const Model& model, std::span<const int32
     return out;
 }
 
-namespace {
-
-// Bytes a one-token forward reads, per layer (MoE: the experts a token uses) and for the
-// output head: what a draft that skips layers or trims the head saves.
-struct ForwardBytes {
-    std::vector<double> layer;  // (n_layer)
-    double head = 0, total = 0;
-};
-ForwardBytes forward_bytes(const Model& model) {
-    const ModelConfig& c = model.config();
-    ForwardBytes b;
-    const double expert_share = c.n_expert > 0 ? double(c.n_expert_used) / c.n_expert : 1.0;
-    for (const LayerWeights& L : model.weights().layers) {
-        double bytes = 0;
-        for (const TensorView* t : L.matrices())  // 3-D expert tensors: the chosen experts' share
-            if (!t->empty()) bytes += double(t->nbytes()) * (t->ne[2] > 1 ? expert_share : 1.0);
-        b.layer.push_back(bytes);
-        b.total += bytes;
-    }
-    b.head = double(model.weights().output.nbytes());
-    b.total += b.head;
-    return b;
-}
-
-}  // namespace
 
 Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> model, std::span<const int32_t> tokens, const SessionOptions& so_in,
                                                 int max_skip, bool trim_head) {

@@ -8,18 +8,36 @@
 using kiln::ChatFormat;
 using kiln::ChatMessage;
 
-TEST_CASE("chat: templates are recognised from the real models' Jinja sources") {
-    for (const auto& [file, format] : std::map<std::string, ChatFormat>{{"SmolLM2-135M-Instruct.Q4_1.gguf", ChatFormat::ChatML},
-                                                                       {"gemma-3-270m-q4_k_m.gguf", ChatFormat::Gemma}}) {
+TEST_CASE("chat: templates are recognised from the real models' Jinja sources, with the default system prompt they insert") {
+    struct Expect {
+        ChatFormat format;
+        std::string default_system;
+    };
+    const std::string qwen = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+    for (const auto& [file, want] : std::map<std::string, Expect>{
+             {"SmolLM2-135M-Instruct.Q4_1.gguf", {ChatFormat::ChatML, "You are a helpful AI assistant named SmolLM, trained by Hugging Face"}},
+             {"gemma-3-270m-q4_k_m.gguf", {ChatFormat::Gemma, ""}},
+             {"qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", {ChatFormat::ChatML, qwen}},
+             {"qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", {ChatFormat::ChatML, qwen}}}) {
+        CAPTURE(file);
         const std::string path = kiln::test::model_path(file);
         if (!kiln::test::require_file(path)) continue;
         auto f = kiln::GgufFile::open(path);
         REQUIRE(f.is_ok());
         auto t = kiln::chat_template_for(f->get_string("tokenizer.chat_template").value(), f->get_string("general.architecture").value());
         REQUIRE_MESSAGE(t.is_ok(), t.message());
-        CHECK(t->format == format);
-        if (format == ChatFormat::ChatML) CHECK(t->default_system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+        CHECK(t->format == want.format);
+        CHECK(t->default_system == want.default_system);
     }
+}
+
+TEST_CASE("chat: a ChatML default system prompt written with Jinja escapes is unescaped") {
+    // Qwen2.5 writes its newlines as \n inside Jinja strings; SmolLM2 as real newlines.
+    auto t = kiln::detect_chat_template("{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+                                        "{{- '<|im_start|>system\\nLine one.\\nIt\\'s line two.<|im_end|>\\n' }}");
+    REQUIRE(t.is_ok());
+    CHECK(t->default_system == "Line one.\nIt's line two.");
+    CHECK(kiln::detect_chat_template("{{ '<|im_start|>' + m['role'] + '\\n' }}")->default_system.empty());
 }
 
 TEST_CASE("chat: each format renders the turns its models were trained on") {

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 jobs=$(nproc)
 tools/install_deps.sh
-python3 tools/fetch_models.py >/dev/null
+python3 tools/fetch_models.py all >/dev/null
 # The Vulkan suites run on lavapipe, Mesa's CPU Vulkan driver (mesa-vulkan-drivers), so
 # every shader is tested on any machine; a GPU's driver is not picked even if present.
 lavapipe=$(ls /usr/share/vulkan/icd.d/lvp_icd.*.json 2>/dev/null | head -n 1)

@@ -68,7 +68,16 @@ struct DraftModelOptions {
     // from draft_head_tokens); empty: the whole vocabulary.
     std::vector<int32_t> head_tokens;
     int pard_mask_id = -1;      // >= 0: PARD, K tokens per draft forward with K - 1 mask tokens
+    // A separate draft model's output head trimmed to this many tokens (draft_head_tokens,
+    // growing by the tokens of the history as they come): a draft token outside it is never
+    // proposed, so this trades a little acceptance for a cheaper draft. -1: automatic,
+    // kDraftHeadTokens where the head is over a quarter of the bytes a draft token reads
+    // (Qwen2.5-Coder-0.5B: 145 of 397 MB) and the vocabulary over twice that; 0: the whole head.
+    int head_size = -1;
 };
+
+// The automatic trimmed head of a draft model (DraftModelOptions::head_size).
+constexpr int kDraftHeadTokens = 32768;
 
 // Checks that `draft` can propose tokens for `target`: the same tokenizer type, the same
 // token text for every id the two share, vocabularies within 128 ids of each other.
@@ -131,6 +140,7 @@ struct SpecStats {
     int accepted_at[kMaxDraft] = {};  // ... of which accepted
     double prefill_s = 0, draft_s = 0, verify_s = 0, decode_s = 0;  // decode_s: everything after prefill
     double verify_token_cost = 0;     // the one the adaptive draft length used (measured or given)
+    bool eog = false;                 // generation ended at an end-of-generation token
 
     double acceptance_rate() const { return n_drafted ? double(n_accepted) / n_drafted : 0; }
     // Accepted drafts per verification round.

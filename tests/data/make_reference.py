@@ -14,6 +14,11 @@ For each prompt it stores:
   - llama.cpp's own numeric noise when the same tokens run with flash attention on
     instead of off (it rounds differently): the largest change of those logits, and the
     token it would pick at each step. The tests derive their tolerances from these.
+With --chat it also records conversations (CHATS) rendered by llama-cpp-python from the
+model's own tokenizer.chat_template (Jinja2, as its chat completion does), tokenized with
+special tokens parsed: the case then carries "messages", and the test renders them with
+kiln's template. A conversation without a system turn shows the default system prompt the
+template inserts.
 Settings are llama-cpp-python's defaults: F16 KV cache, no flash attention, n_batch 512.
 """
 import json
@@ -41,6 +46,14 @@ PROMPTS = [
     "<html>\n<head>\n<title>",
     "Q: What is 2 + 2?\nA:",
     "A, B, C, D, E, F, G,",
+]
+CHATS = [
+    [{"role": "user", "content": "Write a Python function that reverses a string."}],
+    [{"role": "system", "content": "You are a terse assistant. Answer in one sentence."},
+     {"role": "user", "content": "Why is the sky blue?"}],
+    [{"role": "user", "content": "What does this do?\n\nfor i in range(3):\n    print(i * i)"},
+     {"role": "assistant", "content": "It prints the squares 0, 1 and 4."},
+     {"role": "user", "content": "Rewrite it as a list comprehension."}],
 ]
 N_GEN = 64
 TOP = 256
@@ -72,19 +85,31 @@ def run(llm, ids, gen=None):
     return picks, margins, first, lg
 
 
-def main(model, out_path):
+def chat_prompt(llm, messages):
+    """The conversation as llama-cpp-python renders it from the model's chat template."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    meta = llm.metadata
+    token = lambda key: llm.detokenize([int(meta[key])], special=True).decode() if key in meta else ""
+    fmt = Jinja2ChatFormatter(meta["tokenizer.chat_template"], eos_token=token("tokenizer.ggml.eos_token_id"),
+                              bos_token=token("tokenizer.ggml.bos_token_id"))
+    return fmt(messages=messages).prompt
+
+
+def main(model, out_path, chat=False):
     base = dict(model_path=model, n_ctx=512, n_threads=2, n_batch=512, seed=0, verbose=False)
     llm = llama_cpp.Llama(**base)
     llm_fa = llama_cpp.Llama(**base, flash_attn=True)
     cases = []
-    for prompt in PROMPTS:
-        ids = llm.tokenize(prompt.encode(), add_bos=True, special=False)
+    inputs = [(p, None) for p in PROMPTS] + ([(chat_prompt(llm, m), m) for m in CHATS] if chat else [])
+    for prompt, messages in inputs:
+        # a rendered conversation holds special-token text (<|im_start|>), parsed as such
+        ids = llm.tokenize(prompt.encode(), add_bos=True, special=messages is not None)
         gen, margins, first, final = run(llm, ids)
         fa_picks, _, first_fa, final_fa = run(llm_fa, ids, gen)
         t_first, t_final = top(first), top(final)
         noise = max(float(np.max(np.abs(first[t_first["ids"]] - first_fa[t_first["ids"]]))),
                     float(np.max(np.abs(final[t_final["ids"]] - final_fa[t_final["ids"]]))))
-        cases.append({"prompt": prompt, "prompt_ids": ids, "generated": gen, "margins": margins,
+        cases.append({"prompt": prompt, **({"messages": messages} if messages else {}), "prompt_ids": ids, "generated": gen, "margins": margins,
                       "prompt_logits": t_first, "final_logits": t_final, "llama_fa_noise": noise,
                       "llama_fa_picks": fa_picks})
         print(f"{prompt[:40]!r}: min margin {min(margins):.3f}, fa noise {noise:.3f}, "
@@ -96,6 +121,7 @@ def main(model, out_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: make_reference.py MODEL.gguf OUT.json")
-    main(sys.argv[1], sys.argv[2])
+    args = [a for a in sys.argv[1:] if a != "--chat"]
+    if len(args) != 2:
+        raise SystemExit("usage: make_reference.py [--chat] MODEL.gguf OUT.json")
+    main(args[0], args[1], chat="--chat" in sys.argv[1:])

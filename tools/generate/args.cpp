@@ -67,12 +67,15 @@ const char* generate_usage() {
            "      --skip-layers LIST    self-speculation with these layers skipped, e.g. 3,5,7 (no calibration)\n"
            "      --pard                the -md model is a PARD model: K draft tokens in one forward with K-1 mask tokens\n"
            "      --pard-mask-id N      PARD mask token (default: tokenizer.ggml.mask_token_id of the draft)\n"
-           "      --draft-max N         draft tokens per round, 1..7 (default 5)\n"
+           "      --draft-max N         draft tokens per round, 1..7 (default 7; the adaptive length picks up to this)\n"
            "      --draft-min N         smallest adaptive draft length (default 1)\n"
            "      --draft-p-min P       stop drafting when the draft's probability is below P (default 0 = off)\n"
            "      --no-adaptive-draft   always draft --draft-max tokens\n"
+           "      --draft-head N        the -md model drafts from its N most common tokens plus those of the text (default:\n"
+           "                            32768 where its output head is over a quarter of its weights; 0: all tokens)\n"
            "  -cd, --ctx-draft N        draft context (default: --ctx; must not be smaller)\n"
-           "      --spec-compare        also run plain decoding first and report the speedup (and equality at --temp 0)\n"
+           "      --spec-compare        also decode plainly, interleaved with the speculative run (a second session decodes\n"
+           "                            each emitted token right after it), and report the speedup (and equality at --temp 0)\n"
            "\n"
            "      --json                print one JSON object (text, tokens, timings) instead of text\n"
            "      --quiet               no statistics on stderr\n"
@@ -150,6 +153,7 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
             if (a.draft_p_min < 0 || a.draft_p_min > 1) return kiln::Status::error("%s: %g must be in [0, 1]", f.c_str(), double(a.draft_p_min));
         }
         else if (f == "--no-adaptive-draft") a.adaptive_draft = false;
+        else if (f == "--draft-head") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 0, 1 << 24, &a.draft_head)); }
         else if (f == "--lookup-ngram") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 64, &a.lookup_ngram)); }
         else if (f == "--self-spec") a.self_spec = true;
         else if (f == "--skip-layers") {
@@ -192,6 +196,7 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
     if (a.pard && a.model_draft.empty()) return kiln::Status::error("--pard needs a PARD draft model (-md FILE)");
     if (a.draft_min > a.draft_max) return kiln::Status::error("--draft-min %d is larger than --draft-max %d", a.draft_min, a.draft_max);
     if (a.ctx_draft > 0 && a.model_draft.empty() && !a.self_spec) return kiln::Status::error("--ctx-draft needs a draft (-md or --self-spec)");
+    if (a.draft_head >= 0 && (a.model_draft.empty() || a.pard)) return kiln::Status::error("--draft-head needs a draft model (-md, not --pard)");
     if (a.spec_compare && !a.speculative()) return kiln::Status::error("--spec-compare needs a drafting source (-md, --lookup-ngram, --self-spec)");
     if (a.speculative() && a.interactive) return kiln::Status::error("speculative decoding does not support -i yet");
     return a;

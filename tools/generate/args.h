@@ -37,7 +37,8 @@ struct GenerateArgs {
     // Speculative decoding (at most one drafting source).
     std::string model_draft;        // -md: draft model
     int ctx_draft = 0;              // draft KV cache (0: same as --ctx)
-    int draft_max = 5, draft_min = 1;
+    int draft_max = kiln::kMaxDraft, draft_min = 1;
+    int draft_head = -1;            // the draft model's trimmed output head (-1: automatic, 0: whole)
     float draft_p_min = 0.0f;
     bool adaptive_draft = true;
     int lookup_ngram = 0;           // > 0: prompt lookup with n-grams of up to this length

@@ -8,34 +8,58 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-struct Plain {
-    std::vector<int32_t> tokens;
-    double decode_tps = 0;
-};
-
-// Plain decoding on a fresh session, for --spec-compare (same stopping rules).
-kiln::Expected<Plain> run_plain(std::shared_ptr<const kiln::Model> model, const kiln::SessionOptions& so, const std::vector<int32_t>& prompt,
-                                const GenerateArgs& a) {
-    auto s = kiln::Session::create(model, so);
-    if (!s) return kiln::Status(s.status());
-    kiln::Session& ss = *s.value();
-    kiln::Sampler sampler(a.sampling, model->config().n_vocab);
-    for (int32_t t : prompt) sampler.accept(t);
-    KILN_TRY(ss.forward(prompt));
-    Plain p;
-    auto t0 = Clock::now();
-    for (int i = 0; a.n_predict < 0 || i < a.n_predict; ++i) {
-        const int32_t next = sampler.sample(ss.logits());
-        sampler.accept(next);
-        if (!a.ignore_eos && model->tokenizer().is_eog(next)) break;
-        p.tokens.push_back(next);
-        if ((a.n_predict >= 0 && i + 1 == a.n_predict) || ss.n_past() >= ss.n_ctx()) break;
-        KILN_TRY(ss.forward(std::span<const int32_t>(&next, 1)));
+// --spec-compare: plain decoding interleaved with the speculative run. After each token the
+// speculative run emits, a second target session decodes it one forward at a time, as plain
+// decoding would (sample from its logits, then forward the token), so the two rates are
+// measured seconds apart in the same state of the machine (a shared VM's memory bandwidth
+// drifts by tens of percent between minutes). At --temp 0 each plain pick must be the
+// speculative run's token: the equality check and the timing come from the same run.
+class ShadowPlain {
+public:
+    static kiln::Expected<std::unique_ptr<ShadowPlain>> start(std::shared_ptr<const kiln::Model> model, const kiln::SessionOptions& so,
+                                                              const std::vector<int32_t>& prompt, const kiln::SamplerParams& sampling) {
+        auto s = kiln::Session::create(model, so);
+        if (!s) return kiln::Status(s.status());
+        std::unique_ptr<ShadowPlain> p(new ShadowPlain(std::move(s.value()), sampling));
+        for (int32_t t : prompt) p->sampler_.accept(t);
+        KILN_TRY(p->s_->forward(prompt));
+        return p;
     }
-    const double dt = seconds_since(t0);
-    p.decode_tps = dt > 0 && p.tokens.size() > 1 ? double(p.tokens.size() - 1) / dt : 0;
-    return p;
-}
+    // The speculative run emitted t: decode the previous token, then pick as plain decoding.
+    kiln::Status push(int32_t t) {
+        auto t0 = Clock::now();
+        if (prev_ >= 0) KILN_TRY(s_->forward(std::span<const int32_t>(&prev_, 1)));
+        const int32_t pick = sampler_.sample(s_->logits());
+        decode_s_ += seconds_since(t0);
+        same_ = same_ && pick == t;
+        sampler_.accept(t);
+        prev_ = t;
+        ++n_;
+        return kiln::Status::ok();
+    }
+    // The speculative run stopped at an end-of-generation token: plain decoding would have
+    // run one more forward to see it.
+    kiln::Status finish_at_eog() {
+        auto t0 = Clock::now();
+        if (prev_ >= 0) KILN_TRY(s_->forward(std::span<const int32_t>(&prev_, 1)));
+        const int32_t pick = sampler_.sample(s_->logits());
+        decode_s_ += seconds_since(t0);
+        same_ = same_ && s_->model().tokenizer().is_eog(pick);
+        return kiln::Status::ok();
+    }
+    double decode_tps() const { return decode_s_ > 0 && n_ > 1 ? (n_ - 1) / decode_s_ : 0; }
+    double seconds() const { return decode_s_; }
+    bool same() const { return same_; }  // every pick equal (meaningful at --temp 0)
+
+private:
+    ShadowPlain(std::unique_ptr<kiln::Session> s, const kiln::SamplerParams& p) : s_(std::move(s)), sampler_(p, s_->model().config().n_vocab) {}
+    std::unique_ptr<kiln::Session> s_;
+    kiln::Sampler sampler_;
+    int32_t prev_ = -1;
+    int n_ = 0;
+    double decode_s_ = 0;
+    bool same_ = true;
+};
 
 }  // namespace
 
@@ -51,6 +75,7 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
     dopt.n_threads = a.n_threads;
     dopt.pool = s.shared_pool();
     dopt.p_min = a.draft_p_min;
+    dopt.head_size = a.draft_head;
     dopt.sampling = a.sampling;
     std::unique_ptr<kiln::Drafter> drafter;
     nlohmann::json j;
@@ -106,9 +131,9 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
         drafter = std::move(d.value());
     }
 
-    Plain plain;
+    std::unique_ptr<ShadowPlain> plain;
     if (a.spec_compare) {
-        auto p = run_plain(model, so, prompt, a);
+        auto p = ShadowPlain::start(model, so, prompt, a.sampling);
         if (!p) return kiln::Status(p.status());
         plain = std::move(p.value());
     }
@@ -121,7 +146,15 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
     o.ignore_eos = a.ignore_eos;
     kiln::TokenStreamDecoder stream(model->tokenizer());
     kiln::SpecStats st;
+    kiln::Status shadow = kiln::Status::ok();
+    double shadow_s = 0;  // time the interleaved plain decoding took inside the callback
     KILN_TRY(kiln::speculative_generate(s, sampler, *drafter, prompt, o, [&](int32_t t) {
+        if (plain) {
+            auto t0 = Clock::now();
+            shadow = plain->push(t);
+            shadow_s += seconds_since(t0);
+            if (!shadow.is_ok()) return false;
+        }
         out_tokens->push_back(t);
         std::string piece = stream.push(t);
         *out_text += piece;
@@ -131,6 +164,13 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
         }
         return true;
     }, &st));
+    KILN_TRY(shadow);
+    if (plain && st.eog) {
+        auto t0 = Clock::now();
+        KILN_TRY(plain->finish_at_eog());
+        shadow_s += seconds_since(t0);
+    }
+    st.decode_s -= shadow_s;  // the speculative run's own time
     std::string rest = stream.flush();
     *out_text += rest;
     if (!a.json) std::fwrite(rest.data(), 1, rest.size(), stdout);
@@ -155,10 +195,10 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
     j["draft_s"] = st.draft_s;
     j["verify_s"] = st.verify_s;
     j["decode_tps"] = st.decode_tps();
-    if (a.spec_compare) {
-        j["plain_decode_tps"] = plain.decode_tps;
-        j["speedup"] = plain.decode_tps > 0 ? st.decode_tps() / plain.decode_tps : 0;
-        j["same_as_plain"] = plain.tokens == *out_tokens;
+    if (plain) {
+        j["plain_decode_tps"] = plain->decode_tps();
+        j["speedup"] = plain->decode_tps() > 0 ? st.decode_tps() / plain->decode_tps() : 0;
+        j["same_as_plain"] = plain->same();
     }
     run->stats = j;
     if (!a.quiet) {
@@ -167,10 +207,10 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
         std::fprintf(stderr, "\nkiln-generate: speculative (%s): drafted %d, accepted %d (%.1f%%), %d rounds, %.2f accepted per round; by position:%s\n",
                      drafter->name().c_str(), st.n_drafted, st.n_accepted, 100 * st.acceptance_rate(), st.n_rounds, st.mean_accepted(), pos.c_str());
         std::fprintf(stderr, "kiln-generate: draft %.3f s, verify %.3f s", st.draft_s, st.verify_s);
-        if (a.spec_compare)
-            std::fprintf(stderr, "; plain decoding %.1f t/s, speculative %.1f t/s: %.2fx%s", plain.decode_tps, st.decode_tps(),
-                         plain.decode_tps > 0 ? st.decode_tps() / plain.decode_tps : 0.0,
-                         a.sampling.temperature <= 0 ? (plain.tokens == *out_tokens ? " (same tokens)" : " (TOKENS DIFFER)") : "");
+        if (plain)
+            std::fprintf(stderr, "; plain decoding (interleaved) %.1f t/s, speculative %.1f t/s: %.2fx%s", plain->decode_tps(), st.decode_tps(),
+                         plain->decode_tps() > 0 ? st.decode_tps() / plain->decode_tps() : 0.0,
+                         a.sampling.temperature <= 0 ? (plain->same() ? " (same tokens)" : " (TOKENS DIFFER)") : "");
         std::fputc('\n', stderr);
     }
     return kiln::Status::ok();
