@@ -11,7 +11,8 @@
 #   outside the repository, in $KILN_CACHE/llama.cpp (default .cache/llama.cpp).
 # - ik_llama.cpp is not built here: set IK_LLAMA_BENCH to the llama-bench binary of a build
 #   you made from its public repository (its column is left out otherwise).
-# - The default models are SmolLM2-135M (tools/fetch_models.py), a random-weight
+# - The default models are SmolLM2-135M and the real Qwen2.5-Coder-0.5B and -1.5B Q4_K_M
+#   (tools/fetch_models.py), a random-weight
 #   Llama-architecture 1.1B (n_embd 2048, 16 layers, 32 heads, 8 KV heads, n_ff 8192,
 #   32000-token vocab) in Q4_K_M and Q8_0, and a random-weight Qwen2 7B of
 #   DeepSeek-R1-Distill-Qwen-7B's shapes (n_embd 3584, 28 layers, 28 heads, 4 KV heads,
@@ -74,7 +75,8 @@ if [ ${#models[@]} -eq 0 ]; then
   f7=$cache/models/bench/qwen2-7b-q4_k_m.gguf
   [ -f "$f7" ] || build/kiln-synth --arch qwen2 --vocab-from "$cache/vocab/ggml-vocab-qwen2.gguf" --n-embd 3584 --n-layer 28 \
       --n-head 28 --n-head-kv 4 --n-ff 18944 --n-ctx 32768 --rope-theta 1000000 --type q4_k_m --seed 1 --row-pool 512 -o "$f7" >&2
-  models=("$smol" "$cache/models/bench/llama-1.1b-q4_k_m.gguf" "$cache/models/bench/llama-1.1b-q8_0.gguf" "$f7")
+  models=("$smol" "$(python3 tools/fetch_models.py qwen-coder-0.5b)" "$(python3 tools/fetch_models.py qwen-coder-1.5b)"
+          "$cache/models/bench/llama-1.1b-q4_k_m.gguf" "$cache/models/bench/llama-1.1b-q8_0.gguf" "$f7")
 fi
 
 # llama-bench's JSON (one file per round): a list of {test params, samples_ts}; the median

@@ -4,26 +4,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <cmath>
+
+#include "draft_length.h"
 
 namespace kiln {
 
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-// The draft length with the most expected tokens per unit of cost: with per-token
-// acceptance a, k drafts yield (1 - a^(k+1)) / (1 - a) tokens and cost 1 + k (v + c) decodes.
-int best_draft_length(double a, double c, double v, const SpecOptions& o) {
-    int best_k = std::max(1, o.draft_min);
-    double best = -1;
-    for (int k = std::max(1, o.draft_min); k <= o.draft_max; ++k) {
-        const double tokens = a >= 1 ? k + 1 : (1 - std::pow(a, k + 1)) / (1 - a);
-        const double rate = tokens / (1 + k * (v + c));
-        if (rate > best) best = rate, best_k = k;
-    }
-    return best_k;
-}
-
 }  // namespace
 
 float prob_of(const std::vector<std::pair<int32_t, float>>& dist, int32_t token) {
@@ -82,24 +72,24 @@ void verify_sampled_rows(const SampledVerification& v, std::span<const int32_t> 
 
 namespace {
 
-// Cost of one more token in a verification forward relative to a one-token forward,
-// from forwards of 1 and of n prompt tokens on the empty target (the faster of two
-// each; truncated after, so the prefill that follows overwrites their KV entries).
-Expected<double> measure_verify_token_cost(Session& target, std::span<const int32_t> prompt, int n) {
-    auto timed = [&](int len) -> Expected<double> {
-        double best = 1e30;
+// Seconds of a verification of 1 and of n tokens on the empty target (the faster of two
+// each; truncated after, so the prefill that follows overwrites their KV entries): the
+// adaptive draft length's starting point. The first prompt token repeated: the cost does
+// not depend on which tokens they are.
+Status measure_verify_seconds(Session& target, int32_t token, int n, double* t1, double* tn) {
+    const std::vector<int32_t> tokens(size_t(n), token);  // (n)
+    auto timed = [&](int len, double* out) -> Status {
+        *out = 1e30;
         for (int rep = 0; rep < 2; ++rep) {
             auto t = Clock::now();
-            KILN_TRY(target.forward(prompt.first(size_t(len))));
-            best = std::min(best, seconds_since(t));
+            KILN_TRY(target.forward(std::span<const int32_t>(tokens).first(size_t(len))));
+            *out = std::min(*out, seconds_since(t));
             KILN_TRY(target.truncate(0));
         }
-        return best;
+        return Status::ok();
     };
-    auto t1 = timed(1), tn = timed(n);
-    if (!t1) return t1.status();
-    if (!tn) return tn.status();
-    return std::clamp((tn.value() / t1.value() - 1) / (n - 1), 0.0, 1.0);
+    KILN_TRY(timed(1, t1));
+    return timed(n, tn);
 }
 
 }  // namespace
@@ -123,23 +113,22 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
     // Greedy without a repetition penalty: a draft is kept iff it is the target's argmax.
     const bool greedy = sampler.params().temperature <= 0 && sampler.params().repeat_penalty == 1.0f;
 
-    // The verification cost per extra token, when not given: measured on 1 + draft_max
-    // prompt tokens for the adaptive length (which alone uses it), else the SmolLM2 figure.
-    double v_cost = o.verify_token_cost;
-    const int n_measure = std::min<int>(1 + o.draft_max, int(prompt.size()));
-    if (v_cost < 0 && o.adaptive && n_measure > 1) {
-        auto measured = measure_verify_token_cost(target, prompt, n_measure);
-        if (!measured) return measured.status();
-        v_cost = measured.value();
+    // The adaptive draft length starts from verifications of 1 and 1 + draft_max tokens.
+    std::optional<DraftLengthModel> lengths;
+    if (o.adaptive) {
+        const int n_measure = std::min(1 + o.draft_max, target.n_ctx());
+        double t1 = 0, tn = 0;
+        KILN_TRY(measure_verify_seconds(target, prompt[0], n_measure, &t1, &tn));
+        st.verify_token_cost = n_measure > 1 ? std::max(0.0, (tn / t1 - 1) / (n_measure - 1)) : 0;
+        lengths.emplace(o.draft_min, n_measure - 1, t1, tn);
     }
-    if (v_cost < 0) v_cost = 0.35;
-    st.verify_token_cost = v_cost;
 
     // Prefill exactly as plain decoding does, so the first token and the prompt's KV
     // entries are the same bits.
     for (int32_t t : prompt) sampler.accept(t);
     auto t0 = Clock::now();
     KILN_TRY(target.forward(prompt));
+    KILN_TRY(drafter.prepare(prompt));  // a draft model's own prefill: prompt processing too
     st.prefill_s += seconds_since(t0);
     st.n_prompt += int(prompt.size());
     auto t1 = Clock::now();
@@ -161,26 +150,23 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
         emit(first);
     }
 
-    int k_cur = std::max(1, std::min(o.draft_max, o.adaptive ? std::max(o.draft_min, 3) : o.draft_max));
-    // Running statistics for the adaptive length, decayed so the recent text counts most:
-    // accepted drafts, acceptance trials (accepted + first rejections), and the draft cost
-    // per token relative to a one-token target forward.
-    double acc = 2, trials = 3, draft_cost = 0;
-    bool have_cost = false;
     std::vector<DraftToken> drafts;
     std::vector<int32_t> batch;  // (1 + k) the pending token, then the drafts
+    bool drafted_before = true;  // the previous round drafted at a cost (else this round's draft time holds a catch-up)
     while (!done) {
         const int kv = target.n_past();  // == history.size() - 1
         if (kv >= target.n_ctx()) break;  // plain decoding stops here too: no room for the pending token
-        int k = std::min(k_cur, target.n_ctx() - kv - 1);
-        if (o.n_predict >= 0) k = std::min(k, o.n_predict - st.n_generated - 1);  // drafts beyond that would be thrown away
+        // k_max: the most drafts the round can use; k: the adaptive length within it.
+        int k_max = std::min(o.draft_max, target.n_ctx() - kv - 1);
+        if (o.n_predict >= 0) k_max = std::min(k_max, o.n_predict - st.n_generated - 1);  // drafts beyond that would be thrown away
+        const int k = std::min(lengths ? lengths->next() : o.draft_max, k_max);
         drafts.clear();
         const double draft_s_before = st.draft_s;
-        if (k > 0) {
+        if (k_max > 0) {  // k = 0 (plain decoding wins) still lets a drafter that costs nothing propose
             auto td = Clock::now();
-            KILN_TRY(drafter.draft(history, k, &drafts));
+            KILN_TRY(drafter.draft_round(history, k, k_max, &drafts));
             st.draft_s += seconds_since(td);
-            if (int(drafts.size()) > k) drafts.resize(size_t(k));
+            if (int(drafts.size()) > k_max) drafts.resize(size_t(k_max));
             // A draft vocabulary may be larger: ids the target does not have end the draft.
             for (size_t i = 0; i < drafts.size(); ++i)
                 if (drafts[i].token < 0 || drafts[i].token >= n_vocab) {
@@ -232,15 +218,13 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
         // Keep the pending token and the accepted drafts; `next` is the new pending token.
         KILN_TRY(target.truncate(kv + 1 + m));
 
-        if (o.adaptive && nd > 0) {
-            acc = 0.9 * acc + m;
-            trials = 0.9 * trials + m + (m < nd ? 1 : 0);
-            // One-token target cost from this verification: t = t1 (1 + v nd).
-            const double t1 = verify_s / (1 + v_cost * nd);
-            const double c = t1 > 0 ? (st.draft_s - draft_s_before) / nd / t1 : 0;
-            draft_cost = have_cost ? 0.8 * draft_cost + 0.2 * c : c;
-            have_cost = true;
-            k_cur = best_draft_length(acc / trials, draft_cost, v_cost, o);
+        if (lengths) {
+            lengths->record_verify(nd + 1, verify_s);
+            // A draft after rounds without one first caught up on their tokens: its time is
+            // not what drafting costs round after round, so only its acceptance counts.
+            const bool counts = drafter.last_draft_counts() && nd > 0;
+            if (counts) lengths->record_draft(nd, accepted, drafted_before ? st.draft_s - draft_s_before : -1);
+            drafted_before = counts;
         }
     }
     // Leave the cache as plain decoding would: every kept token fed but the last one (which

@@ -25,16 +25,53 @@ public:
             for (int start = n - g - 1; start >= 0; --start) {
                 if (!std::equal(tail, tail + g, h.data() + start)) continue;
                 const int from = start + g;  // first token after the match (< n)
-                for (int i = from; i < n && int(out->size()) < n_max; ++i) out->push_back({h[size_t(i)], {}});
+                const int len = std::min(n_max, lookup_draft_length(g));
+                for (int i = from; i < n && int(out->size()) < len; ++i) out->push_back({h[size_t(i)], {}});
                 return Status::ok();
             }
         }
         return Status::ok();
     }
 
+    Status draft_round(std::span<const int32_t> h, int, int n_max, std::vector<DraftToken>* out) override { return draft(h, n_max, out); }
+
 private:
     int max_, min_;
 };
+
+// Drafts with `first`; where it proposes nothing, with `then`.
+class HybridDrafter final : public Drafter {
+public:
+    HybridDrafter(std::unique_ptr<Drafter> first, std::unique_ptr<Drafter> then) : first_(std::move(first)), then_(std::move(then)) {}
+    std::string name() const override { return then_->name() + ", " + first_->name() + " first"; }
+    int max_context() const override {
+        const int a = first_->max_context(), b = then_->max_context();
+        return a == 0 ? b : b == 0 ? a : std::min(a, b);
+    }
+    bool last_draft_counts() const override { return used_then_ && then_->last_draft_counts(); }
+    Status prepare(std::span<const int32_t> prompt) override {
+        KILN_TRY(first_->prepare(prompt));
+        return then_->prepare(prompt);
+    }
+
+    Status draft(std::span<const int32_t> history, int n_max, std::vector<DraftToken>* out) override { return draft_round(history, n_max, n_max, out); }
+    Status draft_round(std::span<const int32_t> history, int n_suggested, int n_max, std::vector<DraftToken>* out) override {
+        const size_t before = out->size();
+        KILN_TRY(first_->draft_round(history, n_suggested, n_max, out));
+        used_then_ = out->size() == before;
+        return used_then_ ? then_->draft_round(history, n_suggested, n_max, out) : Status::ok();
+    }
+
+private:
+    std::unique_ptr<Drafter> first_, then_;
+    bool used_then_ = true;
+};
+
+}  // namespace
+
+int lookup_draft_length(int match) { return match >= 4 ? kMaxDraft : match >= 2 ? 2 : 0; }
+
+namespace {
 
 // ---- draft model (plain, self-speculative with skipped layers, or PARD) ------------------
 
@@ -51,6 +88,11 @@ public:
         return head_tokens_ ? strfmt("draft model (output head of %zu tokens)", head_tokens_) : "draft model";
     }
     int max_context() const override { return s_->n_ctx(); }
+    Status prepare(std::span<const int32_t> prompt) override {
+        for (int32_t t : prompt)
+            if (t < 0 || t >= s_->model().config().n_vocab) return Status::ok();  // draft() declines such a history too
+        return sync(prompt);
+    }
 
     Status draft(std::span<const int32_t> h, int n_max, std::vector<DraftToken>* out) override {
         // A target token the (slightly smaller) draft vocabulary lacks: no drafts.
@@ -177,6 +219,10 @@ ForwardBytes forward_bytes(const Model& model) {
 std::unique_ptr<Drafter> make_lookup_drafter(int ngram_max, int ngram_min) {
     ngram_max = std::max(1, ngram_max);
     return std::make_unique<LookupDrafter>(ngram_max, std::clamp(ngram_min, 1, ngram_max));
+}
+
+std::unique_ptr<Drafter> make_hybrid_drafter(std::unique_ptr<Drafter> first, std::unique_ptr<Drafter> then) {
+    return std::make_unique<HybridDrafter>(std::move(first), std::move(then));
 }
 
 Status check_vocab_compatible(const Model& target, const Model& draft) {

@@ -24,7 +24,9 @@ sys.exit(0 if s["same_as_plain"] else 1)' "$label"
 }
 check lookup --lookup-ngram 3
 check self-spec --skip-layers 12,13,14
-check draft-model -md "$smol" --draft-max 7
+check draft-model -md "$smol" --draft-max 7                 # with prompt lookup in front (the default)
+check draft-alone -md "$smol" --lookup-ngram 0
+check draft-head -md "$gemma" --draft-head 4096 --lookup-ngram 0 -m "$gemma"   # Gemma 3 drafting for itself from a trimmed head
 check pard -md "$smol" --pard --pard-mask-id 2
 expect_error() {  # pattern, flags...
   local pattern=$1
@@ -34,7 +36,9 @@ expect_error() {  # pattern, flags...
 }
 expect_error "incompatible" -m "$smol" -md "$gemma" -p hi
 expect_error "smaller than the target context" -m "$smol" -md "$smol" -c 512 --ctx-draft 256 -p hi
-expect_error "one drafting source" -m "$smol" -md "$smol" --lookup-ngram 2 -p hi
+expect_error "one drafting source" -m "$smol" --self-spec --lookup-ngram 3 -p hi
+expect_error "at least 4 tokens" -m "$smol" -md "$smol" --lookup-ngram 2 -p hi
+expect_error "needs a draft model" -m "$smol" --lookup-ngram 3 --draft-head 100 -p hi
 expect_error "--draft-max" -m "$smol" --lookup-ngram 2 --draft-max 9 -p hi
 expect_error "--pard-mask-id" -m "$smol" -md "$smol" --pard -p hi
 echo "  bad combinations: clear errors"

@@ -47,14 +47,46 @@ public:
     // Appends up to n_max (>= 1) tokens that may follow `history` (the prompt and every
     // token generated so far) to *out. Fewer, or none, is fine.
     virtual Status draft(std::span<const int32_t> history, int n_max, std::vector<DraftToken>* out) = 0;
+    // What the speculative driver calls each round: n_suggested (<= n_max) is the adaptive
+    // draft length, from the acceptance and costs of earlier rounds. A drafter that pays per
+    // token (a draft model) drafts that many, the default; one that sizes its drafts itself
+    // at no cost (prompt lookup) may go on to n_max.
+    // n_suggested may be 0: plain decoding pays more than drafting at a cost this round.
+    virtual Status draft_round(std::span<const int32_t> history, int n_suggested, int n_max, std::vector<DraftToken>* out) {
+        (void)n_max;
+        return n_suggested > 0 ? draft(history, n_suggested, out) : Status::ok();
+    }
+    // Called once with the prompt, after the target's prefill and before the first round: a
+    // drafter with a model of its own processes the prompt here, so that no round's draft
+    // time holds it (the adaptive length would take it for the cost of drafting).
+    virtual Status prepare(std::span<const int32_t> prompt) {
+        (void)prompt;
+        return Status::ok();
+    }
     // Largest history + draft length the drafter can hold; 0: unlimited.
     virtual int max_context() const { return 0; }
     virtual std::string name() const = 0;
+    // False when the last draft came from a source that sizes its drafts itself and costs
+    // next to nothing (prompt lookup inside a hybrid drafter): the adaptive draft length
+    // leaves such rounds out of its statistics, which then describe the costly source.
+    virtual bool last_draft_counts() const { return true; }
 };
 
 // Prompt lookup: finds the latest earlier occurrence of the history's last n tokens
-// (n = ngram_max down to ngram_min) and proposes the tokens that followed it.
+// (n = ngram_max down to ngram_min) and proposes up to lookup_draft_length(n) of the tokens
+// that followed it.
 std::unique_ptr<Drafter> make_lookup_drafter(int ngram_max, int ngram_min = 1);
+// How far a lookup match of n tokens is trusted: nothing after a 1-token match (a space, a
+// bracket: it says little), 2 tokens after 2-3, kMaxDraft from 4 on (a copy is under way).
+// On the code-editing prompts of bench/spec.sh, against always kMaxDraft: fewer wasted
+// verification rows, the larger gain where verification is compute-bound.
+int lookup_draft_length(int match);
+// Drafts with `first` (cheap, e.g. prompt lookup with a long minimum match) and, where it
+// proposes nothing, with `then` (a draft model, which catches up on the tokens it did not
+// draft in one forward when next asked).
+std::unique_ptr<Drafter> make_hybrid_drafter(std::unique_ptr<Drafter> first, std::unique_ptr<Drafter> then);
+// The prompt lookup a draft model gets in front of it by default: n-grams of 8 down to 4.
+constexpr int kHybridLookupMax = 8, kHybridLookupMin = 4;
 
 struct DraftModelOptions {
     int n_ctx = 0;              // draft KV cache; 0: the target session's context
@@ -114,20 +146,17 @@ Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> mod
 std::vector<int32_t> draft_head_tokens(const Model& model, std::span<const int32_t> context, int n);
 
 struct SpecOptions {
-    int draft_max = 5;     // 1..kMaxDraft tokens per round
-    int draft_min = 1;     // the adaptive length never goes below this
-    // Adaptive draft length: each round drafts the k that maximises expected tokens per
-    // unit of cost, from the running (decayed) per-token acceptance rate, the measured
-    // draft cost per token and verify_token_cost. Timings steer it, so when sampling
+    int draft_max = kMaxDraft;  // 1..kMaxDraft tokens per round
+    int draft_min = 0;     // the adaptive length never goes below this (0: it may choose plain decoding)
+    // Adaptive draft length: each round drafts the k with the most expected tokens per
+    // second, from the running (decayed) per-token acceptance, the measured seconds per
+    // drafted token and the measured seconds of a verification of each size (a few
+    // forwards of 1 and 1 + draft_max tokens before the prefill start them off); k = 0,
+    // plain decoding, where no draft pays (src/draft_length.h). Prompt lookup, which costs
+    // nothing, sizes its own drafts up to draft_max. Timings steer it, so when sampling
     // (temperature > 0) the same seed repeats its tokens only with adaptive = false: other
     // draft lengths consume the random draws differently. Greedy output never depends on it.
     bool adaptive = true;
-    // Cost of one more token in a verification forward, relative to a one-token forward.
-    // < 0 (default): measured on the prompt before the prefill (a few forwards of one and of
-    // 1 + draft_max tokens). It varies widely: ~0.35 for SmolLM2-135M Q4_1 on one Zen 4
-    // core (small-batch matmuls compute bound), ~0.05 for Gemma 3 270M with --repack, near
-    // 0 where decode is bandwidth bound (big models, many cores).
-    double verify_token_cost = -1;
     int n_predict = 128;   // -1: until end of generation or a full context
     bool ignore_eos = false;
 };
@@ -139,7 +168,7 @@ struct SpecStats {
     int drafted_at[kMaxDraft] = {};   // drafts proposed at position i of a round
     int accepted_at[kMaxDraft] = {};  // ... of which accepted
     double prefill_s = 0, draft_s = 0, verify_s = 0, decode_s = 0;  // decode_s: everything after prefill
-    double verify_token_cost = 0;     // the one the adaptive draft length used (measured or given)
+    double verify_token_cost = 0;     // measured before the prefill: one more verified token's cost relative to one (adaptive only)
     bool eog = false;                 // generation ended at an end-of-generation token
 
     double acceptance_rate() const { return n_drafted ? double(n_accepted) / n_drafted : 0; }

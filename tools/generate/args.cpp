@@ -61,14 +61,16 @@ const char* generate_usage() {
            "      --quantize TYPE       quantize the weights in memory at load: q8_0, q4_k_m, q5_k_m, q6_k, q4_0, ... (llama-quantize's mixes)\n"
            "\n"
            "Speculative decoding (one drafting source; output is exactly the target's):\n"
-           "  -md, --model-draft FILE   draft model (same vocabulary as -m)\n"
+           "  -md, --model-draft FILE   draft model (same vocabulary as -m); where the text's last 4..8 tokens occurred\n"
+           "                            earlier, what followed them is drafted instead (no draft forward; --lookup-ngram 0: off)\n"
            "      --lookup-ngram N      prompt lookup: draft what followed the last n-gram (N..1) earlier in the text\n"
+           "                            (with -md: n-grams N..4 in front of the draft model)\n"
            "      --self-spec           the target drafts for itself with layers skipped (chosen by calibration on the prompt)\n"
            "      --skip-layers LIST    self-speculation with these layers skipped, e.g. 3,5,7 (no calibration)\n"
            "      --pard                the -md model is a PARD model: K draft tokens in one forward with K-1 mask tokens\n"
            "      --pard-mask-id N      PARD mask token (default: tokenizer.ggml.mask_token_id of the draft)\n"
            "      --draft-max N         draft tokens per round, 1..7 (default 7; the adaptive length picks up to this)\n"
-           "      --draft-min N         smallest adaptive draft length (default 1)\n"
+           "      --draft-min N         smallest adaptive draft length (default 0: plain decoding where no draft pays)\n"
            "      --draft-p-min P       stop drafting when the draft's probability is below P (default 0 = off)\n"
            "      --no-adaptive-draft   always draft --draft-max tokens\n"
            "      --draft-head N        the -md model drafts from its N most common tokens plus those of the text (default:\n"
@@ -154,7 +156,7 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
         }
         else if (f == "--no-adaptive-draft") a.adaptive_draft = false;
         else if (f == "--draft-head") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 0, 1 << 24, &a.draft_head)); }
-        else if (f == "--lookup-ngram") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 1, 64, &a.lookup_ngram)); }
+        else if (f == "--lookup-ngram") { KILN_TRY(value(&v)); KILN_TRY(parse_int(f, v, 0, 64, &a.lookup_ngram)); }
         else if (f == "--self-spec") a.self_spec = true;
         else if (f == "--skip-layers") {
             KILN_TRY(value(&v));
@@ -191,8 +193,13 @@ kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv) {
     if (a.prompt.empty() && a.prompt_file.empty()) return kiln::Status::error("no prompt given (-p TEXT or -f FILE)");
     if (a.interactive && isatty(0) == 0 && a.prompt_file == "-") return kiln::Status::error("-i and -f - both want stdin");
     KILN_TRY(kiln::validate(a.sampling));
-    const int n_sources = int(!a.model_draft.empty()) + int(a.lookup_ngram > 0) + int(a.self_spec);
-    if (n_sources > 1) return kiln::Status::error("choose one drafting source: -md, --lookup-ngram or --self-spec/--skip-layers");
+    const int n_sources = int(!a.model_draft.empty()) + int(a.lookup_alone()) + int(a.self_spec);
+    if (n_sources > 1 || (a.self_spec && a.lookup_ngram >= 0))
+        return kiln::Status::error("choose one drafting source: -md (with --lookup-ngram or not), --lookup-ngram or --self-spec/--skip-layers");
+    if (a.lookup_ngram == 0 && a.model_draft.empty()) return kiln::Status::error("--lookup-ngram 0 turns prompt lookup off in front of a draft model (-md)");
+    if (a.lookup_ngram > 0 && a.lookup_ngram < kiln::kHybridLookupMin && !a.model_draft.empty())
+        return kiln::Status::error("--lookup-ngram %d: in front of a draft model, n-grams are at least %d tokens", a.lookup_ngram, kiln::kHybridLookupMin);
+    if (a.pard && a.lookup_ngram > 0) return kiln::Status::error("--lookup-ngram does not combine with --pard");
     if (a.pard && a.model_draft.empty()) return kiln::Status::error("--pard needs a PARD draft model (-md FILE)");
     if (a.draft_min > a.draft_max) return kiln::Status::error("--draft-min %d is larger than --draft-max %d", a.draft_min, a.draft_max);
     if (a.ctx_draft > 0 && a.model_draft.empty() && !a.self_spec) return kiln::Status::error("--ctx-draft needs a draft (-md or --self-spec)");

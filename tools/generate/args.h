@@ -37,17 +37,19 @@ struct GenerateArgs {
     // Speculative decoding (at most one drafting source).
     std::string model_draft;        // -md: draft model
     int ctx_draft = 0;              // draft KV cache (0: same as --ctx)
-    int draft_max = kiln::kMaxDraft, draft_min = 1;
+    int draft_max = kiln::kMaxDraft, draft_min = 0;
     int draft_head = -1;            // the draft model's trimmed output head (-1: automatic, 0: whole)
     float draft_p_min = 0.0f;
     bool adaptive_draft = true;
-    int lookup_ngram = 0;           // > 0: prompt lookup with n-grams of up to this length
+    int lookup_ngram = -1;          // > 0: prompt lookup with n-grams of up to this length (with -md: in front of the
+                                    // draft model, n-grams of at least 4; 0 there: none); -1: unset
     bool self_spec = false;         // self-speculation (layers picked by calibration unless --skip-layers)
     std::vector<int> skip_layers;
     bool pard = false;              // -md is a PARD model
     int pard_mask_id = -1;          // -1: from the draft model's metadata
     bool spec_compare = false;      // also run plain decoding and report the speedup
     bool speculative() const { return !model_draft.empty() || lookup_ngram > 0 || self_spec; }
+    bool lookup_alone() const { return lookup_ngram > 0 && model_draft.empty(); }
 };
 
 kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv);

@@ -80,7 +80,7 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
     std::unique_ptr<kiln::Drafter> drafter;
     nlohmann::json j;
     double calib_s = 0;
-    if (a.lookup_ngram > 0) {
+    if (a.lookup_alone()) {
         drafter = kiln::make_lookup_drafter(a.lookup_ngram);
     } else if (a.self_spec) {
         dopt.skip_layers = a.skip_layers;
@@ -129,6 +129,9 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
         auto d = kiln::make_model_drafter(dm.value(), *model, s.n_ctx(), dopt);
         if (!d) return kiln::Status(d.status());
         drafter = std::move(d.value());
+        if (!a.pard && a.lookup_ngram != 0)  // prompt lookup in front of the draft model
+            drafter = kiln::make_hybrid_drafter(kiln::make_lookup_drafter(a.lookup_ngram > 0 ? a.lookup_ngram : kiln::kHybridLookupMax, kiln::kHybridLookupMin),
+                                                std::move(drafter));
     }
 
     std::unique_ptr<ShadowPlain> plain;
