@@ -67,11 +67,27 @@ private:
     bool used_then_ = true;
 };
 
-}  // namespace
-
-int lookup_draft_length(int match) { return match >= 4 ? kMaxDraft : match >= 2 ? 2 : 0; }
-
-namespace {
+// Bytes a one-token forward reads, per layer (MoE: the experts a token uses) and for the
+// output head: what a draft that skips layers or trims the head saves.
+struct ForwardBytes {
+    std::vector<double> layer;  // (n_layer)
+    double head = 0, total = 0;
+};
+ForwardBytes forward_bytes(const Model& model) {
+    const ModelConfig& c = model.config();
+    ForwardBytes b;
+    const double expert_share = c.n_expert > 0 ? double(c.n_expert_used) / c.n_expert : 1.0;
+    for (const LayerWeights& L : model.weights().layers) {
+        double bytes = 0;
+        for (const TensorView* t : L.matrices())  // 3-D expert tensors: the chosen experts' share
+            if (!t->empty()) bytes += double(t->nbytes()) * (t->ne[2] > 1 ? expert_share : 1.0);
+        b.layer.push_back(bytes);
+        b.total += bytes;
+    }
+    b.head = double(model.weights().output.nbytes());
+    b.total += b.head;
+    return b;
+}
 
 // ---- draft model (plain, self-speculative with skipped layers, or PARD) ------------------
 
@@ -88,17 +104,10 @@ public:
         return head_tokens_ ? strfmt("draft model (output head of %zu tokens)", head_tokens_) : "draft model";
     }
     int max_context() const override { return s_->n_ctx(); }
-    Status prepare(std::span<const int32_t> prompt) override {
-        for (int32_t t : prompt)
-            if (t < 0 || t >= s_->model().config().n_vocab) return Status::ok();  // draft() declines such a history too
-        return sync(prompt);
-    }
+    Status prepare(std::span<const int32_t> prompt) override { return in_vocab(prompt) ? sync(prompt) : Status::ok(); }
 
     Status draft(std::span<const int32_t> h, int n_max, std::vector<DraftToken>* out) override {
-        // A target token the (slightly smaller) draft vocabulary lacks: no drafts.
-        const int n_vocab = s_->model().config().n_vocab;
-        for (int32_t t : h)
-            if (t < 0 || t >= n_vocab) return Status::ok();
+        if (!in_vocab(h)) return Status::ok();
         KILN_TRY(sync(h));
         if (o_.pard_mask_id >= 0) return draft_pard(h, n_max, out);
         for (int i = 0; i < n_max; ++i) {
@@ -114,6 +123,12 @@ public:
     }
 
 private:
+    // False where a target token is one the (slightly smaller) draft vocabulary lacks: no drafts then.
+    bool in_vocab(std::span<const int32_t> h) const {
+        const int n_vocab = s_->model().config().n_vocab;
+        return std::all_of(h.begin(), h.end(), [&](int32_t t) { return t >= 0 && t < n_vocab; });
+    }
+
     // The draft samples without a repetition penalty (any q is exact; this one is simplest).
     static SamplerParams draft_params(SamplerParams p) {
         p.repeat_penalty = 1.0f;
@@ -190,31 +205,8 @@ private:
 
 }  // namespace
 
-namespace {
 
-// Bytes a one-token forward reads, per layer (MoE: the experts a token uses) and for the
-// output head: what a draft that skips layers or trims the head saves.
-struct ForwardBytes {
-    std::vector<double> layer;  // (n_layer)
-    double head = 0, total = 0;
-};
-ForwardBytes forward_bytes(const Model& model) {
-    const ModelConfig& c = model.config();
-    ForwardBytes b;
-    const double expert_share = c.n_expert > 0 ? double(c.n_expert_used) / c.n_expert : 1.0;
-    for (const LayerWeights& L : model.weights().layers) {
-        double bytes = 0;
-        for (const TensorView* t : L.matrices())  // 3-D expert tensors: the chosen experts' share
-            if (!t->empty()) bytes += double(t->nbytes()) * (t->ne[2] > 1 ? expert_share : 1.0);
-        b.layer.push_back(bytes);
-        b.total += bytes;
-    }
-    b.head = double(model.weights().output.nbytes());
-    b.total += b.head;
-    return b;
-}
-
-}  // namespace
+int lookup_draft_length(int match) { return match >= 4 ? kMaxDraft : match >= 2 ? 2 : 0; }
 
 std::unique_ptr<Drafter> make_lookup_drafter(int ngram_max, int ngram_min) {
     ngram_max = std::max(1, ngram_max);
@@ -322,7 +314,6 @@ std::vector<int32_t> draft_head_tokens(const Model& model, std::span<const int32
     std::sort(out.begin(), out.end());
     return out;
 }
-
 
 Expected<SkipCalibration> calibrate_skip_layers(std::shared_ptr<const Model> model, std::span<const int32_t> tokens, const SessionOptions& so_in,
                                                 int max_skip, bool trim_head) {

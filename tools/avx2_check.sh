@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 emulate=(qemu-x86_64 -cpu EPYC-Rome)
 smol=$(python3 tools/fetch_models.py smollm2)
-moe=.cache/models/synth/synth-qwen3moe.gguf  # written by tools/make_synthetic_models.sh
+moe=${KILN_CACHE:-.cache}/models/synth/synth-qwen3moe.gguf  # written by tools/make_synthetic_models.sh
 if [ ! -f "$moe" ]; then echo "avx2_check: $moe is missing (run tools/make_synthetic_models.sh)" >&2; exit 1; fi
 quiet_qemu() { grep -v "TCG doesn't support requested feature" >&2 || true; }
 

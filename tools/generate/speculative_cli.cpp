@@ -27,10 +27,8 @@ public:
     }
     // The speculative run emitted t: decode the previous token, then pick as plain decoding.
     kiln::Status push(int32_t t) {
-        auto t0 = Clock::now();
-        if (prev_ >= 0) KILN_TRY(s_->forward(std::span<const int32_t>(&prev_, 1)));
-        const int32_t pick = sampler_.sample(s_->logits());
-        decode_s_ += seconds_since(t0);
+        int32_t pick = -1;
+        KILN_TRY(step(&pick));
         same_ = same_ && pick == t;
         sampler_.accept(t);
         prev_ = t;
@@ -40,18 +38,23 @@ public:
     // The speculative run stopped at an end-of-generation token: plain decoding would have
     // run one more forward to see it.
     kiln::Status finish_at_eog() {
-        auto t0 = Clock::now();
-        if (prev_ >= 0) KILN_TRY(s_->forward(std::span<const int32_t>(&prev_, 1)));
-        const int32_t pick = sampler_.sample(s_->logits());
-        decode_s_ += seconds_since(t0);
+        int32_t pick = -1;
+        KILN_TRY(step(&pick));
         same_ = same_ && s_->model().tokenizer().is_eog(pick);
         return kiln::Status::ok();
     }
     double decode_tps() const { return decode_s_ > 0 && n_ > 1 ? (n_ - 1) / decode_s_ : 0; }
-    double seconds() const { return decode_s_; }
     bool same() const { return same_; }  // every pick equal (meaningful at --temp 0)
 
 private:
+    // One plain decoding step, timed: forward the previous token (none after the prompt), pick the next.
+    kiln::Status step(int32_t* pick) {
+        auto t0 = Clock::now();
+        if (prev_ >= 0) KILN_TRY(s_->forward(std::span<const int32_t>(&prev_, 1)));
+        *pick = sampler_.sample(s_->logits());
+        decode_s_ += seconds_since(t0);
+        return kiln::Status::ok();
+    }
     ShadowPlain(std::unique_ptr<kiln::Session> s, const kiln::SamplerParams& p) : s_(std::move(s)), sampler_(p, s_->model().config().n_vocab) {}
     std::unique_ptr<kiln::Session> s_;
     kiln::Sampler sampler_;
