@@ -31,13 +31,17 @@ void bm_attention(benchmark::State& state, Layout lay, kiln::DType type) {
         state.SkipWithError("allocation failed");
         return;
     }
+    if (!kv.reserve({{0, depth + n}})) {
+        state.SkipWithError("KV pages");
+        return;
+    }
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::vector<float> k(size_t(c.head_dim)), q(size_t(n) * c.n_head * c.head_dim), out(size_t(n) * c.n_head * c.head_dim);
     for (int pos = 0; pos < depth + n; ++pos)
         for (int g = 0; g < c.n_head_kv; ++g) {
             for (float& x : k) x = nd(rng);
-            kv.store(0, g, pos, k.data(), k.data());
+            kv.store(0, g, 0, pos, k.data(), k.data());
         }
     for (float& x : q) x = nd(rng);
     kiln::ThreadPool pool(threads);
@@ -47,7 +51,7 @@ void bm_attention(benchmark::State& state, Layout lay, kiln::DType type) {
         benchmark::DoNotOptimize(out.data());
     }
     const double positions = double(depth) + n / 2.0;
-    state.SetBytesProcessed(int64_t(double(state.iterations()) * positions * double(kv.bytes()) / kv.n_ctx));
+    state.SetBytesProcessed(int64_t(double(state.iterations()) * positions * double(kv.bytes_per_position())));
     state.SetItemsProcessed(int64_t(double(state.iterations()) * positions * n * c.n_head));
 }
 

@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <tuple>
+#include <span>
 #include <vector>
 
 #include "session_impl.h"
@@ -73,7 +73,7 @@ struct TileRunner {
     std::vector<int> lo, hi, which;
 
     // m, l (nq), acc (nq, Dv).
-    void run(int g, int t, const Query* qs, int nq, const ThreadScratch& ts, float* m, float* l, float* acc) {
+    void run(const int32_t* pages, int g, int t, const Query* qs, int nq, const ThreadScratch& ts, float* m, float* l, float* acc) {
         const int t0 = t * cpu::kAttnTile;
         q.clear(), lo.clear(), hi.clear(), which.clear();
         for (int i = 0; i < nq; ++i) {
@@ -84,7 +84,7 @@ struct TileRunner {
         const bool all = int(q.size()) == nq;
         if (!all) std::fill(m, m + nq, -INFINITY);
         if (q.empty()) return;
-        const cpu::AttnTile a{kv.type_k, kv.type_v, kv.head_dim, Dv, kv.k_panel_at(il, g, t0), kv.k_panel, kv.v_at(il, g, t0), kv.v_row,
+        const cpu::AttnTile a{kv.type_k, kv.type_v, kv.head_dim, Dv, kv.k_tile(il, pages[t], g), kv.k_panel, kv.v_tile(il, pages[t], g), kv.v_row,
                               int(q.size()), q.data(), lo.data(), hi.data(), scale, all ? m : ts.km, all ? l : ts.kl, all ? acc : ts.kacc, ts.tile};
         kt.attn_tile(a);
         if (all) return;
@@ -105,48 +105,23 @@ void normalize(const float* ACC, float L, int Dv, bool rotated, float* out) {
 
 }  // namespace
 
-Status KvCache::allocate(const ModelConfig& c, int n_ctx_tokens, DType tk, DType tv, bool rotate) {
-    for (auto [what, t, dim] : {std::tuple{"K", tk, c.head_dim}, std::tuple{"V", tv, c.head_dim_v}})
-        if (!cpu::kv_type_supported(t, dim))
-            return Status::error("%s cache type %s is not supported for head size %d (f16, bf16, q8_0, q4_0 or f32; the block types need a multiple of 32)",
-                                 what, dtype_name(t), dim);
-    if (c.head_dim % 16 || c.head_dim_v % 16 || c.head_dim > 512 || c.head_dim_v > 512)
-        return Status::error("head sizes %d/%d are not supported (multiples of 16 up to 512)", c.head_dim, c.head_dim_v);
-    if (rotate && !(cpu::is_power_of_two(c.head_dim) && cpu::is_power_of_two(c.head_dim_v)))
-        return Status::error("the Hadamard-rotated KV cache needs power-of-two head sizes, this model has %d/%d", c.head_dim, c.head_dim_v);
-    type_k = tk, type_v = tv, hadamard = rotate;
-    n_ctx = (n_ctx_tokens + cpu::kAttnTile - 1) / cpu::kAttnTile * cpu::kAttnTile;  // whole tiles
-    n_head_kv = c.n_head_kv, head_dim = c.head_dim, head_dim_v = c.head_dim_v;
-    k_panel = cpu::k_panel_bytes(tk, c.head_dim);
-    v_row = cpu::v_row_bytes(tv, c.head_dim_v);
-    k.resize(size_t(c.n_layer));
-    v.resize(size_t(c.n_layer));
-    for (int il = 0; il < c.n_layer; ++il) {
-        AlignedBuffer<uint8_t>& K = k[size_t(il)];
-        AlignedBuffer<uint8_t>& V = v[size_t(il)];
-        K.resize(size_t(n_head_kv) * (n_ctx / cpu::kKvPanel) * k_panel);
-        V.resize(size_t(n_head_kv) * n_ctx * v_row);
-        if (!K.data || !V.data) return Status::error("out of memory allocating the KV cache (%d tokens, %.1f MiB)", n_ctx_tokens, double(bytes()) / (1 << 20));
-        std::memset(K.data, 0, K.size), std::memset(V.data, 0, V.size);  // finite values in unused tile tails
-    }
-    return Status::ok();
-}
-
 Status AttnScratch::allocate(const ModelConfig& c, int n_batch, int n_threads, DType type_k) {
     const size_t stride = size_t(c.head_dim_v) + 2;
     q.resize(size_t(n_batch) * size_t(c.n_head) * cpu::attn_q_bytes(type_k, c.head_dim));
     thread_floats = thread_scratch_floats(c);
     thread.resize(size_t(n_threads) * thread_floats);
-    // decode: tile partials (n_head_kv, kWave) and running state (n_head_kv) blocks of nq (Dv + 2)
-    part.resize(size_t(c.n_head_kv) * (kWave + 1) * size_t(kSplitTokens * group_size(c)) * stride);
+    // decode: tile partials (n_head_kv, kWave) and running state (n_head_kv, kSplitTokens sequences) blocks of nq (Dv + 2)
+    part.resize(size_t(c.n_head_kv) * (kWave + kSplitTokens) * size_t(kSplitTokens * group_size(c)) * stride);
     if (!q.data || !thread.data || !part.data) return Status::error("out of memory allocating attention scratch");
     return Status::ok();
 }
 
 void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, AttnScratch& s, const ModelConfig& c, int il,
-               int pos0, int n, const float* q, float* out, float kq_scale, int window) {
+               std::span<const AttnGroup> groups, const float* q, float* out, float kq_scale, int window) {
     const int H = c.n_head, Hkv = c.n_head_kv, G = group_size(c), D = c.head_dim, Dv = c.head_dim_v;
     const size_t qbytes = cpu::attn_q_bytes(kv.type_k, D);
+    int n = 0;  // rows of q and out
+    for (const AttnGroup& gr : groups) n += gr.n;
     auto first_visible = [&](int pos) { return window > 0 ? std::max(0, pos - window + 1) : 0; };
 
     // Queries in the kernels' form (rounded or quantized like the keys), (n, H, qbytes).
@@ -165,80 +140,106 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
     };
     if (n <= kSplitTokens) prepare(0, int64_t(n) * H, 0);  // a few microseconds: not worth a barrier
     else pool.parallel_for(int64_t(n) * H, 16, prepare);
-    // The queries of KV head g for tokens [i0, i1), token-major: (i1 - i0, G).
-    auto group_queries = [&](int g, int i0, int i1, std::vector<Query>& qs) {
+    // The queries of KV head g for tokens [k0, k1) of group gr, token-major: (k1 - k0, G).
+    auto group_queries = [&](const AttnGroup& gr, int g, int k0, int k1, std::vector<Query>& qs) {
         qs.clear();
-        for (int i = i0; i < i1; ++i)
-            for (int h = g * G; h < (g + 1) * G; ++h) qs.push_back({s.q() + (size_t(i) * H + h) * qbytes, first_visible(pos0 + i), pos0 + i});
+        for (int k = k0; k < k1; ++k)
+            for (int h = g * G; h < (g + 1) * G; ++h)
+                qs.push_back({s.q() + (size_t(gr.rows[k]) * H + h) * qbytes, first_visible(gr.pos0 + k), gr.pos0 + k});
     };
+    // out rows of query k (token-major, (tokens, G)) of KV head g in group gr.
+    auto out_row = [&](const AttnGroup& gr, int g, int k) { return out + (size_t(gr.rows[k / G]) * H + size_t(g) * G + k % G) * Dv; };
+    auto pages = [&](const AttnGroup& gr) { return kv.seqs.pages(gr.seq); };
 
     if (n > kSplitTokens) {
-        // Prefill: job = (KV head, block of tokens), walking its tiles in order.
-        const int tb = std::max(1, kBlockQueries / G), n_blocks = (n + tb - 1) / tb;
-        pool.parallel_for(int64_t(Hkv) * n_blocks, 1, [&](int64_t j0, int64_t j1, int ti) {
+        // Prefill: job = (sequence, KV head, block of its tokens), walking its tiles in order.
+        const int tb = std::max(1, kBlockQueries / G);
+        struct Job { int group, g, k0; };
+        std::vector<Job> jobs;  // (sum over groups of Hkv * blocks)
+        for (int gi = 0; gi < int(groups.size()); ++gi)
+            for (int k0 = 0; k0 < groups[size_t(gi)].n; k0 += tb)
+                for (int g = 0; g < Hkv; ++g) jobs.push_back({gi, g, k0});
+        pool.parallel_for(int64_t(jobs.size()), 1, [&](int64_t j0, int64_t j1, int ti) {
             const ThreadScratch ts = thread_scratch(s, c, ti);
             TileRunner tr{kv, kt, il, Dv, kq_scale, {}, {}, {}, {}};
             std::vector<Query> qs;
             for (int64_t j = j0; j < j1; ++j) {
-                const int g = int(j % Hkv), i0 = int(j / Hkv) * tb, i1 = std::min(n, i0 + tb), nq = (i1 - i0) * G;
-                group_queries(g, i0, i1, qs);
+                const Job& job = jobs[size_t(j)];
+                const AttnGroup& gr = groups[size_t(job.group)];
+                const int k1 = std::min(gr.n, job.k0 + tb), nq = (k1 - job.k0) * G;
+                group_queries(gr, job.g, job.k0, k1, qs);
                 std::fill(ts.M, ts.M + nq, -INFINITY);
                 const int t_first = qs.front().lo / cpu::kAttnTile, t_last = qs.back().pos / cpu::kAttnTile;
                 for (int t = t_first; t <= t_last; ++t) {
-                    tr.run(g, t, qs.data(), nq, ts, ts.m, ts.l, ts.acc);
+                    tr.run(pages(gr), job.g, t, qs.data(), nq, ts, ts.m, ts.l, ts.acc);
                     kt.attn_merge(nq, Dv, ts.m, ts.l, ts.acc, ts.M, ts.L, ts.ACC);
                 }
-                for (int k = 0; k < nq; ++k) {
-                    const int i = i0 + k / G, h = g * G + k % G;
-                    normalize(ts.ACC + size_t(k) * Dv, ts.L[k], Dv, kv.hadamard, out + (size_t(i) * H + h) * Dv);
-                }
+                for (int k = 0; k < nq; ++k) normalize(ts.ACC + size_t(k) * Dv, ts.L[k], Dv, kv.hadamard, out_row(gr, job.g, job.k0 * G + k));
             }
         });
         return;
     }
 
-    // Decode / verification: tiles split across threads in rounds of kWave, partials
-    // (Hkv, kWave) blocks of [m (nq), l (nq), acc (nq, Dv)], then merged in tile order into
-    // the running state, (Hkv) blocks of [M (nq), L (nq), ACC (nq, Dv)].
-    const int nq = n * G;
-    const size_t block = size_t(nq) * (size_t(Dv) + 2);
+    // Decode / verification: the (sequence, tile) items split across threads in rounds of
+    // kWave, partials (Hkv, kWave) blocks of [m (nq), l (nq), acc (nq, Dv)], then merged in
+    // tile order into each sequence's running state, (Hkv, kSplitTokens) blocks of
+    // [M (nq), L (nq), ACC (nq, Dv)]; nq = the sequence's tokens x G.
+    struct Item { int group, tile; bool last; };
+    std::vector<Item> items;  // each group's visible tiles, group by group, in tile order
+    for (int gi = 0; gi < int(groups.size()); ++gi) {
+        const AttnGroup& gr = groups[size_t(gi)];
+        const int t_first = first_visible(gr.pos0) / cpu::kAttnTile, t_last = (gr.pos0 + gr.n - 1) / cpu::kAttnTile;
+        for (int t = t_first; t <= t_last; ++t) items.push_back({gi, t, t == t_last});
+    }
+    const size_t block = size_t(kSplitTokens * G) * (size_t(Dv) + 2);
     float* part = s.part();
     float* state = part + size_t(Hkv) * kWave * block;
-    for (int g = 0; g < Hkv; ++g) std::fill(state + size_t(g) * block, state + size_t(g) * block + nq, -INFINITY);
-    const int t_first = first_visible(pos0) / cpu::kAttnTile, t_last = (pos0 + n - 1) / cpu::kAttnTile;
-    for (int w0 = t_first; w0 <= t_last; w0 += kWave) {
-        const int nw = std::min(kWave, t_last + 1 - w0);
+    auto state_of = [&](int g, int gi) { return state + (size_t(g) * kSplitTokens + size_t(gi)) * block; };
+    for (int g = 0; g < Hkv; ++g)
+        for (int gi = 0; gi < int(groups.size()); ++gi) std::fill(state_of(g, gi), state_of(g, gi) + groups[size_t(gi)].n * G, -INFINITY);
+    for (int w0 = 0; w0 < int(items.size()); w0 += kWave) {
+        const int nw = std::min(kWave, int(items.size()) - w0);
         pool.parallel_for(int64_t(Hkv) * nw, 1, [&](int64_t j0, int64_t j1, int ti) {
             const ThreadScratch ts = thread_scratch(s, c, ti);
             TileRunner tr{kv, kt, il, Dv, kq_scale, {}, {}, {}, {}};
             std::vector<Query> qs;
             for (int64_t j = j0; j < j1; ++j) {
                 const int g = int(j / nw), t = int(j % nw);
-                group_queries(g, 0, n, qs);
+                const Item& it = items[size_t(w0 + t)];
+                const AttnGroup& gr = groups[size_t(it.group)];
+                const int nq = gr.n * G;
+                group_queries(gr, g, 0, gr.n, qs);
                 float* p = part + (size_t(g) * kWave + t) * block;
-                tr.run(g, w0 + t, qs.data(), nq, ts, p, p + nq, p + 2 * nq);
+                tr.run(pages(gr), g, it.tile, qs.data(), nq, ts, p, p + nq, p + 2 * nq);
             }
         });
-        const bool last = w0 + kWave > t_last;
         auto merge = [&](int64_t g0, int64_t g1, int) {
             for (int64_t g = g0; g < g1; ++g) {
-                float* st = state + size_t(g) * block;
                 for (int t = 0; t < nw; ++t) {
+                    const Item& it = items[size_t(w0 + t)];
+                    const AttnGroup& gr = groups[size_t(it.group)];
+                    const int nq = gr.n * G;
                     const float* p = part + (size_t(g) * kWave + t) * block;
+                    float* st = state_of(int(g), it.group);
                     kt.attn_merge(nq, Dv, p, p + nq, p + 2 * nq, st, st + nq, st + 2 * nq);
-                }
-                if (!last) continue;
-                for (int k = 0; k < nq; ++k) {
-                    const int i = k / G, h = int(g) * G + k % G;
-                    normalize(st + 2 * nq + size_t(k) * Dv, st[nq + k], Dv, kv.hadamard, out + (size_t(i) * H + h) * Dv);
+                    if (!it.last) continue;
+                    for (int k = 0; k < nq; ++k) normalize(st + 2 * nq + size_t(k) * Dv, st[nq + k], Dv, kv.hadamard, out_row(gr, int(g), k));
                 }
             }
         };
         // A decode's few tiles merge in about a microsecond, less than a job's own cost
         // once the state's lines have to cross between cores (bench_ops' thread_pool).
-        if (size_t(Hkv) * size_t(nw) * block < kInlineMergeFloats) merge(0, Hkv, 0);
+        if (size_t(Hkv) * size_t(nw) * size_t(n * G) * (size_t(Dv) + 2) < kInlineMergeFloats) merge(0, Hkv, 0);
         else pool.parallel_for(Hkv, 1, merge);
     }
+}
+
+void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, AttnScratch& s, const ModelConfig& c, int il,
+               int pos0, int n, const float* q, float* out, float kq_scale, int window) {
+    std::vector<int> rows(static_cast<size_t>(n));  // (n) row i is token i
+    for (int i = 0; i < n; ++i) rows[size_t(i)] = i;
+    const AttnGroup group{0, pos0, n, rows.data()};
+    attention(kt, pool, kv, s, c, il, std::span<const AttnGroup>(&group, 1), q, out, kq_scale, window);
 }
 
 }  // namespace kiln

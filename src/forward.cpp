@@ -50,11 +50,11 @@ void tap(const char* name, int il, const float* x, size_t n) {
 
 // cos/sin of every (token, rotary pair), computed the way ggml does (theta multiplied by
 // base^(-2/d) pair after pair in float) so positions match llama.cpp bit for bit.
-void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, float freq_scale, int pos0, int n, float* cs /* (n, rope_dim/2, 2) */) {
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, float freq_scale, const int32_t* pos, int n, float* cs /* (n, rope_dim/2, 2) */) {
     const int half = c.rope_dim / 2;
     const float theta_scale = std::pow(base, -2.0f / float(c.rope_dim));
     for (int i = 0; i < n; ++i) {
-        float theta = float(pos0 + i);
+        float theta = float(pos[i]);
         for (int p = 0; p < half; ++p) {
             const float t = freq_scale * (theta / freqs[size_t(p)]);
             cs[(size_t(i) * half + p) * 2 + 0] = std::cos(t);
@@ -64,40 +64,68 @@ void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float bas
     }
 }
 
-const float* Session::Impl::fill_rope(const ModelConfig& c, int pos0, int n) {
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, float freq_scale, int pos0, int n, float* cs) {
+    std::vector<int32_t> pos(static_cast<size_t>(n));  // (n) pos0, pos0 + 1, ...
+    for (int i = 0; i < n; ++i) pos[size_t(i)] = pos0 + i;
+    rope_table(c, freqs, base, freq_scale, pos.data(), n, cs);
+}
+
+const float* Session::Impl::fill_rope(const ModelConfig& c, const int32_t* pos, int n) {
     float* local = rope_cs() + size_t(n) * (c.rope_dim / 2) * 2;
-    rope_table(c, rope_freqs, c.rope_theta, c.rope_freq_scale, pos0, n, rope_cs());
+    rope_table(c, rope_freqs, c.rope_theta, c.rope_freq_scale, pos, n, rope_cs());
     if (c.rope_theta_local <= 0) return nullptr;
-    rope_table(c, rope_freqs, c.rope_theta_local, 1.0f, pos0, n, local);
+    rope_table(c, rope_freqs, c.rope_theta_local, 1.0f, pos, n, local);
     return local;
 }
 
-Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk) {
-    // Logits: every row of every chunk when all_logits, else only the last token of the last chunk.
+void Session::Impl::group_by_sequence(const int32_t* seq, const int32_t* pos, int n) {
+    groups.clear();
+    std::vector<int> group_of(static_cast<size_t>(n));  // (n) each token's group
+    for (int i = 0; i < n; ++i) {
+        size_t gi = 0;
+        while (gi < groups.size() && groups[gi].seq != seq[i]) ++gi;
+        if (gi == groups.size()) groups.push_back({seq[i], pos[i], 0, nullptr});
+        group_of[size_t(i)] = int(gi);
+        ++groups[gi].n;
+    }
+    // Rows group by group, each group's in batch order (its positions' order, check_batch).
+    std::vector<int> fill(groups.size());  // (groups) first free slot of each in group_rows
+    for (size_t gi = 1; gi < groups.size(); ++gi) fill[gi] = fill[gi - 1] + groups[gi - 1].n;
+    group_rows.resize(size_t(n));
+    for (size_t gi = 0; gi < groups.size(); ++gi) groups[gi].rows = group_rows.data() + fill[gi];
+    for (int i = 0; i < n; ++i) group_rows[size_t(fill[size_t(group_of[size_t(i)])]++)] = i;
+}
+
+Status Session::forward_chunk(const Batch& batch, int i0, int n) {
+    // Logits: the rows of the tokens whose batch.logits flag is set, in batch order.
     Impl& s = *impl_;
     ThreadPool& pool = *pool_;
     const cpu::KernelTable& kt = *s.kt;
     const ModelConfig& c = model_->config();
     const Weights& w = model_->weights();
     const int E = c.n_embd, H = c.n_head, Hkv = c.n_head_kv, D = c.head_dim, Dv = c.head_dim_v, F = c.n_ff;
-    const int pos0 = n_past_;
+    const int32_t *tokens = batch.token.data() + i0, *seq = batch.seq.data() + i0, *pos = batch.pos.data() + i0;
+    const uint8_t* want = batch.logits.data() + i0;
     float *x = s.x(), *xn = s.xn(), *q = s.q(), *k = s.k(), *v = s.v(), *attn = s.attn(), *proj = s.proj();
 
     auto per_token = [&](auto&& fn) { for_each_token(pool, n, fn); };  // row ops over this chunk
 
     // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
     const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
-    const float* rope_local = s.fill_rope(c, pos0, n);
+    const float* rope_local = s.fill_rope(c, pos, n);
+    std::vector<int> out_rows;  // (rows) chunk tokens whose logits are wanted
+    for (int i = 0; i < n; ++i)
+        if (want[i]) logits_row_[size_t(i0 + i)] = n_logits_ + int(out_rows.size()), out_rows.push_back(i);
+    const int rows = int(out_rows.size());
 
-    if (s.device) {  // the whole chunk on the Vulkan device (src/vulkan/forward.cpp)
-        const int rows = all_logits ? n : last_chunk ? 1 : 0;
+    if (s.device) {  // the whole chunk on the Vulkan device (src/vulkan/forward.cpp): one sequence, logits of all or the last tokens (check_batch)
         logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
-        KILN_TRY(s.device->forward(tokens, n, pos0, s.rope_cs(), rope_local, rows,
+        KILN_TRY(s.device->forward(tokens, n, pos[0], s.rope_cs(), rope_local, rows,
                                    logits_.data() + size_t(n_logits_) * size_t(c.n_vocab)));
-        n_past_ += n;
         n_logits_ += rows;
         return Status::ok();
     }
+    s.group_by_sequence(seq, pos, n);
 
     // Token embeddings (n, E), scaled by sqrt(E) for Gemma.
     per_token([&](int i) {
@@ -137,9 +165,9 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
         if (c.attn_scale > 0) kt.scale(q, c.attn_scale, int64_t(n) * H * D);
         // Store this chunk's keys and values at their positions.
         per_token([&](int i) {
-            for (int h = 0; h < Hkv; ++h) s.kv.store(il, h, pos0 + i, k + (size_t(i) * Hkv + h) * D, v + (size_t(i) * Hkv + h) * Dv);
+            for (int h = 0; h < Hkv; ++h) s.kv.store(il, h, seq[i], pos[i], k + (size_t(i) * Hkv + h) * D, v + (size_t(i) * Hkv + h) * Dv);
         });
-        attention(kt, pool, s.kv, s.attn_scratch, c, il, pos0, n, q, attn, kq_scale, swa ? c.sliding_window : 0);  // (n, H, Dv)
+        attention(kt, pool, s.kv, s.attn_scratch, c, il, s.groups, q, attn, kq_scale, swa ? c.sliding_window : 0);  // (n, H, Dv)
         tap("kqv_out", il, attn, size_t(n) * H * Dv);
         linear(s, pool, L.wo, attn, n, proj, {&L.ffn_gate, &L.ffn_up});  // (n, E); MoE layers have no ffn_gate/up: nothing read ahead
         tap("attn_out", il, proj, size_t(n) * E);
@@ -178,12 +206,10 @@ Status Session::forward_chunk(const int32_t* tokens, int n, bool all_logits, boo
         });
         tap("l_out", il, x, size_t(n) * E);
     }
-    n_past_ += n;
-    if (!last_chunk && !all_logits) return Status::ok();
+    if (rows == 0) return Status::ok();
 
     // ---- output: final norm and the vocabulary projection, for the rows asked for ----
-    const int first = all_logits ? 0 : n - 1, rows = n - first;
-    for (int i = first; i < n; ++i) kt.rms_norm(x + size_t(i) * E, f32(w.output_norm), xn + size_t(i - first) * E, E, c.rms_eps);
+    for (int r = 0; r < rows; ++r) kt.rms_norm(x + size_t(out_rows[size_t(r)]) * E, f32(w.output_norm), xn + size_t(r) * E, E, c.rms_eps);
     logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
     float* out = logits_.data() + size_t(n_logits_) * size_t(c.n_vocab);  // (rows, n_vocab)
     if (s.head_tokens.empty()) {

@@ -23,6 +23,8 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     const ModelConfig& c = model->config();
     if (o.n_ctx < 0) return Status::error("context size %d is negative", o.n_ctx);
     if (o.n_batch < 1) return Status::error("batch size %d must be >= 1", o.n_batch);
+    if (o.n_seq_max < 1 || o.n_seq_max > 4096) return Status::error("n_seq_max %d is outside [1, 4096]", o.n_seq_max);
+    if (o.backend == Backend::Vulkan && o.n_seq_max > 1) return Status::error("the Vulkan backend runs one sequence (n_seq_max 1), not %d", o.n_seq_max);
     const int n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(c.n_ctx_train, 4096);
     if (n_ctx > (1 << 22)) return Status::error("context size %d is too large", n_ctx);
 
@@ -84,10 +86,11 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
         auto device = create_vulkan_forward(*s->model_, o, n_ctx, m.n_batch, m.skip);
         if (!device) return device.status();
         m.device = std::move(device.value());
+        m.kv.seqs.reset((n_ctx + kKvPage - 1) / kKvPage, 1);  // the device holds the data; this tracks the positions
         return s;
     }
 
-    KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v, o.kv_hadamard));
+    KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v, o.kv_hadamard, o.n_seq_max));
     m.kv.to_f16 = m.kt->f32_to_f16;
     KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));
 
@@ -114,25 +117,49 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
 
 Status Session::check_tokens(std::span<const int32_t> tokens) const {
     const ModelConfig& c = model_->config();
-    const int n = int(tokens.size());
     if (tokens.empty()) return Status::error("forward: no tokens");
-    if (tokens.size() > size_t(n_ctx_) || n_past_ + n > n_ctx_) {
-        return Status::error("context full: %d tokens in the cache + %zu new exceed the context size of %d (use a larger --ctx)",
-                             n_past_, tokens.size(), n_ctx_);
+    for (size_t i = 0; i < tokens.size(); ++i)
+        if (tokens[i] < 0 || tokens[i] >= c.n_vocab) return Status::error("token id %d at index %zu is outside the vocabulary [0, %d)", tokens[i], i, c.n_vocab);
+    return Status::ok();
+}
+
+Status Session::check_batch(const Batch& b) const {
+    const size_t n = b.token.size();
+    if (b.seq.size() != n || b.pos.size() != n || b.logits.size() != n)
+        return Status::error("batch: %zu tokens but %zu sequence ids, %zu positions, %zu logits flags", n, b.seq.size(), b.pos.size(), b.logits.size());
+    KILN_TRY(check_tokens(b.token));
+    std::vector<int> added(size_t(n_seq_max()), 0);  // (n_seq_max) tokens of each sequence so far
+    for (size_t i = 0; i < n; ++i) {
+        const int seq = b.seq[i];
+        if (seq < 0 || seq >= n_seq_max()) return Status::error("batch token %zu: sequence id %d is outside [0, %d) (SessionOptions::n_seq_max)", i, seq, n_seq_max());
+        const int want = seq_length(seq) + added[size_t(seq)]++;
+        if (b.pos[i] != want) return Status::error("batch token %zu: position %d, but sequence %d continues at %d", i, b.pos[i], seq, want);
     }
-    for (int i = 0; i < n; ++i)
-        if (tokens[size_t(i)] < 0 || tokens[size_t(i)] >= c.n_vocab) return Status::error("token id %d at index %d is outside the vocabulary [0, %d)", tokens[size_t(i)], i, c.n_vocab);
+    for (int seq = 0; seq < n_seq_max(); ++seq)
+        if (seq_length(seq) + added[size_t(seq)] > n_ctx_)
+            return Status::error("context full: sequence %d holds %d tokens, %d new exceed the context size of %d (SessionOptions::n_ctx)", seq, seq_length(seq),
+                                 added[size_t(seq)], n_ctx_);
+    if (impl_->device)  // the device computes the logits of a chunk's last rows only
+        for (size_t i0 = 0; i0 < n; i0 += size_t(impl_->n_batch))
+            for (size_t i = i0 + 1; i < std::min(n, i0 + size_t(impl_->n_batch)); ++i)
+                if (b.logits[i - 1] && !b.logits[i]) return Status::error("batch token %zu: on the Vulkan backend the tokens with logits end each chunk", i);
     return Status::ok();
 }
 
 Status Session::verify_on_device(const char* what, std::span<const int32_t> batch, const std::function<Status(const float* rope_local)>& verify) {
     const int n = int(batch.size());
     if (n > impl_->n_batch) return Status::error("%s: %d tokens exceed the batch size %d", what, n, impl_->n_batch);
-    const float* rope_local = impl_->fill_rope(model_->config(), n_past_, n);
+    std::vector<int32_t> pos(static_cast<size_t>(n));  // (n) the positions the batch takes
+    for (int i = 0; i < n; ++i) pos[size_t(i)] = n_past() + i;
+    if (n_past() + n > n_ctx_) return Status::error("context full: %d tokens in the cache + %d new exceed the context size of %d (SessionOptions::n_ctx)", n_past(), n, n_ctx_);
+    const float* rope_local = impl_->fill_rope(model_->config(), pos.data(), n);
     n_logits_ = 0;
-    KILN_TRY(verify(rope_local));
-    n_past_ += n;
-    return Status::ok();
+    logits_row_.clear();
+    const int before = n_past();
+    KILN_TRY(impl_->kv.reserve({{0, n}}));
+    const Status st = verify(rope_local);
+    if (!st.is_ok()) impl_->kv.seqs.truncate(0, before);
+    return st;
 }
 
 Status Session::verify_greedy(std::span<const int32_t> batch, int* accepted, int32_t* next) {
@@ -141,7 +168,7 @@ Status Session::verify_greedy(std::span<const int32_t> batch, int* accepted, int
     const ModelConfig& c = model_->config();
     if (impl_->device)
         return verify_on_device("verify_greedy", batch, [&](const float* rope_local) {
-            return impl_->device->verify_greedy(batch.data(), n, n_past_, impl_->rope_cs(), rope_local, accepted, next);
+            return impl_->device->verify_greedy(batch.data(), n, n_past() - n, impl_->rope_cs(), rope_local, accepted, next);
         });
     KILN_TRY(forward(batch, /*all_logits=*/true));
     // Greedy = the lowest index of the largest logit, as Sampler and argmax.comp pick.
@@ -161,7 +188,7 @@ Status Session::verify_sampled(std::span<const int32_t> batch, const SampledVeri
                              2 * n, v.penalized.size(), v.q.size(), v.u.size());
     if (impl_->device && impl_->device->can_verify_sampled(v))
         return verify_on_device("verify_sampled", batch, [&](const float* rope_local) {
-            return impl_->device->verify_sampled(batch.data(), int(n), n_past_, impl_->rope_cs(), rope_local, v, accepted, next);
+            return impl_->device->verify_sampled(batch.data(), int(n), n_past() - int(n), impl_->rope_cs(), rope_local, v, accepted, next);
         });
     KILN_TRY(forward(batch, /*all_logits=*/true));
     verify_sampled_rows(v, batch, logits(0), model_->config().n_vocab, accepted, next);
@@ -169,17 +196,37 @@ Status Session::verify_sampled(std::span<const int32_t> batch, const SampledVeri
 }
 
 Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
-    KILN_TRY(check_tokens(tokens));
-    const int n = int(tokens.size());
+    Batch b;  // sequence 0; logits of every token, or of the last
+    for (size_t i = 0; i < tokens.size(); ++i) b.add(tokens[i], 0, n_past() + int(i), all_logits || i + 1 == tokens.size());
+    return decode(b);
+}
+
+Status Session::decode(const Batch& batch) {
+    KILN_TRY(check_batch(batch));
+    const int n = batch.size();
+    std::vector<std::pair<int, int>> appends;  // (sequences in the batch) (sequence, tokens)
+    for (int seq : batch.seq) {
+        auto it = std::find_if(appends.begin(), appends.end(), [&](auto& a) { return a.first == seq; });
+        if (it == appends.end()) appends.push_back({seq, 1});
+        else ++it->second;
+    }
+    std::vector<std::pair<int, int>> before;  // (sequences in the batch) (sequence, length), to undo a failed pass
+    for (auto [seq, count] : appends) before.push_back({seq, seq_length(seq)});
+    KILN_TRY(impl_->kv.reserve(appends));
     n_logits_ = 0;
+    logits_row_.assign(size_t(n), -1);
     const bool tuned = impl_->tune_decode && n == 1;
     impl_->decode_variant = tuned ? impl_->tuner.next() : 0;
     const auto t0 = tuned ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     for (int done = 0; done < n;) {
         const int chunk = std::min(impl_->n_batch, n - done);
-        const Status st = forward_chunk(tokens.data() + done, chunk, all_logits, done + chunk == n);
+        const Status st = forward_chunk(batch, done, chunk);
         pool_->settle();  // no worker still reading ahead into the weights once we return
-        KILN_TRY(st);
+        if (!st.is_ok()) {
+            for (auto [seq, length] : before) impl_->kv.seqs.truncate(seq, length);
+            n_logits_ = 0;
+            return st;
+        }
         done += chunk;
     }
     if (tuned) impl_->tuner.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -193,9 +240,35 @@ const float* Session::logits(int i) const {
     return logits_.data() + size_t(i) * size_t(model_->config().n_vocab);
 }
 
+const float* Session::batch_logits(int i) const {
+    if (i < 0 || size_t(i) >= logits_row_.size() || logits_row_[size_t(i)] < 0) return nullptr;
+    return logits(logits_row_[size_t(i)]);
+}
+
+int Session::seq_length(int seq) const { return seq >= 0 && seq < n_seq_max() ? impl_->kv.seqs.length(seq) : 0; }
+int Session::n_seq_max() const { return impl_->kv.seqs.n_seq(); }
+int Session::free_positions() const { return impl_->kv.seqs.free_pages() * kKvPage; }
+
+Status Session::seq_truncate(int seq, int n_keep) {
+    if (seq < 0 || seq >= n_seq_max()) return Status::error("sequence id %d is outside [0, %d) (SessionOptions::n_seq_max)", seq, n_seq_max());
+    if (n_keep < 0 || n_keep > seq_length(seq)) return Status::error("truncate sequence %d to %d: must be within [0, %d]", seq, n_keep, seq_length(seq));
+    impl_->kv.seqs.truncate(seq, n_keep);  // entries past the length are never read and get overwritten
+    return Status::ok();
+}
+
+Status Session::seq_fork(int src, int dst, int n) {
+    for (int seq : {src, dst})
+        if (seq < 0 || seq >= n_seq_max()) return Status::error("sequence id %d is outside [0, %d) (SessionOptions::n_seq_max)", seq, n_seq_max());
+    if (n < 0) n = seq_length(src);
+    if (src == dst) return Status::error("fork: source and destination are both sequence %d", src);
+    if (n > seq_length(src)) return Status::error("fork: sequence %d holds %d positions, not %d", src, seq_length(src), n);
+    impl_->kv.seqs.fork(src, dst, n);
+    return Status::ok();
+}
+
 size_t Session::kv_bytes_per_position() const {
     if (impl_->device) return impl_->device->kv_bytes_per_position();
-    return impl_->kv.bytes() / size_t(impl_->kv.n_ctx);
+    return impl_->kv.bytes_per_position();
 }
 
 int Session::add_logit_tokens(std::span<const int32_t> tokens) {
@@ -215,12 +288,6 @@ int Session::add_logit_tokens(std::span<const int32_t> tokens) {
                         m.head_packed.data + first / R * m.head.packed_group_bytes);
     m.head.ne[1] = int64_t((last + R - 1) / R * R);
     return int(last - first);
-}
-
-Status Session::truncate(int n_keep) {
-    if (n_keep < 0 || n_keep > n_past_) return Status::error("truncate(%d): must be within [0, %d]", n_keep, n_past_);
-    n_past_ = n_keep;  // entries past n_past are never read and get overwritten
-    return Status::ok();
 }
 
 }  // namespace kiln

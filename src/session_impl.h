@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -13,68 +14,10 @@
 #include "decode_tuner.h"
 #include "device_forward.h"
 #include "kiln/session.h"
-#include "streamed_alloc.h"
+#include "aligned_buffer.h"
+#include "kv_cache.h"
 
 namespace kiln {
-
-// 64-byte aligned float/byte storage (SIMD loads, no false sharing between threads); 2 MiB
-// aligned on huge pages from 2 MiB up (streamed_alloc.h).
-template <class T>
-struct AlignedBuffer {
-    T* data = nullptr;
-    size_t size = 0;
-    AlignedBuffer() = default;
-    explicit AlignedBuffer(size_t n) { resize(n); }
-    AlignedBuffer(const AlignedBuffer&) = delete;
-    AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-    AlignedBuffer(AlignedBuffer&& o) noexcept : data(o.data), size(o.size) { o.data = nullptr, o.size = 0; }
-    AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
-        std::swap(data, o.data);
-        std::swap(size, o.size);
-        return *this;
-    }
-    ~AlignedBuffer() { std::free(data); }
-    void resize(size_t n) {
-        std::free(data);
-        size = n;
-        data = n ? static_cast<T*>(alloc_streamed(n * sizeof(T))) : nullptr;
-    }
-    T* operator()() { return data; }
-};
-
-// Per-layer KV cache in the layouts of kernels/cpu/kv_layout.h: K as panels of 16
-// positions (n_head_kv, n_ctx / 16, k_panel bytes), V as rows (n_head_kv, n_ctx, v_row
-// bytes). n_ctx is rounded up to whole attention tiles; the memory is zeroed, so a tile's
-// unused tail always holds finite numbers.
-struct KvCache {
-    DType type_k = DType::F16, type_v = DType::F16;
-    int n_ctx = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0;
-    size_t k_panel = 0, v_row = 0;             // bytes of one K panel / one V row
-    std::vector<AlignedBuffer<uint8_t>> k, v;  // [layer]
-
-    uint8_t* k_panel_at(int layer, int head, int pos) const {
-        return k[size_t(layer)].data + (size_t(head) * (n_ctx / cpu::kKvPanel) + pos / cpu::kKvPanel) * k_panel;
-    }
-    uint8_t* v_at(int layer, int head, int pos) const { return v[size_t(layer)].data + (size_t(head) * n_ctx + pos) * v_row; }
-    bool hadamard = false;  // entries stored rotated (SessionOptions::kv_hadamard)
-    cpu::ToF16Fn to_f16 = nullptr;  // the session's kernel table's fp16 conversion (F16 entries)
-
-    void store(int layer, int head, int pos, const float* key, const float* value) {
-        float k_rot[512], v_rot[512];  // head sizes are at most 512 (allocate checks)
-        if (hadamard) key = rotated(key, head_dim, k_rot), value = rotated(value, head_dim_v, v_rot);
-        cpu::store_k(type_k, key, head_dim, k_panel_at(layer, head, pos), pos % cpu::kKvPanel, to_f16);
-        cpu::store_v(type_v, value, head_dim_v, v_at(layer, head, 0), v_row, pos, to_f16);
-    }
-    static const float* rotated(const float* x, int n, float* buf) {
-        std::copy(x, x + n, buf);
-        cpu::hadamard(buf, n);
-        return buf;
-    }
-    size_t bytes() const { return k.size() * size_t(n_head_kv) * n_ctx * (k_panel / cpu::kKvPanel + v_row); }
-
-    // Allocates n_layer layers for n_ctx positions (rounded up to whole tiles), zeroed.
-    Status allocate(const ModelConfig& c, int n_ctx, DType type_k, DType type_v, bool hadamard = false);
-};
 
 // Flash attention scratch, for chunks of up to n_batch tokens and n_threads threads.
 struct AttnScratch {
@@ -83,6 +26,14 @@ struct AttnScratch {
     size_t thread_floats = 0;
     AlignedBuffer<float> part;    // decode tile partials and running state (attention.cpp)
     Status allocate(const ModelConfig& c, int n_batch, int n_threads, DType type_k);
+};
+
+// One sequence's tokens in a chunk: attention reads that sequence's pages only.
+struct AttnGroup {
+    int seq;          // its KvPages sequence
+    int pos0;         // position of its first token here; token k is at pos0 + k
+    int n;            // its tokens in the chunk
+    const int* rows;  // (n) their rows in q and out, in position order
 };
 
 struct MoeScratch;  // moe.h
@@ -126,9 +77,14 @@ struct Session::Impl {
     // live there) and the CPU buffers above stay unallocated but for the RoPE tables.
     std::unique_ptr<DeviceForward> device;
 
-    // Fills rope_cs for n tokens at positions pos0..: the global-base table, then (models
+    // The chunk's tokens by sequence, for attention (forward.cpp).
+    std::vector<AttnGroup> groups;  // (sequences in the chunk)
+    std::vector<int> group_rows;    // (n) token rows, group by group
+    void group_by_sequence(const int32_t* seq, const int32_t* pos, int n);
+
+    // Fills rope_cs for n tokens at positions pos: the global-base table, then (models
     // with a local base, Gemma 3) the local one, which it returns (else nullptr). forward.cpp.
-    const float* fill_rope(const ModelConfig& c, int pos0, int n);
+    const float* fill_rope(const ModelConfig& c, const int32_t* pos, int n);
 };
 
 // fn(i) for each of n tokens: a per-token row op, split across threads when the batch is
@@ -161,9 +117,16 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
 // cos/sin of every (token, rotary pair) of n tokens at positions pos0.. (forward.cpp);
 // also the table the Vulkan RoPE shader reads. cs: (n, rope_dim/2, 2).
 void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, float freq_scale, int pos0, int n, float* cs);
+// The same for n tokens at positions pos (n).
+void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float base, float freq_scale, const int32_t* pos, int n, float* cs);
 
-// Causal attention of n new tokens at positions pos0.. over layer `il` of the KV cache
-// (their K and V are already stored). q: (n, n_head, head_dim); out: (n, n_head, head_dim_v).
+// Causal attention of the chunk's tokens, each over its own sequence in layer `il` of the
+// KV cache (their K and V are already stored). q: (rows, n_head, head_dim); out: (rows,
+// n_head, head_dim_v), rows = the groups' tokens. A token's output does not depend on the
+// other tokens or sequences in the chunk.
+void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, AttnScratch& scratch, const ModelConfig& c, int il,
+               std::span<const AttnGroup> groups, const float* q, float* out, float kq_scale, int window);
+// The same for n tokens of sequence 0 at positions pos0.., rows 0..n-1.
 void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, AttnScratch& scratch, const ModelConfig& c, int il,
                int pos0, int n, const float* q, float* out, float kq_scale, int window);
 

@@ -54,7 +54,8 @@ void reference(const kiln::KvCache& kv, const kiln::ModelConfig& c, int pos0, in
             std::vector<double> s;
             double mx = -INFINITY;
             for (int j = lo; j <= pos; ++j) {
-                kiln::cpu::load_k(kv.type_k, kv.k_panel_at(0, h / G, j), j % kiln::cpu::kKvPanel, D, k.data());
+                const int page = kv.seqs.page_of(0, j), slot = j % kiln::kKvPage;
+                kiln::cpu::load_k(kv.type_k, kv.k_tile(0, page, h / G) + size_t(slot / kiln::cpu::kKvPanel) * kv.k_panel, slot % kiln::cpu::kKvPanel, D, k.data());
                 double dot = 0;
                 for (int d = 0; d < D; ++d) dot += double(qf[size_t(d)]) * k[size_t(d)];
                 s.push_back(dot * scale);
@@ -64,7 +65,7 @@ void reference(const kiln::KvCache& kv, const kiln::ModelConfig& c, int pos0, in
             for (double& x : s) sum += (x = std::exp(x - mx));
             double* o = &out[(size_t(i) * H + h) * Dv];
             for (int j = lo; j <= pos; ++j) {
-                kiln::cpu::load_v(kv.type_v, kv.v_at(0, h / G, 0), kv.v_row, j, Dv, v.data());
+                kiln::cpu::load_v(kv.type_v, kv.v_tile(0, kv.seqs.page_of(0, j), h / G), kv.v_row, j % kiln::kKvPage, Dv, v.data());
                 for (int d = 0; d < Dv; ++d) o[d] += s[size_t(j - lo)] / sum * v[size_t(d)];
             }
         }
@@ -79,6 +80,7 @@ struct Fixture {
     Fixture(const Shape& sh, DType tk, DType tv, int n_ctx, int n_tokens, uint32_t seed, bool hadamard = false) : c(config(sh)) {
         REQUIRE(kv.allocate(c, n_ctx, tk, tv, hadamard).is_ok());
         REQUIRE(scratch.allocate(c, n_tokens, 2, tk).is_ok());
+        REQUIRE(kv.reserve({{0, n_tokens}}).is_ok());
         std::mt19937 rng(seed);
         std::normal_distribution<float> nd(0.0f, 1.0f);
         std::vector<float> k(size_t(c.head_dim)), v(size_t(c.head_dim_v));
@@ -87,7 +89,7 @@ struct Fixture {
             for (int g = 0; g < c.n_head_kv; ++g) {
                 for (size_t d = 0; d < k.size(); ++d) k[d] = nd(rng) * (d % 7 == 0 ? 3.0f : 1.0f);
                 for (float& x : v) x = nd(rng);
-                kv.store(0, g, pos, k.data(), v.data());
+                kv.store(0, g, 0, pos, k.data(), v.data());
             }
         q.resize(size_t(n_tokens) * c.n_head * c.head_dim);
         for (float& x : q) x = nd(rng);

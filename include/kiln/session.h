@@ -1,6 +1,7 @@
-// Session: one conversation's state on a Model: the KV cache, positions, scratch buffers
-// and the thread pool. forward() serves prefill (n = prompt length), decode (n = 1) and
-// speculative verification (n = k + 1) with the same code.
+// Session: the state of one or more sequences (conversations) on a Model: the KV cache,
+// positions, scratch buffers and the thread pool. decode() runs one forward pass over a
+// batch of tokens from any of its sequences (prefill, decode and speculative verification
+// mixed); forward() is the one-sequence shorthand (sequence 0).
 #pragma once
 
 #include <functional>
@@ -18,7 +19,10 @@
 namespace kiln {
 
 struct SessionOptions {
-    int n_ctx = 0;             // KV cache length in tokens; 0: min(trained context, 4096)
+    // KV cache positions, shared by all sequences (one sequence may use them all); 0:
+    // min(trained context, 4096).
+    int n_ctx = 0;
+    int n_seq_max = 1;         // sequence ids are [0, n_seq_max)
     // KV cache element types, keys and values separately (llama.cpp's --cache-type-k/-v):
     // F16, BF16, Q8_0, Q4_0 or F32.
     DType type_k = DType::F16;
@@ -77,13 +81,47 @@ struct SampledVerification {
 // A KV cache type from its llama.cpp name: f16, bf16, q8_0, q4_0 or f32.
 Expected<DType> parse_cache_type(const std::string& name);
 
+// Tokens of one forward pass, from any sequences (as llama_batch): token i is appended to
+// sequence seq[i] at position pos[i], which must be that sequence's length counting its
+// earlier tokens in the batch; logits[i] asks for its logits.
+struct Batch {
+    std::vector<int32_t> token, seq, pos;  // (n) each
+    std::vector<uint8_t> logits;           // (n) 1: compute this token's logits
+    void add(int32_t t, int sequence, int position, bool want_logits) {
+        token.push_back(t), seq.push_back(sequence), pos.push_back(position), logits.push_back(want_logits);
+    }
+    void clear() { token.clear(), seq.clear(), pos.clear(), logits.clear(); }
+    int size() const { return int(token.size()); }
+};
+
 class Session {
 public:
     // Allocates the KV cache and scratch buffers. Errors name the bad option.
     static Expected<std::unique_ptr<Session>> create(std::shared_ptr<const Model> model, const SessionOptions& options = {});
     ~Session();
 
-    // Appends `tokens` at positions n_past() .. n_past() + n - 1 and computes logits for
+    // One forward pass over a batch of tokens of any sequences (in chunks of n_batch
+    // tokens). A sequence's logits do not depend on what else is in the batch. Fails
+    // (changing nothing) on a bad sequence id, position or token, or when the KV cache has
+    // no room for the batch.
+    Status decode(const Batch& batch);
+    // Logits (n_vocab floats) of token i of the last decode() batch, which asked for them;
+    // nullptr otherwise.
+    const float* batch_logits(int i) const;
+
+    // Sequence operations. Length: its positions in the cache.
+    int seq_length(int seq) const;
+    int n_seq_max() const;
+    // Drops the sequence's positions >= n_keep (all of them for remove).
+    Status seq_truncate(int seq, int n_keep);
+    Status seq_remove(int seq) { return seq_truncate(seq, 0); }
+    // dst (emptied first) shares the first n positions of src (n < 0: all of them); the
+    // shared cache pages are copied only when one of the two writes into them.
+    Status seq_fork(int src, int dst, int n = -1);
+    // KV positions no sequence holds (whole pages).
+    int free_positions() const;
+
+    // Sequence 0: appends `tokens` at positions n_past() .. n_past() + n - 1 and computes logits for
     // the last token, or for every token when all_logits is true. Fails (changing nothing)
     // if the tokens do not fit in the context or an id is out of range.
     Status forward(std::span<const int32_t> tokens, bool all_logits = false);
@@ -112,10 +150,10 @@ public:
     const float* logits(int i = -1) const;
     int n_logits() const { return n_logits_; }
 
-    int n_past() const { return n_past_; }
+    int n_past() const { return seq_length(0); }  // sequence 0's length
     int n_ctx() const { return n_ctx_; }
-    // Drops the KV entries at positions >= n_keep (e.g. rejected draft tokens).
-    Status truncate(int n_keep);
+    // Drops sequence 0's KV entries at positions >= n_keep (e.g. rejected draft tokens).
+    Status truncate(int n_keep) { return seq_truncate(0, n_keep); }
 
     // KV cache bytes per cached position (all layers, K and V): what attention reads per
     // token of context at each decode step.
@@ -130,7 +168,9 @@ public:
 
 private:
     Session() = default;
-    Status forward_chunk(const int32_t* tokens, int n, bool all_logits, bool last_chunk);
+    // Tokens [i0, i0 + n) of the batch; their positions are reserved in the cache.
+    Status forward_chunk(const Batch& batch, int i0, int n);
+    Status check_batch(const Batch& batch) const;
     Status check_tokens(std::span<const int32_t> tokens) const;
     // A verification on the device: appends batch (<= n_batch tokens) and runs `verify`
     // with the chunk's local RoPE table; no logits come back.
@@ -139,9 +179,9 @@ private:
     std::shared_ptr<ThreadPool> pool_;
     std::unique_ptr<Impl> impl_;
     int n_ctx_ = 0;
-    int n_past_ = 0;
     int n_logits_ = 0;
-    std::vector<float> logits_;  // (n_logits, n_vocab)
+    std::vector<float> logits_;      // (n_logits, n_vocab)
+    std::vector<int> logits_row_;    // (batch size) row of logits_ of each token of the last batch, -1: none
 };
 
 }  // namespace kiln
