@@ -78,54 +78,70 @@ const float* Session::Impl::fill_rope(const ModelConfig& c, const int32_t* pos, 
     return local;
 }
 
-void Session::Impl::group_by_sequence(const int32_t* seq, const int32_t* pos, int n) {
+void Session::Impl::order_rows(const Batch& batch, int i0, int n) {
     groups.clear();
     std::vector<int> group_of(static_cast<size_t>(n));  // (n) each token's group
     for (int i = 0; i < n; ++i) {
+        const int seq = batch.seq[size_t(i0 + i)];
         size_t gi = 0;
-        while (gi < groups.size() && groups[gi].seq != seq[i]) ++gi;
-        if (gi == groups.size()) groups.push_back({seq[i], pos[i], 0, nullptr});
+        while (gi < groups.size() && groups[gi].seq != seq) ++gi;
+        if (gi == groups.size()) groups.push_back({seq, batch.pos[size_t(i0 + i)], 0, nullptr});
         group_of[size_t(i)] = int(gi);
         ++groups[gi].n;
     }
-    // Rows group by group, each group's in batch order (its positions' order, check_batch).
-    std::vector<int> fill(groups.size());  // (groups) first free slot of each in group_rows
-    for (size_t gi = 1; gi < groups.size(); ++gi) fill[gi] = fill[gi - 1] + groups[gi - 1].n;
-    group_rows.resize(size_t(n));
-    for (size_t gi = 0; gi < groups.size(); ++gi) groups[gi].rows = group_rows.data() + fill[gi];
-    for (int i = 0; i < n; ++i) group_rows[size_t(fill[size_t(group_of[size_t(i)])]++)] = i;
+    // Short groups first (stable: batch order otherwise), each group's rows in batch
+    // order, which is its positions' order (check_batch).
+    std::vector<int> order(groups.size());  // (groups) group indices in row order
+    for (size_t gi = 0; gi < groups.size(); ++gi) order[gi] = int(gi);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+        return (groups[size_t(a)].n <= kStreamingTokens) > (groups[size_t(b)].n <= kStreamingTokens);
+    });
+    std::vector<int> first(groups.size());  // (groups) first row of each
+    streamed = 0;
+    for (int r = 0; int gi : order) {
+        first[size_t(gi)] = r, r += groups[size_t(gi)].n;
+        if (groups[size_t(gi)].n <= kStreamingTokens) streamed = r;
+    }
+    row_token.resize(size_t(n)), row_seq.resize(size_t(n)), row_pos.resize(size_t(n)), row_index.resize(size_t(n)), group_rows.resize(size_t(n));
+    std::vector<int> fill = first;  // (groups) next free row of each
+    for (int i = 0; i < n; ++i) {
+        const int r = fill[size_t(group_of[size_t(i)])]++;
+        row_token[size_t(r)] = batch.token[size_t(i0 + i)], row_seq[size_t(r)] = batch.seq[size_t(i0 + i)], row_pos[size_t(r)] = batch.pos[size_t(i0 + i)];
+        row_index[size_t(r)] = i0 + i;
+        group_rows[size_t(r)] = r;
+    }
+    for (size_t gi = 0; gi < groups.size(); ++gi) groups[gi].rows = group_rows.data() + first[gi];
 }
 
 Status Session::forward_chunk(const Batch& batch, int i0, int n) {
-    // Logits: the rows of the tokens whose batch.logits flag is set, in batch order.
     Impl& s = *impl_;
     ThreadPool& pool = *pool_;
     const cpu::KernelTable& kt = *s.kt;
     const ModelConfig& c = model_->config();
     const Weights& w = model_->weights();
     const int E = c.n_embd, H = c.n_head, Hkv = c.n_head_kv, D = c.head_dim, Dv = c.head_dim_v, F = c.n_ff;
-    const int32_t *tokens = batch.token.data() + i0, *seq = batch.seq.data() + i0, *pos = batch.pos.data() + i0;
-    const uint8_t* want = batch.logits.data() + i0;
     float *x = s.x(), *xn = s.xn(), *q = s.q(), *k = s.k(), *v = s.v(), *attn = s.attn(), *proj = s.proj();
 
     auto per_token = [&](auto&& fn) { for_each_token(pool, n, fn); };  // row ops over this chunk
 
-    // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
-    const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
-    const float* rope_local = s.fill_rope(c, pos, n);
-    std::vector<int> out_rows;  // (rows) chunk tokens whose logits are wanted
-    for (int i = 0; i < n; ++i)
-        if (want[i]) logits_row_[size_t(i0 + i)] = n_logits_ + int(out_rows.size()), out_rows.push_back(i);
-    const int rows = int(out_rows.size());
-
-    if (s.device) {  // the whole chunk on the Vulkan device (src/vulkan/forward.cpp): one sequence, logits of all or the last tokens (check_batch)
+    if (s.device) {  // the whole chunk on the Vulkan device (src/vulkan/forward.cpp): one sequence, logits of its last rows (check_batch)
+        const float* rope_local = s.fill_rope(c, batch.pos.data() + i0, n);
+        int rows = 0;
+        for (int i = 0; i < n; ++i)
+            if (batch.logits[size_t(i0 + i)]) logits_row_[size_t(i0 + i)] = n_logits_ + rows++;
         logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
-        KILN_TRY(s.device->forward(tokens, n, pos[0], s.rope_cs(), rope_local, rows,
+        KILN_TRY(s.device->forward(batch.token.data() + i0, n, batch.pos[size_t(i0)], s.rope_cs(), rope_local, rows,
                                    logits_.data() + size_t(n_logits_) * size_t(c.n_vocab)));
         n_logits_ += rows;
         return Status::ok();
     }
-    s.group_by_sequence(seq, pos, n);
+    s.order_rows(batch, i0, n);
+    const int32_t *tokens = s.row_token.data(), *seq = s.row_seq.data(), *pos = s.row_pos.data();  // (n) each, in row order
+    const int ns = s.streamed;  // rows [0, ns) through the row kernels
+
+    // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
+    const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
+    s.fill_rope(c, pos, n);
 
     // Token embeddings (n, E), scaled by sqrt(E) for Gemma.
     per_token([&](int i) {
@@ -143,7 +159,7 @@ Status Session::forward_chunk(const Batch& batch, int i0, int n) {
 
         // ---- attention block ----
         per_token([&](int i) { kt.rms_norm(x + size_t(i) * E, f32(L.attn_norm), xn + size_t(i) * E, E, c.rms_eps); });
-        linear_group(s, pool, {&L.wq, &L.wk, &L.wv}, xn, n, {q, k, v}, {&L.wo});  // (n, H, D), (n, Hkv, D), (n, Hkv, Dv)
+        linear_group(s, pool, {&L.wq, &L.wk, &L.wv}, xn, n, {q, k, v}, {&L.wo}, ns);  // (n, H, D), (n, Hkv, D), (n, Hkv, Dv)
         tap("attn_norm", il, xn, size_t(n) * E);
         tap("Vcur", il, v, size_t(n) * Hkv * Dv);
         per_token([&](int i) {
@@ -169,7 +185,7 @@ Status Session::forward_chunk(const Batch& batch, int i0, int n) {
         });
         attention(kt, pool, s.kv, s.attn_scratch, c, il, s.groups, q, attn, kq_scale, swa ? c.sliding_window : 0);  // (n, H, Dv)
         tap("kqv_out", il, attn, size_t(n) * H * Dv);
-        linear(s, pool, L.wo, attn, n, proj, {&L.ffn_gate, &L.ffn_up});  // (n, E); MoE layers have no ffn_gate/up: nothing read ahead
+        linear(s, pool, L.wo, attn, n, proj, {&L.ffn_gate, &L.ffn_up}, ns);  // (n, E); MoE layers have no ffn_gate/up: nothing read ahead
         tap("attn_out", il, proj, size_t(n) * E);
         per_token([&](int i) {
             if (!L.post_attn_norm.empty()) kt.rms_norm(proj + size_t(i) * E, f32(L.post_attn_norm), proj + size_t(i) * E, E, c.rms_eps);
@@ -183,7 +199,7 @@ Status Session::forward_chunk(const Batch& batch, int i0, int n) {
         if (c.is_moe()) {
             moe_ffn(s, pool, c, L, xn, n, proj);  // (n, E)
         } else {
-            linear_group(s, pool, {&L.ffn_gate, &L.ffn_up}, xn, n, {s.gate(), s.up()}, {&L.ffn_down});  // (n, F) each
+            linear_group(s, pool, {&L.ffn_gate, &L.ffn_up}, xn, n, {s.gate(), s.up()}, {&L.ffn_down}, ns);  // (n, F) each
             tap("ffn_gate", il, s.gate(), size_t(n) * F);
             tap("ffn_up", il, s.up(), size_t(n) * F);
             per_token([&](int i) {
@@ -194,9 +210,9 @@ Status Session::forward_chunk(const Batch& batch, int i0, int n) {
             tap("ffn_swiglu", il, s.gate(), size_t(n) * F);
             if (il + 1 < c.n_layer && !s.skip[size_t(il + 1)]) {
                 const LayerWeights& next = w.layers[size_t(il + 1)];
-                linear(s, pool, L.ffn_down, s.gate(), n, proj, {&next.wq, &next.wk, &next.wv});  // (n, E)
+                linear(s, pool, L.ffn_down, s.gate(), n, proj, {&next.wq, &next.wk, &next.wv}, ns);  // (n, E)
             } else {
-                linear(s, pool, L.ffn_down, s.gate(), n, proj);
+                linear(s, pool, L.ffn_down, s.gate(), n, proj, {}, ns);
             }
         }
         tap("ffn_out", il, proj, size_t(n) * E);
@@ -206,17 +222,34 @@ Status Session::forward_chunk(const Batch& batch, int i0, int n) {
         });
         tap("l_out", il, x, size_t(n) * E);
     }
-    if (rows == 0) return Status::ok();
 
     // ---- output: final norm and the vocabulary projection, for the rows asked for ----
-    for (int r = 0; r < rows; ++r) kt.rms_norm(x + size_t(out_rows[size_t(r)]) * E, f32(w.output_norm), xn + size_t(r) * E, E, c.rms_eps);
+    // Rows of sequences with up to kStreamingTokens of them first (the row kernels), as above.
+    std::vector<int> out_rows;  // (rows) chunk rows whose logits are wanted
+    int head_streamed = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+        for (const AttnGroup& g : s.groups) {
+            int wanted = 0;
+            for (int j = 0; j < g.n; ++j) wanted += batch.logits[size_t(s.row_index[size_t(g.rows[j])])];
+            if ((wanted <= kStreamingTokens) != (pass == 0)) continue;
+            for (int j = 0; j < g.n; ++j)
+                if (batch.logits[size_t(s.row_index[size_t(g.rows[j])])]) out_rows.push_back(g.rows[j]);
+        }
+        if (pass == 0) head_streamed = int(out_rows.size());
+    }
+    const int rows = int(out_rows.size());
+    if (rows == 0) return Status::ok();
+    for (int r = 0; r < rows; ++r) {
+        kt.rms_norm(x + size_t(out_rows[size_t(r)]) * E, f32(w.output_norm), xn + size_t(r) * E, E, c.rms_eps);
+        logits_row_[size_t(s.row_index[size_t(out_rows[size_t(r)])])] = n_logits_ + r;
+    }
     logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
     float* out = logits_.data() + size_t(n_logits_) * size_t(c.n_vocab);  // (rows, n_vocab)
     if (s.head_tokens.empty()) {
-        linear(s, pool, w.output, xn, rows, out);
+        linear(s, pool, w.output, xn, rows, out, {}, head_streamed);
     } else {  // a trimmed head: its tokens' logits, -inf for the rest
         const size_t T = s.head_tokens.size(), stride = size_t(s.head.rows());
-        linear(s, pool, s.head, xn, rows, s.head_logits());  // (rows, stride)
+        linear(s, pool, s.head, xn, rows, s.head_logits(), {}, head_streamed);  // (rows, stride)
         std::fill(out, out + size_t(rows) * size_t(c.n_vocab), -INFINITY);
         for (int r = 0; r < rows; ++r)
             for (size_t j = 0; j < T; ++j) out[size_t(r) * size_t(c.n_vocab) + size_t(s.head_tokens[j])] = s.head_logits.data[size_t(r) * stride + j];

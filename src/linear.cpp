@@ -2,6 +2,7 @@
 // Several matrices that read the same input (q/k/v, gate/up) run as one job: their rows
 // are one range to split, so the threads meet once instead of once per matrix.
 #include <algorithm>
+#include <iterator>
 
 #include "cpu/r16.h"
 #include "session_impl.h"
@@ -62,9 +63,11 @@ void share_starts(const cpu::KernelTable& kt, std::initializer_list<const Tensor
 
 }  // namespace
 
-void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
-                  std::initializer_list<float*> ys, std::initializer_list<const TensorView*> next) {
-    KILN_ASSERT(ws.size() == ys.size() && ws.size() <= 4, "linear_group: %zu weights, %zu outputs", ws.size(), ys.size());
+namespace {
+
+// One pass of linear_group over n rows of x (one kernel call per thread and matrix).
+void linear_pass(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n, float* const* ys,
+                 std::initializer_list<const TensorView*> next) {
     struct Job {
         const TensorView* w;
         float* y;
@@ -83,7 +86,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     size_t strides[3] = {size_t(k) * sizeof(float), 0, 0};
     uint64_t ids[3] = {};  // ActRows::id of each quantized copy (x itself: 0): the GEMM packs its tokens once per thread, not per matrix and chunk
     uint8_t* scratch = s.act();
-    auto y_it = ys.begin();
+    float* const* y_it = ys;
     const int variant = s.decode_variant;  // 0 unless this is a one-token forward
     for (const TensorView* w : ws) {
         KILN_ASSERT(w->cols() == k, "linear_group: '%s' has %lld columns, expected %lld", w->name, (long long)w->cols(), (long long)k);
@@ -131,9 +134,34 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     }
 }
 
+}  // namespace
+
+void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
+                  std::initializer_list<float*> ys, std::initializer_list<const TensorView*> next, int streamed) {
+    KILN_ASSERT(ws.size() == ys.size() && ws.size() <= 4, "linear_group: %zu weights, %zu outputs", ws.size(), ys.size());
+    if (streamed < 0 || (streamed == n && n <= kStreamingTokens) || (streamed == 0 && n > kStreamingTokens)) {
+        linear_pass(s, pool, ws, x, n, std::data(ys), next);
+        return;
+    }
+    // Rows [0, streamed) in passes of up to kStreamingTokens (the row kernels), the rest in
+    // one (the GEMM): each row goes through the kernel it would alone.
+    const int64_t k = (*ws.begin())->cols();
+    auto pass = [&](int r0, int r1, std::initializer_list<const TensorView*> ahead) {
+        float* y[4];  // (ws) each output's rows from r0
+        size_t j = 0;
+        for (const TensorView* w : ws) y[j] = std::data(ys)[j] + size_t(r0) * size_t(w->rows()), ++j;
+        linear_pass(s, pool, ws, x + size_t(r0) * size_t(k), r1 - r0, y, ahead);
+    };
+    for (int r0 = 0; r0 < streamed; r0 += kStreamingTokens) {
+        const int r1 = std::min(streamed, r0 + kStreamingTokens);
+        pass(r0, r1, r1 == streamed && streamed == n ? next : std::initializer_list<const TensorView*>{});
+    }
+    if (streamed < n) pass(streamed, n, {});
+}
+
 void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y,
-            std::initializer_list<const TensorView*> next) {
-    linear_group(s, pool, {&w}, x, n, {y}, next);
+            std::initializer_list<const TensorView*> next, int streamed) {
+    linear_group(s, pool, {&w}, x, n, {y}, next, streamed);
 }
 
 }  // namespace kiln

@@ -77,10 +77,16 @@ struct Session::Impl {
     // live there) and the CPU buffers above stay unallocated but for the RoPE tables.
     std::unique_ptr<DeviceForward> device;
 
-    // The chunk's tokens by sequence, for attention (forward.cpp).
-    std::vector<AttnGroup> groups;  // (sequences in the chunk)
-    std::vector<int> group_rows;    // (n) token rows, group by group
-    void group_by_sequence(const int32_t* seq, const int32_t* pos, int n);
+    // The chunk's tokens in row order: the tokens of sequences with up to kStreamingTokens
+    // tokens in the chunk first (`streamed` rows: their matmuls run through the row
+    // kernels, as each sequence's would alone), then the longer ones' (the GEMM), so a
+    // token's bits do not depend on what else is in the batch. forward.cpp.
+    std::vector<int32_t> row_token, row_seq, row_pos;  // (n) each
+    std::vector<int> row_index;                        // (n) the batch index of each row
+    int streamed = 0;
+    std::vector<AttnGroup> groups;  // (sequences in the chunk) for attention
+    std::vector<int> group_rows;    // (n) rows, group by group
+    void order_rows(const Batch& batch, int i0, int n);
 
     // Fills rope_cs for n tokens at positions pos: the global-base table, then (models
     // with a local base, Gemma 3) the local one, which it returns (else nullptr). forward.cpp.
@@ -106,13 +112,16 @@ void for_each_token(ThreadPool& pool, int n, Fn&& fn) {
 constexpr int kStreamingTokens = 8;
 
 // y (n, W.rows) = x (n, W.cols) . W^T, multi-threaded over rows of W.
+// streamed: rows [0, streamed) go through the row kernels in passes of up to
+// kStreamingTokens, the rest through the GEMM, so that a row gets the bits it would get
+// in its own sequence's forward (Session::Impl::streamed); -1: all rows one way, by n.
 void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y,
-            std::initializer_list<const TensorView*> next = {});
+            std::initializer_list<const TensorView*> next = {}, int streamed = -1);
 // Up to 4 matrices with the same input in one job: ys[i] (n, ws[i].rows) = x . ws[i]^T.
 // next: the group the forward pass multiplies by after this one; in a streaming job each
 // worker reads the start of its share of it into cache once done with this one.
 void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
-                  std::initializer_list<float*> ys, std::initializer_list<const TensorView*> next = {});
+                  std::initializer_list<float*> ys, std::initializer_list<const TensorView*> next = {}, int streamed = -1);
 
 // cos/sin of every (token, rotary pair) of n tokens at positions pos0.. (forward.cpp);
 // also the table the Vulkan RoPE shader reads. cs: (n, rope_dim/2, 2).
