@@ -14,11 +14,13 @@
 #include "aligned_buffer.h"
 #include "cpu/kernels.h"
 #include "kiln/model.h"
+#include "kiln/session.h"
 #include "kiln/status.h"
 
 namespace kiln {
 
 constexpr int kKvPage = cpu::kAttnTile;  // positions per page: one attention tile
+static_assert(kKvPage == kKvPagePositions, "the public page size is the attention tile");
 
 // The pages of every sequence and who holds them; no KV data (the Vulkan backend, which
 // keeps its cache on the device, tracks its one sequence with this too).

@@ -18,6 +18,9 @@
 
 namespace kiln {
 
+// The KV cache is a pool of pages of this many positions; each sequence takes whole pages.
+constexpr int kKvPagePositions = 64;
+
 struct SessionOptions {
     // KV cache positions, shared by all sequences (one sequence may use them all); 0:
     // min(trained context, 4096).

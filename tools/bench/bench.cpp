@@ -27,6 +27,7 @@ using Clock = std::chrono::steady_clock;
 struct Args {
     std::vector<std::string> models;
     std::vector<int> pp{512}, tg{128}, verify{8}, depth{0};
+    std::vector<int> batch;  // -b: sequences decoding at once (tgN xB rows: aggregate tokens/s)
     std::vector<int> experts{0};  // MoE experts per token to sweep (0: the model's)
     int threads = 0, reps = 3;
     int kl = 0;  // tokens over which to compare each --experts-per-token run with the model's own count
@@ -78,6 +79,7 @@ struct Result {
     double bw = 0;                // decode tests: the best of the probes right before and after it (GB/s)
     std::vector<double> speedup;  // --ab: per repetition, the time with the switch off / on
     double interleaved = 0;       // decode tests: median over 8-token blocks of GB/s / the probe right after
+    int seqs = 0;                 // -b rows: sequences decoding at once (tps is their aggregate)
     double median() const { return median_of(tps); }
     double mean() const {
         double s = 0;
@@ -166,9 +168,11 @@ int main(int argc, char** argv) {
             return true;
         };
         if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [--quantize TYPE] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N] [--ab read-ahead|decode-tuning]\n"
+            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-b 1,2,4,8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [--quantize TYPE] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N] [--ab read-ahead|decode-tuning]\n"
                         "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
                         "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
+                        "  -b  sequences decoding at once (like llama-batched-bench): tgN xB runs N steps of one forward over B\n"
+                        "      sequences' tokens (each sequence first filled to the depth) and reports their aggregate tokens/s\n"
                         "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32); --kv-hadamard rotates the cache\n"
                         "  --experts-per-token: MoE experts per token, each value a separate run (0: the model's);\n"
                         "      --kl N: also the KL divergence of each run's next-token distributions from the model's own\n"
@@ -187,6 +191,7 @@ int main(int argc, char** argv) {
         else if (f == "-p") { if (!need() || !parse_list(v, &a.pp, 0)) return fail("-p needs a list of token counts"); }
         else if (f == "-n") { if (!need() || !parse_list(v, &a.tg, 0)) return fail("-n needs a list of token counts"); }
         else if (f == "-v") { if (!need() || !parse_list(v, &a.verify, 0)) return fail("-v needs a list of batch sizes"); }
+        else if (f == "-b" || f == "--batch") { if (!need() || !parse_list(v, &a.batch, 1)) return fail("-b needs a list of sequence counts"); }
         else if (f == "-d") { if (!need() || !parse_list(v, &a.depth, 0)) return fail("-d needs a list of depths"); }
         else if (f == "-t") { std::vector<int> t; if (!need() || !parse_list(v, &t, 1) || t.size() != 1) return fail("-t needs a thread count"); a.threads = t[0]; }
         else if (f == "-r") { std::vector<int> r; if (!need() || !parse_list(v, &r, 1) || r.size() != 1) return fail("-r needs a repetition count"); a.reps = r[0]; }
@@ -257,9 +262,14 @@ int main(int argc, char** argv) {
             for (int n : a.tg) max_ctx = std::max(max_ctx, d + n + 1);
             for (int k : a.verify) max_ctx = std::max(max_ctx, d + k + 1);
         }
+        int max_seqs = 1, batch_ctx = 0;  // -b: every sequence to the deepest depth plus the longest decode
+        for (int b : a.batch) max_seqs = std::max(max_seqs, b);
+        for (int d : a.depth)
+            for (int n : a.tg) batch_ctx = std::max(batch_ctx, max_seqs * (d + n + kiln::kKvPagePositions));
         kiln::SessionOptions so;
         so.n_threads = threads;
-        so.n_ctx = std::max({max_ctx, a.kl, 16});
+        so.n_ctx = std::max({max_ctx, a.kl, 16, a.batch.empty() ? 0 : batch_ctx});
+        so.n_seq_max = a.batch.empty() ? 1 : max_seqs;
         so.n_expert_used = ept;
         if (!a.isa.empty()) so.isa = a.isa.c_str();
         so.type_k = a.type_k;
@@ -342,7 +352,7 @@ int main(int argc, char** argv) {
         const bool probe_cpu = probe != nullptr;
         auto run = [&](const std::string& test, int depth, auto&& body) -> kiln::Status {
             Result r{desc, test, depth, {}, 0, {}};
-            const bool decode = probe_cpu && test.rfind("tg", 0) == 0;
+            const bool decode = probe_cpu && test.rfind("tg", 0) == 0 && test.find(" x") == std::string::npos;
             KILN_TRY(prefill_depth(depth));
             KILN_TRY(body(true));  // warm-up
             if (decode) r.bw = probe->measure(6);
@@ -401,6 +411,40 @@ int main(int argc, char** argv) {
                 std::fprintf(stderr, "kiln-bench: %s %s @ d%d: %.3fx\n", path.c_str(), r.test.c_str(), depth, median_of(r.speedup));
                 results.push_back(r);
             }
+            for (int n : a.tg) {
+                if (n <= 0) continue;
+                for (int B : a.batch) {
+                    const std::string test = kiln::strfmt("tg%d x%d", n, B);
+                    kiln::Status st = run(test, depth, [&](bool warm, double* tps = nullptr) -> kiln::Status {
+                        // Sequences 1..B-1 filled to the depth as sequence 0 is (not timed), then
+                        // `steps` forwards of one token from each, greedy.
+                        for (int b = 1; b < B; ++b) {
+                            KILN_TRY(s.seq_remove(b));
+                            if (depth > 0) {
+                                kiln::Batch fill;
+                                const auto toks = random_tokens(depth, n_vocab, 7 + uint32_t(b));
+                                for (int i = 0; i < depth; ++i) fill.add(toks[size_t(i)], b, i, false);
+                                KILN_TRY(s.decode(fill));
+                            }
+                        }
+                        std::vector<int32_t> next(size_t(B), 1);  // (B) each sequence's next token
+                        const int steps = warm ? 4 : n;
+                        kiln::Batch step;
+                        auto t0 = Clock::now();
+                        for (int i = 0; i < steps; ++i) {
+                            step.clear();
+                            for (int b = 0; b < B; ++b) step.add(next[size_t(b)], b, s.seq_length(b), true);
+                            KILN_TRY(s.decode(step));
+                            for (int b = 0; b < B; ++b) next[size_t(b)] = int32_t(std::max_element(s.batch_logits(b), s.batch_logits(b) + n_vocab) - s.batch_logits(b));
+                        }
+                        if (tps) *tps = double(steps) * B / seconds(t0);
+                        for (int b = 1; b < B; ++b) KILN_TRY(s.seq_remove(b));
+                        return kiln::Status::ok();
+                    });
+                    if (!st) return fail(st.message());
+                    results.back().seqs = B;
+                }
+            }
             for (int k : a.verify) {
                 if (k <= 0) continue;
                 const auto toks = random_tokens(k, n_vocab, 13);
@@ -425,7 +469,15 @@ int main(int argc, char** argv) {
                                 {"threads", threads},  {"isa", a.engine()}, {"backend", kiln::backend_name(a.backend)},
                                 {"tps_median", r.median()}, {"tps_mean", r.mean()}, {"tps_stddev", r.stddev()}, {"samples", r.tps}};
             std::string extra;
-            if (r.test.rfind("tg", 0) == 0) {
+            if (r.seqs > 0) {
+                // Aggregate tokens/s against the same decode length with one sequence.
+                j["sequences"] = r.seqs;
+                for (const Result& one : results)
+                    if (one.model == r.model && one.depth == r.depth && one.seqs == 1 && one.test.substr(0, one.test.find(' ')) == r.test.substr(0, r.test.find(' '))) {
+                        j["speedup_vs_one_sequence"] = r.median() / one.median();
+                        extra = kiln::strfmt("%.2fx one sequence (aggregate)", r.median() / one.median());
+                    }
+            } else if (r.test.rfind("tg", 0) == 0) {
                 // Bytes read per token: the weights, plus the KV cache up to the average
                 // position of the test (depth + n/2).
                 const double kv_gb = double(s.kv_bytes_per_position()) * (r.depth + std::stoi(r.test.substr(2)) / 2.0) / 1e9;
