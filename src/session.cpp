@@ -220,7 +220,8 @@ Status Session::decode(const Batch& batch) {
     const auto t0 = tuned ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     for (int done = 0; done < n;) {
         const int chunk = std::min(impl_->n_batch, n - done);
-        const Status st = forward_chunk(batch, done, chunk);
+        const bool stop = cancel_ && cancel_->load(std::memory_order_relaxed);
+        const Status st = stop ? Status::error("cancelled after %d of %d tokens", done, n) : forward_chunk(batch, done, chunk);
         pool_->settle();  // no worker still reading ahead into the weights once we return
         if (!st.is_ok()) {
             for (auto [seq, length] : before) impl_->kv.seqs.truncate(seq, length);

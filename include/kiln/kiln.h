@@ -4,6 +4,7 @@
 #include "kiln/backend.h"
 #include "kiln/chat.h"
 #include "kiln/dtype.h"
+#include "kiln/generate.h"
 #include "kiln/gguf.h"
 #include "kiln/gguf_writer.h"
 #include "kiln/hf_checkpoint.h"

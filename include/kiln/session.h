@@ -4,6 +4,7 @@
 // mixed); forward() is the one-sequence shorthand (sequence 0).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <span>
@@ -112,6 +113,11 @@ public:
     // nullptr otherwise.
     const float* batch_logits(int i) const;
 
+    // While *cancel is true, decode() and forward() stop between chunks of n_batch tokens
+    // (undoing the call) and fail with "cancelled"; nullptr: never. For another thread to
+    // stop a long prefill; generate() sets it from GenerateOptions::cancel.
+    void set_cancel(const std::atomic<bool>* cancel) { cancel_ = cancel; }
+
     // Sequence operations. Length: its positions in the cache.
     int seq_length(int seq) const;
     int n_seq_max() const;
@@ -185,6 +191,7 @@ private:
     int n_logits_ = 0;
     std::vector<float> logits_;      // (n_logits, n_vocab)
     std::vector<int> logits_row_;    // (batch size) row of logits_ of each token of the last batch, -1: none
+    const std::atomic<bool>* cancel_ = nullptr;
 };
 
 }  // namespace kiln

@@ -4,29 +4,14 @@
 #include <cstdio>
 
 int main(int argc, char** argv) {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: kiln_consumer MODEL.gguf\n");
-        return 2;
-    }
+    if (argc != 2) return std::fprintf(stderr, "usage: kiln_consumer MODEL.gguf\n"), 2;
     auto model = kiln::Model::load(argv[1]);
-    if (!model) {
-        std::fprintf(stderr, "kiln_consumer: %s\n", model.message().c_str());
-        return 1;
-    }
-    auto session = kiln::Session::create(model.value());
-    if (!session) return 1;
-    const kiln::Tokenizer& tok = model.value()->tokenizer();
-    std::vector<int32_t> ids = tok.encode("The capital of France is", true, false);
-    kiln::SamplerParams sp;
-    sp.temperature = 0;
-    kiln::Sampler sampler(sp, model.value()->config().n_vocab);
-    std::string text;
-    for (int i = 0; i < 8; ++i) {
-        if (!session.value()->forward(ids).is_ok()) return 1;
-        const int32_t t = sampler.sample(session.value()->logits());
-        text += tok.token_to_piece(t);
-        ids = {t};
-    }
-    std::printf("kiln_consumer: %s\n", text.c_str());
-    return text.empty() ? 1 : 0;
+    auto session = model ? kiln::Session::create(model.value()) : kiln::Status::error("%s", model.message().c_str());
+    if (!session) return std::fprintf(stderr, "kiln_consumer: %s\n", session.message().c_str()), 1;
+    kiln::Sampler sampler({.temperature = 0}, model.value()->config().n_vocab);
+    auto prompt = model.value()->tokenizer().encode("The capital of France is", true, false);
+    auto out = kiln::generate(*session.value(), sampler, prompt, {.n_predict = 8});
+    if (!out) return std::fprintf(stderr, "kiln_consumer: %s\n", out.message().c_str()), 1;
+    std::printf("kiln_consumer: %s\n", out->text.c_str());
+    return out->text.empty() ? 1 : 0;
 }

@@ -103,12 +103,13 @@ std::vector<int32_t> random_tokens(int n, int n_vocab, uint32_t seed) {
 
 double seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// `steps` greedy decode steps: forward *next, then *next = the argmax of its logits.
+// `steps` greedy decode steps (kiln::generate): forward *next, then *next = the argmax of
+// its logits, `steps` times.
 kiln::Status decode_greedy(kiln::Session& s, int steps, int n_vocab, int32_t* next) {
-    for (int i = 0; i < steps; ++i) {
-        KILN_TRY(s.forward(std::span<const int32_t>(next, 1)));
-        *next = int32_t(std::max_element(s.logits(), s.logits() + n_vocab) - s.logits());
-    }
+    kiln::Sampler greedy({.temperature = 0}, n_vocab);
+    auto r = kiln::generate(s, greedy, std::span<const int32_t>(next, 1), {.n_predict = steps, .ignore_eos = true});
+    if (!r) return r.status();
+    *next = r->tokens.back();
     return kiln::Status::ok();
 }
 

@@ -5,7 +5,10 @@
 // non-zero with a one-line error on a bad flag or file.
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -35,41 +38,36 @@ int fail(const std::string& msg) {
     return 1;
 }
 
-// Runs one prompt -> completion. Streams text to stdout unless json_out is set.
+// Ctrl-C stops the generation (and a long prefill) instead of the process; a second one kills it.
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) {
+    if (g_interrupted.exchange(true)) std::_Exit(130);
+}
+
+// Runs one prompt -> completion with kiln::generate. Streams text to stdout unless json_out is set.
 kiln::Status generate(kiln::Session& session, kiln::Sampler& sampler, const std::vector<int32_t>& prompt, const GenerateArgs& a,
                       std::vector<int32_t>* out_tokens, std::string* out_text, Stats* st) {
-    const kiln::Tokenizer& tok = session.model().tokenizer();
-    for (int32_t t : prompt) sampler.accept(t);
-    auto t0 = Clock::now();
-    KILN_TRY(session.forward(prompt));
-    st->prefill_s += seconds_since(t0);
-    st->ttft_s = st->prefill_s;
-    st->n_prompt += int(prompt.size());
-    kiln::TokenStreamDecoder stream(tok);
-    auto t1 = Clock::now();
-    for (int i = 0; a.n_predict < 0 || i < a.n_predict; ++i) {
-        const int32_t next = sampler.sample(session.logits());
-        sampler.accept(next);
-        if (!a.ignore_eos && tok.is_eog(next)) break;
-        out_tokens->push_back(next);
-        std::string piece = stream.push(next);
-        *out_text += piece;
-        if (!a.json && !piece.empty()) {
+    kiln::GenerateOptions g;
+    g.n_predict = a.n_predict;
+    g.ignore_eos = a.ignore_eos;
+    g.cancel = &g_interrupted;
+    if (!a.json)
+        g.on_text = [](std::string_view piece) {
             std::fwrite(piece.data(), 1, piece.size(), stdout);
             std::fflush(stdout);
-        }
-        ++st->n_gen;
-        if (a.n_predict >= 0 && i + 1 == a.n_predict) break;
-        if (session.n_past() >= session.n_ctx()) {
-            std::fprintf(stderr, "kiln-generate: context full (%d tokens), stopping\n", session.n_ctx());
-            break;
-        }
-        KILN_TRY(session.forward(std::span<const int32_t>(&next, 1)));
-    }
-    std::string rest = stream.flush();
-    *out_text += rest;
-    if (!a.json) std::fwrite(rest.data(), 1, rest.size(), stdout);
-    st->decode_s += seconds_since(t1);
+            return true;
+        };
+    auto r = kiln::generate(session, sampler, prompt, g);
+    if (!r) return r.status();
+    if (r->stop == kiln::StopReason::ContextFull) std::fprintf(stderr, "\nkiln-generate: context full (%d tokens), stopping\n", session.n_ctx());
+    if (r->stop == kiln::StopReason::Cancelled) std::fprintf(stderr, "\nkiln-generate: interrupted\n");
+    *out_tokens = r->tokens;
+    *out_text = r->text;
+    st->prefill_s += r->prefill_s;
+    if (st->ttft_s == 0) st->ttft_s = r->prefill_s;
+    st->decode_s += r->decode_s;
+    st->n_prompt += r->n_prompt;
+    st->n_gen += int(r->tokens.size());
     return kiln::Status::ok();
 }
 
@@ -127,6 +125,8 @@ int main(int argc, char** argv) {
             ss << in.rdbuf();
         }
         text = ss.str();
+        // As llama.cpp's -f: one trailing newline (which editors add) is not part of the prompt.
+        if (!text.empty() && text.back() == '\n') text.pop_back();
     }
     std::vector<kiln::ChatMessage> messages;
     kiln::ChatTemplate chat_template;
@@ -165,6 +165,7 @@ int main(int argc, char** argv) {
     }
     Stats st;
     st.load_s = seconds_since(tl);
+    std::signal(SIGINT, on_sigint);
     if (!a.quiet) {
         std::string engine = kiln::strfmt("%d threads, %s kernels", s.n_threads(), kiln::cpu_isa_name());
         if (a.backend == kiln::Backend::Vulkan) {
