@@ -1,4 +1,4 @@
-// Microbenchmarks of flash attention (src/attention.cpp) for one layer, best ISA, F16 /
+// Microbenchmarks of flash attention (src/cpu/attention.cpp) for one layer, best ISA, F16 /
 // BF16 / Q8_0 caches: decode (1 token), verification (8) and a prefill chunk (64) against
 // a cache of 512 / 4096 / 16384 positions, for the head layouts of the models kiln is
 // measured on; single-threaded, and at 16384 also with 2 threads (decode's KV length split);
@@ -11,7 +11,7 @@
 #include <random>
 #include <vector>
 
-#include "session_impl.h"
+#include "cpu/session_impl.h"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include "cpu/kernels.h"
 #include "cpu/r16.h"
 #include "ref/quants.h"
-#include "streamed_alloc.h"
+#include "runtime/streamed_alloc.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Flash attention (src/attention.cpp + kernels/cpu/flash_attn-inl.h) against a naive
+// Flash attention (src/cpu/attention.cpp + kernels/cpu/flash_attn-inl.h) against a naive
 // double-precision reference on every ISA, KV cache type, head layout, window and batch
 // shape; and its batch invariance (a token's output is bit-identical whether it comes
 // alone, with 7 others or in a prefill chunk).
@@ -13,7 +13,7 @@
 
 #include "cpu/kv_layout.h"
 #include "kiln/model.h"
-#include "session_impl.h"
+#include "cpu/session_impl.h"
 #include "test_util.h"
 
 using kiln::DType;

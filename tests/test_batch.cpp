@@ -10,7 +10,7 @@
 
 #include "kiln/session.h"
 #include "kiln/tokenizer.h"
-#include "kv_cache.h"
+#include "cpu/kv_cache.h"
 #include "test_util.h"
 
 namespace {

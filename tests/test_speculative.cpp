@@ -9,7 +9,7 @@
 #include <random>
 
 #include "cpu/kernels.h"
-#include "draft_length.h"
+#include "speculative/draft_length.h"
 #include "kiln/kiln.h"
 #include "test_util.h"
 

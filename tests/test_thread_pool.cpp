@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "decode_tuner.h"
+#include "cpu/decode_tuner.h"
 #include "kiln/thread_pool.h"
 #include "test_util.h"
 

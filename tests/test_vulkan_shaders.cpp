@@ -9,7 +9,7 @@
 
 #include "cpu/kernels.h"
 #include "ref/quants.h"
-#include "session_impl.h"
+#include "cpu/session_impl.h"
 #include "vulkan_test_util.h"
 
 using kiln::DType;

@@ -152,7 +152,7 @@ struct SpecOptions {
     // second, from the running (decayed) per-token acceptance, the measured seconds per
     // drafted token and the measured seconds of a verification of each size (a few
     // forwards of 1 and 1 + draft_max tokens before the prefill start them off); k = 0,
-    // plain decoding, where no draft pays (src/draft_length.h). Prompt lookup, which costs
+    // plain decoding, where no draft pays (src/speculative/draft_length.h). Prompt lookup, which costs
     // nothing, sizes its own drafts up to draft_max. Timings steer it, so when sampling
     // (temperature > 0) the same seed repeats its tokens only with adaptive = false: other
     // draft lengths consume the random draws differently. Greedy output never depends on it.

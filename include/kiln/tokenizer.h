@@ -82,7 +82,7 @@ public:
     // Non-fatal problems found while loading (unknown pre-tokenizer, ...); empty if none.
     const std::string& warning() const;
 
-    struct Impl;  // src/tokenizer_impl.h
+    struct Impl;  // src/tokenizer/tokenizer_impl.h
 
 private:
     explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}

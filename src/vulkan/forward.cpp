@@ -1,6 +1,6 @@
 // The transformer forward pass on a Vulkan device (llama and Mixtral, qwen2, qwen3, gemma3,
 // qwen3moe, qwen2moe): the same
-// steps as src/forward.cpp, recorded into one command buffer per chunk of tokens, with a
+// steps as src/cpu/forward.cpp, recorded into one command buffer per chunk of tokens, with a
 // barrier wherever a step reads what the previous one wrote. Weights are uploaded once;
 // only the token ids and RoPE table go up and the asked-for logits come back per forward.
 #include <algorithm>
@@ -8,8 +8,8 @@
 #include <cstring>
 #include <functional>
 
-#include "cpu/kernels.h"
-#include "device_forward.h"
+#include "act_format.h"
+#include "runtime/device_forward.h"
 #include "vulkan/ops.h"
 #include "vulkan/weights.h"
 
@@ -254,9 +254,9 @@ Status VulkanForward::round_inputs(Recorder& r, const Buffer& x, uint32_t k, uin
     bool need[2] = {};  // q8_x32, q8_K
     for (const TensorView* w : consumers)
         if (!w->empty()) {
-            const cpu::ActFormat f = cpu::act_format(w->dtype);
-            need[0] |= f == cpu::ActFormat::Q8x32;
-            need[1] |= f == cpu::ActFormat::Q8K;
+            const ActFormat f = act_format(w->dtype);
+            need[0] |= f == ActFormat::Q8x32;
+            need[1] |= f == ActFormat::Q8K;
         }
     if (need[0]) KILN_TRY(ops_.act_round(r, whole(x), whole(x_q8_), whole(x_q8_sums_), k, rows, false));
     if (need[1]) KILN_TRY(ops_.act_round(r, whole(x), whole(x_q8K_), whole(x_q8_sums_), k, rows, true));
@@ -267,9 +267,9 @@ Status VulkanForward::round_inputs(Recorder& r, const Buffer& x, uint32_t k, uin
 }
 
 const Buffer& VulkanForward::input_for(DType wt, const Buffer& x) const {
-    const cpu::ActFormat f = cpu::act_format(wt);
-    if (f == cpu::ActFormat::F32) return x;
-    const int i = f == cpu::ActFormat::Q8K ? 1 : 0;
+    const ActFormat f = act_format(wt);
+    if (f == ActFormat::F32) return x;
+    const int i = f == ActFormat::Q8K ? 1 : 0;
     KILN_ASSERT(rounded_from_[i] == x.handle(), "vulkan forward: a %s matmul input was not rounded first", dtype_name(wt));
     return i ? x_q8K_ : x_q8_;
 }

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "streamed_alloc.h"
+#include "runtime/streamed_alloc.h"
 
 namespace kiln::bench {
 

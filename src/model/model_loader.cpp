@@ -13,7 +13,7 @@
 #include "kiln/model.h"
 #include "kiln/quantize.h"
 #include "kiln/thread_pool.h"
-#include "streamed_alloc.h"
+#include "runtime/streamed_alloc.h"
 
 namespace kiln {
 

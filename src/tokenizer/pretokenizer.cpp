@@ -9,7 +9,7 @@
 //   - \p{Lu}, \p{Ll}, \p{Lt}, \p{Lm}, \p{Lo} all mean "any letter";
 //   - \d is ASCII only, $ only matches at the very end;
 //   - each regex only sees one piece of the previous split (no context across pieces).
-#include "pretokenizer.h"
+#include "tokenizer/pretokenizer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>

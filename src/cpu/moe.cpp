@@ -13,7 +13,7 @@
 //  4. one parallel job over slabs of output rows runs down for every active expert and
 //     adds the weighted rows into y: a slab belongs to one thread, so no atomics.
 // Three thread meetings per layer beside the router's, whatever n and k are.
-#include "moe.h"
+#include "cpu/moe.h"
 
 #include <algorithm>
 #include <cmath>

@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "ref/quants.h"
-#include "moe.h"
-#include "session_impl.h"
+#include "cpu/moe.h"
+#include "cpu/session_impl.h"
 
 namespace kiln {
 

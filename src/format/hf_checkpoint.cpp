@@ -10,7 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "hf_tokenizer.h"
+#include "tokenizer/hf_tokenizer.h"
 #include "kiln/gguf_writer.h"
 #include "kiln/safetensors.h"
 #include "ref/quants.h"

@@ -13,7 +13,7 @@
 #include <span>
 #include <vector>
 
-#include "session_impl.h"
+#include "cpu/session_impl.h"
 
 namespace kiln {
 

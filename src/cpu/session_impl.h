@@ -1,4 +1,5 @@
-// Session internals shared by session.cpp, forward.cpp, attention.cpp and linear.cpp.
+// Session internals: the CPU backend's buffers and the KV cache, shared by runtime/session.cpp
+// and the CPU forward pass (forward.cpp, attention.cpp, linear.cpp, moe.cpp).
 #pragma once
 
 #include <algorithm>
@@ -11,11 +12,11 @@
 #include <vector>
 
 #include "cpu/kernels.h"
-#include "decode_tuner.h"
-#include "device_forward.h"
+#include "cpu/decode_tuner.h"
+#include "runtime/device_forward.h"
 #include "kiln/session.h"
-#include "aligned_buffer.h"
-#include "kv_cache.h"
+#include "runtime/aligned_buffer.h"
+#include "cpu/kv_cache.h"
 
 namespace kiln {
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <utility>
 
-#include "streamed_alloc.h"
+#include "runtime/streamed_alloc.h"
 
 namespace kiln {
 

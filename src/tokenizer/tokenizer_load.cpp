@@ -8,7 +8,7 @@
 #include <climits>
 
 #include "kiln/gguf.h"
-#include "tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 
 namespace kiln {
 

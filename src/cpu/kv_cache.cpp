@@ -1,5 +1,5 @@
 // KvPages bookkeeping and KvCache allocation (kv_cache.h).
-#include "kv_cache.h"
+#include "cpu/kv_cache.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,7 +1,7 @@
 // Mixture-of-experts feed-forward block (qwen3moe, qwen2moe, llama with experts = Mixtral).
 #pragma once
 
-#include "session_impl.h"
+#include "cpu/session_impl.h"
 
 namespace kiln {
 

@@ -5,8 +5,8 @@
 
 #include "cpu/r16.h"
 #include "kiln/speculative.h"
-#include "moe.h"
-#include "session_impl.h"
+#include "cpu/moe.h"
+#include "cpu/session_impl.h"
 
 namespace kiln {
 

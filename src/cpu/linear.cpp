@@ -5,7 +5,7 @@
 #include <iterator>
 
 #include "cpu/r16.h"
-#include "session_impl.h"
+#include "cpu/session_impl.h"
 
 namespace kiln {
 

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <queue>
 
-#include "tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 
 namespace kiln {
 

@@ -2,7 +2,7 @@
 // writes, so kiln's one tokenizer (src/tokenizer_load.cpp) serves both formats.
 //   byte-level BPE (a ByteLevel pre-tokenizer/decoder)  -> model "gpt2", merges, a pre name
 //   BPE with byte_fallback (SentencePiece converted)      -> model "llama", scores from the merge ranks
-#include "hf_tokenizer.h"
+#include "tokenizer/hf_tokenizer.h"
 
 #include <cctype>
 #include <filesystem>

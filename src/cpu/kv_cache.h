@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "aligned_buffer.h"
+#include "runtime/aligned_buffer.h"
 #include "cpu/kernels.h"
 #include "kiln/model.h"
 #include "kiln/session.h"

@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "kiln/gguf.h"
-#include "tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 
 namespace kiln {
 

@@ -1,7 +1,7 @@
 // Backend names, and the stand-ins for the Vulkan entry points in builds without Vulkan.
 #include "kiln/backend.h"
 
-#include "device_forward.h"
+#include "runtime/device_forward.h"
 
 namespace kiln {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kiln/tokenizer.h"
-#include "pretokenizer.h"
+#include "tokenizer/pretokenizer.h"
 
 namespace kiln {
 

@@ -7,7 +7,7 @@
 #include <optional>
 #include <cmath>
 
-#include "draft_length.h"
+#include "speculative/draft_length.h"
 
 namespace kiln {
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <queue>
 
-#include "tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 
 namespace kiln {
 
