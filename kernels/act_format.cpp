@@ -1,7 +1,7 @@
 // act_format.h: which activation format each weight type's kernels take, and its size.
 #include "act_format.h"
 
-#include "kiln/dtype.h"
+#include "kiln/format/blocks.h"
 
 namespace kiln {
 

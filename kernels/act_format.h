@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kiln/dtype.h"
+#include "kiln/format/blocks.h"
 
 namespace kiln {
 

@@ -4,6 +4,7 @@
 
 #include "kiln/kiln.h"
 #include "test_util.h"
+#include "kiln/format/gguf.h"
 
 using kiln::ChatFormat;
 using kiln::ChatMessage;

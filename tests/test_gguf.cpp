@@ -8,9 +8,10 @@
 
 #include <unistd.h>
 
-#include "kiln/gguf.h"
-#include "kiln/gguf_writer.h"
+#include "kiln/format/gguf.h"
+#include "kiln/format/gguf_writer.h"
 #include "test_util.h"
+#include "kiln/format/blocks.h"
 
 using kiln::DType;
 using kiln::GgufFile;

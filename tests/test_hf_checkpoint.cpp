@@ -1,4 +1,4 @@
-// Hugging Face checkpoint directories (kiln/hf_checkpoint.h) against the GGUF files they
+// Hugging Face checkpoint directories (kiln/format/hf_checkpoint.h) against the GGUF files they
 // were made from. tools/make_hf_checkpoint.py writes them (tools/make_synthetic_models.sh):
 // weights dequantized by the PyPI gguf package and saved by the safetensors package under
 // HF names and layouts (Q/K rows un-permuted, Gemma norms as w of 1 + w, experts split),
@@ -16,6 +16,8 @@
 
 #include "kiln/kiln.h"
 #include "test_util.h"
+#include "kiln/format/hf_checkpoint.h"
+#include "kiln/format/weights.h"
 
 namespace fs = std::filesystem;
 

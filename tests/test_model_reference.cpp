@@ -20,6 +20,8 @@
 #include "cpu/kernels.h"
 #include "kiln/kiln.h"
 #include "test_util.h"
+#include "kiln/format/gguf.h"
+#include "kiln/format/weights.h"
 
 namespace {
 

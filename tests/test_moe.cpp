@@ -8,6 +8,8 @@
 #include "cpu/kernels.h"
 #include "kiln/kiln.h"
 #include "test_util.h"
+#include "kiln/format/gguf.h"
+#include "kiln/format/gguf_writer.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Quantization mixes (kiln/quantize.h): kiln picks llama-quantize's type for every tensor
+// Quantization mixes (kiln/format/quantize.h): kiln picks llama-quantize's type for every tensor
 // and quantizes it no worse, checked against what llama-quantize itself made of the same
 // F16 SmolLM2 (tests/data/quantize_smollm2.json, tests/data/make_quantize_reference.py);
 // quantizing at load equals loading a file quantized beforehand.
@@ -8,6 +8,8 @@
 
 #include "kiln/kiln.h"
 #include "test_util.h"
+#include "kiln/format/quantize.h"
+#include "kiln/format/gguf_writer.h"
 
 namespace {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kiln/safetensors.h"
+#include "kiln/format/safetensors.h"
 #include "test_util.h"
 
 namespace {

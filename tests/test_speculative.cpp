@@ -12,6 +12,7 @@
 #include "speculative/draft_length.h"
 #include "kiln/kiln.h"
 #include "test_util.h"
+#include "kiln/speculative.h"
 
 namespace {
 

@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kiln/gguf.h"
-#include "kiln/gguf_writer.h"
+#include "kiln/format/gguf.h"
+#include "kiln/format/gguf_writer.h"
 #include "kiln/tokenizer.h"
 #include "test_util.h"
 

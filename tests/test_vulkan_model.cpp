@@ -25,6 +25,7 @@
 #include "cpu/kernels.h"
 #include "kiln/kiln.h"
 #include "test_util.h"
+#include "kiln/speculative.h"
 
 namespace {
 

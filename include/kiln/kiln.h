@@ -1,23 +1,18 @@
-// kiln: LLM inference for AMD EPYC (AVX-512) and Vulkan devices. The umbrella header.
+// kiln: LLM inference for AMD EPYC (AVX-512) and Vulkan devices. The app API: models,
+// sessions, tokenizers, chat templates, sampling and generate().
 #pragma once
 
-#include "kiln/backend.h"
 #include "kiln/chat.h"
-#include "kiln/dtype.h"
 #include "kiln/generate.h"
-#include "kiln/gguf.h"
-#include "kiln/gguf_writer.h"
-#include "kiln/hf_checkpoint.h"
 #include "kiln/model.h"
-#include "kiln/quantize.h"
-#include "kiln/safetensors.h"
 #include "kiln/sampler.h"
 #include "kiln/session.h"
-#include "kiln/speculative.h"
 #include "kiln/status.h"
-#include "kiln/tensor.h"
-#include "kiln/thread_pool.h"
 #include "kiln/tokenizer.h"
+
+// The toolkit beyond an app's needs, included on purpose: kiln/speculative.h (speculative
+// decoding), kiln/thread_pool.h, and kiln/format/ (GGUF and safetensors files, quantization,
+// the bound weight tensors, the block layouts).
 
 namespace kiln {
 // Name of the CPU kernel set in use ("avx512", "avx2" or "generic").

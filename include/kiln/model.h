@@ -9,12 +9,13 @@
 #include <utility>
 #include <vector>
 
-#include "kiln/gguf.h"
 #include "kiln/status.h"
-#include "kiln/tensor.h"
 #include "kiln/tokenizer.h"
 
 namespace kiln {
+
+class GgufFile;  // kiln/format/gguf.h: the file's metadata and tensors
+struct Weights;  // kiln/format/weights.h: the bound weight tensors
 
 enum class Arch { Llama, Qwen2, Qwen3, Gemma3, Qwen3Moe, Qwen2Moe };
 const char* arch_name(Arch a);
@@ -62,45 +63,6 @@ struct ModelConfig {
     bool is_moe() const { return n_expert > 0; }
 };
 
-struct LayerWeights {
-    TensorView attn_norm;                 // (n_embd)
-    TensorView wq, wk, wv, wo;            // (n_embd -> n_head*head_dim), ..., (n_head*head_dim_v -> n_embd)
-    TensorView bq, bk, bv;                // biases (Qwen2)
-    TensorView q_norm, k_norm;            // (head_dim) per-head RMSNorm weights
-    TensorView post_attn_norm;            // Gemma 3: norm of the attention output
-    TensorView ffn_norm;                  // (n_embd)
-    TensorView ffn_gate, ffn_up, ffn_down;  // dense MLP
-    TensorView post_ffn_norm;             // Gemma 3
-    // MoE: router and 3-D expert tensors (n_in, n_out, n_expert).
-    TensorView ffn_gate_inp;
-    TensorView ffn_gate_exps, ffn_up_exps, ffn_down_exps;
-    TensorView ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp, ffn_gate_inp_shexp;
-
-    // Every weight matrix of the layer (attention, dense MLP, router, experts, shared
-    // expert; absent ones are empty()) and every vector (norms, biases), for the code that
-    // walks all of them: repacking, byte counts, the Vulkan upload.
-    std::array<TensorView*, 15> matrices() { return matrices_of(*this); }
-    std::array<const TensorView*, 15> matrices() const { return matrices_of(*this); }
-    std::array<const TensorView*, 9> vectors() const {
-        return {&attn_norm, &bq, &bk, &bv, &q_norm, &k_norm, &post_attn_norm, &ffn_norm, &post_ffn_norm};
-    }
-
-private:
-    template <class Self>
-    static std::array<decltype(&std::declval<Self&>().wq), 15> matrices_of(Self& l) {
-        return {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_inp, &l.ffn_gate_exps, &l.ffn_up_exps,
-                &l.ffn_down_exps, &l.ffn_gate_shexp, &l.ffn_up_shexp, &l.ffn_down_shexp, &l.ffn_gate_inp_shexp};
-    }
-};
-
-struct Weights {
-    TensorView token_embd;   // (n_vocab rows of n_embd)
-    TensorView output_norm;  // (n_embd)
-    TensorView output;       // (n_vocab rows of n_embd); == token_embd when tied
-    TensorView rope_freqs;   // optional (rope_dim/2) frequency divisors (Llama 3.1)
-    std::vector<LayerWeights> layers;
-};
-
 struct LoadOptions {
     // "key=type:value" overrides applied to the metadata before anything reads it, as
     // llama.cpp's --override-kv (type: int, float, bool, str).
@@ -115,7 +77,7 @@ struct LoadOptions {
     // (MappedFile::release): the weights stay resident once.
     bool repack = false;
     // Quantize the weights in memory at load (llama-quantize's mix names: "q8_0", "q4_k_m",
-    // "q6_k", ...; see kiln/quantize.h), so an F16/BF16 model or a Hugging Face checkpoint
+    // "q6_k", ...; see kiln/format/quantize.h), so an F16/BF16 model or a Hugging Face checkpoint
     // runs at GGUF speed. Empty: keep the file's types.
     std::string quantize;
     // Called after each quantized tensor with (done, total), e.g. for a progress line.
@@ -126,14 +88,14 @@ struct LoadOptions {
 class Model {
 public:
     // Maps, validates and binds a GGUF model, or a Hugging Face checkpoint directory
-    // (config.json + safetensors + tokenizer.json, see kiln/hf_checkpoint.h). Errors name
+    // (config.json + safetensors + tokenizer.json, see kiln/format/hf_checkpoint.h). Errors name
     // the file, key or tensor.
     static Expected<std::shared_ptr<Model>> load(const std::string& path, const LoadOptions& options = {});
 
     const ModelConfig& config() const { return config_; }
-    const Weights& weights() const { return weights_; }
+    const Weights& weights() const { return *weights_; }
     const Tokenizer& tokenizer() const { return *tokenizer_; }
-    const GgufFile& gguf() const { return gguf_; }
+    const GgufFile& gguf() const { return *gguf_; }
     // Bytes of weights one decode step reads (all tensors but the embedding table, unless
     // tied), with experts_per_token experts of each MoE layer (0: the model's expert_used_count).
     uint64_t bytes_per_token(int experts_per_token = 0) const {
@@ -144,12 +106,14 @@ public:
     uint64_t n_params() const { return n_params_; }
     std::string description() const;  // e.g. "llama 135M q4_1"
 
+    ~Model();
+
 private:
-    Model() = default;
+    Model();
     Status bind(const LoadOptions& options);
-    GgufFile gguf_;
+    std::unique_ptr<GgufFile> gguf_;
     ModelConfig config_;
-    Weights weights_;
+    std::unique_ptr<Weights> weights_;
     std::unique_ptr<Tokenizer> tokenizer_;
     uint64_t bytes_per_token_ = 0;
     uint64_t expert_bytes_ = 0;  // all experts' tensors (n_expert slices each)
@@ -158,9 +122,5 @@ private:
     Status repack_weights();
     friend class ModelBinder;
 };
-
-// Parses one --override-kv spec ("llama.expert_used_count=int:4", "gemma3.rope.scaling.type=str:linear")
-// into key and value; a str value is a view of `spec` (GgufFile::set_override keeps a copy).
-Expected<std::pair<std::string, GgufValue>> parse_override_kv(const std::string& spec);
 
 }  // namespace kiln

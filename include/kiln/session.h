@@ -5,19 +5,45 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
-#include "kiln/backend.h"
+#include "kiln/dtype.h"
 #include "kiln/model.h"
-#include "kiln/sampler.h"
 #include "kiln/status.h"
-#include "kiln/thread_pool.h"
 
 namespace kiln {
+
+class ThreadPool;                 // kiln/thread_pool.h
+struct SessionState;              // the backend's buffers and KV cache (src/cpu/session_impl.h)
+struct SampledVerification;       // kiln/speculative.h
+
+// Compute backends: the CPU kernels (always) and the Vulkan shaders (when kiln is built
+// with KILN_VULKAN=ON). A Session picks one in SessionOptions::backend.
+enum class Backend { Cpu, Vulkan };
+
+const char* backend_name(Backend b);  // "cpu", "vulkan"
+Expected<Backend> parse_backend(const std::string& name);
+
+// True when this build of kiln contains the Vulkan backend.
+bool vulkan_compiled();
+
+struct VulkanDeviceInfo {
+    int index = 0;          // the --device number
+    std::string name;       // e.g. "AMD Radeon 8060S (RADV GFX1151)"
+    std::string type;       // "integrated GPU", "discrete GPU", "CPU", ...
+    std::string api;        // Vulkan version, e.g. "1.3.255"
+    uint64_t device_local_bytes = 0;
+    bool usable = false;    // Vulkan 1.2+ with what kiln needs
+};
+
+// The Vulkan devices the loader sees, in --device order. An error when kiln was built
+// without Vulkan or no Vulkan loader/driver is present.
+Expected<std::vector<VulkanDeviceInfo>> list_vulkan_devices();
 
 // The KV cache is a pool of pages of this many positions; each sequence takes whole pages.
 constexpr int kKvPagePositions = 64;
@@ -68,18 +94,6 @@ struct SessionOptions {
     // format or option the Vulkan shaders do not cover.
     Backend backend = Backend::Cpu;
     int device = 0;
-};
-
-// One round of stochastic speculative verification (rejection sampling, speculative.h)
-// over a batch of n tokens: the pending token, then n - 1 drafts.
-struct SampledVerification {
-    SamplerParams params;  // the target's sampling chain (temperature > 0)
-    std::vector<std::vector<int32_t>> penalized;            // (n) distinct tokens the repetition penalty hits at row m (drafts < m kept)
-    std::vector<std::vector<std::pair<int32_t, float>>> q;  // (n - 1) the distribution draft m was drawn from; empty: drafted with certainty
-    // (2n) uniforms in [0, 1): u[2m] tests draft m, u[2m + 1] draws row m's token after a
-    // rejection there (or after the last draft). Drawn up front, so the device and the host
-    // consume the same numbers; each is used at most once, so the rule stays exact.
-    std::vector<double> u;
 };
 
 // A KV cache type from its llama.cpp name: f16, bf16, q8_0, q4_0 or f32.
@@ -171,9 +185,7 @@ public:
     const Model& model() const { return *model_; }
     ThreadPool& pool() { return *pool_; }
     const std::shared_ptr<ThreadPool>& shared_pool() const { return pool_; }
-    int n_threads() const { return pool_->size(); }
-
-    struct Impl;
+    int n_threads() const;
 
 private:
     Session() = default;
@@ -186,7 +198,7 @@ private:
     Status verify_on_device(const char* what, std::span<const int32_t> batch, const std::function<Status(const float* rope_local)>& verify);
     std::shared_ptr<const Model> model_;
     std::shared_ptr<ThreadPool> pool_;
-    std::unique_ptr<Impl> impl_;
+    std::unique_ptr<SessionState> impl_;
     int n_ctx_ = 0;
     int n_logits_ = 0;
     std::vector<float> logits_;      // (n_logits, n_vocab)

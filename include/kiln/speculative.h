@@ -26,8 +26,22 @@
 #include "kiln/sampler.h"
 #include "kiln/session.h"
 #include "kiln/status.h"
+#include "kiln/thread_pool.h"
 
 namespace kiln {
+
+// One round of stochastic speculative verification (rejection sampling, speculative.h)
+// over a batch of n tokens: the pending token, then n - 1 drafts.
+struct SampledVerification {
+    SamplerParams params;  // the target's sampling chain (temperature > 0)
+    std::vector<std::vector<int32_t>> penalized;            // (n) distinct tokens the repetition penalty hits at row m (drafts < m kept)
+    std::vector<std::vector<std::pair<int32_t, float>>> q;  // (n - 1) the distribution draft m was drawn from; empty: drafted with certainty
+    // (2n) uniforms in [0, 1): u[2m] tests draft m, u[2m + 1] draws row m's token after a
+    // rejection there (or after the last draft). Drawn up front, so the device and the host
+    // consume the same numbers; each is used at most once, so the rule stays exact.
+    std::vector<double> u;
+};
+
 
 // Largest draft length: verification of 1 + 7 tokens stays in the batch-invariant kernels.
 constexpr int kMaxDraft = 7;

@@ -12,7 +12,7 @@
 
 #include "act_format.h"
 #include "cpu/kv_layout.h"
-#include "kiln/dtype.h"
+#include "kiln/format/blocks.h"
 
 namespace kiln::cpu {
 

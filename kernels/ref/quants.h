@@ -13,7 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kiln/dtype.h"
+#include "kiln/format/blocks.h"
 
 namespace kiln::ref {
 

@@ -70,7 +70,7 @@ void rope_table(const ModelConfig& c, const std::vector<float>& freqs, float bas
     rope_table(c, freqs, base, freq_scale, pos.data(), n, cs);
 }
 
-const float* Session::Impl::fill_rope(const ModelConfig& c, const int32_t* pos, int n) {
+const float* SessionState::fill_rope(const ModelConfig& c, const int32_t* pos, int n) {
     float* local = rope_cs() + size_t(n) * (c.rope_dim / 2) * 2;
     rope_table(c, rope_freqs, c.rope_theta, c.rope_freq_scale, pos, n, rope_cs());
     if (c.rope_theta_local <= 0) return nullptr;
@@ -78,7 +78,7 @@ const float* Session::Impl::fill_rope(const ModelConfig& c, const int32_t* pos, 
     return local;
 }
 
-void Session::Impl::order_rows(const Batch& batch, int i0, int n) {
+void SessionState::order_rows(const Batch& batch, int i0, int n) {
     groups.clear();
     std::vector<int> group_of(static_cast<size_t>(n));  // (n) each token's group
     for (int i = 0; i < n; ++i) {
@@ -114,7 +114,7 @@ void Session::Impl::order_rows(const Batch& batch, int i0, int n) {
 }
 
 Status Session::forward_chunk(const Batch& batch, int i0, int n) {
-    Impl& s = *impl_;
+    SessionState& s = *impl_;
     ThreadPool& pool = *pool_;
     const cpu::KernelTable& kt = *s.kt;
     const ModelConfig& c = model_->config();

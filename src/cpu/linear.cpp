@@ -66,7 +66,7 @@ void share_starts(const cpu::KernelTable& kt, std::initializer_list<const Tensor
 namespace {
 
 // One pass of linear_group over n rows of x (one kernel call per thread and matrix).
-void linear_pass(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n, float* const* ys,
+void linear_pass(SessionState& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n, float* const* ys,
                  std::initializer_list<const TensorView*> next) {
     struct Job {
         const TensorView* w;
@@ -136,7 +136,7 @@ void linear_pass(Session::Impl& s, ThreadPool& pool, std::initializer_list<const
 
 }  // namespace
 
-void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
+void linear_group(SessionState& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
                   std::initializer_list<float*> ys, std::initializer_list<const TensorView*> next, int streamed) {
     KILN_ASSERT(ws.size() == ys.size() && ws.size() <= 4, "linear_group: %zu weights, %zu outputs", ws.size(), ys.size());
     if (streamed < 0 || (streamed == n && n <= kStreamingTokens) || (streamed == 0 && n > kStreamingTokens)) {
@@ -159,7 +159,7 @@ void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<cons
     if (streamed < n) pass(streamed, n, {});
 }
 
-void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y,
+void linear(SessionState& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y,
             std::initializer_list<const TensorView*> next, int streamed) {
     linear_group(s, pool, {&w}, x, n, {y}, next, streamed);
 }

@@ -22,6 +22,7 @@
 #include <memory>
 
 #include "cpu/r16.h"
+#include "kiln/format/gguf.h"
 
 namespace kiln {
 
@@ -76,7 +77,7 @@ void route(const cpu::KernelTable& kt, const ModelConfig& c, MoeScratch& m, int 
 
 // The reference: every expert runs on every token with the dense linear(), then the
 // outputs are masked by the routing weights (0 for experts a token did not choose).
-void dense_reference(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, const float* x, int n, float* y) {
+void dense_reference(SessionState& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, const float* x, int n, float* y) {
     MoeScratch& m = *s.moe;
     const int E = c.n_embd, F = c.n_ff_exp, K = m.k;
     std::memset(y, 0, sizeof(float) * size_t(n) * E);
@@ -96,7 +97,7 @@ void dense_reference(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, c
 
 }  // namespace
 
-Status moe_init(Session::Impl& s, const Model& model, int k, int n_batch) {
+Status moe_init(SessionState& s, const Model& model, int k, int n_batch) {
     const ModelConfig& c = model.config();
     const std::string& path = model.gguf().path();
     if (k < 0) return Status::error("experts per token %d must be >= 1", k);
@@ -149,7 +150,7 @@ Status moe_init(Session::Impl& s, const Model& model, int k, int n_batch) {
     return Status::ok();
 }
 
-void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, const float* x, int n, float* y) {
+void moe_ffn(SessionState& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, const float* x, int n, float* y) {
     MoeScratch& m = *s.moe;
     const cpu::KernelTable& kt = *s.kt;
     const int E = c.n_embd, F = c.n_ff_exp, X = c.n_expert, K = m.k;

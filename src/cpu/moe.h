@@ -30,9 +30,9 @@ struct MoeScratch {
 
 // Allocates s.moe for n_batch tokens with k experts per token (0: the model's count);
 // errors name the layer and tensor the runtime cannot run.
-Status moe_init(Session::Impl& s, const Model& m, int k, int n_batch);
+Status moe_init(SessionState& s, const Model& m, int k, int n_batch);
 
 // y (n, n_embd) = the MoE block of layer L applied to x (n, n_embd), the normed input.
-void moe_ffn(Session::Impl& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, const float* x, int n, float* y);
+void moe_ffn(SessionState& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, const float* x, int n, float* y);
 
 }  // namespace kiln

@@ -14,7 +14,9 @@
 #include "cpu/kernels.h"
 #include "cpu/decode_tuner.h"
 #include "runtime/device_forward.h"
+#include "kiln/format/weights.h"
 #include "kiln/session.h"
+#include "kiln/thread_pool.h"
 #include "runtime/aligned_buffer.h"
 #include "cpu/kv_cache.h"
 
@@ -39,7 +41,7 @@ struct AttnGroup {
 
 struct MoeScratch;  // moe.h
 
-struct Session::Impl {
+struct SessionState {
     const cpu::KernelTable* kt = nullptr;
     KvCache kv;
     int n_batch = 0;
@@ -115,13 +117,13 @@ constexpr int kStreamingTokens = 8;
 // y (n, W.rows) = x (n, W.cols) . W^T, multi-threaded over rows of W.
 // streamed: rows [0, streamed) go through the row kernels in passes of up to
 // kStreamingTokens, the rest through the GEMM, so that a row gets the bits it would get
-// in its own sequence's forward (Session::Impl::streamed); -1: all rows one way, by n.
-void linear(Session::Impl& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y,
+// in its own sequence's forward (SessionState::streamed); -1: all rows one way, by n.
+void linear(SessionState& s, ThreadPool& pool, const TensorView& w, const float* x, int n, float* y,
             std::initializer_list<const TensorView*> next = {}, int streamed = -1);
 // Up to 4 matrices with the same input in one job: ys[i] (n, ws[i].rows) = x . ws[i]^T.
 // next: the group the forward pass multiplies by after this one; in a streaming job each
 // worker reads the start of its share of it into cache once done with this one.
-void linear_group(Session::Impl& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
+void linear_group(SessionState& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
                   std::initializer_list<float*> ys, std::initializer_list<const TensorView*> next = {}, int streamed = -1);
 
 // cos/sin of every (token, rotary pair) of n tokens at positions pos0.. (forward.cpp);

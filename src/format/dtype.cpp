@@ -1,4 +1,4 @@
-#include "kiln/dtype.h"
+#include "kiln/format/blocks.h"
 
 namespace kiln {
 

@@ -1,7 +1,7 @@
 // GGUF parser. Every read is bounds-checked against the file; every count and size is
 // checked before it is used to allocate or index (see the ggml CVE list in
 // ../shared/reference/ecosystem.md for what a crafted file tries).
-#include "kiln/gguf.h"
+#include "kiln/format/gguf.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -1,4 +1,4 @@
-#include "kiln/gguf_writer.h"
+#include "kiln/format/gguf_writer.h"
 
 #include <cstdio>
 #include <cstring>

@@ -1,7 +1,7 @@
-// Hugging Face checkpoint -> in-memory GGUF: see include/kiln/hf_checkpoint.h. The
+// Hugging Face checkpoint -> in-memory GGUF: see include/kiln/format/hf_checkpoint.h. The
 // metadata keys, tensor names and transforms are the ones llama.cpp's convert_hf_to_gguf.py
 // applies, so a model behaves the same whether it was converted first or not.
-#include "kiln/hf_checkpoint.h"
+#include "kiln/format/hf_checkpoint.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/hf_tokenizer.h"
-#include "kiln/gguf_writer.h"
-#include "kiln/safetensors.h"
+#include "kiln/format/gguf_writer.h"
+#include "kiln/format/safetensors.h"
 #include "ref/quants.h"
 
 namespace kiln {

@@ -1,5 +1,5 @@
-// Weight quantization with llama-quantize's per-tensor rules: see include/kiln/quantize.h.
-#include "kiln/quantize.h"
+// Weight quantization with llama-quantize's per-tensor rules: see include/kiln/format/quantize.h.
+#include "kiln/format/quantize.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,6 +1,6 @@
-// safetensors reader: see include/kiln/safetensors.h. Every error names the file and, where
+// safetensors reader: see include/kiln/format/safetensors.h. Every error names the file and, where
 // there is one, the tensor.
-#include "kiln/safetensors.h"
+#include "kiln/format/safetensors.h"
 
 #include <algorithm>
 #include <filesystem>

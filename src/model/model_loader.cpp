@@ -9,9 +9,10 @@
 
 #include "cpu/kernels.h"
 #include "cpu/r16.h"
-#include "kiln/hf_checkpoint.h"
+#include "kiln/format/hf_checkpoint.h"
 #include "kiln/model.h"
-#include "kiln/quantize.h"
+#include "kiln/format/quantize.h"
+#include "kiln/format/weights.h"
 #include "kiln/thread_pool.h"
 #include "runtime/streamed_alloc.h"
 
@@ -65,7 +66,7 @@ Expected<std::pair<std::string, GgufValue>> parse_override_kv(const std::string&
 // Reads hyper-parameters and binds tensors for one model; a friend of Model.
 class ModelBinder {
 public:
-    ModelBinder(Model& m) : m_(m), f_(m.gguf_), c_(m.config_) {}
+    ModelBinder(Model& m) : m_(m), f_(*m.gguf_), c_(m.config_) {}
 
     Status bind_config() {
         auto arch = f_.get_string("general.architecture");
@@ -145,7 +146,7 @@ public:
     }
 
     Status bind_tensors() {
-        Weights& w = m_.weights_;
+        Weights& w = *m_.weights_;
         const int64_t E = c_.n_embd;
         KILN_TRY(get("token_embd.weight", {E, -1}, &w.token_embd, true));
         c_.n_vocab = int(w.token_embd.ne[1]);
@@ -284,15 +285,18 @@ private:
     std::string a_;
 };
 
+Model::Model() : gguf_(std::make_unique<GgufFile>()), weights_(std::make_unique<Weights>()) {}
+Model::~Model() = default;
+
 Expected<std::shared_ptr<Model>> Model::load(const std::string& path, const LoadOptions& options) {
     auto f = is_hf_checkpoint_dir(path) ? open_hf_checkpoint(path, options.use_mmap) : GgufFile::open(path, options.use_mmap);
     if (!f) return f.status();
     std::shared_ptr<Model> m(new Model());
-    m->gguf_ = std::move(f.value());
+    m->gguf_ = std::make_unique<GgufFile>(std::move(f.value()));
     for (const std::string& spec : options.override_kv) {
         auto kv = parse_override_kv(spec);
         if (!kv) return kv.status();
-        m->gguf_.set_override(kv->first, kv->second);
+        m->gguf_->set_override(kv->first, kv->second);
     }
     if (!options.quantize.empty()) {
         auto mix = parse_quant_mix(options.quantize);
@@ -301,7 +305,7 @@ Expected<std::shared_ptr<Model>> Model::load(const std::string& path, const Load
         q.mix = mix.value();
         q.n_threads = options.quantize_threads;
         q.progress = options.quantize_progress;
-        KILN_TRY(quantize_gguf(m->gguf_, q));
+        KILN_TRY(quantize_gguf(*m->gguf_, q));
     }
     KILN_TRY(m->bind(options));
     if (options.repack) KILN_TRY(m->repack_weights());
@@ -312,11 +316,11 @@ Status Model::bind(const LoadOptions&) {
     ModelBinder b(*this);
     KILN_TRY(b.bind_config());
     KILN_TRY(b.bind_tensors());
-    auto tok = Tokenizer::from_gguf(gguf_);
-    if (!tok) return tok.status().with_context(gguf_.path());
+    auto tok = Tokenizer::from_gguf(*gguf_);
+    if (!tok) return tok.status().with_context(gguf_->path());
     tokenizer_ = std::make_unique<Tokenizer>(std::move(tok.value()));
     if (tokenizer_->n_vocab() < config_.n_vocab) {
-        return Status::error("%s: tokenizer has %d tokens but token_embd has %d rows", gguf_.path().c_str(), tokenizer_->n_vocab(), config_.n_vocab);
+        return Status::error("%s: tokenizer has %d tokens but token_embd has %d rows", gguf_->path().c_str(), tokenizer_->n_vocab(), config_.n_vocab);
     }
     return Status::ok();
 }
@@ -330,15 +334,15 @@ Status Model::repack_weights() {
         // kernels: a copy there would be memory spent for nothing).
         if (!t.empty() && cpu::r16_supported(t.dtype, t.ne[1]) && t.ne[3] == 1 && cpu::active().matmul_r16[int(t.dtype)]) todo.push_back(&t);
     };
-    for (LayerWeights& l : weights_.layers)
+    for (LayerWeights& l : weights_->layers)
         for (TensorView* t : l.matrices()) consider(*t);
-    consider(weights_.output);
+    consider(weights_->output);
     ThreadPool pool;
     for (TensorView* t : todo) {
         const size_t group = cpu::r16_group_bytes(t->dtype, t->cols()), bytes = group * size_t(t->rows() / cpu::kR16Rows);
         // on huge pages: the copy is streamed like the weights it replaces
         std::shared_ptr<uint8_t> buf(static_cast<uint8_t*>(alloc_streamed(bytes)), std::free);
-        if (!buf) return Status::error("%s: out of memory repacking '%s' (%zu bytes)", gguf_.path().c_str(), t->name, bytes);
+        if (!buf) return Status::error("%s: out of memory repacking '%s' (%zu bytes)", gguf_->path().c_str(), t->name, bytes);
         const int64_t groups = t->rows() / cpu::kR16Rows;
         pool.parallel_for(groups, 1, [&](int64_t g0, int64_t g1, int) {
             cpu::r16_repack(t->dtype, t->row(g0 * cpu::kR16Rows), t->row_size(), (g1 - g0) * cpu::kR16Rows, t->cols(), buf.get() + size_t(g0) * group);
@@ -346,7 +350,7 @@ Status Model::repack_weights() {
         t->packed = buf.get();
         t->packed_group_bytes = group;
         packed_.push_back(std::move(buf));
-        gguf_.release(t->data, t->nbytes());  // the kernels read the copy now
+        gguf_->release(t->data, t->nbytes());  // the kernels read the copy now
     }
     return Status::ok();
 }
@@ -356,7 +360,7 @@ std::string Model::description() const {
     uint64_t best = 0;
     const char* type = "?";
     std::map<std::string, uint64_t> by_type;
-    for (const GgufTensor& t : gguf_.tensors()) by_type[dtype_name(t.dtype)] += t.nbytes;
+    for (const GgufTensor& t : gguf_->tensors()) by_type[dtype_name(t.dtype)] += t.nbytes;
     for (auto& [name, b] : by_type)
         if (b > best) best = b, type = name.c_str();
     double p = double(n_params_);

@@ -1,5 +1,5 @@
 // Backend names, and the stand-ins for the Vulkan entry points in builds without Vulkan.
-#include "kiln/backend.h"
+#include "kiln/session.h"
 
 #include "runtime/device_forward.h"
 

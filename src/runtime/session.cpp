@@ -7,10 +7,13 @@
 #include "kiln/speculative.h"
 #include "cpu/moe.h"
 #include "cpu/session_impl.h"
+#include "kiln/format/gguf.h"
 
 namespace kiln {
 
 Session::~Session() = default;
+
+int Session::n_threads() const { return pool_->size(); }
 
 Expected<DType> parse_cache_type(const std::string& name) {
     for (DType t : {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::F32})
@@ -32,8 +35,8 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     s->model_ = std::move(model);
     s->n_ctx_ = n_ctx;
     s->pool_ = o.pool ? o.pool : std::make_shared<ThreadPool>(o.n_threads, o.pin_threads);
-    s->impl_ = std::make_unique<Impl>();
-    Impl& m = *s->impl_;
+    s->impl_ = std::make_unique<SessionState>();
+    SessionState& m = *s->impl_;
     m.kt = &cpu::active();
     if (o.isa) {
         const cpu::KernelTable* t = nullptr;
@@ -65,7 +68,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
         if (tokens.front() < 0 || tokens.back() >= c.n_vocab)
             return Status::error("logit_tokens: token id %d is outside the vocabulary [0, %d)", tokens.front() < 0 ? tokens.front() : tokens.back(), c.n_vocab);
         const size_t R = cpu::kR16Rows, rb = w.output.row_size();
-        const size_t cap = std::min((tokens.size() + Impl::kHeadGrowth + R - 1) / R * R, size_t(c.n_vocab) / R * R + R);
+        const size_t cap = std::min((tokens.size() + SessionState::kHeadGrowth + R - 1) / R * R, size_t(c.n_vocab) / R * R + R);
         m.head_rows.resize(cap * rb);
         std::memset(m.head_rows.data, 0, cap * rb);  // zero rows: logits of 0 that nobody reads
         m.head = w.output;
@@ -273,7 +276,7 @@ size_t Session::kv_bytes_per_position() const {
 }
 
 int Session::add_logit_tokens(std::span<const int32_t> tokens) {
-    Impl& m = *impl_;
+    SessionState& m = *impl_;
     if (m.in_head.empty()) return 0;
     const TensorView& output = model_->weights().output;
     const size_t rb = output.row_size(), cap = m.head_rows.size / rb, R = cpu::kR16Rows, first = m.head_tokens.size();

@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "kiln/speculative.h"
+#include "kiln/format/weights.h"
+#include "kiln/format/gguf.h"
 
 namespace kiln {
 

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "kiln/gguf_writer.h"
+#include "kiln/format/gguf_writer.h"
 #include "kiln/status.h"
 
 namespace kiln {

@@ -16,7 +16,7 @@
 
 #include <cstring>
 
-#include "kiln/gguf.h"  // is_valid_utf8
+#include "kiln/format/gguf.h"  // is_valid_utf8
 
 namespace kiln::detail {
 

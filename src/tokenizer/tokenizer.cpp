@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "kiln/gguf.h"
+#include "kiln/format/gguf.h"
 #include "tokenizer/tokenizer_impl.h"
 
 namespace kiln {

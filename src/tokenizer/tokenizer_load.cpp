@@ -7,7 +7,7 @@
 #include <cinttypes>
 #include <climits>
 
-#include "kiln/gguf.h"
+#include "kiln/format/gguf.h"
 #include "tokenizer/tokenizer_impl.h"
 
 namespace kiln {

@@ -6,7 +6,7 @@
 
 #include <vulkan/vulkan.h>
 
-#include "kiln/backend.h"
+#include "kiln/session.h"
 #include "kiln/status.h"
 
 namespace kiln::vulkan {

@@ -12,6 +12,8 @@
 #include "runtime/device_forward.h"
 #include "vulkan/ops.h"
 #include "vulkan/weights.h"
+#include "kiln/format/gguf.h"
+#include "kiln/speculative.h"
 
 namespace kiln::vulkan {
 
@@ -125,7 +127,7 @@ private:
     Buffer ids_;   // (B) int32 token ids
     Buffer rope_;  // (B, rope_dim / 2, 2) cos, sin of the global base, then at rope_local_offset_ the same for the local base
     uint64_t rope_local_offset_ = 0;  // bytes; a multiple of the device's binding offset alignment
-    // Activations (device-local), as in Session::Impl.
+    // Activations (device-local), as in SessionState.
     Buffer x_;     // (B, n_embd) residual stream
     Buffer xn_;    // (B, n_embd) normed input of a block
     Buffer q_;     // (B, n_head, head_dim)

@@ -7,6 +7,7 @@
 
 #include "kiln/model.h"
 #include "vulkan/buffer.h"
+#include "kiln/format/weights.h"
 
 namespace kiln::vulkan {
 

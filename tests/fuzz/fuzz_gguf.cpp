@@ -3,7 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kiln/gguf.h"
+#include "kiln/format/gguf.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto f = kiln::GgufFile::parse(data, size, "fuzz.gguf");

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <string>
 
-#include "kiln/hf_checkpoint.h"
+#include "kiln/format/hf_checkpoint.h"
 
 namespace {
 

@@ -3,7 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kiln/safetensors.h"
+#include "kiln/format/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto f = kiln::SafetensorsFile::parse(data, size, "fuzz.safetensors");

@@ -19,6 +19,8 @@
 
 #include "bandwidth.h"
 #include "kiln/kiln.h"
+#include "kiln/format/quantize.h"
+#include "kiln/thread_pool.h"
 
 namespace {
 

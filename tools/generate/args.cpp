@@ -1,4 +1,5 @@
 #include "args.h"
+#include "kiln/format/quantize.h"
 
 #include <cerrno>
 #include <cmath>

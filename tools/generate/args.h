@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kiln/kiln.h"
+#include "kiln/speculative.h"
 
 struct GenerateArgs {
     std::string model;

@@ -22,6 +22,7 @@
 #include "speculative_cli.h"
 
 #include "kiln/kiln.h"
+#include "kiln/format/gguf.h"
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <map>
 #include <string>
 
-#include "kiln/gguf.h"
-#include "kiln/hf_checkpoint.h"
+#include "kiln/format/gguf.h"
+#include "kiln/format/hf_checkpoint.h"
 
 int main(int argc, char** argv) {
     std::string path;

@@ -13,6 +13,9 @@
 #include <vector>
 
 #include "kiln/kiln.h"
+#include "kiln/format/quantize.h"
+#include "kiln/format/hf_checkpoint.h"
+#include "kiln/format/gguf_writer.h"
 
 namespace {
 

@@ -17,6 +17,11 @@
 
 #include "kiln/kiln.h"
 #include "ref/quants.h"
+#include "kiln/format/gguf.h"
+#include "kiln/format/gguf_writer.h"
+#include "kiln/format/quantize.h"
+#include "kiln/thread_pool.h"
+#include "kiln/format/hf_checkpoint.h"
 
 namespace {
 
@@ -137,7 +142,7 @@ int main(int argc, char** argv) {
         w.set_u32(A + ".attention.key_length", uint32_t(a.head_dim));
         w.set_u32(A + ".attention.value_length", uint32_t(a.head_dim));
     }
-    // Types per tensor as llama-quantize's mix of that name gives them (kiln/quantize.h).
+    // Types per tensor as llama-quantize's mix of that name gives them (kiln/format/quantize.h).
     const kiln::QuantMix mix = kiln::parse_quant_mix(a.type).value();
     w.set_u32("general.file_type", mix.ftype);
     for (const auto& [key, v] : vocab->metadata())

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "kiln/gguf.h"
+#include "kiln/format/gguf.h"
 #include "kiln/status.h"
 
 namespace kiln {

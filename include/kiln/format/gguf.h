@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -149,5 +150,9 @@ private:
 
 // True if s is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
 bool is_valid_utf8(std::string_view s);
+
+// Parses one --override-kv spec ("llama.expert_used_count=int:4", "gemma3.rope.scaling.type=str:linear")
+// into key and value; a str value is a view of `spec` (GgufFile::set_override keeps a copy).
+Expected<std::pair<std::string, GgufValue>> parse_override_kv(const std::string& spec);
 
 }  // namespace kiln

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "kiln/gguf.h"  // MappedFile
+#include "kiln/format/gguf.h"  // MappedFile
 #include "kiln/status.h"
 
 namespace kiln {

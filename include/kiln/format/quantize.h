@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "kiln/dtype.h"
-#include "kiln/gguf.h"
+#include "kiln/format/gguf.h"
 #include "kiln/status.h"
 
 namespace kiln {
