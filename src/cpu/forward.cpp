@@ -1,13 +1,17 @@
-// The transformer forward pass (llama, qwen2, qwen3, gemma3; the MoE feed-forward block is moe.cpp),
-// over a chunk of n tokens: it reads like the model, one named step per line.
+// The CPU backend's forward pass: the ops of src/model/layer_ops.h over SessionState's
+// buffers (the recipe is src/model/transformer.cpp; the MoE block is moe.cpp), and the
+// chunk's setup: its rows ordered by sequence, RoPE tables, the logits rows asked for.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <iterator>
 
 #include "ref/quants.h"
 #include "cpu/moe.h"
+#include "model/layer_ops.h"
 #include "cpu/session_impl.h"
 
 namespace kiln {
@@ -113,16 +117,148 @@ void SessionState::order_rows(const Batch& batch, int i0, int n) {
     for (size_t gi = 0; gi < groups.size(); ++gi) groups[gi].rows = group_rows.data() + first[gi];
 }
 
+namespace {
+
+// LayerOps on the CPU: executes each op over the chunk's n rows (row order: order_rows).
+class CpuForward final : public LayerOps {
+public:
+    CpuForward(SessionState& s, ThreadPool& pool, const Model& m, int n, std::function<Status()> head)
+        : s_(s), pool_(pool), kt_(*s.kt), c_(m.config()), w_(m.weights()), n_(n), ns_(s.streamed), head_(std::move(head)) {}
+
+    Status embed() override {
+        const TensorView& e = w_.token_embd;
+        const int E = c_.n_embd;
+        per_token([&](int i) {
+            ref::dequantize_row(e.dtype, e.row(s_.row_token[size_t(i)]), s_.x() + size_t(i) * E, E);
+            if (c_.embd_scale != 1.0f) kt_.scale(s_.x() + size_t(i) * E, c_.embd_scale, E);
+        });
+        return Status::ok();
+    }
+    Status norm(Act in, const TensorView& w, Act out) override {
+        const int E = c_.n_embd;
+        per_token([&](int i) { kt_.rms_norm(buf(in) + size_t(i) * E, f32(w), buf(out) + size_t(i) * E, E, c_.rms_eps); });
+        return Status::ok();
+    }
+    Status linear(std::initializer_list<const TensorView*> ws, Act in, std::initializer_list<Act> outs,
+                  std::initializer_list<const TensorView*> next) override {
+        const TensorView* const* w = std::data(ws);
+        const Act* o = std::data(outs);
+        if (ws.size() == 1) kiln::linear(s_, pool_, *w[0], buf(in), n_, buf(o[0]), next, ns_);
+        else if (ws.size() == 2) linear_group(s_, pool_, {w[0], w[1]}, buf(in), n_, {buf(o[0]), buf(o[1])}, next, ns_);
+        else linear_group(s_, pool_, {w[0], w[1], w[2]}, buf(in), n_, {buf(o[0]), buf(o[1]), buf(o[2])}, next, ns_);
+        return Status::ok();
+    }
+    Status qkv_bias(const LayerWeights& L) override {
+        const int H = c_.n_head, Hkv = c_.n_head_kv, D = c_.head_dim, Dv = c_.head_dim_v;
+        per_token([&](int i) {
+            kt_.add(s_.q() + size_t(i) * H * D, f32(L.bq), int64_t(H) * D);
+            kt_.add(s_.k() + size_t(i) * Hkv * D, f32(L.bk), int64_t(Hkv) * D);
+            kt_.add(s_.v() + size_t(i) * Hkv * Dv, f32(L.bv), int64_t(Hkv) * Dv);
+        });
+        return Status::ok();
+    }
+    Status qk_norm(const LayerWeights& L) override {
+        const int H = c_.n_head, Hkv = c_.n_head_kv, D = c_.head_dim;
+        per_token([&](int i) {
+            for (int h = 0; h < H; ++h) kt_.rms_norm(s_.q() + (size_t(i) * H + h) * D, f32(L.q_norm), s_.q() + (size_t(i) * H + h) * D, D, c_.rms_eps);
+            for (int h = 0; h < Hkv; ++h) kt_.rms_norm(s_.k() + (size_t(i) * Hkv + h) * D, f32(L.k_norm), s_.k() + (size_t(i) * Hkv + h) * D, D, c_.rms_eps);
+        });
+        return Status::ok();
+    }
+    Status rope(bool local_base) override {
+        const float* cs = s_.rope_cs() + (local_base ? size_t(n_) * (c_.rope_dim / 2) * 2 : 0);  // fill_rope: the global table, then the local one
+        apply_rope(c_, cs, s_.q(), n_, c_.n_head);
+        apply_rope(c_, cs, s_.k(), n_, c_.n_head_kv);
+        return Status::ok();
+    }
+    Status kv_store(int il) override {
+        const int Hkv = c_.n_head_kv, D = c_.head_dim, Dv = c_.head_dim_v;
+        per_token([&](int i) {
+            for (int h = 0; h < Hkv; ++h)
+                s_.kv.store(il, h, s_.row_seq[size_t(i)], s_.row_pos[size_t(i)], s_.k() + (size_t(i) * Hkv + h) * D, s_.v() + (size_t(i) * Hkv + h) * Dv);
+        });
+        return Status::ok();
+    }
+    Status attention(int il, int window) override {
+        // Gemma scales the queries by attn_scale (and not q.k by 1/sqrt(head_dim)).
+        if (c_.attn_scale > 0) kt_.scale(s_.q(), c_.attn_scale, int64_t(n_) * c_.n_head * c_.head_dim);
+        const float kq_scale = c_.attn_scale > 0 ? 1.0f : 1.0f / std::sqrt(float(c_.head_dim));
+        kiln::attention(kt_, pool_, s_.kv, s_.attn_scratch, c_, il, s_.groups, s_.q(), s_.attn(), kq_scale, window);
+        return Status::ok();
+    }
+    Status glu(bool gelu) override {
+        const int F = c_.n_ff;
+        per_token([&](int i) {
+            float* g = s_.gate() + size_t(i) * F;
+            if (gelu) kt_.gelu_mul(g, s_.up() + size_t(i) * F, F);
+            else kt_.silu_mul(g, s_.up() + size_t(i) * F, F);
+        });
+        return Status::ok();
+    }
+    Status moe(const LayerWeights& L) override {
+        moe_ffn(s_, pool_, c_, L, s_.xn(), n_, s_.proj());
+        return Status::ok();
+    }
+    Status residual(const TensorView& post_norm) override {
+        const int E = c_.n_embd;
+        per_token([&](int i) {
+            float* p = s_.proj() + size_t(i) * E;
+            if (!post_norm.empty()) kt_.rms_norm(p, f32(post_norm), p, E, c_.rms_eps);
+            kt_.add(s_.x() + size_t(i) * E, p, E);
+        });
+        return Status::ok();
+    }
+    Status logits() override { return head_(); }
+    void tap(const char* name, int il, Act a) override {
+        if (!kDebugTaps) return;
+        kiln::tap(name, il, buf(a), size_t(n_) * width(a));
+    }
+
+private:
+    SessionState& s_;
+    ThreadPool& pool_;
+    const cpu::KernelTable& kt_;
+    const ModelConfig& c_;
+    const Weights& w_;
+    const int n_, ns_;  // the chunk's rows; rows [0, ns_) through the row kernels (linear())
+    std::function<Status()> head_;
+
+    template <class Fn>
+    void per_token(Fn&& fn) { for_each_token(pool_, n_, fn); }  // a row op over the chunk
+    float* buf(Act a) {
+        switch (a) {
+            case Act::X: return s_.x();
+            case Act::Xn: return s_.xn();
+            case Act::Q: return s_.q();
+            case Act::K: return s_.k();
+            case Act::V: return s_.v();
+            case Act::Attn: return s_.attn();
+            case Act::Proj: return s_.proj();
+            case Act::Gate: return s_.gate();
+            case Act::Up: return s_.up();
+        }
+        return nullptr;
+    }
+    size_t width(Act a) const {  // floats per row
+        switch (a) {
+            case Act::X: case Act::Xn: case Act::Proj: return size_t(c_.n_embd);
+            case Act::Q: return size_t(c_.n_head) * c_.head_dim;
+            case Act::K: return size_t(c_.n_head_kv) * c_.head_dim;
+            case Act::V: return size_t(c_.n_head_kv) * c_.head_dim_v;
+            case Act::Attn: return size_t(c_.n_head) * c_.head_dim_v;
+            case Act::Gate: case Act::Up: return size_t(c_.n_ff);
+        }
+        return 0;
+    }
+};
+
+}  // namespace
+
 Status Session::forward_chunk(const Batch& batch, int i0, int n) {
     SessionState& s = *impl_;
-    ThreadPool& pool = *pool_;
-    const cpu::KernelTable& kt = *s.kt;
     const ModelConfig& c = model_->config();
     const Weights& w = model_->weights();
-    const int E = c.n_embd, H = c.n_head, Hkv = c.n_head_kv, D = c.head_dim, Dv = c.head_dim_v, F = c.n_ff;
-    float *x = s.x(), *xn = s.xn(), *q = s.q(), *k = s.k(), *v = s.v(), *attn = s.attn(), *proj = s.proj();
-
-    auto per_token = [&](auto&& fn) { for_each_token(pool, n, fn); };  // row ops over this chunk
+    const int E = c.n_embd;
 
     if (s.device) {  // the whole chunk on the Vulkan device (src/vulkan/forward.cpp): one sequence, logits of its last rows (check_batch)
         const float* rope_local = s.fill_rope(c, batch.pos.data() + i0, n);
@@ -136,126 +272,48 @@ Status Session::forward_chunk(const Batch& batch, int i0, int n) {
         return Status::ok();
     }
     s.order_rows(batch, i0, n);
-    const int32_t *tokens = s.row_token.data(), *seq = s.row_seq.data(), *pos = s.row_pos.data();  // (n) each, in row order
-    const int ns = s.streamed;  // rows [0, ns) through the row kernels
-
-    // Rotary tables for this chunk's positions: [0] global base, [1] Gemma's local base.
-    const size_t rope_stride = size_t(n) * (c.rope_dim / 2) * 2;
-    s.fill_rope(c, pos, n);
-
-    // Token embeddings (n, E), scaled by sqrt(E) for Gemma.
-    per_token([&](int i) {
-        ref::dequantize_row(w.token_embd.dtype, w.token_embd.row(tokens[i]), x + size_t(i) * E, E);
-        if (c.embd_scale != 1.0f) kt.scale(x + size_t(i) * E, c.embd_scale, E);
-    });
-
-    tap("embd", -1, x, size_t(n) * E);
-
-    const float kq_scale = c.attn_scale > 0 ? 1.0f : 1.0f / std::sqrt(float(D));
-    for (int il = 0; il < c.n_layer; ++il) {
-        if (s.skip[size_t(il)]) continue;  // self-speculative draft: the residual stream passes through
-        const LayerWeights& L = w.layers[size_t(il)];
-        const bool swa = c.layer_is_swa[size_t(il)];
-
-        // ---- attention block ----
-        per_token([&](int i) { kt.rms_norm(x + size_t(i) * E, f32(L.attn_norm), xn + size_t(i) * E, E, c.rms_eps); });
-        linear_group(s, pool, {&L.wq, &L.wk, &L.wv}, xn, n, {q, k, v}, {&L.wo}, ns);  // (n, H, D), (n, Hkv, D), (n, Hkv, Dv)
-        tap("attn_norm", il, xn, size_t(n) * E);
-        tap("Vcur", il, v, size_t(n) * Hkv * Dv);
-        per_token([&](int i) {
-            if (c.qkv_bias) {
-                kt.add(q + size_t(i) * H * D, f32(L.bq), int64_t(H) * D);
-                kt.add(k + size_t(i) * Hkv * D, f32(L.bk), int64_t(Hkv) * D);
-                kt.add(v + size_t(i) * Hkv * Dv, f32(L.bv), int64_t(Hkv) * Dv);
-            }
-            if (c.qk_norm) {
-                for (int h = 0; h < H; ++h) kt.rms_norm(q + (size_t(i) * H + h) * D, f32(L.q_norm), q + (size_t(i) * H + h) * D, D, c.rms_eps);
-                for (int h = 0; h < Hkv; ++h) kt.rms_norm(k + (size_t(i) * Hkv + h) * D, f32(L.k_norm), k + (size_t(i) * Hkv + h) * D, D, c.rms_eps);
-            }
-        });
-        const float* cs = s.rope_cs() + (swa && c.rope_theta_local > 0 ? rope_stride : 0);
-        apply_rope(c, cs, q, n, H);
-        apply_rope(c, cs, k, n, Hkv);
-        tap("Qcur", il, q, size_t(n) * H * D);
-        tap("Kcur", il, k, size_t(n) * Hkv * D);
-        if (c.attn_scale > 0) kt.scale(q, c.attn_scale, int64_t(n) * H * D);
-        // Store this chunk's keys and values at their positions.
-        per_token([&](int i) {
-            for (int h = 0; h < Hkv; ++h) s.kv.store(il, h, seq[i], pos[i], k + (size_t(i) * Hkv + h) * D, v + (size_t(i) * Hkv + h) * Dv);
-        });
-        attention(kt, pool, s.kv, s.attn_scratch, c, il, s.groups, q, attn, kq_scale, swa ? c.sliding_window : 0);  // (n, H, Dv)
-        tap("kqv_out", il, attn, size_t(n) * H * Dv);
-        linear(s, pool, L.wo, attn, n, proj, {&L.ffn_gate, &L.ffn_up}, ns);  // (n, E); MoE layers have no ffn_gate/up: nothing read ahead
-        tap("attn_out", il, proj, size_t(n) * E);
-        per_token([&](int i) {
-            if (!L.post_attn_norm.empty()) kt.rms_norm(proj + size_t(i) * E, f32(L.post_attn_norm), proj + size_t(i) * E, E, c.rms_eps);
-            kt.add(x + size_t(i) * E, proj + size_t(i) * E, E);
-            kt.rms_norm(x + size_t(i) * E, f32(L.ffn_norm), xn + size_t(i) * E, E, c.rms_eps);
-        });
-
-        // ---- feed-forward block ----
-        tap("ffn_inp", il, x, size_t(n) * E);
-        tap("ffn_norm", il, xn, size_t(n) * E);
-        if (c.is_moe()) {
-            moe_ffn(s, pool, c, L, xn, n, proj);  // (n, E)
-        } else {
-            linear_group(s, pool, {&L.ffn_gate, &L.ffn_up}, xn, n, {s.gate(), s.up()}, {&L.ffn_down}, ns);  // (n, F) each
-            tap("ffn_gate", il, s.gate(), size_t(n) * F);
-            tap("ffn_up", il, s.up(), size_t(n) * F);
-            per_token([&](int i) {
-                float* g = s.gate() + size_t(i) * F;
-                if (c.arch == Arch::Gemma3) kt.gelu_mul(g, s.up() + size_t(i) * F, F);
-                else kt.silu_mul(g, s.up() + size_t(i) * F, F);
-            });
-            tap("ffn_swiglu", il, s.gate(), size_t(n) * F);
-            if (il + 1 < c.n_layer && !s.skip[size_t(il + 1)]) {
-                const LayerWeights& next = w.layers[size_t(il + 1)];
-                linear(s, pool, L.ffn_down, s.gate(), n, proj, {&next.wq, &next.wk, &next.wv}, ns);  // (n, E)
-            } else {
-                linear(s, pool, L.ffn_down, s.gate(), n, proj, {}, ns);
-            }
-        }
-        tap("ffn_out", il, proj, size_t(n) * E);
-        per_token([&](int i) {
-            if (!L.post_ffn_norm.empty()) kt.rms_norm(proj + size_t(i) * E, f32(L.post_ffn_norm), proj + size_t(i) * E, E, c.rms_eps);
-            kt.add(x + size_t(i) * E, proj + size_t(i) * E, E);
-        });
-        tap("l_out", il, x, size_t(n) * E);
-    }
+    s.fill_rope(c, s.row_pos.data(), n);  // rope_cs: the global base's table, then Gemma's local base's
 
     // ---- output: final norm and the vocabulary projection, for the rows asked for ----
-    // Rows of sequences with up to kStreamingTokens of them first (the row kernels), as above.
-    std::vector<int> out_rows;  // (rows) chunk rows whose logits are wanted
-    int head_streamed = 0;
-    for (int pass = 0; pass < 2; ++pass) {
-        for (const AttnGroup& g : s.groups) {
-            int wanted = 0;
-            for (int j = 0; j < g.n; ++j) wanted += batch.logits[size_t(s.row_index[size_t(g.rows[j])])];
-            if ((wanted <= kStreamingTokens) != (pass == 0)) continue;
-            for (int j = 0; j < g.n; ++j)
-                if (batch.logits[size_t(s.row_index[size_t(g.rows[j])])]) out_rows.push_back(g.rows[j]);
+    // Rows of sequences with up to kStreamingTokens of them first (the row kernels), as in linear().
+    auto head = [&]() -> Status {
+        const cpu::KernelTable& kt = *s.kt;
+        ThreadPool& pool = *pool_;
+        float *x = s.x(), *xn = s.xn();
+        std::vector<int> out_rows;  // (rows) chunk rows whose logits are wanted
+        int head_streamed = 0;
+        for (int pass = 0; pass < 2; ++pass) {
+            for (const AttnGroup& g : s.groups) {
+                int wanted = 0;
+                for (int j = 0; j < g.n; ++j) wanted += batch.logits[size_t(s.row_index[size_t(g.rows[j])])];
+                if ((wanted <= kStreamingTokens) != (pass == 0)) continue;
+                for (int j = 0; j < g.n; ++j)
+                    if (batch.logits[size_t(s.row_index[size_t(g.rows[j])])]) out_rows.push_back(g.rows[j]);
+            }
+            if (pass == 0) head_streamed = int(out_rows.size());
         }
-        if (pass == 0) head_streamed = int(out_rows.size());
-    }
-    const int rows = int(out_rows.size());
-    if (rows == 0) return Status::ok();
-    for (int r = 0; r < rows; ++r) {
-        kt.rms_norm(x + size_t(out_rows[size_t(r)]) * E, f32(w.output_norm), xn + size_t(r) * E, E, c.rms_eps);
-        logits_row_[size_t(s.row_index[size_t(out_rows[size_t(r)])])] = n_logits_ + r;
-    }
-    logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
-    float* out = logits_.data() + size_t(n_logits_) * size_t(c.n_vocab);  // (rows, n_vocab)
-    if (s.head_tokens.empty()) {
-        linear(s, pool, w.output, xn, rows, out, {}, head_streamed);
-    } else {  // a trimmed head: its tokens' logits, -inf for the rest
-        const size_t T = s.head_tokens.size(), stride = size_t(s.head.rows());
-        linear(s, pool, s.head, xn, rows, s.head_logits(), {}, head_streamed);  // (rows, stride)
-        std::fill(out, out + size_t(rows) * size_t(c.n_vocab), -INFINITY);
-        for (int r = 0; r < rows; ++r)
-            for (size_t j = 0; j < T; ++j) out[size_t(r) * size_t(c.n_vocab) + size_t(s.head_tokens[j])] = s.head_logits.data[size_t(r) * stride + j];
-    }
-    n_logits_ += rows;
-    return Status::ok();
+        const int rows = int(out_rows.size());
+        if (rows == 0) return Status::ok();
+        for (int r = 0; r < rows; ++r) {
+            kt.rms_norm(x + size_t(out_rows[size_t(r)]) * E, f32(w.output_norm), xn + size_t(r) * E, E, c.rms_eps);
+            logits_row_[size_t(s.row_index[size_t(out_rows[size_t(r)])])] = n_logits_ + r;
+        }
+        logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
+        float* out = logits_.data() + size_t(n_logits_) * size_t(c.n_vocab);  // (rows, n_vocab)
+        if (s.head_tokens.empty()) {
+            linear(s, pool, w.output, xn, rows, out, {}, head_streamed);
+        } else {  // a trimmed head: its tokens' logits, -inf for the rest
+            const size_t T = s.head_tokens.size(), stride = size_t(s.head.rows());
+            linear(s, pool, s.head, xn, rows, s.head_logits(), {}, head_streamed);  // (rows, stride)
+            std::fill(out, out + size_t(rows) * size_t(c.n_vocab), -INFINITY);
+            for (int r = 0; r < rows; ++r)
+                for (size_t j = 0; j < T; ++j) out[size_t(r) * size_t(c.n_vocab) + size_t(s.head_tokens[j])] = s.head_logits.data[size_t(r) * stride + j];
+        }
+        n_logits_ += rows;
+        return Status::ok();
+    };
+    CpuForward ops(s, *pool_, *model_, n, head);
+    return run_transformer(*model_, s.skip, ops);
 }
 
 }  // namespace kiln

@@ -1,7 +1,7 @@
 // The transformer forward pass on a Vulkan device (llama and Mixtral, qwen2, qwen3, gemma3,
-// qwen3moe, qwen2moe): the same
-// steps as src/cpu/forward.cpp, recorded into one command buffer per chunk of tokens, with a
-// barrier wherever a step reads what the previous one wrote. Weights are uploaded once;
+// qwen3moe, qwen2moe): the ops of the one recipe (src/model/transformer.cpp) recorded into
+// one command buffer per chunk of tokens, with a barrier wherever a step reads what the
+// previous one wrote. Weights are uploaded once;
 // only the token ids and RoPE table go up and the asked-for logits come back per forward.
 #include <algorithm>
 #include <cmath>
@@ -10,6 +10,7 @@
 
 #include "act_format.h"
 #include "runtime/device_forward.h"
+#include "model/layer_ops.h"
 #include "vulkan/ops.h"
 #include "vulkan/weights.h"
 #include "kiln/format/gguf.h"
@@ -71,7 +72,9 @@ std::vector<const TensorView*> all_tensors(const Weights& w) {
     return out;
 }
 
-class VulkanForward final : public DeviceForward {
+// The device forward: LayerOps recorded into one command buffer per chunk (the recipe is
+// src/model/transformer.cpp), a barrier after each op.
+class VulkanForward final : public DeviceForward, public LayerOps {
 public:
     static Expected<std::unique_ptr<DeviceForward>> create(const Model& model, const SessionOptions& o, int n_ctx, int n_batch, const std::vector<bool>& skip);
     Status forward(const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, int n_logit_rows, float* logits) override;
@@ -92,7 +95,20 @@ public:
 private:
     VulkanForward(const Model& model, std::shared_ptr<Context> ctx) : model_(model), ctx_(ctx), ops_(ctx) {}
     Expected<Buffer> device_floats(size_t n) { return Buffer::create(*ctx_, std::max<size_t>(n, 1) * 4, Memory::DeviceLocal); }
-    Status record_layer(Recorder& r, int il, int n, int pos0);
+    // LayerOps, recorded into rec_ for the chunk of n_ tokens at positions pos0_.. .
+    Status embed() override;
+    Status norm(Act in, const TensorView& w, Act out) override;
+    Status linear(std::initializer_list<const TensorView*> ws, Act in, std::initializer_list<Act> outs, std::initializer_list<const TensorView*> next) override;
+    Status qkv_bias(const LayerWeights& L) override;
+    Status qk_norm(const LayerWeights& L) override;
+    Status rope(bool local_base) override;
+    Status kv_store(int il) override;
+    Status attention(int il, int window) override;
+    Status glu(bool gelu) override;
+    Status moe(const LayerWeights& L) override { return record_moe(*rec_, L, n_); }
+    Status residual(const TensorView& post_norm) override;
+    Status logits() override;  // the final norm and its rounding; the caller records the projection
+    const Buffer& buf(Act a) const;
     // Uploads the inputs and records the chunk, with the final norm when logits follow
     // (after r.begin(); the caller submits).
     Status record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, bool logits);
@@ -121,6 +137,8 @@ private:
     DeviceWeights weights_;
     std::vector<bool> skip_;
     int n_ctx_ = 0, n_batch_ = 0;
+    int n_ = 0, pos0_ = 0;    // the chunk being recorded
+    bool want_logits_ = false;
     Ops::KvShape kv_shape_{};
 
     // Per-forward inputs, written by the host (B = n_batch).
@@ -331,84 +349,119 @@ Status VulkanForward::record_moe(Recorder& r, const LayerWeights& L, int n) {
     return Status::ok();
 }
 
-Status VulkanForward::record_layer(Recorder& r, int il, int n, int pos0) {
-    const ModelConfig& c = model_.config();
-    const LayerWeights& L = model_.weights().layers[size_t(il)];
-    const uint32_t E = uint32_t(c.n_embd), H = uint32_t(c.n_head), Hkv = uint32_t(c.n_head_kv), D = uint32_t(c.head_dim), Dv = uint32_t(c.head_dim_v);
-    const uint32_t un = uint32_t(n);
-    const bool swa = c.layer_is_swa[size_t(il)];
-    auto w = [&](const TensorView& t) { return weights_[t].range(); };
-    // x += proj (n, E), proj first normed when the block has a post-norm (Gemma 3).
-    auto add_to_residual = [&](const TensorView& post_norm) -> Status {
-        if (!post_norm.empty()) {
-            KILN_TRY(ops_.rms_norm(r, whole(proj_), w(post_norm), whole(proj_), un, E, c.rms_eps));
-            r.barrier();
-        }
-        KILN_TRY(ops_.add(r, whole(x_), whole(proj_), un * E, un * E));
-        r.barrier();
-        return Status::ok();
-    };
+const Buffer& VulkanForward::buf(Act a) const {
+    switch (a) {
+        case Act::X: return x_;
+        case Act::Xn: return xn_;
+        case Act::Q: return q_;
+        case Act::K: return k_;
+        case Act::V: return v_;
+        case Act::Attn: return attn_;
+        case Act::Proj: return proj_;
+        case Act::Gate: return gate_;
+        case Act::Up: return up_;
+    }
+    return x_;
+}
 
-    // ---- attention block ----
-    KILN_TRY(ops_.rms_norm(r, whole(x_), w(L.attn_norm), whole(xn_), un, E, c.rms_eps));
-    r.barrier();
-    KILN_TRY(round_inputs(r, xn_, E, un, {&L.wq, &L.wk, &L.wv}));
-    KILN_TRY(linear(r, L.wq, xn_, q_, n));  // (n, H, D)
-    KILN_TRY(linear(r, L.wk, xn_, k_, n));  // (n, Hkv, D)
-    KILN_TRY(linear(r, L.wv, xn_, v_, n));  // (n, Hkv, Dv)
-    r.barrier();
-    if (c.qkv_bias) {
-        KILN_TRY(ops_.add(r, whole(q_), w(L.bq), un * H * D, H * D));
-        KILN_TRY(ops_.add(r, whole(k_), w(L.bk), un * Hkv * D, Hkv * D));
-        KILN_TRY(ops_.add(r, whole(v_), w(L.bv), un * Hkv * Dv, Hkv * Dv));
-        r.barrier();
-    }
-    if (c.qk_norm) {
-        KILN_TRY(ops_.rms_norm(r, whole(q_), w(L.q_norm), whole(q_), un * H, D, c.rms_eps));
-        KILN_TRY(ops_.rms_norm(r, whole(k_), w(L.k_norm), whole(k_), un * Hkv, D, c.rms_eps));
-        r.barrier();
-    }
-    const BufferRange cs{rope_.handle(), swa && c.rope_theta_local > 0 ? rope_local_offset_ : 0, rope_local_offset_};
-    KILN_TRY(ops_.rope(r, whole(q_), cs, un, H, D, uint32_t(c.rope_dim), c.rope_neox));
-    KILN_TRY(ops_.rope(r, whole(k_), cs, un, Hkv, D, uint32_t(c.rope_dim), c.rope_neox));
-    r.barrier();
-    KILN_TRY(ops_.kv_store(r, whole(k_), whole(v_), whole(k_cache_[size_t(il)]), whole(v_cache_[size_t(il)]), kv_shape_, un, uint32_t(pos0)));
-    r.barrier();
-    // Gemma scales the queries by attn_scale (and not by 1/sqrt(head_dim)); one factor on q.k.
-    const float scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(float(D));
-    KILN_TRY(ops_.flash_attn(r, whole(q_), whole(k_cache_[size_t(il)]), whole(v_cache_[size_t(il)]), whole(attn_), kv_shape_, un, uint32_t(pos0),
-                             swa ? uint32_t(c.sliding_window) : 0u, scale));  // (n, H, Dv)
-    r.barrier();
-    KILN_TRY(round_inputs(r, attn_, H * Dv, un, {&L.wo}));
-    KILN_TRY(linear(r, L.wo, attn_, proj_, n));  // (n, E)
-    r.barrier();
-    KILN_TRY(add_to_residual(L.post_attn_norm));
-    KILN_TRY(ops_.rms_norm(r, whole(x_), w(L.ffn_norm), whole(xn_), un, E, c.rms_eps));
-    r.barrier();
-
-    // ---- feed-forward block ----
-    if (c.is_moe()) {
-        KILN_TRY(record_moe(r, L, n));
-        KILN_TRY(add_to_residual(L.post_ffn_norm));
-        return Status::ok();
-    }
-    KILN_TRY(round_inputs(r, xn_, E, un, {&L.ffn_gate, &L.ffn_up}));
-    KILN_TRY(linear(r, L.ffn_gate, xn_, gate_, n));  // (n, F)
-    KILN_TRY(linear(r, L.ffn_up, xn_, up_, n));      // (n, F)
-    r.barrier();
-    KILN_TRY(ops_.glu(r, whole(gate_), whole(up_), un * uint32_t(c.n_ff), c.arch == Arch::Gemma3));
-    r.barrier();
-    KILN_TRY(round_inputs(r, gate_, uint32_t(c.n_ff), un, {&L.ffn_down}));
-    KILN_TRY(linear(r, L.ffn_down, gate_, proj_, n));  // (n, E)
-    r.barrier();
-    KILN_TRY(add_to_residual(L.post_ffn_norm));
+Status VulkanForward::embed() {
+    const DeviceTensor& embd = weights_[model_.weights().token_embd];
+    for (const DeviceTensor::Part& part : embd.parts)
+        KILN_TRY(ops_.get_rows(*rec_, embd.dtype, part.range, whole(ids_), whole(x_), uint32_t(model_.config().n_embd), uint32_t(n_), model_.config().embd_scale,
+                               part.row0, part.rows));  // (n, E)
+    rec_->barrier();
     return Status::ok();
+}
+
+Status VulkanForward::norm(Act in, const TensorView& w, Act out) {
+    const ModelConfig& c = model_.config();
+    KILN_TRY(ops_.rms_norm(*rec_, whole(buf(in)), weights_[w].range(), whole(buf(out)), uint32_t(n_), uint32_t(c.n_embd), c.rms_eps));
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::linear(std::initializer_list<const TensorView*> ws, Act in, std::initializer_list<Act> outs, std::initializer_list<const TensorView*>) {
+    KILN_TRY(round_inputs(*rec_, buf(in), uint32_t((*ws.begin())->cols()), uint32_t(n_), ws));
+    const Act* out = std::data(outs);
+    for (const TensorView* w : ws) KILN_TRY(linear(*rec_, *w, buf(in), buf(*out++), n_));
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::qkv_bias(const LayerWeights& L) {
+    const ModelConfig& c = model_.config();
+    const uint32_t un = uint32_t(n_), H = uint32_t(c.n_head), Hkv = uint32_t(c.n_head_kv), D = uint32_t(c.head_dim), Dv = uint32_t(c.head_dim_v);
+    KILN_TRY(ops_.add(*rec_, whole(q_), weights_[L.bq].range(), un * H * D, H * D));
+    KILN_TRY(ops_.add(*rec_, whole(k_), weights_[L.bk].range(), un * Hkv * D, Hkv * D));
+    KILN_TRY(ops_.add(*rec_, whole(v_), weights_[L.bv].range(), un * Hkv * Dv, Hkv * Dv));
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::qk_norm(const LayerWeights& L) {
+    const ModelConfig& c = model_.config();
+    const uint32_t un = uint32_t(n_), D = uint32_t(c.head_dim);
+    KILN_TRY(ops_.rms_norm(*rec_, whole(q_), weights_[L.q_norm].range(), whole(q_), un * uint32_t(c.n_head), D, c.rms_eps));
+    KILN_TRY(ops_.rms_norm(*rec_, whole(k_), weights_[L.k_norm].range(), whole(k_), un * uint32_t(c.n_head_kv), D, c.rms_eps));
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::rope(bool local_base) {
+    const ModelConfig& c = model_.config();
+    const uint32_t un = uint32_t(n_), D = uint32_t(c.head_dim);
+    const BufferRange cs{rope_.handle(), local_base ? rope_local_offset_ : 0, rope_local_offset_};
+    KILN_TRY(ops_.rope(*rec_, whole(q_), cs, un, uint32_t(c.n_head), D, uint32_t(c.rope_dim), c.rope_neox));
+    KILN_TRY(ops_.rope(*rec_, whole(k_), cs, un, uint32_t(c.n_head_kv), D, uint32_t(c.rope_dim), c.rope_neox));
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::kv_store(int il) {
+    KILN_TRY(ops_.kv_store(*rec_, whole(k_), whole(v_), whole(k_cache_[size_t(il)]), whole(v_cache_[size_t(il)]), kv_shape_, uint32_t(n_), uint32_t(pos0_)));
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::attention(int il, int window) {
+    // Gemma scales the queries by attn_scale (and not by 1/sqrt(head_dim)); one factor on q.k.
+    const ModelConfig& c = model_.config();
+    const float scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim));
+    KILN_TRY(ops_.flash_attn(*rec_, whole(q_), whole(k_cache_[size_t(il)]), whole(v_cache_[size_t(il)]), whole(attn_), kv_shape_, uint32_t(n_), uint32_t(pos0_),
+                             uint32_t(window), scale));  // (n, H, Dv)
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::glu(bool gelu) {
+    KILN_TRY(ops_.glu(*rec_, whole(gate_), whole(up_), uint32_t(n_) * uint32_t(model_.config().n_ff), gelu));
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::residual(const TensorView& post_norm) {
+    const uint32_t E = uint32_t(model_.config().n_embd), un = uint32_t(n_);
+    if (!post_norm.empty()) {
+        KILN_TRY(ops_.rms_norm(*rec_, whole(proj_), weights_[post_norm].range(), whole(proj_), un, E, model_.config().rms_eps));
+        rec_->barrier();
+    }
+    KILN_TRY(ops_.add(*rec_, whole(x_), whole(proj_), un * E, un * E));
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::logits() {
+    if (!want_logits_) return Status::ok();
+    // The final norm of every row (cheap, and no sub-buffer offset to align), rounded for the head.
+    const ModelConfig& c = model_.config();
+    KILN_TRY(ops_.rms_norm(*rec_, whole(x_), weights_[model_.weights().output_norm].range(), whole(xn_), uint32_t(n_), uint32_t(c.n_embd), c.rms_eps));
+    rec_->barrier();
+    return round_inputs(*rec_, xn_, uint32_t(c.n_embd), uint32_t(n_), {&model_.weights().output});
 }
 
 Status VulkanForward::record_chunk(Recorder& r, const int32_t* tokens, int n, int pos0, const float* rope_global, const float* rope_local, bool logits) {
     const ModelConfig& c = model_.config();
     KILN_ASSERT(n >= 1 && n <= n_batch_ && pos0 + n <= n_ctx_, "vulkan forward: n %d, pos0 %d", n, pos0);
-    const uint32_t E = uint32_t(c.n_embd), un = uint32_t(n);
 
     // Inputs: token ids and the RoPE tables (global, then local, each n_batch tokens long).
     std::memcpy(ids_.mapped(), tokens, size_t(n) * 4);
@@ -416,19 +469,9 @@ Status VulkanForward::record_chunk(Recorder& r, const int32_t* tokens, int n, in
     std::memcpy(rope_.mapped(), rope_global, rope_bytes);
     if (rope_local) std::memcpy(static_cast<uint8_t*>(rope_.mapped()) + rope_local_offset_, rope_local, rope_bytes);
 
-    const DeviceTensor& embd = weights_[model_.weights().token_embd];
-    for (const DeviceTensor::Part& part : embd.parts)
-        KILN_TRY(ops_.get_rows(r, embd.dtype, part.range, whole(ids_), whole(x_), E, un, c.embd_scale, part.row0, part.rows));  // (n, E)
-    r.barrier();
-    for (int il = 0; il < c.n_layer; ++il)
-        if (!skip_[size_t(il)]) KILN_TRY(record_layer(r, il, n, pos0));  // skipped: the residual stream passes through
-
-    if (logits) {  // the final norm (of every row: cheap, and no sub-buffer offset to align)
-        KILN_TRY(ops_.rms_norm(r, whole(x_), weights_[model_.weights().output_norm].range(), whole(xn_), un, E, c.rms_eps));
-        r.barrier();
-        KILN_TRY(round_inputs(r, xn_, E, un, {&model_.weights().output}));
-    }
-    return Status::ok();
+    KILN_ASSERT(&r == rec_.get(), "vulkan forward: one recorder");
+    n_ = n, pos0_ = pos0, want_logits_ = logits;
+    return run_transformer(model_, skip_, *this);
 }
 
 Status VulkanForward::record_logits(Recorder& r, int first, int rows) {

@@ -1,0 +1,61 @@
+// The operations a transformer's layer recipe is written in (src/model/transformer.cpp),
+// implemented once per backend: the CPU backend executes each (src/cpu/forward.cpp), the
+// Vulkan backend records each into a command buffer with a barrier after it
+// (src/vulkan/forward.cpp). Every op acts on the current chunk's n tokens and on the
+// backend's activation buffers, named by Act. A new layer type is one recipe change plus
+// one op per backend.
+#pragma once
+
+#include <initializer_list>
+#include <vector>
+
+#include "kiln/format/weights.h"
+#include "kiln/model.h"
+#include "kiln/status.h"
+
+namespace kiln {
+
+// The activation buffers, each (n, width) for the chunk's n tokens.
+enum class Act {
+    X,     // (n, n_embd) the residual stream
+    Xn,    // (n, n_embd) the normed input of a block
+    Q,     // (n, n_head, head_dim)
+    K,     // (n, n_head_kv, head_dim)
+    V,     // (n, n_head_kv, head_dim_v)
+    Attn,  // (n, n_head, head_dim_v) attention output
+    Proj,  // (n, n_embd) output of wo / ffn_down / the experts
+    Gate,  // (n, n_ff)
+    Up,    // (n, n_ff)
+};
+
+class LayerOps {
+public:
+    virtual ~LayerOps() = default;
+    // X = the tokens' embedding rows (times embd_scale).
+    virtual Status embed() = 0;
+    // out = rms_norm(in) * w, rows of n_embd.
+    virtual Status norm(Act in, const TensorView& w, Act out) = 0;
+    // outs[i] = in . ws[i]^T for up to 3 matrices reading the same input (one job). next:
+    // the matrices the recipe multiplies by after these (a backend may start reading them).
+    virtual Status linear(std::initializer_list<const TensorView*> ws, Act in, std::initializer_list<Act> outs,
+                          std::initializer_list<const TensorView*> next) = 0;
+    virtual Status qkv_bias(const LayerWeights& L) = 0;  // Q, K, V += bq, bk, bv
+    virtual Status qk_norm(const LayerWeights& L) = 0;   // per-head rms_norm of Q and K
+    virtual Status rope(bool local_base) = 0;            // Q and K rotated at their positions (the local base's table: Gemma 3's sliding layers)
+    virtual Status kv_store(int il) = 0;                 // K and V into layer il's cache at their positions
+    // Attn = softmax(Q K^T * scale) V over each token's own sequence in layer il's cache
+    // (scale: attn_scale, else 1/sqrt(head_dim)); window > 0: the last `window` positions.
+    virtual Status attention(int il, int window) = 0;
+    virtual Status glu(bool gelu) = 0;                   // Gate = silu(Gate) * Up (gelu for Gemma)
+    virtual Status moe(const LayerWeights& L) = 0;       // Proj = the mixture of experts of Xn
+    virtual Status residual(const TensorView& post_norm) = 0;  // X += Proj, Proj first normed by post_norm when the model has one
+    virtual Status logits() = 0;                         // the final norm and the vocabulary projection of the rows asked for
+    // Debug taps, named like llama.cpp's graph callbacks ("attn_norm-3"): a backend may
+    // print a sum of the buffer (the CPU's, with KILN_DEBUG_TAPS=1).
+    virtual void tap(const char* /*name*/, int /*il*/, Act) {}
+};
+
+// The forward pass of one chunk: embeddings, every layer not in `skip`, logits.
+Status run_transformer(const Model& model, const std::vector<bool>& skip, LayerOps& ops);
+
+}  // namespace kiln
