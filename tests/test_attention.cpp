@@ -11,6 +11,8 @@
 #include <random>
 #include <vector>
 
+#include <Eigen/Dense>
+
 #include "cpu/kv_layout.h"
 #include "kiln/model.h"
 #include "cpu/session_impl.h"
@@ -33,41 +35,38 @@ kiln::ModelConfig config(const Shape& sh) {
     return c;
 }
 
-// The reference: softmax(scale * q.k) v in double over the keys a query sees, with q and
-// k exactly as the kernels see them (q prepared like the keys, k and v read back from the
-// cache), so the only difference left is float arithmetic.
+// The reference: softmax(scale * K q) over the keys a query sees, then V^T p, in double
+// with Eigen (an implementation independent of the kernels), with q and k exactly as the
+// kernels see them (q prepared like the keys, k and v read back from the cache), so the
+// only difference left is float arithmetic.
 void reference(const kiln::KvCache& kv, const kiln::ModelConfig& c, int pos0, int n, const float* q, float scale, int window, std::vector<double>& out) {
     const int H = c.n_head, G = c.n_head / c.n_head_kv, D = c.head_dim, Dv = c.head_dim_v;
     out.assign(size_t(n) * H * Dv, 0.0);
     std::vector<uint8_t> qp(kiln::cpu::attn_q_bytes(kv.type_k, D));
-    std::vector<float> qf(static_cast<size_t>(D)), k(static_cast<size_t>(D)), v(static_cast<size_t>(Dv));
+    std::vector<float> row(static_cast<size_t>(std::max(D, Dv)));
     for (int i = 0; i < n; ++i) {
-        const int pos = pos0 + i, lo = window > 0 ? std::max(0, pos - window + 1) : 0;
+        const int pos = pos0 + i, lo = window > 0 ? std::max(0, pos - window + 1) : 0, m = pos - lo + 1;
         for (int h = 0; h < H; ++h) {
             kiln::cpu::prepare_q(kv.type_k, q + (size_t(i) * H + h) * D, D, qp.data());
+            Eigen::VectorXd qd(D);  // (D) the query as the kernels see it
             if (kv.type_k == DType::Q8_0 || kv.type_k == DType::Q4_0) {
                 const auto* b = reinterpret_cast<const kiln::cpu::AttnQ8*>(qp.data());
-                for (int d = 0; d < D; ++d) qf[size_t(d)] = b[d / 32].d * float(b[d / 32].qs[d % 32]);
+                for (int d = 0; d < D; ++d) qd[d] = double(b[d / 32].d * float(b[d / 32].qs[d % 32]));
             } else {
-                std::copy_n(reinterpret_cast<const float*>(qp.data()), D, qf.begin());
+                for (int d = 0; d < D; ++d) qd[d] = reinterpret_cast<const float*>(qp.data())[d];
             }
-            std::vector<double> s;
-            double mx = -INFINITY;
+            Eigen::MatrixXd K(m, D), V(m, Dv);  // (m, D), (m, Dv) the visible keys and values
             for (int j = lo; j <= pos; ++j) {
                 const int page = kv.seqs.page_of(0, j), slot = j % kiln::kKvPage;
-                kiln::cpu::load_k(kv.type_k, kv.k_tile(0, page, h / G) + size_t(slot / kiln::cpu::kKvPanel) * kv.k_panel, slot % kiln::cpu::kKvPanel, D, k.data());
-                double dot = 0;
-                for (int d = 0; d < D; ++d) dot += double(qf[size_t(d)]) * k[size_t(d)];
-                s.push_back(dot * scale);
-                mx = std::max(mx, s.back());
+                kiln::cpu::load_k(kv.type_k, kv.k_tile(0, page, h / G) + size_t(slot / kiln::cpu::kKvPanel) * kv.k_panel, slot % kiln::cpu::kKvPanel, D, row.data());
+                for (int d = 0; d < D; ++d) K(j - lo, d) = row[size_t(d)];
+                kiln::cpu::load_v(kv.type_v, kv.v_tile(0, page, h / G), kv.v_row, slot, Dv, row.data());
+                for (int d = 0; d < Dv; ++d) V(j - lo, d) = row[size_t(d)];
             }
-            double sum = 0;
-            for (double& x : s) sum += (x = std::exp(x - mx));
-            double* o = &out[(size_t(i) * H + h) * Dv];
-            for (int j = lo; j <= pos; ++j) {
-                kiln::cpu::load_v(kv.type_v, kv.v_tile(0, kv.seqs.page_of(0, j), h / G), kv.v_row, j % kiln::kKvPage, Dv, v.data());
-                for (int d = 0; d < Dv; ++d) o[d] += s[size_t(j - lo)] / sum * v[size_t(d)];
-            }
+            const Eigen::VectorXd s = K * qd * double(scale);  // (m) scores
+            const Eigen::VectorXd p = (s.array() - s.maxCoeff()).exp().matrix();
+            const Eigen::VectorXd o = V.transpose() * p / p.sum();  // (Dv)
+            for (int d = 0; d < Dv; ++d) out[(size_t(i) * H + h) * Dv + size_t(d)] = o[d];
         }
     }
 }

@@ -10,6 +10,7 @@
 #include "test_util.h"
 #include "kiln/format/gguf.h"
 #include "kiln/format/gguf_writer.h"
+#include "switches.h"
 
 namespace {
 
@@ -20,9 +21,9 @@ std::unique_ptr<kiln::Session> make_session(const std::shared_ptr<kiln::Model>& 
     so.n_batch = 16;  // two chunks for the 24-token prompt
     so.isa = isa;
     so.n_expert_used = k;
-    if (dense) setenv("KILN_MOE_DENSE_REFERENCE", "1", 1);
+    if (dense) setenv("KILN_MOE_DENSE_REFERENCE", "1", 1), kiln::reload_switches();
     auto s = kiln::Session::create(m, so);
-    unsetenv("KILN_MOE_DENSE_REFERENCE");
+    unsetenv("KILN_MOE_DENSE_REFERENCE"), kiln::reload_switches();
     REQUIRE_MESSAGE(s.is_ok(), s.message());
     return std::move(s.value());
 }

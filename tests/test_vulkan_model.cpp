@@ -26,6 +26,7 @@
 #include "kiln/kiln.h"
 #include "test_util.h"
 #include "kiln/speculative.h"
+#include "switches.h"
 
 namespace {
 
@@ -231,9 +232,9 @@ TEST_CASE("model: vulkan: tensors and logits larger than one binding are split (
     for (int i = 0; i < n; ++i) tokens[size_t(i)] = (i * 7919 + 13) % nv;
     auto whole_bindings = session(model.value(), kiln::Backend::Vulkan);
     REQUIRE(whole_bindings->forward(tokens, true).is_ok());
-    setenv("KILN_VULKAN_MAX_BINDING", "8388608", 1);
+    setenv("KILN_VULKAN_MAX_BINDING", "8388608", 1), kiln::reload_switches();
     auto split = session(model.value(), kiln::Backend::Vulkan);
-    unsetenv("KILN_VULKAN_MAX_BINDING");
+    unsetenv("KILN_VULKAN_MAX_BINDING"), kiln::reload_switches();
     REQUIRE(split->forward(tokens, true).is_ok());
     REQUIRE(split->n_logits() == n);
     // Rows of the last group run the matvec instead of the tiled matmul (another summation

@@ -26,11 +26,11 @@ tools/make_synthetic_models.sh build-test/kiln-synth
 echo "== doctest suite" >&2
 (cd build-test && ctest --output-on-failure)
 echo "== speculative decoding through kiln-generate" >&2
-tools/spec_check.sh build-test >&2
+tests/scripts/spec_check.sh build-test >&2
 echo "== kiln-bench end to end" >&2
-tools/bench_check.sh build-test >&2
+tests/scripts/bench_check.sh build-test >&2
 echo "== the same binaries on an AVX2-only CPU (QEMU)" >&2
-tools/avx2_check.sh build-test >&2
+tests/scripts/avx2_check.sh build-test >&2
 
 echo "== AddressSanitizer + UBSan" >&2
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_TOOLS=OFF >&2

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "cpu/kernels.h"
+#include "switches.h"
 
 namespace kiln::cpu {
 
@@ -67,9 +68,9 @@ struct WeightPrefetch {
 };
 WeightPrefetch weight_prefetch_for(const CpuFeatures& cpu) {
     WeightPrefetch p{!(cpu.amd && cpu.family == 0x19), !cpu.amd};
-    if (const char* v = std::getenv("KILN_WEIGHT_PREFETCH"); v && *v) {
-        p.on = std::strcmp(v, "0") != 0;
-        if (!std::strcmp(v, "l1") || !std::strcmp(v, "l2")) p.l2_first = v[1] == '2';
+    if (const std::string& v = switches().weight_prefetch; !v.empty()) {
+        p.on = v != "0";
+        if (v == "l1" || v == "l2") p.l2_first = v[1] == '2';
     }
     return p;
 }
@@ -86,7 +87,7 @@ struct Tables {
             fill_avx512(avx512, prefetch.on, prefetch.l2_first);
         }
         active = cpu.avx512 ? &avx512 : cpu.avx2 ? &avx2 : &generic;
-        if (const char* want = std::getenv("KILN_ISA"); want && *want) {
+        if (const char* want = switches().isa.c_str(); *want) {
             const KernelTable* t = nullptr;
             if (!std::strcmp(want, "avx512")) t = cpu.avx512 ? &avx512 : nullptr;
             else if (!std::strcmp(want, "avx2")) t = cpu.avx2 ? &avx2 : nullptr;

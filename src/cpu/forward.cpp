@@ -12,6 +12,7 @@
 #include "ref/quants.h"
 #include "cpu/moe.h"
 #include "model/layer_ops.h"
+#include "switches.h"
 #include "cpu/session_impl.h"
 
 namespace kiln {
@@ -41,7 +42,7 @@ const float* f32(const TensorView& t) { return static_cast<const float*>(t.data)
 
 // Debug taps (KILN_DEBUG_TAPS=1): the sum of each named intermediate, named like
 // llama.cpp's graph callbacks ("attn_norm-3") so the two can be diffed layer by layer.
-const bool kDebugTaps = std::getenv("KILN_DEBUG_TAPS") != nullptr;
+const bool kDebugTaps = switches().debug_taps;
 void tap(const char* name, int il, const float* x, size_t n) {
     if (!kDebugTaps) return;
     double sum = 0;

@@ -22,6 +22,7 @@
 #include <memory>
 
 #include "cpu/r16.h"
+#include "switches.h"
 #include "kiln/format/gguf.h"
 
 namespace kiln {
@@ -105,8 +106,7 @@ Status moe_init(SessionState& s, const Model& model, int k, int n_batch) {
     if (k > c.n_expert) return Status::error("%s: %d experts per token asked for, but the model has only %d (expert_count)", path.c_str(), k, c.n_expert);
     auto m = std::make_shared<MoeScratch>();
     m->k = k;
-    const char* dense = std::getenv("KILN_MOE_DENSE_REFERENCE");
-    m->dense_reference = dense && *dense && std::strcmp(dense, "0") != 0;
+    m->dense_reference = switches().moe_dense_reference;
     const int E = c.n_embd, F = c.n_ff_exp, X = c.n_expert;
     size_t row_in = 0, row_h = 0;
     int unit = 16;

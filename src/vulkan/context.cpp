@@ -1,6 +1,8 @@
 // Instance creation, device enumeration (--list-devices) and device selection (--device N).
 #include "vulkan/context.h"
 
+#include "switches.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -120,10 +122,7 @@ Expected<std::shared_ptr<Context>> Context::create(int index) {
     vkGetPhysicalDeviceMemoryProperties(physical, &c->memory_);
     c->queue_family_ = uint32_t(compute_queue_family(physical));
     c->max_binding_ = c->props_.limits.maxStorageBufferRange;
-    if (const char* e = std::getenv("KILN_VULKAN_MAX_BINDING")) {
-        const unsigned long long v = std::strtoull(e, nullptr, 10);
-        if (v >= 4096) c->max_binding_ = std::min<uint64_t>(c->max_binding_, v);
-    }
+    if (const uint64_t cap = switches().vulkan_max_binding) c->max_binding_ = std::min<uint64_t>(c->max_binding_, cap);
 
     const float priority = 1.0f;
     VkDeviceQueueCreateInfo qi{};

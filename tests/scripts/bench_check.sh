@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # kiln-bench end to end on SmolLM2 (a few tokens, no timing asserted): the JSON holds one
-# row per test with a positive rate, --ab read-ahead (decode-tuning) adds its in-process comparison, the
+# row per test with a positive rate, -b adds batched decode rows, --ab read-ahead (decode-tuning) adds its in-process comparison, the
 # probe gives decode rows both bandwidth fractions, and bad flags are one-line errors.
-#   tools/bench_check.sh [build-dir]
+#   tests/scripts/bench_check.sh [build-dir]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 build=${1:-build}
 bench=$build/kiln-bench
 smol=$(python3 tools/fetch_models.py smollm2)
@@ -32,6 +32,14 @@ tg = j["results"][0]
 assert j["read_bandwidth_gbps"] > 0 and tg["test"] == "tg16", j
 assert tg["bandwidth_fraction"] > 0 and tg["bandwidth_fraction_interleaved"] > 0, tg
 print("  tg16 reads %.1f GB/s: %.0f%% of the probes around it, %.0f%% interleaved" % (tg["read_gbps"], 100 * tg["bandwidth_fraction"], 100 * tg["bandwidth_fraction_interleaved"]))'
+# -b: several sequences decoding at once, each row's aggregate against one sequence's
+"$bench" -m "$smol" -p 0 -n 8 -v 0 -b 1,4 -r 2 -t 2 --no-probe -o json 2>/dev/null |
+  python3 -c 'import json, sys
+rows = {r["test"]: r for r in json.load(sys.stdin)["results"]}
+assert sorted(rows) == ["tg8", "tg8 x1", "tg8 x4"], sorted(rows)
+assert rows["tg8 x4"]["sequences"] == 4 and rows["tg8 x4"]["speedup_vs_one_sequence"] > 0, rows["tg8 x4"]
+assert abs(rows["tg8 x1"]["speedup_vs_one_sequence"] - 1) < 1e-9
+print("  tg8 x4: %.1f t/s aggregate, %.2fx one sequence" % (rows["tg8 x4"]["tps_median"], rows["tg8 x4"]["speedup_vs_one_sequence"]))'
 expect_error() {  # pattern, flags...
   local pattern=$1
   shift
@@ -42,4 +50,5 @@ expect_error "--ab needs a switch" -m "$smol" --ab prefetch
 expect_error "-n needs a list" -m "$smol" -n 8,x
 expect_error "unknown flag '--frobnicate'" -m "$smol" --frobnicate
 expect_error "no model given" -n 8
+expect_error "-b needs a list" -m "$smol" -b 0
 echo "  bad flags: clear errors"

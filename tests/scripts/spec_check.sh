@@ -3,9 +3,9 @@
 # output must equal plain decoding (--spec-compare checks it) and bad combinations must be
 # one-line errors. The draft-model pair is built here: SmolLM2 requantized to Q8_0 by
 # kiln-quantize (the target) drafted by the original Q4_1 file.
-#   tools/spec_check.sh [build-dir]
+#   tests/scripts/spec_check.sh [build-dir]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 build=${1:-build}
 gen=$build/kiln-generate
 smol=$(python3 tools/fetch_models.py smollm2)

@@ -10,9 +10,9 @@
 # kernels run natively in the suite (every ISA), their common code runs in the two
 # generations here, and emulated they were still running after 27 minutes on a 2-core Xeon
 # host (natively: 25 s).
-#   tools/avx2_check.sh [build-dir]
+#   tests/scripts/avx2_check.sh [build-dir]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 build=${1:-build}
 emulate=(qemu-x86_64 -cpu EPYC-Rome)
 smol=$(python3 tools/fetch_models.py smollm2)

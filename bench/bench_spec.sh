@@ -3,7 +3,7 @@
 # (plain decoding and speculative decoding in the same process, back to back, so machine
 # load hits both alike) at temperature 0; prints the medians of plain t/s, speculative t/s,
 # their ratio, and the acceptance statistics.
-#   tools/bench_spec.sh [build-dir] [reps]
+#   bench/bench_spec.sh [build-dir] [reps]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
