@@ -255,31 +255,35 @@ private:
 
 }  // namespace
 
-Status Session::forward_chunk(const Batch& batch, int i0, int n) {
-    SessionState& s = *impl_;
-    const ModelConfig& c = model_->config();
-    const Weights& w = model_->weights();
-    const int E = c.n_embd;
+namespace {
 
-    if (s.device) {  // the whole chunk on the Vulkan device (src/vulkan/forward.cpp): one sequence, logits of its last rows (check_batch)
-        const float* rope_local = s.fill_rope(c, batch.pos.data() + i0, n);
-        int rows = 0;
-        for (int i = 0; i < n; ++i)
-            if (batch.logits[size_t(i0 + i)]) logits_row_[size_t(i0 + i)] = n_logits_ + rows++;
-        logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
-        KILN_TRY(s.device->forward(batch.token.data() + i0, n, batch.pos[size_t(i0)], s.rope_cs(), rope_local, rows,
-                                   logits_.data() + size_t(n_logits_) * size_t(c.n_vocab)));
-        n_logits_ += rows;
-        return Status::ok();
+// The CPU backend: the chunk's rows ordered by sequence, the recipe over CpuForward, the logits rows asked for.
+class CpuRunner final : public ChunkRunner {
+public:
+    CpuRunner(SessionState& s, ThreadPool& pool, const Model& m) : s_(s), pool_(pool), m_(m) {}
+    size_t kv_bytes_per_position() const override { return s_.kv.bytes_per_position(); }
+
+    Status forward(const Batch& batch, int i0, int n, LogitsOut& out) override {
+        const ModelConfig& c = m_.config();
+        s_.order_rows(batch, i0, n);
+        s_.fill_rope(c, s_.row_pos.data(), n);  // rope_cs: the global base's table, then Gemma's local base's
+        CpuForward ops(s_, pool_, m_, n, [&] { return head(batch, out); });
+        return run_transformer(m_, s_.skip, ops);
     }
-    s.order_rows(batch, i0, n);
-    s.fill_rope(c, s.row_pos.data(), n);  // rope_cs: the global base's table, then Gemma's local base's
 
-    // ---- output: final norm and the vocabulary projection, for the rows asked for ----
-    // Rows of sequences with up to kStreamingTokens of them first (the row kernels), as in linear().
-    auto head = [&]() -> Status {
+private:
+    SessionState& s_;
+    ThreadPool& pool_;
+    const Model& m_;
+
+    // The final norm and the vocabulary projection, for the rows asked for: rows of
+    // sequences with up to kStreamingTokens of them first (the row kernels), as in linear().
+    Status head(const Batch& batch, LogitsOut& out) {
+        SessionState& s = s_;
+        const ModelConfig& c = m_.config();
+        const Weights& w = m_.weights();
+        const int E = c.n_embd;
         const cpu::KernelTable& kt = *s.kt;
-        ThreadPool& pool = *pool_;
         float *x = s.x(), *xn = s.xn();
         std::vector<int> out_rows;  // (rows) chunk rows whose logits are wanted
         int head_streamed = 0;
@@ -295,26 +299,29 @@ Status Session::forward_chunk(const Batch& batch, int i0, int n) {
         }
         const int rows = int(out_rows.size());
         if (rows == 0) return Status::ok();
+        const int first = out.append(rows);
         for (int r = 0; r < rows; ++r) {
             kt.rms_norm(x + size_t(out_rows[size_t(r)]) * E, f32(w.output_norm), xn + size_t(r) * E, E, c.rms_eps);
-            logits_row_[size_t(s.row_index[size_t(out_rows[size_t(r)])])] = n_logits_ + r;
+            out.row_of[size_t(s.row_index[size_t(out_rows[size_t(r)])])] = first + r;
         }
-        logits_.resize(size_t(n_logits_ + rows) * size_t(c.n_vocab));
-        float* out = logits_.data() + size_t(n_logits_) * size_t(c.n_vocab);  // (rows, n_vocab)
+        float* dst = out.row(first);  // (rows, n_vocab)
         if (s.head_tokens.empty()) {
-            linear(s, pool, w.output, xn, rows, out, {}, head_streamed);
+            linear(s, pool_, w.output, xn, rows, dst, {}, head_streamed);
         } else {  // a trimmed head: its tokens' logits, -inf for the rest
             const size_t T = s.head_tokens.size(), stride = size_t(s.head.rows());
-            linear(s, pool, s.head, xn, rows, s.head_logits(), {}, head_streamed);  // (rows, stride)
-            std::fill(out, out + size_t(rows) * size_t(c.n_vocab), -INFINITY);
+            linear(s, pool_, s.head, xn, rows, s.head_logits(), {}, head_streamed);  // (rows, stride)
+            std::fill(dst, dst + size_t(rows) * size_t(c.n_vocab), -INFINITY);
             for (int r = 0; r < rows; ++r)
-                for (size_t j = 0; j < T; ++j) out[size_t(r) * size_t(c.n_vocab) + size_t(s.head_tokens[j])] = s.head_logits.data[size_t(r) * stride + j];
+                for (size_t j = 0; j < T; ++j) dst[size_t(r) * size_t(c.n_vocab) + size_t(s.head_tokens[j])] = s.head_logits.data[size_t(r) * stride + j];
         }
-        n_logits_ += rows;
         return Status::ok();
-    };
-    CpuForward ops(s, *pool_, *model_, n, head);
-    return run_transformer(*model_, s.skip, ops);
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<ChunkRunner> make_cpu_runner(SessionState& s, ThreadPool& pool, const Model& model) {
+    return std::make_unique<CpuRunner>(s, pool, model);
 }
 
 }  // namespace kiln

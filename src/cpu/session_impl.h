@@ -40,6 +40,21 @@ struct AttnGroup {
 };
 
 struct MoeScratch;  // moe.h
+class ChunkRunner;  // below
+
+// Where a chunk's logits go: rows appended to the session's, each batch token's row noted.
+struct LogitsOut {
+    std::vector<float>& logits;  // (n_logits, n_vocab)
+    int& n_logits;
+    std::vector<int>& row_of;    // (batch size) each token's row of logits, -1: none
+    int n_vocab;
+    // Room for `rows` more rows; returns the first's index.
+    int append(int rows) {
+        logits.resize(size_t(n_logits + rows) * size_t(n_vocab));
+        return std::exchange(n_logits, n_logits + rows);
+    }
+    float* row(int r) { return logits.data() + size_t(r) * size_t(n_vocab); }
+};
 
 struct SessionState {
     const cpu::KernelTable* kt = nullptr;
@@ -76,9 +91,10 @@ struct SessionState {
     AlignedBuffer<uint8_t> head_packed;  // their row-interleaved copy when the model has one (--repack)
     TensorView head;                   // (round_up(T, 16), n_embd) over head_rows
     AlignedBuffer<float> head_logits;  // (n_batch, capacity), row stride head.rows()
-    // Backend::Vulkan: the device runs the forward pass (weights, KV cache and activations
-    // live there) and the CPU buffers above stay unallocated but for the RoPE tables.
-    std::unique_ptr<DeviceForward> device;
+    // What runs the forward passes: the CPU backend over the buffers above, or (Backend::
+    // Vulkan) a device holding weights, KV cache and activations, the CPU buffers above then
+    // unallocated but for the RoPE tables.
+    std::unique_ptr<ChunkRunner> runner;
 
     // The chunk's tokens in row order: the tokens of sequences with up to kStreamingTokens
     // tokens in the chunk first (`streamed` rows: their matmuls run through the row
@@ -95,6 +111,23 @@ struct SessionState {
     // with a local base, Gemma 3) the local one, which it returns (else nullptr). forward.cpp.
     const float* fill_rope(const ModelConfig& c, const int32_t* pos, int n);
 };
+
+// What runs a session's forward passes (picked at Session::create): the CPU backend
+// (src/cpu/forward.cpp) or a Vulkan device (DeviceForward, src/vulkan/forward.cpp).
+class ChunkRunner {
+public:
+    virtual ~ChunkRunner() = default;
+    // Tokens [i0, i0 + n) of the batch (n <= n_batch, their KV positions reserved); the
+    // logits of those that ask for them go to `out`.
+    virtual Status forward(const Batch& batch, int i0, int n, LogitsOut& out) = 0;
+    // A batch this backend cannot run, as an error naming why.
+    virtual Status check(const Batch&) const { return Status::ok(); }
+    virtual size_t kv_bytes_per_position() const = 0;
+    // The device, for speculative verifications that run there; nullptr on the CPU.
+    virtual DeviceForward* device() { return nullptr; }
+};
+std::unique_ptr<ChunkRunner> make_cpu_runner(SessionState& s, ThreadPool& pool, const Model& model);  // cpu/forward.cpp
+std::unique_ptr<ChunkRunner> make_device_runner(SessionState& s, const Model& model, std::unique_ptr<DeviceForward> device);  // runtime/session.cpp
 
 // fn(i) for each of n tokens: a per-token row op, split across threads when the batch is
 // large enough to pay for the barrier.

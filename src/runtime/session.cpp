@@ -11,6 +11,46 @@
 
 namespace kiln {
 
+namespace {
+
+// A Vulkan device runs the chunks (src/vulkan/forward.cpp): one sequence, the logits of a
+// chunk's last rows; the host computes the RoPE tables.
+class DeviceRunner final : public ChunkRunner {
+public:
+    DeviceRunner(SessionState& s, const Model& m, std::unique_ptr<DeviceForward> d) : s_(s), m_(m), device_(std::move(d)) {}
+    DeviceForward* device() override { return device_.get(); }
+    size_t kv_bytes_per_position() const override { return device_->kv_bytes_per_position(); }
+
+    Status check(const Batch& b) const override {
+        const size_t n = b.token.size();
+        for (size_t i0 = 0; i0 < n; i0 += size_t(s_.n_batch))
+            for (size_t i = i0 + 1; i < std::min(n, i0 + size_t(s_.n_batch)); ++i)
+                if (b.logits[i - 1] && !b.logits[i]) return Status::error("batch token %zu: on the Vulkan backend the tokens with logits end each chunk", i);
+        return Status::ok();
+    }
+
+    Status forward(const Batch& batch, int i0, int n, LogitsOut& out) override {
+        const float* rope_local = s_.fill_rope(m_.config(), batch.pos.data() + i0, n);
+        int rows = 0;
+        for (int i = 0; i < n; ++i) rows += batch.logits[size_t(i0 + i)];
+        const int first = out.append(rows);
+        for (int i = 0, r = first; i < n; ++i)
+            if (batch.logits[size_t(i0 + i)]) out.row_of[size_t(i0 + i)] = r++;
+        return device_->forward(batch.token.data() + i0, n, batch.pos[size_t(i0)], s_.rope_cs(), rope_local, rows, out.row(first));
+    }
+
+private:
+    SessionState& s_;
+    const Model& m_;
+    std::unique_ptr<DeviceForward> device_;
+};
+
+}  // namespace
+
+std::unique_ptr<ChunkRunner> make_device_runner(SessionState& s, const Model& model, std::unique_ptr<DeviceForward> device) {
+    return std::make_unique<DeviceRunner>(s, model, std::move(device));
+}
+
 Session::~Session() = default;
 
 int Session::n_threads() const { return pool_->size(); }
@@ -88,7 +128,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     if (o.backend == Backend::Vulkan) {
         auto device = create_vulkan_forward(*s->model_, o, n_ctx, m.n_batch, m.skip);
         if (!device) return device.status();
-        m.device = std::move(device.value());
+        m.runner = make_device_runner(m, *s->model_, std::move(device.value()));
         m.kv.seqs.reset((n_ctx + kKvPage - 1) / kKvPage, 1);  // the device holds the data; this tracks the positions
         return s;
     }
@@ -96,6 +136,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v, o.kv_hadamard, o.n_seq_max));
     m.kv.to_f16 = m.kt->f32_to_f16;
     KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));
+    m.runner = make_cpu_runner(m, *s->pool_, *s->model_);
 
     const size_t qdim = size_t(c.n_head) * c.head_dim, kdim = size_t(c.n_head_kv) * c.head_dim, vdim = size_t(c.n_head_kv) * c.head_dim_v;
     const size_t odim = size_t(c.n_head) * c.head_dim_v, F = size_t(std::max({c.n_ff, c.n_ff_exp, c.n_ff_shexp, 1}));
@@ -142,10 +183,7 @@ Status Session::check_batch(const Batch& b) const {
         if (seq_length(seq) + added[size_t(seq)] > n_ctx_)
             return Status::error("context full: sequence %d holds %d tokens, %d new exceed the context size of %d (SessionOptions::n_ctx)", seq, seq_length(seq),
                                  added[size_t(seq)], n_ctx_);
-    if (impl_->device)  // the device computes the logits of a chunk's last rows only
-        for (size_t i0 = 0; i0 < n; i0 += size_t(impl_->n_batch))
-            for (size_t i = i0 + 1; i < std::min(n, i0 + size_t(impl_->n_batch)); ++i)
-                if (b.logits[i - 1] && !b.logits[i]) return Status::error("batch token %zu: on the Vulkan backend the tokens with logits end each chunk", i);
+    KILN_TRY(impl_->runner->check(b));
     return Status::ok();
 }
 
@@ -169,9 +207,9 @@ Status Session::verify_greedy(std::span<const int32_t> batch, int* accepted, int
     KILN_TRY(check_tokens(batch));
     const int n = int(batch.size());
     const ModelConfig& c = model_->config();
-    if (impl_->device)
+    if (DeviceForward* device = impl_->runner->device())  // the comparison runs on the device
         return verify_on_device("verify_greedy", batch, [&](const float* rope_local) {
-            return impl_->device->verify_greedy(batch.data(), n, n_past() - n, impl_->rope_cs(), rope_local, accepted, next);
+            return device->verify_greedy(batch.data(), n, n_past() - n, impl_->rope_cs(), rope_local, accepted, next);
         });
     KILN_TRY(forward(batch, /*all_logits=*/true));
     // Greedy = the lowest index of the largest logit, as Sampler and argmax.comp pick.
@@ -189,9 +227,9 @@ Status Session::verify_sampled(std::span<const int32_t> batch, const SampledVeri
     if (v.penalized.size() != n || v.q.size() + 1 != n || v.u.size() != 2 * n)
         return Status::error("verify_sampled: %zu tokens need %zu penalty lists, %zu draft distributions and %zu uniforms (got %zu, %zu, %zu)", n, n, n - 1,
                              2 * n, v.penalized.size(), v.q.size(), v.u.size());
-    if (impl_->device && impl_->device->can_verify_sampled(v))
+    if (DeviceForward* device = impl_->runner->device(); device && device->can_verify_sampled(v))
         return verify_on_device("verify_sampled", batch, [&](const float* rope_local) {
-            return impl_->device->verify_sampled(batch.data(), int(n), n_past() - int(n), impl_->rope_cs(), rope_local, v, accepted, next);
+            return device->verify_sampled(batch.data(), int(n), n_past() - int(n), impl_->rope_cs(), rope_local, v, accepted, next);
         });
     KILN_TRY(forward(batch, /*all_logits=*/true));
     verify_sampled_rows(v, batch, logits(0), model_->config().n_vocab, accepted, next);
@@ -237,6 +275,11 @@ Status Session::decode(const Batch& batch) {
     return Status::ok();
 }
 
+Status Session::forward_chunk(const Batch& batch, int i0, int n) {
+    LogitsOut out{logits_, n_logits_, logits_row_, model_->config().n_vocab};
+    return impl_->runner->forward(batch, i0, n, out);
+}
+
 const float* Session::logits(int i) const {
     if (n_logits_ == 0) return nullptr;
     if (i < 0) i = n_logits_ - 1;
@@ -271,8 +314,7 @@ Status Session::seq_fork(int src, int dst, int n) {
 }
 
 size_t Session::kv_bytes_per_position() const {
-    if (impl_->device) return impl_->device->kv_bytes_per_position();
-    return impl_->kv.bytes_per_position();
+    return impl_->runner->kv_bytes_per_position();
 }
 
 int Session::add_logit_tokens(std::span<const int32_t> tokens) {
