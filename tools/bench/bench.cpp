@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bandwidth.h"
+#include "flags.h"
 #include "kiln/kiln.h"
 #include "kiln/format/quantize.h"
 #include "kiln/thread_pool.h"
@@ -35,9 +36,7 @@ struct Args {
     int kl = 0;  // tokens over which to compare each --experts-per-token run with the model's own count
     std::string output = "md", isa;
     bool probe = true;
-    bool use_mmap = true;
-    bool repack = false;
-    std::string quantize;  // --quantize: weights quantized in memory at load
+    kiln::LoadOptions load;  // --no-mmap, --repack, --quantize, --override-kv
     kiln::DType type_k = kiln::DType::F16, type_v = kiln::DType::F16;
     kiln::Backend backend = kiln::Backend::Cpu;
     int device = 0;  // Vulkan device index
@@ -50,23 +49,6 @@ struct Args {
 int fail(const std::string& m) {
     std::fprintf(stderr, "kiln-bench: %s\n", m.c_str());
     return 1;
-}
-
-bool parse_list(const char* v, std::vector<int>* out, int lo) {
-    out->clear();
-    std::string s = v;
-    size_t at = 0;
-    while (at <= s.size()) {
-        size_t comma = s.find(',', at);
-        std::string item = s.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-        char* end = nullptr;
-        long x = std::strtol(item.c_str(), &end, 10);
-        if (item.empty() || *end || x < lo || x > (1 << 22)) return false;
-        out->push_back(int(x));
-        if (comma == std::string::npos) break;
-        at = comma + 1;
-    }
-    return true;
 }
 
 double median_of(std::vector<double> v) {
@@ -162,75 +144,54 @@ kiln::Status interleaved_fraction(kiln::Session& s, kiln::bench::ReadProbe& prob
 
 int main(int argc, char** argv) {
     Args a;
-    for (int i = 1; i < argc; ++i) {
-        std::string f = argv[i];
-        const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-        auto need = [&]() {
-            if (!v) return false;
-            ++i;
-            return true;
-        };
-        if (f == "-h" || f == "--help") {
-            std::printf("usage: kiln-bench -m MODEL.gguf [-m ...] [-p 512] [-n 128] [-v 8] [-b 1,2,4,8] [-d 0,4096] [-t N] [-r 3] [-o md|json] [--isa avx512|avx2|generic] [--no-probe] [--no-mmap] [--repack] [--quantize TYPE] [-ctk TYPE] [-ctv TYPE] [--kv-hadamard] [--experts-per-token 8,4 [--kl 256]] [--backend cpu|vulkan] [--device N] [--ab read-ahead|decode-tuning]\n"
-                        "  -p  prompt lengths (ppN), -n decode lengths (tgN), -v verification batch sizes (vK: one forward of K\n"
-                        "      tokens, reported as tokens/s and as cost relative to one decode step), -d KV depths before each test\n"
-                        "  -b  sequences decoding at once (like llama-batched-bench): tgN xB runs N steps of one forward over B\n"
-                        "      sequences' tokens (each sequence first filled to the depth) and reports their aggregate tokens/s\n"
-                        "  -ctk/-ctv KV cache types (f16 default, bf16, q8_0, q4_0, f32); --kv-hadamard rotates the cache\n"
-                        "  --experts-per-token: MoE experts per token, each value a separate run (0: the model's);\n"
-                        "      --kl N: also the KL divergence of each run's next-token distributions from the model's own\n"
-                        "      expert count, over N random tokens (mean, max, and how often the top token agrees)\n"
-                        "  --backend vulkan runs the model on Vulkan device --device N (kiln-generate --list-devices);\n"
-                        "      GB/s is then not compared with the CPU's measured bandwidth\n"
-                        "  --ab read-ahead|decode-tuning: each tgN also with SessionOptions::read_ahead (or decode_tuning)\n"
-                        "      off, the two sessions taking turns of 4 tokens in this process; reports the speedup of on\n"
-                        "      over off per repetition\n"
-                        "  decode rows: GB/s read, as a fraction of the probe before and after the test and (\"interleaved\")\n"
-                        "      the median over 8-token blocks of the fraction of a probe right after each; --no-probe skips both\n"
-                        "  lists are comma separated; 0 disables a test kind\n");
-            return 0;
-        }
-        if (f == "-m" || f == "--model") { if (!need()) return fail("-m needs a file"); a.models.push_back(v); }
-        else if (f == "-p") { if (!need() || !parse_list(v, &a.pp, 0)) return fail("-p needs a list of token counts"); }
-        else if (f == "-n") { if (!need() || !parse_list(v, &a.tg, 0)) return fail("-n needs a list of token counts"); }
-        else if (f == "-v") { if (!need() || !parse_list(v, &a.verify, 0)) return fail("-v needs a list of batch sizes"); }
-        else if (f == "-b" || f == "--batch") { if (!need() || !parse_list(v, &a.batch, 1)) return fail("-b needs a list of sequence counts"); }
-        else if (f == "-d") { if (!need() || !parse_list(v, &a.depth, 0)) return fail("-d needs a list of depths"); }
-        else if (f == "-t") { std::vector<int> t; if (!need() || !parse_list(v, &t, 1) || t.size() != 1) return fail("-t needs a thread count"); a.threads = t[0]; }
-        else if (f == "-r") { std::vector<int> r; if (!need() || !parse_list(v, &r, 1) || r.size() != 1) return fail("-r needs a repetition count"); a.reps = r[0]; }
-        else if (f == "-o") { if (!need() || (std::strcmp(v, "md") && std::strcmp(v, "json"))) return fail("-o must be md or json"); a.output = v; }
-        else if (f == "--isa") { if (!need()) return fail("--isa needs a name"); a.isa = v; }
-        else if (f == "-ctk" || f == "--cache-type-k" || f == "-ctv" || f == "--cache-type-v") {
-            if (!need()) return fail(f + " needs a type");
+    kiln::cli::Flags f("kiln-bench -m MODEL.gguf [-m ...] [options]",
+                       "Decode rows report GB/s read, as a fraction of the probe before and after the test and (\"interleaved\")\n"
+                       "the median over 8-token blocks of the fraction of a probe right after each. Lists are comma separated;\n"
+                       "0 disables a test kind. stdout carries only the table (or JSON).\n");
+    f.strings("-m, --model", "FILE", "model to test (repeatable)", &a.models);
+    f.integers("-p", "LIST", "prompt lengths (ppN; default 512)", &a.pp, 0);
+    f.integers("-n", "LIST", "decode lengths (tgN; default 128)", &a.tg, 0);
+    f.integers("-v", "LIST", "verification batch sizes (vK: one forward of K tokens, as tokens/s and as cost\nrelative to one decode step; default 8)", &a.verify, 0);
+    f.integers("-b, --batch", "LIST", "sequences decoding at once (like llama-batched-bench): tgN xB runs N steps of one\n"
+               "forward over B sequences' tokens and reports their aggregate tokens/s", &a.batch, 1);
+    f.integers("-d", "LIST", "KV depths before each test (default 0)", &a.depth, 0);
+    f.integer("-t, --threads", "N", "threads (default: all cores)", &a.threads, 1, 1024);
+    f.integer("-r", "N", "repetitions (default 3)", &a.reps, 1, 1 << 20);
+    f.value("-o", "md|json", "output format", [&a](const std::string& v) -> kiln::Status {
+        if (v != "md" && v != "json") return kiln::Status::error("-o must be md or json");
+        return a.output = v, kiln::Status::ok();
+    });
+    f.string("--isa", "NAME", "CPU kernels: avx512, avx2 or generic", &a.isa);
+    auto cache = [&a](bool k) {
+        return [&a, k](const std::string& v) -> kiln::Status {
             auto t = kiln::parse_cache_type(v);
-            if (!t) return fail(f + ": " + t.message());
-            (f == "-ctk" || f == "--cache-type-k" ? a.type_k : a.type_v) = t.value();
-        }
-        else if (f == "--experts-per-token") { if (!need() || !parse_list(v, &a.experts, 0)) return fail("--experts-per-token needs a list of counts"); }
-        else if (f == "--kl") { std::vector<int> k; if (!need() || !parse_list(v, &k, 1) || k.size() != 1) return fail("--kl needs a token count"); a.kl = k[0]; }
-        else if (f == "--no-probe") a.probe = false;
-        else if (f == "--backend") {
-            if (!need()) return fail("--backend needs cpu or vulkan");
-            auto b = kiln::parse_backend(v);
-            if (!b) return fail("--backend: " + b.message());
-            a.backend = b.value();
-        }
-        else if (f == "--device") { std::vector<int> d; if (!need() || !parse_list(v, &d, 0) || d.size() != 1) return fail("--device needs a device number"); a.device = d[0]; }
-        else if (f == "--kv-hadamard") a.kv_hadamard = true;
-        else if (f == "--ab") {
-            if (!need() || (std::strcmp(v, "read-ahead") && std::strcmp(v, "decode-tuning")))
-                return fail("--ab needs a switch to measure: read-ahead or decode-tuning");
-            a.ab = v;
-        }
-        else if (f == "--no-mmap") a.use_mmap = false;
-        else if (f == "--repack" || f == "-rtr") a.repack = true;
-        else if (f == "--quantize") {
-            if (!need()) return fail("--quantize needs a type (q8_0, q4_k_m, ...)");
-            auto mix = kiln::parse_quant_mix(v);
-            if (!mix) return fail("--quantize: " + mix.message());
-            a.quantize = v;
-        }
-        else return fail("unknown flag '" + f + "' (see --help)");
+            if (!t) return t.status();
+            return (k ? a.type_k : a.type_v) = t.value(), kiln::Status::ok();
+        };
+    };
+    f.value("-ctk, --cache-type-k", "TYPE", "K cache type: f16 (default), bf16, q8_0, q4_0, f32", cache(true));
+    f.value("-ctv, --cache-type-v", "TYPE", "V cache type", cache(false));
+    f.boolean("--kv-hadamard", "rotate the KV cache per head (Walsh-Hadamard)", &a.kv_hadamard);
+    f.integers("--experts-per-token", "LIST", "MoE experts per token, each value a separate run (0: the model's)", &a.experts, 0);
+    f.integer("--kl", "N", "with --experts-per-token: the KL divergence of each run's next-token distributions from\n"
+              "the model's own expert count, over N random tokens", &a.kl, 1, 1 << 22);
+    f.boolean("--no-probe", "skip the bandwidth probe", &a.probe, false);
+    f.value("--backend", "cpu|vulkan", "where the model runs (vulkan: GB/s not compared with the CPU's bandwidth)", [&a](const std::string& v) -> kiln::Status {
+        auto b = kiln::parse_backend(v);
+        if (!b) return kiln::Status::error("--backend: %s", b.message().c_str());
+        return a.backend = b.value(), kiln::Status::ok();
+    });
+    f.integer("--device", "N", "Vulkan device N (kiln-generate --list-devices)", &a.device, 0, 1 << 10);
+    f.value("--ab", "SWITCH", "read-ahead | decode-tuning: each tgN also with that SessionOptions switch off, the two\n"
+            "sessions taking turns of 4 tokens in this process; reports the speedup of on over off", [&a](const std::string& v) -> kiln::Status {
+        if (v != "read-ahead" && v != "decode-tuning") return kiln::Status::error("--ab needs a switch to measure: read-ahead or decode-tuning");
+        return a.ab = v, kiln::Status::ok();
+    });
+    kiln::cli::add_load_flags(f, a.load);
+    if (const kiln::Status st = f.parse(argc, argv); !st) return fail(st.message());
+    if (f.help_requested()) {
+        std::fputs(f.help().c_str(), stdout);
+        return 0;
     }
     if (a.models.empty()) return fail("no model given (-m FILE.gguf)");
     const int threads = a.threads > 0 ? a.threads : kiln::default_thread_count();
@@ -251,10 +212,7 @@ int main(int argc, char** argv) {
     std::vector<float> kl_ref;  // (kl, n_vocab) logits with the model's own expert count
     for (const std::string& path : a.models)
     for (int ept : a.experts) {
-        kiln::LoadOptions lo;
-        lo.use_mmap = a.use_mmap;
-        lo.repack = a.repack;
-        lo.quantize = a.quantize;
+        const kiln::LoadOptions& lo = a.load;
         auto model = kiln::Model::load(path, lo);
         if (!model) return fail(model.message());
         const kiln::Model& m = *model.value();

@@ -1,5 +1,4 @@
-// Command-line flags of kiln-generate: parsed strictly (unknown flags, missing or
-// malformed values and out-of-range numbers are one-line errors naming the flag).
+// Command-line flags of kiln-generate (tools/common/flags.h: parsed strictly, one --help style).
 #pragma once
 
 #include <string>
@@ -18,23 +17,15 @@ struct GenerateArgs {
     std::string system;
     bool special = false;  // parse special-token text in a raw prompt
     kiln::SamplerParams sampling;
-    int n_threads = 0;
-    int n_expert_used = 0;  // MoE: experts per token (0: the model's)
-    int n_ctx = 0;
-    kiln::DType type_k = kiln::DType::F16, type_v = kiln::DType::F16;  // KV cache
-    bool kv_hadamard = false;
+    kiln::LoadOptions load;        // --no-mmap, --repack, --quantize, --override-kv
+    kiln::SessionOptions session;  // -t, -c, -ctk, -ctv, --kv-hadamard, --experts-per-token, --backend, --device
+    std::string isa;               // --isa (session.isa points at it)
     bool json = false;
     bool quiet = false;
     bool interactive = false;
     bool ignore_eos = false;
     bool help = false;
     bool list_devices = false;
-    kiln::Backend backend = kiln::Backend::Cpu;  // --backend
-    int device = 0;                              // --device: Vulkan device index
-    std::vector<std::string> override_kv;
-    bool use_mmap = true;
-    bool repack = false;
-    std::string quantize;  // --quantize: quantize the weights in memory at load ("q8_0", "q4_k_m", ...)
     // Speculative decoding (at most one drafting source).
     std::string model_draft;        // -md: draft model
     int ctx_draft = 0;              // draft KV cache (0: same as --ctx)
@@ -53,5 +44,6 @@ struct GenerateArgs {
     bool lookup_alone() const { return lookup_ngram > 0 && model_draft.empty(); }
 };
 
-kiln::Expected<GenerateArgs> parse_generate_args(int argc, char** argv);
-const char* generate_usage();
+// Parses argv into *a (kept by reference: the flag table points into it); help: the usage
+// text, for -h/--help.
+kiln::Status parse_generate_args(int argc, char** argv, GenerateArgs* a, std::string* help);

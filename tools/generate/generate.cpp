@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "args.h"
+#include "flags.h"
 #include "speculative_cli.h"
 
 #include "kiln/kiln.h"
@@ -75,11 +76,11 @@ kiln::Status generate(kiln::Session& session, kiln::Sampler& sampler, const std:
 }  // namespace
 
 int main(int argc, char** argv) {
-    auto parsed = parse_generate_args(argc, argv);
-    if (!parsed) return fail(parsed.message());
-    GenerateArgs a = parsed.value();
+    GenerateArgs a;
+    std::string usage;
+    if (const kiln::Status parsed = parse_generate_args(argc, argv, &a, &usage); !parsed) return fail(parsed.message());
     if (a.help) {
-        std::fputs(generate_usage(), stdout);
+        std::fputs(usage.c_str(), stdout);
         return 0;
     }
     if (a.list_devices) {
@@ -97,16 +98,12 @@ int main(int argc, char** argv) {
     }
 
     auto tl = Clock::now();
-    kiln::LoadOptions lo;
-    lo.override_kv = a.override_kv;
-    lo.use_mmap = a.use_mmap;
-    lo.repack = a.repack;
-    lo.quantize = a.quantize;
+    kiln::LoadOptions lo = a.load;
     if (!a.quiet) {  // rewritten in place on a terminal; in a log, only the last state
         const bool tty = isatty(STDERR_FILENO);
         lo.quantize_progress = [&a, tty](size_t done, size_t total) {
             if (tty || done == total)
-                std::fprintf(stderr, "%skiln-generate: quantizing to %s: %zu/%zu tensors%s", tty ? "\r" : "", a.quantize.c_str(), done, total, done == total ? "\n" : "");
+                std::fprintf(stderr, "%skiln-generate: quantizing to %s: %zu/%zu tensors%s", tty ? "\r" : "", a.load.quantize.c_str(), done, total, done == total ? "\n" : "");
         };
     }
     auto model = kiln::Model::load(a.model, lo);
@@ -149,17 +146,9 @@ int main(int argc, char** argv) {
     std::vector<int32_t> prompt = tok.encode(text, /*add_special=*/true, /*parse_special=*/a.chat || a.special);
     if (prompt.empty()) return fail("the prompt is empty (give -p TEXT or -f FILE)");
 
-    kiln::SessionOptions so;
-    so.n_ctx = a.n_ctx;
-    so.n_threads = a.n_threads;
-    so.type_k = a.type_k;
-    so.type_v = a.type_v;
-    so.kv_hadamard = a.kv_hadamard;
-    so.n_expert_used = a.n_expert_used;
-    so.backend = a.backend;
-    so.device = a.device;
+    const kiln::SessionOptions& so = a.session;
     auto session = kiln::Session::create(model.value(), so);
-    if (!session) return fail(session.message());
+    if (!session) return fail(kiln::cli::with_flag_names(session.message()));
     kiln::Session& s = *session.value();
     if (int(prompt.size()) >= s.n_ctx()) {
         return fail(kiln::strfmt("prompt is %zu tokens but the context holds %d; raise --ctx or shorten the prompt", prompt.size(), s.n_ctx()));
@@ -169,10 +158,10 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_sigint);
     if (!a.quiet) {
         std::string engine = kiln::strfmt("%d threads, %s kernels", s.n_threads(), kiln::cpu_isa_name());
-        if (a.backend == kiln::Backend::Vulkan) {
+        if (so.backend == kiln::Backend::Vulkan) {
             auto devices = kiln::list_vulkan_devices();
-            engine = kiln::strfmt("Vulkan device %d", a.device);
-            if (devices && size_t(a.device) < devices->size()) engine += " (" + devices.value()[size_t(a.device)].name + ")";
+            engine = kiln::strfmt("Vulkan device %d", so.device);
+            if (devices && size_t(so.device) < devices->size()) engine += " (" + devices.value()[size_t(so.device)].name + ")";
         }
         std::fprintf(stderr, "kiln-generate: %s (%s), %s, ctx %d, loaded in %.2f s\n", a.model.c_str(), model.value()->description().c_str(), engine.c_str(),
                      s.n_ctx(), st.load_s);
@@ -223,7 +212,7 @@ int main(int argc, char** argv) {
         fed += out_text;
     }
 
-    const double bytes = double(model.value()->bytes_per_token(a.n_expert_used));
+    const double bytes = double(model.value()->bytes_per_token(so.n_expert_used));
     const double pp_tps = st.prefill_s > 0 ? st.n_prompt / st.prefill_s : 0;
     const double tg_tps = st.decode_s > 0 && st.n_gen > 1 ? (st.n_gen - 1) / st.decode_s : 0;
     if (a.json) {

@@ -75,7 +75,7 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
 
     kiln::DraftModelOptions dopt;
     dopt.n_ctx = a.ctx_draft;
-    dopt.n_threads = a.n_threads;
+    dopt.n_threads = a.session.n_threads;
     dopt.pool = s.shared_pool();
     dopt.p_min = a.draft_p_min;
     dopt.head_size = a.draft_head;
@@ -117,8 +117,8 @@ kiln::Status run_speculative(std::shared_ptr<const kiln::Model> model, kiln::Ses
         drafter = std::move(d.value());
     } else {
         kiln::LoadOptions lo;
-        lo.use_mmap = a.use_mmap;
-        lo.repack = a.repack;
+        lo.use_mmap = a.load.use_mmap;
+        lo.repack = a.load.repack;
         auto dm = kiln::Model::load(a.model_draft, lo);
         if (!dm) return kiln::Status(dm.status());
         if (a.pard) {

@@ -8,32 +8,25 @@
 
 #include "kiln/format/gguf.h"
 #include "kiln/format/hf_checkpoint.h"
+#include "flags.h"
 
 int main(int argc, char** argv) {
-    std::string path;
     bool show_meta = true, show_tensors = true;
     size_t max_items = 8;
-    for (int i = 1; i < argc; ++i) {
-        const char* a = argv[i];
-        if (!std::strcmp(a, "--tensors-only")) show_meta = false;
-        else if (!std::strcmp(a, "--metadata-only")) show_tensors = false;
-        else if (!std::strcmp(a, "--full-arrays")) max_items = SIZE_MAX;
-        else if (!std::strcmp(a, "-h") || !std::strcmp(a, "--help")) {
-            std::printf("usage: kiln-inspect FILE.gguf|HF_DIR [--tensors-only | --metadata-only] [--full-arrays]\n");
-            return 0;
-        } else if (a[0] == '-') {
-            std::fprintf(stderr, "kiln-inspect: unknown flag '%s' (see --help)\n", a);
-            return 2;
-        } else if (path.empty()) path = a;
-        else {
-            std::fprintf(stderr, "kiln-inspect: more than one file given ('%s')\n", a);
-            return 2;
-        }
+    kiln::cli::Flags flags("kiln-inspect FILE.gguf|HF_DIR [options]");
+    flags.boolean("--tensors-only", "only the tensor table", &show_meta, false);
+    flags.boolean("--metadata-only", "only the metadata", &show_tensors, false);
+    flags.toggle("--full-arrays", "print every element of array values (default: the first 8)", [&] { max_items = SIZE_MAX; });
+    if (const kiln::Status st = flags.parse(argc, argv, 1); !st) {
+        std::fprintf(stderr, "kiln-inspect: %s\n", st.message().c_str());
+        return 2;
     }
-    if (path.empty()) {
+    if (flags.help_requested()) return std::fputs(flags.help().c_str(), stdout), 0;
+    if (flags.positional().empty()) {
         std::fprintf(stderr, "kiln-inspect: no file given (usage: kiln-inspect FILE.gguf)\n");
         return 2;
     }
+    const std::string path = flags.positional()[0];
     // A Hugging Face directory shows as the GGUF it reads as (converted metadata and names).
     auto f = kiln::is_hf_checkpoint_dir(path) ? kiln::open_hf_checkpoint(path) : kiln::GgufFile::open(path);
     if (!f) {

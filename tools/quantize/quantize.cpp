@@ -16,6 +16,7 @@
 #include "kiln/format/quantize.h"
 #include "kiln/format/hf_checkpoint.h"
 #include "kiln/format/gguf_writer.h"
+#include "flags.h"
 
 namespace {
 
@@ -24,78 +25,57 @@ int fail(const std::string& msg) {
     return 1;
 }
 
-const char* kUsage =
-    "usage: kiln-quantize [options] IN OUT.gguf TYPE\n"
-    "  IN     GGUF file, or Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)\n"
-    "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32, or COPY (tensors kept)\n"
-    "options:\n"
-    "  --tensor-type PATTERN=TYPE     tensors whose name matches PATTERN (regex) get TYPE (repeatable; first match wins)\n"
-    "  --output-tensor-type TYPE      type of output.weight (or of token_embd when the embeddings are tied)\n"
-    "  --token-embedding-type TYPE    type of token_embd.weight\n"
-    "  --override-kv KEY=TYPE:VALUE   set a metadata value in the output (TYPE int, float, bool, str)\n"
-    "  -t, --threads N                threads (default: all cores)\n"
-    "  --rmse                         print each quantized tensor's RMSE against the input on stdout\n"
-    "  --rmse-vs OTHER.gguf           ... and the RMSE of OTHER's version of it (e.g. llama-quantize's output)\n";
-
 struct Args {
     std::string in, out, type;
     kiln::QuantizeOptions opt;
     bool rmse = false;
     std::string rmse_vs;
     std::vector<std::string> override_kv;
+    bool help = false;
 };
 
-kiln::Expected<Args> parse(int argc, char** argv) {
-    Args a;
-    std::vector<std::string> pos;
-    for (int i = 1; i < argc; ++i) {
-        const std::string f = argv[i];
-        auto value = [&]() -> kiln::Expected<std::string> {
-            if (i + 1 >= argc) return kiln::Status::error("%s needs a value", f.c_str());
-            return std::string(argv[++i]);
+// Parses argv into *a (the flag table points into it); *usage: the --help text.
+kiln::Status parse(int argc, char** argv, Args* out, std::string* usage) {
+    Args& a = *out;
+    kiln::cli::Flags f("kiln-quantize [options] IN OUT.gguf TYPE\n"
+                       "  IN     GGUF file, or Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)\n"
+                       "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32, or COPY (tensors kept)");
+    f.value("--tensor-type", "PATTERN=TYPE", "tensors whose name matches PATTERN (regex) get TYPE (repeatable; first match wins)", [&a](const std::string& v) -> kiln::Status {
+        auto o = kiln::parse_tensor_type_override(v);
+        if (!o) return o.status();
+        a.opt.overrides.push_back(std::move(o.value()));
+        return kiln::Status::ok();
+    });
+    auto type_of = [](const char* flag, std::optional<kiln::DType>* t) {
+        return [flag, t](const std::string& v) -> kiln::Status {
+            auto parsed = kiln::parse_quant_type(v);
+            if (!parsed) return parsed.status().with_context(flag);
+            return *t = parsed.value(), kiln::Status::ok();
         };
-        if (f == "--tensor-type" || f == "--output-tensor-type" || f == "--token-embedding-type" || f == "-t" || f == "--threads" || f == "--rmse-vs" ||
-            f == "--override-kv") {
-            auto v = value();
-            if (!v) return v.status();
-            if (f == "--tensor-type") {
-                auto o = kiln::parse_tensor_type_override(v.value());
-                if (!o) return o.status();
-                a.opt.overrides.push_back(std::move(o.value()));
-            } else if (f == "-t" || f == "--threads") {
-                char* end = nullptr;
-                long n = std::strtol(v->c_str(), &end, 10);
-                if (v->empty() || *end || n < 1 || n > 1024) return kiln::Status::error("%s: '%s' is not a thread count in [1, 1024]", f.c_str(), v->c_str());
-                a.opt.n_threads = int(n);
-            } else if (f == "--override-kv") {
-                auto kv = kiln::parse_override_kv(v.value());
-                if (!kv) return kv.status();
-                a.override_kv.push_back(v.value());
-            } else if (f == "--rmse-vs") {
-                a.rmse = true;
-                a.rmse_vs = v.value();
-            } else {
-                auto t = kiln::parse_quant_type(v.value());
-                if (!t) return t.status().with_context(f);
-                (f == "--output-tensor-type" ? a.opt.output_type : a.opt.token_embd_type) = t.value();
-            }
-        } else if (f == "--rmse") {
-            a.rmse = true;
-        } else if (f == "-h" || f == "--help") {
-            std::fputs(kUsage, stdout);
-            std::exit(0);
-        } else if (!f.empty() && f[0] == '-') {
-            return kiln::Status::error("unknown flag '%s' (see --help)", f.c_str());
-        } else {
-            pos.push_back(f);
-        }
-    }
+    };
+    f.value("--output-tensor-type", "TYPE", "type of output.weight (or of token_embd when the embeddings are tied)", type_of("--output-tensor-type", &a.opt.output_type));
+    f.value("--token-embedding-type", "TYPE", "type of token_embd.weight", type_of("--token-embedding-type", &a.opt.token_embd_type));
+    f.value("--override-kv", "KEY=TYPE:VALUE", "set a metadata value in the output (TYPE int, float, bool, str)", [&a](const std::string& v) -> kiln::Status {
+        auto kv = kiln::parse_override_kv(v);
+        if (!kv) return kv.status();
+        return a.override_kv.push_back(v), kiln::Status::ok();
+    });
+    f.integer("-t, --threads", "N", "threads (default: all cores)", &a.opt.n_threads, 1, 1024);
+    f.boolean("--rmse", "print each quantized tensor's RMSE against the input on stdout", &a.rmse);
+    f.value("--rmse-vs", "OTHER.gguf", "... and the RMSE of OTHER's version of it (e.g. llama-quantize's output)", [&a](const std::string& v) {
+        return a.rmse = true, a.rmse_vs = v, kiln::Status::ok();
+    });
+    KILN_TRY(f.parse(argc, argv, 3));
+    *usage = f.help();
+    a.help = f.help_requested();
+    if (a.help) return kiln::Status::ok();
+    const auto& pos = f.positional();
     if (pos.size() != 3) return kiln::Status::error("expected IN OUT.gguf TYPE, got %zu arguments (see --help)", pos.size());
     a.in = pos[0], a.out = pos[1], a.type = pos[2];
     auto mix = kiln::parse_quant_mix(a.type);
     if (!mix) return mix.status();
     a.opt.mix = mix.value();
-    return a;
+    return kiln::Status::ok();
 }
 
 kiln::Expected<kiln::GgufFile> open_input(const std::string& path) {
@@ -105,9 +85,10 @@ kiln::Expected<kiln::GgufFile> open_input(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    auto args = parse(argc, argv);
-    if (!args) return fail(args.message());
-    Args& a = args.value();
+    Args a;
+    std::string usage;
+    if (const kiln::Status st = parse(argc, argv, &a, &usage); !st) return fail(st.message());
+    if (a.help) return std::fputs(usage.c_str(), stdout), 0;
     auto f = open_input(a.in);
     if (!f) return fail(f.message());
     // A progress line rewritten in place on a terminal; in a log, only the last state.

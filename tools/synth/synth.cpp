@@ -22,6 +22,7 @@
 #include "kiln/format/quantize.h"
 #include "kiln/thread_pool.h"
 #include "kiln/format/hf_checkpoint.h"
+#include "flags.h"
 
 namespace {
 
@@ -58,41 +59,34 @@ void random_fill(std::vector<float>& v, uint64_t seed, float stddev) {
 
 int main(int argc, char** argv) {
     Args a;
-    for (int i = 1; i < argc; ++i) {
-        std::string f = argv[i];
-        auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-        auto num = [&](int* out) {
-            const char* v = next();
-            char* end = nullptr;
-            long x = v ? std::strtol(v, &end, 10) : 0;
-            if (!v || *end || x <= 0 || x > (1 << 24)) return false;
-            *out = int(x);
-            return true;
-        };
-        bool ok = true;
-        if (f == "--arch") { const char* v = next(); ok = v; if (v) a.arch = v; }
-        else if (f == "--vocab-from") { const char* v = next(); ok = v; if (v) a.vocab_from = v; }
-        else if (f == "-o" || f == "--output") { const char* v = next(); ok = v; if (v) a.out = v; }
-        else if (f == "--type") { const char* v = next(); ok = v; if (v) a.type = v; }
-        else if (f == "--n-embd") ok = num(&a.n_embd);
-        else if (f == "--n-layer") ok = num(&a.n_layer);
-        else if (f == "--n-head") ok = num(&a.n_head);
-        else if (f == "--n-head-kv") ok = num(&a.n_head_kv);
-        else if (f == "--n-ff") ok = num(&a.n_ff);
-        else if (f == "--n-ctx") ok = num(&a.n_ctx);
-        else if (f == "--head-dim") ok = num(&a.head_dim);
-        else if (f == "--row-pool") ok = num(&a.row_pool);
-        else if (f == "--n-expert") ok = num(&a.n_expert);
-        else if (f == "--n-expert-used") ok = num(&a.n_expert_used);
-        else if (f == "--n-ff-exp") ok = num(&a.n_ff_exp);
-        else if (f == "--n-ff-shexp") ok = num(&a.n_ff_shexp);
-        else if (f == "--seed") { int s = 0; ok = num(&s); a.seed = uint64_t(s); }
-        else if (f == "--rope-theta") { int t = 0; ok = num(&t); a.rope_theta = float(t); }
-        else if (f == "--llama3-rope") a.llama3_rope = true;
-        else if (f == "--out-std") { const char* v = next(); char* end = nullptr; a.out_std = v ? std::strtof(v, &end) : 0; ok = v && !*end && a.out_std > 0; }
-        else return fail("unknown flag '" + f + "'");
-        if (!ok) return fail("bad or missing value for " + f);
-    }
+    kiln::cli::Flags f("kiln-synth --vocab-from VOCAB.gguf -o OUT.gguf [options]",
+                       "A random-weight model of the given shape, with VOCAB's tokenizer, in llama-quantize's mix.\n");
+    f.string("--vocab-from", "VOCAB.gguf", "the tokenizer (a llama.cpp vocabulary file or any model)", &a.vocab_from);
+    f.string("-o, --output", "OUT.gguf", "the file to write", &a.out);
+    f.string("--arch", "NAME", "llama (default), qwen2, qwen3, qwen3moe or qwen2moe", &a.arch);
+    f.string("--type", "TYPE", "q4_k_m (default), q8_0, q4_0, f16 or f32", &a.type);
+    f.integer("--n-embd", "N", "width (default 2048)", &a.n_embd, 1, 1 << 24);
+    f.integer("--n-layer", "N", "layers (default 16)", &a.n_layer, 1, 1 << 24);
+    f.integer("--n-head", "N", "query heads (default 32)", &a.n_head, 1, 1 << 24);
+    f.integer("--n-head-kv", "N", "KV heads (default 8)", &a.n_head_kv, 1, 1 << 24);
+    f.integer("--n-ff", "N", "feed-forward width (default 8192)", &a.n_ff, 1, 1 << 24);
+    f.integer("--n-ctx", "N", "trained context (default 4096)", &a.n_ctx, 1, 1 << 24);
+    f.integer("--head-dim", "N", "head width (default n_embd / n_head)", &a.head_dim, 1, 1 << 24);
+    f.integer("--row-pool", "N", "each matrix draws its rows from N random rows (fast for multi-GB files)", &a.row_pool, 1, 1 << 24);
+    f.integer("--n-expert", "N", "MoE: experts", &a.n_expert, 1, 1 << 24);
+    f.integer("--n-expert-used", "N", "MoE: experts per token", &a.n_expert_used, 1, 1 << 24);
+    f.integer("--n-ff-exp", "N", "MoE: expert width", &a.n_ff_exp, 1, 1 << 24);
+    f.integer("--n-ff-shexp", "N", "MoE: shared expert width (qwen2moe)", &a.n_ff_shexp, 1, 1 << 24);
+    f.value("--seed", "N", "random seed (default 1)", [&a](const std::string& v) {
+        int seed = 0;
+        KILN_TRY(kiln::cli::parse_int("--seed", v, 1, 1 << 24, &seed));
+        return a.seed = uint64_t(seed), kiln::Status::ok();
+    });
+    f.number("--rope-theta", "X", "RoPE base (default 10000)", &a.rope_theta, 1, 1e12f);
+    f.boolean("--llama3-rope", "write Llama 3.1's rope_freqs tensor (factor 8, 8192-token original context)", &a.llama3_rope);
+    f.number("--out-std", "X", "std of output.weight (default 0.02; larger: more decisive logits)", &a.out_std, 1e-9f, 1e9f);
+    if (const kiln::Status st = f.parse(argc, argv); !st) return fail(st.message());
+    if (f.help_requested()) return std::fputs(f.help().c_str(), stdout), 0;
     if (a.vocab_from.empty() || a.out.empty()) return fail("usage: kiln-synth --vocab-from VOCAB.gguf -o OUT.gguf [--type q4_k_m|q8_0|q4_0|f16|f32] [shape flags]");
     if (a.type != "q4_k_m" && a.type != "q8_0" && a.type != "q4_0" && a.type != "f16" && a.type != "f32") return fail("--type must be q4_k_m, q8_0, q4_0, f16 or f32");
     if (a.arch != "llama" && a.arch != "qwen2" && a.arch != "qwen3" && a.arch != "qwen3moe" && a.arch != "qwen2moe")
