@@ -152,7 +152,7 @@ TEST_CASE("sampler: repetition penalty and bad parameters") {
     CHECK(s.sample(l.data()) == 3);
     kiln::SamplerParams bad;
     bad.top_p = 1.5f;
-    CHECK(kiln::validate(bad).message().find("--top-p") != std::string::npos);
+    CHECK(kiln::validate(bad).message().find("SamplerParams::top_p") != std::string::npos);
     bad = {};
     bad.temperature = NAN;
     CHECK_FALSE(kiln::validate(bad).is_ok());

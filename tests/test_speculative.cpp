@@ -13,6 +13,7 @@
 #include "kiln/kiln.h"
 #include "test_util.h"
 #include "kiln/speculative.h"
+#include "speculative/verification.h"
 
 namespace {
 
@@ -518,7 +519,7 @@ TEST_CASE("spec: bad combinations are clear errors") {
     CHECK(!kiln::make_model_drafter(smol, *smol, 256, o).is_ok());
     auto mask = kiln::pard_mask_id(*smol);
     REQUIRE(!mask.is_ok());
-    CHECK(mask.message().find("--pard-mask-id") != std::string::npos);
+    CHECK(mask.message().find("DraftModelOptions::pard_mask_id") != std::string::npos);
     {  // the mask id from metadata (here injected as an override)
         kiln::LoadOptions lo;
         lo.override_kv = {"tokenizer.ggml.mask_token_id=int:2"};

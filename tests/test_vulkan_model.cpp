@@ -271,14 +271,14 @@ TEST_CASE("vulkan: unsupported options and models are load-time errors") {
     so.type_v = kiln::DType::F16;
     so.type_k = kiln::DType::F16;
     so.kv_hadamard = true;
-    CHECK(kiln::Session::create(model.value(), so).message().find("--kv-hadamard") != std::string::npos);
+    CHECK(kiln::Session::create(model.value(), so).message().find("SessionOptions::kv_hadamard") != std::string::npos);
     so.kv_hadamard = false;
     so.device = 99;
-    CHECK(kiln::Session::create(model.value(), so).message().find("--device 99") != std::string::npos);
+    CHECK(kiln::Session::create(model.value(), so).message().find("SessionOptions::device 99") != std::string::npos);
     CHECK(kiln::parse_backend("metal").message().find("not a backend") != std::string::npos);
     so.device = 0;
     so.n_expert_used = 2;
-    CHECK(kiln::Session::create(model.value(), so).message().find("--experts-per-token given, but the model has no experts") != std::string::npos);
+    CHECK(kiln::Session::create(model.value(), so).message().find("SessionOptions::n_expert_used given, but the model has no experts") != std::string::npos);
     const std::string moe_path = kiln::test::model_path("synth/synth-qwen3moe.gguf");
     if (!kiln::test::require_file(moe_path)) return;
     auto moe = kiln::Model::load(moe_path);

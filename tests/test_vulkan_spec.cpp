@@ -12,6 +12,7 @@
 #include "kiln/kiln.h"
 #include "kiln/speculative.h"
 #include "vulkan_test_util.h"
+#include "speculative/verification.h"
 
 using kiln::test::VulkanFixture;
 using kiln::vulkan::Buffer;

@@ -6,11 +6,11 @@
 namespace kiln {
 
 Status validate(const SamplerParams& p) {
-    if (!std::isfinite(p.temperature)) return Status::error("--temp %g is not finite", double(p.temperature));
-    if (!(p.top_p >= 0) || p.top_p > 1) return Status::error("--top-p %g must be in [0, 1]", double(p.top_p));
-    if (!(p.min_p >= 0) || p.min_p > 1) return Status::error("--min-p %g must be in [0, 1]", double(p.min_p));
-    if (!(p.repeat_penalty > 0) || !std::isfinite(p.repeat_penalty)) return Status::error("--repeat-penalty %g must be positive", double(p.repeat_penalty));
-    if (p.repeat_last_n < 0) return Status::error("--repeat-last-n %d must be >= 0", p.repeat_last_n);
+    if (!std::isfinite(p.temperature)) return Status::error("SamplerParams::temperature %g is not finite", double(p.temperature));
+    if (!(p.top_p >= 0) || p.top_p > 1) return Status::error("SamplerParams::top_p %g must be in [0, 1]", double(p.top_p));
+    if (!(p.min_p >= 0) || p.min_p > 1) return Status::error("SamplerParams::min_p %g must be in [0, 1]", double(p.min_p));
+    if (!(p.repeat_penalty > 0) || !std::isfinite(p.repeat_penalty)) return Status::error("SamplerParams::repeat_penalty %g must be positive", double(p.repeat_penalty));
+    if (p.repeat_last_n < 0) return Status::error("SamplerParams::repeat_last_n %d must be >= 0", p.repeat_last_n);
     return Status::ok();
 }
 

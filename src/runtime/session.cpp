@@ -8,6 +8,7 @@
 #include "cpu/moe.h"
 #include "cpu/session_impl.h"
 #include "kiln/format/gguf.h"
+#include "speculative/verification.h"
 
 namespace kiln {
 
@@ -155,7 +156,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     m.act.resize(B * (cpu::act_row_bytes(cpu::ActFormat::Q8x32, kmax) + cpu::act_row_bytes(cpu::ActFormat::Q8K, (kmax + 255) / 256 * 256)) + 256);
     if (!m.x.data || !m.gate.data || !m.act.data) return Status::error("out of memory allocating scratch buffers");
     if (c.is_moe()) KILN_TRY(moe_init(m, *s->model_, o.n_expert_used, m.n_batch));
-    else if (o.n_expert_used > 0) return Status::error("%s: --experts-per-token given, but the model has no experts", s->model_->gguf().path().c_str());
+    else if (o.n_expert_used > 0) return Status::error("%s: SessionOptions::n_expert_used given, but the model has no experts", s->model_->gguf().path().c_str());
     return s;
 }
 

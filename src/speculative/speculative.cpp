@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "speculative/draft_length.h"
+#include "speculative/verification.h"
 
 namespace kiln {
 

@@ -243,7 +243,7 @@ Expected<int> pard_mask_id(const Model& draft) {
     auto v = draft.gguf().get_int("tokenizer.ggml.mask_token_id", -1);
     if (!v) return Status(v.status());
     if (v.value() < 0)
-        return Status::error("%s has no tokenizer.ggml.mask_token_id: pass the PARD mask token with --pard-mask-id", draft.gguf().path().c_str());
+        return Status::error("%s has no tokenizer.ggml.mask_token_id: set the PARD mask token (DraftModelOptions::pard_mask_id)", draft.gguf().path().c_str());
     if (v.value() >= draft.config().n_vocab) return Status::error("%s: mask token id %lld is outside the vocabulary", draft.gguf().path().c_str(), (long long)v.value());
     return int(v.value());
 }

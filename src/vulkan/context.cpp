@@ -111,7 +111,7 @@ Expected<std::shared_ptr<Context>> Context::create(int index) {
     KILN_TRY(devices);
     if (devices->empty()) return Status::error("no Vulkan device found (is a Vulkan driver such as mesa-vulkan-drivers installed?)");
     if (index < 0 || size_t(index) >= devices->size())
-        return Status::error("--device %d: there are %zu Vulkan devices (0..%zu; see --list-devices)", index, devices->size(), devices->size() - 1);
+        return Status::error("SessionOptions::device %d: there are %zu Vulkan devices (0..%zu; see list_vulkan_devices())", index, devices->size(), devices->size() - 1);
     const VkPhysicalDevice physical = (*devices)[size_t(index)];
     const VulkanDeviceInfo info = describe(physical, index);
     if (!info.usable) return Status::error("Vulkan device %d (%s) lacks Vulkan 1.2 or a compute queue", index, info.name.c_str());

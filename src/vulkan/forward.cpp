@@ -31,8 +31,8 @@ Status check_supported(const Model& model, const SessionOptions& o) {
     if (c.is_moe() && (k > int(Ops::kMaxExpertsPerToken) || k > c.n_expert))
         return Status::error("%s: %d experts per token: the Vulkan router takes up to %u (and the model has %d)", path, k, Ops::kMaxExpertsPerToken, c.n_expert);
     if (c.n_expert > int(Ops::kMaxExperts)) return Status::error("%s: %d experts: the Vulkan expert shader takes up to %u", path, c.n_expert, Ops::kMaxExperts);
-    if (!c.is_moe() && o.n_expert_used > 0) return Status::error("%s: --experts-per-token given, but the model has no experts", path);
-    if (o.kv_hadamard) return Status::error("--kv-hadamard: the Vulkan backend has no rotated KV cache");
+    if (!c.is_moe() && o.n_expert_used > 0) return Status::error("%s: SessionOptions::n_expert_used given, but the model has no experts", path);
+    if (o.kv_hadamard) return Status::error("SessionOptions::kv_hadamard: the Vulkan backend has no rotated KV cache");
     if (o.type_k != o.type_v || (o.type_k != DType::F16 && o.type_k != DType::Q8_0))
         return Status::error("the Vulkan backend keeps an f16 or q8_0 KV cache, the same for K and V (asked for K %s, V %s)", dtype_name(o.type_k),
                              dtype_name(o.type_v));
@@ -205,7 +205,7 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     const uint64_t kv_layer = uint64_t(c.n_head_kv) * uint64_t(n_ctx) *
                               std::max(Ops::kv_row_bytes(o.type_k, uint32_t(c.head_dim)), Ops::kv_row_bytes(o.type_v, uint32_t(c.head_dim_v)));
     if (kv_layer > max_binding)
-        return Status::error("a context of %d tokens needs %.1f MiB of KV cache per layer, more than %s binds at once (%.1f MiB); lower --ctx", n_ctx,
+        return Status::error("a context of %d tokens needs %.1f MiB of KV cache per layer, more than %s binds at once (%.1f MiB); lower SessionOptions::n_ctx", n_ctx,
                              double(kv_layer) / (1 << 20), f->ctx_->name(), double(max_binding) / (1 << 20));
     const uint64_t widest = B * 4 * uint64_t(std::max({c.n_embd, c.n_ff, c.n_head * c.head_dim, c.n_head * c.head_dim_v}));
     if (widest > max_binding)

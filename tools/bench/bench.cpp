@@ -46,10 +46,7 @@ struct Args {
     std::string ab;  // --ab: a runtime switch measured on against off ("read-ahead", "decode-tuning")
 };
 
-int fail(const std::string& m) {
-    std::fprintf(stderr, "kiln-bench: %s\n", m.c_str());
-    return 1;
-}
+int fail(const std::string& message) { return kiln::cli::fail("kiln-bench", message); }
 
 double median_of(std::vector<double> v) {
     std::sort(v.begin(), v.end());

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 
@@ -180,12 +181,27 @@ void add_session_flags(Flags& f, SessionOptions& o, std::string& isa) {
 std::string with_flag_names(std::string message) {
     static const std::pair<const char*, const char*> kFields[] = {
         {"SessionOptions::n_ctx", "-c/--ctx"},
+        {"SessionOptions::n_expert_used", "--experts-per-token"},
+        {"SessionOptions::kv_hadamard", "--kv-hadamard"},
+        {"SessionOptions::device", "--device"},
+        {"list_vulkan_devices()", "--list-devices"},
+        {"SamplerParams::temperature", "--temp"},
+        {"SamplerParams::top_p", "--top-p"},
+        {"SamplerParams::min_p", "--min-p"},
+        {"SamplerParams::repeat_penalty", "--repeat-penalty"},
+        {"SamplerParams::repeat_last_n", "--repeat-last-n"},
+        {"DraftModelOptions::pard_mask_id", "--pard-mask-id"},
         {"SessionOptions::n_seq_max", "the sequences option"},
         {"SessionOptions::n_batch", "the batch size"},
     };
     for (auto [field, flag] : kFields)
         for (size_t at = message.find(field); at != std::string::npos; at = message.find(field, at)) message.replace(at, std::string(field).size(), flag);
     return message;
+}
+
+int fail(const char* tool, const std::string& message) {
+    std::fprintf(stderr, "%s: %s\n", tool, with_flag_names(message).c_str());
+    return 1;
 }
 
 }  // namespace kiln::cli

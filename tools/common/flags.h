@@ -63,5 +63,8 @@ void add_session_flags(Flags& f, SessionOptions& o, std::string& isa);
 // Library errors name option fields ("SessionOptions::n_ctx"); a tool's user knows the
 // flag ("-c/--ctx"). Rewrites the ones the shared flag groups set.
 std::string with_flag_names(std::string message);
+// Prints "tool: message" (with flag names) to stderr and returns 1, the tools' exit code
+// for an error.
+int fail(const char* tool, const std::string& message);
 
 }  // namespace kiln::cli

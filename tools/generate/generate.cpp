@@ -35,10 +35,7 @@ struct Stats {
     int n_prompt = 0, n_gen = 0;
 };
 
-int fail(const std::string& msg) {
-    std::fprintf(stderr, "kiln-generate: %s\n", msg.c_str());
-    return 1;
-}
+int fail(const std::string& message) { return kiln::cli::fail("kiln-generate", message); }
 
 // Ctrl-C stops the generation (and a long prefill) instead of the process; a second one kills it.
 std::atomic<bool> g_interrupted{false};
@@ -148,7 +145,7 @@ int main(int argc, char** argv) {
 
     const kiln::SessionOptions& so = a.session;
     auto session = kiln::Session::create(model.value(), so);
-    if (!session) return fail(kiln::cli::with_flag_names(session.message()));
+    if (!session) return fail(session.message());
     kiln::Session& s = *session.value();
     if (int(prompt.size()) >= s.n_ctx()) {
         return fail(kiln::strfmt("prompt is %zu tokens but the context holds %d; raise --ctx or shorten the prompt", prompt.size(), s.n_ctx()));

@@ -20,10 +20,7 @@
 
 namespace {
 
-int fail(const std::string& msg) {
-    std::fprintf(stderr, "kiln-quantize: %s\n", msg.c_str());
-    return 1;
-}
+int fail(const std::string& message) { return kiln::cli::fail("kiln-quantize", message); }
 
 struct Args {
     std::string in, out, type;

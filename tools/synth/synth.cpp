@@ -38,10 +38,7 @@ struct Args {
     int row_pool = 0;          // > 0: each matrix draws its rows from this many random rows (fast for multi-GB files)
 };
 
-int fail(const std::string& m) {
-    std::fprintf(stderr, "kiln-synth: %s\n", m.c_str());
-    return 1;
-}
+int fail(const std::string& message) { return kiln::cli::fail("kiln-synth", message); }
 
 // Approximately normal values with the given std (sum of four uniforms), fast and
 // deterministic per tensor.
