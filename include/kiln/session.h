@@ -168,8 +168,9 @@ public:
     // with the whole head ignores this.
     int add_logit_tokens(std::span<const int32_t> tokens);
 
-    // Logits (n_vocab floats) of token i of the last forward (all_logits), or of its last
-    // token for i = -1.
+    // Logits (n_vocab floats) of row i of the last forward (all_logits: token i), or of its
+    // last row for i = -1. After a decode() of several sequences the rows are in the
+    // backend's order: use batch_logits() there.
     const float* logits(int i = -1) const;
     int n_logits() const { return n_logits_; }
 
