@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kiln/dtype.h"
@@ -192,7 +193,8 @@ private:
     Session() = default;
     // Tokens [i0, i0 + n) of the batch; their positions are reserved in the cache.
     Status forward_chunk(const Batch& batch, int i0, int n);
-    Status check_batch(const Batch& batch) const;
+    // Checks a batch; *appends: (sequence, tokens it adds) of each sequence in it.
+    Status check_batch(const Batch& batch, std::vector<std::pair<int, int>>* appends) const;
     Status check_tokens(std::span<const int32_t> tokens) const;
     // A verification on the device: appends batch (<= n_batch tokens) and runs `verify`
     // with the chunk's local RoPE table; no logits come back.

@@ -145,10 +145,10 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
         qs.clear();
         for (int k = k0; k < k1; ++k)
             for (int h = g * G; h < (g + 1) * G; ++h)
-                qs.push_back({s.q() + (size_t(gr.rows[k]) * H + h) * qbytes, first_visible(gr.pos0 + k), gr.pos0 + k});
+                qs.push_back({s.q() + (size_t(gr.row0 + k) * H + h) * qbytes, first_visible(gr.pos0 + k), gr.pos0 + k});
     };
     // out rows of query k (token-major, (tokens, G)) of KV head g in group gr.
-    auto out_row = [&](const AttnGroup& gr, int g, int k) { return out + (size_t(gr.rows[k / G]) * H + size_t(g) * G + k % G) * Dv; };
+    auto out_row = [&](const AttnGroup& gr, int g, int k) { return out + (size_t(gr.row0 + k / G) * H + size_t(g) * G + k % G) * Dv; };
     auto pages = [&](const AttnGroup& gr) { return kv.seqs.pages(gr.seq); };
 
     if (n > kSplitTokens) {
@@ -236,9 +236,7 @@ void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, 
 
 void attention(const cpu::KernelTable& kt, ThreadPool& pool, const KvCache& kv, AttnScratch& s, const ModelConfig& c, int il,
                int pos0, int n, const float* q, float* out, float kq_scale, int window) {
-    std::vector<int> rows(static_cast<size_t>(n));  // (n) row i is token i
-    for (int i = 0; i < n; ++i) rows[size_t(i)] = i;
-    const AttnGroup group{0, pos0, n, rows.data()};
+    const AttnGroup group{0, pos0, n, 0};
     attention(kt, pool, kv, s, c, il, std::span<const AttnGroup>(&group, 1), q, out, kq_scale, window);
 }
 

@@ -90,7 +90,7 @@ void SessionState::order_rows(const Batch& batch, int i0, int n) {
         const int seq = batch.seq[size_t(i0 + i)];
         size_t gi = 0;
         while (gi < groups.size() && groups[gi].seq != seq) ++gi;
-        if (gi == groups.size()) groups.push_back({seq, batch.pos[size_t(i0 + i)], 0, nullptr});
+        if (gi == groups.size()) groups.push_back({seq, batch.pos[size_t(i0 + i)], 0, 0});
         group_of[size_t(i)] = int(gi);
         ++groups[gi].n;
     }
@@ -101,21 +101,19 @@ void SessionState::order_rows(const Batch& batch, int i0, int n) {
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
         return (groups[size_t(a)].n <= kStreamingTokens) > (groups[size_t(b)].n <= kStreamingTokens);
     });
-    std::vector<int> first(groups.size());  // (groups) first row of each
     streamed = 0;
     for (int r = 0; int gi : order) {
-        first[size_t(gi)] = r, r += groups[size_t(gi)].n;
+        groups[size_t(gi)].row0 = r, r += groups[size_t(gi)].n;
         if (groups[size_t(gi)].n <= kStreamingTokens) streamed = r;
     }
-    row_token.resize(size_t(n)), row_seq.resize(size_t(n)), row_pos.resize(size_t(n)), row_index.resize(size_t(n)), group_rows.resize(size_t(n));
-    std::vector<int> fill = first;  // (groups) next free row of each
+    row_token.resize(size_t(n)), row_seq.resize(size_t(n)), row_pos.resize(size_t(n)), row_index.resize(size_t(n));
+    std::vector<int> fill(groups.size());  // (groups) rows of each placed so far
     for (int i = 0; i < n; ++i) {
-        const int r = fill[size_t(group_of[size_t(i)])]++;
-        row_token[size_t(r)] = batch.token[size_t(i0 + i)], row_seq[size_t(r)] = batch.seq[size_t(i0 + i)], row_pos[size_t(r)] = batch.pos[size_t(i0 + i)];
-        row_index[size_t(r)] = i0 + i;
-        group_rows[size_t(r)] = r;
+        const size_t gi = size_t(group_of[size_t(i)]);
+        const size_t r = size_t(groups[gi].row0 + fill[gi]++);
+        row_token[r] = batch.token[size_t(i0 + i)], row_seq[r] = batch.seq[size_t(i0 + i)], row_pos[r] = batch.pos[size_t(i0 + i)];
+        row_index[r] = i0 + i;
     }
-    for (size_t gi = 0; gi < groups.size(); ++gi) groups[gi].rows = group_rows.data() + first[gi];
 }
 
 namespace {
@@ -253,10 +251,6 @@ private:
     }
 };
 
-}  // namespace
-
-namespace {
-
 // The CPU backend: the chunk's rows ordered by sequence, the recipe over CpuForward, the logits rows asked for.
 class CpuRunner final : public ChunkRunner {
 public:
@@ -290,10 +284,10 @@ private:
         for (int pass = 0; pass < 2; ++pass) {
             for (const AttnGroup& g : s.groups) {
                 int wanted = 0;
-                for (int j = 0; j < g.n; ++j) wanted += batch.logits[size_t(s.row_index[size_t(g.rows[j])])];
+                for (int r = g.row0; r < g.row0 + g.n; ++r) wanted += batch.logits[size_t(s.row_index[size_t(r)])];
                 if ((wanted <= kStreamingTokens) != (pass == 0)) continue;
-                for (int j = 0; j < g.n; ++j)
-                    if (batch.logits[size_t(s.row_index[size_t(g.rows[j])])]) out_rows.push_back(g.rows[j]);
+                for (int r = g.row0; r < g.row0 + g.n; ++r)
+                    if (batch.logits[size_t(s.row_index[size_t(r)])]) out_rows.push_back(r);
             }
             if (pass == 0) head_streamed = int(out_rows.size());
         }

@@ -67,7 +67,6 @@ Status KvCache::reserve(const std::vector<std::pair<int, int>>& appends) {
 
 void KvCache::copy_page(int from, int to) {
     for (size_t il = 0; il < k.size(); ++il) {
-        if (!k[il].data) continue;  // a layer this session skips
         std::memcpy(k[il].data + size_t(to) * k_page_bytes(), k[il].data + size_t(from) * k_page_bytes(), k_page_bytes());
         std::memcpy(v[il].data + size_t(to) * v_page_bytes(), v[il].data + size_t(from) * v_page_bytes(), v_page_bytes());
     }

@@ -61,10 +61,6 @@ void share_starts(const cpu::KernelTable& kt, std::initializer_list<const Tensor
     }
 }
 
-}  // namespace
-
-namespace {
-
 // One pass of linear_group over n rows of x (one kernel call per thread and matrix).
 void linear_pass(SessionState& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n, float* const* ys,
                  std::initializer_list<const TensorView*> next) {

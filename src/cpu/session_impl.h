@@ -36,7 +36,7 @@ struct AttnGroup {
     int seq;          // its KvPages sequence
     int pos0;         // position of its first token here; token k is at pos0 + k
     int n;            // its tokens in the chunk
-    const int* rows;  // (n) their rows in q and out, in position order
+    int row0;         // their rows in q and out: row0 .. row0 + n - 1, in position order
 };
 
 struct MoeScratch;  // moe.h
@@ -103,8 +103,7 @@ struct SessionState {
     std::vector<int32_t> row_token, row_seq, row_pos;  // (n) each
     std::vector<int> row_index;                        // (n) the batch index of each row
     int streamed = 0;
-    std::vector<AttnGroup> groups;  // (sequences in the chunk) for attention
-    std::vector<int> group_rows;    // (n) rows, group by group
+    std::vector<AttnGroup> groups;  // (sequences in the chunk) for attention; their rows are contiguous
     void order_rows(const Batch& batch, int i0, int n);
 
     // Fills rope_cs for n tokens at positions pos: the global-base table, then (models

@@ -168,7 +168,7 @@ Status Session::check_tokens(std::span<const int32_t> tokens) const {
     return Status::ok();
 }
 
-Status Session::check_batch(const Batch& b) const {
+Status Session::check_batch(const Batch& b, std::vector<std::pair<int, int>>* appends) const {
     const size_t n = b.token.size();
     if (b.seq.size() != n || b.pos.size() != n || b.logits.size() != n)
         return Status::error("batch: %zu tokens but %zu sequence ids, %zu positions, %zu logits flags", n, b.seq.size(), b.pos.size(), b.logits.size());
@@ -185,20 +185,24 @@ Status Session::check_batch(const Batch& b) const {
             return Status::error("context full: sequence %d holds %d tokens, %d new exceed the context size of %d (SessionOptions::n_ctx)", seq, seq_length(seq),
                                  added[size_t(seq)], n_ctx_);
     KILN_TRY(impl_->runner->check(b));
+    appends->clear();
+    for (int seq = 0; seq < n_seq_max(); ++seq)
+        if (added[size_t(seq)] > 0) appends->push_back({seq, added[size_t(seq)]});
     return Status::ok();
 }
 
 Status Session::verify_on_device(const char* what, std::span<const int32_t> batch, const std::function<Status(const float* rope_local)>& verify) {
     const int n = int(batch.size());
     if (n > impl_->n_batch) return Status::error("%s: %d tokens exceed the batch size %d", what, n, impl_->n_batch);
-    std::vector<int32_t> pos(static_cast<size_t>(n));  // (n) the positions the batch takes
-    for (int i = 0; i < n; ++i) pos[size_t(i)] = n_past() + i;
-    if (n_past() + n > n_ctx_) return Status::error("context full: %d tokens in the cache + %d new exceed the context size of %d (SessionOptions::n_ctx)", n_past(), n, n_ctx_);
-    const float* rope_local = impl_->fill_rope(model_->config(), pos.data(), n);
+    Batch b;  // sequence 0, as forward(batch, true) would run it: the same checks
+    for (int i = 0; i < n; ++i) b.add(batch[size_t(i)], 0, n_past() + i, true);
+    std::vector<std::pair<int, int>> appends;  // {(0, n)}
+    KILN_TRY(check_batch(b, &appends));
+    const float* rope_local = impl_->fill_rope(model_->config(), b.pos.data(), n);
     n_logits_ = 0;
     logits_row_.clear();
     const int before = n_past();
-    KILN_TRY(impl_->kv.reserve({{0, n}}));
+    KILN_TRY(impl_->kv.reserve(appends));
     const Status st = verify(rope_local);
     if (!st.is_ok()) impl_->kv.seqs.truncate(0, before);
     return st;
@@ -244,14 +248,9 @@ Status Session::forward(std::span<const int32_t> tokens, bool all_logits) {
 }
 
 Status Session::decode(const Batch& batch) {
-    KILN_TRY(check_batch(batch));
-    const int n = batch.size();
     std::vector<std::pair<int, int>> appends;  // (sequences in the batch) (sequence, tokens)
-    for (int seq : batch.seq) {
-        auto it = std::find_if(appends.begin(), appends.end(), [&](auto& a) { return a.first == seq; });
-        if (it == appends.end()) appends.push_back({seq, 1});
-        else ++it->second;
-    }
+    KILN_TRY(check_batch(batch, &appends));
+    const int n = batch.size();
     std::vector<std::pair<int, int>> before;  // (sequences in the batch) (sequence, length), to undo a failed pass
     for (auto [seq, count] : appends) before.push_back({seq, seq_length(seq)});
     KILN_TRY(impl_->kv.reserve(appends));

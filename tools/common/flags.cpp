@@ -191,8 +191,6 @@ std::string with_flag_names(std::string message) {
         {"SamplerParams::repeat_penalty", "--repeat-penalty"},
         {"SamplerParams::repeat_last_n", "--repeat-last-n"},
         {"DraftModelOptions::pard_mask_id", "--pard-mask-id"},
-        {"SessionOptions::n_seq_max", "the sequences option"},
-        {"SessionOptions::n_batch", "the batch size"},
     };
     for (auto [field, flag] : kFields)
         for (size_t at = message.find(field); at != std::string::npos; at = message.find(field, at)) message.replace(at, std::string(field).size(), flag);
