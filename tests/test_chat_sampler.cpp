@@ -150,7 +150,33 @@ TEST_CASE("sampler: repetition penalty and bad parameters") {
     kiln::Sampler s(p, 50);
     s.accept(7);  // 4.0 -> 2.0, below token 3's 3.5
     CHECK(s.sample(l.data()) == 3);
+    // Frequency counts occurrences (4.0 - 0.3 once = 3.7 stays above 3.5, twice = 3.4 does not),
+    // presence counts a token once; the sampled chain (top-k 2) sees the same logits.
+    kiln::SamplerParams f;
+    f.temperature = 0, f.frequency_penalty = 0.3f;
+    kiln::Sampler fs(f, 50);
+    fs.accept(7);
+    CHECK(fs.sample(l.data()) == 7);
+    fs.accept(7);
+    CHECK(fs.penalized() == std::vector<int32_t>{7, 7});
+    CHECK(fs.sample(l.data()) == 3);
+    f.temperature = 1, f.top_k = 2, f.top_p = 1, f.min_p = 0;
+    kiln::Sampler fd(f, 50);
+    fd.accept(7), fd.accept(7);
+    const auto d = fd.distribution(l.data());
+    REQUIRE(d.size() == 2);
+    CHECK(d[0].first == 3);
+    CHECK(d[0].second == doctest::Approx(1 / (1 + std::exp(-0.1))));
+    kiln::SamplerParams pr;
+    pr.temperature = 0, pr.presence_penalty = 0.6f;
+    kiln::Sampler ps(pr, 50);
+    ps.accept(7), ps.accept(7);
+    CHECK(ps.penalized() == std::vector<int32_t>{7});
+    CHECK(ps.sample(l.data()) == 3);
     kiln::SamplerParams bad;
+    bad.frequency_penalty = 3;
+    CHECK(kiln::validate(bad).message().find("SamplerParams::frequency_penalty") != std::string::npos);
+    bad = {};
     bad.top_p = 1.5f;
     CHECK(kiln::validate(bad).message().find("SamplerParams::top_p") != std::string::npos);
     bad = {};

@@ -4,7 +4,7 @@
 set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config python3 python3-pip
-  libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev nlohmann-json3-dev libpcre2-dev
+  libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev nlohmann-json3-dev libpcre2-dev libcpp-httplib-dev
   clang libclang-rt-14-dev
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
   qemu-user

@@ -1,5 +1,5 @@
-// Token sampling: greedy, or the llama.cpp chain repetition penalty -> top-k -> top-p ->
-// min-p -> temperature -> draw. The same seed gives the same tokens.
+// Token sampling: greedy, or the llama.cpp chain penalties (repetition, frequency, presence)
+// -> top-k -> top-p -> min-p -> temperature -> draw. The same seed gives the same tokens.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +19,9 @@ struct SamplerParams {
     float top_p = 0.95f;         // >= 1: off
     float min_p = 0.05f;         // <= 0: off
     float repeat_penalty = 1.0f; // 1: off
-    int repeat_last_n = 64;      // tokens the penalty looks back over
+    float frequency_penalty = 0; // subtracted from a logit once per occurrence in the window (0: off)
+    float presence_penalty = 0;  // subtracted once from the logit of every token in the window (0: off)
+    int repeat_last_n = 64;      // tokens the penalties look back over
     uint64_t seed = 0xC0FFEE;
 };
 
@@ -29,7 +31,8 @@ Status validate(const SamplerParams& p);
 // The distribution the sampling chain draws from for one row of logits (n_vocab floats):
 // (token, probability) pairs in the chain's order (logit descending, then token id),
 // probabilities summing to 1 (greedy: the argmax with probability 1). `penalized`: the
-// distinct tokens the repetition penalty applies to.
+// tokens the penalties apply to, once per occurrence in the window (as Sampler::penalized()
+// gives them; repetition and presence count a token once, frequency each time).
 std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams& p, const float* logits, int n_vocab, std::span<const int32_t> penalized);
 // The token a uniform draw u in [0, 1) picks from such a distribution (cumulative, in order).
 int32_t draw(const std::vector<std::pair<int32_t, float>>& dist, double u);
@@ -45,8 +48,8 @@ public:
     // The distribution sample() draws from: (token, probability) pairs, probabilities
     // summing to 1 (greedy: the argmax with probability 1).
     std::vector<std::pair<int32_t, float>> distribution(const float* logits) const;
-    // The distinct tokens the repetition penalty applies to once `then` has been accepted
-    // too (empty when the penalty is off).
+    // The tokens the penalties apply to once `then` has been accepted too (empty when all
+    // are off): sorted, distinct unless the frequency penalty counts occurrences.
     std::vector<int32_t> penalized(std::span<const int32_t> then = {}) const;
     // A uniform draw in [0, 1) from the sampler's generator.
     double uniform();

@@ -34,7 +34,7 @@ namespace kiln {
 // over a batch of n tokens: the pending token, then n - 1 drafts.
 struct SampledVerification {
     SamplerParams params;  // the target's sampling chain (temperature > 0)
-    std::vector<std::vector<int32_t>> penalized;            // (n) distinct tokens the repetition penalty hits at row m (drafts < m kept)
+    std::vector<std::vector<int32_t>> penalized;            // (n) tokens the penalties hit at row m (drafts < m kept), as Sampler::penalized()
     std::vector<std::vector<std::pair<int32_t, float>>> q;  // (n - 1) the distribution draft m was drawn from; empty: drafted with certainty
     // (2n) uniforms in [0, 1): u[2m] tests draft m, u[2m + 1] draws row m's token after a
     // rejection there (or after the last draft). Drawn up front, so the device and the host

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "kiln/tokenizer.h"
+#include "stop_text.h"
 
 namespace kiln {
 
@@ -12,19 +13,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Length of the longest suffix of `text` that is a proper prefix of a stop string: text
-// that must be held back until the next piece shows whether a stop string completes.
-size_t held_back(std::string_view text, const std::vector<std::string>& stop) {
-    size_t hold = 0;
-    for (const std::string& s : stop)
-        for (size_t n = std::min(s.size() - 1, text.size()); n > hold; --n)
-            if (text.substr(text.size() - n) == std::string_view(s).substr(0, n)) {
-                hold = n;
-                break;
-            }
-    return hold;
-}
 
 }  // namespace
 
@@ -66,13 +54,12 @@ Expected<GenerateResult> generate(Session& session, Sampler& sampler, std::span<
     r.prefill_s = seconds_since(t0);
     if (session.n_logits() == 0) return Status::error("generate: no prompt and nothing in the session to continue from");
 
-    TokenStreamDecoder stream(tok);
-    std::string unsent;  // text not yet given to on_text (a possible stop string's start)
+    StopText text(tok, o.stop);
     const auto t1 = Clock::now();
     auto finish = [&](StopReason why) -> GenerateResult {
-        if (why != StopReason::StopString) unsent += stream.flush();
-        r.text += unsent;
-        if (o.on_text && !unsent.empty() && why != StopReason::Callback) o.on_text(unsent);
+        const std::string rest = text.take(/*final=*/true);
+        r.text += rest;
+        if (o.on_text && !rest.empty() && why != StopReason::Callback) o.on_text(rest);
         r.stop = why;
         r.decode_s = seconds_since(t1);
         return std::move(r);
@@ -85,19 +72,9 @@ Expected<GenerateResult> generate(Session& session, Sampler& sampler, std::span<
         if (!o.ignore_eos && tok.is_eog(next)) return finish(StopReason::EndOfGeneration);
         r.tokens.push_back(next);
         if (o.on_token && !o.on_token(next)) return finish(StopReason::Callback);
-        unsent += stream.push(next);
-        for (const std::string& s : o.stop) {
-            const size_t at = unsent.find(s);
-            if (at != std::string::npos) {
-                unsent.resize(at);
-                return finish(StopReason::StopString);
-            }
-        }
-        const size_t hold = held_back(unsent, o.stop);
-        if (unsent.size() > hold) {
-            const std::string ready = unsent.substr(0, unsent.size() - hold);
+        if (text.push(next)) return finish(StopReason::StopString);
+        if (const std::string ready = text.take(/*final=*/false); !ready.empty()) {
             r.text += ready;
-            unsent.erase(0, ready.size());
             if (o.on_text && !o.on_text(ready)) return finish(StopReason::Callback);
         }
         if (o.n_predict >= 0 && i + 1 >= o.n_predict) return finish(StopReason::Length);

@@ -10,6 +10,10 @@ Status validate(const SamplerParams& p) {
     if (!(p.top_p >= 0) || p.top_p > 1) return Status::error("SamplerParams::top_p %g must be in [0, 1]", double(p.top_p));
     if (!(p.min_p >= 0) || p.min_p > 1) return Status::error("SamplerParams::min_p %g must be in [0, 1]", double(p.min_p));
     if (!(p.repeat_penalty > 0) || !std::isfinite(p.repeat_penalty)) return Status::error("SamplerParams::repeat_penalty %g must be positive", double(p.repeat_penalty));
+    if (!std::isfinite(p.frequency_penalty) || std::fabs(p.frequency_penalty) > 2)
+        return Status::error("SamplerParams::frequency_penalty %g must be in [-2, 2]", double(p.frequency_penalty));
+    if (!std::isfinite(p.presence_penalty) || std::fabs(p.presence_penalty) > 2)
+        return Status::error("SamplerParams::presence_penalty %g must be in [-2, 2]", double(p.presence_penalty));
     if (p.repeat_last_n < 0) return Status::error("SamplerParams::repeat_last_n %d must be >= 0", p.repeat_last_n);
     return Status::ok();
 }
@@ -25,12 +29,13 @@ void Sampler::accept(int32_t token) {
 double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
 
 std::vector<int32_t> Sampler::penalized(std::span<const int32_t> then) const {
-    if (params_.repeat_penalty == 1.0f || params_.repeat_last_n <= 0) return {};
+    const bool any = params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0 || params_.presence_penalty != 0;
+    if (!any || params_.repeat_last_n <= 0) return {};
     std::vector<int32_t> window(recent_.begin(), recent_.end());  // the last repeat_last_n tokens after `then`
     window.insert(window.end(), then.begin(), then.end());
     if (int(window.size()) > params_.repeat_last_n) window.erase(window.begin(), window.end() - params_.repeat_last_n);
     std::sort(window.begin(), window.end());
-    window.erase(std::unique(window.begin(), window.end()), window.end());
+    if (params_.frequency_penalty == 0) window.erase(std::unique(window.begin(), window.end()), window.end());
     return window;
 }
 
@@ -39,9 +44,13 @@ std::vector<std::pair<int32_t, float>> Sampler::distribution(const float* logits
 }
 
 std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams& params, const float* logits, int n_vocab, std::span<const int32_t> penalized) {
-    // Repetition penalty (llama.cpp's: divide positive logits, multiply negative ones).
-    const bool penalize = params.repeat_penalty != 1.0f;
-    auto penalized_logit = [&](float l) { return l > 0 ? l / params.repeat_penalty : l * params.repeat_penalty; };
+    // Penalties, as llama.cpp's: repetition divides positive logits and multiplies negative
+    // ones, then frequency x occurrences and presence are subtracted.
+    const bool penalize = params.repeat_penalty != 1.0f || params.frequency_penalty != 0 || params.presence_penalty != 0;
+    auto penalized_logit = [&](float l, int count) {
+        if (params.repeat_penalty != 1.0f) l = l > 0 ? l / params.repeat_penalty : l * params.repeat_penalty;
+        return l - float(count) * params.frequency_penalty - params.presence_penalty;
+    };
     if (params.temperature <= 0) {
         // Greedy: the argmax of the penalized logits in one pass (no candidate list: a
         // 262144-token vocabulary would cost a 2 MB copy per token). Ties to the lower id.
@@ -54,16 +63,26 @@ std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams
         for (int32_t i = 0; i < n_vocab; ++i) {
             float l = logits[i];
             while (next < pen.size() && pen[next] < i) ++next;
-            if (penalize && next < pen.size() && pen[next] == i) l = penalized_logit(l);
+            int count = 0;
+            while (next + size_t(count) < pen.size() && pen[next + size_t(count)] == i) ++count;
+            if (penalize && count > 0) l = penalized_logit(l, count);
             if (!any || l > best_l) best = i, best_l = l, any = true;
         }
         return {{best, 1.0f}};
     }
     std::vector<std::pair<int32_t, float>> cand(static_cast<size_t>(n_vocab));  // (token, logit), then probability
     for (int i = 0; i < n_vocab; ++i) cand[size_t(i)] = {i, logits[i]};
-    if (penalize)
-        for (int32_t t : penalized)
-            if (t >= 0 && t < n_vocab) cand[size_t(t)].second = penalized_logit(cand[size_t(t)].second);
+    if (penalize) {
+        std::vector<int32_t> pen(penalized.begin(), penalized.end());  // sorted: equal tokens adjacent
+        std::sort(pen.begin(), pen.end());
+        for (size_t i = 0; i < pen.size();) {
+            size_t j = i;
+            while (j < pen.size() && pen[j] == pen[i]) ++j;
+            const int32_t t = pen[i];
+            if (t >= 0 && t < n_vocab) cand[size_t(t)].second = penalized_logit(cand[size_t(t)].second, int(j - i));
+            i = j;
+        }
+    }
     auto by_logit = [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); };
     // top-k
     size_t keep = cand.size();

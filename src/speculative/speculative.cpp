@@ -112,7 +112,8 @@ Status speculative_generate(Session& target, Sampler& sampler, Drafter& drafter,
     const Tokenizer& tok = target.model().tokenizer();
     const int n_vocab = target.model().config().n_vocab;
     // Greedy without a repetition penalty: a draft is kept iff it is the target's argmax.
-    const bool greedy = sampler.params().temperature <= 0 && sampler.params().repeat_penalty == 1.0f;
+    const SamplerParams& sp = sampler.params();
+    const bool greedy = sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.frequency_penalty == 0 && sp.presence_penalty == 0;
 
     // The adaptive draft length starts from verifications of 1 and 1 + draft_max tokens.
     std::optional<DraftLengthModel> lengths;

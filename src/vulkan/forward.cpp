@@ -536,6 +536,7 @@ Status VulkanForward::verify_greedy(const int32_t* tokens, int n, int pos0, cons
 
 bool VulkanForward::can_verify_sampled(const SampledVerification& v) const {
     if (!(v.params.temperature > 0) || v.params.top_k < 1 || v.params.top_k > int(Ops::kMaxTopK)) return false;
+    if (v.params.frequency_penalty != 0 || v.params.presence_penalty != 0) return false;  // the shader has the repetition penalty only
     for (const auto& pen : v.penalized)
         if (pen.size() > Ops::kMaxPenalized) return false;
     for (const auto& q : v.q)

@@ -178,6 +178,25 @@ void add_session_flags(Flags& f, SessionOptions& o, std::string& isa) {
     });
 }
 
+void add_sampling_flags(Flags& f, SamplerParams& p) {
+    f.number("--temp", "T", "temperature (default 0.8; 0 = greedy)", &p.temperature, 0, 1e6f);
+    f.integer("--top-k", "K", "(default 40, 0 = off)", &p.top_k, 0, 1 << 30);
+    f.number("--top-p", "P", "(default 0.95, 1 = off)", &p.top_p, 0, 1);
+    f.number("--min-p", "P", "(default 0.05, 0 = off)", &p.min_p, 0, 1);
+    f.number("--repeat-penalty", "X", "(default 1.0 = off)", &p.repeat_penalty, 0, 1e6f);
+    f.integer("--repeat-last-n", "N", "tokens the penalties look back over (default 64)", &p.repeat_last_n, 0, 1 << 20);
+    f.number("--frequency-penalty", "X", "subtracted per occurrence in the window (default 0 = off)", &p.frequency_penalty, -2, 2);
+    f.number("--presence-penalty", "X", "subtracted once per token in the window (default 0 = off)", &p.presence_penalty, -2, 2);
+    f.value("-s, --seed", "N", "sampling seed", [&p](const std::string& v) -> Status {
+        char* end = nullptr;
+        errno = 0;
+        const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+        if (v.empty() || *end || errno || v[0] == '-') return Status::error("--seed: '%s' is not a non-negative integer", v.c_str());
+        p.seed = x;
+        return Status::ok();
+    });
+}
+
 std::string with_flag_names(std::string message) {
     static const std::pair<const char*, const char*> kFields[] = {
         {"SessionOptions::n_ctx", "-c/--ctx"},
@@ -189,6 +208,8 @@ std::string with_flag_names(std::string message) {
         {"SamplerParams::top_p", "--top-p"},
         {"SamplerParams::min_p", "--min-p"},
         {"SamplerParams::repeat_penalty", "--repeat-penalty"},
+        {"SamplerParams::frequency_penalty", "--frequency-penalty"},
+        {"SamplerParams::presence_penalty", "--presence-penalty"},
         {"SamplerParams::repeat_last_n", "--repeat-last-n"},
         {"DraftModelOptions::pard_mask_id", "--pard-mask-id"},
     };

@@ -60,6 +60,10 @@ void add_load_flags(Flags& f, LoadOptions& o);
 // ISA name lives in `isa`).
 void add_session_flags(Flags& f, SessionOptions& o, std::string& isa);
 
+// The sampling flags: --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,
+// --frequency-penalty, --presence-penalty, -s/--seed.
+void add_sampling_flags(Flags& f, SamplerParams& p);
+
 // Library errors name option fields ("SessionOptions::n_ctx"); a tool's user knows the
 // flag ("-c/--ctx"). Rewrites the ones the shared flag groups set.
 std::string with_flag_names(std::string message);

@@ -26,20 +26,7 @@ kiln::Status parse_generate_args(int argc, char** argv, GenerateArgs* out, std::
     f.boolean("--special", "parse special-token text (e.g. <|im_start|>) in a raw prompt", &a.special);
     f.boolean("-i, --interactive", "read further turns from stdin", &a.interactive);
     f.section("Sampling");
-    f.number("--temp", "T", "temperature (default 0.8; 0 = greedy)", &a.sampling.temperature, 0, 1e6f);
-    f.integer("--top-k", "K", "(default 40, 0 = off)", &a.sampling.top_k, 0, 1 << 30);
-    f.number("--top-p", "P", "(default 0.95, 1 = off)", &a.sampling.top_p, 0, 1);
-    f.number("--min-p", "P", "(default 0.05, 0 = off)", &a.sampling.min_p, 0, 1);
-    f.number("--repeat-penalty", "X", "(default 1.0 = off)", &a.sampling.repeat_penalty, 0, 1e6f);
-    f.integer("--repeat-last-n", "N", "(default 64)", &a.sampling.repeat_last_n, 0, 1 << 20);
-    f.value("-s, --seed", "N", "sampling seed", [&a](const std::string& v) -> Status {
-        char* end = nullptr;
-        errno = 0;
-        const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
-        if (v.empty() || *end || errno || v[0] == '-') return Status::error("--seed: '%s' is not a non-negative integer", v.c_str());
-        a.sampling.seed = x;
-        return Status::ok();
-    });
+    kiln::cli::add_sampling_flags(f, a.sampling);
     f.boolean("--ignore-eos", "keep generating past end-of-generation tokens", &a.ignore_eos);
     f.section("Model and session");
     kiln::cli::add_session_flags(f, a.session, a.isa);

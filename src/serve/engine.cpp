@@ -1,0 +1,396 @@
+// Engine: the continuous-batching scheduler and prefix cache (include/kiln/engine.h).
+//
+// Determinism: a request's reply must not depend on what else is running, so its prompt is
+// always computed in the same pieces. Prompt chunks end at multiples of kKvPagePositions
+// (or at the prompt's end), and a cached prefix is reused only up to a multiple of
+// kKvPagePositions, so each prompt position is computed in the same chunk (same kernels,
+// same bits: Session::decode is batch invariant) whether the request runs alone or beside
+// fifteen others, with or without a cache hit. Reused whole pages also need no copy.
+#include "kiln/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kiln/tokenizer.h"
+#include "runtime/stop_text.h"
+
+namespace kiln {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kPage = kKvPagePositions;
+constexpr int kMaxLogprobs = 20;
+
+struct Engine::Running {
+    std::shared_ptr<RequestHandle> handle;
+    EngineRequest req;
+    int seq = -1;
+    int n_cached = 0;        // prompt tokens reused from the prefix cache
+    int n_fed = 0;           // prompt tokens in the KV cache (cached ones included)
+    int n_generated = 0;
+    int32_t pending = -1;    // the sampled token the next step feeds (-1: still in the prompt)
+    Sampler sampler;
+    StopText text;
+    Running(std::shared_ptr<RequestHandle> h, EngineRequest r, const Tokenizer& tok, int n_vocab)
+        : handle(std::move(h)), req(std::move(r)), sampler(req.sampling, n_vocab), text(tok, req.stop) {}
+};
+
+bool RequestHandle::next(EngineEvent* e, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!ready_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return false;
+    *e = std::move(events_.front());
+    events_.pop_front();
+    return true;
+}
+
+void RequestHandle::push(EngineEvent e) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        events_.push_back(std::move(e));
+    }
+    ready_.notify_all();
+}
+
+Expected<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> model, const EngineOptions& o) {
+    if (!model) return Status::error("Engine::create: no model");
+    if (o.n_parallel < 1 || o.n_parallel > 256) return Status::error("EngineOptions::n_parallel %d must be in [1, 256]", o.n_parallel);
+    if (o.step_tokens < kPage + o.n_parallel)
+        return Status::error("EngineOptions::step_tokens %d must be at least %d (a prompt chunk of %d beside one token per slot)", o.step_tokens,
+                             kPage + o.n_parallel, kPage);
+    if (o.max_queue < 0) return Status::error("EngineOptions::max_queue %d must be >= 0", o.max_queue);
+    if (o.cache_entries < 0) return Status::error("EngineOptions::cache_entries %d must be >= 0", o.cache_entries);
+    if (o.n_ctx_per_seq < 0) return Status::error("EngineOptions::n_ctx_per_seq %d must be >= 0", o.n_ctx_per_seq);
+    std::unique_ptr<Engine> e(new Engine());
+    e->model_ = model;
+    e->options_ = o;
+    const int trained = model->config().n_ctx_train > 0 ? model->config().n_ctx_train : 4096;
+    const int per_seq = o.n_ctx_per_seq > 0 ? o.n_ctx_per_seq : std::min(trained, 4096);
+    e->n_ctx_per_seq_ = std::max(kPage, per_seq / kPage * kPage);
+    const int slots = o.n_parallel * e->n_ctx_per_seq_;
+    const int cache = o.cache_positions < 0 ? slots : (o.cache_positions + kPage - 1) / kPage * kPage;
+    const int entries = o.cache_entries > 0 ? o.cache_entries : 2 * o.n_parallel;
+    SessionOptions so = o.session;
+    so.n_ctx = slots + cache;
+    so.n_seq_max = o.n_parallel + entries;
+    so.n_batch = o.step_tokens;
+    auto session = Session::create(model, so);
+    if (!session) return session.status();
+    e->session_ = std::move(session.value());
+    e->seqs_.resize(size_t(so.n_seq_max));
+    e->metrics_.kv_total = e->session_->n_ctx();
+    e->thread_ = std::thread([p = e.get()] { p->loop(); });
+    return e;
+}
+
+Engine::~Engine() {
+    shutdown();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        exit_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+Expected<std::shared_ptr<RequestHandle>> Engine::submit(EngineRequest r, Refusal* why) {
+    auto refuse = [&](Refusal kind, Status s) -> Expected<std::shared_ptr<RequestHandle>> {
+        if (why) *why = kind;
+        if (kind != Refusal::Invalid) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++metrics_.requests_refused;
+        }
+        return s;
+    };
+    if (why) *why = Refusal::None;
+    const int n_vocab = model_->config().n_vocab;
+    if (r.prompt.empty()) return refuse(Refusal::Invalid, Status::error("the prompt is empty"));
+    for (int32_t t : r.prompt)
+        if (t < 0 || t >= n_vocab) return refuse(Refusal::Invalid, Status::error("prompt token %d is outside the vocabulary (%d tokens)", t, n_vocab));
+    const int n = int(r.prompt.size());
+    if (n >= n_ctx_per_seq_)
+        return refuse(Refusal::Invalid, Status::error("the prompt is %d tokens but a request may use %d (the context per sequence); shorten it", n, n_ctx_per_seq_));
+    if (r.max_tokens >= 0 && n + r.max_tokens > n_ctx_per_seq_)
+        return refuse(Refusal::Invalid, Status::error("the prompt (%d tokens) plus max_tokens (%d) is past the context per sequence (%d)", n,
+                                                      r.max_tokens, n_ctx_per_seq_));
+    if (r.n_logprobs > kMaxLogprobs) return refuse(Refusal::Invalid, Status::error("top_logprobs %d is more than %d", r.n_logprobs, kMaxLogprobs));
+    for (const std::string& s : r.stop)
+        if (s.empty()) return refuse(Refusal::Invalid, Status::error("an empty stop string"));
+    if (Status s = validate(r.sampling); !s) return refuse(Refusal::Invalid, s);
+    auto handle = std::make_shared<RequestHandle>();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) {
+            ++metrics_.requests_refused;
+            if (why) *why = Refusal::Stopping;
+            return Status::error("the server is shutting down");
+        }
+        if (int(queue_.size()) >= options_.max_queue && metrics_.running + int(queue_.size()) >= options_.n_parallel) {
+            ++metrics_.requests_refused;
+            if (why) *why = Refusal::QueueFull;
+            return Status::error("the queue is full (%zu requests waiting for %d slots)", queue_.size(), options_.n_parallel);
+        }
+        ++metrics_.requests;
+        metrics_.prompt_tokens += uint64_t(n);
+        queue_.emplace_back(handle, std::move(r));
+        metrics_.queued = int(queue_.size());
+    }
+    wake_.notify_all();
+    return handle;
+}
+
+void Engine::shutdown() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+        for (auto& [h, r] : queue_) h->cancel();
+    }
+    wake_.notify_all();
+    std::unique_lock<std::mutex> lock(mutex_);
+    // Running requests are cancelled by the engine thread at its next step (it sees stopping_).
+    wake_.wait(lock, [&] { return queue_.empty() && metrics_.running == 0; });
+}
+
+EngineMetrics Engine::metrics() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return metrics_;
+}
+
+void Engine::loop() {
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            wake_.wait(lock, [&] { return exit_ || !queue_.empty() || !running_.empty(); });
+            if (exit_ && queue_.empty() && running_.empty()) return;
+        }
+        step();
+        wake_.notify_all();  // shutdown() waits for the running count to reach 0
+    }
+}
+
+// A sequence id with nothing in it; evicts the least recently used cached prefix (never
+// `keep_from`) when none is free. -1 when every id is busy (cannot happen: there are more
+// ids than slots).
+int Engine::take_sequence(int keep_from) {
+    int lru = -1;
+    for (int s = 0; s < int(seqs_.size()); ++s) {
+        if (seqs_[size_t(s)].busy || s == keep_from) continue;
+        if (seqs_[size_t(s)].tokens.empty()) return s;
+        if (lru < 0 || seqs_[size_t(s)].last_used < seqs_[size_t(lru)].last_used) lru = s;
+    }
+    if (lru >= 0) release(lru, /*keep=*/false);
+    return lru;
+}
+
+void Engine::release(int seq, bool keep) {
+    SeqInfo& s = seqs_[size_t(seq)];
+    s.busy = false;
+    s.last_used = ++clock_;
+    if (!keep) {
+        (void)session_->seq_remove(seq);  // cannot fail: a valid id
+        s.tokens.clear();
+    }
+}
+
+// Evicts cached prefixes, least recently used first, until `pages` free pages exist.
+void Engine::make_room(int pages) {
+    while (session_->free_positions() < pages * kPage) {
+        int lru = -1;
+        for (int s = 0; s < int(seqs_.size()); ++s)
+            if (!seqs_[size_t(s)].busy && !seqs_[size_t(s)].tokens.empty() && (lru < 0 || seqs_[size_t(s)].last_used < seqs_[size_t(lru)].last_used)) lru = s;
+        if (lru < 0) return;
+        release(lru, /*keep=*/false);
+    }
+}
+
+void Engine::admit(std::shared_ptr<RequestHandle> handle, EngineRequest req) {
+    const std::vector<int32_t>& prompt = req.prompt;
+    // The sequence sharing the longest prefix with the prompt, in whole pages, leaving at
+    // least one prompt token to compute (its logits give the first reply token).
+    int src = -1, reuse = 0;
+    if (req.cache_prompt)
+        for (int s = 0; s < int(seqs_.size()); ++s) {
+            const std::vector<int32_t>& t = seqs_[size_t(s)].tokens;
+            const size_t lcp = size_t(std::mismatch(t.begin(), t.end(), prompt.begin(), prompt.end()).first - t.begin());
+            const int usable = int(std::min(lcp, prompt.size() - 1)) / kPage * kPage;
+            if (usable > reuse) src = s, reuse = usable;
+        }
+    int seq;
+    if (src >= 0 && !seqs_[size_t(src)].busy) {
+        seq = src;  // take over the cached prefix itself
+        (void)session_->seq_truncate(seq, reuse);
+    } else {
+        seq = take_sequence(src);
+        if (src >= 0) (void)session_->seq_fork(src, seq, reuse);  // shares whole pages
+    }
+    seqs_[size_t(seq)].busy = true;
+    seqs_[size_t(seq)].last_used = ++clock_;
+    seqs_[size_t(seq)].tokens.assign(prompt.begin(), prompt.begin() + reuse);
+    auto r = std::make_unique<Running>(std::move(handle), std::move(req), model_->tokenizer(), model_->config().n_vocab);
+    r->seq = seq;
+    r->n_cached = r->n_fed = reuse;
+    for (int32_t t : r->req.prompt) r->sampler.accept(t);
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.prompt_tokens_cached += uint64_t(reuse);
+        metrics_.prefix_cache_hits += reuse > 0;
+        metrics_.running = int(running_.size()) + 1;
+    }
+    running_.push_back(std::move(r));
+}
+
+void Engine::finish(Running& r, StopReason why, std::string error) {
+    EngineEvent e;
+    e.text = error.empty() ? r.text.take(/*final=*/true) : std::string();
+    e.done = true;
+    e.stop = why;
+    e.error = std::move(error);
+    e.n_prompt = int(r.req.prompt.size());
+    e.n_cached = r.n_cached;
+    e.n_generated = r.n_generated;
+    // The sequence stays as a cached prefix (what its KV cache holds) unless asked not to,
+    // or when it failed.
+    release(r.seq, r.req.cache_prompt && e.error.empty() && !seqs_[size_t(r.seq)].tokens.empty());
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++metrics_.requests_finished;
+        metrics_.requests_cancelled += why == StopReason::Cancelled;
+    }
+    r.handle->push(std::move(e));
+    r.seq = -1;
+}
+
+// Samples from one row of logits and streams the token; finishes the request when it stops.
+void Engine::emit_token(Running& r, int32_t token, const float* logits) {
+    const Tokenizer& tok = model_->tokenizer();
+    const int n_vocab = model_->config().n_vocab;
+    EngineEvent e;
+    if (r.req.n_logprobs >= 0) {
+        // log softmax: logit - max - log(sum(exp(logit - max)))
+        const float mx = *std::max_element(logits, logits + n_vocab);
+        double sum = 0;
+        for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
+        const float log_z = mx + float(std::log(sum));
+        e.chosen = {token, logits[token] - log_z};
+        if (r.req.n_logprobs > 0) {
+            std::vector<int32_t> ids(static_cast<size_t>(n_vocab));  // token ids, best k first
+            for (int i = 0; i < n_vocab; ++i) ids[size_t(i)] = i;
+            const size_t k = size_t(std::min(r.req.n_logprobs, n_vocab));
+            std::partial_sort(ids.begin(), ids.begin() + long(k), ids.end(),
+                              [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+            for (size_t i = 0; i < k; ++i) e.top.push_back({ids[i], logits[ids[i]] - log_z});
+        }
+    }
+    r.sampler.accept(token);
+    if (!r.req.ignore_eos && tok.is_eog(token)) return finish(r, StopReason::EndOfGeneration);
+    ++r.n_generated;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++metrics_.generated_tokens;
+    }
+    e.token = token;
+    const bool stopped = r.text.push(token);
+    if (!stopped) e.text = r.text.take(/*final=*/false);
+    r.handle->push(std::move(e));
+    if (stopped) return finish(r, StopReason::StopString);
+    if (r.req.max_tokens >= 0 && r.n_generated >= r.req.max_tokens) return finish(r, StopReason::Length);
+    if (session_->seq_length(r.seq) + 1 > n_ctx_per_seq_) return finish(r, StopReason::ContextFull);
+    r.pending = token;
+}
+
+bool Engine::step() {
+    // Cancelled requests leave (all of them when stopping); queued ones take free slots.
+    bool stopping;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping = stopping_;
+    }
+    for (auto& r : running_)
+        if (stopping || r->handle->cancelled()) finish(*r, StopReason::Cancelled);
+    std::erase_if(running_, [](const auto& r) { return r->seq < 0; });
+    for (;;) {
+        std::pair<std::shared_ptr<RequestHandle>, EngineRequest> next;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            metrics_.running = int(running_.size());
+            if (queue_.empty() || int(running_.size()) >= options_.n_parallel) break;
+            next = std::move(queue_.front());
+            queue_.pop_front();
+            metrics_.queued = int(queue_.size());
+        }
+        if (next.first->cancelled()) {  // cancelled while waiting: it never took a slot
+            EngineEvent e;
+            e.done = true, e.stop = StopReason::Cancelled, e.n_prompt = int(next.second.prompt.size());
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                ++metrics_.requests_finished, ++metrics_.requests_cancelled;
+            }
+            next.first->push(std::move(e));
+            continue;
+        }
+        admit(std::move(next.first), std::move(next.second));
+    }
+    if (running_.empty()) return false;
+
+    // The batch: each decoding request's pending token, then prompt chunks in arrival order
+    // under the step's token budget, each ending at a page boundary or the prompt's end.
+    Batch batch;
+    std::vector<Running*> owner;  // (batch) the request of each token
+    int budget = options_.step_tokens, pages = 0;
+    bool has_prompt = false;
+    auto need_pages = [&](int from, int n) { return (from + n + kPage - 1) / kPage - from / kPage + (from % kPage != 0); };
+    for (auto& r : running_)
+        if (r->pending >= 0) {
+            const int pos = session_->seq_length(r->seq);
+            batch.add(r->pending, r->seq, pos, true);
+            owner.push_back(r.get());
+            pages += need_pages(pos, 1);
+            --budget;
+        }
+    for (auto& r : running_) {
+        if (r->pending >= 0) continue;
+        const int n_prompt = int(r->req.prompt.size());
+        int end = std::min(n_prompt, r->n_fed + budget);
+        if (end < n_prompt) end = end / kPage * kPage;
+        if (end <= r->n_fed) continue;
+        for (int i = r->n_fed; i < end; ++i) {
+            batch.add(r->req.prompt[size_t(i)], r->seq, i, i + 1 == n_prompt);
+            owner.push_back(r.get());
+        }
+        pages += need_pages(r->n_fed, end - r->n_fed);
+        budget -= end - r->n_fed;
+        has_prompt = true;
+    }
+    make_room(pages);
+    const auto t0 = Clock::now();
+    const Status st = session_->decode(batch);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++metrics_.steps;
+        (has_prompt ? metrics_.prompt_seconds : metrics_.decode_seconds) += dt;
+        if (st) metrics_.prompt_tokens_computed += uint64_t(batch.size() - std::count_if(owner.begin(), owner.end(), [](Running* r) { return r->pending >= 0; }));
+        metrics_.kv_used = session_->n_ctx() - session_->free_positions();
+    }
+    if (!st) {  // cannot happen while the pool holds every slot's context; fail the batch's requests
+        for (auto& r : running_)
+            if (std::find(owner.begin(), owner.end(), r.get()) != owner.end()) finish(*r, StopReason::ContextFull, st.message());
+    } else {
+        for (int i = 0; i < batch.size(); ++i) {
+            Running& r = *owner[size_t(i)];
+            SeqInfo& info = seqs_[size_t(r.seq)];
+            info.tokens.push_back(batch.token[size_t(i)]);
+            if (r.pending < 0) ++r.n_fed;
+            if (!batch.logits[size_t(i)]) continue;
+            const float* logits = session_->batch_logits(i);
+            r.pending = -2;  // fed; emit_token sets the next one or finishes
+            emit_token(r, r.sampler.sample(logits), logits);
+        }
+    }
+    std::erase_if(running_, [](const auto& r) { return r->seq < 0; });
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.running = int(running_.size());
+    metrics_.cached_prefixes = int(std::count_if(seqs_.begin(), seqs_.end(), [](const SeqInfo& s) { return !s.busy && !s.tokens.empty(); }));
+    metrics_.kv_used = session_->n_ctx() - session_->free_positions();
+    return true;
+}
+
+}  // namespace kiln
