@@ -1,11 +1,13 @@
 // Engine: the continuous-batching scheduler and prefix cache (include/kiln/engine.h).
 //
-// Determinism: a request's reply must not depend on what else is running, so its prompt is
-// always computed in the same pieces. Prompt chunks end at multiples of kKvPagePositions
-// (or at the prompt's end), and a cached prefix is reused only up to a multiple of
-// kKvPagePositions, so each prompt position is computed in the same chunk (same kernels,
-// same bits: Session::decode is batch invariant) whether the request runs alone or beside
-// fifteen others, with or without a cache hit. Reused whole pages also need no copy.
+// Determinism: a request's reply must not depend on what else is running. Session::decode
+// is batch invariant given each sequence's share of a chunk, and that share picks the
+// kernels (a few tokens: the row kernels; more: the GEMM, whose rows do not depend on how
+// many there are). So a prompt is cut the same way whatever the load: whole pages of
+// kKvPagePositions in chunks of one or more pages (GEMM), then its last page's tokens in a
+// chunk of their own; and a cached prefix is reused in whole pages only, ending before that
+// last page. The same request alone, under load, or with a cache hit gives the same bits.
+// Reused whole pages also need no copy.
 #include "kiln/engine.h"
 
 #include <algorithm>
@@ -232,7 +234,7 @@ void Engine::admit(std::shared_ptr<RequestHandle> handle, EngineRequest req) {
         std::lock_guard<std::mutex> lock(mutex_);
         metrics_.prompt_tokens_cached += uint64_t(reuse);
         metrics_.prefix_cache_hits += reuse > 0;
-        metrics_.running = int(running_.size()) + 1;
+        ++metrics_.running;
     }
     running_.push_back(std::move(r));
 }
@@ -252,6 +254,7 @@ void Engine::finish(Running& r, StopReason why, std::string error) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         ++metrics_.requests_finished;
+        --metrics_.running;
         metrics_.requests_cancelled += why == StopReason::Cancelled;
     }
     r.handle->push(std::move(e));
@@ -306,25 +309,32 @@ bool Engine::step() {
     for (auto& r : running_)
         if (stopping || r->handle->cancelled()) finish(*r, StopReason::Cancelled);
     std::erase_if(running_, [](const auto& r) { return r->seq < 0; });
+    std::vector<std::pair<std::shared_ptr<RequestHandle>, int>> dropped;  // cancelled while waiting: (handle, prompt length)
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (auto it = queue_.begin(); it != queue_.end();)
+            if (it->first->cancelled()) {
+                dropped.emplace_back(it->first, int(it->second.prompt.size()));
+                it = queue_.erase(it);
+                ++metrics_.requests_finished, ++metrics_.requests_cancelled;
+            } else {
+                ++it;
+            }
+        metrics_.queued = int(queue_.size());
+    }
+    for (auto& [handle, n_prompt] : dropped) {
+        EngineEvent e;
+        e.done = true, e.stop = StopReason::Cancelled, e.n_prompt = n_prompt;
+        handle->push(std::move(e));
+    }
     for (;;) {
         std::pair<std::shared_ptr<RequestHandle>, EngineRequest> next;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            metrics_.running = int(running_.size());
             if (queue_.empty() || int(running_.size()) >= options_.n_parallel) break;
             next = std::move(queue_.front());
             queue_.pop_front();
             metrics_.queued = int(queue_.size());
-        }
-        if (next.first->cancelled()) {  // cancelled while waiting: it never took a slot
-            EngineEvent e;
-            e.done = true, e.stop = StopReason::Cancelled, e.n_prompt = int(next.second.prompt.size());
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                ++metrics_.requests_finished, ++metrics_.requests_cancelled;
-            }
-            next.first->push(std::move(e));
-            continue;
         }
         admit(std::move(next.first), std::move(next.second));
     }
@@ -348,9 +358,9 @@ bool Engine::step() {
     for (auto& r : running_) {
         if (r->pending >= 0) continue;
         const int n_prompt = int(r->req.prompt.size());
-        int end = std::min(n_prompt, r->n_fed + budget);
-        if (end < n_prompt) end = end / kPage * kPage;
-        if (end <= r->n_fed) continue;
+        const int tail = (n_prompt - 1) / kPage * kPage;  // start of the last page: a chunk of its own
+        const int end = r->n_fed < tail ? std::min(tail, (r->n_fed + budget) / kPage * kPage) : n_prompt;
+        if (end <= r->n_fed || end - r->n_fed > budget) continue;  // no room this step
         for (int i = r->n_fed; i < end; ++i) {
             batch.add(r->req.prompt[size_t(i)], r->seq, i, i + 1 == n_prompt);
             owner.push_back(r.get());
@@ -387,7 +397,6 @@ bool Engine::step() {
     }
     std::erase_if(running_, [](const auto& r) { return r->seq < 0; });
     std::lock_guard<std::mutex> lock(mutex_);
-    metrics_.running = int(running_.size());
     metrics_.cached_prefixes = int(std::count_if(seqs_.begin(), seqs_.end(), [](const SeqInfo& s) { return !s.busy && !s.tokens.empty(); }));
     metrics_.kv_used = session_->n_ctx() - session_->free_positions();
     return true;
