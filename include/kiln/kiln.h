@@ -1,8 +1,9 @@
 // kiln: LLM inference for AMD EPYC (AVX-512) and Vulkan devices. The app API: models,
-// sessions, tokenizers, chat templates, sampling and generate().
+// sessions, tokenizers, chat templates, sampling, generate() and the serving Engine.
 #pragma once
 
 #include "kiln/chat.h"
+#include "kiln/engine.h"
 #include "kiln/generate.h"
 #include "kiln/model.h"
 #include "kiln/sampler.h"
