@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "kiln/generate.h"
+#include "kiln/grammar.h"
 #include "kiln/model.h"
 #include "kiln/sampler.h"
 #include "kiln/session.h"
@@ -76,6 +77,10 @@ struct EngineRequest {
     std::vector<std::string> stop;   // stop strings (cut from the text)
     int n_logprobs = -1;             // < 0: none; 0: the chosen token's; k: also the top k (<= 20)
     bool cache_prompt = true;        // reuse and keep cached prefixes
+    // GBNF (kiln/grammar.h): only text inside this grammar is generated (json_gbnf(),
+    // json_schema_to_gbnf() for structured output); the request ends when the grammar
+    // allows nothing more. Empty: unconstrained.
+    std::string grammar;
 };
 
 // A submitted request, shared by the engine (which produces its events) and the caller.
@@ -153,6 +158,7 @@ private:
     EngineOptions options_;
     int n_ctx_per_seq_ = 0;
     std::unique_ptr<Session> session_;
+    std::unique_ptr<TokenPieces> pieces_;  // for constrained requests, made at the first one
     std::vector<std::unique_ptr<Running>> running_;
     // Per sequence id: the tokens its KV cache holds and when it was last used; `busy`: a
     // running request's (else a cached prefix when it holds tokens, or free).

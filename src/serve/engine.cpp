@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "kiln/tokenizer.h"
 #include "runtime/stop_text.h"
@@ -32,6 +33,7 @@ struct Engine::Running {
     int32_t pending = -1;    // the sampled token the next step feeds (-1: still in the prompt)
     Sampler sampler;
     StopText text;
+    std::optional<GrammarMatcher> grammar;  // constrained requests
     Running(std::shared_ptr<RequestHandle> h, EngineRequest r, const Tokenizer& tok, int n_vocab)
         : handle(std::move(h)), req(std::move(r)), sampler(req.sampling, n_vocab), text(tok, req.stop) {}
 };
@@ -117,6 +119,8 @@ Expected<std::shared_ptr<RequestHandle>> Engine::submit(EngineRequest r, Refusal
     for (const std::string& s : r.stop)
         if (s.empty()) return refuse(Refusal::Invalid, Status::error("an empty stop string"));
     if (Status s = validate(r.sampling); !s) return refuse(Refusal::Invalid, s);
+    if (!r.grammar.empty())
+        if (auto g = Grammar::parse(r.grammar); !g) return refuse(Refusal::Invalid, g.status());
     auto handle = std::make_shared<RequestHandle>();
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -229,6 +233,10 @@ void Engine::admit(std::shared_ptr<RequestHandle> handle, EngineRequest req) {
     auto r = std::make_unique<Running>(std::move(handle), std::move(req), model_->tokenizer(), model_->config().n_vocab);
     r->seq = seq;
     r->n_cached = r->n_fed = reuse;
+    if (!r->req.grammar.empty()) {
+        r->grammar.emplace(Grammar::parse(r->req.grammar).value());  // parsed once in submit() already
+        if (!pieces_) pieces_ = std::make_unique<TokenPieces>(TokenPieces::of(model_->tokenizer()));
+    }
     for (int32_t t : r->req.prompt) r->sampler.accept(t);
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -290,10 +298,12 @@ void Engine::emit_token(Running& r, int32_t token, const float* logits) {
         ++metrics_.generated_tokens;
     }
     e.token = token;
+    if (r.grammar) r.grammar->accept(pieces_->piece[size_t(token)]);  // sample_constrained picked an allowed token
     const bool stopped = r.text.push(token);
     if (!stopped) e.text = r.text.take(/*final=*/false);
     r.handle->push(std::move(e));
     if (stopped) return finish(r, StopReason::StopString);
+    if (r.grammar && !r.grammar->can_continue()) return finish(r, StopReason::EndOfGeneration);  // the grammar is done
     if (r.req.max_tokens >= 0 && r.n_generated >= r.req.max_tokens) return finish(r, StopReason::Length);
     if (session_->seq_length(r.seq) + 1 > n_ctx_per_seq_) return finish(r, StopReason::ContextFull);
     r.pending = token;
@@ -392,7 +402,9 @@ bool Engine::step() {
             if (!batch.logits[size_t(i)]) continue;
             const float* logits = session_->batch_logits(i);
             r.pending = -2;  // fed; emit_token sets the next one or finishes
-            emit_token(r, r.sampler.sample(logits), logits);
+            const int32_t token = r.grammar ? sample_constrained(r.sampler, logits, *r.grammar, *pieces_) : r.sampler.sample(logits);
+            if (token < 0) finish(r, StopReason::EndOfGeneration, "the grammar allows no token here");
+            else emit_token(r, token, logits);
         }
     }
     std::erase_if(running_, [](const auto& r) { return r->seq < 0; });

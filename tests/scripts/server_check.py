@@ -6,7 +6,8 @@
 Starts kiln-server on free ports with SmolLM2 (and the Qwen2.5-Coder pair when fetched)
 and checks: chat and completions against kiln-generate's greedy text, streaming chunks
 that reassemble to the non-streamed reply, stop strings, usage counts, logprobs,
-tokenize/detokenize, every error case with its status code, the prefix cache across chat
+tokenize/detokenize, json_object / json_schema / GBNF output that parses and follows the
+schema, every error case with its status code, the prefix cache across chat
 turns, a client that disconnects mid-stream (its slot freed, seen in /metrics), a full
 queue (503), the API key (401), a bounded load test (16 clients x 8 requests, every greedy
 reply equal to the same request served alone) and SIGTERM (streams end, exit 0).
@@ -184,6 +185,45 @@ def check_api(srv):
           f"completion logprobs {lp}")
 
 
+CAT_SCHEMA = {"type": "object", "required": ["name", "legs", "colour"],
+              "properties": {"name": {"type": "string", "maxLength": 16}, "legs": {"type": "integer"}, "colour": {"enum": ["black", "white", "ginger"]},
+                             "toys": {"type": "array", "items": {"type": "string", "maxLength": 16}, "maxItems": 3}}}
+
+
+def follows_cat_schema(v):
+    return (isinstance(v, dict) and set(v) <= {"name", "legs", "colour", "toys"} and isinstance(v.get("name"), str) and len(v["name"]) <= 16
+            and isinstance(v.get("legs"), int) and v.get("colour") in ("black", "white", "ginger")
+            and (("toys" not in v) or (isinstance(v["toys"], list) and len(v["toys"]) <= 3 and all(isinstance(t, str) and len(t) <= 16 for t in v["toys"]))))
+
+
+def check_structured(srv):
+    """response_format json_object / json_schema and a GBNF grammar: replies parse and follow the schema."""
+    c = srv.client()
+    msgs = [{"role": "user", "content": "Describe a cat as JSON."}]
+    for temperature in (0, 0.8):
+        r = c.chat.completions.create(model=srv.model_id, messages=msgs, temperature=temperature, seed=5, max_tokens=400,
+                                      response_format={"type": "json_object"})
+        if r.choices[0].finish_reason == "stop":  # (a small model may ramble on past max_tokens)
+            try:
+                v = json.loads(r.choices[0].message.content)
+                check(isinstance(v, dict), f"json_object gives an object: {v!r}")
+            except ValueError:
+                check(False, f"json_object reply does not parse: {r.choices[0].message.content!r}")
+        fmt = {"type": "json_schema", "json_schema": {"name": "cat", "schema": CAT_SCHEMA, "strict": True}}
+        r = c.chat.completions.create(model=srv.model_id, messages=msgs, temperature=temperature, seed=5, max_tokens=200, response_format=fmt)
+        text = r.choices[0].message.content
+        try:
+            check(follows_cat_schema(json.loads(text)) and r.choices[0].finish_reason == "stop", f"json_schema reply {text!r} ({r.choices[0].finish_reason})")
+        except ValueError:
+            check(False, f"json_schema reply does not parse: {text!r}")
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+            model=srv.model_id, messages=msgs, temperature=temperature, seed=5, max_tokens=200, response_format=fmt, stream=True) if ch.choices)
+        check(streamed == text, f"json_schema streamed {streamed!r} != {text!r}")
+    r = c.completions.create(model=srv.model_id, prompt="Is the sky blue? Answer:", temperature=0.9, seed=1, max_tokens=8,
+                             extra_body={"grammar": 'root ::= " " ("yes" | "no") "."'})
+    check(r.choices[0].text in (" yes.", " no.") and r.choices[0].finish_reason == "stop", f"GBNF grammar reply {r.choices[0].text!r}")
+
+
 def check_errors(srv):
     n_ctx = srv.request("GET", "/v1/models")[1]["data"][0]["meta"]["n_ctx_per_seq"]
     long_prompt = "word " * (n_ctx + 10)
@@ -203,7 +243,12 @@ def check_errors(srv):
         ("empty prompt", "POST", "/v1/completions", {"prompt": ""}, 400),
         ("too-long prompt", "POST", "/v1/completions", {"prompt": long_prompt}, 400),
         ("max_tokens past the context", "POST", "/v1/completions", {"prompt": "x", "max_tokens": n_ctx + 1}, 400),
-        ("json_schema (not yet)", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}, 400),
+        ("json_schema without a schema", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}, 400),
+        ("unsupported schema keyword", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
+                                                                          "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a"}}}}, 400),
+        ("bad response_format type", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}, 400),
+        ("bad GBNF grammar", "POST", "/v1/completions", {"prompt": "x", "grammar": "root ::= undefined-rule"}, 400),
+        ("tools (not yet)", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}, 400),
         ("unknown endpoint", "GET", "/v2/nothing", None, 404),
         ("tokenize without content", "POST", "/tokenize", {"text": "x"}, 400),
         ("detokenize bad id", "POST", "/detokenize", {"tokens": [-1]}, 400),
@@ -380,7 +425,7 @@ def main():
     srv = Server(smol, "-np", "4", "-c", "4096")
     srv.model_id = srv.request("GET", "/v1/models")[1]["data"][0]["id"]
     groups = [("replies match kiln-generate", lambda: check_replies_match_generate(srv, smol, "SmolLM2")), ("API", lambda: check_api(srv)),
-              ("errors", lambda: check_errors(srv)), ("prefix cache", lambda: check_prefix_cache(srv)),
+              ("structured output", lambda: check_structured(srv)), ("errors", lambda: check_errors(srv)), ("prefix cache", lambda: check_prefix_cache(srv)),
               ("disconnect", lambda: check_disconnect(srv)), ("queue full", lambda: check_queue_full(smol)),
               ("API key", lambda: check_api_key(smol)), ("load test", lambda: load_test(srv)), ("SIGTERM", lambda: check_sigterm(srv))]
     for name in ("qwen-coder-0.5b", "qwen-coder-1.5b"):

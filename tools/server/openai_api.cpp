@@ -116,13 +116,32 @@ ParsedRequest parse_completion_request(const std::string& text, bool chat, const
         if (m->get<std::string>() != d.model_name) throw BadRequest("model '" + m->get<std::string>() + "' is not served here (this server has '" + d.model_name + "')");
     }
     if (integer(body, "n", 1, 1, 1) != 1) throw BadRequest("'n' must be 1");
+    // Structured output: response_format (OpenAI), or llama-server's json_schema / grammar.
+    auto schema_grammar = [](const Json& schema) {
+        auto g = json_schema_to_gbnf(schema.dump());
+        if (!g) throw BadRequest(g.message());
+        return g.value();
+    };
     if (const Json* rf = field(body, "response_format")) {
-        const std::string type = rf->is_object() ? rf->value("type", "") : "";
-        if (type != "text") throw BadRequest("'response_format' of type '" + type + "' is not supported yet (only \"text\")");
+        const std::string type = rf->is_object() && rf->contains("type") && (*rf)["type"].is_string() ? (*rf)["type"].get<std::string>() : "";
+        if (type == "json_object") out.engine.grammar = json_gbnf(/*object_root=*/true);
+        else if (type == "json_schema") {
+            const Json* js = field(*rf, "json_schema");
+            const Json* schema = js && js->is_object() ? field(*js, "schema") : nullptr;
+            if (!schema) throw BadRequest("'response_format.json_schema.schema' is required for type json_schema");
+            out.engine.grammar = schema_grammar(*schema);
+        } else if (type != "text") throw BadRequest("'response_format.type' must be text, json_object or json_schema");
+    }
+    if (const Json* js = field(body, "json_schema")) out.engine.grammar = schema_grammar(*js);
+    if (const Json* g = field(body, "grammar")) {
+        if (!g->is_string()) throw BadRequest("'grammar' must be a GBNF string");
+        auto parsed = Grammar::parse(g->get<std::string>());
+        if (!parsed) throw BadRequest(parsed.message());
+        out.engine.grammar = g->get<std::string>();
     }
     if (const Json* tools = field(body, "tools"); tools && !tools->empty()) throw BadRequest("'tools' (function calling) is not supported yet");
     EngineRequest& e = out.engine;
-    SamplerParams& s = e.sampling;
+    SamplerParams& s = e.sampling;  // (e.grammar is set above)
     s = d.sampling;
     s.temperature = float(number(body, "temperature", s.temperature, 0, 100));
     s.top_p = float(number(body, "top_p", s.top_p, 0, 1));

@@ -11,6 +11,7 @@
 
 #include "kiln/chat.h"
 #include "kiln/engine.h"
+#include "kiln/grammar.h"
 #include "kiln/tokenizer.h"
 
 namespace kiln::server {
