@@ -213,3 +213,46 @@ TEST_CASE("engine: bad requests, a full queue and cancellation") {
     CHECK(engine.submit(endless, &why).message().find("shutting down") != std::string::npos);
     CHECK(why == kiln::Refusal::Stopping);
 }
+
+TEST_CASE("engine: prompt lookup drafts leave every greedy reply unchanged") {
+    auto model = smollm2();
+    if (!model) return;
+    // Prompts that repeat themselves, so that lookup finds drafts.
+    std::vector<kiln::EngineRequest> requests;
+    const char* texts[] = {"Repeat after me: the quick brown fox jumps over the lazy dog. The quick brown fox",
+                           "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5,", "def add(a, b):\n    return a + b\n\ndef add(a, b):\n",
+                           "Roses are red, violets are blue. Roses are red,"};
+    for (const char* t : texts) {
+        kiln::EngineRequest r;
+        r.prompt = model->tokenizer().encode(t, true, false);
+        r.sampling.temperature = 0;
+        r.max_tokens = 40;
+        r.n_logprobs = 2;
+        requests.push_back(r);
+    }
+    auto run_all = [&](int lookup, kiln::EngineMetrics* m) {
+        kiln::EngineOptions o = small_engine(4);
+        o.lookup_ngram = lookup;
+        auto e = kiln::Engine::create(model, o);
+        REQUIRE(e.is_ok());
+        std::vector<std::shared_ptr<kiln::RequestHandle>> handles;
+        for (const auto& r : requests) handles.push_back(e.value()->submit(r).value());
+        std::vector<Reply> out;
+        for (auto& h : handles) out.push_back(collect(*h));
+        *m = e.value()->metrics();
+        return out;
+    };
+    kiln::EngineMetrics plain_m, spec_m;
+    const auto plain = run_all(0, &plain_m), spec = run_all(3, &spec_m);
+    for (size_t i = 0; i < requests.size(); ++i) {
+        CAPTURE(i);
+        CHECK(spec[i].tokens == plain[i].tokens);
+        CHECK(spec[i].text == plain[i].text);
+        CHECK(spec[i].last.n_generated == plain[i].last.n_generated);
+    }
+    CHECK(plain_m.spec_drafted == 0);
+    CHECK(spec_m.spec_drafted > 0);
+    CHECK(spec_m.spec_accepted > 0);
+    CHECK(spec_m.steps < plain_m.steps);  // accepted drafts save steps
+    MESSAGE("lookup drafts: ", spec_m.spec_accepted, " of ", spec_m.spec_drafted, " accepted; steps ", spec_m.steps, " vs ", plain_m.steps);
+}

@@ -45,6 +45,13 @@ struct EngineOptions {
     int cache_entries = 0;    // cached prefixes kept at most; 0: 2 x n_parallel
     int step_tokens = 512;    // tokens per forward step (at least 64 + n_parallel)
     int max_queue = 64;       // requests waiting for a slot beyond which submit() refuses
+    // Speculative decoding by prompt lookup for greedy requests (n-grams of lookup_ngram
+    // tokens down to 1, as kiln-generate --lookup-ngram): drafts are verified in the same
+    // step, and a request's tokens stay exactly its greedy ones. 0: off. Drafts are added
+    // only while a step holds at most spec_step_tokens decoding tokens: past that the step
+    // is compute-bound and drafts would slow the batch.
+    int lookup_ngram = 0;
+    int spec_step_tokens = 16;
     // n_threads, isa, KV cache types, ... (n_ctx, n_seq_max and n_batch are the engine's).
     SessionOptions session;
 };
@@ -77,6 +84,7 @@ struct EngineRequest {
     std::vector<std::string> stop;   // stop strings (cut from the text)
     int n_logprobs = -1;             // < 0: none; 0: the chosen token's; k: also the top k (<= 20)
     bool cache_prompt = true;        // reuse and keep cached prefixes
+    bool speculative = true;         // draft by prompt lookup when the engine does (greedy requests)
     // GBNF (kiln/grammar.h): only text inside this grammar is generated (json_gbnf(),
     // json_schema_to_gbnf() for structured output); the request ends when the grammar
     // allows nothing more. Empty: unconstrained.
@@ -112,6 +120,8 @@ struct EngineMetrics {
     uint64_t prefix_cache_hits = 0;   // requests that reused a cached prefix
     uint64_t prompt_tokens_computed = 0;
     uint64_t generated_tokens = 0;
+    uint64_t spec_drafted = 0;        // prompt-lookup tokens drafted
+    uint64_t spec_accepted = 0;       // of which verification kept
     uint64_t steps = 0;               // forward passes
     double prompt_seconds = 0;        // steps with prompt tokens
     double decode_seconds = 0;        // steps with decode tokens only
@@ -150,6 +160,7 @@ private:
     void admit(std::shared_ptr<RequestHandle> handle, EngineRequest request);
     void finish(Running& r, StopReason why, std::string error = {});
     void emit_token(Running& r, int32_t token, const float* logits);
+    int verify_drafts(Running& r, const Batch& batch, int i);
     int take_sequence(int keep_from);  // a sequence id with nothing in it, evicting a cached prefix if needed
     void make_room(int pages);
     void release(int seq, bool keep);

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <optional>
 
+#include "kiln/speculative.h"
 #include "kiln/tokenizer.h"
 #include "runtime/stop_text.h"
 
@@ -34,6 +35,10 @@ struct Engine::Running {
     Sampler sampler;
     StopText text;
     std::optional<GrammarMatcher> grammar;  // constrained requests
+    std::unique_ptr<Drafter> drafter;       // prompt lookup (greedy requests when the engine drafts)
+    std::vector<int32_t> history;           // with a drafter: the prompt and every token generated
+    int n_drafts = 0;                       // drafts behind the pending token in this step's batch
+    int spec_wait = 0, spec_backoff = 0;    // steps to go without drafts after a round that kept none; the next wait
     Running(std::shared_ptr<RequestHandle> h, EngineRequest r, const Tokenizer& tok, int n_vocab)
         : handle(std::move(h)), req(std::move(r)), sampler(req.sampling, n_vocab), text(tok, req.stop) {}
 };
@@ -233,6 +238,12 @@ void Engine::admit(std::shared_ptr<RequestHandle> handle, EngineRequest req) {
     auto r = std::make_unique<Running>(std::move(handle), std::move(req), model_->tokenizer(), model_->config().n_vocab);
     r->seq = seq;
     r->n_cached = r->n_fed = reuse;
+    const SamplerParams& sp = r->req.sampling;
+    const bool greedy = sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.frequency_penalty == 0 && sp.presence_penalty == 0;
+    if (options_.lookup_ngram > 0 && r->req.speculative && greedy && r->req.grammar.empty()) {
+        r->drafter = make_lookup_drafter(options_.lookup_ngram);
+        r->history = r->req.prompt;
+    }
     if (!r->req.grammar.empty()) {
         r->grammar.emplace(Grammar::parse(r->req.grammar).value());  // parsed once in submit() already
         if (!pieces_) pieces_ = std::make_unique<TokenPieces>(TokenPieces::of(model_->tokenizer()));
@@ -291,6 +302,7 @@ void Engine::emit_token(Running& r, int32_t token, const float* logits) {
         }
     }
     r.sampler.accept(token);
+    if (r.drafter) r.history.push_back(token);
     if (!r.req.ignore_eos && tok.is_eog(token)) return finish(r, StopReason::EndOfGeneration);
     ++r.n_generated;
     {
@@ -307,6 +319,36 @@ void Engine::emit_token(Running& r, int32_t token, const float* logits) {
     if (r.req.max_tokens >= 0 && r.n_generated >= r.req.max_tokens) return finish(r, StopReason::Length);
     if (session_->seq_length(r.seq) + 1 > n_ctx_per_seq_) return finish(r, StopReason::ContextFull);
     r.pending = token;
+}
+
+// Rows i .. i + k of the batch: a request's pending token and its k drafts. Keeps the drafts
+// while each equals the greedy pick after the row before, drops the rest from the KV cache,
+// and emits the picks (the accepted drafts and the token after them). Returns k.
+int Engine::verify_drafts(Running& r, const Batch& batch, int i) {
+    const int k = r.n_drafts;
+    r.n_drafts = 0;
+    std::vector<int32_t> picks;  // the greedy token after rows i, i + 1, ... while the drafts match
+    int m = 0;
+    for (;;) {
+        picks.push_back(r.sampler.sample(session_->batch_logits(i + m)));  // greedy: no state changes
+        if (m < k && picks.back() == batch.token[size_t(i + 1 + m)]) ++m;
+        else break;
+    }
+    (void)session_->seq_truncate(r.seq, batch.pos[size_t(i)] + 1 + m);  // the pending token and m drafts stay
+    // A round that kept nothing: wait 1, 2, 4, ... 16 steps before drafting again (text that
+    // does not repeat itself should not pay for verification rows).
+    r.spec_backoff = m > 0 ? 0 : std::min(16, std::max(1, 2 * r.spec_backoff));
+    r.spec_wait = r.spec_backoff;
+    SeqInfo& info = seqs_[size_t(r.seq)];
+    info.tokens.insert(info.tokens.end(), batch.token.begin() + i, batch.token.begin() + i + 1 + m);
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        metrics_.spec_drafted += uint64_t(k);
+        metrics_.spec_accepted += uint64_t(m);
+    }
+    r.pending = -2;
+    for (int j = 0; j <= m && r.seq >= 0; ++j) emit_token(r, picks[size_t(j)], session_->batch_logits(i + j));
+    return k;
 }
 
 bool Engine::step() {
@@ -357,13 +399,25 @@ bool Engine::step() {
     int budget = options_.step_tokens, pages = 0;
     bool has_prompt = false;
     auto need_pages = [&](int from, int n) { return (from + n + kPage - 1) / kPage - from / kPage + (from % kPage != 0); };
+    int n_decoding = int(std::count_if(running_.begin(), running_.end(), [](const auto& r) { return r->pending >= 0; }));
     for (auto& r : running_)
         if (r->pending >= 0) {
             const int pos = session_->seq_length(r->seq);
             batch.add(r->pending, r->seq, pos, true);
             owner.push_back(r.get());
-            pages += need_pages(pos, 1);
-            --budget;
+            // Drafts ride along while the step stays small (memory-bound: they cost little).
+            std::vector<DraftToken> drafts;
+            int room = std::min({kMaxDraft, options_.spec_step_tokens - n_decoding, n_ctx_per_seq_ - pos - 2});
+            if (r->req.max_tokens >= 0) room = std::min(room, r->req.max_tokens - r->n_generated - 1);
+            if (r->drafter && room > 0 && r->spec_wait-- <= 0) (void)r->drafter->draft(r->history, room, &drafts);  // lookup cannot fail
+            r->n_drafts = int(std::min<size_t>(drafts.size(), size_t(std::max(room, 0))));
+            for (int j = 0; j < r->n_drafts; ++j) {
+                batch.add(drafts[size_t(j)].token, r->seq, pos + 1 + j, true);
+                owner.push_back(r.get());
+            }
+            n_decoding += r->n_drafts;
+            pages += need_pages(pos, 1 + r->n_drafts);
+            budget -= 1 + r->n_drafts;
         }
     for (auto& r : running_) {
         if (r->pending >= 0) continue;
@@ -387,7 +441,7 @@ bool Engine::step() {
         std::lock_guard<std::mutex> lock(mutex_);
         ++metrics_.steps;
         (has_prompt ? metrics_.prompt_seconds : metrics_.decode_seconds) += dt;
-        if (st) metrics_.prompt_tokens_computed += uint64_t(batch.size() - std::count_if(owner.begin(), owner.end(), [](Running* r) { return r->pending >= 0; }));
+        if (st) metrics_.prompt_tokens_computed += uint64_t(batch.size() - n_decoding);
         metrics_.kv_used = session_->n_ctx() - session_->free_positions();
     }
     if (!st) {  // cannot happen while the pool holds every slot's context; fail the batch's requests
@@ -397,6 +451,10 @@ bool Engine::step() {
         for (int i = 0; i < batch.size(); ++i) {
             Running& r = *owner[size_t(i)];
             SeqInfo& info = seqs_[size_t(r.seq)];
+            if (r.pending >= 0 && r.n_drafts > 0) {
+                i += verify_drafts(r, batch, i);
+                continue;
+            }
             info.tokens.push_back(batch.token[size_t(i)]);
             if (r.pending < 0) ++r.n_fed;
             if (!batch.logits[size_t(i)]) continue;

@@ -7,7 +7,7 @@ Starts kiln-server on free ports with SmolLM2 (and the Qwen2.5-Coder pair when f
 and checks: chat and completions against kiln-generate's greedy text, streaming chunks
 that reassemble to the non-streamed reply, stop strings, usage counts, logprobs,
 tokenize/detokenize, json_object / json_schema / GBNF output that parses and follows the
-schema, every error case with its status code, the prefix cache across chat
+schema, prompt-lookup drafting (the same greedy text), every error case with its status code, the prefix cache across chat
 turns, a client that disconnects mid-stream (its slot freed, seen in /metrics), a full
 queue (503), the API key (401), a bounded load test (16 clients x 8 requests, every greedy
 reply equal to the same request served alone) and SIGTERM (streams end, exit 0).
@@ -224,6 +224,21 @@ def check_structured(srv):
     check(r.choices[0].text in (" yes.", " no.") and r.choices[0].finish_reason == "stop", f"GBNF grammar reply {r.choices[0].text!r}")
 
 
+def check_speculative(srv):
+    """Prompt lookup inside the server: the same greedy text with and without drafts, counted in /metrics."""
+    c = srv.client()
+    p = "Repeat exactly: alpha beta gamma delta epsilon zeta eta theta. Again: alpha beta gamma delta epsilon zeta eta theta. Again:"
+    before = srv.metrics()
+    spec = c.completions.create(model=srv.model_id, prompt=p, temperature=0, max_tokens=40, extra_body={"ignore_eos": True})
+    after = srv.metrics()
+    plain = c.completions.create(model=srv.model_id, prompt=p, temperature=0, max_tokens=40, extra_body={"ignore_eos": True, "speculative": False})
+    check(spec.choices[0].text == plain.choices[0].text, f"lookup drafts change the reply: {spec.choices[0].text!r} != {plain.choices[0].text!r}")
+    drafted = after["kiln_speculative_drafted_total"] - before["kiln_speculative_drafted_total"]
+    accepted = after["kiln_speculative_accepted_total"] - before["kiln_speculative_accepted_total"]
+    check(drafted > 0 and accepted > 0, f"drafts counted: {accepted} of {drafted}")
+    check(srv.metrics()["kiln_speculative_drafted_total"] == after["kiln_speculative_drafted_total"], "speculative: false drafts nothing")
+
+
 def check_errors(srv):
     n_ctx = srv.request("GET", "/v1/models")[1]["data"][0]["meta"]["n_ctx_per_seq"]
     long_prompt = "word " * (n_ctx + 10)
@@ -422,10 +437,10 @@ def check_sigterm(srv):
 
 def main():
     smol = model_path("smollm2")
-    srv = Server(smol, "-np", "4", "-c", "4096")
+    srv = Server(smol, "-np", "4", "-c", "4096", "--lookup-ngram", "3")
     srv.model_id = srv.request("GET", "/v1/models")[1]["data"][0]["id"]
     groups = [("replies match kiln-generate", lambda: check_replies_match_generate(srv, smol, "SmolLM2")), ("API", lambda: check_api(srv)),
-              ("structured output", lambda: check_structured(srv)), ("errors", lambda: check_errors(srv)), ("prefix cache", lambda: check_prefix_cache(srv)),
+              ("structured output", lambda: check_structured(srv)), ("speculative", lambda: check_speculative(srv)), ("errors", lambda: check_errors(srv)), ("prefix cache", lambda: check_prefix_cache(srv)),
               ("disconnect", lambda: check_disconnect(srv)), ("queue full", lambda: check_queue_full(smol)),
               ("API key", lambda: check_api_key(smol)), ("load test", lambda: load_test(srv)), ("SIGTERM", lambda: check_sigterm(srv))]
     for name in ("qwen-coder-0.5b", "qwen-coder-1.5b"):

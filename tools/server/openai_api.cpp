@@ -159,6 +159,7 @@ ParsedRequest parse_completion_request(const std::string& text, bool chat, const
     e.max_tokens = int(max_tokens);
     e.ignore_eos = boolean(body, "ignore_eos", false);
     e.cache_prompt = boolean(body, "cache_prompt", true);
+    e.speculative = boolean(body, "speculative", true);
     if (const Json* stop = field(body, "stop")) {
         if (stop->is_string()) e.stop.push_back(stop->get<std::string>());
         else if (stop->is_array() && stop->size() <= 16) {

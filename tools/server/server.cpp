@@ -50,6 +50,8 @@ Status parse_args(int argc, char** argv, ServerArgs* out, std::string* help) {
     f.value("--chat-format", "NAME", "chatml | llama3 | gemma | llama2 | deepseek-r1 (instead of the model's template)", [&a](const std::string& v) {
         return a.chat_format = v, Status::ok();
     });
+    f.integer("--lookup-ngram", "N", "speculative decoding by prompt lookup (n-grams N..1) for greedy requests while the\n"
+              "batch is small (exactly the greedy tokens; a request's \"speculative\": false opts out)", &a.engine.lookup_ngram, 0, 64);
     f.integer("-n, --n-predict", "N", "max_tokens when a request gives none (default -1: to end of text or context)", &a.n_predict, -1, 1 << 24);
     f.section("Sampling defaults (requests override them)");
     kiln::cli::add_sampling_flags(f, a.sampling);
@@ -99,6 +101,8 @@ std::string metrics_text(const kiln::EngineMetrics& m) {
     add("kiln_prefix_cache_hits_total", "counter", "Requests that reused a cached prefix.", double(m.prefix_cache_hits));
     add("kiln_tokens_generated_total", "counter", "Tokens generated.", double(m.generated_tokens));
     add("kiln_steps_total", "counter", "Forward steps.", double(m.steps));
+    add("kiln_speculative_drafted_total", "counter", "Tokens drafted by prompt lookup.", double(m.spec_drafted));
+    add("kiln_speculative_accepted_total", "counter", "Drafted tokens verification kept.", double(m.spec_accepted));
     add("kiln_requests_queued", "gauge", "Requests waiting for a slot.", m.queued);
     add("kiln_requests_running", "gauge", "Requests holding a slot.", m.running);
     add("kiln_cached_prefixes", "gauge", "Cached prompt prefixes.", m.cached_prefixes);
