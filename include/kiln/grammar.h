@@ -79,7 +79,8 @@ std::string json_gbnf(bool object_root = true);
 // GBNF for the JSON texts a JSON Schema describes: type (or a list of types), properties
 // (required ones first in the schema's order, then optional ones), additionalProperties,
 // items, minItems/maxItems, minLength/maxLength, enum, const, anyOf/oneOf, $ref into $defs /
-// definitions. Errors name the unsupported keyword (pattern, allOf, ...).
-Expected<std::string> json_schema_to_gbnf(const std::string& schema_json);
+// definitions. Errors name the unsupported keyword (pattern, allOf, ...). The schema's rule
+// is `root_rule` (another name lets a grammar embed it).
+Expected<std::string> json_schema_to_gbnf(const std::string& schema_json, const std::string& root_rule = "root");
 
 }  // namespace kiln

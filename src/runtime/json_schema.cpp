@@ -9,7 +9,7 @@ namespace kiln {
 
 namespace {
 
-using Json = nlohmann::json;
+using Json = nlohmann::ordered_json;  // properties keep the order the schema gives them
 
 // Whitespace is bounded (one space, or a newline and up to 20 indent characters) so that a
 // model cannot fill max_tokens with it; numbers have at most 16 digits per part.
@@ -46,8 +46,8 @@ class Converter {
 public:
     explicit Converter(const Json& root) : root_(root) {}
 
-    Expected<std::string> run() {
-        KILN_TRY(visit(root_, "root"));
+    Expected<std::string> run(const std::string& root_rule) {
+        KILN_TRY(visit(root_, root_rule));
         std::string out;
         for (const auto& [name, body] : order_) out += name + " ::= " + body + "\n";
         return out + kJsonRules;
@@ -221,11 +221,11 @@ private:
 
 std::string json_gbnf(bool object_root) { return std::string("root ::= ") + (object_root ? "object" : "value") + "\n" + kJsonRules; }
 
-Expected<std::string> json_schema_to_gbnf(const std::string& schema_json) {
+Expected<std::string> json_schema_to_gbnf(const std::string& schema_json, const std::string& root_rule) {
     const Json schema = Json::parse(schema_json, nullptr, /*allow_exceptions=*/false);
     if (schema.is_discarded()) return Status::error("json_schema: the schema is not valid JSON");
     try {
-        return Converter(schema).run();
+        return Converter(schema).run(root_rule);
     } catch (const Json::exception& e) {  // a keyword of an unexpected JSON type (minLength: "3", ...)
         return Status::error("json_schema: %s", e.what());
     }

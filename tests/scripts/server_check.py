@@ -7,7 +7,7 @@ Starts kiln-server on free ports with SmolLM2 (and the Qwen2.5-Coder pair when f
 and checks: chat and completions against kiln-generate's greedy text, streaming chunks
 that reassemble to the non-streamed reply, stop strings, usage counts, logprobs,
 tokenize/detokenize, json_object / json_schema / GBNF output that parses and follows the
-schema, prompt-lookup drafting (the same greedy text), every error case with its status code, the prefix cache across chat
+schema, tool calls (the Qwen pair), prompt-lookup drafting (the same greedy text), every error case with its status code, the prefix cache across chat
 turns, a client that disconnects mid-stream (its slot freed, seen in /metrics), a full
 queue (503), the API key (401), a bounded load test (16 clients x 8 requests, every greedy
 reply equal to the same request served alone) and SIGTERM (streams end, exit 0).
@@ -263,7 +263,8 @@ def check_errors(srv):
                                                                           "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a"}}}}, 400),
         ("bad response_format type", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}, 400),
         ("bad GBNF grammar", "POST", "/v1/completions", {"prompt": "x", "grammar": "root ::= undefined-rule"}, 400),
-        ("tools (not yet)", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}, 400),
+        ("tools on a template without tool calls", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}, 400),
+        ("tool_choice not a choice", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "tool_choice": "maybe"}, 400),
         ("unknown endpoint", "GET", "/v2/nothing", None, 404),
         ("tokenize without content", "POST", "/tokenize", {"text": "x"}, 400),
         ("detokenize bad id", "POST", "/detokenize", {"tokens": [-1]}, 400),
@@ -462,11 +463,50 @@ def main():
     sys.exit(1 if failures else 0)
 
 
+WEATHER_TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}}},
+    {"type": "function", "function": {"name": "get_time", "description": "The local time in a city",
+                                      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def check_tools(srv, label):
+    """Tool calls in the Hermes/Qwen format: forced with tool_choice, parsed back, streamed, and a tool result turn."""
+    c = srv.client()
+    msgs = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
+    r = c.chat.completions.create(model=srv.model_id, messages=msgs, tools=WEATHER_TOOLS, tool_choice="required", temperature=0, max_tokens=60)
+    calls = r.choices[0].message.tool_calls or []
+    ok = r.choices[0].finish_reason == "tool_calls" and len(calls) == 1 and calls[0].function.name in ("get_weather", "get_time")
+    args = json.loads(calls[0].function.arguments) if ok else None
+    check(ok and isinstance(args, dict) and isinstance(args.get("city"), str), f"{label}: tool_choice required: {r.choices[0]}")
+    named = c.chat.completions.create(model=srv.model_id, messages=msgs, tools=WEATHER_TOOLS, temperature=0, max_tokens=60,
+                                      tool_choice={"type": "function", "function": {"name": "get_time"}})
+    nc = named.choices[0].message.tool_calls or []
+    check(len(nc) == 1 and nc[0].function.name == "get_time", f"{label}: a named tool_choice: {named.choices[0]}")
+    # streamed: the same call in a tool_calls delta
+    streamed = []
+    for chunk in c.chat.completions.create(model=srv.model_id, messages=msgs, tools=WEATHER_TOOLS, tool_choice="required", temperature=0,
+                                           max_tokens=60, stream=True):
+        for ch in chunk.choices:
+            for tc in ch.delta.tool_calls or []:
+                streamed.append((tc.function.name, tc.function.arguments))
+    check(ok and streamed == [(calls[0].function.name, calls[0].function.arguments)], f"{label}: streamed calls {streamed}")
+    # the tool's result goes back in a tool message; the model answers in text
+    if ok:
+        turn = msgs + [{"role": "assistant", "content": None, "tool_calls": [calls[0].model_dump()]},
+                       {"role": "tool", "tool_call_id": calls[0].id, "content": json.dumps({"temperature": 21, "sky": "sunny"})}]
+        r2 = c.chat.completions.create(model=srv.model_id, messages=turn, tools=WEATHER_TOOLS, temperature=0, max_tokens=40)
+        check(r2.choices[0].finish_reason in ("stop", "length", "tool_calls"), f"{label}: a tool result turn: {r2.choices[0]}")
+    status, reply = srv.request("POST", "/v1/chat/completions", {"messages": msgs, "tools": WEATHER_TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}})
+    check(status == 400 and "nope" in reply["error"]["message"], f"{label}: an unknown forced tool: {status} {reply}")
+
+
 def check_qwen(path, name):
     srv = Server(path, "-np", "2", "-c", "2048")
     srv.model_id = srv.request("GET", "/v1/models")[1]["data"][0]["id"]
     try:
         check_replies_match_generate(srv, path, name)
+        check_tools(srv, name)
     finally:
         check(srv.stop() == 0, f"{name}: exit 0")
 

@@ -56,26 +56,48 @@ std::string message_content(const Json& m, size_t i) {
     return out;
 }
 
-std::vector<int32_t> prompt_tokens(const Json& body, bool chat, const ApiDefaults& d) {
-    const Tokenizer& tok = *d.tokenizer;
-    if (chat) {
-        const Json* msgs = field(body, "messages");
-        if (!msgs) throw BadRequest("'messages' is required");
-        if (!msgs->is_array() || msgs->empty()) throw BadRequest("'messages' must be a non-empty array");
-        std::vector<ChatMessage> messages;
-        for (size_t i = 0; i < msgs->size(); ++i) {
-            const Json& m = (*msgs)[i];
-            if (!m.is_object()) throw BadRequest("'messages[" + std::to_string(i) + "]' must be an object");
-            const Json* role = field(m, "role");
-            if (!role || !role->is_string()) throw BadRequest("'messages[" + std::to_string(i) + "].role' must be a string");
-            std::string r = role->get<std::string>();
-            if (r == "developer") r = "system";
-            if (r != "system" && r != "user" && r != "assistant")
-                throw BadRequest("'messages[" + std::to_string(i) + "].role' \"" + r + "\" is not one of system, developer, user, assistant");
-            messages.push_back({r, message_content(m, i)});
-        }
-        return tok.encode(apply_chat_template(d.chat_template, messages), /*add_special=*/true, /*parse_special=*/true);
+// The chat's prompt text: the model's template through the Jinja engine (messages
+// normalized: developer -> system, text parts joined), or kiln's built-in format when the
+// server runs without it. `tools`: the tool definitions to render (empty: none).
+std::string chat_prompt(const Json& body, const Json& tools, const ApiDefaults& d) {
+    const Json* msgs = field(body, "messages");
+    if (!msgs) throw BadRequest("'messages' is required");
+    if (!msgs->is_array() || msgs->empty()) throw BadRequest("'messages' must be a non-empty array");
+    Json normalized = Json::array();
+    std::vector<ChatMessage> messages;
+    for (size_t i = 0; i < msgs->size(); ++i) {
+        const Json& m = (*msgs)[i];
+        const std::string at = "'messages[" + std::to_string(i) + "]";
+        if (!m.is_object()) throw BadRequest(at + "' must be an object");
+        const Json* role = field(m, "role");
+        if (!role || !role->is_string()) throw BadRequest(at + ".role' must be a string");
+        std::string r = role->get<std::string>();
+        if (r == "developer") r = "system";
+        if (r != "system" && r != "user" && r != "assistant" && r != "tool")
+            throw BadRequest(at + ".role' \"" + r + "\" is not one of system, developer, user, assistant, tool");
+        Json n = m;
+        n["role"] = r;
+        n["content"] = message_content(m, i);
+        normalized.push_back(n);
+        messages.push_back({r, n["content"].get<std::string>()});
     }
+    if (!d.jinja_source.empty()) {
+        ChatRenderInput in;
+        in.messages_json = normalized.dump();
+        in.tools_json = tools.empty() ? "" : tools.dump();
+        auto text = render_jinja_chat(d.jinja_source, in, *d.tokenizer);
+        if (!text) throw BadRequest(text.message());
+        return text.value();
+    }
+    if (!tools.empty()) throw BadRequest("'tools' needs the model's own chat template (the server runs with --chat-format)");
+    for (const ChatMessage& m : messages)
+        if (m.role == "tool") throw BadRequest("role 'tool' needs the model's own chat template (the server runs with --chat-format)");
+    return apply_chat_template(d.chat_template, messages);
+}
+
+std::vector<int32_t> prompt_tokens(const Json& body, bool chat, const Json& tools, const ApiDefaults& d) {
+    const Tokenizer& tok = *d.tokenizer;
+    if (chat) return tok.encode(chat_prompt(body, tools, d), /*add_special=*/true, /*parse_special=*/true);
     const Json* p = field(body, "prompt");
     if (!p) throw BadRequest("'prompt' is required");
     if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) p = &(*p)[0];
@@ -139,7 +161,35 @@ ParsedRequest parse_completion_request(const std::string& text, bool chat, const
         if (!parsed) throw BadRequest(parsed.message());
         out.engine.grammar = g->get<std::string>();
     }
-    if (const Json* tools = field(body, "tools"); tools && !tools->empty()) throw BadRequest("'tools' (function calling) is not supported yet");
+    // Tools: rendered into the prompt by the template; tool_choice "required" (or a named
+    // function) constrains the reply to one call with a grammar; "none" leaves them out.
+    Json tools = Json::array();
+    if (const Json* t = field(body, "tools")) {
+        if (!chat) throw BadRequest("'tools' belongs to /v1/chat/completions");
+        if (!t->is_array()) throw BadRequest("'tools' must be an array");
+        tools = *t;
+    }
+    std::string choice = "auto", forced;
+    if (const Json* c = field(body, "tool_choice")) {
+        if (c->is_string()) choice = c->get<std::string>();
+        else if (c->is_object() && c->contains("function") && (*c)["function"].is_object() && (*c)["function"].value("name", "") != "")
+            choice = "required", forced = (*c)["function"]["name"].get<std::string>();
+        else throw BadRequest("'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        if (choice != "none" && choice != "auto" && choice != "required") throw BadRequest("'tool_choice' \"" + choice + "\" is not none, auto or required");
+    }
+    if (choice == "none") tools = Json::array();
+    if (!tools.empty()) {
+        if (d.tool_style == ToolCallStyle::None) throw BadRequest("this model's chat template has no tool-call syntax kiln knows (Hermes/Qwen or Llama 3)");
+        out.tools = true;
+        for (const Json& t : tools)
+            if (t.is_object() && t.contains("function") && t["function"].is_object() && t["function"].contains("name") && t["function"]["name"].is_string())
+                out.tool_names.push_back(t["function"]["name"].get<std::string>());
+        if (choice == "required") {
+            auto g = tool_call_gbnf(d.tool_style, tools.dump(), forced);
+            if (!g) throw BadRequest(g.message());
+            out.engine.grammar = g.value();
+        }
+    }
     EngineRequest& e = out.engine;
     SamplerParams& s = e.sampling;  // (e.grammar is set above)
     s = d.sampling;
@@ -186,7 +236,7 @@ ParsedRequest parse_completion_request(const std::string& text, bool chat, const
         out.logprobs = top >= 0;
         e.n_logprobs = int(top);
     }
-    e.prompt = prompt_tokens(body, chat, d);
+    e.prompt = prompt_tokens(body, chat, tools, d);
     if (e.prompt.empty()) throw BadRequest(chat ? "the messages give an empty prompt" : "'prompt' is empty");
     return out;
 }
@@ -222,7 +272,8 @@ std::string Responder::on_token(const EngineEvent& e) {
         chosen_.push_back(e.chosen);
         top_.push_back(e.top);
     }
-    if (!req_.stream || (e.text.empty() && !req_.logprobs)) return "";
+    // A reply that may hold tool calls is sent whole at the end (the calls are parsed then).
+    if (!req_.stream || req_.tools || (e.text.empty() && !req_.logprobs)) return "";
     Json lp = nullptr;
     if (req_.logprobs) {
         if (req_.chat) lp = {{"content", Json::array({logprob_entry(e.chosen, e.top)})}};
@@ -248,10 +299,23 @@ std::string Responder::on_done(const EngineEvent& e) {
                         {"total_tokens", e.n_prompt + e.n_generated},
                         {"prompt_tokens_details", {{"cached_tokens", e.n_cached}}}};
     const char* finish = finish_reason(e.stop);
+    // Tool calls: parsed from the whole reply; the text around them is the content.
+    Json calls = Json::array();
+    std::string content = text_;
+    if (req_.tools) {
+        ParsedReply p = parse_tool_calls(d_.tool_style, text_, req_.tool_names);
+        content = p.content;
+        for (size_t i = 0; i < p.calls.size(); ++i)
+            calls.push_back({{"index", i}, {"id", "call_" + id_.substr(id_.find('-') + 1) + "_" + std::to_string(i)}, {"type", "function"},
+                             {"function", {{"name", p.calls[i].name}, {"arguments", p.calls[i].arguments_json}}}});
+        if (!calls.empty()) finish = "tool_calls";
+    }
     if (req_.stream) {
         std::string out;
         if (req_.chat && !sent_role_) out += sse(chunk({{"role", "assistant"}, {"content", ""}}, nullptr, nullptr));
-        if (!e.text.empty()) out += sse(chunk(req_.chat ? Json{{"content", e.text}} : Json(e.text), nullptr, nullptr));
+        const std::string rest = req_.tools ? content : e.text;  // tools: nothing was streamed before
+        if (!rest.empty()) out += sse(chunk(req_.chat ? Json{{"content", rest}} : Json(rest), nullptr, nullptr));
+        if (!calls.empty()) out += sse(chunk({{"tool_calls", calls}}, nullptr, nullptr));
         out += sse(chunk(req_.chat ? Json::object() : Json(""), nullptr, finish));
         if (req_.include_usage)
             out += sse({{"id", id_}, {"object", req_.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created_}, {"model", d_.model_name},
@@ -279,7 +343,13 @@ std::string Responder::on_done(const EngineEvent& e) {
         }
     }
     Json choice = {{"index", 0}, {"logprobs", lp}, {"finish_reason", finish}};
-    if (req_.chat) choice["message"] = {{"role", "assistant"}, {"content", text_}};
+    if (req_.chat) {
+        choice["message"] = {{"role", "assistant"}, {"content", calls.empty() || !content.empty() ? Json(content) : Json(nullptr)}};
+        if (!calls.empty()) {
+            for (Json& c : calls) c.erase("index");  // (index belongs to stream deltas)
+            choice["message"]["tool_calls"] = calls;
+        }
+    }
     else choice["text"] = text_;
     return dump({{"id", id_}, {"object", req_.chat ? "chat.completion" : "text_completion"}, {"created", created_}, {"model", d_.model_name},
                  {"choices", Json::array({choice})}, {"usage", usage}});

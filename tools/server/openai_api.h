@@ -28,7 +28,9 @@ struct ApiDefaults {
     std::string model_name;       // the id /v1/models lists; requests may name it or leave it out
     SamplerParams sampling;       // the server's --temp, --top-k, ...
     int max_tokens = -1;          // -n
-    ChatTemplate chat_template;
+    ChatTemplate chat_template;       // the built-in format, when jinja_source is empty
+    std::string jinja_source;         // the model's own template, rendered by the Jinja engine
+    ToolCallStyle tool_style = ToolCallStyle::None;
     const Tokenizer* tokenizer = nullptr;
 };
 
@@ -38,6 +40,8 @@ struct ParsedRequest {
     bool stream = false;
     bool include_usage = false;    // stream_options.include_usage
     bool logprobs = false;         // report per-token log probabilities
+    bool tools = false;            // the reply may hold tool calls (sent whole at the end when streaming)
+    std::vector<std::string> tool_names;
 };
 
 // Parses a request body; throws BadRequest naming the field that is wrong.

@@ -149,14 +149,26 @@ int main(int argc, char** argv) {
         d.model_name = a.model.substr(a.model.find_last_of('/') + 1);
         if (d.model_name.size() > 5 && d.model_name.ends_with(".gguf")) d.model_name.resize(d.model_name.size() - 5);
     }
+    // Chat: the model's own template through the Jinja engine (as llama-server --jinja), or a
+    // built-in format (--chat-format, or when the template does not render).
     std::string chat_error;
+    const kiln::GgufFile& gguf = model.value()->gguf();
+    const std::string source = gguf.get_string("tokenizer.chat_template").value();
     if (!a.chat_format.empty()) {
         auto f = kiln::parse_chat_format(a.chat_format);
         if (!f) return fail(f.message());
         d.chat_template.format = f.value();
-    } else {
-        const kiln::GgufFile& g = model.value()->gguf();
-        auto t = kiln::chat_template_for(g.get_string("tokenizer.chat_template").value(), g.get_string("general.architecture").value());
+    } else if (!source.empty()) {
+        auto probe = kiln::render_jinja_chat(source, {R"([{"role": "user", "content": "Hi"}])", "", true}, *d.tokenizer);
+        if (probe) {
+            d.jinja_source = source;
+            d.tool_style = kiln::tool_call_style(source);
+        } else {
+            std::fprintf(stderr, "kiln-server: the model's chat template does not render (%s); using the built-in format\n", probe.message().c_str());
+        }
+    }
+    if (d.jinja_source.empty() && a.chat_format.empty()) {
+        auto t = kiln::chat_template_for(source, gguf.get_string("general.architecture").value());
         if (t) d.chat_template = t.value();
         else chat_error = t.message();  // /v1/chat/completions answers 400 with it
     }
