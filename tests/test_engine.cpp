@@ -214,7 +214,7 @@ TEST_CASE("engine: bad requests, a full queue and cancellation") {
     CHECK(why == kiln::Refusal::Stopping);
 }
 
-TEST_CASE("engine: prompt lookup drafts leave every greedy reply unchanged") {
+TEST_CASE("engine: prompt lookup and draft-model drafts leave every greedy reply unchanged") {
     auto model = smollm2();
     if (!model) return;
     // Prompts that repeat themselves, so that lookup finds drafts.
@@ -230,9 +230,10 @@ TEST_CASE("engine: prompt lookup drafts leave every greedy reply unchanged") {
         r.n_logprobs = 2;
         requests.push_back(r);
     }
-    auto run_all = [&](int lookup, kiln::EngineMetrics* m) {
+    auto run_all = [&](int lookup, kiln::EngineMetrics* m, std::shared_ptr<const kiln::Model> draft = nullptr) {
         kiln::EngineOptions o = small_engine(4);
         o.lookup_ngram = lookup;
+        o.draft_model = draft;
         auto e = kiln::Engine::create(model, o);
         REQUIRE(e.is_ok());
         std::vector<std::shared_ptr<kiln::RequestHandle>> handles;
@@ -255,4 +256,21 @@ TEST_CASE("engine: prompt lookup drafts leave every greedy reply unchanged") {
     CHECK(spec_m.spec_accepted > 0);
     CHECK(spec_m.steps < plain_m.steps);  // accepted drafts save steps
     MESSAGE("lookup drafts: ", spec_m.spec_accepted, " of ", spec_m.spec_drafted, " accepted; steps ", spec_m.steps, " vs ", plain_m.steps);
+    // A draft model (the same model here: its drafts are nearly always right) where lookup
+    // has nothing; the draft sequences follow the target's through verification and the
+    // prefix cache (a second round reuses the first's pages).
+    kiln::EngineMetrics model_m;
+    const auto drafted = run_all(0, &model_m, model);
+    for (size_t i = 0; i < requests.size(); ++i) {
+        CAPTURE(i);
+        CHECK(drafted[i].tokens == plain[i].tokens);
+    }
+    CHECK(model_m.spec_drafted > 0);
+    CHECK(model_m.spec_accepted >= model_m.spec_drafted * 8 / 10);
+    CHECK(model_m.steps < plain_m.steps / 2);
+    MESSAGE("draft model: ", model_m.spec_accepted, " of ", model_m.spec_drafted, " accepted; steps ", model_m.steps, " vs ", plain_m.steps);
+    kiln::EngineOptions bad = small_engine(1);
+    bad.draft_model = model;
+    bad.draft_max = 9;
+    CHECK(kiln::Engine::create(model, bad).message().find("EngineOptions::draft_max") != std::string::npos);
 }

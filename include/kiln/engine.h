@@ -52,6 +52,11 @@ struct EngineOptions {
     // is compute-bound and drafts would slow the batch.
     int lookup_ngram = 0;
     int spec_step_tokens = 16;
+    // A draft model (same vocabulary) drafting for greedy requests where lookup finds
+    // nothing: up to draft_max tokens each, all requests in one batched draft forward per
+    // token. Null: none.
+    std::shared_ptr<const Model> draft_model;
+    int draft_max = 5;
     // n_threads, isa, KV cache types, ... (n_ctx, n_seq_max and n_batch are the engine's).
     SessionOptions session;
 };
@@ -131,6 +136,8 @@ struct EngineMetrics {
 
 enum class Refusal { None, Invalid, QueueFull, Stopping };
 
+class DraftRunner;  // src/serve/draft_runner.h
+
 class Engine {
 public:
     static Expected<std::unique_ptr<Engine>> create(std::shared_ptr<const Model> model, const EngineOptions& options = {});
@@ -170,6 +177,7 @@ private:
     int n_ctx_per_seq_ = 0;
     std::unique_ptr<Session> session_;
     std::unique_ptr<TokenPieces> pieces_;  // for constrained requests, made at the first one
+    std::unique_ptr<DraftRunner> draft_;   // EngineOptions::draft_model's sessions
     std::vector<std::unique_ptr<Running>> running_;
     // Per sequence id: the tokens its KV cache holds and when it was last used; `busy`: a
     // running request's (else a cached prefix when it holds tokens, or free).

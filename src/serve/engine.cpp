@@ -17,6 +17,7 @@
 #include "kiln/speculative.h"
 #include "kiln/tokenizer.h"
 #include "runtime/stop_text.h"
+#include "serve/draft_runner.h"
 
 namespace kiln {
 
@@ -35,7 +36,8 @@ struct Engine::Running {
     Sampler sampler;
     StopText text;
     std::optional<GrammarMatcher> grammar;  // constrained requests
-    std::unique_ptr<Drafter> drafter;       // prompt lookup (greedy requests when the engine drafts)
+    bool speculate = false;                 // drafts are verified for this request (greedy, when the engine drafts)
+    std::unique_ptr<Drafter> drafter;       // prompt lookup
     std::vector<int32_t> history;           // with a drafter: the prompt and every token generated
     int n_drafts = 0;                       // drafts behind the pending token in this step's batch
     int spec_wait = 0, spec_backoff = 0;    // steps to go without drafts after a round that kept none; the next wait
@@ -66,6 +68,7 @@ Expected<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> mo
         return Status::error("EngineOptions::step_tokens %d must be at least %d (a prompt chunk of %d beside one token per slot)", o.step_tokens,
                              kPage + o.n_parallel, kPage);
     if (o.max_queue < 0) return Status::error("EngineOptions::max_queue %d must be >= 0", o.max_queue);
+    if (o.draft_max < 1 || o.draft_max > kMaxDraft) return Status::error("EngineOptions::draft_max %d must be in [1, %d]", o.draft_max, kMaxDraft);
     if (o.cache_entries < 0) return Status::error("EngineOptions::cache_entries %d must be >= 0", o.cache_entries);
     if (o.n_ctx_per_seq < 0) return Status::error("EngineOptions::n_ctx_per_seq %d must be >= 0", o.n_ctx_per_seq);
     std::unique_ptr<Engine> e(new Engine());
@@ -85,6 +88,11 @@ Expected<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> mo
     if (!session) return session.status();
     e->session_ = std::move(session.value());
     e->seqs_.resize(size_t(so.n_seq_max));
+    if (o.draft_model) {
+        auto d = DraftRunner::create(o.draft_model, *model, *e->session_);
+        if (!d) return d.status();
+        e->draft_ = std::move(d.value());
+    }
     e->metrics_.kv_total = e->session_->n_ctx();
     e->thread_ = std::thread([p = e.get()] { p->loop(); });
     return e;
@@ -197,6 +205,7 @@ void Engine::release(int seq, bool keep) {
     s.last_used = ++clock_;
     if (!keep) {
         (void)session_->seq_remove(seq);  // cannot fail: a valid id
+        if (draft_) draft_->remove(seq);
         s.tokens.clear();
     }
 }
@@ -228,9 +237,11 @@ void Engine::admit(std::shared_ptr<RequestHandle> handle, EngineRequest req) {
     if (src >= 0 && !seqs_[size_t(src)].busy) {
         seq = src;  // take over the cached prefix itself
         (void)session_->seq_truncate(seq, reuse);
+        if (draft_) draft_->truncate(seq, reuse);
     } else {
         seq = take_sequence(src);
         if (src >= 0) (void)session_->seq_fork(src, seq, reuse);  // shares whole pages
+        if (src >= 0 && draft_) draft_->fork(src, seq, reuse);
     }
     seqs_[size_t(seq)].busy = true;
     seqs_[size_t(seq)].last_used = ++clock_;
@@ -240,7 +251,8 @@ void Engine::admit(std::shared_ptr<RequestHandle> handle, EngineRequest req) {
     r->n_cached = r->n_fed = reuse;
     const SamplerParams& sp = r->req.sampling;
     const bool greedy = sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.frequency_penalty == 0 && sp.presence_penalty == 0;
-    if (options_.lookup_ngram > 0 && r->req.speculative && greedy && r->req.grammar.empty()) {
+    r->speculate = (options_.lookup_ngram > 0 || draft_) && r->req.speculative && greedy && r->req.grammar.empty();
+    if (r->speculate && options_.lookup_ngram > 0) {
         r->drafter = make_lookup_drafter(options_.lookup_ngram);
         r->history = r->req.prompt;
     }
@@ -335,6 +347,7 @@ int Engine::verify_drafts(Running& r, const Batch& batch, int i) {
         else break;
     }
     (void)session_->seq_truncate(r.seq, batch.pos[size_t(i)] + 1 + m);  // the pending token and m drafts stay
+    if (draft_) draft_->truncate(r.seq, batch.pos[size_t(i)] + 1 + m);
     // A round that kept nothing: wait 1, 2, 4, ... 16 steps before drafting again (text that
     // does not repeat itself should not pay for verification rows).
     r.spec_backoff = m > 0 ? 0 : std::min(16, std::max(1, 2 * r.spec_backoff));
@@ -399,26 +412,52 @@ bool Engine::step() {
     int budget = options_.step_tokens, pages = 0;
     bool has_prompt = false;
     auto need_pages = [&](int from, int n) { return (from + n + kPage - 1) / kPage - from / kPage + (from % kPage != 0); };
+    // Decoding requests first: the pending token, and drafts while the step stays small
+    // (memory-bound: they cost little): prompt lookup's, or else the draft model's (all of
+    // this step's draft-model jobs in one batched pass).
     int n_decoding = int(std::count_if(running_.begin(), running_.end(), [](const auto& r) { return r->pending >= 0; }));
-    for (auto& r : running_)
-        if (r->pending >= 0) {
-            const int pos = session_->seq_length(r->seq);
-            batch.add(r->pending, r->seq, pos, true);
-            owner.push_back(r.get());
-            // Drafts ride along while the step stays small (memory-bound: they cost little).
-            std::vector<DraftToken> drafts;
-            int room = std::min({kMaxDraft, options_.spec_step_tokens - n_decoding, n_ctx_per_seq_ - pos - 2});
-            if (r->req.max_tokens >= 0) room = std::min(room, r->req.max_tokens - r->n_generated - 1);
-            if (r->drafter && room > 0 && r->spec_wait-- <= 0) (void)r->drafter->draft(r->history, room, &drafts);  // lookup cannot fail
-            r->n_drafts = int(std::min<size_t>(drafts.size(), size_t(std::max(room, 0))));
-            for (int j = 0; j < r->n_drafts; ++j) {
-                batch.add(drafts[size_t(j)].token, r->seq, pos + 1 + j, true);
-                owner.push_back(r.get());
+    struct Plan {
+        Running* r;
+        int pos;
+        std::vector<int32_t> drafts;
+        int job = -1;  // index into jobs: drafts come from the draft model
+    };
+    std::vector<Plan> plans;
+    std::vector<DraftJob> jobs;
+    for (auto& r : running_) {
+        if (r->pending < 0) continue;
+        Plan p{r.get(), session_->seq_length(r->seq), {}, -1};
+        int room = std::min({kMaxDraft, options_.spec_step_tokens - n_decoding, n_ctx_per_seq_ - p.pos - 2});
+        if (r->req.max_tokens >= 0) room = std::min(room, r->req.max_tokens - r->n_generated - 1);
+        if (r->speculate && room > 0 && r->spec_wait-- <= 0) {
+            std::vector<DraftToken> lookup;
+            if (r->drafter) (void)r->drafter->draft(r->history, room, &lookup);  // lookup cannot fail
+            for (size_t j = 0; j < lookup.size() && int(j) < room; ++j) p.drafts.push_back(lookup[j].token);
+            if (p.drafts.empty() && draft_) {
+                jobs.push_back({r->seq, &seqs_[size_t(r->seq)].tokens, r->pending, std::min(room, options_.draft_max), {}});
+                p.job = int(jobs.size()) - 1;
             }
-            n_decoding += r->n_drafts;
-            pages += need_pages(pos, 1 + r->n_drafts);
-            budget -= 1 + r->n_drafts;
+            n_decoding += p.job >= 0 ? jobs.back().n_max : int(p.drafts.size());  // (room reserved for model drafts)
         }
+        plans.push_back(std::move(p));
+    }
+    if (!jobs.empty() && !draft_->draft(jobs))
+        for (DraftJob& j : jobs) j.out.clear();  // (a draft that fails drafts nothing: the step goes on)
+    n_decoding = 0;
+    for (Plan& p : plans) {
+        Running& r = *p.r;
+        if (p.job >= 0) p.drafts = jobs[size_t(p.job)].out;
+        batch.add(r.pending, r.seq, p.pos, true);
+        owner.push_back(&r);
+        r.n_drafts = int(p.drafts.size());
+        for (int j = 0; j < r.n_drafts; ++j) {
+            batch.add(p.drafts[size_t(j)], r.seq, p.pos + 1 + j, true);
+            owner.push_back(&r);
+        }
+        n_decoding += 1 + r.n_drafts;
+        pages += need_pages(p.pos, 1 + r.n_drafts);
+        budget -= 1 + r.n_drafts;
+    }
     for (auto& r : running_) {
         if (r->pending >= 0) continue;
         const int n_prompt = int(r->req.prompt.size());

@@ -7,7 +7,7 @@ Starts kiln-server on free ports with SmolLM2 (and the Qwen2.5-Coder pair when f
 and checks: chat and completions against kiln-generate's greedy text, streaming chunks
 that reassemble to the non-streamed reply, stop strings, usage counts, logprobs,
 tokenize/detokenize, json_object / json_schema / GBNF output that parses and follows the
-schema, tool calls (the Qwen pair), prompt-lookup drafting (the same greedy text), every error case with its status code, the prefix cache across chat
+schema, tool calls (the Qwen pair), prompt-lookup and draft-model drafting (the same greedy text), every error case with its status code, the prefix cache across chat
 turns, a client that disconnects mid-stream (its slot freed, seen in /metrics), a full
 queue (503), the API key (401), a bounded load test (16 clients x 8 requests, every greedy
 reply equal to the same request served alone) and SIGTERM (streams end, exit 0).
@@ -444,10 +444,11 @@ def main():
               ("structured output", lambda: check_structured(srv)), ("speculative", lambda: check_speculative(srv)), ("errors", lambda: check_errors(srv)), ("prefix cache", lambda: check_prefix_cache(srv)),
               ("disconnect", lambda: check_disconnect(srv)), ("queue full", lambda: check_queue_full(smol)),
               ("API key", lambda: check_api_key(smol)), ("load test", lambda: load_test(srv)), ("SIGTERM", lambda: check_sigterm(srv))]
-    for name in ("qwen-coder-0.5b", "qwen-coder-1.5b"):
-        path = model_path(name)
-        if path:
-            groups.append((name, lambda path=path, name=name: check_qwen(path, name)))
+    qwen_small, qwen = model_path("qwen-coder-0.5b"), model_path("qwen-coder-1.5b")
+    if qwen_small:
+        groups.append(("qwen-coder-0.5b", lambda: check_qwen(qwen_small, "qwen-coder-0.5b")))
+    if qwen and qwen_small:
+        groups.append(("qwen-coder-1.5b with the 0.5B as draft model", lambda: check_qwen(qwen, "qwen-coder-1.5b", "-md", qwen_small)))
     try:
         for name, fn in groups:
             t0 = time.time()
@@ -501,12 +502,17 @@ def check_tools(srv, label):
     check(status == 400 and "nope" in reply["error"]["message"], f"{label}: an unknown forced tool: {status} {reply}")
 
 
-def check_qwen(path, name):
-    srv = Server(path, "-np", "2", "-c", "2048")
+def check_qwen(path, name, *extra):
+    srv = Server(path, "-np", "2", "-c", "2048", *extra)
     srv.model_id = srv.request("GET", "/v1/models")[1]["data"][0]["id"]
     try:
         check_replies_match_generate(srv, path, name)
         check_tools(srv, name)
+        if extra:  # the draft model drafted and the replies above still matched plain greedy decoding
+            m = srv.metrics()
+            check(m["kiln_speculative_drafted_total"] > 0 and m["kiln_speculative_accepted_total"] > 0,
+                  f"{name}: draft model counters {m['kiln_speculative_accepted_total']} of {m['kiln_speculative_drafted_total']}")
+            print(f"{name}: the draft model's tokens kept: {m['kiln_speculative_accepted_total']:.0f} of {m['kiln_speculative_drafted_total']:.0f}", flush=True)
     finally:
         check(srv.stop() == 0, f"{name}: exit 0")
 

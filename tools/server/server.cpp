@@ -22,7 +22,7 @@ using kiln::server::BadRequest;
 using kiln::server::Json;
 
 struct ServerArgs {
-    std::string model, host = "127.0.0.1", api_key, alias, chat_format, isa;
+    std::string model, model_draft, host = "127.0.0.1", api_key, alias, chat_format, isa;
     int port = 8080;
     int cache_ram_mib = -1;  // prefix cache KV budget; < 0: as much as the slots' context
     kiln::EngineOptions engine;
@@ -52,6 +52,8 @@ Status parse_args(int argc, char** argv, ServerArgs* out, std::string* help) {
     });
     f.integer("--lookup-ngram", "N", "speculative decoding by prompt lookup (n-grams N..1) for greedy requests while the\n"
               "batch is small (exactly the greedy tokens; a request's \"speculative\": false opts out)", &a.engine.lookup_ngram, 0, 64);
+    f.string("-md, --model-draft", "FILE", "draft model (same vocabulary) for greedy requests where lookup finds nothing", &a.model_draft);
+    f.integer("--draft-max", "N", "draft-model tokens per request and step (default 5, at most 7)", &a.engine.draft_max, 1, 7);
     f.integer("-n, --n-predict", "N", "max_tokens when a request gives none (default -1: to end of text or context)", &a.n_predict, -1, 1 << 24);
     f.section("Sampling defaults (requests override them)");
     kiln::cli::add_sampling_flags(f, a.sampling);
@@ -178,6 +180,11 @@ int main(int argc, char** argv) {
         const size_t per_position = size_t(c.n_layer) * (kiln::row_bytes(eo.session.type_k, int64_t(c.n_head_kv) * c.head_dim) +
                                                          kiln::row_bytes(eo.session.type_v, int64_t(c.n_head_kv) * c.head_dim_v));
         eo.cache_positions = int(std::min<size_t>(size_t(a.cache_ram_mib) << 20, size_t(1) << 40) / per_position);
+    }
+    if (!a.model_draft.empty()) {
+        auto dm = kiln::Model::load(a.model_draft, a.load);
+        if (!dm) return fail("-md: " + dm.message());
+        eo.draft_model = dm.value();
     }
     auto created = kiln::Engine::create(model.value(), eo);
     if (!created) return fail(created.message());
