@@ -1,7 +1,5 @@
 // The model's own chat template through the Jinja engine (render_jinja_chat) and tool calls:
 // the syntax of each family parsed back from replies, and the grammar that forces one call.
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "kiln/chat.h"
@@ -13,12 +11,7 @@
 
 namespace {
 
-std::string read_template(const std::string& name) {
-    std::ifstream in(kiln::test::cache_dir() + "/templates/" + name);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+std::string read_template(const std::string& name) { return kiln::test::read_all(kiln::test::cache_dir() + "/templates/" + name); }
 
 const char* kTools = R"([{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}}])";

@@ -24,12 +24,7 @@ TEST_SUITE_BEGIN("jinja");
 
 namespace {
 
-std::string read_all(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using kiln::test::read_all;
 
 // strftime_now fixed at the golden file's date (2025-03-07 14:05:09), as the script does.
 Value fixed_strftime_now() {

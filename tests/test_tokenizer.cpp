@@ -25,12 +25,7 @@ TEST_SUITE_BEGIN("tokenizer");
 
 namespace {
 
-std::string read_all(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using kiln::test::read_all;
 
 struct VocabCase {
     std::string input;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,13 @@ inline std::string cache_dir() {
 inline std::string model_path(const std::string& file) { return cache_dir() + "/models/" + file; }
 inline std::string vocab_dir() { return cache_dir() + "/vocab"; }
 inline std::string data_path(const std::string& file) { return source_dir() + "/tests/data/" + file; }
+// A whole file's bytes (empty when it cannot be read).
+inline std::string read_all(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
 
 // Real-model tests need the fetched models; the README's test command fetches them, so
 // a missing file is a failure, not a skip (set KILN_ALLOW_MISSING_MODELS=1 to skip locally).

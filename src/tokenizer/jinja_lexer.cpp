@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "jinja_ast.h"
+#include "tokenizer/pretokenizer.h"
 
 namespace kiln::jinja {
 
@@ -29,24 +30,6 @@ std::string rstrip_ws(std::string_view s) {
     return std::string(s.substr(0, e));
 }
 
-// Appends code point cp as UTF-8.
-void put_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += char(cp);
-    } else if (cp < 0x800) {
-        out += char(0xC0 | (cp >> 6));
-        out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += char(0xE0 | (cp >> 12));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    } else {
-        out += char(0xF0 | (cp >> 18));
-        out += char(0x80 | ((cp >> 12) & 0x3F));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    }
-}
 
 int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -85,7 +68,7 @@ std::string unescape(std::string_view s, int line) {
                     cp = cp * 16 + uint32_t(h);
                 }
                 if (cp > 0x10FFFF) fail(line, "illegal Unicode character in string literal");
-                put_utf8(out, cp);
+                kiln::detail::append_utf8(out, cp);
                 i += n;
                 break;
             }
@@ -93,7 +76,7 @@ std::string unescape(std::string_view s, int line) {
                 if (e >= '0' && e <= '7') {
                     uint32_t cp = uint32_t(e - '0');
                     for (int k = 0; k < 2 && i + 1 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '7'; ++k) cp = cp * 8 + uint32_t(s[++i] - '0');
-                    put_utf8(out, cp);
+                    kiln::detail::append_utf8(out, cp);
                 } else {
                     out += '\\';
                     out += e;

@@ -228,23 +228,6 @@ uint32_t decode_lenient(std::string_view s, size_t i, size_t* len) {
     return cp;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += char(cp);
-    } else if (cp < 0x800) {
-        out += char(0xC0 | (cp >> 6));
-        out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += char(0xE0 | (cp >> 12));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    } else {
-        out += char(0xF0 | (cp >> 18));
-        out += char(0x80 | ((cp >> 12) & 0x3F));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    }
-}
 
 bool has_nonascii_space(std::string_view s) {
     // All of them start with 0xC2 (U+0085, U+00A0), 0xE1 (U+1680), 0xE2 (U+20xx) or 0xE3 (U+3000).
@@ -454,6 +437,25 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string>& words
     for (const Piece& p : pieces) {
         size_t b = remap ? to_word[p.begin] : p.begin, e = remap ? to_word[p.end] : p.end;
         words.emplace_back(word_text, b, e - b);
+    }
+}
+
+// Appends code point cp as UTF-8 (pretokenizer.h).
+void append_utf8(std::string& out, uint32_t cp) {
+    if (cp < 0x80) {
+        out += char(cp);
+    } else if (cp < 0x800) {
+        out += char(0xC0 | (cp >> 6));
+        out += char(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        out += char(0xE0 | (cp >> 12));
+        out += char(0x80 | ((cp >> 6) & 0x3F));
+        out += char(0x80 | (cp & 0x3F));
+    } else {
+        out += char(0xF0 | (cp >> 18));
+        out += char(0x80 | ((cp >> 12) & 0x3F));
+        out += char(0x80 | ((cp >> 6) & 0x3F));
+        out += char(0x80 | (cp & 0x3F));
     }
 }
 

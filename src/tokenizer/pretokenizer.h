@@ -47,5 +47,7 @@ private:
 // llama.cpp's lenient UTF-8 decoding (unicode_cpts_from_utf8) re-encoded: invalid bytes
 // become U+FFFD. Returns the input unchanged when it is already valid.
 std::string sanitize_utf8(std::string_view text);
+// Appends code point cp as UTF-8.
+void append_utf8(std::string& out, uint32_t cp);
 
 }  // namespace kiln::detail

@@ -66,23 +66,6 @@ int32_t SpecialTrie::child(int32_t node, uint8_t c) const {
 
 namespace {
 
-void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += char(cp);
-    } else if (cp < 0x800) {
-        out += char(0xC0 | (cp >> 6));
-        out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += char(0xE0 | (cp >> 12));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    } else {
-        out += char(0xF0 | (cp >> 18));
-        out += char(0x80 | ((cp >> 12) & 0x3F));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    }
-}
 
 // Lenient decoder of llama.cpp's unicode_cpt_from_utf8; 0xFFFD (consuming 1 byte) on error.
 uint32_t next_cpt(std::string_view s, size_t& i) {
@@ -136,7 +119,7 @@ void init_byte_level_tables(Tokenizer::Impl& t) {
         bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
         uint32_t cp = printable ? uint32_t(b) : uint32_t(256 + n++);
         t.byte_to_unicode[b].clear();
-        append_utf8(t.byte_to_unicode[b], cp);
+        detail::append_utf8(t.byte_to_unicode[b], cp);
         t.unicode_to_byte[cp] = uint8_t(b);
     }
 }
@@ -246,7 +229,7 @@ std::string Tokenizer::Impl::piece_for_cache(TokenId id) const {
                 continue;
             }
             std::string utf8;
-            append_utf8(utf8, cp > 0x10FFFF ? 0xFFFD : cp);
+            detail::append_utf8(utf8, cp > 0x10FFFF ? 0xFFFD : cp);
             out += "[UNK_BYTE_0x";
             for (char c : utf8) {
                 out += "0123456789abcdef"[uint8_t(c) >> 4];
