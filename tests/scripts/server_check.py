@@ -274,6 +274,30 @@ def check_errors(srv):
         status, reply = srv.request(method, path, body)
         ok = status == want and isinstance(reply, dict) and isinstance(reply.get("error"), dict) and reply["error"].get("message")
         check(ok, f"{what}: HTTP {status} {str(reply)[:200]} (want {want} with an error object)")
+    # random damage to valid bodies: any status but 5xx, and the server lives on
+    rng = random.Random(3)
+    valid = [json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "temperature": 0.5, "stop": ["x"], "logprobs": True}),
+             json.dumps({"prompt": [1, 2, 3], "max_tokens": 2, "response_format": {"type": "json_object"}, "seed": 4}),
+             json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "tools": [{"type": "function", "function": {"name": "f"}}]})]
+    for k in range(150):
+        b = bytearray(rng.choice(valid).encode())
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(b))
+            op = rng.randrange(3)
+            if op == 0:
+                b[i] = rng.choice(b'{}[]":,0-9aeZ\\ \x00\xff')
+            elif op == 1:
+                del b[i]
+            else:
+                b[i:i] = rng.choice([b'null', b'-1', b'1e309', b'"', b'[', b'{"a":', b'99999999999999999999'])
+        path = "/v1/completions" if b"prompt" in b else "/v1/chat/completions"
+        try:
+            status, _ = srv.request("POST", path, bytes(b))
+        except (ConnectionError, http.client.HTTPException, OSError) as e:
+            check(False, f"damaged body {bytes(b)[:120]!r}: {e!r}")
+            break
+        if not check(status < 500, f"damaged body {bytes(b)[:160]!r}: HTTP {status}"):
+            break
     # a header past the server's limit: refused, and the server lives on
     try:
         srv.request("GET", "/health", headers={"X-Big": "y" * 20000})
