@@ -126,3 +126,41 @@ TEST_CASE("perplexity: SmolLM2 against its own base file (KLD ~ 0) and against a
     }
     std::remove(file.c_str());
 }
+
+TEST_CASE("perplexity: a base file llama-perplexity wrote reads back, and kiln's logits stay close to llama.cpp's") {
+    const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!kiln::test::require_file(path)) return;
+    auto model = kiln::Model::load(path);
+    REQUIRE(model.is_ok());
+    auto base = kiln::LogitsFile::open(kiln::test::data_path("llama_logits_smollm2_c8.bin"));
+    REQUIRE_MESSAGE(base.is_ok(), base.message());
+    CHECK(base->n_ctx() == 8);
+    CHECK(base->n_chunk() == 1);
+    const int n_vocab = model.value()->config().n_vocab;
+    REQUIRE(base->n_vocab() == n_vocab);
+    // The tokens are llama.cpp's tokenization of tests/data/README.md's small.txt: kiln's is the same.
+    const auto ours = model.value()->tokenizer().encode(
+        "The museum opens at nine and closes at six. Children under twelve enter free, and on Sundays everyone does. Tickets are sold at the door.", true, false);
+    REQUIRE(ours.size() >= 8);
+    CHECK(std::vector<int32_t>(ours.begin(), ours.begin() + 8) == base->tokens());
+    kiln::SessionOptions so;
+    so.n_ctx = 8, so.n_threads = 2;
+    auto s = kiln::Session::create(model.value(), so);
+    REQUIRE(s.is_ok());
+    kiln::KldAccumulator kld;
+    std::vector<uint16_t> rows;
+    kiln::PerplexityOptions o;
+    o.n_ctx = 8;
+    auto r = kiln::compute_perplexity(*s.value(), base->tokens(), o, [&](const kiln::ScoredChunk& c) -> kiln::Status {
+        KILN_TRY(base->read_chunk(&rows));
+        for (size_t i = 0; i < c.targets.size(); ++i)
+            kld.add(rows.data() + i * size_t(kiln::logits_row_words(n_vocab)), c.logits + i * size_t(n_vocab), n_vocab, c.targets[i]);
+        return kiln::Status::ok();
+    });
+    REQUIRE(r.is_ok());
+    const kiln::KldResult k = kld.result();
+    CHECK(k.n == 3);
+    CHECK(k.kld_mean < 0.02);  // Q4_1 kernels of two engines: 0.002 here
+    CHECK(k.same_top >= 0.66);
+    CHECK(k.ppl == doctest::Approx(k.ppl_base).epsilon(0.05));
+}
