@@ -37,6 +37,10 @@ std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams
 // The token a uniform draw u in [0, 1) picks from such a distribution (cumulative, in order).
 int32_t draw(const std::vector<std::pair<int32_t, float>>& dist, double u);
 
+// log(sum(exp(logits))) of one row (n_vocab floats), summed in double from the largest logit
+// down so nothing overflows: log_softmax(logits)[i] = logits[i] - log_sum_exp(logits).
+double log_sum_exp(const float* logits, int n_vocab);
+
 class Sampler {
 public:
     Sampler(const SamplerParams& params, int n_vocab);

@@ -5,21 +5,13 @@
 #include <cmath>
 #include <cstring>
 
+#include "kiln/sampler.h"
 #include "kiln/tokenizer.h"
 
 namespace kiln {
 
 namespace {
 constexpr char kMagic[8] = {'_', 'l', 'o', 'g', 'i', 't', 's', '_'};
-
-// max logit and log(sum(exp(logit - max))) of one row.
-void log_sum_exp(const float* logits, int n_vocab, float* max_out, float* lse_out) {
-    const float mx = *std::max_element(logits, logits + n_vocab);
-    double sum = 0;
-    for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
-    *max_out = mx;
-    *lse_out = float(std::log(sum));
-}
 }  // namespace
 
 Expected<int> perplexity_chunks(size_t n_tokens, const PerplexityOptions& o) {
@@ -54,9 +46,7 @@ Expected<PerplexityResult> compute_perplexity(Session& s, std::span<const int32_
         for (int i = 0; i < n_rows; ++i) {
             const float* l = s.batch_logits(first + i);
             std::copy(l, l + n_vocab, rows.begin() + long(i) * n_vocab);
-            float mx = 0, lse = 0;
-            log_sum_exp(l, n_vocab, &mx, &lse);
-            const double v = double(mx) + double(lse) - double(l[chunk[size_t(first + i + 1)]]);
+            const double v = log_sum_exp(l, n_vocab) - double(l[chunk[size_t(first + i + 1)]]);
             nll += v, nll2 += v * v;
         }
         r.n_scored += uint64_t(n_rows);
@@ -75,11 +65,10 @@ Expected<PerplexityResult> compute_perplexity(Session& s, std::span<const int32_
 int logits_row_words(int n_vocab) { return 2 * ((n_vocab + 1) / 2) + 4; }
 
 void quantize_log_probs(const float* logits, int n_vocab, uint16_t* row) {
-    float mx = 0, lse = 0;
-    log_sum_exp(logits, n_vocab, &mx, &lse);
+    const float mx = *std::max_element(logits, logits + n_vocab), log_z = float(log_sum_exp(logits, n_vocab));
     // The top 16 nats in 65535 steps; what lies further down reads as the bottom.
     const float min_logit = std::max(*std::min_element(logits, logits + n_vocab), mx - 16);
-    const float min_log_prob = min_logit - mx - lse, scale = (mx - min_logit) / 65535.f;
+    const float min_log_prob = min_logit - log_z, scale = (mx - min_logit) / 65535.f;
     std::memcpy(row, &scale, 4);
     std::memcpy(row + 2, &min_log_prob, 4);
     uint16_t* q = row + 4;
@@ -153,8 +142,7 @@ Status LogitsFile::read_chunk(std::vector<uint16_t>* rows) {
 }
 
 void KldAccumulator::add(const uint16_t* base, const float* logits, int n_vocab, int32_t target) {
-    float mx = 0, lse = 0;
-    log_sum_exp(logits, n_vocab, &mx, &lse);
+    const double log_z = log_sum_exp(logits, n_vocab);
     const int top = int(std::max_element(logits, logits + n_vocab) - logits);
     double kld = 0;
     int top_base = 0;
@@ -162,11 +150,11 @@ void KldAccumulator::add(const uint16_t* base, const float* logits, int n_vocab,
     for (int i = 0; i < n_vocab; ++i) {
         const float lb = row_log_prob(base, i);
         if (lb > best) best = lb, top_base = i;
-        if (lb > -16.f) kld += std::exp(double(lb)) * (double(lb) - (double(logits[i]) - mx - lse));  // (as llama.cpp: the base's top 16 nats)
+        if (lb > -16.f) kld += std::exp(double(lb)) * (double(lb) - (double(logits[i]) - log_z));  // (as llama.cpp: the base's top 16 nats)
     }
     kld_.push_back(kld);
     sum_kld_ += kld, sum_kld2_ += kld * kld;
-    sum_nll_ += double(mx) + double(lse) - double(logits[target]);
+    sum_nll_ += log_z - double(logits[target]);
     sum_nll_base_ -= double(row_log_prob(base, target));
     same_top_ += top == top_base;
 }

@@ -123,6 +123,13 @@ std::vector<std::pair<int32_t, float>> sampling_distribution(const SamplerParams
     return out;
 }
 
+double log_sum_exp(const float* logits, int n_vocab) {
+    const float mx = *std::max_element(logits, logits + n_vocab);
+    double sum = 0;
+    for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
+    return double(mx) + std::log(sum);
+}
+
 int32_t draw(const std::vector<std::pair<int32_t, float>>& dist, double u) {
     double cum = 0;
     for (const auto& [tok, p] : dist) {

@@ -298,11 +298,7 @@ void Engine::emit_token(Running& r, int32_t token, const float* logits) {
     const int n_vocab = model_->config().n_vocab;
     EngineEvent e;
     if (r.req.n_logprobs >= 0) {
-        // log softmax: logit - max - log(sum(exp(logit - max)))
-        const float mx = *std::max_element(logits, logits + n_vocab);
-        double sum = 0;
-        for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
-        const float log_z = mx + float(std::log(sum));
+        const float log_z = float(log_sum_exp(logits, n_vocab));  // log softmax: logit - log_z
         e.chosen = {token, logits[token] - log_z};
         if (r.req.n_logprobs > 0) {
             std::vector<int32_t> ids(static_cast<size_t>(n_vocab));  // token ids, best k first
