@@ -26,6 +26,15 @@ assert k["ppl"] / 1.1 < k["ppl_base"] <= k["ppl"] * 1.0001, k'
 "$ppl" -m "$smol" -t 2 --kl-divergence-base "$tmp/base.bin" --kl-divergence -ctk q8_0 -ctv q8_0 --json 2>/dev/null |
   last_json 'k = j["kld"]; assert 0 < k["mean"] < 0.5 and k["max"] >= k["p99"] >= k["median"], k
 print("  q8_0 KV cache against the F16 base: KLD %.5f, same top %.1f%%" % (k["mean"], 100 * k["same_top"]))'
+# Expert counts on the synthetic Qwen3-MoE (4 of 16 experts): its own count gives the base's
+# logits back, fewer experts move them.
+moe=${KILN_CACHE:-.cache}/models/synth/synth-qwen3moe.gguf  # written by tools/make_synthetic_models.sh
+"$ppl" -m "$moe" -f "$tmp/text.txt" -c 128 --chunks 2 -t 2 --kl-divergence-base "$tmp/moe.bin" >/dev/null 2>&1
+"$ppl" -m "$moe" -t 2 --kl-divergence-base "$tmp/moe.bin" --kl-divergence --experts-per-token 4 --json 2>/dev/null |
+  last_json 'assert abs(j["kld"]["mean"]) < 1e-4, j'
+"$ppl" -m "$moe" -t 2 --kl-divergence-base "$tmp/moe.bin" --kl-divergence --experts-per-token 2 --json 2>/dev/null |
+  last_json 'assert j["kld"]["mean"] > 1e-3, j
+print("  synthetic MoE, 2 of its 4 experts: KLD %.4f" % j["kld"]["mean"])'
 
 for mode in "--hellaswag -f tests/data/choice_hellaswag.txt --hellaswag-tasks 5" "--winogrande -f tests/data/choice_winogrande.csv" \
             "--multiple-choice -f tests/data/choice_mc.bin"; do
