@@ -335,7 +335,8 @@ Status score_alone(Session& s, const ChoiceTask& t, ChoiceTaskResult* r) {
         const auto& seq = t.tokens[c];
         const auto [first, end] = t.scored[c];
         Batch b;
-        for (int p = 0; p < int(seq.size()); ++p) b.add(seq[size_t(p)], 0, p, p + 1 >= first && p + 1 < end);
+        // Every row from the first scored one to the end: Vulkan returns the logits of a chunk's tail.
+        for (int p = 0; p < int(seq.size()); ++p) b.add(seq[size_t(p)], 0, p, p + 1 >= first);
         KILN_TRY(s.seq_remove(0));
         KILN_TRY(s.decode(b));
         for (int p = first - 1; p < end - 1; ++p) {

@@ -40,7 +40,7 @@ Expected<PerplexityResult> compute_perplexity(Session& s, std::span<const int32_
         Batch b;
         for (int p = 0; p < o.n_ctx; ++p) {
             const int32_t t = p == 0 && tok.add_bos() && tok.bos() >= 0 ? tok.bos() : chunk[size_t(p)];
-            b.add(t, 0, p, p >= first && p < o.n_ctx - 1);
+            b.add(t, 0, p, p >= first);  // (the last row is not scored; asked for because Vulkan returns the logits of a chunk's tail)
         }
         KILN_TRY(s.decode(b));
         for (int i = 0; i < n_rows; ++i) {

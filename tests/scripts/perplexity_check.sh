@@ -26,6 +26,13 @@ assert k["ppl"] / 1.1 < k["ppl_base"] <= k["ppl"] * 1.0001, k'
 "$ppl" -m "$smol" -t 2 --kl-divergence-base "$tmp/base.bin" --kl-divergence -ctk q8_0 -ctv q8_0 --json 2>/dev/null |
   last_json 'k = j["kld"]; assert 0 < k["mean"] < 0.5 and k["max"] >= k["p99"] >= k["median"], k
 print("  q8_0 KV cache against the F16 base: KLD %.5f, same top %.1f%%" % (k["mean"], 100 * k["same_top"]))'
+
+if [ -n "${VK_ICD_FILENAMES:-}" ]; then  # tools/test.sh points it at lavapipe
+  "$ppl" -m "$smol" --kl-divergence-base "$tmp/base.bin" --kl-divergence --backend vulkan --json 2>/dev/null |
+    last_json 'k = j["kld"]; assert 0 <= k["mean"] < 0.05 and k["same_top"] > 0.8, k
+print("  Vulkan against the CPU base: KLD %.5f, same top %.1f%%" % (k["mean"], 100 * k["same_top"]))'
+fi
+
 # Expert counts on the synthetic Qwen3-MoE (4 of 16 experts): its own count gives the base's
 # logits back, fewer experts move them.
 moe=${KILN_CACHE:-.cache}/models/synth/synth-qwen3moe.gguf  # written by tools/make_synthetic_models.sh
