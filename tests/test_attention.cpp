@@ -266,7 +266,7 @@ TEST_CASE("model: KV cache types on real text: Q8_0 and BF16 within 0.002 KL of 
         so.n_threads = 2;
         so.n_batch = 256;
         so.type_k = so.type_v = cache.type;
-        so.kv_hadamard = cache.hadamard;
+        so.kv_hadamard = cache.hadamard ? kiln::KvHadamard::On : kiln::KvHadamard::Off;
         auto s = kiln::Session::create(model.value(), so);
         REQUIRE(s.is_ok());
         return std::move(s.value());

@@ -270,9 +270,9 @@ TEST_CASE("vulkan: unsupported options and models are load-time errors") {
     CHECK(kiln::Session::create(model.value(), so).message().find("f16 or q8_0 KV cache") != std::string::npos);
     so.type_v = kiln::DType::F16;
     so.type_k = kiln::DType::F16;
-    so.kv_hadamard = true;
+    so.kv_hadamard = kiln::KvHadamard::On;
     CHECK(kiln::Session::create(model.value(), so).message().find("SessionOptions::kv_hadamard") != std::string::npos);
-    so.kv_hadamard = false;
+    so.kv_hadamard = kiln::KvHadamard::Auto;
     so.device = 99;
     CHECK(kiln::Session::create(model.value(), so).message().find("SessionOptions::device 99") != std::string::npos);
     CHECK(kiln::parse_backend("metal").message().find("not a backend") != std::string::npos);

@@ -46,6 +46,14 @@ private:
     std::unique_ptr<DeviceForward> device_;
 };
 
+// SessionOptions::kv_hadamard resolved for the CPU cache: Auto rotates quantized caches
+// whose heads are powers of two (the transform's sizes), as llama.cpp does.
+bool rotate_kv(const SessionOptions& o, const ModelConfig& c) {
+    if (o.kv_hadamard != KvHadamard::Auto) return o.kv_hadamard == KvHadamard::On;
+    auto quantized = [](DType t) { return t == DType::Q8_0 || t == DType::Q4_0; };
+    return (quantized(o.type_k) || quantized(o.type_v)) && cpu::is_power_of_two(c.head_dim) && cpu::is_power_of_two(c.head_dim_v);
+}
+
 }  // namespace
 
 std::unique_ptr<ChunkRunner> make_device_runner(SessionState& s, const Model& model, std::unique_ptr<DeviceForward> device) {
@@ -134,7 +142,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
         return s;
     }
 
-    KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v, o.kv_hadamard, o.n_seq_max));
+    KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v, rotate_kv(o, c), o.n_seq_max));
     m.kv.to_f16 = m.kt->f32_to_f16;
     KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));
     m.runner = make_cpu_runner(m, *s->pool_, *s->model_);

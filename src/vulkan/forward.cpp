@@ -32,7 +32,7 @@ Status check_supported(const Model& model, const SessionOptions& o) {
         return Status::error("%s: %d experts per token: the Vulkan router takes up to %u (and the model has %d)", path, k, Ops::kMaxExpertsPerToken, c.n_expert);
     if (c.n_expert > int(Ops::kMaxExperts)) return Status::error("%s: %d experts: the Vulkan expert shader takes up to %u", path, c.n_expert, Ops::kMaxExperts);
     if (!c.is_moe() && o.n_expert_used > 0) return Status::error("%s: SessionOptions::n_expert_used given, but the model has no experts", path);
-    if (o.kv_hadamard) return Status::error("SessionOptions::kv_hadamard: the Vulkan backend has no rotated KV cache");
+    if (o.kv_hadamard == KvHadamard::On) return Status::error("SessionOptions::kv_hadamard: the Vulkan backend has no rotated KV cache");
     if (o.type_k != o.type_v || (o.type_k != DType::F16 && o.type_k != DType::Q8_0))
         return Status::error("the Vulkan backend keeps an f16 or q8_0 KV cache, the same for K and V (asked for K %s, V %s)", dtype_name(o.type_k),
                              dtype_name(o.type_v));

@@ -42,7 +42,7 @@ struct Args {
     int device = 0;  // Vulkan device index
     // The isa column: the CPU kernel set, or "vulkan".
     std::string engine() const { return backend == kiln::Backend::Vulkan ? "vulkan" : isa.empty() ? kiln::cpu_isa_name() : isa; }
-    bool kv_hadamard = false;
+    kiln::KvHadamard kv_hadamard = kiln::KvHadamard::Auto;
     std::string ab;  // --ab: a runtime switch measured on against off ("read-ahead", "decode-tuning")
 };
 
@@ -168,7 +168,8 @@ int main(int argc, char** argv) {
     };
     f.value("-ctk, --cache-type-k", "TYPE", "K cache type: f16 (default), bf16, q8_0, q4_0, f32", cache(true));
     f.value("-ctv, --cache-type-v", "TYPE", "V cache type", cache(false));
-    f.boolean("--kv-hadamard", "rotate the KV cache per head (Walsh-Hadamard)", &a.kv_hadamard);
+    f.toggle("--kv-hadamard", "rotate the KV cache per head (Walsh-Hadamard; default: for q8_0/q4_0 caches)", [&a] { a.kv_hadamard = kiln::KvHadamard::On; });
+    f.toggle("--no-kv-hadamard", "never rotate the KV cache", [&a] { a.kv_hadamard = kiln::KvHadamard::Off; });
     f.integers("--experts-per-token", "LIST", "MoE experts per token, each value a separate run (0: the model's)", &a.experts, 0);
     f.integer("--kl", "N", "with --experts-per-token: the KL divergence of each run's next-token distributions from\n"
               "the model's own expert count, over N random tokens", &a.kl, 1, 1 << 22);

@@ -164,7 +164,9 @@ void add_session_flags(Flags& f, SessionOptions& o, std::string& isa) {
     f.value("-ctk, --cache-type-k", "TYPE", "K cache type: f16 (default), bf16, q8_0, q4_0, f32", cache(true, false));
     f.value("-ctv, --cache-type-v", "TYPE", "V cache type (same choices)", cache(false, true));
     f.value("--cache-type", "TYPE", "both", cache(true, true));
-    f.boolean("--kv-hadamard", "rotate K/V/Q per head by a Walsh-Hadamard transform (better 4-bit caches)", &o.kv_hadamard);
+    f.toggle("--kv-hadamard", "rotate K/V/Q per head by a Walsh-Hadamard transform (default: when the cache is q8_0/q4_0, as llama.cpp)",
+             [&o] { o.kv_hadamard = KvHadamard::On; });
+    f.toggle("--no-kv-hadamard", "never rotate (llama.cpp: LLAMA_ATTN_ROT_DISABLE=1)", [&o] { o.kv_hadamard = KvHadamard::Off; });
     f.integer("--experts-per-token", "N", "MoE: run N experts per token instead of the model's (fewer: faster, lower quality)", &o.n_expert_used, 1, 4096);
     f.value("--backend", "cpu|vulkan", "where the model runs (default cpu)", [&o](const std::string& v) -> Status {
         auto b = parse_backend(v);
