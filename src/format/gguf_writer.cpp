@@ -19,7 +19,7 @@ void put_str(std::vector<uint8_t>& out, const std::string& s) {
     if (!s.empty()) std::memcpy(out.data() + at, s.data(), s.size());
 }
 // GGUF value type ids.
-enum : uint32_t { T_U32 = 4, T_I32 = 5, T_F32 = 6, T_BOOL = 7, T_STR = 8, T_ARR = 9, T_U64 = 10 };
+enum : uint32_t { T_U16 = 2, T_U32 = 4, T_I32 = 5, T_F32 = 6, T_BOOL = 7, T_STR = 8, T_ARR = 9, T_U64 = 10 };
 }  // namespace
 
 void GgufWriter::begin_kv(const std::string& key, uint32_t type) {
@@ -28,6 +28,7 @@ void GgufWriter::begin_kv(const std::string& key, uint32_t type) {
     put<uint32_t>(kv_, type);
 }
 
+void GgufWriter::set_u16(const std::string& key, uint16_t v) { begin_kv(key, T_U16); put(kv_, v); }
 void GgufWriter::set_u32(const std::string& key, uint32_t v) { begin_kv(key, T_U32); put(kv_, v); }
 void GgufWriter::set_i32(const std::string& key, int32_t v) { begin_kv(key, T_I32); put(kv_, v); }
 void GgufWriter::set_u64(const std::string& key, uint64_t v) { begin_kv(key, T_U64); put(kv_, v); }
@@ -99,8 +100,8 @@ void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vec
 }
 
 void GgufWriter::add_file(const GgufFile& f) {
-    for (const auto& [key, value] : f.metadata())
-        if (key != "general.alignment") set_value(key, value);  // the writer states its own
+    for (const auto& [key, value] : f.metadata())  // the writer states its own alignment; one file is no split
+        if (key != "general.alignment" && key != "split.no" && key != "split.count" && key != "split.tensors.count") set_value(key, value);
     for (const GgufTensor& t : f.tensors()) add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
 }
 

@@ -9,7 +9,7 @@
 
 #include "cpu/kernels.h"
 #include "cpu/r16.h"
-#include "kiln/format/hf_checkpoint.h"
+#include "kiln/format/gguf_split.h"
 #include "kiln/model.h"
 #include "kiln/format/quantize.h"
 #include "kiln/format/weights.h"
@@ -289,7 +289,7 @@ Model::Model() : gguf_(std::make_unique<GgufFile>()), weights_(std::make_unique<
 Model::~Model() = default;
 
 Expected<std::shared_ptr<Model>> Model::load(const std::string& path, const LoadOptions& options) {
-    auto f = is_hf_checkpoint_dir(path) ? open_hf_checkpoint(path, options.use_mmap) : GgufFile::open(path, options.use_mmap);
+    auto f = open_model_file(path, options.use_mmap);  // GGUF (split or not) or Hugging Face directory
     if (!f) return f.status();
     std::shared_ptr<Model> m(new Model());
     m->gguf_ = std::make_unique<GgufFile>(std::move(f.value()));

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "kiln/format/gguf.h"
-#include "kiln/format/hf_checkpoint.h"
+#include "kiln/format/gguf_split.h"
 #include "flags.h"
 
 int main(int argc, char** argv) {
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     }
     const std::string path = flags.positional()[0];
     // A Hugging Face directory shows as the GGUF it reads as (converted metadata and names).
-    auto f = kiln::is_hf_checkpoint_dir(path) ? kiln::open_hf_checkpoint(path) : kiln::GgufFile::open(path);
+    auto f = kiln::open_model_file(path);
     if (!f) {
         std::fprintf(stderr, "kiln-inspect: %s\n", f.message().c_str());
         return 1;

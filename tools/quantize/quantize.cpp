@@ -14,7 +14,7 @@
 
 #include "kiln/kiln.h"
 #include "kiln/format/quantize.h"
-#include "kiln/format/hf_checkpoint.h"
+#include "kiln/format/gguf_split.h"
 #include "kiln/format/gguf_writer.h"
 #include "flags.h"
 
@@ -28,6 +28,7 @@ struct Args {
     bool rmse = false;
     std::string rmse_vs;
     std::vector<std::string> override_kv;
+    kiln::SplitOptions split;
     bool help = false;
 };
 
@@ -57,6 +58,13 @@ kiln::Status parse(int argc, char** argv, Args* out, std::string* usage) {
         if (!kv) return kv.status();
         return a.override_kv.push_back(v), kiln::Status::ok();
     });
+    f.value("--split-max-size", "N(M|G)", "write OUT as parts of at most N megabytes (M) or gigabytes (G) of tensors: OUT-00001-of-0000K.gguf ... (llama-gguf-split's naming)",
+            [&a](const std::string& v) -> kiln::Status {
+                auto n = kiln::parse_split_size(v);
+                if (!n) return n.status().with_context("--split-max-size");
+                return a.split.max_bytes = n.value(), kiln::Status::ok();
+            });
+    f.integer("--split-max-tensors", "N", "write OUT as parts of at most N tensors", &a.split.max_tensors, 1, 1 << 30);
     f.integer("-t, --threads", "N", "threads (default: all cores)", &a.opt.n_threads, 1, 1024);
     f.boolean("--rmse", "print each quantized tensor's RMSE against the input on stdout", &a.rmse);
     f.value("--rmse-vs", "OTHER.gguf", "... and the RMSE of OTHER's version of it (e.g. llama-quantize's output)", [&a](const std::string& v) {
@@ -76,7 +84,7 @@ kiln::Status parse(int argc, char** argv, Args* out, std::string* usage) {
 }
 
 kiln::Expected<kiln::GgufFile> open_input(const std::string& path) {
-    return kiln::is_hf_checkpoint_dir(path) ? kiln::open_hf_checkpoint(path) : kiln::GgufFile::open(path);
+    return kiln::open_model_file(path);
 }
 
 }  // namespace
@@ -100,13 +108,21 @@ int main(int argc, char** argv) {
         f->set_override(kv->first, kv->second);
     }
 
-    kiln::GgufWriter w(uint32_t(f->alignment()));
-    w.add_file(f.value());
     uint64_t bytes = 0;
     for (const kiln::GgufTensor& t : f->tensors()) bytes += t.nbytes;
-    s = w.write(a.out);
-    if (!s) return fail(s.message());
-    std::fprintf(stderr, "kiln-quantize: %s -> %s (%s, %.1f MiB)\n", a.in.c_str(), a.out.c_str(), a.opt.mix.name.c_str(), double(bytes) / (1 << 20));
+    if (a.split.max_bytes > 0 || a.split.max_tensors > 0) {
+        const bool gguf = a.out.size() > 5 && a.out.compare(a.out.size() - 5, 5, ".gguf") == 0;
+        auto parts = kiln::write_gguf_split(f.value(), gguf ? a.out.substr(0, a.out.size() - 5) : a.out, a.split);
+        if (!parts) return fail(parts.message());
+        std::fprintf(stderr, "kiln-quantize: %s -> %s ... (%zu parts; %s, %.1f MiB)\n", a.in.c_str(), parts->front().c_str(), parts->size(), a.opt.mix.name.c_str(),
+                     double(bytes) / (1 << 20));
+    } else {
+        kiln::GgufWriter w(uint32_t(f->alignment()));
+        w.add_file(f.value());
+        s = w.write(a.out);
+        if (!s) return fail(s.message());
+        std::fprintf(stderr, "kiln-quantize: %s -> %s (%s, %.1f MiB)\n", a.in.c_str(), a.out.c_str(), a.opt.mix.name.c_str(), double(bytes) / (1 << 20));
+    }
 
     if (a.rmse) {
         auto original = open_input(a.in);  // the untouched input (mapped: no copy of a GGUF)

@@ -16,6 +16,7 @@ class GgufWriter {
 public:
     explicit GgufWriter(uint32_t alignment = 32) : alignment_(alignment) {}
 
+    void set_u16(const std::string& key, uint16_t v);
     void set_u32(const std::string& key, uint32_t v);
     void set_i32(const std::string& key, int32_t v);
     void set_u64(const std::string& key, uint64_t v);
