@@ -20,7 +20,7 @@ using kiln::test::gaussian;
 namespace {
 
 // Weight rows of type t: quantized from Gaussian data where kiln has a quantizer, random
-// bytes with sane fp16 scales otherwise (q2_K, q3_K).
+// bytes with sane fp16 scales otherwise (q2_K, q3_K, iq4_nl, iq4_xs).
 std::vector<uint8_t> make_weights(DType t, int64_t rows, int64_t k, uint32_t seed) {
     const size_t rb = kiln::row_bytes(t, k);
     std::vector<uint8_t> w(rb * size_t(rows));
@@ -36,6 +36,7 @@ std::vector<uint8_t> make_weights(DType t, int64_t rows, int64_t k, uint32_t see
         const uint16_t d = kiln::fp32_to_fp16(0.001f + 0.01f * float(rng() % 100) / 100.0f);
         if (t == DType::Q2_K) std::memcpy(&w[off + 80], &d, 2), std::memcpy(&w[off + 82], &d, 2);
         if (t == DType::Q3_K) std::memcpy(&w[off + 108], &d, 2);
+        if (t == DType::IQ4_NL || t == DType::IQ4_XS) std::memcpy(&w[off], &d, 2);
     }
     return w;
 }
@@ -80,8 +81,8 @@ std::vector<uint8_t> quantized_rows(const KernelTable& kt, ActFormat f, int64_t 
     return bytes;
 }
 
-const DType kWeightTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
-                              DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F32,  DType::F16,  DType::BF16};
+const DType kWeightTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,   DType::Q2_K,   DType::Q3_K, DType::Q4_K,
+                              DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS, DType::F32, DType::F16,  DType::BF16};
 
 }  // namespace
 

@@ -94,7 +94,8 @@ bool has_record(const std::vector<Record>& v, uint32_t kind, DType t) {
 
 const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
                            DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q8_1, DType::Q2_K,
-                           DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K};
+                           DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K,
+                           DType::IQ4_NL, DType::IQ4_XS};
 
 }  // namespace
 
@@ -211,6 +212,11 @@ std::vector<uint8_t> random_live_block(DType t, std::mt19937& rng) {
                 put16(208, 0.5f);
                 break;
             case DType::Q8_K: { const float d = 0.01f; std::memcpy(&b[0], &d, 4); break; }
+            case DType::IQ4_NL: put16(0, 0.75f); break;
+            case DType::IQ4_XS:
+                put16(0, 0.5f);
+                for (int ib = 0; ib < 8; ++ib) live &= iq4xs_scale(*reinterpret_cast<const block_iq4_xs*>(b.data()), ib) != 0;
+                break;
             default: break;  // F32 / F16 / BF16: every pattern is live
         }
         if (live) return b;

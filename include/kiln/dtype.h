@@ -24,6 +24,8 @@ enum class DType : uint32_t {
     Q5_K = 13,
     Q6_K = 14,
     Q8_K = 15,
+    IQ4_NL = 20,
+    IQ4_XS = 23,
     BF16 = 30,
 };
 
@@ -33,7 +35,7 @@ struct DTypeInfo {
     uint32_t type_size;   // bytes per block
 };
 
-// Returns nullptr for ids kiln does not know (IQ formats, removed types, ...).
+// Returns nullptr for ids kiln does not know (the IQ1-IQ3 formats, removed types, ...).
 const DTypeInfo* dtype_info(uint32_t ggml_type_id);
 inline const DTypeInfo& dtype_info(DType t) { return *dtype_info(uint32_t(t)); }
 inline const char* dtype_name(DType t) { return dtype_info(t).name; }

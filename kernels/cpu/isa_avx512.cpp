@@ -109,6 +109,8 @@ void fill_avx512(KernelTable& t, bool weight_prefetch, bool l2_first) {
     KILN_ISA_NS::set_rows<D::Q4_K>(t, weight_prefetch);
     KILN_ISA_NS::set_rows<D::Q5_K>(t, weight_prefetch);
     KILN_ISA_NS::set_rows<D::Q6_K>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::IQ4_NL>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::IQ4_XS>(t, weight_prefetch);
     KILN_ISA_NS::set_r16<D::Q4_K>(t, weight_prefetch);
     KILN_ISA_NS::set_r16<D::Q6_K>(t, weight_prefetch);
     KILN_ISA_NS::set_r16<D::Q8_0>(t, weight_prefetch);

@@ -74,6 +74,8 @@ inline void fill_matmul_portable(KernelTable& t) {
     t.matmul[int(DType::Q4_K)] = matmul_portable<DType::Q4_K>;
     t.matmul[int(DType::Q5_K)] = matmul_portable<DType::Q5_K>;
     t.matmul[int(DType::Q6_K)] = matmul_portable<DType::Q6_K>;
+    t.matmul[int(DType::IQ4_NL)] = matmul_portable<DType::IQ4_NL>;
+    t.matmul[int(DType::IQ4_XS)] = matmul_portable<DType::IQ4_XS>;
 }
 
 }  // namespace kiln::cpu::KILN_ISA_NS

@@ -256,6 +256,36 @@ struct Dec<DType::Q2_K> {
     float d_, dmin_;
 };
 
+// IQ4_NL / IQ4_XS: the 16 non-linear levels looked up by nibble with one in-lane byte
+// shuffle (the table is in both 128-bit lanes): signed weights, as q8_0's.
+inline __m256i iq4_levels(const uint8_t* qs) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+    return _mm256_shuffle_epi8(table, expand_nibbles16(qs));
+}
+
+template <>
+struct Dec<DType::IQ4_NL> {
+    using Block = block_iq4_nl;
+    static constexpr int kSub = 1;
+    static constexpr bool kSigned = true, kMin = false;
+    static constexpr bool kHalvesEqual = true;  // one scale per 32
+    explicit Dec(const Block& b) : b_(b) {}
+    Sub decode(int) const { return {iq4_levels(b_.qs), _mm256_set1_ps(h2f(b_.d)), 0, 0}; }
+    const Block& b_;
+};
+
+template <>
+struct Dec<DType::IQ4_XS> {
+    using Block = block_iq4_xs;
+    static constexpr int kSub = 8;
+    static constexpr bool kSigned = true, kMin = false;
+    static constexpr bool kHalvesEqual = true;  // one scale per 32
+    explicit Dec(const Block& b) : b_(b), d_(h2f(b.d)) {}
+    Sub decode(int s) const { return {iq4_levels(b_.qs + 16 * s), _mm256_set1_ps(d_ * float(iq4xs_scale(b_, s))), 0, 0}; }
+    const Block& b_;
+    float d_;
+};
+
 // Activation sub-block access for the two activation formats.
 // min_term: the weights' mins times the activation sums, in real units.
 struct ActQ8x32 {

@@ -197,4 +197,34 @@ struct WeightFormat<DType::Q6_K> {
     }
 };
 
+// IQ4_NL / IQ4_XS: the nibbles index the non-linear levels (kIq4nlValues), signed int8.
+inline void iq4_levels(const uint8_t* qs, int8_t* q) {
+    for (int j = 0; j < 16; ++j) q[j] = kIq4nlValues[qs[j] & 0xF], q[j + 16] = kIq4nlValues[qs[j] >> 4];
+}
+
+template <>
+struct WeightFormat<DType::IQ4_NL> {
+    using Block = block_iq4_nl;
+    static constexpr int kSub = 1;
+    static void unpack(const Block& b, SubBlock* out) {
+        const float d = fp16_to_fp32(b.d);
+        iq4_levels(b.qs, out->q);
+        set_scales(*out, d, d, 0, 0);
+    }
+};
+
+template <>
+struct WeightFormat<DType::IQ4_XS> {
+    using Block = block_iq4_xs;
+    static constexpr int kSub = 8;
+    static void unpack(const Block& b, SubBlock* out) {
+        const float d = fp16_to_fp32(b.d);
+        for (int sb = 0; sb < 8; ++sb) {
+            iq4_levels(b.qs + 16 * sb, out[sb].q);
+            const float dl = d * float(iq4xs_scale(b, sb));
+            set_scales(out[sb], dl, dl, 0, 0);
+        }
+    }
+};
+
 }  // namespace kiln::cpu::KILN_ISA_NS

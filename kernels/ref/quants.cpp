@@ -229,6 +229,32 @@ void dequantize_row_q8_K(const block_q8_K* x, float* y, int64_t n) {
     }
 }
 
+// As ggml: d * level, the fp16 scale widened first (IQ4_XS: d * (ls - 32) in float, then
+// times the level).
+void dequantize_row_iq4_nl(const block_iq4_nl* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK4_NL; ++b, y += QK4_NL) {
+        const float d = fp16_to_fp32(x[b].d);
+        for (int j = 0; j < QK4_NL / 2; ++j) {
+            y[j] = d * float(kIq4nlValues[x[b].qs[j] & 0xF]);
+            y[j + QK4_NL / 2] = d * float(kIq4nlValues[x[b].qs[j] >> 4]);
+        }
+    }
+}
+
+void dequantize_row_iq4_xs(const block_iq4_xs* x, float* y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = fp16_to_fp32(x[b].d);
+        for (int ib = 0; ib < QK_K / 32; ++ib, y += 32) {
+            const float dl = d * float(iq4xs_scale(x[b], ib));
+            const uint8_t* qs = x[b].qs + 16 * ib;
+            for (int j = 0; j < 16; ++j) {
+                y[j] = dl * float(kIq4nlValues[qs[j] & 0xF]);
+                y[j + 16] = dl * float(kIq4nlValues[qs[j] >> 4]);
+            }
+        }
+    }
+}
+
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     const DTypeInfo* info = dtype_info(uint32_t(t));
     KILN_ASSERT(info != nullptr, "dequantize_row: unknown type id %u", unsigned(t));
@@ -258,6 +284,8 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
         case DType::Q5_K: return dequantize_row_q5_K(static_cast<const block_q5_K*>(src), dst, n);
         case DType::Q6_K: return dequantize_row_q6_K(static_cast<const block_q6_K*>(src), dst, n);
         case DType::Q8_K: return dequantize_row_q8_K(static_cast<const block_q8_K*>(src), dst, n);
+        case DType::IQ4_NL: return dequantize_row_iq4_nl(static_cast<const block_iq4_nl*>(src), dst, n);
+        case DType::IQ4_XS: return dequantize_row_iq4_xs(static_cast<const block_iq4_xs*>(src), dst, n);
     }
     KILN_ASSERT(false, "dequantize_row: no dequantizer for %s", info->name);
 }

@@ -21,6 +21,14 @@ const DTypeInfo* dtype_info(uint32_t id) {
         {"q5_K", QK_K, sizeof(block_q5_K)},   // 13
         {"q6_K", QK_K, sizeof(block_q6_K)},   // 14
         {"q8_K", QK_K, sizeof(block_q8_K)},   // 15
+        {nullptr, 0, 0},                      // 16 iq2_xxs
+        {nullptr, 0, 0},                      // 17 iq2_xs
+        {nullptr, 0, 0},                      // 18 iq3_xxs
+        {nullptr, 0, 0},                      // 19 iq1_s
+        {"iq4_nl", QK4_NL, sizeof(block_iq4_nl)},  // 20
+        {nullptr, 0, 0},                      // 21 iq3_s
+        {nullptr, 0, 0},                      // 22 iq2_s
+        {"iq4_xs", QK_K, sizeof(block_iq4_xs)},    // 23
     };
     static const DTypeInfo kBF16 = {"bf16", 1, 2};
     if (id < sizeof kTable / sizeof kTable[0]) return kTable[id].name ? &kTable[id] : nullptr;

@@ -12,7 +12,7 @@ Writes tests/data/quant_vectors.bin with two kinds of records:
 
 Where the expected values come from (the record's `source` field):
   0  gguf-py (PyPI `gguf`): gguf.quants.dequantize for F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1
-     Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K, gguf.quants.quantize for BF16 Q4_0 Q4_1 Q5_0 Q5_1
+     Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS, gguf.quants.quantize for BF16 Q4_0 Q4_1 Q5_0 Q5_1
      Q8_0, numpy's float32 -> float16 cast for F16;
   1  a one-line numpy formula in this script, for what gguf-py does not implement
      (Q8_1 and Q8_K dequantization: d * q);
@@ -76,6 +76,7 @@ def random_scales(n: int, lo: float = 1e-4, hi: float = 1.0, signed: bool = True
 FP16_FIELDS = {
     T.Q4_0: [0], T.Q4_1: [0, 2], T.Q5_0: [0], T.Q5_1: [0, 2], T.Q8_0: [0], T.Q8_1: [0, 2],
     T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
+    T.IQ4_NL: [0], T.IQ4_XS: [0],
 }
 
 
@@ -254,6 +255,15 @@ def main() -> None:
         x = kquant_inputs()
         for qtype in (T.Q8_1, T.Q8_K, T.Q4_K, T.Q5_K, T.Q6_K):
             add(QUANT, qtype, GGML, ggml.quantize(qtype, x), x)
+
+    # -- the IQ4 formats, last: the random stream of the records above stays as it was
+    for qtype, n_blocks in ((T.IQ4_NL, 16), (T.IQ4_XS, 6)):
+        raw = random_blocks(qtype, n_blocks)
+        ref = quants.dequantize(raw.ravel(), qtype)
+        if ggml is not None:
+            other = ggml.dequantize(qtype, raw)
+            assert other is not None and same_bits(ref, other), f"gguf-py and ggml disagree on {qtype.name}"
+        add(DEQUANT, qtype, GGUF_PY, raw, ref)
 
     out = bytearray(b"KQV1") + struct.pack("<I", len(records))
     for kind, qtype, source, data, floats in records:

@@ -144,6 +144,27 @@ struct block_q8_K {
     int16_t bsums[QK_K / 16];  // sums of qs per 16 elements
 };
 
+// IQ4_NL / IQ4_XS: 4-bit indices into one non-linear table of 16 int8 levels (denser near
+// zero, where weights are), times a scale: a 32-element block with an fp16 scale, or a
+// 256-element super-block with an fp16 scale and eight 6-bit sub-block scales (ls - 32).
+// Nibbles as q4_0: the low ones are elements 0..15 of a 32, the high ones 16..31.
+constexpr int QK4_NL = 32;
+inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+struct block_iq4_nl {
+    f16_bits d;
+    uint8_t qs[QK4_NL / 2];
+};
+struct block_iq4_xs {
+    f16_bits d;
+    uint16_t scales_h;            // bits 4-5 of each sub-block scale, 2 per sub-block
+    uint8_t scales_l[QK_K / 64];  // bits 0-3, a nibble per sub-block
+    uint8_t qs[QK_K / 2];
+};
+// The 6-bit scale of sub-block ib (0..7) of an IQ4_XS block, less its offset of 32.
+inline int iq4xs_scale(const block_iq4_xs& b, int ib) {
+    return int(((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
+}
+
 static_assert(sizeof(block_q4_0) == 18);
 static_assert(sizeof(block_q4_1) == 20);
 static_assert(sizeof(block_q5_0) == 22);
@@ -156,5 +177,7 @@ static_assert(sizeof(block_q4_K) == 144);
 static_assert(sizeof(block_q5_K) == 176);
 static_assert(sizeof(block_q6_K) == 210);
 static_assert(sizeof(block_q8_K) == 292);
+static_assert(sizeof(block_iq4_nl) == 18);
+static_assert(sizeof(block_iq4_xs) == 136);
 
 }  // namespace kiln
