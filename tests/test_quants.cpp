@@ -45,7 +45,7 @@ std::vector<float> nan_filled(int64_t n) { return std::vector<float>(size_t(n), 
 
 // ---- golden vectors ---------------------------------------------------------------------
 
-enum : uint32_t { kDequant = 0, kQuant = 1 };
+enum : uint32_t { kDequant = 0, kQuant = 1, kQuantWeighted = 2 };
 const char* const kSourceName[] = {"gguf-py", "script formula", "ggml"};
 
 struct Record {
@@ -81,7 +81,7 @@ std::vector<Record> load_vectors() {
         rec.bytes.resize(n_bytes);
         rec.floats.resize(n_floats);
         REQUIRE((take(rec.bytes.data(), n_bytes) && take(rec.floats.data(), size_t(n_floats) * 4)));
-        REQUIRE(row_bytes(DType(rec.type), n_floats) == n_bytes);
+        REQUIRE(row_bytes(DType(rec.type), rec.kind == kQuantWeighted ? n_floats / 2 : n_floats) == n_bytes);  // weighted: input + importance
         out.push_back(std::move(rec));
     }
     CHECK(pos == buf.size());
@@ -122,7 +122,7 @@ TEST_CASE("quants: quantize_row reproduces gguf-py / ggml bytes exactly") {
     for (DType t : {DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0}) {
         CHECK_MESSAGE(has_record(vectors, kQuant, t), "no gguf-py quant vectors for ", dtype_name(t));
     }
-    for (DType t : {DType::Q8_1, DType::Q8_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    for (DType t : {DType::Q8_1, DType::Q8_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS}) {
         if (!has_record(vectors, kQuant, t)) MESSAGE("no ggml quant vectors for ", dtype_name(t), " (made without --ggml-lib)");
     }
     for (const Record& r : vectors) {
@@ -148,6 +148,31 @@ TEST_CASE("quants: quantize_row reproduces gguf-py / ggml bytes exactly") {
         INFO(std::string(dtype_name(t)), " vs ", kSourceName[r.source], ", ", out.size() / bs, " blocks");
         CHECK(bad_blocks == 0);
     }
+}
+
+TEST_CASE("quants: IQ4_NL / IQ4_XS with an importance row give ggml's bytes") {
+    const auto vectors = load_vectors();
+    if (vectors.empty()) return;
+    int seen = 0;
+    for (const Record& r : vectors) {
+        if (r.kind != kQuantWeighted) continue;
+        const DType t = DType(r.type);
+        const int64_t n = int64_t(r.floats.size() / 2);  // the input, then its importance weights
+        std::vector<uint8_t> out(r.bytes.size(), 0xAA), plain(r.bytes.size(), 0xAA);
+        if (t == DType::IQ4_NL) {
+            ref::quantize_row_iq4_nl(r.floats.data(), reinterpret_cast<block_iq4_nl*>(out.data()), n, r.floats.data() + n);
+            ref::quantize_row_iq4_nl(r.floats.data(), reinterpret_cast<block_iq4_nl*>(plain.data()), n);
+        } else {
+            REQUIRE(t == DType::IQ4_XS);
+            ref::quantize_row_iq4_xs(r.floats.data(), reinterpret_cast<block_iq4_xs*>(out.data()), n, r.floats.data() + n);
+            ref::quantize_row_iq4_xs(r.floats.data(), reinterpret_cast<block_iq4_xs*>(plain.data()), n);
+        }
+        INFO(std::string(dtype_name(t)));
+        CHECK(out == r.bytes);
+        CHECK(plain != r.bytes);  // the weights change the result: the test sees them
+        ++seen;
+    }
+    if (seen == 0) MESSAGE("no importance-weighted vectors (made without --ggml-lib)");
 }
 
 TEST_CASE("quants: vec_dot_ref is the double-accumulated dot of the dequantized row") {

@@ -229,32 +229,6 @@ void dequantize_row_q8_K(const block_q8_K* x, float* y, int64_t n) {
     }
 }
 
-// As ggml: d * level, the fp16 scale widened first (IQ4_XS: d * (ls - 32) in float, then
-// times the level).
-void dequantize_row_iq4_nl(const block_iq4_nl* x, float* y, int64_t n) {
-    for (int64_t b = 0; b < n / QK4_NL; ++b, y += QK4_NL) {
-        const float d = fp16_to_fp32(x[b].d);
-        for (int j = 0; j < QK4_NL / 2; ++j) {
-            y[j] = d * float(kIq4nlValues[x[b].qs[j] & 0xF]);
-            y[j + QK4_NL / 2] = d * float(kIq4nlValues[x[b].qs[j] >> 4]);
-        }
-    }
-}
-
-void dequantize_row_iq4_xs(const block_iq4_xs* x, float* y, int64_t n) {
-    for (int64_t b = 0; b < n / QK_K; ++b) {
-        const float d = fp16_to_fp32(x[b].d);
-        for (int ib = 0; ib < QK_K / 32; ++ib, y += 32) {
-            const float dl = d * float(iq4xs_scale(x[b], ib));
-            const uint8_t* qs = x[b].qs + 16 * ib;
-            for (int j = 0; j < 16; ++j) {
-                y[j] = dl * float(kIq4nlValues[qs[j] & 0xF]);
-                y[j + 16] = dl * float(kIq4nlValues[qs[j] >> 4]);
-            }
-        }
-    }
-}
-
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     const DTypeInfo* info = dtype_info(uint32_t(t));
     KILN_ASSERT(info != nullptr, "dequantize_row: unknown type id %u", unsigned(t));
@@ -663,6 +637,7 @@ bool has_quantizer(DType t) {
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
         case DType::Q8_0: case DType::Q8_1: case DType::Q8_K:
         case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+        case DType::IQ4_NL: case DType::IQ4_XS:
             return true;
         default:
             return false;
@@ -692,6 +667,8 @@ size_t quantize_row(DType t, const float* x, void* dst, int64_t n) {
         case DType::Q4_K: quantize_row_q4_K(x, static_cast<block_q4_K*>(dst), n); break;
         case DType::Q5_K: quantize_row_q5_K(x, static_cast<block_q5_K*>(dst), n); break;
         case DType::Q6_K: quantize_row_q6_K(x, static_cast<block_q6_K*>(dst), n); break;
+        case DType::IQ4_NL: quantize_row_iq4_nl(x, static_cast<block_iq4_nl*>(dst), n); break;
+        case DType::IQ4_XS: quantize_row_iq4_xs(x, static_cast<block_iq4_xs*>(dst), n); break;
         default: return 0;
     }
     return row_bytes(t, n);

@@ -79,6 +79,13 @@ void quantize_row_q8_K(const float* x, block_q8_K* y, int64_t n);
 void quantize_row_q4_K(const float* x, block_q4_K* y, int64_t n);
 void quantize_row_q5_K(const float* x, block_q5_K* y, int64_t n);
 void quantize_row_q6_K(const float* x, block_q6_K* y, int64_t n);
+// IQ4_NL / IQ4_XS with ggml's scale search (7 steps either side of the largest value on
+// the outermost level, then least squares; IQ4_XS: 6-bit sub-block scales against one
+// super-block scale), as llama-quantize runs it without an importance matrix
+// (ggml's quantize_iq4_nl / quantize_iq4_xs; note ggml's quantize_row_iq4_nl_ref skips
+// the search). `importance`: per-element weights (an imatrix row) or nullptr.
+void quantize_row_iq4_nl(const float* x, block_iq4_nl* y, int64_t n, const float* importance = nullptr);
+void quantize_row_iq4_xs(const float* x, block_iq4_xs* y, int64_t n, const float* importance = nullptr);
 
 // True when quantize_row() can produce type t (F32, F16, BF16 and the types above).
 bool has_quantizer(DType t);

@@ -16,14 +16,14 @@ namespace {
 enum Ftype : uint32_t {
     COPY = 0xffffffffu,  // not a llama_ftype: keep every tensor and the file type
     F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 7, Q5_0 = 8, Q5_1 = 9,
-    Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17, Q6_K = 18, BF16 = 32,
+    Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17, Q6_K = 18, IQ4_NL = 25, IQ4_XS = 30, BF16 = 32,
 };
 
 const QuantMix kMixes[] = {
     {"Q4_0", DType::Q4_0, Q4_0}, {"Q4_1", DType::Q4_1, Q4_1}, {"Q5_0", DType::Q5_0, Q5_0},
     {"Q5_1", DType::Q5_1, Q5_1}, {"Q8_0", DType::Q8_0, Q8_0}, {"Q4_K_S", DType::Q4_K, Q4_K_S},
     {"Q4_K_M", DType::Q4_K, Q4_K_M}, {"Q5_K_S", DType::Q5_K, Q5_K_S}, {"Q5_K_M", DType::Q5_K, Q5_K_M},
-    {"Q6_K", DType::Q6_K, Q6_K}, {"F16", DType::F16, F16}, {"BF16", DType::BF16, BF16}, {"F32", DType::F32, F32},
+    {"Q6_K", DType::Q6_K, Q6_K}, {"IQ4_NL", DType::IQ4_NL, IQ4_NL}, {"IQ4_XS", DType::IQ4_XS, IQ4_XS}, {"F16", DType::F16, F16}, {"BF16", DType::BF16, BF16}, {"F32", DType::F32, F32},
     {"COPY", DType::F32, COPY},
 };
 
@@ -52,6 +52,7 @@ DType fallback(DType t, int64_t ncols) {
     if (t == DType::Q4_K) f = DType::Q5_0;
     else if (t == DType::Q5_K) f = DType::Q5_1;
     else if (t == DType::Q6_K) f = DType::Q8_0;
+    else if (t == DType::IQ4_XS) f = DType::IQ4_NL;
     if (ncols % dtype_info(f).block_size != 0) f = DType::F16;
     return f;
 }
@@ -66,9 +67,10 @@ int layer_of(const std::string& name) {
 }  // namespace
 
 // llama_tensor_get_type_impl for the K-quant and legacy mixes kiln writes.
-DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied) {
+DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied, int n_gqa) {
     if (!is_quantized(mix.base)) return mix.base;
     const uint32_t ft = mix.ftype;
+    const bool iq4 = ft == IQ4_NL || ft == IQ4_XS;
     DType type = mix.base;
     if (name == "output.weight" || (tied && name == "token_embd.weight")) {
         if (row_length % dtype_info(type).block_size != 0) return DType::Q8_0;
@@ -77,7 +79,8 @@ DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_
     if (name == "token_embd.weight") return type;
     const int il = layer_of(name);
     if (contains(name, "attn_v.weight")) {
-        if ((ft == Q4_K_M || ft == Q5_K_M) && use_more_bits(il, n_layer)) type = DType::Q6_K;
+        if (iq4 && n_gqa >= 4) type = DType::Q5_K;
+        else if ((ft == Q4_K_M || ft == Q5_K_M) && use_more_bits(il, n_layer)) type = DType::Q6_K;
         else if (ft == Q4_K_S && il < 4) type = DType::Q5_K;
         if (n_expert == 8) type = DType::Q8_0;  // ~128 MB more on Mixtral, as llama.cpp spends it
     } else if (contains(name, "attn_k.weight")) {
@@ -85,9 +88,10 @@ DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_
     } else if (contains(name, "ffn_down")) {
         if (ft == Q4_K_M && use_more_bits(il, n_layer)) type = DType::Q6_K;
         else if (ft == Q5_K_M && use_more_bits(il, n_layer)) type = DType::Q6_K;
+        else if (iq4 && il < n_layer / 8) type = DType::Q5_K;  // (llama.cpp: without an imatrix)
         else if (ft == Q4_K_S && il < n_layer / 8) type = DType::Q5_K;
     } else if (contains(name, "attn_output.weight")) {
-        if (n_expert == 8 && (ft == Q4_K_S || ft == Q4_K_M)) type = DType::Q5_K;
+        if (n_expert == 8 && (ft == Q4_K_S || ft == Q4_K_M || iq4)) type = DType::Q5_K;
     }
     return type;
 }
@@ -109,7 +113,7 @@ Expected<DType> parse_quant_type(const std::string& name) {
         const DTypeInfo* info = dtype_info(id);
         if (info && info->name && upper(info->name) == n && ref::has_quantizer(DType(id))) return DType(id);
     }
-    return Status::error("'%s' is not a type kiln can quantize to (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K)", name.c_str());
+    return Status::error("'%s' is not a type kiln can quantize to (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K iq4_nl iq4_xs)", name.c_str());
 }
 
 Expected<TensorTypeOverride> parse_tensor_type_override(const std::string& spec) {
@@ -136,6 +140,10 @@ Expected<std::vector<DType>> plan_quantization(const GgufFile& f, const Quantize
     auto n_expert = f.get_int(arch.value() + ".expert_count", 0);
     if (!n_expert) return n_expert.status();
     const bool tied = f.find_tensor("output.weight") == nullptr;
+    auto n_head = f.get_int(arch.value() + ".attention.head_count", 0), n_head_kv = f.get_int(arch.value() + ".attention.head_count_kv", 0);
+    if (!n_head) return n_head.status();
+    if (!n_head_kv) return n_head_kv.status();
+    const int n_gqa = n_head_kv.value() > 0 ? int(n_head.value() / n_head_kv.value()) : 1;
     std::vector<DType> plan;
     plan.reserve(f.tensors().size());
     for (const GgufTensor& t : f.tensors()) {
@@ -150,7 +158,7 @@ Expected<std::vector<DType>> plan_quantization(const GgufFile& f, const Quantize
         else if (t.name == "token_embd.weight" && o.token_embd_type) type = *o.token_embd_type, manual = true;
         for (size_t i = 0; i < o.overrides.size() && !manual; ++i)
             if (std::regex_search(t.name, o.overrides[i].re)) type = o.overrides[i].type, manual = true;
-        if (!manual) type = mix_tensor_type(o.mix, t.name, t.ne[0], int(n_layer.value()), int(n_expert.value()), tied);
+        if (!manual) type = mix_tensor_type(o.mix, t.name, t.ne[0], int(n_layer.value()), int(n_expert.value()), tied, n_gqa);
         plan.push_back(fallback(type, t.ne[0]));
     }
     return plan;

@@ -18,7 +18,8 @@ Where the expected values come from (the record's `source` field):
      (Q8_1 and Q8_K dequantization: d * q);
   2  ggml's own reference code, called through ctypes in libggml-base.so, when --ggml-lib
      is given: quantize_row_{q8_1,q8_K,q4_K,q5_K,q6_K}_ref (gguf-py has no quantizer for
-     these) and dequantize_row_q8_K. With the library the script also checks that
+     these), quantize_iq4_{nl,xs} with and without an importance row, and
+     dequantize_row_q8_K. With the library the script also checks that
      gguf-py and ggml agree on every dequant record and on the legacy quantizers.
 
 Regenerate (from the repository root; the committed file was made with gguf 0.19.0,
@@ -32,7 +33,8 @@ The output depends only on the seed and these versions.
 
 File layout (little endian):
     magic "KQV1", u32 record count, then per record:
-    u32 kind (0 dequant, 1 quant), u32 ggml type id, u32 source, u32 n_elements,
+    u32 kind (0 dequant, 1 quant, 2 quant with an importance row: the floats are the input
+    then as many importance weights), u32 ggml type id, u32 source, u32 n_elements,
     u32 n_bytes, n_bytes bytes of blocks, n_elements float32 values.
 """
 
@@ -49,7 +51,7 @@ from gguf import GGML_QUANT_SIZES as GGUF_PY_QUANT_SIZES
 from gguf import quants
 
 SEED = 20240611
-DEQUANT, QUANT = 0, 1
+DEQUANT, QUANT, QUANT_WEIGHTED = 0, 1, 2
 GGUF_PY, FORMULA, GGML = 0, 1, 2
 
 rng = np.random.default_rng(SEED)
@@ -182,6 +184,18 @@ class Ggml:
         fn(x.ctypes.data, out.ctypes.data, x.size)
         return out
 
+    def quantize_searched(self, qtype: T, x: np.ndarray, importance: np.ndarray | None) -> np.ndarray:
+        """ggml's quantize_iq4_nl / quantize_iq4_xs (what llama-quantize runs: the scale search
+        the _ref functions skip for IQ4_NL), one row, with an importance row or none."""
+        block_size, type_size = GGML_QUANT_SIZES[qtype]
+        fn = getattr(self.lib, f"quantize_{qtype.name.lower()}")
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+        x = np.ascontiguousarray(x, dtype=np.float32).ravel()
+        out = np.zeros(x.size // block_size * type_size, dtype=np.uint8)
+        w = None if importance is None else np.ascontiguousarray(importance, dtype=np.float32).ravel()
+        fn(x.ctypes.data, out.ctypes.data, 1, x.size, None if w is None else w.ctypes.data)
+        return out
+
     def dequantize(self, qtype: T, blocks: np.ndarray) -> np.ndarray | None:
         block_size, type_size = GGML_QUANT_SIZES[qtype]
         name = f"dequantize_row_{qtype.name.lower().replace('_k', '_K')}"
@@ -264,6 +278,12 @@ def main() -> None:
             other = ggml.dequantize(qtype, raw)
             assert other is not None and same_bits(ref, other), f"gguf-py and ggml disagree on {qtype.name}"
         add(DEQUANT, qtype, GGUF_PY, raw, ref)
+    if ggml is not None:
+        x = kquant_inputs()
+        importance = rng.uniform(0.0, 4.0, x.size).astype(np.float32) ** 2  # an imatrix row: mean squared activations
+        for qtype in (T.IQ4_NL, T.IQ4_XS):
+            add(QUANT, qtype, GGML, ggml.quantize_searched(qtype, x, None), x)
+            add(QUANT_WEIGHTED, qtype, GGML, ggml.quantize_searched(qtype, x, importance), np.concatenate([x.ravel(), importance]))
 
     out = bytearray(b"KQV1") + struct.pack("<I", len(records))
     for kind, qtype, source, data, floats in records:

@@ -22,7 +22,7 @@ import numpy as np
 import gguf
 from gguf.quants import dequantize
 
-MIXES = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1"]
+MIXES = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1", "IQ4_NL", "IQ4_XS"]
 
 
 def tensors(path):

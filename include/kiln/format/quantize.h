@@ -30,16 +30,17 @@ struct QuantMix {
 };
 
 // Accepts llama-quantize's names, any case: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K_S Q4_K_M (= Q4_K)
-// Q5_K_S Q5_K_M (= Q5_K) Q6_K F16 BF16 F32, and COPY (every tensor kept: a metadata-only rewrite).
+// Q5_K_S Q5_K_M (= Q5_K) Q6_K IQ4_NL IQ4_XS F16 BF16 F32, and COPY (every tensor kept: a metadata-only rewrite).
 Expected<QuantMix> parse_quant_mix(const std::string& name);
 // One type name (q4_K, q8_0, f16, ...) for --tensor-type and friends.
 Expected<DType> parse_quant_type(const std::string& name);
 
 // The type llama-quantize's `mix` gives the quantizable tensor `name` (a matrix or 3-D
 // expert tensor) before overrides and the block-size fallback: more bits for attn_v and
-// ffn_down in some layers (Q4_K_M, Q5_K_M, Q4_K_S), Q6_K for the output (or the tied
-// embeddings), the Mixtral (8 experts) bumps.
-DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied_embeddings);
+// ffn_down in some layers (Q4_K_M, Q5_K_M, Q4_K_S; IQ4_NL/IQ4_XS: Q5_K for attn_v when 4+
+// query heads share a KV head, n_gqa, and for the first eighth's ffn_down), Q6_K for the
+// output (or the tied embeddings), the Mixtral (8 experts) bumps.
+DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied_embeddings, int n_gqa = 1);
 
 struct TensorTypeOverride {
     std::string pattern;  // searched in the tensor name (std::regex_search), as llama-quantize's --tensor-type
