@@ -2,8 +2,8 @@
 // by -DWTYPE_<FORMAT> (cmake/vulkan_shaders.cmake compiles one module per format).
 // Layouts are ggml's (include/kiln/dtype.h); kernels/ref/quants.cpp is the spec.
 //
-// The includer declares the weights as `uint wq[]`: blocks are 18, 20, 22, 34, 144, 210
-// bytes, so fields are read from 32-bit words (no 8/16-bit storage extension needed).
+// The includer declares the weights as `uint wq[]`: blocks are 18, 20, 22, 34, 136, 144, 176,
+// 210 bytes, so fields are read from 32-bit words (no 8/16-bit storage extension needed).
 // Every 16-element chunk of every format shares one scale, which is why 16 is the unit.
 
 uint wq_u8(uint o) { return (wq[o >> 2] >> ((o & 3u) * 8u)) & 0xffu; }
@@ -40,12 +40,32 @@ int sext8(uint b) { return int(b << 24) >> 24; }
 #elif defined(WTYPE_Q4_K)
 #define BLOCK_ELEMS 256u
 #define BLOCK_BYTES 144u
+#elif defined(WTYPE_Q5_K)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 176u
 #elif defined(WTYPE_Q6_K)
 #define BLOCK_ELEMS 256u
 #define BLOCK_BYTES 210u
+#elif defined(WTYPE_IQ4_NL)
+#define BLOCK_ELEMS 32u
+#define BLOCK_BYTES 18u
+#elif defined(WTYPE_IQ4_XS)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 136u
 #else
 #error "compile with -DWTYPE_<format>"
 #endif
+
+// q4_K / q5_K: the 6-bit (scale, min) pair of sub-block s from the 12 bytes at `at`.
+void k4_scale_min(uint at, uint s, out uint sc, out uint mn) {
+    if (s < 4u) {
+        sc = wq_u8(at + s) & 63u;
+        mn = wq_u8(at + s + 4u) & 63u;
+    } else {
+        sc = (wq_u8(at + s + 4u) & 15u) | ((wq_u8(at + s - 4u) >> 6) << 4);
+        mn = (wq_u8(at + s + 4u) >> 4) | ((wq_u8(at + s) >> 6) << 4);
+    }
+}
 
 // Bytes of a row of k elements.
 uint row_bytes(uint k) { return k / BLOCK_ELEMS * BLOCK_BYTES; }
@@ -118,20 +138,26 @@ void dequant16_min(uint row, uint chunk, bool add_min, out float v[16]) {
 #elif defined(WTYPE_Q4_K)
     // 8 sub-blocks of 32 with 6-bit (scale, min) pairs; sub-block s lives in nibble s % 2
     // of qs[32 (s / 2) ..]. Chunk c is the half c % 2 of sub-block c / 2.
-    const uint s = c / 2u, sc_at = base + 4u;
+    const uint s = c / 2u;
     uint sc, mn;
-    if (s < 4u) {
-        sc = wq_u8(sc_at + s) & 63u;
-        mn = wq_u8(sc_at + s + 4u) & 63u;
-    } else {
-        sc = (wq_u8(sc_at + s + 4u) & 15u) | ((wq_u8(sc_at + s - 4u) >> 6) << 4);
-        mn = (wq_u8(sc_at + s + 4u) >> 4) | ((wq_u8(sc_at + s) >> 6) << 4);
-    }
+    k4_scale_min(base + 4u, s, sc, mn);
     const float d = wq_f16(base) * float(sc), m = wq_f16(base + 2u) * float(mn);
     const uint qs = base + 16u + 32u * (s / 2u) + 16u * (c % 2u), shift = 4u * (s % 2u);
     for (uint j = 0u; j < 4u; ++j) {
         const uint u = wq_u32(qs + 4u * j) >> shift;
         for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = d * float((u >> (8u * b)) & 15u) - m;
+    }
+#elif defined(WTYPE_Q5_K)
+    // As q4_K (qs after 32 bytes of qh), plus a 5th bit: bit s of qh[l] for element l of
+    // sub-block s.
+    const uint s = c / 2u;
+    uint sc, mn;
+    k4_scale_min(base + 4u, s, sc, mn);
+    const float d = wq_f16(base) * float(sc), m = wq_f16(base + 2u) * float(mn);
+    const uint qs = base + 48u + 32u * (s / 2u) + 16u * (c % 2u), qh = base + 16u + 16u * (c % 2u), shift = 4u * (s % 2u);
+    for (uint j = 0u; j < 4u; ++j) {
+        const uint u = wq_u32(qs + 4u * j) >> shift, h = wq_u32(qh + 4u * j) >> s;
+        for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = d * float(((u >> (8u * b)) & 15u) | (((h >> (8u * b)) & 1u) << 4)) - m;
     }
 #elif defined(WTYPE_Q6_K)
     // Two halves of 128; in half h, quadrant k (32 elements) takes the low (k < 2) or high
@@ -142,6 +168,24 @@ void dequant16_min(uint row, uint chunk, bool add_min, out float v[16]) {
     for (uint j = 0u; j < 4u; ++j) {
         const uint lo = wq_u32(ql + 4u * j) >> (4u * (k >> 1)), hi = wq_u32(qh + 4u * j) >> (2u * k);
         for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = d * float(int(((lo >> (8u * b)) & 15u) | (((hi >> (8u * b)) & 3u) << 4)) - 32);
+    }
+#elif defined(WTYPE_IQ4_NL) || defined(WTYPE_IQ4_XS)
+    // Nibbles (as q4_0's) index ggml's 16 non-linear levels; IQ4_XS: 8 sub-blocks of 32,
+    // each scaled by d * (its 6-bit scale - 32), the low 4 bits in scales_l, the high 2 in
+    // scales_h. Chunk c is nibble c % 2 of its 32-element sub-block.
+    const float levels[16] = float[16](-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+#if defined(WTYPE_IQ4_NL)
+    const float d = wq_f16(base);
+    const uint qs = base + 2u;
+#else
+    const uint s = c / 2u;
+    const uint ls = ((wq_u8(base + 4u + s / 2u) >> (4u * (s % 2u))) & 15u) | (((wq_u16(base + 2u) >> (2u * s)) & 3u) << 4);
+    const float d = wq_f16(base) * float(int(ls) - 32);
+    const uint qs = base + 8u + 16u * s;
+#endif
+    for (uint j = 0u; j < 4u; ++j) {
+        const uint u = wq_u32(qs + 4u * j) >> (4u * (c % 2u));
+        for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = d * levels[(u >> (8u * b)) & 15u];
     }
 #endif
 }
