@@ -17,9 +17,7 @@ namespace {
 
 using kiln::ChoiceFormat;
 
-std::string contains(const kiln::Status& s, const std::string& what) {
-    return s.message().find(what) != std::string::npos ? "" : "\"" + s.message() + "\" lacks \"" + what + "\"";
-}
+using kiln::test::message_lacks;
 
 // A task's scores computed the plain way: each choice alone from position 0 in a fresh
 // one-sequence session, log-softmax of every row that predicts a scored token.
@@ -86,11 +84,11 @@ TEST_CASE("multiple choice: llama.cpp's HellaSwag, Winogrande and binary formats
         CHECK(differ);
     }
     CHECK(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, hs, tok, 5)->tasks.size() == 5);
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, "", tok).status(), "not a positive multiple of 6") == "");
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, hs.substr(0, hs.rfind('\n', hs.size() - 2) + 1), tok).status(), "not a positive multiple of 6") == "");
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, "ctx\n7\na\nb\nc\nd\n", tok).status(), "line 1: gold ending \"7\"") == "");
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, "ctx\nx\na\nb\nc\nd\n", tok).status(), "gold ending \"x\"") == "");
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, "ctx\n0\na\na\na\na\n", tok).status(), "choice 1 has no tokens of its own") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, "", tok).status(), "not a positive multiple of 6") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, hs.substr(0, hs.rfind('\n', hs.size() - 2) + 1), tok).status(), "not a positive multiple of 6") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, "ctx\n7\na\nb\nc\nd\n", tok).status(), "line 1: gold ending \"7\"") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, "ctx\nx\na\nb\nc\nd\n", tok).status(), "gold ending \"x\"") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::HellaSwag, "ctx\n0\na\na\na\na\n", tok).status(), "choice 1 has no tokens of its own") == "");
 
     // Winogrande: the header and the last line (llama.cpp never reads it) are skipped; the
     // words after the blank are scored, less the last token.
@@ -115,7 +113,7 @@ TEST_CASE("multiple choice: llama.cpp's HellaSwag, Winogrande and binary formats
     REQUIRE(bad_lines.is_ok());
     CHECK(bad_lines->tasks.size() == 2);
     CHECK(bad_lines->skipped.size() == 4);
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::Winogrande, "a,b,c\nd,e,f\n", tok).status(), "Winogrande data: no tasks") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::Winogrande, "a,b,c\nd,e,f\n", tok).status(), "Winogrande data: no tasks") == "");
 
     // The binary file: 12 tasks of 4 answers; damaged copies are errors naming the task.
     const std::string mc = kiln::test::read_all(kiln::test::data_path("choice_mc.bin"));
@@ -123,12 +121,12 @@ TEST_CASE("multiple choice: llama.cpp's HellaSwag, Winogrande and binary formats
     REQUIRE_MESSAGE(m.is_ok(), m.message());
     CHECK(m->tasks.size() == 12);
     CHECK(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, mc, tok, 6)->tasks.size() == 6);
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, mc.substr(0, mc.size() - 3), tok).status(), "task 12 is truncated") == "");
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, std::string(4, '\0'), tok).status(), "no tasks") == "");
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, std::string("\xff\xff\xff\x0f", 4), tok).status(), "tasks announced") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, mc.substr(0, mc.size() - 3), tok).status(), "task 12 is truncated") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, std::string(4, '\0'), tok).status(), "no tasks") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, std::string("\xff\xff\xff\x0f", 4), tok).status(), "tasks announced") == "");
     std::string big = mc;
     big[4 + 4 * 12 + 4 + 36] = '\x7f';  // task 1's answer count (after its 36-byte question) -> 127 > 100
-    CHECK(contains(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, big, tok).status(), "task 1 is truncated or malformed") == "");
+    CHECK(message_lacks(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, big, tok).status(), "task 1 is truncated or malformed") == "");
     for (size_t cut = 0; cut < mc.size(); cut += 37) CHECK_FALSE(kiln::load_choice_tasks(ChoiceFormat::MultipleChoice, mc.substr(0, cut), tok).is_ok());
 
     // Accuracy, its standard error and Wilson interval as llama.cpp prints them (12 of 16).

@@ -13,7 +13,15 @@
 
 #include <doctest/doctest.h>
 
+#include "kiln/status.h"
+
 namespace kiln::test {
+
+// "" when the status's message contains `what`, else a description of the mismatch, so
+// CHECK(message_lacks(s, "...") == "") shows the message that was there.
+inline std::string message_lacks(const Status& s, const std::string& what) {
+    return s.message().find(what) != std::string::npos ? "" : "\"" + s.message() + "\" lacks \"" + what + "\"";
+}
 
 // Root of the source tree (tests read tests/data and the .cache folder under it).
 inline std::string source_dir() {

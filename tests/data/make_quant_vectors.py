@@ -236,14 +236,17 @@ def main() -> None:
         h[:8] = [0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x7C01, 0x0001, 0x83FF]
         raw = h.view(np.uint8)
         add(DEQUANT, qtype, GGUF_PY, raw, quants.dequantize(raw, qtype))
-    for qtype, n_blocks in ((T.Q4_0, 16), (T.Q4_1, 16), (T.Q5_0, 16), (T.Q5_1, 16), (T.Q8_0, 16),
-                            (T.Q2_K, 6), (T.Q3_K, 6), (T.Q4_K, 6), (T.Q5_K, 6), (T.Q6_K, 6)):
+    def add_random_blocks(qtype: T, n_blocks: int) -> None:  # decoded by gguf-py, checked against ggml
         raw = random_blocks(qtype, n_blocks)
         ref = quants.dequantize(raw.ravel(), qtype)
         if ggml is not None:
             other = ggml.dequantize(qtype, raw)
             assert other is not None and same_bits(ref, other), f"gguf-py and ggml disagree on {qtype.name}"
         add(DEQUANT, qtype, GGUF_PY, raw, ref)
+
+    for qtype, n_blocks in ((T.Q4_0, 16), (T.Q4_1, 16), (T.Q5_0, 16), (T.Q5_1, 16), (T.Q8_0, 16),
+                            (T.Q2_K, 6), (T.Q3_K, 6), (T.Q4_K, 6), (T.Q5_K, 6), (T.Q6_K, 6)):
+        add_random_blocks(qtype, n_blocks)
     raw = random_blocks(T.Q8_1, 16)
     d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)
     add(DEQUANT, T.Q8_1, FORMULA, raw, d * raw[:, 4:36].view(np.int8).astype(np.float32))
@@ -272,12 +275,7 @@ def main() -> None:
 
     # -- the IQ4 formats, last: the random stream of the records above stays as it was
     for qtype, n_blocks in ((T.IQ4_NL, 16), (T.IQ4_XS, 6)):
-        raw = random_blocks(qtype, n_blocks)
-        ref = quants.dequantize(raw.ravel(), qtype)
-        if ggml is not None:
-            other = ggml.dequantize(qtype, raw)
-            assert other is not None and same_bits(ref, other), f"gguf-py and ggml disagree on {qtype.name}"
-        add(DEQUANT, qtype, GGUF_PY, raw, ref)
+        add_random_blocks(qtype, n_blocks)
     if ggml is not None:
         x = kquant_inputs()
         importance = rng.uniform(0.0, 4.0, x.size).astype(np.float32) ** 2  # an imatrix row: mean squared activations
