@@ -2,7 +2,7 @@
 // with llama-quantize's mixes (the same type for each tensor and, having ggml's reference
 // quantizers, the same bytes); the output loads in llama.cpp.
 //   kiln-quantize [options] IN OUT.gguf TYPE
-//   TYPE: Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32 COPY
+//   TYPE: Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS F16 BF16 F32 COPY
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -37,7 +37,8 @@ kiln::Status parse(int argc, char** argv, Args* out, std::string* usage) {
     Args& a = *out;
     kiln::cli::Flags f("kiln-quantize [options] IN OUT.gguf TYPE\n"
                        "  IN     GGUF file, or Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)\n"
-                       "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 F16 BF16 F32, or COPY (tensors kept)");
+                       "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS F16 BF16 F32,\n"
+                       "         or COPY (tensors kept)");
     f.value("--tensor-type", "PATTERN=TYPE", "tensors whose name matches PATTERN (regex) get TYPE (repeatable; first match wins)", [&a](const std::string& v) -> kiln::Status {
         auto o = kiln::parse_tensor_type_override(v);
         if (!o) return o.status();
