@@ -1,6 +1,8 @@
 // Multiple-choice scoring (kiln/multiple_choice.h): llama.cpp's three data formats and their
 // bad inputs, batched scoring against each choice run alone, and the answers llama-perplexity
 // gives on the same fixtures (tests/data/choice_*, tests/data/make_choice_fixtures.py).
+// (The scoring case is named "model: ..." as the other real-model runs: the sanitizer build
+// skips those, where it takes 10+ minutes.)
 #include <cmath>
 #include <string>
 #include <vector>
@@ -138,7 +140,7 @@ TEST_CASE("multiple choice: llama.cpp's HellaSwag, Winogrande and binary formats
     CHECK(sum.chance == 0.25);
 }
 
-TEST_CASE("multiple choice: scores batched in groups equal each choice run alone, and llama-perplexity's answers") {
+TEST_CASE("model: multiple choice: scores batched in groups equal each choice run alone, and llama-perplexity's answers") {
     const std::string path = kiln::test::model_path("hf/smollm2");
     if (!kiln::test::require_file(path)) return;
     auto model = kiln::Model::load(path);
