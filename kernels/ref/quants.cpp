@@ -19,6 +19,7 @@
 // The quantizers follow ggml's reference quantizers operation for operation (same float
 // expressions in the same order), which is what makes their output bit-identical.
 #include "ref/quants.h"
+#include "ref/rounding.h"
 
 #include <algorithm>
 #include <cfloat>
@@ -33,22 +34,6 @@ namespace {
 inline float h2f(f16_bits h) { return fp16_to_fp32(h); }
 inline f16_bits f2h(float f) { return fp32_to_fp16(f); }
 
-// Groups whose largest magnitude is below this are treated as all zero (ggml's
-// GROUP_MAX_EPS), so that no scale is ever computed as 1 / (almost 0).
-constexpr float kGroupMaxEps = 1e-15f;
-
-// Round to nearest, ties to even, then clamp to [lo, hi]. Clamping the float first (NaN
-// goes to hi) keeps |v| < 2^22, where adding 1.5 * 2^23 leaves the rounded integer in the
-// low mantissa bits (ggml's nearest_int): the same result as nearbyint, without the libm
-// calls that made the k-quant searches 2x slower.
-inline int round_clamp(float v, int lo, int hi) {
-    v = !(v <= float(hi)) ? float(hi) : v;
-    v = v < float(lo) ? float(lo) : v;
-    const float shifted = v + 12582912.0f;
-    int32_t bits;
-    std::memcpy(&bits, &shifted, sizeof bits);
-    return (bits & 0x007fffff) - 0x00400000;
-}
 
 // The element with the largest magnitude, with its sign (the first one on ties).
 float signed_absmax(const float* x, int n) {

@@ -5,12 +5,11 @@
 #include <cstring>
 
 #include "ref/quants.h"
+#include "ref/rounding.h"
 
 namespace kiln::ref {
 
 namespace {
-
-constexpr float kGroupMaxEps = 1e-15f;  // ggml's GROUP_MAX_EPS: a block below it is all zero
 
 // The index of the level nearest to x (levels ascending; the lower one on ties), by
 // bisection: ggml's best_index_int8.
@@ -24,14 +23,6 @@ int nearest_level(const int8_t* levels, int n, float x) {
         else lo = mid;
     }
     return x - float(levels[hi - 1]) < float(levels[hi]) - x ? hi - 1 : hi;
-}
-
-// Round to nearest (ties to even) through the float mantissa, as ggml's nearest_int.
-int nearest_int(float v) {
-    const float shifted = v + 12582912.0f;
-    int32_t bits;
-    std::memcpy(&bits, &shifted, sizeof bits);
-    return (bits & 0x007fffff) - 0x00400000;
 }
 
 // Least-squares scale of one 32-element block against the levels, trying 15 starting
@@ -142,8 +133,7 @@ void quantize_row_iq4_xs(const float* x, block_iq4_xs* y, int64_t n, const float
         y[b].scales_h = 0;
         std::memset(y[b].scales_l, 0, sizeof y[b].scales_l);
         for (int ib = 0; ib < 8; ++ib) {
-            int l = nearest_int(id * scales[ib]);
-            l = l < -32 ? -32 : l > 31 ? 31 : l;
+            int l = round_clamp(id * scales[ib], -32, 31);  // (clamping before or after rounding: the same)
             const float dl = d * float(l), idl = dl != 0 ? 1 / dl : 0.0f;
             for (int j = 0; j < 32; ++j) L[32 * ib + j] = uint8_t(nearest_level(kIq4nlValues, 16, idl * x[32 * ib + j]));
             l += 32;

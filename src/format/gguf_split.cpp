@@ -14,22 +14,23 @@ constexpr const char* kSplitNo = "split.no";
 constexpr const char* kSplitCount = "split.count";
 constexpr const char* kSplitTensors = "split.tensors.count";
 
-// The name's prefix when it ends as part `no` of `count` does ("-00001-of-00003.gguf").
-bool split_prefix(const std::string& path, int no, int count, std::string* prefix) {
+// "-00001-of-00003.gguf" for part `no` (0-based) of `count`: how a part's name ends.
+std::string part_tail(int no, int count) {
     char tail[48];
     std::snprintf(tail, sizeof tail, "-%05d-of-%05d.gguf", no + 1, count);
-    const std::string t = tail;
+    return tail;
+}
+
+// The name's prefix when it ends as part `no` of `count` does.
+bool split_prefix(const std::string& path, int no, int count, std::string* prefix) {
+    const std::string t = part_tail(no, count);
     if (path.size() <= t.size() || path.compare(path.size() - t.size(), t.size(), t) != 0) return false;
     *prefix = path.substr(0, path.size() - t.size());
     return true;
 }
 }  // namespace
 
-std::string split_part_path(const std::string& prefix, int no, int count) {
-    char tail[48];
-    std::snprintf(tail, sizeof tail, "-%05d-of-%05d.gguf", no + 1, count);
-    return prefix + tail;
-}
+std::string split_part_path(const std::string& prefix, int no, int count) { return prefix + part_tail(no, count); }
 
 Expected<GgufFile> open_model_file(const std::string& path, bool use_mmap) {
     if (is_hf_checkpoint_dir(path)) return open_hf_checkpoint(path, use_mmap);
@@ -92,9 +93,7 @@ Expected<std::vector<std::string>> write_gguf_split(const GgufFile& f, const std
     std::vector<std::string> paths;
     for (int p = 0; p < n; ++p) {
         GgufWriter w(uint32_t(f.alignment()));
-        if (p == 0)
-            for (const auto& [key, value] : f.metadata())
-                if (key != "general.alignment" && key != kSplitNo && key != kSplitCount && key != kSplitTensors) w.set_value(key, value);
+        if (p == 0) w.add_metadata(f);
         if (n > 1) {
             w.set_u16(kSplitNo, uint16_t(p));
             w.set_u16(kSplitCount, uint16_t(n));

@@ -99,9 +99,13 @@ void GgufWriter::add_tensor(const std::string& name, DType dtype, const std::vec
     tensors_.push_back(std::move(t));
 }
 
-void GgufWriter::add_file(const GgufFile& f) {
-    for (const auto& [key, value] : f.metadata())  // the writer states its own alignment; one file is no split
+void GgufWriter::add_metadata(const GgufFile& f) {
+    for (const auto& [key, value] : f.metadata())
         if (key != "general.alignment" && key != "split.no" && key != "split.count" && key != "split.tensors.count") set_value(key, value);
+}
+
+void GgufWriter::add_file(const GgufFile& f) {
+    add_metadata(f);
     for (const GgufTensor& t : f.tensors()) add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.nbytes);
 }
 

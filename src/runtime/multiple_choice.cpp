@@ -266,6 +266,14 @@ int task_rows(const ChoiceTask& t) {
     return n;
 }
 
+// Scores summed over each choice's scored tokens -> their means, the pick (the first
+// highest) and whether it is right.
+void finish_result(const ChoiceTask& t, ChoiceTaskResult* r) {
+    for (size_t c = 0; c < r->scores.size(); ++c) r->scores[c] /= double(t.scored[c].end - t.scored[c].first);
+    r->picked = int(std::max_element(r->scores.begin(), r->scores.end()) - r->scores.begin());
+    r->right = t.correct[size_t(r->picked)] != 0;
+}
+
 // The group's logits rows at most (each row is n_vocab floats) unless one task needs more.
 constexpr int kMaxGroupRows = 512;
 
@@ -318,10 +326,7 @@ Status score_group(Session& s, std::span<const ChoiceTask> tasks, std::vector<Ch
         (*results)[w.task].scores[w.choice] += double(row[w.target]) - log_sum_exp(row, n_vocab);
     }
     for (size_t i = 0; i < tasks.size(); ++i) {
-        ChoiceTaskResult& r = (*results)[i];
-        for (size_t c = 0; c < r.scores.size(); ++c) r.scores[c] /= double(tasks[i].scored[c].end - tasks[i].scored[c].first);
-        r.picked = int(std::max_element(r.scores.begin(), r.scores.end()) - r.scores.begin());
-        r.right = tasks[i].correct[size_t(r.picked)] != 0;
+        finish_result(tasks[i], &(*results)[i]);
         for (size_t c = 0; c < tasks[i].tokens.size(); ++c) KILN_TRY(s.seq_remove(base[i] + int(c)));
     }
     return Status::ok();
@@ -343,10 +348,8 @@ Status score_alone(Session& s, const ChoiceTask& t, ChoiceTaskResult* r) {
             const float* row = s.batch_logits(p);
             r->scores[c] += double(row[seq[size_t(p) + 1]]) - log_sum_exp(row, n_vocab);
         }
-        r->scores[c] /= double(end - first);
     }
-    r->picked = int(std::max_element(r->scores.begin(), r->scores.end()) - r->scores.begin());
-    r->right = t.correct[size_t(r->picked)] != 0;
+    finish_result(t, r);
     return s.seq_remove(0);
 }
 

@@ -34,6 +34,9 @@ public:
     // Adds every metadata value and tensor of f, in its order (a quantized or HF-converted
     // file written out as GGUF).
     void add_file(const GgufFile& f);
+    // f's metadata alone, less what describes one file rather than the model: the alignment
+    // (the writer states its own) and the split keys (a split's parts write their own).
+    void add_metadata(const GgufFile& f);
 
     // The complete file image.
     std::vector<uint8_t> to_bytes() const;
