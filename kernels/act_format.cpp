@@ -8,7 +8,9 @@ namespace kiln {
 ActFormat act_format(DType w) {
     switch (w) {
         case DType::F32: case DType::F16: case DType::BF16: return ActFormat::F32;
-        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS: return ActFormat::Q8K;
+        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS:
+        case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ3_XXS: case DType::IQ3_S: case DType::IQ1_S: case DType::IQ1_M:
+            return ActFormat::Q8K;
         default: return ActFormat::Q8x32;
     }
 }

@@ -20,7 +20,7 @@ using kiln::test::gaussian;
 namespace {
 
 // Weight rows of type t: quantized from Gaussian data where kiln has a quantizer, random
-// bytes with sane fp16 scales otherwise (q2_K, q3_K, iq4_nl, iq4_xs).
+// bytes with sane fp16 scales otherwise (q2_K, q3_K, the IQ grid formats).
 std::vector<uint8_t> make_weights(DType t, int64_t rows, int64_t k, uint32_t seed) {
     const size_t rb = kiln::row_bytes(t, k);
     std::vector<uint8_t> w(rb * size_t(rows));
@@ -36,7 +36,11 @@ std::vector<uint8_t> make_weights(DType t, int64_t rows, int64_t k, uint32_t see
         const uint16_t d = kiln::fp32_to_fp16(0.001f + 0.01f * float(rng() % 100) / 100.0f);
         if (t == DType::Q2_K) std::memcpy(&w[off + 80], &d, 2), std::memcpy(&w[off + 82], &d, 2);
         if (t == DType::Q3_K) std::memcpy(&w[off + 108], &d, 2);
-        if (t == DType::IQ4_NL || t == DType::IQ4_XS) std::memcpy(&w[off], &d, 2);
+        if (t == DType::IQ4_NL || t == DType::IQ4_XS || t == DType::IQ2_XXS || t == DType::IQ2_XS || t == DType::IQ2_S ||
+            t == DType::IQ3_XXS || t == DType::IQ3_S || t == DType::IQ1_S)
+            std::memcpy(&w[off], &d, 2);
+        if (t == DType::IQ1_M)  // d's nibbles are the top nibbles of the 4 scale words (bytes 48..55)
+            for (int n = 0; n < 4; ++n) w[off + 49 + 2 * n] = uint8_t((w[off + 49 + 2 * n] & 0x0F) | ((d >> (4 * n)) & 0xF) << 4);
     }
     return w;
 }
@@ -81,8 +85,10 @@ std::vector<uint8_t> quantized_rows(const KernelTable& kt, ActFormat f, int64_t 
     return bytes;
 }
 
-const DType kWeightTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,   DType::Q2_K,   DType::Q3_K, DType::Q4_K,
-                              DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS, DType::F32, DType::F16,  DType::BF16};
+const DType kWeightTypes[] = {DType::Q4_0,    DType::Q4_1,   DType::Q5_0,  DType::Q5_1,    DType::Q8_0,  DType::Q2_K,  DType::Q3_K,
+                              DType::Q4_K,    DType::Q5_K,   DType::Q6_K,  DType::IQ4_NL,  DType::IQ4_XS, DType::IQ2_XXS, DType::IQ2_XS,
+                              DType::IQ2_S,   DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S,   DType::IQ1_M, DType::F32,   DType::F16,
+                              DType::BF16};
 
 }  // namespace
 
@@ -218,7 +224,7 @@ TEST_CASE("kernels: quantized matmul matches the scalar reference on every ISA a
 TEST_CASE("kernels: row-interleaved (r16) matmul equals the original-layout kernel on every ISA that has it, and one token gives its batch's bits") {
     for (const KernelTable& kt : matmul_tables()) {
         const Isa isa = kt.isa;
-        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1}) {
+        for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::IQ4_XS}) {
             if (!kt.matmul_r16[int(t)]) continue;
             CAPTURE(std::string(isa_name(isa)));
             CAPTURE(kt.weight_prefetch);

@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #endif
 
+#include "ref/iq_grids.h"
 #include "ref/quants.h"
 #include "test_util.h"
 
@@ -45,7 +46,7 @@ std::vector<float> nan_filled(int64_t n) { return std::vector<float>(size_t(n), 
 
 // ---- golden vectors ---------------------------------------------------------------------
 
-enum : uint32_t { kDequant = 0, kQuant = 1, kQuantWeighted = 2 };
+enum : uint32_t { kDequant = 0, kQuant = 1, kQuantWeighted = 2, kGrid = 3 };
 const char* const kSourceName[] = {"gguf-py", "script formula", "ggml"};
 
 struct Record {
@@ -81,7 +82,8 @@ std::vector<Record> load_vectors() {
         rec.bytes.resize(n_bytes);
         rec.floats.resize(n_floats);
         REQUIRE((take(rec.bytes.data(), n_bytes) && take(rec.floats.data(), size_t(n_floats) * 4)));
-        REQUIRE(row_bytes(DType(rec.type), rec.kind == kQuantWeighted ? n_floats / 2 : n_floats) == n_bytes);  // weighted: input + importance
+        if (rec.kind != kGrid)  // a grid record holds a lattice, not blocks
+            REQUIRE(row_bytes(DType(rec.type), rec.kind == kQuantWeighted ? n_floats / 2 : n_floats) == n_bytes);  // weighted: input + importance
         out.push_back(std::move(rec));
     }
     CHECK(pos == buf.size());
@@ -95,7 +97,8 @@ bool has_record(const std::vector<Record>& v, uint32_t kind, DType t) {
 const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
                            DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q8_1, DType::Q2_K,
                            DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K,
-                           DType::IQ4_NL, DType::IQ4_XS};
+                           DType::IQ4_NL, DType::IQ4_XS, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S,
+                           DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M};
 
 }  // namespace
 
@@ -113,6 +116,26 @@ TEST_CASE("quants: dequantize_row matches the gguf-py / ggml golden vectors bit 
         for (int64_t i = 0; i < n; ++i) mismatches += bits_of(y[size_t(i)]) != bits_of(r.floats[size_t(i)]);
         INFO(std::string(dtype_name(t)), " vs ", kSourceName[r.source], ", ", n, " values");
         CHECK(mismatches == 0);
+    }
+}
+
+TEST_CASE("quants: kiln's IQ grids are gguf-py's, point for point") {
+    const auto vectors = load_vectors();
+    if (vectors.empty()) return;
+    const ref::IqGrids& g = ref::kIqGrids;
+    const std::pair<DType, std::vector<uint8_t>> grids[] = {
+        {DType::IQ2_XXS, {&g.iq2xxs[0][0], &g.iq2xxs[0][0] + sizeof g.iq2xxs}},
+        {DType::IQ2_XS, {&g.iq2xs[0][0], &g.iq2xs[0][0] + sizeof g.iq2xs}},
+        {DType::IQ2_S, {&g.iq2s[0][0], &g.iq2s[0][0] + sizeof g.iq2s}},
+        {DType::IQ3_XXS, {&g.iq3xxs[0][0], &g.iq3xxs[0][0] + sizeof g.iq3xxs}},
+        {DType::IQ3_S, {&g.iq3s[0][0], &g.iq3s[0][0] + sizeof g.iq3s}},
+        {DType::IQ1_S, {reinterpret_cast<const uint8_t*>(&g.iq1s[0][0]), reinterpret_cast<const uint8_t*>(&g.iq1s[0][0]) + sizeof g.iq1s}},
+    };
+    for (const auto& [t, ours] : grids) {
+        INFO(std::string(dtype_name(t)));
+        const auto it = std::find_if(vectors.begin(), vectors.end(), [&](const Record& r) { return r.kind == kGrid && r.type == uint32_t(t); });
+        REQUIRE(it != vectors.end());
+        CHECK(it->bytes == ours);
     }
 }
 
@@ -238,6 +261,13 @@ std::vector<uint8_t> random_live_block(DType t, std::mt19937& rng) {
                 break;
             case DType::Q8_K: { const float d = 0.01f; std::memcpy(&b[0], &d, 4); break; }
             case DType::IQ4_NL: put16(0, 0.75f); break;
+            case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ3_XXS: case DType::IQ3_S: case DType::IQ1_S:
+                put16(0, 0.5f);
+                break;
+            case DType::IQ1_M: {  // d = 0.5 (0x3800) in the top nibbles of the scale words
+                for (int k = 0; k < 4; ++k) b[48 + 2 * k + 1] = uint8_t((b[48 + 2 * k + 1] & 0x0F) | (((0x3800 >> (4 * k)) & 0xF) << 4));
+                break;
+            }
             case DType::IQ4_XS:
                 put16(0, 0.5f);
                 for (int ib = 0; ib < 8; ++ib) live &= iq4xs_scale(*reinterpret_cast<const block_iq4_xs*>(b.data()), ib) != 0;

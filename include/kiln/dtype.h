@@ -24,8 +24,15 @@ enum class DType : uint32_t {
     Q5_K = 13,
     Q6_K = 14,
     Q8_K = 15,
+    IQ2_XXS = 16,
+    IQ2_XS = 17,
+    IQ3_XXS = 18,
+    IQ1_S = 19,
     IQ4_NL = 20,
+    IQ3_S = 21,
+    IQ2_S = 22,
     IQ4_XS = 23,
+    IQ1_M = 29,
     BF16 = 30,
 };
 
@@ -35,7 +42,7 @@ struct DTypeInfo {
     uint32_t type_size;   // bytes per block
 };
 
-// Returns nullptr for ids kiln does not know (the IQ1-IQ3 formats, removed types, ...).
+// Returns nullptr for ids kiln does not know (removed types, TQ1_0/TQ2_0, MXFP4, ...).
 const DTypeInfo* dtype_info(uint32_t ggml_type_id);
 inline const DTypeInfo& dtype_info(DType t) { return *dtype_info(uint32_t(t)); }
 inline const char* dtype_name(DType t) { return dtype_info(t).name; }

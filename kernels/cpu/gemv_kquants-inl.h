@@ -1,5 +1,5 @@
 // Decode / verification kernels (1..8 tokens) for q4_K and q6_K, the bulk of a Q4_K_M
-// file. Unlike the generic row kernel, the sub-block scales stay integers: weight x
+// file, and iq4_xs. Unlike the generic row kernel, the sub-block scales stay integers: weight x
 // activation pairs are summed in int16 (vpmaddubsw) and multiplied by their 6- or 8-bit
 // scale while being accumulated in int32 (vpdpwssd), the whole 256-weight super-block is
 // converted to float once, and the mins / offsets are one int16 dot product of the scales
@@ -136,6 +136,63 @@ void rows_q6_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
             }
         }
         for (int c = 0; c < NY; ++c) y[c][r] = acc[c];
+    }
+}
+
+// IQ4_XS for 1..8 tokens in rows_q4_K's shape. The 16 non-linear levels come from one
+// in-lane byte shuffle; they are signed, so each pair is |w| x (a with w's sign) in int16
+// (|w|, |a| <= 127: at most 32258, no saturation; AVX-512 has no vpsignb, so the sign is a
+// masked negate of the activations). The 6-bit sub-block scales (less 32) multiply the
+// pairs in int32 (vpdpwssd) and the super-block is converted to float once.
+template <int NY, Ahead PF>
+void rows_iq4_xs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
+    const int64_t nb = k / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+    // A 64-byte half block holds sub-blocks 4h..4h+3, 16 bytes each: their low nibbles are
+    // weights 0..15 and high nibbles 16..31. Pair registers [lo(s) | hi(s) | lo(s+1) | hi(s+1)]
+    // (128-bit lanes, in activation order) are picked from the lo and hi registers by qword.
+    const __m512i pick_01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), pick_23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    __m512i pair_idx[4];  // 16-bit lane l of pair j needs scale 2j + l / 16
+    for (int j = 0; j < 4; ++j) pair_idx[j] = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * j)), _mm256_set1_epi16(short(2 * j + 1)), 1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const auto* blocks = reinterpret_cast<const block_iq4_xs*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const block_iq4_xs& b = blocks[ib];
+            if constexpr (PF.any()) prefetch_ahead<PF>(&b, sizeof b);
+            else _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
+            // Byte s of ls = scale s: its low nibble is bits 4s..4s+3 of scales_l, its top two
+            // bits are bits 2s..2s+1 of scales_h (one bit deposit each).
+            uint32_t sl;
+            std::memcpy(&sl, b.scales_l, 4);
+            const uint64_t ls = _pdep_u64(sl, 0x0F0F0F0F0F0F0F0Full) | _pdep_u64(b.scales_h, 0x3030303030303030ull);
+            const __m512i sc16 = _mm512_castsi128_si512(_mm_sub_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(ls))), _mm_set1_epi16(32)));
+            __m512i qabs[4], scp[4];
+            __mmask64 neg[4];
+            for (int h = 0; h < 2; ++h) {
+                const __m512i raw = _mm512_loadu_si512(b.qs + 64 * h);
+                const __m512i lo = _mm512_shuffle_epi8(levels, _mm512_and_si512(raw, m4));
+                const __m512i hi = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4));
+                const __m512i q0 = _mm512_permutex2var_epi64(lo, pick_01, hi), q1 = _mm512_permutex2var_epi64(lo, pick_23, hi);
+                qabs[2 * h] = _mm512_abs_epi8(q0), neg[2 * h] = _mm512_movepi8_mask(q0);
+                qabs[2 * h + 1] = _mm512_abs_epi8(q1), neg[2 * h + 1] = _mm512_movepi8_mask(q1);
+            }
+            for (int j = 0; j < 4; ++j) scp[j] = _mm512_permutexvar_epi16(pair_idx[j], sc16);
+            const float d = vnni::h2f(b.d);
+            for (int c = 0; c < NY; ++c) {
+                const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
+                __m512i sumi = _mm512_setzero_si512();
+                for (int j = 0; j < 4; ++j) {
+                    const __m512i av = _mm512_loadu_si512(a.qs + 64 * j);
+                    const __m512i as = _mm512_mask_sub_epi8(av, neg[j], _mm512_setzero_si512(), av);
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qabs[j], as), scp[j]);
+                }
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * a.d), acc[c]);
+            }
+        }
+        for (int c = 0; c < NY; ++c) y[c][r] = hsum16(acc[c]);
     }
 }
 

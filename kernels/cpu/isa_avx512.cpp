@@ -22,6 +22,7 @@ using Arch = xsimd::avx512bw;
 #include "cpu/unpack-inl.h"
 #include "cpu/matmul_portable-inl.h"
 #include "cpu/matmul_vnni-inl.h"
+#include "cpu/iq_grid_vnni-inl.h"
 #include "cpu/gemm_vnni-inl.h"
 #include "cpu/gemv_kquants-inl.h"
 #include "cpu/r16.h"
@@ -39,11 +40,12 @@ namespace kiln::cpu {
 
 namespace KILN_ISA_NS {
 // The row kernel for NY tokens: specialised for the k-quants that dominate Q4_K_M files,
-// the generic decoder-based one otherwise.
+// and iq4_xs, the generic decoder-based one otherwise.
 template <DType T, int NY, Ahead PF>
 void vnni::rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     if constexpr (T == DType::Q4_K) gemv::rows_q4_K<NY, PF>(k, w, w_stride, r0, r1, act, y);
     else if constexpr (T == DType::Q6_K) gemv::rows_q6_K<NY, PF>(k, w, w_stride, r0, r1, act, y);
+    else if constexpr (T == DType::IQ4_XS) gemv::rows_iq4_xs<NY, PF>(k, w, w_stride, r0, r1, act, y);
     else matmul_rows<T, NY, PF>(k, w, w_stride, r0, r1, act, y);
 }
 
@@ -111,8 +113,16 @@ void fill_avx512(KernelTable& t, bool weight_prefetch, bool l2_first) {
     KILN_ISA_NS::set_rows<D::Q6_K>(t, weight_prefetch);
     KILN_ISA_NS::set_rows<D::IQ4_NL>(t, weight_prefetch);
     KILN_ISA_NS::set_rows<D::IQ4_XS>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::IQ2_XXS>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::IQ2_XS>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::IQ2_S>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::IQ3_XXS>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::IQ3_S>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::IQ1_S>(t, weight_prefetch);
+    KILN_ISA_NS::set_rows<D::IQ1_M>(t, weight_prefetch);
     KILN_ISA_NS::set_r16<D::Q4_K>(t, weight_prefetch);
     KILN_ISA_NS::set_r16<D::Q6_K>(t, weight_prefetch);
+    KILN_ISA_NS::set_r16<D::IQ4_XS>(t, weight_prefetch);
     KILN_ISA_NS::set_r16<D::Q8_0>(t, weight_prefetch);
     KILN_ISA_NS::set_r16<D::Q4_0>(t, weight_prefetch);
     KILN_ISA_NS::set_r16<D::Q4_1>(t, weight_prefetch);

@@ -76,6 +76,13 @@ inline void fill_matmul_portable(KernelTable& t) {
     t.matmul[int(DType::Q6_K)] = matmul_portable<DType::Q6_K>;
     t.matmul[int(DType::IQ4_NL)] = matmul_portable<DType::IQ4_NL>;
     t.matmul[int(DType::IQ4_XS)] = matmul_portable<DType::IQ4_XS>;
+    t.matmul[int(DType::IQ2_XXS)] = matmul_portable<DType::IQ2_XXS>;
+    t.matmul[int(DType::IQ2_XS)] = matmul_portable<DType::IQ2_XS>;
+    t.matmul[int(DType::IQ2_S)] = matmul_portable<DType::IQ2_S>;
+    t.matmul[int(DType::IQ3_XXS)] = matmul_portable<DType::IQ3_XXS>;
+    t.matmul[int(DType::IQ3_S)] = matmul_portable<DType::IQ3_S>;
+    t.matmul[int(DType::IQ1_S)] = matmul_portable<DType::IQ1_S>;
+    t.matmul[int(DType::IQ1_M)] = matmul_portable<DType::IQ1_M>;
 }
 
 }  // namespace kiln::cpu::KILN_ISA_NS

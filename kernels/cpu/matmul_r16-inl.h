@@ -120,6 +120,74 @@ void q4_K(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, 
     }
 }
 
+// The 16 IQ4 levels + 128 (1..241) in every 128-bit lane: vpdpbusd's unsigned operand.
+inline __m512i iq4_levels_u8() {
+    const __m128i v = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)), _mm_set1_epi8(char(-128)));
+    return _mm512_broadcast_i32x4(v);
+}
+// The 8 steps of sub-block s of an iq4_xs group as levels + 128.
+inline void unpack_iq4(const r16_iq4_xs& b, int s, __m512i levels, __m512i* wq) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    load_lines_in_order<4>(b.qs[s][0], wq + 4);
+    for (int ch = 0; ch < 4; ++ch) {
+        wq[ch] = _mm512_shuffle_epi8(levels, _mm512_and_si512(wq[ch + 4], m4));
+        wq[ch + 4] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(wq[ch + 4], 4), m4));
+    }
+}
+
+// iq4_xs as q4_K, with levels + 128 for weights: the offset comes back out as 128 x each
+// row's scales . the sub-block activation sums (int16 pairs in vpdpwssd, as q4_K's mins).
+template <int NY, Ahead PF>
+void iq4_xs(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
+    const int64_t nb = k / QK_K;
+    const __m512i levels = iq4_levels_u8();
+    for (int64_t g = g0; g < g1; ++g) {
+        const auto* blocks = reinterpret_cast<const r16_iq4_xs*>(static_cast<const uint8_t*>(w) + size_t(g) * group_bytes);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const r16_iq4_xs& b = blocks[ib];
+            prefetch_act<block_q8_K, NY>(act, ib + 1);
+            __m512i sumi[NY];
+            for (int c = 0; c < NY; ++c) sumi[c] = _mm512_setzero_si512();
+            for (int s = 0; s < 8; ++s) {
+                if constexpr (NY > 1 && !PF.any()) prefetch_part(&b + 1, s);
+                else prefetch_ahead<PF>(reinterpret_cast<const uint8_t*>(&b) + s * sizeof b / 8, sizeof b / 8);
+                __m512i wq[8];
+                unpack_iq4(b, s, levels, wq);
+                const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[s])));
+                for (int c = 0; c < NY; ++c) {
+                    const int8_t* aq = static_cast<const block_q8_K*>(act[c])[ib].qs + 32 * s;
+                    __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();  // two chains, as q4_K
+                    for (int j = 0; j < 4; ++j) d0 = _mm512_dpbusd_epi32(d0, wq[j], bcast4(aq + 4 * j));
+                    for (int j = 4; j < 8; ++j) d1 = _mm512_dpbusd_epi32(d1, wq[j], bcast4(aq + 4 * j));
+                    sumi[c] = _mm512_add_epi32(sumi[c], _mm512_mullo_epi32(_mm512_add_epi32(d0, d1), sc));
+                }
+            }
+            __m512i sp[4];  // [t]: per row, the scales of sub-blocks 2t, 2t+1 as an int16 pair
+            for (int t = 0; t < 4; ++t) {
+                const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * t]));
+                const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[2 * t + 1]));
+                sp[t] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi)));
+            }
+            const __m512 d = load_f16x16(b.d);
+            for (int c = 0; c < NY; ++c) {
+                const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
+                const __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums)),
+                                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums + 8)));
+                __m512i off = _mm512_setzero_si512();
+                off = _mm512_dpwssd_epi32(off, sp[0], _mm512_set1_epi32(_mm_extract_epi32(pairs, 0)));
+                off = _mm512_dpwssd_epi32(off, sp[1], _mm512_set1_epi32(_mm_extract_epi32(pairs, 1)));
+                off = _mm512_dpwssd_epi32(off, sp[2], _mm512_set1_epi32(_mm_extract_epi32(pairs, 2)));
+                off = _mm512_dpwssd_epi32(off, sp[3], _mm512_set1_epi32(_mm_extract_epi32(pairs, 3)));
+                const __m512i total = _mm512_sub_epi32(sumi[c], _mm512_slli_epi32(off, 7));
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[c]);
+            }
+        }
+        for (int c = 0; c < NY; ++c) _mm512_storeu_ps(y[c] + g * kR16Rows, acc[c]);
+    }
+}
+
 // The 8 steps of sub-block s of a q6_K group as bytes 0..63: the nibble (the low or high
 // half of a ql byte) or'ed with the step's 2 high bits moved to bits 4-5. The 16-bit
 // shifts carry bits across bytes; the masks (0x0F, 0x30) drop them.
@@ -255,6 +323,7 @@ template <DType T, int NY, Ahead PF>
 void group_rows(int64_t k, const void* w, size_t group_bytes, int64_t g0, int64_t g1, const void* const* act, float* const* y) {
     if constexpr (T == DType::Q4_K) q4_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
     else if constexpr (T == DType::Q6_K) q6_K<NY, PF>(k, w, group_bytes, g0, g1, act, y);
+    else if constexpr (T == DType::IQ4_XS) iq4_xs<NY, PF>(k, w, group_bytes, g0, g1, act, y);
     else blocks32<R16Block<T>, NY, PF>(k, w, group_bytes, g0, g1, act, y);
 }
 
@@ -297,6 +366,18 @@ void pack_panel_r16(const uint8_t* group, int64_t k, gemm::Panel& p) {
                 const __m512 s = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[g])))));
                 _mm512_storeu_ps(sc, s);
                 _mm512_storeu_ps(mn, _mm512_mul_ps(s, _mm512_set1_ps(-32.0f)));
+            }
+        }
+    } else if constexpr (T == DType::IQ4_XS) {  // signed: stored as levels + 128, as the GEMM stores them
+        const __m512i levels = iq4_levels_u8();
+        for (int64_t ib = 0; ib < k / QK_K; ++ib) {
+            const r16_iq4_xs& b = reinterpret_cast<const r16_iq4_xs*>(group)[ib];
+            const __m512 d = load_f16x16(b.d);
+            for (int s = 0; s < 8; ++s, sc += 16) {
+                __m512i wq[8];
+                unpack_iq4(b, s, levels, wq);
+                for (int j = 0; j < 8; ++j, q += 64) _mm512_storeu_si512(q, wq[j]);
+                _mm512_storeu_ps(sc, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.sc[s]))))));
             }
         }
     } else {  // the 32-weight formats: signed ones (q8_0, q4_0, q5_0) as values + 128, as the

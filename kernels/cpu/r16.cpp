@@ -66,6 +66,7 @@ size_t r16_group_bytes(DType t, int64_t k) {
     switch (t) {
         case DType::Q4_K: return size_t(k / QK_K) * sizeof(r16_q4_K);
         case DType::Q6_K: return size_t(k / QK_K) * sizeof(r16_q6_K);
+        case DType::IQ4_XS: return size_t(k / QK_K) * sizeof(r16_iq4_xs);
         case DType::Q8_0: return size_t(k / QK8_0) * sizeof(r16_q8_0);
         case DType::Q4_0: return size_t(k / 32) * sizeof(r16_q4_0);
         case DType::Q4_1: return size_t(k / 32) * sizeof(r16_q4_1);
@@ -117,6 +118,20 @@ void r16_repack(DType t, const void* src, size_t src_stride, int64_t rows, int64
                                 for (int t = 0; t < 4; ++t) bits = uint8_t(bits | (sub[r][4 * (4 * h + t) + i] >> 4) << (2 * t));
                                 o.sub[s].qh[h][4 * r + i] = bits;
                             }
+                }
+            }
+        } else if (t == DType::IQ4_XS) {
+            for (int64_t ib = 0; ib < k / QK_K; ++ib) {
+                r16_iq4_xs& o = reinterpret_cast<r16_iq4_xs*>(out)[ib];
+                for (int s = 0; s < 8; ++s) {
+                    uint8_t sub[16][32];  // level indices of sub-block s, in weight order
+                    for (int r = 0; r < 16; ++r) {
+                        const block_iq4_xs& b = reinterpret_cast<const block_iq4_xs*>(row(r))[ib];
+                        o.d[r] = b.d;
+                        o.sc[s][r] = int8_t(iq4xs_scale(b, s));
+                        for (int l = 0; l < 16; ++l) sub[r][l] = b.qs[16 * s + l] & 0xF, sub[r][l + 16] = b.qs[16 * s + l] >> 4;
+                    }
+                    pack_nibbles(sub, o.qs[s]);
                 }
             }
         } else if (t == DType::Q4_0) {

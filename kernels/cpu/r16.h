@@ -84,6 +84,16 @@ struct r16_q5_1 {
 };
 static_assert(sizeof(r16_q5_1) == 384);
 
+// 16 rows x 256 weights of iq4_xs (2208 bytes; iq4_xs: 16 x 136 = 2176): the level
+// indices as q4_K's nibbles (a byte shuffle maps them to the levels), the 6-bit scales
+// less 32 as bytes.
+struct r16_iq4_xs {
+    uint16_t d[16];        // per row, fp16
+    int8_t sc[8][16];      // [sub-block][row] scale - 32
+    uint8_t qs[8][4][64];  // [sub-block][c][4r+i]: step c in the low nibble, step c + 4 in the high
+};
+static_assert(sizeof(r16_iq4_xs) == 2208);
+
 // True if rows of type t can be repacked (and rows is a multiple of 16).
 bool r16_supported(DType t, int64_t rows);
 // Bytes of one 16-row group of k weights (the row-group stride of a repacked tensor).

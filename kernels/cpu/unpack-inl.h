@@ -7,6 +7,8 @@
 // All formats fit: q4_0 has q-8 and no min, q4_K has 32-wide scale/min pairs, q6_K has
 // 16-wide scales and q-32, and so on. Included by each isa_*.cpp inside its namespace.
 
+#include "ref/iq_grids.h"
+
 namespace kiln::cpu::KILN_ISA_NS {
 
 struct SubBlock {
@@ -226,5 +228,26 @@ struct WeightFormat<DType::IQ4_XS> {
         }
     }
 };
+
+// The IQ1-IQ3 grid formats: the reference's sub-block decoding (ref/iq_grids.h), called
+// out of line; their speed comes from the AVX-512 decoders, this is the portable path.
+template <class B>
+struct IqGridFormat {
+    using Block = B;
+    static constexpr int kSub = 8;
+    static void unpack(const Block& b, SubBlock* out) {
+        for (int s = 0; s < 8; ++s) {
+            ref::iq_unpack(b, s, out[s].q, out[s].scale);
+            out[s].min[0] = out[s].min[1] = 0;
+        }
+    }
+};
+template <> struct WeightFormat<DType::IQ2_XXS> : IqGridFormat<block_iq2_xxs> {};
+template <> struct WeightFormat<DType::IQ2_XS> : IqGridFormat<block_iq2_xs> {};
+template <> struct WeightFormat<DType::IQ2_S> : IqGridFormat<block_iq2_s> {};
+template <> struct WeightFormat<DType::IQ3_XXS> : IqGridFormat<block_iq3_xxs> {};
+template <> struct WeightFormat<DType::IQ3_S> : IqGridFormat<block_iq3_s> {};
+template <> struct WeightFormat<DType::IQ1_S> : IqGridFormat<block_iq1_s> {};
+template <> struct WeightFormat<DType::IQ1_M> : IqGridFormat<block_iq1_m> {};
 
 }  // namespace kiln::cpu::KILN_ISA_NS

@@ -245,6 +245,8 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
         case DType::Q8_K: return dequantize_row_q8_K(static_cast<const block_q8_K*>(src), dst, n);
         case DType::IQ4_NL: return dequantize_row_iq4_nl(static_cast<const block_iq4_nl*>(src), dst, n);
         case DType::IQ4_XS: return dequantize_row_iq4_xs(static_cast<const block_iq4_xs*>(src), dst, n);
+        case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ3_XXS: case DType::IQ3_S:
+        case DType::IQ1_S: case DType::IQ1_M: return dequantize_row_iq_grid(t, src, dst, n);
     }
     KILN_ASSERT(false, "dequantize_row: no dequantizer for %s", info->name);
 }

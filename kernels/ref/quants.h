@@ -36,6 +36,8 @@ void dequantize_row_q6_K(const block_q6_K* x, float* y, int64_t n);
 void dequantize_row_q8_K(const block_q8_K* x, float* y, int64_t n);
 void dequantize_row_iq4_nl(const block_iq4_nl* x, float* y, int64_t n);
 void dequantize_row_iq4_xs(const block_iq4_xs* x, float* y, int64_t n);
+// The grid formats: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M (ref/iq_grids.h).
+void dequantize_row_iq_grid(DType t, const void* x, float* y, int64_t n);
 
 // The 6-bit (scale, min) pair of sub-block j (0..7) of a q4_K / q5_K block. The 12 bytes
 // hold eight 6-bit scales and eight 6-bit mins:

@@ -1,11 +1,15 @@
-// The IQ formats' scalar reference: IQ4_NL and IQ4_XS (de)quantization, bit-exact with
-// ggml (kernels/ref/quants.h). Compiled without -m flags like quants.cpp, so no float
-// operation is contracted into an FMA and the searches round as ggml's reference does.
+// The IQ formats' scalar reference: IQ4_NL and IQ4_XS (de)quantization and the grid
+// formats' dequantization, bit-exact with ggml (kernels/ref/quants.h). Compiled without
+// -m flags like quants.cpp, so no float operation is contracted into an FMA and the
+// searches round as ggml's reference does.
 #include <cmath>
 #include <cstring>
 
+#include "ref/iq_grids.h"
 #include "ref/quants.h"
 #include "ref/rounding.h"
+
+#include "kiln/status.h"
 
 namespace kiln::ref {
 
@@ -141,6 +145,32 @@ void quantize_row_iq4_xs(const float* x, block_iq4_xs* y, int64_t n, const float
             y[b].scales_h = uint16_t(y[b].scales_h | ((l >> 4) << (2 * ib)));
         }
         pack_nibbles(L, QK_K, y[b].qs);
+    }
+}
+
+namespace {
+template <class Block>
+void dequantize_grid_blocks(const Block* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; ++i)
+        for (int s = 0; s < QK_K / 32; ++s, y += 32) {
+            int8_t q[32];
+            float scale[2];
+            iq_unpack(x[i], s, q, scale);
+            for (int j = 0; j < 32; ++j) y[j] = scale[j / 16] * float(q[j]);
+        }
+}
+}  // namespace
+
+void dequantize_row_iq_grid(DType t, const void* x, float* y, int64_t n) {
+    switch (t) {
+        case DType::IQ2_XXS: return dequantize_grid_blocks(static_cast<const block_iq2_xxs*>(x), y, n);
+        case DType::IQ2_XS: return dequantize_grid_blocks(static_cast<const block_iq2_xs*>(x), y, n);
+        case DType::IQ2_S: return dequantize_grid_blocks(static_cast<const block_iq2_s*>(x), y, n);
+        case DType::IQ3_XXS: return dequantize_grid_blocks(static_cast<const block_iq3_xxs*>(x), y, n);
+        case DType::IQ3_S: return dequantize_grid_blocks(static_cast<const block_iq3_s*>(x), y, n);
+        case DType::IQ1_S: return dequantize_grid_blocks(static_cast<const block_iq1_s*>(x), y, n);
+        case DType::IQ1_M: return dequantize_grid_blocks(static_cast<const block_iq1_m*>(x), y, n);
+        default: KILN_ASSERT(false, "dequantize_row_iq_grid: %s is not a grid format", dtype_name(t));
     }
 }
 

@@ -21,14 +21,20 @@ const DTypeInfo* dtype_info(uint32_t id) {
         {"q5_K", QK_K, sizeof(block_q5_K)},   // 13
         {"q6_K", QK_K, sizeof(block_q6_K)},   // 14
         {"q8_K", QK_K, sizeof(block_q8_K)},   // 15
-        {nullptr, 0, 0},                      // 16 iq2_xxs
-        {nullptr, 0, 0},                      // 17 iq2_xs
-        {nullptr, 0, 0},                      // 18 iq3_xxs
-        {nullptr, 0, 0},                      // 19 iq1_s
+        {"iq2_xxs", QK_K, sizeof(block_iq2_xxs)},  // 16
+        {"iq2_xs", QK_K, sizeof(block_iq2_xs)},    // 17
+        {"iq3_xxs", QK_K, sizeof(block_iq3_xxs)},  // 18
+        {"iq1_s", QK_K, sizeof(block_iq1_s)},      // 19
         {"iq4_nl", QK4_NL, sizeof(block_iq4_nl)},  // 20
-        {nullptr, 0, 0},                      // 21 iq3_s
-        {nullptr, 0, 0},                      // 22 iq2_s
+        {"iq3_s", QK_K, sizeof(block_iq3_s)},      // 21
+        {"iq2_s", QK_K, sizeof(block_iq2_s)},      // 22
         {"iq4_xs", QK_K, sizeof(block_iq4_xs)},    // 23
+        {nullptr, 0, 0},                      // 24 i8
+        {nullptr, 0, 0},                      // 25 i16
+        {nullptr, 0, 0},                      // 26 i32
+        {nullptr, 0, 0},                      // 27 i64
+        {nullptr, 0, 0},                      // 28 f64
+        {"iq1_m", QK_K, sizeof(block_iq1_m)},      // 29
     };
     static const DTypeInfo kBF16 = {"bf16", 1, 2};
     if (id < sizeof kTable / sizeof kTable[0]) return kTable[id].name ? &kTable[id] : nullptr;

@@ -12,7 +12,8 @@ Writes tests/data/quant_vectors.bin with two kinds of records:
 
 Where the expected values come from (the record's `source` field):
   0  gguf-py (PyPI `gguf`): gguf.quants.dequantize for F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1
-     Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS, gguf.quants.quantize for BF16 Q4_0 Q4_1 Q5_0 Q5_1
+     Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S
+     IQ1_M (and their grids), gguf.quants.quantize for BF16 Q4_0 Q4_1 Q5_0 Q5_1
      Q8_0, numpy's float32 -> float16 cast for F16;
   1  a one-line numpy formula in this script, for what gguf-py does not implement
      (Q8_1 and Q8_K dequantization: d * q);
@@ -34,7 +35,8 @@ The output depends only on the seed and these versions.
 File layout (little endian):
     magic "KQV1", u32 record count, then per record:
     u32 kind (0 dequant, 1 quant, 2 quant with an importance row: the floats are the input
-    then as many importance weights), u32 ggml type id, u32 source, u32 n_elements,
+    then as many importance weights; 3 a grid format's lattice: the bytes are its points'
+    values as int8, no floats), u32 ggml type id, u32 source, u32 n_elements,
     u32 n_bytes, n_bytes bytes of blocks, n_elements float32 values.
 """
 
@@ -51,7 +53,7 @@ from gguf import GGML_QUANT_SIZES as GGUF_PY_QUANT_SIZES
 from gguf import quants
 
 SEED = 20240611
-DEQUANT, QUANT, QUANT_WEIGHTED = 0, 1, 2
+DEQUANT, QUANT, QUANT_WEIGHTED, GRID = 0, 1, 2, 3
 GGUF_PY, FORMULA, GGML = 0, 1, 2
 
 rng = np.random.default_rng(SEED)
@@ -79,7 +81,10 @@ FP16_FIELDS = {
     T.Q4_0: [0], T.Q4_1: [0, 2], T.Q5_0: [0], T.Q5_1: [0, 2], T.Q8_0: [0], T.Q8_1: [0, 2],
     T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
     T.IQ4_NL: [0], T.IQ4_XS: [0],
+    T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0], T.IQ3_XXS: [0], T.IQ3_S: [0], T.IQ1_S: [0],
+    T.IQ1_M: [],  # its fp16 d is spread over the top nibbles of its 4 scale words (below)
 }
+GRID_TYPES = (T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M)
 
 
 def random_blocks(qtype: T, n_blocks: int) -> np.ndarray:
@@ -101,6 +106,12 @@ def random_blocks(qtype: T, n_blocks: int) -> np.ndarray:
         if n_blocks > 1:
             vals[1] = np.uint16(0x0123).view(np.float16)     # a subnormal fp16
         raw[:, off:off + 2] = f16_bytes(vals)
+    if qtype == T.IQ1_M:  # nibble k of d is the top nibble of scale word k (bytes 48..55)
+        d = random_scales(n_blocks, 1e-4, 1.0).view(np.uint16).astype(np.uint16)
+        words = raw[:, 48:56].copy().view(np.uint16)
+        for k in range(4):
+            words[:, k] = (words[:, k] & 0x0FFF) | (((d >> (4 * k)) & 0xF) << 12)
+        raw[:, 48:56] = words.view(np.uint8)
     if qtype == T.Q8_1:  # keep s = d * sum(qs) consistent
         d = raw[:, 0:2].copy().view(np.float16).astype(np.float32).ravel()
         sums = raw[:, 4:36].view(np.int8).astype(np.int32).sum(axis=1)
@@ -282,6 +293,15 @@ def main() -> None:
         for qtype in (T.IQ4_NL, T.IQ4_XS):
             add(QUANT, qtype, GGML, ggml.quantize_searched(qtype, x, None), x)
             add(QUANT_WEIGHTED, qtype, GGML, ggml.quantize_searched(qtype, x, importance), np.concatenate([x.ravel(), importance]))
+
+    # -- the grid formats (IQ1-IQ3), last again: each grid as gguf-py expands it (kind 3:
+    # the points' values as int8, no floats), then random blocks decoded by gguf-py
+    for qtype in GRID_TYPES:
+        if qtype != T.IQ1_M:  # IQ1_M shares IQ1_S's grid
+            cls = quants._type_traits[qtype]
+            cls.init_grid()
+            add(GRID, qtype, GGUF_PY, cls.grid.reshape(-1).astype(np.int8).view(np.uint8), np.zeros(0, np.float32))
+        add_random_blocks(qtype, 8)
 
     out = bytearray(b"KQV1") + struct.pack("<I", len(records))
     for kind, qtype, source, data, floats in records:

@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     f.string("--vocab-from", "VOCAB.gguf", "the tokenizer (a llama.cpp vocabulary file or any model)", &a.vocab_from);
     f.string("-o, --output", "OUT.gguf", "the file to write", &a.out);
     f.string("--arch", "NAME", "llama (default), qwen2, qwen3, qwen3moe or qwen2moe", &a.arch);
-    f.string("--type", "TYPE", "q4_k_m (default), q8_0, q4_0, f16 or f32", &a.type);
+    f.string("--type", "TYPE", "q4_k_m (default), iq4_xs, iq4_nl, q8_0, q4_0, f16 or f32", &a.type);
     f.integer("--n-embd", "N", "width (default 2048)", &a.n_embd, 1, 1 << 24);
     f.integer("--n-layer", "N", "layers (default 16)", &a.n_layer, 1, 1 << 24);
     f.integer("--n-head", "N", "query heads (default 32)", &a.n_head, 1, 1 << 24);
@@ -84,8 +84,11 @@ int main(int argc, char** argv) {
     f.number("--out-std", "X", "std of output.weight (default 0.02; larger: more decisive logits)", &a.out_std, 1e-9f, 1e9f);
     if (const kiln::Status st = f.parse(argc, argv); !st) return fail(st.message());
     if (f.help_requested()) return std::fputs(f.help().c_str(), stdout), 0;
-    if (a.vocab_from.empty() || a.out.empty()) return fail("usage: kiln-synth --vocab-from VOCAB.gguf -o OUT.gguf [--type q4_k_m|q8_0|q4_0|f16|f32] [shape flags]");
-    if (a.type != "q4_k_m" && a.type != "q8_0" && a.type != "q4_0" && a.type != "f16" && a.type != "f32") return fail("--type must be q4_k_m, q8_0, q4_0, f16 or f32");
+    if (a.vocab_from.empty() || a.out.empty()) return fail("usage: kiln-synth --vocab-from VOCAB.gguf -o OUT.gguf [--type q4_k_m|iq4_xs|iq4_nl|q8_0|q4_0|f16|f32] [shape flags]");
+    if (a.type != "q4_k_m" && a.type != "iq4_xs" && a.type != "iq4_nl" && a.type != "q8_0" && a.type != "q4_0" && a.type != "f16" && a.type != "f32")
+        return fail("--type must be q4_k_m, iq4_xs, iq4_nl, q8_0, q4_0, f16 or f32");
+    // 256-weight super-blocks: the k-quant mix and iq4_xs need rows of whole blocks
+    const bool super_blocks = a.type == "q4_k_m" || a.type == "iq4_xs";
     if (a.arch != "llama" && a.arch != "qwen2" && a.arch != "qwen3" && a.arch != "qwen3moe" && a.arch != "qwen2moe")
         return fail("--arch must be llama, qwen2, qwen3, qwen3moe or qwen2moe");
     const bool moe = a.arch == "qwen3moe" || a.arch == "qwen2moe" || a.n_expert > 0;
@@ -96,12 +99,12 @@ int main(int argc, char** argv) {
         if (a.n_expert_used > a.n_expert) return fail("--n-expert-used must be <= --n-expert");
         if (a.n_ff_exp == 0) a.n_ff_exp = a.n_ff;
         if (a.arch == "qwen2moe" && a.n_ff_shexp == 0) a.n_ff_shexp = 2 * a.n_ff_exp;
-        if (a.type == "q4_k_m" && (a.n_ff_exp % 256 || a.n_ff_shexp % 256)) return fail("q4_k_m needs --n-ff-exp and --n-ff-shexp multiples of 256");
+        if (super_blocks && (a.n_ff_exp % 256 || a.n_ff_shexp % 256)) return fail(a.type + " needs --n-ff-exp and --n-ff-shexp multiples of 256");
     }
     if ((a.head_dim == 0 && a.n_embd % a.n_head) || a.n_head % a.n_head_kv) return fail("n_embd must divide by n_head (or give --head-dim) and n_head by n_head_kv");
     if (a.head_dim == 0) a.head_dim = a.n_embd / a.n_head;
     if (a.head_dim % 2) return fail("--head-dim must be even");
-    if (a.type == "q4_k_m" && (a.n_embd % 256 || a.n_ff % 256)) return fail("q4_k_m needs n_embd and n_ff multiples of 256");
+    if (super_blocks && (a.n_embd % 256 || a.n_ff % 256)) return fail(a.type + " needs n_embd and n_ff multiples of 256");
 
     auto vocab = kiln::GgufFile::open(a.vocab_from);
     if (!vocab) return fail(vocab.message());

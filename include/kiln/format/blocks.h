@@ -165,6 +165,47 @@ inline int iq4xs_scale(const block_iq4_xs& b, int ib) {
     return int(((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
 }
 
+// The IQ1-IQ3 formats: 256-element super-blocks whose groups of 8 (IQ3: 4) weights are
+// points of a fixed lattice ("grid", kernels/ref/iq_grids.h) chosen by an index, with
+// sign bits (IQ2/IQ3) or a shared +-1/8 shift (IQ1) and small per-32 or per-16 scales.
+// Layouts exactly as ggml-common.h.
+struct block_iq2_xxs {
+    f16_bits d;
+    uint16_t qs[QK_K / 8];  // per 32: 4 grid bytes, then 4 x 7 sign bits and a 4-bit scale (top)
+};
+struct block_iq2_xs {
+    f16_bits d;
+    uint16_t qs[QK_K / 8];       // 9-bit grid index | 7-bit sign index << 9, one per 8
+    uint8_t scales[QK_K / 32];   // two 4-bit scales per 32 (low: first 16)
+};
+struct block_iq2_s {
+    f16_bits d;
+    uint8_t qs[QK_K / 4];        // low 8 bits of a grid index per 8 (first 32 bytes), then sign bytes
+    uint8_t qh[QK_K / 32];       // top 2 index bits of 4 groups of 8 per byte
+    uint8_t scales[QK_K / 32];   // two 4-bit scales per 32
+};
+struct block_iq3_xxs {
+    f16_bits d;
+    uint8_t qs[3 * QK_K / 8];    // 64 grid bytes (one per 4), then per 32 one uint32: 4 x 7 sign bits, 4-bit scale
+};
+struct block_iq3_s {
+    f16_bits d;
+    uint8_t qs[QK_K / 4];        // low 8 bits of a grid index per 4
+    uint8_t qh[QK_K / 32];       // 9th index bits
+    uint8_t signs[QK_K / 8];     // one sign bit per weight
+    uint8_t scales[QK_K / 64];   // two 4-bit scales per 64 (one per 32)
+};
+struct block_iq1_s {
+    f16_bits d;
+    uint8_t qs[QK_K / 8];        // low 8 bits of a grid index per 8
+    uint16_t qh[QK_K / 32];      // per 32: 4 x 3 high index bits, 3-bit scale (bits 12-14), shift sign (bit 15)
+};
+struct block_iq1_m {
+    uint8_t qs[QK_K / 8];        // low 8 bits of a grid index per 8
+    uint8_t qh[QK_K / 16];       // per 16: two (3 high index bits, shift sign bit) nibbles
+    uint8_t scales[QK_K / 32];   // 4 uint16: 3-bit scales per 16, the fp16 d in their top nibbles
+};
+
 static_assert(sizeof(block_q4_0) == 18);
 static_assert(sizeof(block_q4_1) == 20);
 static_assert(sizeof(block_q5_0) == 22);
@@ -179,5 +220,12 @@ static_assert(sizeof(block_q6_K) == 210);
 static_assert(sizeof(block_q8_K) == 292);
 static_assert(sizeof(block_iq4_nl) == 18);
 static_assert(sizeof(block_iq4_xs) == 136);
+static_assert(sizeof(block_iq2_xxs) == 66);
+static_assert(sizeof(block_iq2_xs) == 74);
+static_assert(sizeof(block_iq2_s) == 82);
+static_assert(sizeof(block_iq3_xxs) == 98);
+static_assert(sizeof(block_iq3_s) == 110);
+static_assert(sizeof(block_iq1_s) == 50);
+static_assert(sizeof(block_iq1_m) == 56);
 
 }  // namespace kiln
