@@ -11,6 +11,7 @@
 #include "cpu/r16.h"
 #include "ref/quants.h"
 #include "test_util.h"
+#include "test_weights.h"
 
 using kiln::DType;
 using namespace kiln::cpu;
@@ -19,31 +20,7 @@ using kiln::test::gaussian;
 
 namespace {
 
-// Weight rows of type t: quantized from Gaussian data where kiln has a quantizer, random
-// bytes with sane fp16 scales otherwise (q2_K, q3_K, the IQ grid formats).
-std::vector<uint8_t> make_weights(DType t, int64_t rows, int64_t k, uint32_t seed) {
-    const size_t rb = kiln::row_bytes(t, k);
-    std::vector<uint8_t> w(rb * size_t(rows));
-    if (kiln::ref::has_quantizer(t)) {
-        auto x = gaussian(size_t(rows * k), seed, 0.05f);
-        for (int64_t r = 0; r < rows; ++r) kiln::ref::quantize_row(t, x.data() + r * k, w.data() + size_t(r) * rb, k);
-        return w;
-    }
-    std::mt19937 rng(seed);
-    for (auto& b : w) b = uint8_t(rng());
-    const size_t bs = kiln::dtype_info(t).type_size;
-    for (size_t off = 0; off < w.size(); off += bs) {  // overwrite the fp16 scales with small normal values
-        const uint16_t d = kiln::fp32_to_fp16(0.001f + 0.01f * float(rng() % 100) / 100.0f);
-        if (t == DType::Q2_K) std::memcpy(&w[off + 80], &d, 2), std::memcpy(&w[off + 82], &d, 2);
-        if (t == DType::Q3_K) std::memcpy(&w[off + 108], &d, 2);
-        if (t == DType::IQ4_NL || t == DType::IQ4_XS || t == DType::IQ2_XXS || t == DType::IQ2_XS || t == DType::IQ2_S ||
-            t == DType::IQ3_XXS || t == DType::IQ3_S || t == DType::IQ1_S)
-            std::memcpy(&w[off], &d, 2);
-        if (t == DType::IQ1_M)  // d's nibbles are the top nibbles of the 4 scale words (bytes 48..55)
-            for (int n = 0; n < 4; ++n) w[off + 49 + 2 * n] = uint8_t((w[off + 49 + 2 * n] & 0x0F) | ((d >> (4 * n)) & 0xF) << 4);
-    }
-    return w;
-}
+std::vector<uint8_t> make_weights(DType t, int64_t rows, int64_t k, uint32_t seed) { return kiln::test::weight_rows(t, rows, k, seed); }
 
 // The activation row as the kernel sees it (quantized by the ISA under test) and its
 // dequantized values, so the reference dot uses exactly the same activations.
