@@ -196,6 +196,68 @@ void rows_iq4_xs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
     }
 }
 
+// IQ2_XXS for 1..8 tokens. Per super-block: its 32 grid points (8 unsigned values each,
+// 8/25/43) gathered as 4 registers of 64 weights; the 32 sign bytes (7 stored bits each
+// plus an even-parity 8th, ggml's ksigns) computed with vector shifts and one 64-bit mask
+// per register, which negates the activations under it; the 4-bit scales as the odd
+// integers 2s + 1 (d (0.5 + s) / 4 = d / 8 x (2s + 1)) in vpdpwssd, and one float
+// conversion per super-block. Pairs in int16: 2 x 43 x 127, no saturation.
+template <int NY, Ahead PF>
+void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
+    const int64_t nb = k / QK_K;
+    const auto* grid = reinterpret_cast<const long long*>(ref::kIqGrids.iq2xxs);
+    // Sub-block s is 8 bytes: 4 grid indices, then a word of 4 x 7 sign bits and the scale.
+    const __m512i aux_lo = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);   // sub-blocks 0..3
+    const __m512i aux_hi = _mm512_setr_epi32(9, 9, 9, 9, 11, 11, 11, 11, 13, 13, 13, 13, 15, 15, 15, 15);
+    const __m512i sign_shift = _mm512_setr_epi32(0, 7, 14, 21, 0, 7, 14, 21, 0, 7, 14, 21, 0, 7, 14, 21);
+    const __m128i pick_idx = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);  // the index bytes of 2 sub-blocks
+    __m512i pair_idx[4];  // 16-bit lane l of pair j needs scale 2j + l / 16
+    for (int j = 0; j < 4; ++j) pair_idx[j] = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * j)), _mm256_set1_epi16(short(2 * j + 1)), 1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const auto* blocks = reinterpret_cast<const block_iq2_xxs*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const block_iq2_xxs& b = blocks[ib];
+            if constexpr (PF.any()) prefetch_ahead<PF>(&b, sizeof b);
+            else _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
+            const __m512i raw = _mm512_loadu_si512(b.qs);
+            // Sign bytes: the 7-bit fields, their parity as bit 7.
+            __m512i sg[2];
+            for (int h = 0; h < 2; ++h) {
+                __m512i v = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(h ? aux_hi : aux_lo, raw), sign_shift), _mm512_set1_epi32(127));
+                __m512i p = _mm512_xor_si512(v, _mm512_srli_epi32(v, 4));
+                p = _mm512_xor_si512(p, _mm512_srli_epi32(p, 2));
+                p = _mm512_xor_si512(p, _mm512_srli_epi32(p, 1));
+                sg[h] = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_and_si512(p, _mm512_set1_epi32(1)), 7));
+            }
+            alignas(32) uint64_t signs[4];  // [pair j]: bit 8g + i negates weight i of group g
+            _mm256_store_si256(reinterpret_cast<__m256i*>(signs), _mm256_set_m128i(_mm512_cvtepi32_epi8(sg[1]), _mm512_cvtepi32_epi8(sg[0])));
+            // Scales 2s + 1 of the 8 sub-blocks as int16.
+            const __m256i top = _mm256_srli_epi32(_mm512_castsi512_si256(_mm512_permutexvar_epi32(_mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0), raw)), 28);
+            const __m512i sc16 = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(_mm256_add_epi32(_mm256_add_epi32(top, top), _mm256_set1_epi32(1))));
+            __m512i q[4], scp[4];
+            for (int j = 0; j < 4; ++j) {
+                const __m256i vidx = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 8 * j)), pick_idx));
+                q[j] = _mm512_i32gather_epi64(vidx, grid, 8);
+                scp[j] = _mm512_permutexvar_epi16(pair_idx[j], sc16);
+            }
+            const float d8 = vnni::h2f(b.d) * 0.125f;
+            for (int c = 0; c < NY; ++c) {
+                const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
+                __m512i sumi = _mm512_setzero_si512();
+                for (int j = 0; j < 4; ++j) {
+                    const __m512i av = _mm512_loadu_si512(a.qs + 64 * j);
+                    const __m512i as = _mm512_mask_sub_epi8(av, _cvtu64_mask64(signs[j]), _mm512_setzero_si512(), av);
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[j], as), scp[j]);
+                }
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d8 * a.d), acc[c]);
+            }
+        }
+        for (int c = 0; c < NY; ++c) y[c][r] = hsum16(acc[c]);
+    }
+}
+
 }  // namespace gemv
 
 }  // namespace kiln::cpu::KILN_ISA_NS
