@@ -138,7 +138,7 @@ std::string Flags::help() const {
 
 void add_load_flags(Flags& f, LoadOptions& o) {
     f.boolean("--no-mmap", "read the model into memory (huge pages) instead of mapping it", &o.use_mmap, false);
-    f.boolean("-rtr, --repack", "copy q4_K/q6_K/q8_0/q4_0/q4_1/q5_0/q5_1 weights row-interleaved (faster; slower load)", &o.repack);
+    f.boolean("-rtr, --repack", "copy q4_K/q6_K/q8_0/q4_0/q4_1/q5_0/q5_1/iq4_xs weights row-interleaved (faster; slower load)", &o.repack);
     f.value("--quantize", "TYPE", "quantize the weights in memory at load: q8_0, q4_k_m, q5_k_m, q6_k, q4_0, ... (llama-quantize's mixes)",
             [&o](const std::string& v) -> Status {
                 auto mix = parse_quant_mix(v);
