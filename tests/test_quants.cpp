@@ -65,7 +65,7 @@ std::vector<Record> load_vectors() {
     size_t pos = 0;
     auto take = [&](void* dst, size_t n) {
         if (buf.size() - pos < n) return false;
-        std::memcpy(dst, buf.data() + pos, n);
+        if (n > 0) std::memcpy(dst, buf.data() + pos, n);  // a grid record has no floats: dst may be null
         pos += n;
         return true;
     };
