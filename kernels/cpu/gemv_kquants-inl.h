@@ -44,13 +44,38 @@ inline __m128i q4k_scales_mins(const uint8_t* packed) {
 // before memory bandwidth.
 inline float hsum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+// 8 int16 sub-block scales (the low 128 bits of sc16) spread over the 4 registers of 64
+// weights (sub-blocks 2j, 2j + 1) that vpdpwssd multiplies: 16-bit lane l of pair j gets
+// scale 2j + l / 16.
+struct PairScales {
+    __m512i idx[4];
+    PairScales() {
+        for (int j = 0; j < 4; ++j) idx[j] = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * j)), _mm256_set1_epi16(short(2 * j + 1)), 1);
+    }
+    void spread(__m512i sc16, __m512i* scp) const {
+        for (int j = 0; j < 4; ++j) scp[j] = _mm512_permutexvar_epi16(idx[j], sc16);
+    }
+};
+
+// Sum over a super-block of scale x (w . a) for signed weights given as |w| (w_abs, 4
+// registers of 64) and their signs (neg: bit set = negative), against q8_K activations aq:
+// the sign moves onto the activations (a masked negate; AVX-512 has no vpsignb) so
+// vpmaddubsw sees unsigned weights; pairs in int16 stay below 2 x 127 x 127.
+inline __m512i dot_signed_pairs(const __m512i* w_abs, const __mmask64* neg, const __m512i* scp, const int8_t* aq) {
+    __m512i sumi = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {
+        const __m512i av = _mm512_loadu_si512(aq + 64 * j);
+        const __m512i as = _mm512_mask_sub_epi8(av, neg[j], _mm512_setzero_si512(), av);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(w_abs[j], as), scp[j]);
+    }
+    return sumi;
+}
+
 template <int NY, Ahead PF>
 void rows_q4_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     const int64_t nb = k / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    // 16-bit lane l of the pair (2j, 2j+1) needs scale 2j + l / 16.
-    __m512i pair_idx[4];
-    for (int j = 0; j < 4; ++j) pair_idx[j] = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * j)), _mm256_set1_epi16(short(2 * j + 1)), 1);
+    const PairScales pairs;
     for (int64_t r = r0; r < r1; ++r) {
         const auto* blocks = reinterpret_cast<const block_q4_K*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
         __m512 acc[NY];
@@ -69,8 +94,8 @@ void rows_q4_K(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1
                 const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * j));
                 // [low nibbles | high nibbles] = sub-blocks 2j and 2j+1
                 q[j] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
-                scp[j] = _mm512_permutexvar_epi16(pair_idx[j], sc16);
             }
+            pairs.spread(sc16, scp);
             const float d = vnni::h2f(b.d), dmin = vnni::h2f(b.dmin);
             for (int c = 0; c < NY; ++c) {
                 const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
@@ -153,8 +178,7 @@ void rows_iq4_xs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
     // weights 0..15 and high nibbles 16..31. Pair registers [lo(s) | hi(s) | lo(s+1) | hi(s+1)]
     // (128-bit lanes, in activation order) are picked from the lo and hi registers by qword.
     const __m512i pick_01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), pick_23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
-    __m512i pair_idx[4];  // 16-bit lane l of pair j needs scale 2j + l / 16
-    for (int j = 0; j < 4; ++j) pair_idx[j] = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * j)), _mm256_set1_epi16(short(2 * j + 1)), 1);
+    const PairScales pairs;
     for (int64_t r = r0; r < r1; ++r) {
         const auto* blocks = reinterpret_cast<const block_iq4_xs*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
         __m512 acc[NY];
@@ -179,16 +203,11 @@ void rows_iq4_xs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
                 qabs[2 * h] = _mm512_abs_epi8(q0), neg[2 * h] = _mm512_movepi8_mask(q0);
                 qabs[2 * h + 1] = _mm512_abs_epi8(q1), neg[2 * h + 1] = _mm512_movepi8_mask(q1);
             }
-            for (int j = 0; j < 4; ++j) scp[j] = _mm512_permutexvar_epi16(pair_idx[j], sc16);
+            pairs.spread(sc16, scp);
             const float d = vnni::h2f(b.d);
             for (int c = 0; c < NY; ++c) {
                 const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
-                __m512i sumi = _mm512_setzero_si512();
-                for (int j = 0; j < 4; ++j) {
-                    const __m512i av = _mm512_loadu_si512(a.qs + 64 * j);
-                    const __m512i as = _mm512_mask_sub_epi8(av, neg[j], _mm512_setzero_si512(), av);
-                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(qabs[j], as), scp[j]);
-                }
+                const __m512i sumi = dot_signed_pairs(qabs, neg, scp, a.qs);
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * a.d), acc[c]);
             }
         }
@@ -211,8 +230,7 @@ void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
     const __m512i aux_hi = _mm512_setr_epi32(9, 9, 9, 9, 11, 11, 11, 11, 13, 13, 13, 13, 15, 15, 15, 15);
     const __m512i sign_shift = _mm512_setr_epi32(0, 7, 14, 21, 0, 7, 14, 21, 0, 7, 14, 21, 0, 7, 14, 21);
     const __m128i pick_idx = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);  // the index bytes of 2 sub-blocks
-    __m512i pair_idx[4];  // 16-bit lane l of pair j needs scale 2j + l / 16
-    for (int j = 0; j < 4; ++j) pair_idx[j] = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * j)), _mm256_set1_epi16(short(2 * j + 1)), 1);
+    const PairScales pairs;
     for (int64_t r = r0; r < r1; ++r) {
         const auto* blocks = reinterpret_cast<const block_iq2_xxs*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
         __m512 acc[NY];
@@ -237,20 +255,17 @@ void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
             const __m256i top = _mm256_srli_epi32(_mm512_castsi512_si256(_mm512_permutexvar_epi32(_mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0), raw)), 28);
             const __m512i sc16 = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(_mm256_add_epi32(_mm256_add_epi32(top, top), _mm256_set1_epi32(1))));
             __m512i q[4], scp[4];
+            __mmask64 neg[4];
             for (int j = 0; j < 4; ++j) {
                 const __m256i vidx = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 8 * j)), pick_idx));
                 q[j] = _mm512_i32gather_epi64(vidx, grid, 8);
-                scp[j] = _mm512_permutexvar_epi16(pair_idx[j], sc16);
+                neg[j] = _cvtu64_mask64(signs[j]);
             }
+            pairs.spread(sc16, scp);
             const float d8 = vnni::h2f(b.d) * 0.125f;
             for (int c = 0; c < NY; ++c) {
                 const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
-                __m512i sumi = _mm512_setzero_si512();
-                for (int j = 0; j < 4; ++j) {
-                    const __m512i av = _mm512_loadu_si512(a.qs + 64 * j);
-                    const __m512i as = _mm512_mask_sub_epi8(av, _cvtu64_mask64(signs[j]), _mm512_setzero_si512(), av);
-                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[j], as), scp[j]);
-                }
+                const __m512i sumi = dot_signed_pairs(q, neg, scp, a.qs);
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d8 * a.d), acc[c]);
             }
         }
