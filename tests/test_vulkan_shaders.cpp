@@ -10,6 +10,7 @@
 #include "cpu/kernels.h"
 #include "ref/quants.h"
 #include "cpu/session_impl.h"
+#include "test_weights.h"
 #include "vulkan_test_util.h"
 
 using kiln::DType;
@@ -23,7 +24,10 @@ namespace {
 
 constexpr double kEps = std::numeric_limits<float>::epsilon();
 
+// Rows quantized from x; for the formats kiln has no quantizer for (the IQ grids), random
+// blocks with sane scales (test_weights.h), seeded by x's size.
 std::vector<uint8_t> quantized_rows(DType t, const std::vector<float>& x, int64_t rows, int64_t k) {
+    if (!kiln::ref::has_quantizer(t)) return kiln::test::weight_rows(t, rows, k, uint32_t(x.size()));
     const size_t rb = kiln::row_bytes(t, k);
     std::vector<uint8_t> w(rb * size_t(rows));
     for (int64_t r = 0; r < rows; ++r) REQUIRE(kiln::ref::quantize_row(t, x.data() + r * k, w.data() + size_t(r) * rb, k) == rb);
@@ -31,7 +35,8 @@ std::vector<uint8_t> quantized_rows(DType t, const std::vector<float>& x, int64_
 }
 
 const DType kVulkanWeightTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
-                                    DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS};
+                                    DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS,
+                                    DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M};
 
 // Bound on float rounding of a dot product of k terms whose magnitudes sum to `abs_sum`:
 // at most k sequential additions (the tiled matmul; matvec's lanes add fewer, 16-term
@@ -178,7 +183,7 @@ TEST_CASE("vulkan: rounded activations through matvec and tiled matmul give the 
 TEST_CASE("vulkan: MoE router, expert matvec over grouped tokens and combine match a scalar reference") {
     VulkanFixture f;
     const uint32_t k = 256, R = 24, X = 6, K = 2;  // R rows per expert: not a multiple of 16
-    for (DType t : {DType::Q8_0, DType::Q4_K, DType::F16}) {
+    for (DType t : {DType::Q8_0, DType::Q4_K, DType::F16, DType::IQ2_XXS}) {
         const std::string format = kiln::dtype_name(t);
         CAPTURE(format);
         const auto wbytes = quantized_rows(t, gaussian(size_t(X * R * k), 11, 0.05f), X * R, k);  // (X, R, k) expert tensor

@@ -52,8 +52,61 @@ int sext8(uint b) { return int(b << 24) >> 24; }
 #elif defined(WTYPE_IQ4_XS)
 #define BLOCK_ELEMS 256u
 #define BLOCK_BYTES 136u
+#elif defined(WTYPE_IQ2_XXS)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 66u
+#elif defined(WTYPE_IQ2_XS)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 74u
+#elif defined(WTYPE_IQ2_S)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 82u
+#elif defined(WTYPE_IQ3_XXS)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 98u
+#elif defined(WTYPE_IQ3_S)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 110u
+#elif defined(WTYPE_IQ1_S)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 50u
+#elif defined(WTYPE_IQ1_M)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 56u
 #else
 #error "compile with -DWTYPE_<format>"
+#endif
+
+#if defined(WTYPE_IQ2_XXS) || defined(WTYPE_IQ2_XS) || defined(WTYPE_IQ2_S) || defined(WTYPE_IQ3_XXS) || defined(WTYPE_IQ3_S) || \
+    defined(WTYPE_IQ1_S) || defined(WTYPE_IQ1_M)
+// The IQ1-IQ3 lattices ("grids"): kiln::ref::IqGrids as 32-bit words, bound by the host
+// (src/vulkan/ops.cpp) at the includer's GRID_BINDING. A storage buffer, not a GLSL const
+// array: glslang copies a dynamically indexed const array into a function-local variable,
+// and lavapipe's LLVM then took 10+ minutes over the 16 KiB IQ1 grid in one shader.
+layout(std430, binding = GRID_BINDING) readonly buffer Grids { uint grid[]; };
+// Word offsets of each table (static_asserts beside the host's binding keep them true).
+const uint kGridIq2xxs = 0u, kGridIq2xs = 512u, kGridIq2s = 1536u, kGridIq3xxs = 3584u, kGridIq3s = 3840u, kGridIq1s = 4352u;
+
+// ggml's ksigns: 7 stored sign bits, the 8th making the count of negatives even.
+uint iq_signs(uint idx7) { return idx7 | ((bitCount(idx7) & 1u) << 7); }
+// v[at .. at + 4) = scale x the 4 unsigned bytes of word g, negated where bits of `signs` are set.
+void grid4(uint g, uint signs, float scale, uint at, inout float v[16]) {
+    for (uint b = 0u; b < 4u; ++b) v[at + b] = scale * float((g >> (8u * b)) & 255u) * (((signs >> b) & 1u) != 0u ? -1.0 : 1.0);
+}
+// 8 weights: a 2-word grid point at word w with its sign byte.
+void grid8(uint w, uint signs, float scale, uint at, inout float v[16]) {
+    grid4(grid[w], signs, scale, at, v);
+    grid4(grid[w + 1u], signs >> 4, scale, at + 4u, v);
+}
+// IQ1: 8 weights dl x (point + delta), the point's int8 values -1, 0, 1 from iq1s_grid.
+void grid8_iq1(uint e, float dl, float delta, uint at, inout float v[16]) {
+    const uint w0 = grid[kGridIq1s + 2u * e], w1 = grid[kGridIq1s + 2u * e + 1u];
+    for (uint b = 0u; b < 4u; ++b) {
+        v[at + b] = dl * (float(sext8(w0 >> (8u * b))) + delta);
+        v[at + 4u + b] = dl * (float(sext8(w1 >> (8u * b))) + delta);
+    }
+}
+#define IQ_GRID 1
 #endif
 
 // q4_K / q5_K: the 6-bit (scale, min) pair of sub-block s from the 12 bytes at `at`.
@@ -187,5 +240,76 @@ void dequant16_min(uint row, uint chunk, bool add_min, out float v[16]) {
         const uint u = wq_u32(qs + 4u * j) >> (4u * (c % 2u));
         for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = d * levels[(u >> (8u * b)) & 15u];
     }
+#elif defined(IQ_GRID)
+    // 8 sub-blocks of 32 weights; chunk c is half h of sub-block s: grid groups 2h, 2h + 1
+    // (8 weights each; IQ3: two 4-weight points each). kernels/ref/iq_grids.cpp is the spec.
+    const uint s = c / 2u, h = c % 2u;
+#if defined(WTYPE_IQ2_XXS)
+    // Per 32: 4 grid bytes, then 4 x 7 sign bits and the 4-bit scale on top.
+    const uint idx = wq_u32(base + 2u + 8u * s), aux = wq_u32(base + 6u + 8u * s);
+    const float d = wq_f16(base) * (0.5 + float(aux >> 28)) * 0.25;
+    for (uint g = 0u; g < 2u; ++g) {
+        const uint l = 2u * h + g;
+        grid8(kGridIq2xxs + 2u * ((idx >> (8u * l)) & 255u), iq_signs((aux >> (7u * l)) & 127u), d, 8u * g, v);
+    }
+#elif defined(WTYPE_IQ2_XS)
+    // One uint16 per 8: 9-bit grid index, 7 sign bits; a 4-bit scale per 16.
+    const float d = wq_f16(base) * (0.5 + float((wq_u8(base + 66u + s) >> (4u * h)) & 15u)) * 0.25;
+    for (uint g = 0u; g < 2u; ++g) {
+        const uint q = wq_u16(base + 2u + 2u * (4u * s + 2u * h + g));
+        grid8(kGridIq2xs + 2u * (q & 511u), iq_signs(q >> 9), d, 8u * g, v);
+    }
+#elif defined(WTYPE_IQ2_S)
+    // Low 8 index bits per 8 in qs, the top 2 in qh[s], a sign byte per 8; a 4-bit scale per 16.
+    const float d = wq_f16(base) * (0.5 + float((wq_u8(base + 74u + s) >> (4u * h)) & 15u)) * 0.25;
+    const uint qh = wq_u8(base + 66u + s);
+    for (uint g = 0u; g < 2u; ++g) {
+        const uint l = 2u * h + g;
+        const uint e = wq_u8(base + 2u + 4u * s + l) | ((qh << (8u - 2u * l)) & 0x300u);
+        grid8(kGridIq2s + 2u * e, wq_u8(base + 34u + 4u * s + l), d, 8u * g, v);
+    }
+#elif defined(WTYPE_IQ3_XXS)
+    // A grid byte per 4 weights; per 32 one word of 4 x 7 sign bits and a 4-bit scale.
+    const uint aux = wq_u32(base + 66u + 4u * s);
+    const float d = wq_f16(base) * (0.5 + float(aux >> 28)) * 0.5;
+    for (uint g = 0u; g < 2u; ++g) {
+        const uint l = 2u * h + g, signs = iq_signs((aux >> (7u * l)) & 127u);
+        grid4(grid[kGridIq3xxs + wq_u8(base + 2u + 8u * s + 2u * l)], signs, d, 8u * g, v);
+        grid4(grid[kGridIq3xxs + wq_u8(base + 3u + 8u * s + 2u * l)], signs >> 4, d, 8u * g + 4u, v);
+    }
+#elif defined(WTYPE_IQ3_S)
+    // 9-bit grid indices per 4 weights (the 9th bits in qh[s]), a sign bit per weight; a
+    // 4-bit scale per 32, d x (1 + 2 scale).
+    const float d = wq_f16(base) * float(1u + 2u * ((wq_u8(base + 106u + s / 2u) >> (4u * (s % 2u))) & 15u));
+    const uint qh = wq_u8(base + 66u + s);
+    for (uint g = 0u; g < 2u; ++g) {
+        const uint l = 2u * h + g, signs = wq_u8(base + 74u + 4u * s + l);
+        const uint e0 = wq_u8(base + 2u + 8u * s + 2u * l) | ((qh << (8u - 2u * l)) & 256u);
+        const uint e1 = wq_u8(base + 3u + 8u * s + 2u * l) | ((qh << (7u - 2u * l)) & 256u);
+        grid4(grid[kGridIq3s + e0], signs, d, 8u * g, v);
+        grid4(grid[kGridIq3s + e1], signs >> 4, d, 8u * g + 4u, v);
+    }
+#elif defined(WTYPE_IQ1_S)
+    // Low 8 index bits per 8; per 32 a uint16: 4 x 3 high index bits, a 3-bit scale, the
+    // shift's sign (bit 15): w = d (2 scale + 1) (point +- 1/8).
+    const uint qh = wq_u16(base + 34u + 2u * s);
+    const float dl = wq_f16(base) * float(2u * ((qh >> 12) & 7u) + 1u), delta = (qh & 0x8000u) != 0u ? -0.125 : 0.125;
+    for (uint g = 0u; g < 2u; ++g) {
+        const uint l = 2u * h + g;
+        grid8_iq1(wq_u8(base + 2u + 4u * s + l) | (((qh >> (3u * l)) & 7u) << 8), dl, delta, 8u * g, v);
+    }
+#elif defined(WTYPE_IQ1_M)
+    // Low 8 index bits per 8; per 8 a nibble of 3 high bits and the shift's sign (qh byte c
+    // holds chunk c's two); 3-bit scales per 16 in 4 uint16 whose top nibbles are the fp16 d.
+    const uint sc0 = wq_u16(base + 48u), sc1 = wq_u16(base + 50u), sc2 = wq_u16(base + 52u), sc3 = wq_u16(base + 54u);
+    const uint dbits = (sc0 >> 12) | ((sc1 >> 8) & 0x00f0u) | ((sc2 >> 4) & 0x0f00u) | (sc3 & 0xf000u);
+    const uint sc = wq_u16(base + 48u + 2u * (s / 2u));
+    const float dl = unpackHalf2x16(dbits).x * float(2u * ((sc >> (6u * (s % 2u) + 3u * h)) & 7u) + 1u);
+    const uint qh = wq_u8(base + 32u + c);
+    for (uint g = 0u; g < 2u; ++g) {
+        const uint nib = (qh >> (4u * g)) & 15u;
+        grid8_iq1(wq_u8(base + 4u * s + 2u * h + g) | ((nib & 7u) << 8), dl, (nib & 8u) != 0u ? -0.125 : 0.125, 8u * g, v);
+    }
+#endif
 #endif
 }

@@ -14,6 +14,7 @@ layout(push_constant) uniform Push {
     uint row0, rows;
 } p;
 
+#define GRID_BINDING 3  // the IQ1-IQ3 lattices (dequant.glsl), bound for every format
 #include "dequant.glsl"
 
 void main() {

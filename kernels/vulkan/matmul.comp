@@ -18,6 +18,7 @@ layout(push_constant) uniform Push {
     uint x_offset, y_row0;  // as in matvec.comp
 } p;
 
+#define GRID_BINDING 4  // the IQ1-IQ3 lattices (dequant.glsl), bound for every format
 #include "dequant.glsl"
 
 const uint kTile = 32u, kStep = 32u;

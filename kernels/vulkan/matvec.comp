@@ -20,6 +20,7 @@ layout(push_constant) uniform Push {
     uint y_row0;              // output column of W's row 0 (a part of a matrix too large for one binding)
 } p;
 
+#define GRID_BINDING 4  // the IQ1-IQ3 lattices (dequant.glsl), bound for every format
 #include "dequant.glsl"
 
 const uint kLanes = 4u, kRowsPerGroup = 64u / kLanes, kTokens = 8u;

@@ -27,6 +27,7 @@ layout(push_constant) uniform Push {
     uint expert0, n_experts;     // the experts whose rows this binding holds
 } p;
 
+#define GRID_BINDING 4  // the IQ1-IQ3 lattices (dequant.glsl), bound for every format
 #include "dequant.glsl"
 
 const uint kLanes = 4u, kRowsPerGroup = 64u / kLanes, kTokens = 8u, kWindow = 1024u;

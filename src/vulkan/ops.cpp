@@ -2,7 +2,10 @@
 #include "vulkan/ops.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <string>
+
+#include "ref/iq_grids.h"
 
 namespace kiln::vulkan {
 
@@ -33,6 +36,20 @@ BufferRange sums_or_x(DType wt, const BufferRange& sums, const BufferRange& x) {
 }
 }  // namespace
 
+// The IQ1-IQ3 grids, uploaded on first use and bound to every dequantizing shader (those of
+// the other formats declare no such binding and never read it). dequant.glsl's word offsets:
+static_assert(offsetof(ref::IqGrids, iq2xs) == 512 * 4 && offsetof(ref::IqGrids, iq2s) == 1536 * 4 && offsetof(ref::IqGrids, iq3xxs) == 3584 * 4 &&
+              offsetof(ref::IqGrids, iq3s) == 3840 * 4 && offsetof(ref::IqGrids, iq1s) == 4352 * 4 && sizeof(ref::IqGrids) == 8448 * 4);
+Expected<BufferRange> Ops::grids() {
+    if (grids_.empty()) {
+        auto b = Buffer::create(*ctx_, sizeof(ref::IqGrids), Memory::DeviceLocal);
+        KILN_TRY(b);
+        KILN_TRY(upload(*ctx_, *b, 0, &ref::kIqGrids, sizeof(ref::IqGrids)));
+        grids_ = std::move(*b);
+    }
+    return whole(grids_);
+}
+
 #define KILN_PIPELINE(var, name, n_bindings, Push)                      \
     auto var##_p = pipeline(name, n_bindings, uint32_t(sizeof(Push)));  \
     KILN_TRY(var##_p);                                                  \
@@ -43,20 +60,24 @@ Status Ops::matvec(Recorder& r, DType wt, const BufferRange& w, const BufferRang
     const MatvecShape& push = s;  // the shader's Push block, field for field
     static_assert(sizeof(MatvecShape) == 7 * 4);
     KILN_ASSERT(k % 16 == 0 && k % dtype_info(wt).block_size == 0, "matvec: k = %u is not whole blocks of %s", k, dtype_name(wt));
-    KILN_PIPELINE(p, with_format("matvec", wt), 4, MatvecShape);
+    KILN_PIPELINE(p, with_format("matvec", wt), 5, MatvecShape);
+    auto g = grids();
+    KILN_TRY(g);
     // kMatvecRows rows per group (matvec.comp), spread over x and z; 8 tokens per group along y.
     const uint32_t groups = (rows + kMatvecRows - 1) / kMatvecRows, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
-    r.dispatch(p, {w, x, y, sums_or_x(wt, sums, x)}, push, gx, (n + 7) / 8, gz);
+    r.dispatch(p, {w, x, y, sums_or_x(wt, sums, x), *g}, push, gx, (n + 7) / 8, gz);
     return Status::ok();
 }
 
 Status Ops::matmul_tiled(Recorder& r, DType wt, const BufferRange& w, const BufferRange& x, const BufferRange& y, const MatvecShape& s,
                          const BufferRange& sums) {
     KILN_ASSERT(s.k % 32 == 0, "matmul_tiled: k = %u is not a multiple of 32", s.k);
-    KILN_PIPELINE(p, with_format("matmul", wt), 4, MatvecShape);
+    KILN_PIPELINE(p, with_format("matmul", wt), 5, MatvecShape);
+    auto g = grids();
+    KILN_TRY(g);
     // 32 x 32 tiles (matmul.comp); row tiles spread over x and z.
     const uint32_t groups = (s.rows + 31) / 32, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
-    r.dispatch(p, {w, x, y, sums_or_x(wt, sums, x)}, s, gx, (s.n + 31) / 32, gz);
+    r.dispatch(p, {w, x, y, sums_or_x(wt, sums, x), *g}, s, gx, (s.n + 31) / 32, gz);
     return Status::ok();
 }
 
@@ -72,8 +93,10 @@ Status Ops::get_rows(Recorder& r, DType wt, const BufferRange& w, const BufferRa
         float scale;
         uint32_t row0, rows;
     } push{k, scale, row0, rows};
-    KILN_PIPELINE(p, with_format("get_rows", wt), 3, Push);
-    r.dispatch(p, {w, ids, out}, push, n);
+    KILN_PIPELINE(p, with_format("get_rows", wt), 4, Push);
+    auto g = grids();
+    KILN_TRY(g);
+    r.dispatch(p, {w, ids, out, *g}, push, n);
     return Status::ok();
 }
 
@@ -216,14 +239,16 @@ Status Ops::moe_matvec(Recorder& r, DType wt, const BufferRange& w, const Buffer
     static_assert(sizeof(MoeShape) == 11 * 4);
     KILN_ASSERT(s.k % 16 == 0 && s.k % dtype_info(wt).block_size == 0 && s.part_rows > 0, "moe_matvec: k = %u is not whole blocks of %s", s.k,
                 dtype_name(wt));
-    KILN_PIPELINE(p, with_format("moe_matvec", wt), 4, MoeShape);
+    KILN_PIPELINE(p, with_format("moe_matvec", wt), 5, MoeShape);
+    auto g = grids();
+    KILN_TRY(g);
     // Workgroups: kMatvecRows rows of one expert each (x and z); along y, the chosen experts
     // among those this part holds (at most one per pair).
     s.expert0 = s.part_row0 / s.R;
     s.n_experts = (s.part_row0 + s.part_rows - 1) / s.R - s.expert0 + 1;
     KILN_ASSERT(s.expert0 + s.n_experts <= kMaxExperts, "moe_matvec: more than %u experts", kMaxExperts);
     const uint32_t groups = (s.R + kMatvecRows - 1) / kMatvecRows, gz = (groups + kMaxGroups - 1) / kMaxGroups, gx = (groups + gz - 1) / gz;
-    r.dispatch(p, {w, x, y, sel}, s, gx, std::min(s.n_experts, s.n_pairs), gz);
+    r.dispatch(p, {w, x, y, sel, *g}, s, gx, std::min(s.n_experts, s.n_pairs), gz);
     return Status::ok();
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "kiln/dtype.h"
+#include "vulkan/buffer.h"
 #include "vulkan/commands.h"
 #include "vulkan/pipeline.h"
 
@@ -130,8 +131,12 @@ private:
     Expected<const Pipeline*> pipeline(const std::string& name, uint32_t n_bindings, uint32_t push_bytes) {
         return pipelines_.get(name, n_bindings, push_bytes);
     }
+    // The IQ1-IQ3 grid tables (kiln::ref::IqGrids, 33 KiB) on the device: the extra binding
+    // of matvec, matmul, get_rows and moe_matvec.
+    Expected<BufferRange> grids();
     std::shared_ptr<const Context> ctx_;
     PipelineCache pipelines_;
+    Buffer grids_;
 };
 
 }  // namespace kiln::vulkan
