@@ -15,6 +15,7 @@
 #include "cpu/kernels.h"
 #include "cpu/r16.h"
 #include "ref/quants.h"
+#include "ref/random_blocks.h"
 #include "runtime/streamed_alloc.h"
 
 namespace {
@@ -35,10 +36,11 @@ Setup make(const KernelTable& kt, DType t, int64_t rows, int64_t k, int ny) {
     s.w_stride = kiln::row_bytes(t, k);
     s.w.resize(s.w_stride * size_t(rows));
     std::vector<float> row(static_cast<size_t>(k));
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = 0; r < rows && kiln::ref::has_quantizer(t); ++r) {
         for (float& x : row) x = nd(rng);
         kiln::ref::quantize_row(t, row.data(), s.w.data() + size_t(r) * s.w_stride, k);
     }
+    if (!kiln::ref::has_quantizer(t)) kiln::ref::random_blocks(t, 1, s.w.data(), rows * k, 0.001f, 0.011f);  // the IQ grids
     const ActFormat f = act_format(t);
     s.a_stride = act_row_bytes(f, k);
     s.act.resize(s.a_stride * size_t(ny));
@@ -143,7 +145,7 @@ void bm_read_stream(benchmark::State& state) {
 
 void register_all() {
     benchmark::RegisterBenchmark("read/stream", bm_read_stream)->Unit(benchmark::kMicrosecond)->UseRealTime()->Threads(1)->Threads(2);
-    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0}) {
+    for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::IQ4_XS}) {
         const std::string name = std::string("matmul_r16/") + kiln::dtype_name(t) + "/avx512";
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul_r16, Isa::Avx512, t)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond);
         // threads:2 = two copies streaming at once, one per core: the rate a two-thread decode can reach
@@ -152,7 +154,8 @@ void register_all() {
         benchmark::RegisterBenchmark(rows_name.c_str(), bm_matmul_stream, t, false)->Arg(2048)->Arg(18944)->Unit(benchmark::kMicrosecond)->UseRealTime()->Threads(1)->Threads(2);
     }
     for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic}) {
-        for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F16}) {
+        for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F16, DType::IQ4_XS, DType::IQ2_XXS,
+                        DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M}) {
             const std::string name = std::string("matmul/") + kiln::dtype_name(t) + "/" + isa_name(isa);
             auto* b = benchmark::RegisterBenchmark(name.c_str(), bm_matmul, isa, t);
             for (int ny : {1, 8, 64, 512})

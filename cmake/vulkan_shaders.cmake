@@ -13,7 +13,7 @@ file(GLOB KILN_VK_INCLUDES CONFIGURE_DEPENDS ${KILN_VK_DIR}/*.glsl)
 
 # Weight formats the dequantizing shaders are compiled for (one SPIR-V module per format,
 # -DWTYPE_<FORMAT>; kernels/vulkan/dequant.glsl).
-set(KILN_VK_WEIGHT_TYPES f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q5_K q6_K iq4_nl iq4_xs
+set(KILN_VK_WEIGHT_TYPES f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs
     iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s iq1_s iq1_m)
 # Shaders compiled once per weight format; every other .comp is compiled once.
 set(KILN_VK_PER_WEIGHT_TYPE matvec get_rows matmul moe_matvec)

@@ -245,6 +245,15 @@ TEST_CASE("model: Qwen3 (QK norm) matches llama.cpp (synthetic)") {
     check_model("synth/synth-qwen3.gguf", "reference_synth-qwen3.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1);
 }
 
+// The 1-2 bit IQ mixes as random lattice blocks (kiln-synth --type iq2_m / iq1_m): iq2_s,
+// iq3_s, q4_K and q5_K in one file, iq1_m, iq2_xxs, q2_K and q5_K in the other.
+TEST_CASE("model: IQ2_M and IQ1_M files (iq2_s, iq3_s, iq1_m, iq2_xxs, q2_K) match llama.cpp (synthetic)") {
+    for (const std::string name : {"synth-qwen2-iq2_m", "synth-qwen3-iq1_m"}) {
+        CAPTURE(name);
+        check_model("synth/" + name + ".gguf", "reference_" + name + ".json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1);
+    }
+}
+
 // Mixture of experts (random weights): routing, top-k weights and the shared expert.
 TEST_CASE("model: Mixtral-style llama with experts matches llama.cpp (synthetic)") {
     check_model("synth/synth-mixtral.gguf", "reference_synth-mixtral.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1, true);

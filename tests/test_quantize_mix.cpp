@@ -10,6 +10,7 @@
 #include "test_util.h"
 #include "kiln/format/quantize.h"
 #include "kiln/format/gguf_writer.h"
+#include "ref/quants.h"
 
 namespace {
 
@@ -67,6 +68,37 @@ TEST_CASE("quantize: every mix gives llama-quantize's type and RMSE for each ten
         }
         CHECK(n_quantized > 200);  // every matrix, not only the norms
         MESSAGE(mix << ": " << n_quantized << " tensors, worst kiln/llama.cpp RMSE " << worst);
+    }
+}
+
+// The 1-2 bit IQ mixes: llama-quantize's type for every tensor (it needs an importance
+// matrix to write them; the types do not depend on it), and a clear refusal to write them.
+TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types, and kiln refuses to write them") {
+    const std::string path = kiln::test::model_path(kF16Model);
+    if (!kiln::test::require_file(path)) return;
+    std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
+    REQUIRE(in.good());
+    const nlohmann::json ref = nlohmann::json::parse(in);
+    REQUIRE(ref["plans"].size() == 6);
+    auto f = kiln::GgufFile::open(path);
+    REQUIRE(f.is_ok());
+    for (const auto& [mix, types] : ref["plans"].items()) {
+        CAPTURE(mix);
+        auto plan = kiln::plan_quantization(f.value(), options_for(mix));
+        REQUIRE(plan.is_ok());
+        REQUIRE(plan->size() == types.size());
+        int lattice = 0;
+        for (size_t i = 0; i < plan->size(); ++i) {
+            const std::string& name = f->tensors()[i].name;
+            CAPTURE(name);
+            CHECK(std::string(kiln::dtype_name((*plan)[i])) == types[name].get<std::string>());
+            lattice += (*plan)[i] != kiln::DType::IQ4_NL && !kiln::ref::has_quantizer((*plan)[i]);
+        }
+        CHECK(lattice >= 27);  // the 1536-wide ffn_down (and token_embd) get the mix's own types
+        auto g = kiln::GgufFile::open(path);
+        REQUIRE(g.is_ok());
+        const kiln::Status st = kiln::quantize_gguf(g.value(), options_for(mix));
+        CHECK(st.message().find("which kiln reads but cannot write yet") != std::string::npos);
     }
 }
 

@@ -178,9 +178,17 @@ TEST_CASE("model: vulkan: Gemma 3 270M with a q8_0 KV cache matches the CPU back
 // The architecture features beyond those two, on the random-weight files
 // tools/make_synthetic_models.sh writes (2 layers, so fast on lavapipe).
 TEST_CASE("model: vulkan: Qwen2 (QKV bias), Qwen3 (QK norm) and Llama 3.1 (rope_freqs) match the CPU backend and llama.cpp (synthetic)") {
-    for (const char* name : {"synth-qwen2", "synth-qwen3", "synth-llama3"}) {
+    for (const std::string name : {"synth-qwen2", "synth-qwen3", "synth-llama3"}) {
         CAPTURE(name);
-        check_vulkan_model(std::string("synth/") + name + ".gguf", std::string("reference_") + name + ".json", kiln::DType::F16, false);
+        check_vulkan_model("synth/" + name + ".gguf", "reference_" + name + ".json", kiln::DType::F16, false);
+    }
+}
+
+// The IQ lattice formats and q2_K (tools/make_synthetic_models.sh's IQ2_M and IQ1_M files).
+TEST_CASE("model: vulkan: IQ2_M and IQ1_M files (iq2_s, iq3_s, iq1_m, iq2_xxs, q2_K) match the CPU backend and llama.cpp (synthetic)") {
+    for (const std::string name : {"synth-qwen2-iq2_m", "synth-qwen3-iq1_m"}) {
+        CAPTURE(name);
+        check_vulkan_model("synth/" + name + ".gguf", "reference_" + name + ".json", kiln::DType::F16, false);
     }
 }
 
@@ -251,9 +259,9 @@ TEST_CASE("model: vulkan: tensors and logits larger than one binding are split (
 // Mixture of experts on the device (router, expert matvec over the tokens grouped by expert,
 // weighted combine, Qwen2-MoE's gated shared expert), on the random-weight MoE files.
 TEST_CASE("model: vulkan: Mixtral, Qwen3-MoE and Qwen2-MoE match the CPU backend and llama.cpp (synthetic)") {
-    for (const char* name : {"synth-mixtral", "synth-qwen3moe", "synth-qwen2moe"}) {
+    for (const std::string name : {"synth-mixtral", "synth-qwen3moe", "synth-qwen2moe"}) {
         CAPTURE(name);
-        check_vulkan_model(std::string("synth/") + name + ".gguf", std::string("reference_") + name + ".json", kiln::DType::F16, false);
+        check_vulkan_model("synth/" + name + ".gguf", "reference_" + name + ".json", kiln::DType::F16, false);
     }
 }
 

@@ -24,6 +24,10 @@ make synth-qwen3 qwen3 qwen2 --rope-theta 1000000
 make synth-mixtral llama llama-spm --n-expert 8 --n-expert-used 2 --n-ff-exp 256
 make synth-qwen3moe qwen3moe qwen2 --rope-theta 1000000 --n-expert 16 --n-expert-used 4 --n-ff-exp 128
 make synth-qwen2moe qwen2moe qwen2 --rope-theta 1000000 --n-expert 8 --n-expert-used 2 --n-ff-exp 128 --n-ff-shexp 256
+# The 1-2 bit IQ mixes, as random lattice blocks (kiln-synth has no quantizer for them):
+# IQ2_M puts iq2_s, iq3_s and q4_K/q5_K in the file, IQ1_M iq1_m, iq2_xxs, q2_K and q5_K.
+make synth-qwen2-iq2_m qwen2 qwen2 --rope-theta 1000000 --type iq2_m
+make synth-qwen3-iq1_m qwen3 qwen2 --rope-theta 1000000 --type iq1_m
 
 # SmolLM2's own weights in F16 (dequantized from the Q4_1 file by kiln-quantize): F16
 # matmuls keep activations in f32, so the KV-cache quality test (tests/test_attention.cpp)

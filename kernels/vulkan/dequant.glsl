@@ -46,6 +46,12 @@ int sext8(uint b) { return int(b << 24) >> 24; }
 #elif defined(WTYPE_Q6_K)
 #define BLOCK_ELEMS 256u
 #define BLOCK_BYTES 210u
+#elif defined(WTYPE_Q2_K)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 84u
+#elif defined(WTYPE_Q3_K)
+#define BLOCK_ELEMS 256u
+#define BLOCK_BYTES 110u
 #elif defined(WTYPE_IQ4_NL)
 #define BLOCK_ELEMS 32u
 #define BLOCK_BYTES 18u
@@ -222,6 +228,31 @@ void dequant16_min(uint row, uint chunk, bool add_min, out float v[16]) {
         const uint lo = wq_u32(ql + 4u * j) >> (4u * (k >> 1)), hi = wq_u32(qh + 4u * j) >> (2u * k);
         for (uint b = 0u; b < 4u; ++b) v[4u * j + b] = d * float(int(((lo >> (8u * b)) & 15u) | (((hi >> (8u * b)) & 3u) << 4)) - 32);
     }
+#elif defined(WTYPE_Q2_K) || defined(WTYPE_Q3_K)
+    // Two halves of 128; in half h, chunk c takes bits 2j of bytes 16 (c % 2) .. of the half's
+    // 32 quant bytes, j = (c % 8) / 2; one scale per 16. q2_K: w = d (sc & 15) q - dmin (sc >> 4)
+    // (scales[16] at 0, qs at 16, d at 80, dmin at 82). q3_K: w = d (s - 32) (q - (hmask bit
+    // 4h + j of byte 16 (c % 2) + l ? 0 : 4)), the 6-bit s from 12 packed bytes (hmask[32] at
+    // 0, qs at 32, scales at 96, d at 108).
+    const uint h = c / 8u, j = (c % 8u) / 2u, l0 = 16u * (c % 2u);
+#if defined(WTYPE_Q2_K)
+    const uint sc = wq_u8(base + c);
+    const float d = wq_f16(base + 80u) * float(sc & 15u), m = wq_f16(base + 82u) * float(sc >> 4);
+    const uint qs = base + 16u + 32u * h + l0;
+    for (uint i = 0u; i < 4u; ++i) {
+        const uint u = wq_u32(qs + 4u * i) >> (2u * j);
+        for (uint b = 0u; b < 4u; ++b) v[4u * i + b] = d * float((u >> (8u * b)) & 3u) - m;
+    }
+#else
+    const uint lo = c < 8u ? wq_u8(base + 96u + c) & 15u : wq_u8(base + 96u + c - 8u) >> 4;
+    const uint hi = (wq_u8(base + 104u + c % 4u) >> (2u * (c / 4u))) & 3u;
+    const float d = wq_f16(base + 108u) * float(int(lo | (hi << 4)) - 32);
+    const uint qs = base + 32u + 32u * h + l0, hm = base + l0, bit = 4u * h + j;
+    for (uint i = 0u; i < 4u; ++i) {
+        const uint u = wq_u32(qs + 4u * i) >> (2u * j), mk = wq_u32(hm + 4u * i) >> bit;
+        for (uint b = 0u; b < 4u; ++b) v[4u * i + b] = d * float(int((u >> (8u * b)) & 3u) - (((mk >> (8u * b)) & 1u) != 0u ? 0 : 4));
+    }
+#endif
 #elif defined(WTYPE_IQ4_NL) || defined(WTYPE_IQ4_XS)
     // Nibbles (as q4_0's) index ggml's 16 non-linear levels; IQ4_XS: 8 sub-blocks of 32,
     // each scaled by d * (its 6-bit scale - 32), the low 4 bits in scales_l, the high 2 in

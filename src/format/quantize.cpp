@@ -17,13 +17,16 @@ enum Ftype : uint32_t {
     COPY = 0xffffffffu,  // not a llama_ftype: keep every tensor and the file type
     F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 7, Q5_0 = 8, Q5_1 = 9,
     Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17, Q6_K = 18, IQ4_NL = 25, IQ4_XS = 30, BF16 = 32,
+    IQ2_XXS = 19, IQ2_XS = 20, IQ1_S = 24, IQ2_S = 28, IQ2_M = 29, IQ1_M = 31,
 };
 
 const QuantMix kMixes[] = {
     {"Q4_0", DType::Q4_0, Q4_0}, {"Q4_1", DType::Q4_1, Q4_1}, {"Q5_0", DType::Q5_0, Q5_0},
     {"Q5_1", DType::Q5_1, Q5_1}, {"Q8_0", DType::Q8_0, Q8_0}, {"Q4_K_S", DType::Q4_K, Q4_K_S},
     {"Q4_K_M", DType::Q4_K, Q4_K_M}, {"Q5_K_S", DType::Q5_K, Q5_K_S}, {"Q5_K_M", DType::Q5_K, Q5_K_M},
-    {"Q6_K", DType::Q6_K, Q6_K}, {"IQ4_NL", DType::IQ4_NL, IQ4_NL}, {"IQ4_XS", DType::IQ4_XS, IQ4_XS}, {"F16", DType::F16, F16}, {"BF16", DType::BF16, BF16}, {"F32", DType::F32, F32},
+    {"Q6_K", DType::Q6_K, Q6_K}, {"IQ4_NL", DType::IQ4_NL, IQ4_NL}, {"IQ4_XS", DType::IQ4_XS, IQ4_XS},
+    {"IQ2_XXS", DType::IQ2_XXS, IQ2_XXS}, {"IQ2_XS", DType::IQ2_XS, IQ2_XS}, {"IQ2_S", DType::IQ2_XS, IQ2_S}, {"IQ2_M", DType::IQ2_S, IQ2_M},
+    {"IQ1_S", DType::IQ1_S, IQ1_S}, {"IQ1_M", DType::IQ1_M, IQ1_M}, {"F16", DType::F16, F16}, {"BF16", DType::BF16, BF16}, {"F32", DType::F32, F32},
     {"COPY", DType::F32, COPY},
 };
 
@@ -52,7 +55,10 @@ DType fallback(DType t, int64_t ncols) {
     if (t == DType::Q4_K) f = DType::Q5_0;
     else if (t == DType::Q5_K) f = DType::Q5_1;
     else if (t == DType::Q6_K) f = DType::Q8_0;
-    else if (t == DType::IQ4_XS) f = DType::IQ4_NL;
+    else if (t == DType::IQ4_XS || t == DType::IQ2_XXS || t == DType::IQ2_XS || t == DType::IQ2_S || t == DType::IQ3_XXS || t == DType::IQ3_S ||
+             t == DType::IQ1_S || t == DType::IQ1_M)
+        f = DType::IQ4_NL;
+    else if (t == DType::Q2_K || t == DType::Q3_K) f = DType::Q4_0;
     if (ncols % dtype_info(f).block_size != 0) f = DType::F16;
     return f;
 }
@@ -71,13 +77,27 @@ DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_
     if (!is_quantized(mix.base)) return mix.base;
     const uint32_t ft = mix.ftype;
     const bool iq4 = ft == IQ4_NL || ft == IQ4_XS;
+    const bool iq2 = ft == IQ2_XXS || ft == IQ2_XS || ft == IQ2_S || ft == IQ2_M || ft == IQ1_S || ft == IQ1_M;  // the 1-2 bit mixes
+    const bool iq2_s = ft == IQ2_S || ft == IQ2_M;  // their larger members: iq3_s where the others take q2_K
     DType type = mix.base;
     if (name == "output.weight" || (tied && name == "token_embd.weight")) {
         if (row_length % dtype_info(type).block_size != 0) return DType::Q8_0;
+        if (iq2) return DType::Q5_K;
         return type == DType::Q8_0 ? type : DType::Q6_K;
     }
-    if (name == "token_embd.weight") return type;
+    if (name == "token_embd.weight") return iq2 ? (iq2_s ? DType::IQ3_S : DType::Q2_K) : type;
     const int il = layer_of(name);
+    if (iq2) {  // llama.cpp's rules for the 1-2 bit mixes replace the others
+        if (contains(name, "attn_v.weight")) return n_gqa >= 4 || n_expert >= 4 ? DType::Q4_K : iq2_s ? DType::IQ3_S : DType::Q2_K;
+        if (contains(name, "attn_k.weight") && n_expert == 8) return DType::Q4_K;
+        if (contains(name, "ffn_down") && il < n_layer / 8) return iq2_s ? DType::IQ3_S : DType::Q2_K;
+        if (contains(name, "attn_output.weight")) {
+            if (n_expert == 8) return DType::Q5_K;
+            if (ft == IQ1_S || ft == IQ1_M) return DType::IQ2_XXS;
+            if (iq2_s) return DType::IQ3_S;
+        }
+        return type;
+    }
     if (contains(name, "attn_v.weight")) {
         if (iq4 && n_gqa >= 4) type = DType::Q5_K;
         else if ((ft == Q4_K_M || ft == Q5_K_M) && use_more_bits(il, n_layer)) type = DType::Q6_K;
@@ -167,6 +187,11 @@ Expected<std::vector<DType>> plan_quantization(const GgufFile& f, const Quantize
 Status quantize_gguf(GgufFile& f, const QuantizeOptions& o) {
     auto plan = plan_quantization(f, o);
     if (!plan) return plan.status();
+    for (size_t i = 0; i < f.tensors().size(); ++i)
+        if (plan.value()[i] != f.tensors()[i].dtype && !ref::has_quantizer(plan.value()[i]))
+            return Status::error("%s: tensor '%s' would be %s, which kiln reads but cannot write yet (the 1-3 bit lattice formats need ggml's grid search "
+                                 "with an importance matrix); llama-quantize writes them",
+                                 o.mix.name.c_str(), f.tensors()[i].name.c_str(), dtype_name(plan.value()[i]));
     ThreadPool pool(o.n_threads);
     const std::vector<GgufTensor>& tensors = f.tensors();
     size_t total = 0, done = 0;

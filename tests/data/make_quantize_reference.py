@@ -7,10 +7,14 @@ against the input, both dequantized by the PyPI `gguf` package (an implementatio
 independent of kiln's and of ggml's C code):
 
   PYTHONPATH=$(tools/python_deps.sh) python3 tests/data/make_quantize_reference.py \\
-      <llama.cpp>/build/bin/llama-quantize .cache/models/synth/smollm2-f16.gguf tests/data/quantize_smollm2.json
+      <llama.cpp>/build/bin/llama-quantize .cache/models/synth/smollm2-f16.gguf tests/data/quantize_smollm2.json \\
+      IMATRIX.gguf
 
 tests/test_quantize_mix.cpp holds kiln's quantization of the same input to the same types
-and to an RMSE no larger than these.
+and to an RMSE no larger than these. The 1-2 bit IQ mixes (PLAN_MIXES), which llama-quantize
+makes only with an importance matrix (IMATRIX.gguf, from llama-imatrix on any text: the
+types do not depend on it) and kiln cannot quantize to, are stored as types alone ("plans"):
+kiln's plan_quantization must name the same type for every tensor.
 """
 import json
 import os
@@ -23,6 +27,11 @@ import gguf
 from gguf.quants import dequantize
 
 MIXES = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1", "IQ4_NL", "IQ4_XS"]
+PLAN_MIXES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M"]
+
+
+def type_name(t):
+    return t.tensor_type.name.lower().replace("_k", "_K")
 
 
 def tensors(path):
@@ -30,7 +39,7 @@ def tensors(path):
     return {t.name: t for t in r.tensors}
 
 
-def main(quantize_bin, model, out_path):
+def main(quantize_bin, model, out_path, imatrix):
     src = tensors(model)
     src_f32 = {n: dequantize(t.data, t.tensor_type).astype(np.float64).ravel() for n, t in src.items()}
     result = {"input": os.path.basename(model), "mixes": {}}
@@ -42,14 +51,20 @@ def main(quantize_bin, model, out_path):
             for name, t in tensors(out).items():
                 q = dequantize(t.data, t.tensor_type).astype(np.float64).ravel()
                 rmse = float(np.sqrt(np.mean((q - src_f32[name]) ** 2)))
-                rows[name] = [t.tensor_type.name.lower().replace("_k", "_K"), rmse]  # type, RMSE
+                rows[name] = [type_name(t), rmse]  # type, RMSE
             result["mixes"][mix] = rows
             print(f"{mix}: {len(rows)} tensors", file=sys.stderr)
+        result["plans"] = {}
+        for mix in PLAN_MIXES:
+            out = os.path.join(tmp, f"{mix}.gguf")
+            subprocess.run([quantize_bin, "--imatrix", imatrix, model, out, mix, "2"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            result["plans"][mix] = {name: type_name(t) for name, t in tensors(out).items()}
+            print(f"{mix}: types of {len(result['plans'][mix])} tensors", file=sys.stderr)
     with open(out_path, "w") as f:
         json.dump(result, f, separators=(",", ":"))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 5:
         sys.exit(__doc__)
     main(*sys.argv[1:])

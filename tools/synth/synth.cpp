@@ -17,6 +17,7 @@
 
 #include "kiln/kiln.h"
 #include "ref/quants.h"
+#include "ref/random_blocks.h"
 #include "kiln/format/gguf.h"
 #include "kiln/format/gguf_writer.h"
 #include "kiln/format/quantize.h"
@@ -61,7 +62,8 @@ int main(int argc, char** argv) {
     f.string("--vocab-from", "VOCAB.gguf", "the tokenizer (a llama.cpp vocabulary file or any model)", &a.vocab_from);
     f.string("-o, --output", "OUT.gguf", "the file to write", &a.out);
     f.string("--arch", "NAME", "llama (default), qwen2, qwen3, qwen3moe or qwen2moe", &a.arch);
-    f.string("--type", "TYPE", "q4_k_m (default), iq4_xs, iq4_nl, q8_0, q4_0, f16 or f32", &a.type);
+    f.string("--type", "TYPE", "q4_k_m (default), iq4_xs, iq4_nl, iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s, iq1_m, q8_0, q4_0, f16 or f32 "
+             "(the 1-2 bit mixes: their matrices as random lattice blocks, kiln has no quantizer for them)", &a.type);
     f.integer("--n-embd", "N", "width (default 2048)", &a.n_embd, 1, 1 << 24);
     f.integer("--n-layer", "N", "layers (default 16)", &a.n_layer, 1, 1 << 24);
     f.integer("--n-head", "N", "query heads (default 32)", &a.n_head, 1, 1 << 24);
@@ -84,11 +86,12 @@ int main(int argc, char** argv) {
     f.number("--out-std", "X", "std of output.weight (default 0.02; larger: more decisive logits)", &a.out_std, 1e-9f, 1e9f);
     if (const kiln::Status st = f.parse(argc, argv); !st) return fail(st.message());
     if (f.help_requested()) return std::fputs(f.help().c_str(), stdout), 0;
-    if (a.vocab_from.empty() || a.out.empty()) return fail("usage: kiln-synth --vocab-from VOCAB.gguf -o OUT.gguf [--type q4_k_m|iq4_xs|iq4_nl|q8_0|q4_0|f16|f32] [shape flags]");
-    if (a.type != "q4_k_m" && a.type != "iq4_xs" && a.type != "iq4_nl" && a.type != "q8_0" && a.type != "q4_0" && a.type != "f16" && a.type != "f32")
-        return fail("--type must be q4_k_m, iq4_xs, iq4_nl, q8_0, q4_0, f16 or f32");
-    // 256-weight super-blocks: the k-quant mix and iq4_xs need rows of whole blocks
-    const bool super_blocks = a.type == "q4_k_m" || a.type == "iq4_xs";
+    if (a.vocab_from.empty() || a.out.empty()) return fail("usage: kiln-synth --vocab-from VOCAB.gguf -o OUT.gguf [--type q4_k_m|iq4_xs|iq2_xxs|...] [shape flags]");
+    const std::vector<std::string> types = {"q4_k_m", "iq4_xs", "iq4_nl", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq1_s", "iq1_m", "q8_0", "q4_0", "f16", "f32"};
+    if (std::find(types.begin(), types.end(), a.type) == types.end())
+        return fail("--type must be q4_k_m, iq4_xs, iq4_nl, iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s, iq1_m, q8_0, q4_0, f16 or f32");
+    // 256-weight super-blocks: the k-quant and IQ mixes (all but iq4_nl) need rows of whole blocks
+    const bool super_blocks = a.type != "iq4_nl" && a.type != "q8_0" && a.type != "q4_0" && a.type != "f16" && a.type != "f32";
     if (a.arch != "llama" && a.arch != "qwen2" && a.arch != "qwen3" && a.arch != "qwen3moe" && a.arch != "qwen2moe")
         return fail("--arch must be llama, qwen2, qwen3, qwen3moe or qwen2moe");
     const bool moe = a.arch == "qwen3moe" || a.arch == "qwen2moe" || a.n_expert > 0;
@@ -207,7 +210,13 @@ int main(int argc, char** argv) {
         // slow: ~1 us per weight); the others copy one of them, picked by a hash of (tensor,
         // row). Speed is the same as for all-distinct rows; the model is still random.
         const int64_t P = a.row_pool > 0 && !s.norm ? std::min<int64_t>(a.row_pool, rows) : rows;
-        pool.parallel_for(P, 64, [&](int64_t r0, int64_t r1, int) {
+        // Types kiln cannot quantize to (q2_K and the IQ1-IQ3 lattices of the 1-2 bit mixes):
+        // random blocks whose weights have the same spread.
+        const bool random_lattice = !kiln::ref::has_quantizer(type);
+        if (random_lattice)
+            kiln::ref::random_blocks(type, a.seed * 1000003 + t * 65537, bytes.data(), P * cols, float(stddev / kiln::ref::random_blocks_rms_per_d(type)),
+                                     float(stddev / kiln::ref::random_blocks_rms_per_d(type)));
+        if (!random_lattice) pool.parallel_for(P, 64, [&](int64_t r0, int64_t r1, int) {
             std::vector<float> row(static_cast<size_t>(cols));
             for (int64_t r = r0; r < r1; ++r) {
                 random_fill(row, a.seed * 1000003 + t * 65537 + uint64_t(r), stddev);

@@ -31,6 +31,8 @@ struct QuantMix {
 
 // Accepts llama-quantize's names, any case: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K_S Q4_K_M (= Q4_K)
 // Q5_K_S Q5_K_M (= Q5_K) Q6_K IQ4_NL IQ4_XS F16 BF16 F32, and COPY (every tensor kept: a metadata-only rewrite).
+// IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ1_S IQ1_M name their per-tensor types (mix_tensor_type) for
+// kiln-synth's random files; quantize_gguf refuses them (no lattice quantizers yet).
 Expected<QuantMix> parse_quant_mix(const std::string& name);
 // One type name (q4_K, q8_0, f16, ...) for --tensor-type and friends.
 Expected<DType> parse_quant_type(const std::string& name);
@@ -39,7 +41,9 @@ Expected<DType> parse_quant_type(const std::string& name);
 // expert tensor) before overrides and the block-size fallback: more bits for attn_v and
 // ffn_down in some layers (Q4_K_M, Q5_K_M, Q4_K_S; IQ4_NL/IQ4_XS: Q5_K for attn_v when 4+
 // query heads share a KV head, n_gqa, and for the first eighth's ffn_down), Q6_K for the
-// output (or the tied embeddings), the Mixtral (8 experts) bumps.
+// output (or the tied embeddings), the Mixtral (8 experts) bumps; the 1-2 bit IQ mixes:
+// q5_K output, q2_K (IQ2_S/IQ2_M: iq3_s) token embeddings, attn_v and first-eighth
+// ffn_down, q4_K attn_v with 4+ query heads per KV head or 4+ experts.
 DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied_embeddings, int n_gqa = 1);
 
 struct TensorTypeOverride {
