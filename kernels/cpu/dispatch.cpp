@@ -29,7 +29,8 @@ struct CpuFeatures {
 };
 
 // AVX2 needs AVX2+FMA+F16C and OS support for YMM state; our AVX-512 level needs
-// F, BW, VL, DQ, VNNI and BF16 plus OS support for ZMM/opmask state (XCR0 bits 5-7).
+// F, BW, VL, DQ, VNNI, BF16, VBMI, BITALG and VPOPCNTDQ (Zen 4 and later, Sapphire Rapids
+// and later) plus OS support for ZMM/opmask state (XCR0 bits 5-7).
 CpuFeatures detect() {
     CpuFeatures f;
     unsigned a, b, c, d;
@@ -44,12 +45,12 @@ CpuFeatures detect() {
     const bool ymm_os = (xcr0_lo & 0x6) == 0x6, zmm_os = (xcr0_lo & 0xe6) == 0xe6;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
     const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
-               avx512vl = b & (1u << 31), vnni = c & (1u << 11);
+               avx512vl = b & (1u << 31), vnni = c & (1u << 11), vbmi = c & (1u << 1), bitalg = c & (1u << 12), vpopcntdq = c & (1u << 14);
     unsigned a1 = 0, b1, c1, d1;
     __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
     const bool bf16 = a1 & (1u << 5);
     f.avx2 = ymm_os && avx2 && fma && f16c;
-    f.avx512 = f.avx2 && zmm_os && avx512f && avx512dq && avx512bw && avx512vl && vnni && bf16;
+    f.avx512 = f.avx2 && zmm_os && avx512f && avx512dq && avx512bw && avx512vl && vnni && bf16 && vbmi && bitalg && vpopcntdq;
     return f;
 }
 

@@ -39,11 +39,12 @@ using Arch = xsimd::avx512bw;
 namespace kiln::cpu {
 
 namespace KILN_ISA_NS {
-// The row kernel for NY tokens: specialised for the k-quants that dominate Q4_K_M files,
-// and iq4_xs / iq2_xxs, the generic decoder-based one otherwise.
+// The row kernel for NY tokens: specialised for the k-quants that dominate Q4_K_M and
+// Q5_K_M files, and iq4_xs / iq2_xxs, the generic decoder-based one otherwise.
 template <DType T, int NY, Ahead PF>
 void vnni::rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     if constexpr (T == DType::Q4_K) gemv::rows_q4_K<NY, PF>(k, w, w_stride, r0, r1, act, y);
+    else if constexpr (T == DType::Q5_K) gemv::rows_q5_K<NY, PF>(k, w, w_stride, r0, r1, act, y);
     else if constexpr (T == DType::Q6_K) gemv::rows_q6_K<NY, PF>(k, w, w_stride, r0, r1, act, y);
     else if constexpr (T == DType::IQ4_XS) gemv::rows_iq4_xs<NY, PF>(k, w, w_stride, r0, r1, act, y);
     else if constexpr (T == DType::IQ2_XXS) gemv::rows_iq2_xxs<NY, PF>(k, w, w_stride, r0, r1, act, y);
