@@ -1,5 +1,6 @@
 // Decode / verification kernels (1..8 tokens) for q4_K and q6_K, the bulk of a Q4_K_M
-// file, q5_K (Q5_K_M files, the IQ mixes' output matrix), iq4_xs and iq2_xxs. Unlike the generic row kernel, the sub-block scales stay integers: weight x
+// file, q5_K (Q5_K_M files, the IQ mixes' output matrix) and iq4_xs (the lattice formats:
+// gemv_iq_grid-inl.h). Unlike the generic row kernel, the sub-block scales stay integers: weight x
 // activation pairs are summed in int16 (vpmaddubsw) and multiplied by their 6- or 8-bit
 // scale while being accumulated in int32 (vpdpwssd), the whole 256-weight super-block is
 // converted to float once, and the mins / offsets are one int16 dot product of the scales
@@ -229,109 +230,6 @@ void rows_iq4_xs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
                 const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
                 const __m512i sumi = dot_signed_pairs(qabs, neg, scp, a.qs);
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * a.d), acc[c]);
-            }
-        }
-        for (int c = 0; c < NY; ++c) y[c][r] = hsum16(acc[c]);
-    }
-}
-
-// IQ2_XXS's grid with each point's 8 values (8, 25 or 43) as 2-bit codes 0, 1, 2 in one
-// uint16 (value i in bits 2i, 2i + 1): 512 bytes, 8 zmm registers, so a block's 32 lookups
-// are 4 two-register word permutes instead of gathers from the 2 KiB grid.
-struct Iq2xxsCodes {
-    alignas(64) uint16_t code[256];
-    Iq2xxsCodes() {
-        for (int e = 0; e < 256; ++e) {
-            code[e] = 0;
-            for (int i = 0; i < 8; ++i) {
-                const uint8_t v = ref::kIqGrids.iq2xxs[e][i];
-                code[e] |= uint16_t((v == 8 ? 0 : v == 25 ? 1 : 2) << (2 * i));
-            }
-        }
-    }
-};
-
-// IQ2_XXS for 1..8 tokens. Per super-block (AVX-512 VBMI and BITALG, which kiln's AVX-512
-// level requires):
-//  - its 32 grid indices, zero-extended to words by one byte permute, look up their points'
-//    codes in the register-resident table (Iq2xxsCodes), ordered so that each qword holds one
-//    point of each 64-weight chunk; per chunk vpmultishiftqb moves code i of its points to the
-//    bottom of byte i, and a byte permute maps it to the value (8, 25, 43);
-//  - the 32 sign bytes: vpmultishiftqb cuts the 7-bit fields out of the scale/sign words,
-//    vpopcntb gives each one's parity, which sets its 8th bit (ggml's ksigns); 64 of those
-//    bits are the mask that negates the activations under the negative weights;
-//  - the 4-bit scales as the odd integers 2s + 1 (d (0.5 + s) / 4 = d / 8 x (2s + 1)) in
-//    vpdpwssd, one float conversion per super-block. Pairs in int16: 2 x 43 x 127, no
-//    saturation (q8_K codes stay in [-127, 127], so negating them cannot overflow).
-template <int NY, Ahead PF>
-void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
-    const int64_t nb = k / QK_K;
-    static const Iq2xxsCodes codes;
-    __m512i table[8];  // [t]: the codes of points 32 t .. 32 t + 31
-    for (int t = 0; t < 8; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
-    // Sub-block s is 8 bytes of qs: 4 grid indices, then a word of 4 x 7 sign bits and the scale.
-    // Word 4q + j of the looked-up codes is point 8j + q (raw byte 8 (p / 4) + p % 4), so qword q
-    // holds the codes of point q of each 64-weight chunk j, and chunk j is cut out of all 8
-    // qwords at bit 16j by one vpmultishiftqb.
-    alignas(64) uint8_t idx_bytes[64], level_bytes[64], cut_bytes[64];
-    for (int w = 0; w < 32; ++w) {
-        const int p = 8 * (w % 4) + w / 4;
-        idx_bytes[2 * w] = uint8_t(8 * (p / 4) + p % 4), idx_bytes[2 * w + 1] = 0;
-    }
-    for (int i = 0; i < 64; ++i) level_bytes[i] = uint8_t(i % 4 == 0 ? 8 : i % 4 == 1 ? 25 : 43);
-    for (int i = 0; i < 64; ++i) cut_bytes[i] = uint8_t(i % 8 < 4 ? 7 * (i % 8) : 32 + 7 * (i % 8 - 4));  // 4 fields per sign word, 2 words per qword
-    const __m512i pick_idx = _mm512_load_si512(idx_bytes);
-    // The 32 sign bytes (group order) transposed so that qword q holds those of groups q, 8 + q,
-    // 16 + q, 24 + q; then vpshufbitqmb with selectors 8j + i in every qword gives chunk j's
-    // mask (bit 8q + i: weight i of group 8j + q).
-    alignas(64) uint8_t transpose_bytes[64];
-    for (int i = 0; i < 64; ++i) transpose_bytes[i] = uint8_t(i % 8 < 4 ? 8 * (i % 8) + i / 8 : 0);
-    const __m512i transpose = _mm512_load_si512(transpose_bytes);
-    __m512i bit_select[4];
-    for (int j = 0; j < 4; ++j) bit_select[j] = _mm512_set1_epi64(int64_t(0x0706050403020100ull + 0x0808080808080808ull * uint64_t(j)));
-    __m512i code_shift[4];  // [j]: byte i of each qword takes bits 16j + 2i..
-    for (int j = 0; j < 4; ++j) code_shift[j] = _mm512_set1_epi64(int64_t(0x0e0c0a0806040200ull + 0x1010101010101010ull * uint64_t(j)));
-    const __m512i levels = _mm512_load_si512(level_bytes), cut7 = _mm512_load_si512(cut_bytes);
-    const __m512i aux_words = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
-    const PairScales pairs;
-    for (int64_t r = r0; r < r1; ++r) {
-        const auto* blocks = reinterpret_cast<const block_iq2_xxs*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
-        __m512 acc[NY];
-        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
-        for (int64_t ib = 0; ib < nb; ++ib) {
-            const block_iq2_xxs& b = blocks[ib];
-            if constexpr (PF.any()) prefetch_ahead<PF>(&b, sizeof b);
-            else _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
-            const __m512i raw = _mm512_loadu_si512(b.qs);
-            // The 32 points' codes (one word each, in pick_idx's order).
-            const __m512i idx = _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, pick_idx, raw);
-            const __m512i lo = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(idx, _mm512_set1_epi16(64)), _mm512_permutex2var_epi16(table[0], idx, table[1]),
-                                                       _mm512_permutex2var_epi16(table[2], idx, table[3]));
-            const __m512i hi = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(idx, _mm512_set1_epi16(64)), _mm512_permutex2var_epi16(table[4], idx, table[5]),
-                                                       _mm512_permutex2var_epi16(table[6], idx, table[7]));
-            const __m512i pts = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(idx, _mm512_set1_epi16(128)), lo, hi);
-            // Sign bytes: the 7-bit fields, their parity as bit 7.
-            const __m512i aux = _mm512_permutexvar_epi32(aux_words, raw);
-            const __m512i fields = _mm512_and_si512(_mm512_multishift_epi64_epi8(cut7, aux), _mm512_set1_epi8(127));
-            const __mmask64 odd = _mm512_test_epi8_mask(_mm512_popcnt_epi8(fields), _mm512_set1_epi8(1));
-            // Sign bytes of groups q, 8 + q, 16 + q, 24 + q in qword q: chunk j's 64 signs are bits 8j.. of each.
-            const __m512i sign_bytes = _mm512_permutexvar_epi8(transpose, _mm512_mask_add_epi8(fields, odd, fields, _mm512_set1_epi8(-128)));
-            // Scales 2s + 1 of the 8 sub-blocks as int16.
-            const __m256i top = _mm256_srli_epi32(_mm512_castsi512_si256(aux), 28);
-            const __m512i sc16 = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(_mm256_add_epi32(_mm256_add_epi32(top, top), _mm256_set1_epi32(1))));
-            __m512i q[4], scp[4];
-            __mmask64 neg[4];
-            for (int j = 0; j < 4; ++j) {
-                const __m512i code = _mm512_multishift_epi64_epi8(code_shift[j], pts);
-                q[j] = _mm512_permutexvar_epi8(code, levels);
-                neg[j] = _mm512_bitshuffle_epi64_mask(sign_bytes, bit_select[j]);
-            }
-            pairs.spread(sc16, scp);
-            const float d8 = vnni::h2f(b.d) * 0.125f;
-            for (int c = 0; c < NY; ++c) {
-                const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
-                const __m512i sumi = dot_signed_pairs(q, neg, scp, a.qs);
-                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d8 * a.d), acc[c]);
             }
         }
         for (int c = 0; c < NY; ++c) y[c][r] = hsum16(acc[c]);

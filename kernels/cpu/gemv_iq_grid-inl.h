@@ -1,0 +1,188 @@
+// Decode / verification kernels (1..8 tokens) for the lattice formats whose points are
+// picked by 8-bit indices, iq2_xxs and iq3_xxs, in rows_q4_K's shape (integer sub-block
+// scales in vpdpwssd, one float conversion per super-block). What makes them fast is that
+// nothing is gathered: 256 grid points fit in 8 registers as 16-bit codes (a 2- or 3-bit
+// code per value), looked up 32 at a time by two-register word permutes; vpmultishiftqb
+// then moves each value's code to the bottom of its own byte and a byte permute turns codes
+// into values. Needs AVX-512 VBMI and BITALG (kiln's AVX-512 level requires them).
+// Included only by isa_avx512.cpp, after gemv_kquants-inl.h.
+
+namespace kiln::cpu::KILN_ISA_NS {
+
+namespace gemv {
+
+// A grid's 256 points as codes: value i of a point (of `per_point`, each one of the sorted
+// `levels`) in bits `bits` x i.. of its uint16.
+struct GridCodes {
+    alignas(64) uint16_t code[256];
+    GridCodes(const uint8_t* grid, int per_point, int bits, const uint8_t* levels, int n_levels) {
+        for (int e = 0; e < 256; ++e) {
+            code[e] = 0;
+            for (int i = 0; i < per_point; ++i) {
+                int c = 0;
+                while (c + 1 < n_levels && levels[c] != grid[per_point * e + i]) ++c;
+                code[e] = uint16_t(code[e] | c << (bits * i));
+            }
+        }
+    }
+};
+
+// The codes of 32 points (word indices 0..255) from the 8 table registers: four 64-entry
+// permutes, the index's bits 6 and 7 choosing among them.
+inline __m512i grid_lookup(const __m512i* table, __m512i idx) {
+    const __mmask32 b6 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(64)), b7 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(128));
+    const __m512i lo = _mm512_mask_blend_epi16(b6, _mm512_permutex2var_epi16(table[0], idx, table[1]), _mm512_permutex2var_epi16(table[2], idx, table[3]));
+    const __m512i hi = _mm512_mask_blend_epi16(b6, _mm512_permutex2var_epi16(table[4], idx, table[5]), _mm512_permutex2var_epi16(table[6], idx, table[7]));
+    return _mm512_mask_blend_epi16(b7, lo, hi);
+}
+
+// The signs of a super-block whose 8 sub-blocks each keep a 32-bit word of 4 x 7 sign bits
+// (ggml's ksigns: the 8th bit makes the count of negatives even) and a 4-bit scale on top:
+// vpmultishiftqb cuts out the 7-bit fields, vpopcntb gives each one's parity, which sets its
+// 8th bit; the 32 sign bytes (one per 8 weights) are transposed so that qword q holds those
+// of groups q, 8 + q, 16 + q, 24 + q, and vpshufbitqmb with selectors 8j + i in every qword
+// gives 64-weight chunk j's mask (bit 8q + i: weight i of group 8j + q).
+struct EvenSigns {
+    __m512i cut7, transpose, bit_select[4];
+    EvenSigns() {
+        alignas(64) uint8_t cut[64], tr[64];
+        for (int i = 0; i < 64; ++i) cut[i] = uint8_t(i % 8 < 4 ? 7 * (i % 8) : 32 + 7 * (i % 8 - 4));  // 2 sign words per qword
+        for (int i = 0; i < 64; ++i) tr[i] = uint8_t(i % 8 < 4 ? 8 * (i % 8) + i / 8 : 0);
+        cut7 = _mm512_load_si512(cut), transpose = _mm512_load_si512(tr);
+        for (int j = 0; j < 4; ++j) bit_select[j] = _mm512_set1_epi64(int64_t(0x0706050403020100ull + 0x0808080808080808ull * uint64_t(j)));
+    }
+    // aux: the 8 sign words in dwords 0..7. neg[j]: set bits negate weights of chunk j.
+    void masks(__m512i aux, __mmask64* neg) const {
+        const __m512i fields = _mm512_and_si512(_mm512_multishift_epi64_epi8(cut7, aux), _mm512_set1_epi8(127));
+        const __mmask64 odd = _mm512_test_epi8_mask(_mm512_popcnt_epi8(fields), _mm512_set1_epi8(1));
+        const __m512i sign_bytes = _mm512_permutexvar_epi8(transpose, _mm512_mask_add_epi8(fields, odd, fields, _mm512_set1_epi8(-128)));
+        for (int j = 0; j < 4; ++j) neg[j] = _mm512_bitshuffle_epi64_mask(sign_bytes, bit_select[j]);
+    }
+    // The 4-bit scales s on top of the sign words as the odd integers 2s + 1, int16 (low 128 bits).
+    static __m512i odd_scales(__m512i aux) {
+        const __m256i top = _mm256_srli_epi32(_mm512_castsi512_si256(aux), 28);
+        return _mm512_castsi128_si512(_mm256_cvtepi32_epi16(_mm256_add_epi32(_mm256_add_epi32(top, top), _mm256_set1_epi32(1))));
+    }
+};
+
+// A byte permute's table: byte i = levels[i % n] (the code in a byte's low bits; the bits
+// above it, left by vpmultishiftqb, are ignored by taking i modulo n).
+inline __m512i level_table(const uint8_t* levels, int n) {
+    alignas(64) uint8_t t[64];
+    for (int i = 0; i < 64; ++i) t[i] = levels[i % n];
+    return _mm512_load_si512(t);
+}
+
+// vpmultishiftqb selectors: byte i of every qword takes the bits from offset off[i].
+inline __m512i cut_at(const int* off) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= uint64_t(off[i]) << (8 * i);
+    return _mm512_set1_epi64(int64_t(v));
+}
+
+// The super-block loop both kernels share: decode(b, q, neg, sc16) gives the unsigned
+// values of its 4 chunks of 64, their sign masks and the 8 sub-blocks' odd integer scales,
+// which d x factor turns into the format's scales.
+template <class Block, int NY, Ahead PF, class Decode>
+void rows_signed_grid(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y, float factor,
+                      const Decode& decode) {
+    const int64_t nb = k / QK_K;
+    const PairScales pairs;
+    for (int64_t r = r0; r < r1; ++r) {
+        const auto* blocks = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
+        __m512 acc[NY];
+        for (int c = 0; c < NY; ++c) acc[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ++ib) {
+            const Block& b = blocks[ib];
+            if constexpr (PF.any()) prefetch_ahead<PF>(&b, sizeof b);
+            else _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
+            __m512i q[4], scp[4], sc16;
+            __mmask64 neg[4];
+            decode(b, q, neg, sc16);
+            pairs.spread(sc16, scp);
+            const float d = vnni::h2f(b.d) * factor;
+            for (int c = 0; c < NY; ++c) {
+                const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
+                const __m512i sumi = dot_signed_pairs(q, neg, scp, a.qs);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * a.d), acc[c]);
+            }
+        }
+        for (int c = 0; c < NY; ++c) y[c][r] = hsum16(acc[c]);
+    }
+}
+
+// IQ2_XXS: sub-block s is 8 bytes of qs, 4 grid indices then its sign word; a point is 8
+// values (8, 25, 43: 2-bit codes). d (0.5 + s) / 4 = d / 8 x (2s + 1). Pairs in int16:
+// 2 x 43 x 127, no saturation (q8_K codes stay in [-127, 127], so negating them cannot
+// overflow).
+template <int NY, Ahead PF>
+void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
+    static const uint8_t kLevels[3] = {8, 25, 43};
+    static const GridCodes codes(&ref::kIqGrids.iq2xxs[0][0], 8, 2, kLevels, 3);
+    __m512i table[8];  // [t]: the codes of points 32 t .. 32 t + 31
+    for (int t = 0; t < 8; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
+    // Word 4q + j of the looked-up codes is point 8j + q (raw byte 8 (p / 4) + p % 4): qword q
+    // holds point q of each 64-weight chunk j, which one vpmultishiftqb cuts out at bit 16j.
+    alignas(64) uint8_t idx_bytes[64];
+    for (int wd = 0; wd < 32; ++wd) {
+        const int p = 8 * (wd % 4) + wd / 4;
+        idx_bytes[2 * wd] = uint8_t(8 * (p / 4) + p % 4), idx_bytes[2 * wd + 1] = 0;
+    }
+    const __m512i pick = _mm512_load_si512(idx_bytes), levels = level_table(kLevels, 4);
+    __m512i cut[4];
+    for (int j = 0; j < 4; ++j) {
+        const int off[8] = {16 * j, 16 * j + 2, 16 * j + 4, 16 * j + 6, 16 * j + 8, 16 * j + 10, 16 * j + 12, 16 * j + 14};
+        cut[j] = cut_at(off);
+    }
+    const __m512i aux_words = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+    const EvenSigns signs;
+    rows_signed_grid<block_iq2_xxs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.125f, [&](const block_iq2_xxs& b, __m512i* q, __mmask64* neg, __m512i& sc16) {
+        const __m512i raw = _mm512_loadu_si512(b.qs);
+        const __m512i pts = grid_lookup(table, _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, pick, raw));
+        for (int j = 0; j < 4; ++j) q[j] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[j], pts), levels);
+        const __m512i aux = _mm512_permutexvar_epi32(aux_words, raw);
+        signs.masks(aux, neg);
+        sc16 = EvenSigns::odd_scales(aux);
+    });
+}
+
+// IQ3_XXS: 64 grid indices (one per 4 values), then the 8 sign words; a point is 4 values
+// (4, 12, ..., 52, 62: 3-bit codes). d (0.5 + s) / 2 = d / 4 x (2s + 1). Pairs in int16:
+// 2 x 62 x 127.
+template <int NY, Ahead PF>
+void rows_iq3_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
+    static const uint8_t kLevels[8] = {4, 12, 20, 28, 36, 44, 52, 62};
+    static const GridCodes codes(&ref::kIqGrids.iq3xxs[0][0], 4, 3, kLevels, 8);
+    __m512i table[8];
+    for (int t = 0; t < 8; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
+    // Two lookups of 32 points: register R holds chunks 2R and 2R + 1, word 4q + m being point
+    // 16 j + 2q + m % 2 of chunk j = 2R + m / 2, so qword q holds the two points (8 values) of
+    // group q of both chunks; chunk j is cut out at bit 32 (j % 2).
+    alignas(64) uint8_t idx_bytes[2][64];
+    for (int R = 0; R < 2; ++R)
+        for (int wd = 0; wd < 32; ++wd) {
+            const int q = wd / 4, m = wd % 4, j = 2 * R + m / 2;
+            idx_bytes[R][2 * wd] = uint8_t(16 * j + 2 * q + m % 2), idx_bytes[R][2 * wd + 1] = 0;
+        }
+    const __m512i pick[2] = {_mm512_load_si512(idx_bytes[0]), _mm512_load_si512(idx_bytes[1])}, levels = level_table(kLevels, 8);
+    __m512i cut[2];
+    for (int h = 0; h < 2; ++h) {
+        const int off[8] = {32 * h, 32 * h + 3, 32 * h + 6, 32 * h + 9, 32 * h + 16, 32 * h + 19, 32 * h + 22, 32 * h + 25};
+        cut[h] = cut_at(off);
+    }
+    const EvenSigns signs;
+    rows_signed_grid<block_iq3_xxs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.25f, [&](const block_iq3_xxs& b, __m512i* q, __mmask64* neg, __m512i& sc16) {
+        const __m512i raw = _mm512_loadu_si512(b.qs);
+        for (int R = 0; R < 2; ++R) {
+            const __m512i pts = grid_lookup(table, _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, pick[R], raw));
+            for (int h = 0; h < 2; ++h) q[2 * R + h] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[h], pts), levels);
+        }
+        const __m512i aux = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + QK_K / 4)));
+        signs.masks(aux, neg);
+        sc16 = EvenSigns::odd_scales(aux);
+    });
+}
+
+}  // namespace gemv
+
+}  // namespace kiln::cpu::KILN_ISA_NS
