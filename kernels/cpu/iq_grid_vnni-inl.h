@@ -166,15 +166,14 @@ struct Dec<DType::IQ1_M> {
         const uint8_t* idx = b_.qs + 4 * s;
         const uint8_t* qh = b_.qh + 2 * s;
         const auto* g = reinterpret_cast<const uint8_t(*)[8]>(kIqGrids.iq1s);
-        int64_t point[4], shift[4];
-        for (int l = 0; l < 4; ++l) {
-            const int h = qh[l / 2] >> (4 * (l % 2));  // 3 index bits, shift sign
-            point[l] = int64_t(grid8(g, idx[l] | ((h & 7) << 8)));
-            shift[l] = iq1_shift(h & 8);
-        }
-        const __m256i grid = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(point));
+        // Built in registers: four 8-byte stores read back as one 32-byte load stall store
+        // forwarding (this decoder once ran at a sixth of IQ1_S's speed).
+        const int h0 = qh[0], h1 = qh[1];  // per 8 weights: 3 index bits, then the shift's sign
+        const __m256i grid = _mm256_setr_epi64x(int64_t(grid8(g, idx[0] | ((h0 & 7) << 8))), int64_t(grid8(g, idx[1] | ((h0 & 0x70) << 4))),
+                                                int64_t(grid8(g, idx[2] | ((h1 & 7) << 8))), int64_t(grid8(g, idx[3] | ((h1 & 0x70) << 4))));
+        const __m256i shift = _mm256_setr_epi64x(iq1_shift(h0 & 8), iq1_shift(h0 & 0x80), iq1_shift(h1 & 8), iq1_shift(h1 & 0x80));
         const int sc = sc_[s / 2] >> (6 * (s % 2));
-        return {iq1_values(grid, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift))),
+        return {iq1_values(grid, shift),
                 two_halves(d_ * float(2 * (sc & 7) + 1) * 0.125f, d_ * float(2 * ((sc >> 3) & 7) + 1) * 0.125f), 0, 0};
     }
     const Block& b_;
