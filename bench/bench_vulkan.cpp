@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ref/quants.h"
+#include "ref/random_blocks.h"
 #include "vulkan/buffer.h"
 #include "vulkan/commands.h"
 #include "vulkan/ops.h"
@@ -88,7 +89,8 @@ void bm_linear(benchmark::State& state, DType t) {
     const uint32_t rows = 1024, k = 2048, n = uint32_t(state.range(0));
     const auto wf = gaussian(size_t(rows) * k, 0.05f);
     std::vector<uint8_t> w(kiln::row_bytes(t, k) * rows);
-    for (uint32_t r = 0; r < rows; ++r) kiln::ref::quantize_row(t, wf.data() + size_t(r) * k, w.data() + r * kiln::row_bytes(t, k), k);
+    for (uint32_t r = 0; r < rows && kiln::ref::has_quantizer(t); ++r) kiln::ref::quantize_row(t, wf.data() + size_t(r) * k, w.data() + r * kiln::row_bytes(t, k), k);
+    if (!kiln::ref::has_quantizer(t)) kiln::ref::random_blocks(t, 1, w.data(), int64_t(rows) * k, 0.001f, 0.011f);  // the IQ lattices
     Buffer wb = filled(w), xb = filled(gaussian(size_t(n) * k, 1.0f)), yb = filled(std::vector<float>(size_t(n) * rows));
     // x stands in for its block sums (q4_1 / q5_1 read them): the timing is the same.
     if (!run(state, [&](Recorder& r) { return device().ops->linear(r, t, whole(wb), whole(xb), whole(yb), {k, rows, n, k, rows}, whole(xb)); })) return;
@@ -128,7 +130,7 @@ void bm_moe_matvec(benchmark::State& state, DType t) {
 }
 
 void register_all() {
-    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16}) {
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16, DType::IQ4_XS, DType::IQ2_XXS, DType::IQ3_XXS}) {
         const std::string name = std::string("vulkan/linear/") + kiln::dtype_name(t);
         benchmark::RegisterBenchmark(name.c_str(), bm_linear, t)->Arg(1)->Arg(8)->Arg(64)->Arg(512)->Unit(benchmark::kMicrosecond)->UseRealTime();
     }

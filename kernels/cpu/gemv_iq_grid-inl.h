@@ -1,5 +1,5 @@
-// Decode / verification kernels (1..8 tokens) for the lattice formats whose points are
-// picked by 8-bit indices, iq2_xxs and iq3_xxs, in rows_q4_K's shape (integer sub-block
+// Decode / verification kernels (1..8 tokens) for the lattice formats whose grids fit in
+// registers, iq2_xxs, iq3_xxs (8-bit indices) and iq3_s (9-bit), in rows_q4_K's shape (integer sub-block
 // scales in vpdpwssd, one float conversion per super-block). What makes them fast is that
 // nothing is gathered: 256 grid points fit in 8 registers as 16-bit codes (a 2- or 3-bit
 // code per value), looked up 32 at a time by two-register word permutes; vpmultishiftqb
@@ -13,10 +13,11 @@ namespace gemv {
 
 // A grid's 256 points as codes: value i of a point (of `per_point`, each one of the sorted
 // `levels`) in bits `bits` x i.. of its uint16.
+template <int N = 256>
 struct GridCodes {
-    alignas(64) uint16_t code[256];
+    alignas(64) uint16_t code[N];
     GridCodes(const uint8_t* grid, int per_point, int bits, const uint8_t* levels, int n_levels) {
-        for (int e = 0; e < 256; ++e) {
+        for (int e = 0; e < N; ++e) {
             code[e] = 0;
             for (int i = 0; i < per_point; ++i) {
                 int c = 0;
@@ -34,6 +35,12 @@ inline __m512i grid_lookup(const __m512i* table, __m512i idx) {
     const __m512i lo = _mm512_mask_blend_epi16(b6, _mm512_permutex2var_epi16(table[0], idx, table[1]), _mm512_permutex2var_epi16(table[2], idx, table[3]));
     const __m512i hi = _mm512_mask_blend_epi16(b6, _mm512_permutex2var_epi16(table[4], idx, table[5]), _mm512_permutex2var_epi16(table[6], idx, table[7]));
     return _mm512_mask_blend_epi16(b7, lo, hi);
+}
+
+// The same for 512 points (9-bit indices) in 16 registers: eight permutes, bit 8 choosing
+// between the two halves' results.
+inline __m512i grid_lookup512(const __m512i* table, __m512i idx) {
+    return _mm512_mask_blend_epi16(_mm512_test_epi16_mask(idx, _mm512_set1_epi16(256)), grid_lookup(table, idx), grid_lookup(table + 8, idx));
 }
 
 // The signs of a super-block whose 8 sub-blocks each keep a 32-bit word of 4 x 7 sign bits
@@ -118,7 +125,7 @@ void rows_signed_grid(int64_t k, const void* w, size_t w_stride, int64_t r0, int
 template <int NY, Ahead PF>
 void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     static const uint8_t kLevels[3] = {8, 25, 43};
-    static const GridCodes codes(&ref::kIqGrids.iq2xxs[0][0], 8, 2, kLevels, 3);
+    static const GridCodes<> codes(&ref::kIqGrids.iq2xxs[0][0], 8, 2, kLevels, 3);
     __m512i table[8];  // [t]: the codes of points 32 t .. 32 t + 31
     for (int t = 0; t < 8; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
     // Word 4q + j of the looked-up codes is point 8j + q (raw byte 8 (p / 4) + p % 4): qword q
@@ -152,7 +159,7 @@ void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
 template <int NY, Ahead PF>
 void rows_iq3_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     static const uint8_t kLevels[8] = {4, 12, 20, 28, 36, 44, 52, 62};
-    static const GridCodes codes(&ref::kIqGrids.iq3xxs[0][0], 4, 3, kLevels, 8);
+    static const GridCodes<> codes(&ref::kIqGrids.iq3xxs[0][0], 4, 3, kLevels, 8);
     __m512i table[8];
     for (int t = 0; t < 8; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
     // Two lookups of 32 points: register R holds chunks 2R and 2R + 1, word 4q + m being point
@@ -180,6 +187,50 @@ void rows_iq3_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
         const __m512i aux = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + QK_K / 4)));
         signs.masks(aux, neg);
         sc16 = EvenSigns::odd_scales(aux);
+    });
+}
+
+// IQ3_S: 64 grid indices of 9 bits (low bytes in qs, the 9th bit of point p is bit p of the
+// 8 qh bytes), a sign bit per weight (sign byte g = the 8 weights of group g, so chunk j's
+// mask is the signs' 64-bit word j), a 4-bit scale per 32: d (1 + 2s). A point is 4 values
+// (1, 3, ..., 15: 3-bit codes); the 512 codes take 16 registers. Index words and chunk
+// order as rows_iq3_xxs's; each word's high byte is its 9th bit, spread to bytes by vpmovm2b.
+template <int NY, Ahead PF>
+void rows_iq3_s(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
+    static const uint8_t kLevels[8] = {1, 3, 5, 7, 9, 11, 13, 15};
+    static const GridCodes<512> codes(&ref::kIqGrids.iq3s[0][0], 4, 3, kLevels, 8);
+    __m512i table[16];
+    for (int t = 0; t < 16; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
+    // vpermi2b indices: low byte of word wd = qs byte p (source 1), high byte = point p's 9th
+    // bit (source 2, byte 64 + p).
+    alignas(64) uint8_t idx_bytes[2][64];
+    for (int R = 0; R < 2; ++R)
+        for (int wd = 0; wd < 32; ++wd) {
+            const int q = wd / 4, m = wd % 4, j = 2 * R + m / 2, p = 16 * j + 2 * q + m % 2;
+            idx_bytes[R][2 * wd] = uint8_t(p), idx_bytes[R][2 * wd + 1] = uint8_t(64 + p);
+        }
+    const __m512i pick[2] = {_mm512_load_si512(idx_bytes[0]), _mm512_load_si512(idx_bytes[1])}, levels = level_table(kLevels, 8);
+    __m512i cut[2];
+    for (int h = 0; h < 2; ++h) {
+        const int off[8] = {32 * h, 32 * h + 3, 32 * h + 6, 32 * h + 9, 32 * h + 16, 32 * h + 19, 32 * h + 22, 32 * h + 25};
+        cut[h] = cut_at(off);
+    }
+    rows_signed_grid<block_iq3_s, NY, PF>(k, w, w_stride, r0, r1, act, y, 1.0f, [&](const block_iq3_s& b, __m512i* q, __mmask64* neg, __m512i& sc16) {
+        const __m512i low = _mm512_loadu_si512(b.qs);
+        uint64_t qh, sg[4];
+        std::memcpy(&qh, b.qh, 8);
+        std::memcpy(sg, b.signs, 32);
+        const __m512i ninth = _mm512_abs_epi8(_mm512_movm_epi8(_cvtu64_mask64(qh)));  // byte p: 1 if point p's 9th bit is set
+        for (int R = 0; R < 2; ++R) {
+            const __m512i pts = grid_lookup512(table, _mm512_permutex2var_epi8(low, pick[R], ninth));
+            for (int h = 0; h < 2; ++h) q[2 * R + h] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[h], pts), levels);
+        }
+        for (int j = 0; j < 4; ++j) neg[j] = _cvtu64_mask64(sg[j]);
+        uint32_t sc;
+        std::memcpy(&sc, b.scales, 4);
+        const __m128i nib = _mm_unpacklo_epi8(_mm_cvtsi32_si128(int(sc & 0x0F0F0F0F)), _mm_cvtsi32_si128(int((sc >> 4) & 0x0F0F0F0F)));  // s0..s7
+        const __m128i s16 = _mm_cvtepu8_epi16(nib);
+        sc16 = _mm512_castsi128_si512(_mm_add_epi16(_mm_add_epi16(s16, s16), _mm_set1_epi16(1)));
     });
 }
 
