@@ -9,6 +9,7 @@
 #include "kiln/kiln.h"
 #include "test_util.h"
 #include "kiln/format/quantize.h"
+#include "kiln/format/imatrix.h"
 #include "kiln/format/gguf_writer.h"
 #include "ref/quants.h"
 
@@ -72,34 +73,88 @@ TEST_CASE("quantize: every mix gives llama-quantize's type and RMSE for each ten
 }
 
 // The 1-2 bit IQ mixes: llama-quantize's type for every tensor (it needs an importance
-// matrix to write them; the types do not depend on it), and a clear refusal to write them.
-TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types, and kiln refuses to write them") {
+// matrix to write them; the types do not depend on it); with the same importance matrix
+// (tests/data/smollm2-imatrix.gguf, llama-imatrix's), the IQ2_XXS mix's iq2_xxs and iq4_nl
+// tensors get llama-quantize's bytes; the lattice types kiln cannot write are refused.
+namespace {
+// sum((i + 1) * byte[i]) mod 2^64, as make_quantize_reference.py records it.
+std::string checksum(const kiln::GgufTensor& t) {
+    uint64_t s = 0;
+    for (uint64_t i = 0; i < t.nbytes; ++i) s += (i + 1) * t.data[i];
+    return std::to_string(s);
+}
+}  // namespace
+
+TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS with an imatrix gives its bytes") {
     const std::string path = kiln::test::model_path(kF16Model);
     if (!kiln::test::require_file(path)) return;
     std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
     REQUIRE(in.good());
     const nlohmann::json ref = nlohmann::json::parse(in);
     REQUIRE(ref["plans"].size() == 6);
+    auto im = kiln::load_imatrix(kiln::test::data_path("smollm2-imatrix.gguf"));
+    REQUIRE_MESSAGE(im.is_ok(), im.message());
     auto f = kiln::GgufFile::open(path);
     REQUIRE(f.is_ok());
-    for (const auto& [mix, types] : ref["plans"].items()) {
+    for (const auto& [mix, tensors] : ref["plans"].items()) {
         CAPTURE(mix);
-        auto plan = kiln::plan_quantization(f.value(), options_for(mix));
+        kiln::QuantizeOptions o = options_for(mix);
+        o.imatrix = &im.value();
+        auto plan = kiln::plan_quantization(f.value(), o);
         REQUIRE(plan.is_ok());
-        REQUIRE(plan->size() == types.size());
+        REQUIRE(plan->size() == tensors.size());
         int lattice = 0;
         for (size_t i = 0; i < plan->size(); ++i) {
             const std::string& name = f->tensors()[i].name;
             CAPTURE(name);
-            CHECK(std::string(kiln::dtype_name((*plan)[i])) == types[name].get<std::string>());
+            CHECK(std::string(kiln::dtype_name((*plan)[i])) == tensors[name][0].get<std::string>());
             lattice += (*plan)[i] != kiln::DType::IQ4_NL && !kiln::ref::has_quantizer((*plan)[i]);
         }
         CHECK(lattice >= 27);  // the 1536-wide ffn_down (and token_embd) get the mix's own types
         auto g = kiln::GgufFile::open(path);
         REQUIRE(g.is_ok());
-        const kiln::Status st = kiln::quantize_gguf(g.value(), options_for(mix));
-        CHECK(st.message().find("which kiln reads but cannot write yet") != std::string::npos);
+        const kiln::Status st = kiln::quantize_gguf(g.value(), o);
+        CHECK(st.message().find("which kiln reads but cannot write yet") != std::string::npos);  // q2_K, iq2_xs, ...
     }
+    // IQ2_XXS: its q2_K tensors (the first eighth's ffn_down) as q4_K, the rest as planned.
+    auto g = kiln::GgufFile::open(path);
+    REQUIRE(g.is_ok());
+    kiln::QuantizeOptions o = options_for("IQ2_XXS");
+    o.imatrix = &im.value();
+    auto q4 = kiln::parse_tensor_type_override("blk\\.[0-2]\\.ffn_down=q4_K");
+    REQUIRE(q4.is_ok());
+    o.overrides.push_back(q4.value());
+    REQUIRE(kiln::quantize_gguf(g.value(), o).is_ok());
+    int same = 0, compared = 0;
+    for (const kiln::GgufTensor& t : g->tensors()) {
+        if (t.dtype != kiln::DType::IQ2_XXS && t.dtype != kiln::DType::IQ4_NL) continue;
+        CAPTURE(t.name);
+        ++compared;
+        same += checksum(t) == ref["plans"]["IQ2_XXS"][t.name][1].get<std::string>();
+    }
+    CHECK(compared == 27 + 150);
+    CHECK(same == compared);
+    // Without an importance matrix, IQ2_XXS is refused by name.
+    auto h = kiln::GgufFile::open(path);
+    REQUIRE(h.is_ok());
+    o.imatrix = nullptr;
+    CHECK(kiln::quantize_gguf(h.value(), o).message().find("needs an importance matrix") != std::string::npos);
+}
+
+// The importance-matrix reader: llama-imatrix's file, and clear errors for what is not one.
+TEST_CASE("quantize: llama-imatrix's importance matrices load; other files are clear errors") {
+    auto im = kiln::load_imatrix(kiln::test::data_path("smollm2-imatrix.gguf"));
+    REQUIRE_MESSAGE(im.is_ok(), im.message());
+    CHECK(im->values.size() == 30 * 7);  // SmolLM2's 30 layers x 7 matrices
+    const std::vector<float>* down = im->find("blk.0.ffn_down.weight");
+    REQUIRE(down != nullptr);
+    CHECK(down->size() == 1536);
+    for (float v : *down) CHECK((v > 0 && std::isfinite(v)));
+    CHECK(im->chunk_size == 512);
+    const std::string model = kiln::test::model_path(kF16Model);
+    if (!kiln::test::require_file(model)) return;
+    CHECK(kiln::load_imatrix(model).message().find("no importance data") != std::string::npos);
+    CHECK(kiln::load_imatrix("/nonexistent.gguf").message().find("/nonexistent.gguf") != std::string::npos);
 }
 
 TEST_CASE("quantize: general.file_type and the overrides") {

@@ -631,7 +631,16 @@ bool has_quantizer(DType t) {
     }
 }
 
-size_t quantize_row(DType t, const float* x, void* dst, int64_t n) {
+bool needs_importance(DType t) { return t == DType::IQ2_XXS; }
+
+size_t quantize_row(DType t, const float* x, void* dst, int64_t n) { return quantize_row(t, x, dst, n, nullptr); }
+
+size_t quantize_row(DType t, const float* x, void* dst, int64_t n, const float* importance) {
+    if (needs_importance(t) && importance) {
+        KILN_ASSERT(n % QK_K == 0, "quantize_row: n=%lld is not whole %s blocks", (long long)n, dtype_name(t));
+        quantize_row_iq2_xxs(x, static_cast<block_iq2_xxs*>(dst), n, importance);
+        return row_bytes(t, n);
+    }
     if (!has_quantizer(t)) return 0;
     const DTypeInfo& info = dtype_info(t);
     KILN_ASSERT(n % info.block_size == 0, "quantize_row: n=%lld is not a multiple of %s's block size %u",
@@ -654,8 +663,8 @@ size_t quantize_row(DType t, const float* x, void* dst, int64_t n) {
         case DType::Q4_K: quantize_row_q4_K(x, static_cast<block_q4_K*>(dst), n); break;
         case DType::Q5_K: quantize_row_q5_K(x, static_cast<block_q5_K*>(dst), n); break;
         case DType::Q6_K: quantize_row_q6_K(x, static_cast<block_q6_K*>(dst), n); break;
-        case DType::IQ4_NL: quantize_row_iq4_nl(x, static_cast<block_iq4_nl*>(dst), n); break;
-        case DType::IQ4_XS: quantize_row_iq4_xs(x, static_cast<block_iq4_xs*>(dst), n); break;
+        case DType::IQ4_NL: quantize_row_iq4_nl(x, static_cast<block_iq4_nl*>(dst), n, importance); break;
+        case DType::IQ4_XS: quantize_row_iq4_xs(x, static_cast<block_iq4_xs*>(dst), n, importance); break;
         default: return 0;
     }
     return row_bytes(t, n);

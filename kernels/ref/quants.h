@@ -89,12 +89,24 @@ void quantize_row_q6_K(const float* x, block_q6_K* y, int64_t n);
 void quantize_row_iq4_nl(const float* x, block_iq4_nl* y, int64_t n, const float* importance = nullptr);
 void quantize_row_iq4_xs(const float* x, block_iq4_xs* y, int64_t n, const float* importance = nullptr);
 
-// True when quantize_row() can produce type t (F32, F16, BF16 and the types above).
+// IQ2_XXS with ggml's lattice search (quantize_row_iq2_xxs_impl: 13 scales around the
+// best 4-level fit, off-grid points snapped to their nearest grid neighbours), which needs
+// an importance row, as ggml does.
+void quantize_row_iq2_xxs(const float* x, block_iq2_xxs* y, int64_t n, const float* importance);
+
+// True when quantize_row() can produce type t (F32, F16, BF16 and the types above that
+// need no importance matrix).
 bool has_quantizer(DType t);
+// True for the types whose quantizer needs an importance row (IQ2_XXS; ggml's
+// ggml_quantize_requires_imatrix): quantize_row with one.
+bool needs_importance(DType t);
 
 // Writes row_bytes(t, n) bytes to dst and returns that count; F32 copies, F16 and BF16
 // round to nearest even. Returns 0 (and writes nothing) when !has_quantizer(t).
 size_t quantize_row(DType t, const float* x, void* dst, int64_t n);
+// The same with an importance row (n per-element weights, e.g. an imatrix row; nullptr for
+// none), which IQ4_NL and IQ4_XS use and needs_importance(t) types require.
+size_t quantize_row(DType t, const float* x, void* dst, int64_t n, const float* importance);
 
 // ---- dot product ----------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ int layer_of(const std::string& name) {
 }  // namespace
 
 // llama_tensor_get_type_impl for the K-quant and legacy mixes kiln writes.
-DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied, int n_gqa) {
+DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied, int n_gqa, bool has_imatrix) {
     if (!is_quantized(mix.base)) return mix.base;
     const uint32_t ft = mix.ftype;
     const bool iq4 = ft == IQ4_NL || ft == IQ4_XS;
@@ -108,8 +108,9 @@ DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_
     } else if (contains(name, "ffn_down")) {
         if (ft == Q4_K_M && use_more_bits(il, n_layer)) type = DType::Q6_K;
         else if (ft == Q5_K_M && use_more_bits(il, n_layer)) type = DType::Q6_K;
-        else if (iq4 && il < n_layer / 8) type = DType::Q5_K;  // (llama.cpp: without an imatrix)
+        else if (iq4 && il < n_layer / 8 && !has_imatrix) type = DType::Q5_K;
         else if (ft == Q4_K_S && il < n_layer / 8) type = DType::Q5_K;
+        else if ((ft == Q4_0 || ft == Q5_0) && has_imatrix && il < n_layer / 8) type = ft == Q4_0 ? DType::Q4_1 : DType::Q5_1;
     } else if (contains(name, "attn_output.weight")) {
         if (n_expert == 8 && (ft == Q4_K_S || ft == Q4_K_M || iq4)) type = DType::Q5_K;
     }
@@ -178,7 +179,7 @@ Expected<std::vector<DType>> plan_quantization(const GgufFile& f, const Quantize
         else if (t.name == "token_embd.weight" && o.token_embd_type) type = *o.token_embd_type, manual = true;
         for (size_t i = 0; i < o.overrides.size() && !manual; ++i)
             if (std::regex_search(t.name, o.overrides[i].re)) type = o.overrides[i].type, manual = true;
-        if (!manual) type = mix_tensor_type(o.mix, t.name, t.ne[0], int(n_layer.value()), int(n_expert.value()), tied, n_gqa);
+        if (!manual) type = mix_tensor_type(o.mix, t.name, t.ne[0], int(n_layer.value()), int(n_expert.value()), tied, n_gqa, o.imatrix != nullptr);
         plan.push_back(fallback(type, t.ne[0]));
     }
     return plan;
@@ -187,11 +188,22 @@ Expected<std::vector<DType>> plan_quantization(const GgufFile& f, const Quantize
 Status quantize_gguf(GgufFile& f, const QuantizeOptions& o) {
     auto plan = plan_quantization(f, o);
     if (!plan) return plan.status();
-    for (size_t i = 0; i < f.tensors().size(); ++i)
-        if (plan.value()[i] != f.tensors()[i].dtype && !ref::has_quantizer(plan.value()[i]))
-            return Status::error("%s: tensor '%s' would be %s, which kiln reads but cannot write yet (the 1-3 bit lattice formats need ggml's grid search "
-                                 "with an importance matrix); llama-quantize writes them",
-                                 o.mix.name.c_str(), f.tensors()[i].name.c_str(), dtype_name(plan.value()[i]));
+    for (size_t i = 0; i < f.tensors().size(); ++i) {
+        const GgufTensor& t = f.tensors()[i];
+        const DType to = plan.value()[i];
+        if (to == t.dtype || ref::has_quantizer(to)) continue;
+        if (!ref::needs_importance(to))
+            return Status::error("%s: tensor '%s' would be %s, which kiln reads but cannot write yet (of the 1-3 bit lattice formats it writes "
+                                 "iq2_xxs only); llama-quantize writes them",
+                                 o.mix.name.c_str(), t.name.c_str(), dtype_name(to));
+        const std::vector<float>* w = o.imatrix ? o.imatrix->find(t.name) : nullptr;
+        if (!w) return Status::error("%s: tensor '%s' would be %s, which needs an importance matrix (kiln-quantize --imatrix FILE, llama-imatrix's GGUF output)%s",
+                                     o.mix.name.c_str(), t.name.c_str(), dtype_name(to), o.imatrix ? " that has this tensor" : "");
+        const int64_t experts = t.n_dims > 2 ? t.ne[2] : 1;
+        if (int64_t(w->size()) != experts * t.ne[0])
+            return Status::error("%s: the importance matrix has %zu values for tensor '%s', which needs %lld (%lld per row%s)", o.mix.name.c_str(), w->size(),
+                                 t.name.c_str(), (long long)(experts * t.ne[0]), (long long)t.ne[0], experts > 1 ? " per expert" : "");
+    }
     ThreadPool pool(o.n_threads);
     const std::vector<GgufTensor>& tensors = f.tensors();
     size_t total = 0, done = 0;
@@ -202,12 +214,17 @@ Status quantize_gguf(GgufFile& f, const QuantizeOptions& o) {
         if (to == t.dtype) continue;
         const int64_t cols = t.ne[0], rows = t.n_elements() / cols;
         const size_t src_row = row_bytes(t.dtype, cols), dst_row = row_bytes(to, cols);
+        // The tensor's importance rows (one per expert), for the types that take them; a
+        // size that does not fit is ignored here (those types also quantize without).
+        const std::vector<float>* imp = o.imatrix ? o.imatrix->find(t.name) : nullptr;
+        const int64_t rows_per_expert = t.n_dims > 2 ? t.ne[1] : rows;
+        if (imp && int64_t(imp->size()) != rows / rows_per_expert * cols) imp = nullptr;
         auto out = std::make_shared<std::vector<uint8_t>>(dst_row * size_t(rows));  // (rows, dst_row) the new bytes
         pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1, int) {
             std::vector<float> row(static_cast<size_t>(cols));  // (cols) one row in f32
             for (int64_t r = r0; r < r1; ++r) {
                 ref::dequantize_row(t.dtype, t.data + size_t(r) * src_row, row.data(), cols);
-                ref::quantize_row(to, row.data(), out->data() + size_t(r) * dst_row, cols);
+                ref::quantize_row(to, row.data(), out->data() + size_t(r) * dst_row, cols, imp ? imp->data() + r / rows_per_expert * cols : nullptr);
             }
         });
         KILN_TRY(f.replace_tensor(t.name, to, out->data(), out->size(), out));

@@ -13,8 +13,10 @@ independent of kiln's and of ggml's C code):
 tests/test_quantize_mix.cpp holds kiln's quantization of the same input to the same types
 and to an RMSE no larger than these. The 1-2 bit IQ mixes (PLAN_MIXES), which llama-quantize
 makes only with an importance matrix (IMATRIX.gguf, from llama-imatrix on any text: the
-types do not depend on it) and kiln cannot quantize to, are stored as types alone ("plans"):
-kiln's plan_quantization must name the same type for every tensor.
+types do not depend on it), are stored as each tensor's type and a checksum of its bytes
+("plans"): kiln's plan_quantization must name the same types, and where kiln writes the type
+with the same importance matrix (tests/data/smollm2-imatrix.gguf: iq2_xxs, iq4_nl) the same
+bytes. The checksum is sum((i + 1) * byte[i]) mod 2^64 (test_quantize_mix.cpp computes it too).
 """
 import json
 import os
@@ -32,6 +34,11 @@ PLAN_MIXES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M"]
 
 def type_name(t):
     return t.tensor_type.name.lower().replace("_k", "_K")
+
+
+def checksum(t):
+    b = np.asarray(t.data).view(np.uint8).ravel().astype(np.uint64)
+    return str(int(np.sum(b * (np.arange(b.size, dtype=np.uint64) + np.uint64(1)), dtype=np.uint64)))
 
 
 def tensors(path):
@@ -58,7 +65,7 @@ def main(quantize_bin, model, out_path, imatrix):
         for mix in PLAN_MIXES:
             out = os.path.join(tmp, f"{mix}.gguf")
             subprocess.run([quantize_bin, "--imatrix", imatrix, model, out, mix, "2"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            result["plans"][mix] = {name: type_name(t) for name, t in tensors(out).items()}
+            result["plans"][mix] = {name: [type_name(t), checksum(t)] for name, t in tensors(out).items()}
             print(f"{mix}: types of {len(result['plans'][mix])} tensors", file=sys.stderr)
     with open(out_path, "w") as f:
         json.dump(result, f, separators=(",", ":"))

@@ -26,7 +26,8 @@ struct Args {
     std::string in, out, type;
     kiln::QuantizeOptions opt;
     bool rmse = false;
-    std::string rmse_vs;
+    std::string rmse_vs, imatrix_path;
+    kiln::ImportanceMatrix imatrix;
     std::vector<std::string> override_kv;
     kiln::SplitOptions split;
     bool help = false;
@@ -38,7 +39,7 @@ kiln::Status parse(int argc, char** argv, Args* out, std::string* usage) {
     kiln::cli::Flags f("kiln-quantize [options] IN OUT.gguf TYPE\n"
                        "  IN     GGUF file, or Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)\n"
                        "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS F16 BF16 F32,\n"
-                       "         or COPY (tensors kept)");
+                       "         IQ2_XXS (with --imatrix), or COPY (tensors kept)");
     f.value("--tensor-type", "PATTERN=TYPE", "tensors whose name matches PATTERN (regex) get TYPE (repeatable; first match wins)", [&a](const std::string& v) -> kiln::Status {
         auto o = kiln::parse_tensor_type_override(v);
         if (!o) return o.status();
@@ -67,6 +68,11 @@ kiln::Status parse(int argc, char** argv, Args* out, std::string* usage) {
             });
     f.integer("--split-max-tensors", "N", "write OUT as parts of at most N tensors", &a.split.max_tensors, 1, 1 << 30);
     f.integer("-t, --threads", "N", "threads (default: all cores)", &a.opt.n_threads, 1, 1024);
+    f.value("--imatrix", "FILE.gguf", "importance matrix (llama-imatrix's GGUF output): required by IQ2_XXS, used by IQ4_NL/IQ4_XS; the mix rules then "
+            "follow llama-quantize's with an imatrix (the k-quant and legacy quantizers do not use it)", [&a](const std::string& v) {
+                a.imatrix_path = v;
+                return kiln::Status::ok();
+            });
     f.boolean("--rmse", "print each quantized tensor's RMSE against the input on stdout", &a.rmse);
     f.value("--rmse-vs", "OTHER.gguf", "... and the RMSE of OTHER's version of it (e.g. llama-quantize's output)", [&a](const std::string& v) {
         return a.rmse = true, a.rmse_vs = v, kiln::Status::ok();
@@ -81,6 +87,12 @@ kiln::Status parse(int argc, char** argv, Args* out, std::string* usage) {
     auto mix = kiln::parse_quant_mix(a.type);
     if (!mix) return mix.status();
     a.opt.mix = mix.value();
+    if (!a.imatrix_path.empty()) {
+        auto im = kiln::load_imatrix(a.imatrix_path);
+        if (!im) return im.status();
+        a.imatrix = std::move(im.value());
+        a.opt.imatrix = &a.imatrix;  // a points at its own member: Args is not moved after parse
+    }
     return kiln::Status::ok();
 }
 

@@ -18,6 +18,7 @@
 
 #include "kiln/dtype.h"
 #include "kiln/format/gguf.h"
+#include "kiln/format/imatrix.h"
 #include "kiln/status.h"
 
 namespace kiln {
@@ -31,8 +32,9 @@ struct QuantMix {
 
 // Accepts llama-quantize's names, any case: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K_S Q4_K_M (= Q4_K)
 // Q5_K_S Q5_K_M (= Q5_K) Q6_K IQ4_NL IQ4_XS F16 BF16 F32, and COPY (every tensor kept: a metadata-only rewrite).
-// IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ1_S IQ1_M name their per-tensor types (mix_tensor_type) for
-// kiln-synth's random files; quantize_gguf refuses them (no lattice quantizers yet).
+// IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ1_S IQ1_M name their per-tensor types (mix_tensor_type), also
+// for kiln-synth's random files; quantize_gguf writes the IQ2_XXS mix's iq2_xxs tensors with
+// an importance matrix and refuses the lattice types it has no quantizer for.
 Expected<QuantMix> parse_quant_mix(const std::string& name);
 // One type name (q4_K, q8_0, f16, ...) for --tensor-type and friends.
 Expected<DType> parse_quant_type(const std::string& name);
@@ -44,7 +46,10 @@ Expected<DType> parse_quant_type(const std::string& name);
 // output (or the tied embeddings), the Mixtral (8 experts) bumps; the 1-2 bit IQ mixes:
 // q5_K output, q2_K (IQ2_S/IQ2_M: iq3_s) token embeddings, attn_v and first-eighth
 // ffn_down, q4_K attn_v with 4+ query heads per KV head or 4+ experts.
-DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied_embeddings, int n_gqa = 1);
+// has_imatrix: an importance matrix is given (llama-quantize then keeps IQ4_NL/IQ4_XS's
+// first-eighth ffn_down and moves Q4_0/Q5_0's to Q4_1/Q5_1).
+DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied_embeddings, int n_gqa = 1,
+                      bool has_imatrix = false);
 
 struct TensorTypeOverride {
     std::string pattern;  // searched in the tensor name (std::regex_search), as llama-quantize's --tensor-type
@@ -59,6 +64,10 @@ struct QuantizeOptions {
     std::vector<TensorTypeOverride> overrides;  // first match wins
     std::optional<DType> output_type;           // --output-tensor-type
     std::optional<DType> token_embd_type;       // --token-embedding-type
+    // --imatrix: per-column weights of the rounding error, for the types whose quantizer
+    // takes them (IQ4_NL, IQ4_XS) or needs them (IQ2_XXS); the k-quant and legacy quantizers
+    // ignore them (llama-quantize uses them there too, so those tensors then differ).
+    const ImportanceMatrix* imatrix = nullptr;
     int n_threads = 0;                          // 0: all cores
     // Called after each tensor with (done, total); nullptr for silence.
     std::function<void(size_t, size_t)> progress;
