@@ -4,6 +4,7 @@
 // quantizing at load equals loading a file quantized beforehand.
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "kiln/kiln.h"
@@ -74,8 +75,8 @@ TEST_CASE("quantize: every mix gives llama-quantize's type and RMSE for each ten
 
 // The 1-2 bit IQ mixes: llama-quantize's type for every tensor (it needs an importance
 // matrix to write them; the types do not depend on it); with the same importance matrix
-// (tests/data/smollm2-imatrix.gguf, llama-imatrix's), the IQ2_XXS mix's iq2_xxs and iq4_nl
-// tensors get llama-quantize's bytes; the lattice types kiln cannot write are refused.
+// (tests/data/smollm2-imatrix.gguf, llama-imatrix's), the IQ2_XXS and IQ2_XS mixes get
+// llama-quantize's bytes; the lattice types kiln cannot write are refused.
 namespace {
 // sum((i + 1) * byte[i]) mod 2^64, as make_quantize_reference.py records it.
 std::string checksum(const kiln::GgufTensor& t) {
@@ -85,7 +86,7 @@ std::string checksum(const kiln::GgufTensor& t) {
 }
 }  // namespace
 
-TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS with an imatrix gives its bytes") {
+TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS and IQ2_XS with an imatrix give its bytes") {
     const std::string path = kiln::test::model_path(kF16Model);
     if (!kiln::test::require_file(path)) return;
     std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
@@ -111,34 +112,98 @@ TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS with
             lattice += (*plan)[i] != kiln::DType::IQ4_NL && !kiln::ref::has_quantizer((*plan)[i]);
         }
         CHECK(lattice >= 27);  // the 1536-wide ffn_down (and token_embd) get the mix's own types
+        if (mix == "IQ2_XXS" || mix == "IQ2_XS") continue;  // written below
         auto g = kiln::GgufFile::open(path);
         REQUIRE(g.is_ok());
         const kiln::Status st = kiln::quantize_gguf(g.value(), o);
-        CHECK(st.message().find("which kiln reads but cannot write yet") != std::string::npos);  // q2_K, iq2_xs, ...
+        CHECK(st.message().find("which kiln reads but cannot write yet") != std::string::npos);  // iq2_xs, iq1_s, ...
     }
-    // IQ2_XXS: its q2_K tensors (the first eighth's ffn_down) as q4_K, the rest as planned.
-    auto g = kiln::GgufFile::open(path);
-    REQUIRE(g.is_ok());
-    kiln::QuantizeOptions o = options_for("IQ2_XXS");
-    o.imatrix = &im.value();
-    auto q4 = kiln::parse_tensor_type_override("blk\\.[0-2]\\.ffn_down=q4_K");
-    REQUIRE(q4.is_ok());
-    o.overrides.push_back(q4.value());
-    REQUIRE(kiln::quantize_gguf(g.value(), o).is_ok());
-    int same = 0, compared = 0;
-    for (const kiln::GgufTensor& t : g->tensors()) {
-        if (t.dtype != kiln::DType::IQ2_XXS && t.dtype != kiln::DType::IQ4_NL) continue;
-        CAPTURE(t.name);
-        ++compared;
-        same += checksum(t) == ref["plans"]["IQ2_XXS"][t.name][1].get<std::string>();
+    // The IQ2_XXS and IQ2_XS mixes: every tensor llama-quantize's bytes, but their q4_0 ones
+    // (llama-quantize weighs those by the imatrix too; kiln's legacy quantizers do not).
+    kiln::QuantizeOptions o;
+    for (const char* mix : {"IQ2_XXS", "IQ2_XS"}) {
+        CAPTURE(mix);
+        auto g = kiln::GgufFile::open(path);
+        REQUIRE(g.is_ok());
+        o = options_for(mix);
+        o.imatrix = &im.value();
+        REQUIRE(kiln::quantize_gguf(g.value(), o).is_ok());
+        std::map<std::string, int> same, compared;  // per type
+        for (const kiln::GgufTensor& t : g->tensors()) {
+            if (t.dtype == kiln::DType::Q4_0) continue;
+            CAPTURE(t.name);
+            ++compared[kiln::dtype_name(t.dtype)];
+            same[kiln::dtype_name(t.dtype)] += checksum(t) == ref["plans"][mix][t.name][1].get<std::string>();
+        }
+        CHECK(compared[std::string(mix) == "IQ2_XXS" ? "iq2_xxs" : "iq2_xs"] == 27);
+        CHECK(compared["q2_K"] == 3);
+        CHECK(compared["iq4_nl"] == 150);
+        CHECK(same == compared);
     }
-    CHECK(compared == 27 + 150);
-    CHECK(same == compared);
     // Without an importance matrix, IQ2_XXS is refused by name.
     auto h = kiln::GgufFile::open(path);
     REQUIRE(h.is_ok());
     o.imatrix = nullptr;
     CHECK(kiln::quantize_gguf(h.value(), o).message().find("needs an importance matrix") != std::string::npos);
+}
+
+// q2_K without an importance matrix (ggml's quantize_row_q2_K_ref): llama-quantize's bytes.
+TEST_CASE("quantize: q2_K without an imatrix gives llama-quantize's bytes (--tensor-type ffn_down=q2_K)") {
+    const std::string path = kiln::test::model_path(kF16Model);
+    if (!kiln::test::require_file(path)) return;
+    std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
+    REQUIRE(in.good());
+    const nlohmann::json ref = nlohmann::json::parse(in)["overrides"]["Q4_K_M ffn_down=q2_K"];
+    auto f = kiln::GgufFile::open(path);
+    REQUIRE(f.is_ok());
+    kiln::QuantizeOptions o = options_for("Q4_K_M");
+    auto q2 = kiln::parse_tensor_type_override("ffn_down=q2_K");
+    REQUIRE(q2.is_ok());
+    o.overrides.push_back(q2.value());
+    REQUIRE(kiln::quantize_gguf(f.value(), o).is_ok());
+    int q2_same = 0, q2_n = 0, bad = 0;
+    for (const kiln::GgufTensor& t : f->tensors()) {
+        CAPTURE(t.name);
+        const bool same = std::string(kiln::dtype_name(t.dtype)) == ref[t.name][0].get<std::string>() && checksum(t) == ref[t.name][1].get<std::string>();
+        if (t.dtype == kiln::DType::Q2_K) q2_same += same, ++q2_n;
+        else bad += !same;
+    }
+    CHECK(q2_n == 30);
+    CHECK(q2_same == 30);
+    CHECK(bad == 0);
+}
+
+// IQ3_XXS with an importance matrix (--tensor-type ffn_down=iq3_xxs --imatrix): llama-quantize's
+// bytes for those tensors (its other tensors use the imatrix in quantizers kiln's do not).
+TEST_CASE("quantize: iq3_xxs with an imatrix gives llama-quantize's bytes") {
+    const std::string path = kiln::test::model_path(kF16Model);
+    if (!kiln::test::require_file(path)) return;
+    std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
+    REQUIRE(in.good());
+    const nlohmann::json ref = nlohmann::json::parse(in)["overrides"]["Q4_K_M ffn_down=iq3_xxs imatrix"];
+    auto im = kiln::load_imatrix(kiln::test::data_path("smollm2-imatrix.gguf"));
+    REQUIRE(im.is_ok());
+    auto f = kiln::GgufFile::open(path);
+    REQUIRE(f.is_ok());
+    kiln::QuantizeOptions o = options_for("Q4_K_M");
+    auto iq3 = kiln::parse_tensor_type_override("ffn_down=iq3_xxs");
+    REQUIRE(iq3.is_ok());
+    o.overrides.push_back(iq3.value());
+    o.imatrix = &im.value();
+    REQUIRE(kiln::quantize_gguf(f.value(), o).is_ok());
+    int same = 0, n = 0;
+    for (const kiln::GgufTensor& t : f->tensors()) {
+        CAPTURE(t.name);
+        CHECK(std::string(kiln::dtype_name(t.dtype)) == ref[t.name][0].get<std::string>());
+        if (t.dtype == kiln::DType::IQ3_XXS) same += checksum(t) == ref[t.name][1].get<std::string>(), ++n;
+    }
+    CHECK(n == 30);
+    CHECK(same == 30);
+    // Without one it is refused, as llama-quantize refuses it.
+    auto g = kiln::GgufFile::open(path);
+    REQUIRE(g.is_ok());
+    o.imatrix = nullptr;
+    CHECK(kiln::quantize_gguf(g.value(), o).message().find("needs an importance matrix") != std::string::npos);
 }
 
 // The importance-matrix reader: llama-imatrix's file, and clear errors for what is not one.
@@ -195,9 +260,9 @@ TEST_CASE("quantize: bad names and overrides are clear errors") {
     CHECK(m.message().find("'q3_k_m' is not a quantization kiln writes") != std::string::npos);
     CHECK(m.message().find("Q4_K_M") != std::string::npos);
     CHECK(kiln::parse_quant_mix("Q8_0").is_ok());
-    auto t = kiln::parse_quant_type("q2_K");
+    auto t = kiln::parse_quant_type("q3_K");
     REQUIRE_FALSE(t.is_ok());
-    CHECK(t.message().find("'q2_K' is not a type kiln can quantize to") != std::string::npos);
+    CHECK(t.message().find("'q3_K' is not a type kiln can quantize to") != std::string::npos);
     for (const char* bad : {"attn_v", "=q8_0", "attn_v=", "attn_v=q9_0", "attn_v[=q8_0"}) {
         CAPTURE(bad);
         auto o = kiln::parse_tensor_type_override(bad);

@@ -575,7 +575,7 @@ TEST_CASE("quants: quantize_row dispatch") {
         const size_t written = ref::quantize_row(t, x.data(), buf.data(), 256);
         CHECK(written == (ref::has_quantizer(t) ? row_bytes(t, 256) : 0));
     }
-    CHECK_FALSE(ref::has_quantizer(DType::Q2_K));  // dequantize only, for now
+    CHECK(ref::has_quantizer(DType::Q2_K));
     CHECK_FALSE(ref::has_quantizer(DType::Q3_K));
 }
 

@@ -623,7 +623,7 @@ bool has_quantizer(DType t) {
         case DType::F32: case DType::F16: case DType::BF16:
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
         case DType::Q8_0: case DType::Q8_1: case DType::Q8_K:
-        case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+        case DType::Q2_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
         case DType::IQ4_NL: case DType::IQ4_XS:
             return true;
         default:
@@ -631,14 +631,16 @@ bool has_quantizer(DType t) {
     }
 }
 
-bool needs_importance(DType t) { return t == DType::IQ2_XXS; }
+bool needs_importance(DType t) { return t == DType::IQ2_XXS || t == DType::IQ2_XS || t == DType::IQ3_XXS; }
 
 size_t quantize_row(DType t, const float* x, void* dst, int64_t n) { return quantize_row(t, x, dst, n, nullptr); }
 
 size_t quantize_row(DType t, const float* x, void* dst, int64_t n, const float* importance) {
     if (needs_importance(t) && importance) {
         KILN_ASSERT(n % QK_K == 0, "quantize_row: n=%lld is not whole %s blocks", (long long)n, dtype_name(t));
-        quantize_row_iq2_xxs(x, static_cast<block_iq2_xxs*>(dst), n, importance);
+        if (t == DType::IQ2_XXS) quantize_row_iq2_xxs(x, static_cast<block_iq2_xxs*>(dst), n, importance);
+        else if (t == DType::IQ2_XS) quantize_row_iq2_xs(x, static_cast<block_iq2_xs*>(dst), n, importance);
+        else quantize_row_iq3_xxs(x, static_cast<block_iq3_xxs*>(dst), n, importance);
         return row_bytes(t, n);
     }
     if (!has_quantizer(t)) return 0;
@@ -660,6 +662,7 @@ size_t quantize_row(DType t, const float* x, void* dst, int64_t n, const float* 
         case DType::Q8_0: quantize_row_q8_0(x, static_cast<block_q8_0*>(dst), n); break;
         case DType::Q8_1: quantize_row_q8_1(x, static_cast<block_q8_1*>(dst), n); break;
         case DType::Q8_K: quantize_row_q8_K(x, static_cast<block_q8_K*>(dst), n); break;
+        case DType::Q2_K: quantize_row_q2_K(x, static_cast<block_q2_K*>(dst), n, importance); break;
         case DType::Q4_K: quantize_row_q4_K(x, static_cast<block_q4_K*>(dst), n); break;
         case DType::Q5_K: quantize_row_q5_K(x, static_cast<block_q5_K*>(dst), n); break;
         case DType::Q6_K: quantize_row_q6_K(x, static_cast<block_q6_K*>(dst), n); break;

@@ -89,15 +89,24 @@ void quantize_row_q6_K(const float* x, block_q6_K* y, int64_t n);
 void quantize_row_iq4_nl(const float* x, block_iq4_nl* y, int64_t n, const float* importance = nullptr);
 void quantize_row_iq4_xs(const float* x, block_iq4_xs* y, int64_t n, const float* importance = nullptr);
 
+// q2_K: without importance ggml's quantize_row_q2_K_ref (weights |x|, scales and mins
+// scaled to their maxima); with it quantize_row_q2_K_impl (llama-quantize --imatrix).
+void quantize_row_q2_K(const float* x, block_q2_K* y, int64_t n, const float* importance = nullptr);
 // IQ2_XXS with ggml's lattice search (quantize_row_iq2_xxs_impl: 13 scales around the
 // best 4-level fit, off-grid points snapped to their nearest grid neighbours), which needs
 // an importance row, as ggml does.
 void quantize_row_iq2_xxs(const float* x, block_iq2_xxs* y, int64_t n, const float* importance);
+// IQ2_XS (quantize_row_iq2_xs_impl: a scale per 16 weights, 19 scales tried), with importance.
+void quantize_row_iq2_xs(const float* x, block_iq2_xs* y, int64_t n, const float* importance);
+// IQ3_XXS (quantize_row_iq3_xxs_impl: 31 scales, off-grid points snapped again at the best),
+// with importance (llama-quantize requires one) or without (weights x^2).
+void quantize_row_iq3_xxs(const float* x, block_iq3_xxs* y, int64_t n, const float* importance = nullptr);
 
 // True when quantize_row() can produce type t (F32, F16, BF16 and the types above that
 // need no importance matrix).
 bool has_quantizer(DType t);
-// True for the types whose quantizer needs an importance row (IQ2_XXS; ggml's
+// True for the types whose quantizer needs an importance row (IQ2_XXS, IQ2_XS, and IQ3_XXS, which
+// kiln could write without one but llama-quantize refuses to; ggml's
 // ggml_quantize_requires_imatrix): quantize_row with one.
 bool needs_importance(DType t);
 

@@ -30,6 +30,12 @@ from gguf.quants import dequantize
 
 MIXES = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1", "IQ4_NL", "IQ4_XS"]
 PLAN_MIXES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M"]
+# Runs with --tensor-type overrides, stored as plans are ("overrides"): q2_K without an
+# importance matrix (the IQ2_XXS plan has it with one), iq3_xxs with one (IMATRIX_FLAG is
+# replaced by --imatrix IMATRIX.gguf).
+IMATRIX_FLAG = "<imatrix>"
+OVERRIDE_RUNS = {"Q4_K_M ffn_down=q2_K": ["Q4_K_M", "--tensor-type", "ffn_down=q2_K"],
+                 "Q4_K_M ffn_down=iq3_xxs imatrix": ["Q4_K_M", IMATRIX_FLAG, "--tensor-type", "ffn_down=iq3_xxs"]}
 
 
 def type_name(t):
@@ -67,6 +73,13 @@ def main(quantize_bin, model, out_path, imatrix):
             subprocess.run([quantize_bin, "--imatrix", imatrix, model, out, mix, "2"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             result["plans"][mix] = {name: [type_name(t), checksum(t)] for name, t in tensors(out).items()}
             print(f"{mix}: types of {len(result['plans'][mix])} tensors", file=sys.stderr)
+        result["overrides"] = {}
+        for name, (mix, *flags) in OVERRIDE_RUNS.items():
+            out = os.path.join(tmp, "override.gguf")
+            flags = [g for f in flags for g in (["--imatrix", imatrix] if f == IMATRIX_FLAG else [f])]
+            subprocess.run([quantize_bin, *flags, model, out, mix, "2"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            result["overrides"][name] = {n: [type_name(t), checksum(t)] for n, t in tensors(out).items()}
+            print(f"{name}: {len(result['overrides'][name])} tensors", file=sys.stderr)
     with open(out_path, "w") as f:
         json.dump(result, f, separators=(",", ":"))
 
