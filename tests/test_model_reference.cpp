@@ -157,18 +157,18 @@ void check_model(const std::string& model_file, const std::string& ref_file, con
         }
         exact += gen == c.generated;
         // Where the two engines part, llama.cpp itself was within the noise of picking
-        // kiln's token: its top-2 margin there is under its own flash-attention logit change,
-        // or under the change kiln shows on this prompt (held to 2x that above): on the 1.5B
-        // a 64-token run can part at a margin of 1.1x llama.cpp's noise where kiln's logits
-        // sit 1.1x its noise away. (Not for MoE: after a router near-tie picks another
-        // expert, logits jump.)
+        // kiln's token: its top-2 margin there is under the tolerance kiln's logits are held
+        // to above (2x its flash-attention logit change), or under the change kiln shows on
+        // this prompt: on the 1.5B a 64-token run can part at a margin of 1.1x llama.cpp's
+        // noise where kiln's logits sit 1.1x its noise away, on the random IQ2_M file at 1.16x.
+        // (Not for MoE: after a router near-tie picks another expert, logits jump.)
         size_t k = 0;
         while (k < gen.size() && gen[k] == c.generated[k]) ++k;
         if (k < gen.size() && !moe) {
             CAPTURE(k);
             CAPTURE(d_prompt);
             CAPTURE(d_final);
-            CHECK(c.margins[k] < std::max({noise, d_prompt, d_final}));
+            CHECK(c.margins[k] < std::max({bound, d_prompt, d_final}));
         }
     }
     MESSAGE(model_file << " [" << std::string(isa) << std::string(repack ? ", repack" : "") << "]: " << exact << "/" << cases.size() << " prompts give llama.cpp's exact "

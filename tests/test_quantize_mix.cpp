@@ -75,8 +75,8 @@ TEST_CASE("quantize: every mix gives llama-quantize's type and RMSE for each ten
 
 // The 1-2 bit IQ mixes: llama-quantize's type for every tensor (it needs an importance
 // matrix to write them; the types do not depend on it); with the same importance matrix
-// (tests/data/smollm2-imatrix.gguf, llama-imatrix's), the IQ2_XXS and IQ2_XS mixes get
-// llama-quantize's bytes; the lattice types kiln cannot write are refused.
+// (tests/data/smollm2-imatrix.gguf, llama-imatrix's), the IQ2_XXS, IQ2_XS and IQ2_S mixes
+// get llama-quantize's bytes; the lattice types kiln cannot write are refused.
 namespace {
 // sum((i + 1) * byte[i]) mod 2^64, as make_quantize_reference.py records it.
 std::string checksum(const kiln::GgufTensor& t) {
@@ -86,7 +86,7 @@ std::string checksum(const kiln::GgufTensor& t) {
 }
 }  // namespace
 
-TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS and IQ2_XS with an imatrix give its bytes") {
+TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS, IQ2_XS and IQ2_S with an imatrix give its bytes") {
     const std::string path = kiln::test::model_path(kF16Model);
     if (!kiln::test::require_file(path)) return;
     std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
@@ -112,16 +112,20 @@ TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS and 
             lattice += (*plan)[i] != kiln::DType::IQ4_NL && !kiln::ref::has_quantizer((*plan)[i]);
         }
         CHECK(lattice >= 27);  // the 1536-wide ffn_down (and token_embd) get the mix's own types
-        if (mix == "IQ2_XXS" || mix == "IQ2_XS") continue;  // written below
+        if (mix == "IQ2_XXS" || mix == "IQ2_XS" || mix == "IQ2_S") continue;  // written below
         auto g = kiln::GgufFile::open(path);
         REQUIRE(g.is_ok());
         const kiln::Status st = kiln::quantize_gguf(g.value(), o);
         CHECK(st.message().find("which kiln reads but cannot write yet") != std::string::npos);  // iq2_xs, iq1_s, ...
     }
-    // The IQ2_XXS and IQ2_XS mixes: every tensor llama-quantize's bytes, but their q4_0 ones
-    // (llama-quantize weighs those by the imatrix too; kiln's legacy quantizers do not).
+    // The IQ2_XXS, IQ2_XS and IQ2_S mixes: every tensor llama-quantize's bytes, but their q4_0
+    // ones (llama-quantize weighs those by the imatrix too; kiln's legacy quantizers do not).
     kiln::QuantizeOptions o;
-    for (const char* mix : {"IQ2_XXS", "IQ2_XS"}) {
+    const std::map<std::string, std::map<std::string, int>> expect = {
+        {"IQ2_XXS", {{"iq2_xxs", 27}, {"q2_K", 3}, {"iq4_nl", 150}}},
+        {"IQ2_XS", {{"iq2_xs", 27}, {"q2_K", 3}, {"iq4_nl", 150}}},
+        {"IQ2_S", {{"iq2_xs", 27}, {"iq3_s", 3}, {"iq4_nl", 180}}}};
+    for (const auto& [mix, counts] : expect) {
         CAPTURE(mix);
         auto g = kiln::GgufFile::open(path);
         REQUIRE(g.is_ok());
@@ -130,14 +134,12 @@ TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS and 
         REQUIRE(kiln::quantize_gguf(g.value(), o).is_ok());
         std::map<std::string, int> same, compared;  // per type
         for (const kiln::GgufTensor& t : g->tensors()) {
-            if (t.dtype == kiln::DType::Q4_0) continue;
+            if (t.dtype == kiln::DType::Q4_0 || t.dtype == kiln::DType::F32) continue;
             CAPTURE(t.name);
             ++compared[kiln::dtype_name(t.dtype)];
             same[kiln::dtype_name(t.dtype)] += checksum(t) == ref["plans"][mix][t.name][1].get<std::string>();
         }
-        CHECK(compared[std::string(mix) == "IQ2_XXS" ? "iq2_xxs" : "iq2_xs"] == 27);
-        CHECK(compared["q2_K"] == 3);
-        CHECK(compared["iq4_nl"] == 150);
+        for (const auto& [type, n] : counts) CHECK(compared[type] == n);
         CHECK(same == compared);
     }
     // Without an importance matrix, IQ2_XXS is refused by name.
@@ -147,30 +149,35 @@ TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS and 
     CHECK(kiln::quantize_gguf(h.value(), o).message().find("needs an importance matrix") != std::string::npos);
 }
 
-// q2_K without an importance matrix (ggml's quantize_row_q2_K_ref): llama-quantize's bytes.
-TEST_CASE("quantize: q2_K without an imatrix gives llama-quantize's bytes (--tensor-type ffn_down=q2_K)") {
+// q2_K and iq3_s without an importance matrix (ggml's quantize_row_q2_K_ref, iq3_s's x^2
+// weights): llama-quantize's bytes (--tensor-type ffn_down=q2_K / iq3_s over Q4_K_M).
+TEST_CASE("quantize: q2_K and iq3_s without an imatrix give llama-quantize's bytes") {
     const std::string path = kiln::test::model_path(kF16Model);
     if (!kiln::test::require_file(path)) return;
     std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
     REQUIRE(in.good());
-    const nlohmann::json ref = nlohmann::json::parse(in)["overrides"]["Q4_K_M ffn_down=q2_K"];
-    auto f = kiln::GgufFile::open(path);
-    REQUIRE(f.is_ok());
-    kiln::QuantizeOptions o = options_for("Q4_K_M");
-    auto q2 = kiln::parse_tensor_type_override("ffn_down=q2_K");
-    REQUIRE(q2.is_ok());
-    o.overrides.push_back(q2.value());
-    REQUIRE(kiln::quantize_gguf(f.value(), o).is_ok());
-    int q2_same = 0, q2_n = 0, bad = 0;
-    for (const kiln::GgufTensor& t : f->tensors()) {
-        CAPTURE(t.name);
-        const bool same = std::string(kiln::dtype_name(t.dtype)) == ref[t.name][0].get<std::string>() && checksum(t) == ref[t.name][1].get<std::string>();
-        if (t.dtype == kiln::DType::Q2_K) q2_same += same, ++q2_n;
-        else bad += !same;
+    const nlohmann::json all = nlohmann::json::parse(in)["overrides"];
+    for (const auto& [type, dtype] : {std::pair{"q2_K", kiln::DType::Q2_K}, {"iq3_s", kiln::DType::IQ3_S}}) {
+        CAPTURE(type);
+        const nlohmann::json& ref = all[std::string("Q4_K_M ffn_down=") + type];
+        auto f = kiln::GgufFile::open(path);
+        REQUIRE(f.is_ok());
+        kiln::QuantizeOptions o = options_for("Q4_K_M");
+        auto over = kiln::parse_tensor_type_override(std::string("ffn_down=") + type);
+        REQUIRE(over.is_ok());
+        o.overrides.push_back(over.value());
+        REQUIRE(kiln::quantize_gguf(f.value(), o).is_ok());
+        int target_same = 0, target_n = 0, bad = 0;
+        for (const kiln::GgufTensor& t : f->tensors()) {
+            CAPTURE(t.name);
+            const bool same = std::string(kiln::dtype_name(t.dtype)) == ref[t.name][0].get<std::string>() && checksum(t) == ref[t.name][1].get<std::string>();
+            if (t.dtype == dtype) target_same += same, ++target_n;
+            else bad += !same;
+        }
+        CHECK(target_n == 30);
+        CHECK(target_same == 30);
+        CHECK(bad == 0);
     }
-    CHECK(q2_n == 30);
-    CHECK(q2_same == 30);
-    CHECK(bad == 0);
 }
 
 // IQ3_XXS with an importance matrix (--tensor-type ffn_down=iq3_xxs --imatrix): llama-quantize's

@@ -624,7 +624,7 @@ bool has_quantizer(DType t) {
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
         case DType::Q8_0: case DType::Q8_1: case DType::Q8_K:
         case DType::Q2_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-        case DType::IQ4_NL: case DType::IQ4_XS:
+        case DType::IQ4_NL: case DType::IQ4_XS: case DType::IQ3_S:
             return true;
         default:
             return false;
@@ -668,6 +668,7 @@ size_t quantize_row(DType t, const float* x, void* dst, int64_t n, const float* 
         case DType::Q6_K: quantize_row_q6_K(x, static_cast<block_q6_K*>(dst), n); break;
         case DType::IQ4_NL: quantize_row_iq4_nl(x, static_cast<block_iq4_nl*>(dst), n, importance); break;
         case DType::IQ4_XS: quantize_row_iq4_xs(x, static_cast<block_iq4_xs*>(dst), n, importance); break;
+        case DType::IQ3_S: quantize_row_iq3_s(x, static_cast<block_iq3_s*>(dst), n, importance); break;
         default: return 0;
     }
     return row_bytes(t, n);

@@ -96,6 +96,9 @@ void quantize_row_q2_K(const float* x, block_q2_K* y, int64_t n, const float* im
 // best 4-level fit, off-grid points snapped to their nearest grid neighbours), which needs
 // an importance row, as ggml does.
 void quantize_row_iq2_xxs(const float* x, block_iq2_xxs* y, int64_t n, const float* importance);
+// IQ3_S (quantize_row_iq3_s_impl: 19 scales, all points snapped again when any was off the
+// 512-point grid), with or without importance (weights x^2).
+void quantize_row_iq3_s(const float* x, block_iq3_s* y, int64_t n, const float* importance = nullptr);
 // IQ2_XS (quantize_row_iq2_xs_impl: a scale per 16 weights, 19 scales tried), with importance.
 void quantize_row_iq2_xs(const float* x, block_iq2_xs* y, int64_t n, const float* importance);
 // IQ3_XXS (quantize_row_iq3_xxs_impl: 31 scales, off-grid points snapped again at the best),

@@ -1,8 +1,8 @@
-// The quantizers of the 2-bit formats with llama-quantize's weighted searches
+// The quantizers of the 2- and 3-bit formats with llama-quantize's weighted searches
 // (kernels/ref/quants.h): q2_K (with or without an importance matrix), the IQ2_XXS and
-// IQ2_XS lattices (which need one) and IQ3_XXS, bit-exact with llama-quantize's output. Compiled without -m
-// flags like quants.cpp, so no float operation is contracted into an FMA and every sum
-// rounds as in ggml's C.
+// IQ2_XS lattices (which need one), IQ3_XXS and IQ3_S, bit-exact with llama-quantize's
+// output. Compiled without -m flags like quants.cpp, so no float operation is contracted
+// into an FMA and every sum rounds as in ggml's C.
 #include <algorithm>
 #include <array>
 #include <cfloat>
@@ -104,7 +104,7 @@ struct Lattice {
     }
 };
 
-const uint8_t kIq2Levels[3] = {8, 25, 43}, kIq3Levels[8] = {4, 12, 20, 28, 36, 44, 52, 62};
+const uint8_t kIq2Levels[3] = {8, 25, 43}, kIq3Levels[8] = {4, 12, 20, 28, 36, 44, 52, 62}, kIq3sLevels[8] = {1, 3, 5, 7, 9, 11, 13, 15};
 
 const Lattice<8, 2>& iq2xxs_lattice() {
     static const Lattice<8, 2> lattice(&kIqGrids.iq2xxs[0][0], 256, kIq2Levels, 3, 2, 2);
@@ -112,6 +112,10 @@ const Lattice<8, 2>& iq2xxs_lattice() {
 }
 const Lattice<8, 2>& iq2xs_lattice() {
     static const Lattice<8, 2> lattice(&kIqGrids.iq2xs[0][0], 512, kIq2Levels, 3, 2, 2);
+    return lattice;
+}
+const Lattice<4, 3>& iq3s_lattice() {
+    static const Lattice<4, 3> lattice(&kIqGrids.iq3s[0][0], 512, kIq3sLevels, 8, 7, 3);
     return lattice;
 }
 const Lattice<4, 3>& iq3xxs_lattice() {
@@ -549,6 +553,98 @@ void quantize_row_iq3_xxs(const float* x, block_iq3_xxs* y, int64_t n, const flo
         for (int ib = 0; ib < QK_K / 32; ++ib) signs_scale[ib] |= uint32_t(std::clamp(nearest(0.5f * (id * scales[ib] - 1)), 0, 15)) << 28;
         std::memcpy(y[ibl].qs, q3, QK_K / 4);
         std::memcpy(y[ibl].qs + QK_K / 4, signs_scale, sizeof signs_scale);
+    }
+}
+
+void quantize_row_iq3_s(const float* x, block_iq3_s* y, int64_t n, const float* importance) {
+    const Lattice<4, 3>& lat = iq3s_lattice();
+    constexpr int kMaxQ = 8;
+    for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
+        const float* xbl = x + QK_K * ibl;
+        float scales[QK_K / 32], weight[32], waux[32], xval[32];
+        int8_t L[32], Laux[32];
+        bool on_grid[8], on_grid_aux[8];
+        uint8_t block_signs[4];
+        std::memset(&y[ibl], 0, sizeof(block_iq3_s));
+        // Where the next sub-block's indices and signs go: like ggml, an all-zero sub-block
+        // (skipped) does not advance them.
+        uint8_t* qs = y[ibl].qs;
+        uint8_t* signs = y[ibl].signs;
+        float sumx2 = 0;
+        for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
+        const float sigma2 = 2 * sumx2 / QK_K;
+        float max_scale = 0;
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const float* xb = xbl + 32 * ib;
+            if (importance)
+                for (int i = 0; i < 32; ++i) weight[i] = importance[QK_K * ibl + 32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+            else
+                for (int i = 0; i < 32; ++i) weight[i] = xb[i] * xb[i];
+            for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
+            for (int k = 0; k < 4; ++k) {  // a stored sign bit per weight
+                uint8_t sg = 0;
+                for (int i = 0; i < 8; ++i) {
+                    if (xb[8 * k + i] >= 0) xval[8 * k + i] = xb[8 * k + i];
+                    else xval[8 * k + i] = -xb[8 * k + i], sg = uint8_t(sg | 1 << i);
+                }
+                block_signs[k] = sg;
+            }
+            float max = xval[0];
+            for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
+            std::memset(L, 0, 32);
+            if (max == 0) {
+                scales[ib] = 0;
+                continue;
+            }
+            float best = 0, scale = max / (2 * kMaxQ - 1), sumqx, sumq2;
+            std::fill(on_grid, on_grid + 8, false);
+            for (int is = -9; is <= 9; ++is) {
+                const float id = (float(2 * kMaxQ - 1) + float(is) * 0.2f) / max, this_scale = 1 / id;
+                for (int k = 0; k < 8; ++k) {
+                    for (int i = 0; i < 4; ++i) Laux[4 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[4 * k + i] - 1)), 0, kMaxQ - 1));
+                    lat.snap(Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale, &on_grid_aux[k]);
+                }
+                weighted_sums(weight, xval, Laux, &sumqx, &sumq2);
+                if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                    scale = sumqx / sumq2, best = scale * sumqx;
+                    std::memcpy(L, Laux, 32);
+                    std::copy(on_grid_aux, on_grid_aux + 8, on_grid);
+                }
+            }
+            // Unlike IQ3_XXS, every point is snapped again at the best scale when any was off.
+            if (std::count(on_grid, on_grid + 8, false) > 0 && scale > 0) {
+                const float id = 1 / scale;
+                for (int k = 0; k < 8; ++k) {
+                    for (int i = 0; i < 4; ++i) L[4 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[4 * k + i] - 1)), 0, kMaxQ - 1));
+                    lat.snap(L + 4 * k, xval + 4 * k, waux + 4 * k, scale);
+                }
+                weighted_sums(weight, xval, L, &sumqx, &sumq2);
+                if (sumq2 > 0) scale = sumqx / sumq2;
+            }
+            if (scale < 0) {
+                scale = -scale;
+                for (int k = 0; k < 4; ++k) block_signs[k] = uint8_t(~block_signs[k]);
+            }
+            for (int k = 0; k < 8; ++k) {
+                const int grid_index = lat.map[size_t(lat.code_of(L + 4 * k))];
+                KILN_ASSERT(grid_index >= 0, "quantize_row_iq3_s: a point off the grid");
+                qs[k] = uint8_t(grid_index & 255);
+                y[ibl].qh[(ib * 8 + k) / 8] = uint8_t(y[ibl].qh[(ib * 8 + k) / 8] | (grid_index >> 8) << ((ib * 8 + k) % 8));
+            }
+            qs += 8;
+            std::memcpy(signs, block_signs, 4);
+            signs += 4;
+            scales[ib] = scale;
+            max_scale = std::max(max_scale, scale);
+        }
+        if (max_scale == 0) continue;
+        const float d = max_scale / 31;
+        y[ibl].d = fp32_to_fp16(d * 1.033f);  // ggml's fudge factor
+        const float id = 1 / d;
+        for (int ib = 0; ib < QK_K / 32; ib += 2) {
+            const int l1 = std::clamp(nearest(0.5f * (id * scales[ib] - 1)), 0, 15), l2 = std::clamp(nearest(0.5f * (id * scales[ib + 1] - 1)), 0, 15);
+            y[ibl].scales[ib / 2] = uint8_t(l1 | l2 << 4);
+        }
     }
 }
 

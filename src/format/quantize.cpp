@@ -134,7 +134,7 @@ Expected<DType> parse_quant_type(const std::string& name) {
         const DTypeInfo* info = dtype_info(id);
         if (info && info->name && upper(info->name) == n && (ref::has_quantizer(DType(id)) || ref::needs_importance(DType(id)))) return DType(id);
     }
-    return Status::error("'%s' is not a type kiln can quantize to (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q4_K q5_K q6_K iq4_nl iq4_xs; with an imatrix iq2_xxs iq2_xs iq3_xxs)", name.c_str());
+    return Status::error("'%s' is not a type kiln can quantize to (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q4_K q5_K q6_K iq3_s iq4_nl iq4_xs; with an imatrix iq2_xxs iq2_xs iq3_xxs)", name.c_str());
 }
 
 Expected<TensorTypeOverride> parse_tensor_type_override(const std::string& spec) {
@@ -194,7 +194,7 @@ Status quantize_gguf(GgufFile& f, const QuantizeOptions& o) {
         if (to == t.dtype || ref::has_quantizer(to)) continue;
         if (!ref::needs_importance(to))
             return Status::error("%s: tensor '%s' would be %s, which kiln reads but cannot write yet (of the 1-3 bit lattice formats it writes "
-                                 "iq2_xxs, iq2_xs and iq3_xxs only); llama-quantize writes them",
+                                 "iq2_xxs, iq2_xs, iq3_xxs and iq3_s only); llama-quantize writes them",
                                  o.mix.name.c_str(), t.name.c_str(), dtype_name(to));
         const std::vector<float>* w = o.imatrix ? o.imatrix->find(t.name) : nullptr;
         if (!w) return Status::error("%s: tensor '%s' would be %s, which needs an importance matrix (kiln-quantize --imatrix FILE, llama-imatrix's GGUF output)%s",

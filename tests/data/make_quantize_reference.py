@@ -30,12 +30,13 @@ from gguf.quants import dequantize
 
 MIXES = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1", "IQ4_NL", "IQ4_XS"]
 PLAN_MIXES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M"]
-# Runs with --tensor-type overrides, stored as plans are ("overrides"): q2_K without an
-# importance matrix (the IQ2_XXS plan has it with one), iq3_xxs with one (IMATRIX_FLAG is
-# replaced by --imatrix IMATRIX.gguf).
+# Runs with --tensor-type overrides, stored as plans are ("overrides"): q2_K and iq3_s
+# without an importance matrix (the IQ2_XXS and IQ2_S plans have them with one), iq3_xxs with
+# one (IMATRIX_FLAG is replaced by --imatrix IMATRIX.gguf).
 IMATRIX_FLAG = "<imatrix>"
 OVERRIDE_RUNS = {"Q4_K_M ffn_down=q2_K": ["Q4_K_M", "--tensor-type", "ffn_down=q2_K"],
-                 "Q4_K_M ffn_down=iq3_xxs imatrix": ["Q4_K_M", IMATRIX_FLAG, "--tensor-type", "ffn_down=iq3_xxs"]}
+                 "Q4_K_M ffn_down=iq3_xxs imatrix": ["Q4_K_M", IMATRIX_FLAG, "--tensor-type", "ffn_down=iq3_xxs"],
+                 "Q4_K_M ffn_down=iq3_s": ["Q4_K_M", "--tensor-type", "ffn_down=iq3_s"]}
 
 
 def type_name(t):

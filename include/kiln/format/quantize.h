@@ -2,7 +2,7 @@
 // `--quantize` flag) or into a new GGUF (kiln-quantize). The type each tensor gets follows
 // llama-quantize's rules for the same mix (llama_tensor_get_type in llama.cpp), and the
 // quantizers are ggml's (kernels/ref/quants.h; with an importance matrix for IQ4_NL, IQ4_XS,
-// q2_K, IQ2_XXS, IQ2_XS and IQ3_XXS), so a file quantized here has llama-quantize's types and bytes.
+// q2_K, IQ2_XXS, IQ2_XS, IQ3_XXS and IQ3_S), so a file quantized here has llama-quantize's types and bytes.
 //
 //   auto spec = kiln::parse_quant_mix("q4_k_m");       // or q8_0, q6_k, q5_k_m, f16, ...
 //   kiln::QuantizeOptions o;
@@ -33,8 +33,8 @@ struct QuantMix {
 // Accepts llama-quantize's names, any case: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K_S Q4_K_M (= Q4_K)
 // Q5_K_S Q5_K_M (= Q5_K) Q6_K IQ4_NL IQ4_XS F16 BF16 F32, and COPY (every tensor kept: a metadata-only rewrite).
 // IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ1_S IQ1_M name their per-tensor types (mix_tensor_type), also
-// for kiln-synth's random files; quantize_gguf writes the IQ2_XXS and IQ2_XS mixes with an
-// importance matrix and refuses the lattice types it has no quantizer for.
+// for kiln-synth's random files; quantize_gguf writes the IQ2_XXS, IQ2_XS and IQ2_S mixes
+// with an importance matrix and refuses the lattice types it has no quantizer for.
 Expected<QuantMix> parse_quant_mix(const std::string& name);
 // One type name (q4_K, q8_0, f16, ...) for --tensor-type and friends.
 Expected<DType> parse_quant_type(const std::string& name);
@@ -65,7 +65,7 @@ struct QuantizeOptions {
     std::optional<DType> output_type;           // --output-tensor-type
     std::optional<DType> token_embd_type;       // --token-embedding-type
     // --imatrix: per-column weights of the rounding error, for the types whose quantizer
-    // takes them (q2_K, IQ4_NL, IQ4_XS) or needs them (IQ2_XXS, IQ2_XS, IQ3_XXS); the other
+    // takes them (q2_K, IQ3_S, IQ4_NL, IQ4_XS) or needs them (IQ2_XXS, IQ2_XS, IQ3_XXS); the other
     // k-quant and legacy quantizers ignore them (llama-quantize uses them there too, so those
     // tensors then differ).
     const ImportanceMatrix* imatrix = nullptr;
