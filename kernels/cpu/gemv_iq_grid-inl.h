@@ -72,11 +72,12 @@ struct EvenSigns {
     }
 };
 
-// A byte permute's table: byte i = levels[i % n] (the code in a byte's low bits; the bits
-// above it, left by vpmultishiftqb, are ignored by taking i modulo n).
-inline __m512i level_table(const uint8_t* levels, int n) {
+// A byte permute's table: byte i = levels[i % 2^bits] (the code in a byte's low bits; the
+// bits above it, left by vpmultishiftqb, are ignored by taking i modulo 2^bits); codes past
+// the n levels never occur and map to 0.
+inline __m512i level_table(const uint8_t* levels, int n, int bits) {
     alignas(64) uint8_t t[64];
-    for (int i = 0; i < 64; ++i) t[i] = levels[i % n];
+    for (int i = 0; i < 64; ++i) t[i] = i % (1 << bits) < n ? levels[i % (1 << bits)] : 0;
     return _mm512_load_si512(t);
 }
 
@@ -135,7 +136,7 @@ void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
         const int p = 8 * (wd % 4) + wd / 4;
         idx_bytes[2 * wd] = uint8_t(8 * (p / 4) + p % 4), idx_bytes[2 * wd + 1] = 0;
     }
-    const __m512i pick = _mm512_load_si512(idx_bytes), levels = level_table(kLevels, 4);
+    const __m512i pick = _mm512_load_si512(idx_bytes), levels = level_table(kLevels, 3, 2);
     __m512i cut[4];
     for (int j = 0; j < 4; ++j) {
         const int off[8] = {16 * j, 16 * j + 2, 16 * j + 4, 16 * j + 6, 16 * j + 8, 16 * j + 10, 16 * j + 12, 16 * j + 14};
@@ -171,7 +172,7 @@ void rows_iq3_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
             const int q = wd / 4, m = wd % 4, j = 2 * R + m / 2;
             idx_bytes[R][2 * wd] = uint8_t(16 * j + 2 * q + m % 2), idx_bytes[R][2 * wd + 1] = 0;
         }
-    const __m512i pick[2] = {_mm512_load_si512(idx_bytes[0]), _mm512_load_si512(idx_bytes[1])}, levels = level_table(kLevels, 8);
+    const __m512i pick[2] = {_mm512_load_si512(idx_bytes[0]), _mm512_load_si512(idx_bytes[1])}, levels = level_table(kLevels, 8, 3);
     __m512i cut[2];
     for (int h = 0; h < 2; ++h) {
         const int off[8] = {32 * h, 32 * h + 3, 32 * h + 6, 32 * h + 9, 32 * h + 16, 32 * h + 19, 32 * h + 22, 32 * h + 25};
@@ -209,7 +210,7 @@ void rows_iq3_s(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r
             const int q = wd / 4, m = wd % 4, j = 2 * R + m / 2, p = 16 * j + 2 * q + m % 2;
             idx_bytes[R][2 * wd] = uint8_t(p), idx_bytes[R][2 * wd + 1] = uint8_t(64 + p);
         }
-    const __m512i pick[2] = {_mm512_load_si512(idx_bytes[0]), _mm512_load_si512(idx_bytes[1])}, levels = level_table(kLevels, 8);
+    const __m512i pick[2] = {_mm512_load_si512(idx_bytes[0]), _mm512_load_si512(idx_bytes[1])}, levels = level_table(kLevels, 8, 3);
     __m512i cut[2];
     for (int h = 0; h < 2; ++h) {
         const int off[8] = {32 * h, 32 * h + 3, 32 * h + 6, 32 * h + 9, 32 * h + 16, 32 * h + 19, 32 * h + 22, 32 * h + 25};
