@@ -264,6 +264,44 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
     return scale;
 }
 
+// The scale search of both IQ3 quantizers on a 32-weight sub-block (|x| in xval, largest
+// max): 2 n_steps + 1 scales around max / 15 (steps of 0.2 / max in 1 / scale), each point
+// snapped to the lattice at each, the best kept by weighted least squares; then the points
+// the best scale left off the grid are snapped again at it and the scale refitted. IQ3_S
+// (iq3s) starts with every point counted off the grid and, when any is off, snaps all of
+// them again; IQ3_XXS only those. L gets the codes; returns the scale.
+float iq3_search(const Lattice<4, 3>& lat, const float* xval, const float* weight, const float* waux, float max, int n_steps, bool iq3s, int8_t* L) {
+    constexpr int kMaxQ = 8;
+    int8_t Laux[32];
+    bool on_grid[8], on_grid_aux[8];
+    float best = 0, scale = max / (2 * kMaxQ - 1), sumqx, sumq2;
+    std::fill(on_grid, on_grid + 8, !iq3s);
+    for (int is = -n_steps; is <= n_steps; ++is) {
+        const float id = (float(2 * kMaxQ - 1) + float(is) * 0.2f) / max, this_scale = 1 / id;
+        for (int k = 0; k < 8; ++k) {
+            for (int i = 0; i < 4; ++i) Laux[4 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[4 * k + i] - 1)), 0, kMaxQ - 1));
+            lat.snap(Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale, &on_grid_aux[k]);
+        }
+        weighted_sums(weight, xval, Laux, &sumqx, &sumq2);
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            scale = sumqx / sumq2, best = scale * sumqx;
+            std::memcpy(L, Laux, 32);
+            std::copy(on_grid_aux, on_grid_aux + 8, on_grid);
+        }
+    }
+    if (std::count(on_grid, on_grid + 8, false) > 0 && scale > 0) {
+        const float id = 1 / scale;
+        for (int k = 0; k < 8; ++k) {
+            if (on_grid[k] && !iq3s) continue;
+            for (int i = 0; i < 4; ++i) L[4 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[4 * k + i] - 1)), 0, kMaxQ - 1));
+            lat.snap(L + 4 * k, xval + 4 * k, waux + 4 * k, scale);
+        }
+        weighted_sums(weight, xval, L, &sumqx, &sumq2);
+        if (sumq2 > 0) scale = sumqx / sumq2;
+    }
+    return scale;
+}
+
 }  // namespace
 
 void quantize_row_q2_K(const float* x, block_q2_K* y, int64_t n, const float* importance) {
@@ -474,13 +512,11 @@ void quantize_row_iq2_xs(const float* x, block_iq2_xs* y, int64_t n, const float
 
 void quantize_row_iq3_xxs(const float* x, block_iq3_xxs* y, int64_t n, const float* importance) {
     const Lattice<4, 3>& lat = iq3xxs_lattice();
-    constexpr int kMaxQ = 8;
     constexpr float kEps = 1e-8f;  // ggml's GROUP_MAX_EPS_IQ3_XXS
     for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
         const float* xbl = x + QK_K * ibl;
         float scales[QK_K / 32], weight[32], waux[32], xval[32];
-        int8_t L[32], Laux[32];
-        bool on_grid[8], on_grid_aux[8];
+        int8_t L[32];
         uint8_t block_signs[4];
         uint8_t q3[3 * (QK_K / 8)] = {};  // 64 grid indices, then per sub-block 4 x 7 sign bits and the scale
         uint32_t signs_scale[QK_K / 32] = {};
@@ -504,32 +540,7 @@ void quantize_row_iq3_xxs(const float* x, block_iq3_xxs* y, int64_t n, const flo
                 scales[ib] = 0;
                 continue;
             }
-            float best = 0, scale = max / (2 * kMaxQ - 1), sumqx, sumq2;
-            std::fill(on_grid, on_grid + 8, true);
-            for (int is = -15; is <= 15; ++is) {
-                const float id = (float(2 * kMaxQ - 1) + float(is) * 0.2f) / max, this_scale = 1 / id;
-                for (int k = 0; k < 8; ++k) {
-                    for (int i = 0; i < 4; ++i) Laux[4 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[4 * k + i] - 1)), 0, kMaxQ - 1));
-                    lat.snap(Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale, &on_grid_aux[k]);
-                }
-                weighted_sums(weight, xval, Laux, &sumqx, &sumq2);
-                if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                    scale = sumqx / sumq2, best = scale * sumqx;
-                    std::memcpy(L, Laux, 32);
-                    std::copy(on_grid_aux, on_grid_aux + 8, on_grid);
-                }
-            }
-            // The points the best scale left off the grid: snapped again at that scale.
-            if (std::count(on_grid, on_grid + 8, false) > 0 && scale > 0) {
-                const float id = 1 / scale;
-                for (int k = 0; k < 8; ++k) {
-                    if (on_grid[k]) continue;
-                    for (int i = 0; i < 4; ++i) L[4 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[4 * k + i] - 1)), 0, kMaxQ - 1));
-                    lat.snap(L + 4 * k, xval + 4 * k, waux + 4 * k, scale);
-                }
-                weighted_sums(weight, xval, L, &sumqx, &sumq2);
-                if (sumq2 > 0) scale = sumqx / sumq2;
-            }
+            float scale = iq3_search(lat, xval, weight, waux, max, 15, false, L);
             if (scale < 0) {
                 scale = -scale;
                 for (int k = 0; k < 4; ++k) block_signs[k] = uint8_t(~block_signs[k] & 127);
@@ -558,12 +569,10 @@ void quantize_row_iq3_xxs(const float* x, block_iq3_xxs* y, int64_t n, const flo
 
 void quantize_row_iq3_s(const float* x, block_iq3_s* y, int64_t n, const float* importance) {
     const Lattice<4, 3>& lat = iq3s_lattice();
-    constexpr int kMaxQ = 8;
     for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
         const float* xbl = x + QK_K * ibl;
         float scales[QK_K / 32], weight[32], waux[32], xval[32];
-        int8_t L[32], Laux[32];
-        bool on_grid[8], on_grid_aux[8];
+        int8_t L[32];
         uint8_t block_signs[4];
         std::memset(&y[ibl], 0, sizeof(block_iq3_s));
         // Where the next sub-block's indices and signs go: like ggml, an all-zero sub-block
@@ -596,31 +605,7 @@ void quantize_row_iq3_s(const float* x, block_iq3_s* y, int64_t n, const float* 
                 scales[ib] = 0;
                 continue;
             }
-            float best = 0, scale = max / (2 * kMaxQ - 1), sumqx, sumq2;
-            std::fill(on_grid, on_grid + 8, false);
-            for (int is = -9; is <= 9; ++is) {
-                const float id = (float(2 * kMaxQ - 1) + float(is) * 0.2f) / max, this_scale = 1 / id;
-                for (int k = 0; k < 8; ++k) {
-                    for (int i = 0; i < 4; ++i) Laux[4 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[4 * k + i] - 1)), 0, kMaxQ - 1));
-                    lat.snap(Laux + 4 * k, xval + 4 * k, waux + 4 * k, this_scale, &on_grid_aux[k]);
-                }
-                weighted_sums(weight, xval, Laux, &sumqx, &sumq2);
-                if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                    scale = sumqx / sumq2, best = scale * sumqx;
-                    std::memcpy(L, Laux, 32);
-                    std::copy(on_grid_aux, on_grid_aux + 8, on_grid);
-                }
-            }
-            // Unlike IQ3_XXS, every point is snapped again at the best scale when any was off.
-            if (std::count(on_grid, on_grid + 8, false) > 0 && scale > 0) {
-                const float id = 1 / scale;
-                for (int k = 0; k < 8; ++k) {
-                    for (int i = 0; i < 4; ++i) L[4 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[4 * k + i] - 1)), 0, kMaxQ - 1));
-                    lat.snap(L + 4 * k, xval + 4 * k, waux + 4 * k, scale);
-                }
-                weighted_sums(weight, xval, L, &sumqx, &sumq2);
-                if (sumq2 > 0) scale = sumqx / sumq2;
-            }
+            float scale = iq3_search(lat, xval, weight, waux, max, 9, true, L);
             if (scale < 0) {
                 scale = -scale;
                 for (int k = 0; k < 4; ++k) block_signs[k] = uint8_t(~block_signs[k]);
