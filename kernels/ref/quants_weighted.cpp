@@ -264,6 +264,16 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
     return scale;
 }
 
+// The IQ3 quantizers' error weights of 32 values: importance x sqrt(sigma2 + x^2), or x^2
+// without importance; waux = their square roots (for the neighbour search).
+void iq3_weights(const float* xb, const float* qw, float sigma2, float* weight, float* waux) {
+    if (qw)
+        for (int i = 0; i < 32; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+    else
+        for (int i = 0; i < 32; ++i) weight[i] = xb[i] * xb[i];
+    for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
+}
+
 // The scale search of both IQ3 quantizers on a 32-weight sub-block (|x| in xval, largest
 // max): 2 n_steps + 1 scales around max / 15 (steps of 0.2 / max in 1 / scale), each point
 // snapped to the lattice at each, the best kept by weighted least squares; then the points
@@ -527,11 +537,7 @@ void quantize_row_iq3_xxs(const float* x, block_iq3_xxs* y, int64_t n, const flo
         float max_scale = 0;
         for (int ib = 0; ib < QK_K / 32; ++ib) {
             const float* xb = xbl + 32 * ib;
-            if (importance)
-                for (int i = 0; i < 32; ++i) weight[i] = importance[QK_K * ibl + 32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-            else
-                for (int i = 0; i < 32; ++i) weight[i] = xb[i] * xb[i];
-            for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
+            iq3_weights(xb, importance ? importance + QK_K * ibl + 32 * ib : nullptr, sigma2, weight, waux);
             even_signs(xb, weight, xval, block_signs);
             float max = xval[0];
             for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
@@ -585,11 +591,7 @@ void quantize_row_iq3_s(const float* x, block_iq3_s* y, int64_t n, const float* 
         float max_scale = 0;
         for (int ib = 0; ib < QK_K / 32; ++ib) {
             const float* xb = xbl + 32 * ib;
-            if (importance)
-                for (int i = 0; i < 32; ++i) weight[i] = importance[QK_K * ibl + 32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-            else
-                for (int i = 0; i < 32; ++i) weight[i] = xb[i] * xb[i];
-            for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
+            iq3_weights(xb, importance ? importance + QK_K * ibl + 32 * ib : nullptr, sigma2, weight, waux);
             for (int k = 0; k < 4; ++k) {  // a stored sign bit per weight
                 uint8_t sg = 0;
                 for (int i = 0; i < 8; ++i) {
