@@ -1,5 +1,5 @@
 // Decode / verification kernels (1..8 tokens) for the lattice formats whose grids fit in
-// registers, iq2_xxs, iq3_xxs (8-bit indices) and iq3_s (9-bit), in rows_q4_K's shape (integer sub-block
+// registers, iq2_xxs, iq3_xxs (8-bit indices), iq2_xs and iq3_s (9-bit), in rows_q4_K's shape (integer sub-block
 // scales in vpdpwssd, one float conversion per super-block). What makes them fast is that
 // nothing is gathered: 256 grid points fit in 8 registers as 16-bit codes (a 2- or 3-bit
 // code per value), looked up 32 at a time by two-register word permutes; vpmultishiftqb
@@ -59,8 +59,9 @@ struct EvenSigns {
         for (int j = 0; j < 4; ++j) bit_select[j] = _mm512_set1_epi64(int64_t(0x0706050403020100ull + 0x0808080808080808ull * uint64_t(j)));
     }
     // aux: the 8 sign words in dwords 0..7. neg[j]: set bits negate weights of chunk j.
-    void masks(__m512i aux, __mmask64* neg) const {
-        const __m512i fields = _mm512_and_si512(_mm512_multishift_epi64_epi8(cut7, aux), _mm512_set1_epi8(127));
+    void masks(__m512i aux, __mmask64* neg) const { masks_of_fields(_mm512_and_si512(_mm512_multishift_epi64_epi8(cut7, aux), _mm512_set1_epi8(127)), neg); }
+    // The same from the 32 7-bit fields as bytes (group order, low 256 bits).
+    void masks_of_fields(__m512i fields, __mmask64* neg) const {
         const __mmask64 odd = _mm512_test_epi8_mask(_mm512_popcnt_epi8(fields), _mm512_set1_epi8(1));
         const __m512i sign_bytes = _mm512_permutexvar_epi8(transpose, _mm512_mask_add_epi8(fields, odd, fields, _mm512_set1_epi8(-128)));
         for (int j = 0; j < 4; ++j) neg[j] = _mm512_bitshuffle_epi64_mask(sign_bytes, bit_select[j]);
@@ -88,14 +89,14 @@ inline __m512i cut_at(const int* off) {
     return _mm512_set1_epi64(int64_t(v));
 }
 
-// The super-block loop both kernels share: decode(b, q, neg, sc16) gives the unsigned
-// values of its 4 chunks of 64, their sign masks and the 8 sub-blocks' odd integer scales,
-// which d x factor turns into the format's scales.
+// The super-block loop the kernels share: decode(b, q, neg, scp) gives the unsigned values
+// of its 4 chunks of 64, their sign masks and the odd integer scales spread over each
+// chunk's int16 pairs (PairScales: a scale per 32; IQ2_XS: per 16), which d x factor turns
+// into the format's scales.
 template <class Block, int NY, Ahead PF, class Decode>
 void rows_signed_grid(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y, float factor,
                       const Decode& decode) {
     const int64_t nb = k / QK_K;
-    const PairScales pairs;
     for (int64_t r = r0; r < r1; ++r) {
         const auto* blocks = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + size_t(r) * w_stride);
         __m512 acc[NY];
@@ -104,10 +105,9 @@ void rows_signed_grid(int64_t k, const void* w, size_t w_stride, int64_t r0, int
             const Block& b = blocks[ib];
             if constexpr (PF.any()) prefetch_ahead<PF>(&b, sizeof b);
             else _mm_prefetch(reinterpret_cast<const char*>(&blocks[ib + 2]), _MM_HINT_T0);
-            __m512i q[4], scp[4], sc16;
+            __m512i q[4], scp[4];
             __mmask64 neg[4];
-            decode(b, q, neg, sc16);
-            pairs.spread(sc16, scp);
+            decode(b, q, neg, scp);
             const float d = vnni::h2f(b.d) * factor;
             for (int c = 0; c < NY; ++c) {
                 const block_q8_K& a = static_cast<const block_q8_K*>(act[c])[ib];
@@ -144,13 +144,50 @@ void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
     }
     const __m512i aux_words = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
     const EvenSigns signs;
-    rows_signed_grid<block_iq2_xxs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.125f, [&](const block_iq2_xxs& b, __m512i* q, __mmask64* neg, __m512i& sc16) {
+    const PairScales pairs;
+    rows_signed_grid<block_iq2_xxs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.125f, [&](const block_iq2_xxs& b, __m512i* q, __mmask64* neg, __m512i* scp) {
         const __m512i raw = _mm512_loadu_si512(b.qs);
         const __m512i pts = grid_lookup(table, _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, pick, raw));
         for (int j = 0; j < 4; ++j) q[j] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[j], pts), levels);
         const __m512i aux = _mm512_permutexvar_epi32(aux_words, raw);
         signs.masks(aux, neg);
-        sc16 = EvenSigns::odd_scales(aux);
+        pairs.spread(EvenSigns::odd_scales(aux), scp);
+    });
+}
+
+// IQ2_XS: a uint16 per 8 values, the 9-bit grid index below 7 sign bits (parity as
+// IQ2_XXS's); 512 points (8, 25, 43: 2-bit codes) in 16 registers; a 4-bit scale per 16
+// values, d (0.5 + s) / 4 = d / 8 x (2s + 1), spread so that int16 pair l of chunk j gets the
+// scale of its 16 values (4j + l / 8).
+template <int NY, Ahead PF>
+void rows_iq2_xs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
+    static const uint8_t kLevels[3] = {8, 25, 43};
+    static const GridCodes<512> codes(&ref::kIqGrids.iq2xs[0][0], 8, 2, kLevels, 3);
+    __m512i table[16];
+    for (int t = 0; t < 16; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
+    // Index words in IQ2_XXS's order (word 4q + j = point 8j + q), cut as there.
+    alignas(64) uint16_t order[32], per16[4][32];
+    for (int wd = 0; wd < 32; ++wd) order[wd] = uint16_t(8 * (wd % 4) + wd / 4);
+    for (int j = 0; j < 4; ++j)
+        for (int l = 0; l < 32; ++l) per16[j][l] = uint16_t(4 * j + l / 8);
+    const __m512i pick = _mm512_load_si512(order), levels = level_table(kLevels, 3, 2);
+    __m512i cut[4], spread[4];
+    for (int j = 0; j < 4; ++j) {
+        const int off[8] = {16 * j, 16 * j + 2, 16 * j + 4, 16 * j + 6, 16 * j + 8, 16 * j + 10, 16 * j + 12, 16 * j + 14};
+        cut[j] = cut_at(off), spread[j] = _mm512_load_si512(per16[j]);
+    }
+    const EvenSigns signs;
+    rows_signed_grid<block_iq2_xs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.125f, [&](const block_iq2_xs& b, __m512i* q, __mmask64* neg, __m512i* scp) {
+        const __m512i raw = _mm512_loadu_si512(b.qs);  // 32 words, point order
+        const __m512i pts = grid_lookup512(table, _mm512_and_si512(_mm512_permutexvar_epi16(pick, raw), _mm512_set1_epi16(511)));
+        for (int j = 0; j < 4; ++j) q[j] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[j], pts), levels);
+        signs.masks_of_fields(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(raw, 9))), neg);
+        uint64_t sc;
+        std::memcpy(&sc, b.scales, 8);
+        const __m128i nib = _mm_unpacklo_epi8(_mm_cvtsi64_si128(int64_t(sc & 0x0F0F0F0F0F0F0F0Full)), _mm_cvtsi64_si128(int64_t((sc >> 4) & 0x0F0F0F0F0F0F0F0Full)));
+        const __m256i s16 = _mm256_cvtepu8_epi16(nib);  // the 16 scales, in order
+        const __m512i odd = _mm512_castsi256_si512(_mm256_add_epi16(_mm256_add_epi16(s16, s16), _mm256_set1_epi16(1)));
+        for (int j = 0; j < 4; ++j) scp[j] = _mm512_permutexvar_epi16(spread[j], odd);
     });
 }
 
@@ -179,7 +216,8 @@ void rows_iq3_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
         cut[h] = cut_at(off);
     }
     const EvenSigns signs;
-    rows_signed_grid<block_iq3_xxs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.25f, [&](const block_iq3_xxs& b, __m512i* q, __mmask64* neg, __m512i& sc16) {
+    const PairScales pairs;
+    rows_signed_grid<block_iq3_xxs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.25f, [&](const block_iq3_xxs& b, __m512i* q, __mmask64* neg, __m512i* scp) {
         const __m512i raw = _mm512_loadu_si512(b.qs);
         for (int R = 0; R < 2; ++R) {
             const __m512i pts = grid_lookup(table, _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, pick[R], raw));
@@ -187,7 +225,7 @@ void rows_iq3_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
         }
         const __m512i aux = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + QK_K / 4)));
         signs.masks(aux, neg);
-        sc16 = EvenSigns::odd_scales(aux);
+        pairs.spread(EvenSigns::odd_scales(aux), scp);
     });
 }
 
@@ -216,7 +254,8 @@ void rows_iq3_s(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r
         const int off[8] = {32 * h, 32 * h + 3, 32 * h + 6, 32 * h + 9, 32 * h + 16, 32 * h + 19, 32 * h + 22, 32 * h + 25};
         cut[h] = cut_at(off);
     }
-    rows_signed_grid<block_iq3_s, NY, PF>(k, w, w_stride, r0, r1, act, y, 1.0f, [&](const block_iq3_s& b, __m512i* q, __mmask64* neg, __m512i& sc16) {
+    const PairScales pairs;
+    rows_signed_grid<block_iq3_s, NY, PF>(k, w, w_stride, r0, r1, act, y, 1.0f, [&](const block_iq3_s& b, __m512i* q, __mmask64* neg, __m512i* scp) {
         const __m512i low = _mm512_loadu_si512(b.qs);
         uint64_t qh, sg[4];
         std::memcpy(&qh, b.qh, 8);
@@ -231,7 +270,7 @@ void rows_iq3_s(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r
         std::memcpy(&sc, b.scales, 4);
         const __m128i nib = _mm_unpacklo_epi8(_mm_cvtsi32_si128(int(sc & 0x0F0F0F0F)), _mm_cvtsi32_si128(int((sc >> 4) & 0x0F0F0F0F)));  // s0..s7
         const __m128i s16 = _mm_cvtepu8_epi16(nib);
-        sc16 = _mm512_castsi128_si512(_mm_add_epi16(_mm_add_epi16(s16, s16), _mm_set1_epi16(1)));
+        pairs.spread(_mm512_castsi128_si512(_mm_add_epi16(_mm_add_epi16(s16, s16), _mm_set1_epi16(1))), scp);
     });
 }
 
