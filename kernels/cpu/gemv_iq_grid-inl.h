@@ -89,6 +89,29 @@ inline __m512i cut_at(const int* off) {
     return _mm512_set1_epi64(int64_t(v));
 }
 
+// The IQ3 kernels' order of their 64 points: two lookups of 32, register R holding chunks 2R
+// and 2R + 1, word 4q + m being point p = 16 j + 2q + m % 2 of chunk j = 2R + m / 2, so qword q
+// holds the two points (8 values) of group q of both chunks; chunk j is cut out at bit
+// 32 (j % 2). pick[R]: byte-permute indices, the low byte of word wd = byte p of the first
+// source, the high byte = byte 64 + p (IQ3_S's 9th bits in the second source; IQ3_XXS
+// zeroes it with a mask).
+struct Iq3Order {
+    __m512i pick[2], cut[2];
+    Iq3Order() {
+        alignas(64) uint8_t idx[2][64];
+        for (int R = 0; R < 2; ++R)
+            for (int wd = 0; wd < 32; ++wd) {
+                const int q = wd / 4, m = wd % 4, j = 2 * R + m / 2, p = 16 * j + 2 * q + m % 2;
+                idx[R][2 * wd] = uint8_t(p), idx[R][2 * wd + 1] = uint8_t(64 + p);
+            }
+        for (int R = 0; R < 2; ++R) pick[R] = _mm512_load_si512(idx[R]);
+        for (int h = 0; h < 2; ++h) {
+            const int off[8] = {32 * h, 32 * h + 3, 32 * h + 6, 32 * h + 9, 32 * h + 16, 32 * h + 19, 32 * h + 22, 32 * h + 25};
+            cut[h] = cut_at(off);
+        }
+    }
+};
+
 // The super-block loop the kernels share: decode(b, q, neg, scp) gives the unsigned values
 // of its 4 chunks of 64, their sign masks and the odd integer scales spread over each
 // chunk's int16 pairs (PairScales: a scale per 32; IQ2_XS: per 16), which d x factor turns
@@ -200,28 +223,15 @@ void rows_iq3_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
     static const GridCodes<> codes(&ref::kIqGrids.iq3xxs[0][0], 4, 3, kLevels, 8);
     __m512i table[8];
     for (int t = 0; t < 8; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
-    // Two lookups of 32 points: register R holds chunks 2R and 2R + 1, word 4q + m being point
-    // 16 j + 2q + m % 2 of chunk j = 2R + m / 2, so qword q holds the two points (8 values) of
-    // group q of both chunks; chunk j is cut out at bit 32 (j % 2).
-    alignas(64) uint8_t idx_bytes[2][64];
-    for (int R = 0; R < 2; ++R)
-        for (int wd = 0; wd < 32; ++wd) {
-            const int q = wd / 4, m = wd % 4, j = 2 * R + m / 2;
-            idx_bytes[R][2 * wd] = uint8_t(16 * j + 2 * q + m % 2), idx_bytes[R][2 * wd + 1] = 0;
-        }
-    const __m512i pick[2] = {_mm512_load_si512(idx_bytes[0]), _mm512_load_si512(idx_bytes[1])}, levels = level_table(kLevels, 8, 3);
-    __m512i cut[2];
-    for (int h = 0; h < 2; ++h) {
-        const int off[8] = {32 * h, 32 * h + 3, 32 * h + 6, 32 * h + 9, 32 * h + 16, 32 * h + 19, 32 * h + 22, 32 * h + 25};
-        cut[h] = cut_at(off);
-    }
+    const Iq3Order order;
+    const __m512i levels = level_table(kLevels, 8, 3);
     const EvenSigns signs;
     const PairScales pairs;
     rows_signed_grid<block_iq3_xxs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.25f, [&](const block_iq3_xxs& b, __m512i* q, __mmask64* neg, __m512i* scp) {
         const __m512i raw = _mm512_loadu_si512(b.qs);
         for (int R = 0; R < 2; ++R) {
-            const __m512i pts = grid_lookup(table, _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, pick[R], raw));
-            for (int h = 0; h < 2; ++h) q[2 * R + h] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[h], pts), levels);
+            const __m512i pts = grid_lookup(table, _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, order.pick[R], raw));
+            for (int h = 0; h < 2; ++h) q[2 * R + h] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(order.cut[h], pts), levels);
         }
         const __m512i aux = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + QK_K / 4)));
         signs.masks(aux, neg);
@@ -233,27 +243,16 @@ void rows_iq3_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
 // 8 qh bytes), a sign bit per weight (sign byte g = the 8 weights of group g, so chunk j's
 // mask is the signs' 64-bit word j), a 4-bit scale per 32: d (1 + 2s). A point is 4 values
 // (1, 3, ..., 15: 3-bit codes); the 512 codes take 16 registers. Index words and chunk
-// order as rows_iq3_xxs's; each word's high byte is its 9th bit, spread to bytes by vpmovm2b.
+// order as rows_iq3_xxs's (Iq3Order); each word's high byte is its 9th bit, spread to bytes
+// by vpmovm2b.
 template <int NY, Ahead PF>
 void rows_iq3_s(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
     static const uint8_t kLevels[8] = {1, 3, 5, 7, 9, 11, 13, 15};
     static const GridCodes<512> codes(&ref::kIqGrids.iq3s[0][0], 4, 3, kLevels, 8);
     __m512i table[16];
     for (int t = 0; t < 16; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
-    // vpermi2b indices: low byte of word wd = qs byte p (source 1), high byte = point p's 9th
-    // bit (source 2, byte 64 + p).
-    alignas(64) uint8_t idx_bytes[2][64];
-    for (int R = 0; R < 2; ++R)
-        for (int wd = 0; wd < 32; ++wd) {
-            const int q = wd / 4, m = wd % 4, j = 2 * R + m / 2, p = 16 * j + 2 * q + m % 2;
-            idx_bytes[R][2 * wd] = uint8_t(p), idx_bytes[R][2 * wd + 1] = uint8_t(64 + p);
-        }
-    const __m512i pick[2] = {_mm512_load_si512(idx_bytes[0]), _mm512_load_si512(idx_bytes[1])}, levels = level_table(kLevels, 8, 3);
-    __m512i cut[2];
-    for (int h = 0; h < 2; ++h) {
-        const int off[8] = {32 * h, 32 * h + 3, 32 * h + 6, 32 * h + 9, 32 * h + 16, 32 * h + 19, 32 * h + 22, 32 * h + 25};
-        cut[h] = cut_at(off);
-    }
+    const Iq3Order order;
+    const __m512i levels = level_table(kLevels, 8, 3);
     const PairScales pairs;
     rows_signed_grid<block_iq3_s, NY, PF>(k, w, w_stride, r0, r1, act, y, 1.0f, [&](const block_iq3_s& b, __m512i* q, __mmask64* neg, __m512i* scp) {
         const __m512i low = _mm512_loadu_si512(b.qs);
@@ -262,8 +261,8 @@ void rows_iq3_s(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r
         std::memcpy(sg, b.signs, 32);
         const __m512i ninth = _mm512_abs_epi8(_mm512_movm_epi8(_cvtu64_mask64(qh)));  // byte p: 1 if point p's 9th bit is set
         for (int R = 0; R < 2; ++R) {
-            const __m512i pts = grid_lookup512(table, _mm512_permutex2var_epi8(low, pick[R], ninth));
-            for (int h = 0; h < 2; ++h) q[2 * R + h] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[h], pts), levels);
+            const __m512i pts = grid_lookup512(table, _mm512_permutex2var_epi8(low, order.pick[R], ninth));
+            for (int h = 0; h < 2; ++h) q[2 * R + h] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(order.cut[h], pts), levels);
         }
         for (int j = 0; j < 4; ++j) neg[j] = _cvtu64_mask64(sg[j]);
         uint32_t sc;
