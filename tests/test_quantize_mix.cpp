@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "kiln/kiln.h"
@@ -73,30 +74,48 @@ TEST_CASE("quantize: every mix gives llama-quantize's type and RMSE for each ten
     }
 }
 
-// The 1-2 bit IQ mixes: llama-quantize's type for every tensor (it needs an importance
-// matrix to write them; the types do not depend on it); with the same importance matrix
-// (tests/data/smollm2-imatrix.gguf, llama-imatrix's), the IQ2_XXS, IQ2_XS and IQ2_S mixes
-// get llama-quantize's bytes; the lattice types kiln cannot write are refused.
+// The 1-3 bit IQ mixes: llama-quantize's type for every tensor (it needs an importance
+// matrix to write most of them; the types do not depend on it) and, with the same importance
+// matrix (tests/data/smollm2-imatrix.gguf, llama-imatrix's), its bytes for every matrix of
+// layers 2 and 3 (all the mixes' types: the first eighth's ffn_down gets its own),
+// each quantized as quantize_gguf does (row by row, the tensor's imatrix row): the lattice
+// types and the k-quant and legacy fallbacks through ggml's imatrix searches. (Writing all
+// ten mixes whole takes minutes; quantize_gguf with an imatrix is checked whole below.)
 namespace {
 // sum((i + 1) * byte[i]) mod 2^64, as make_quantize_reference.py records it.
-std::string checksum(const kiln::GgufTensor& t) {
+uint64_t checksum_bytes(const uint8_t* data, uint64_t n) {
     uint64_t s = 0;
-    for (uint64_t i = 0; i < t.nbytes; ++i) s += (i + 1) * t.data[i];
-    return std::to_string(s);
+    for (uint64_t i = 0; i < n; ++i) s += (i + 1) * data[i];
+    return s;
+}
+std::string checksum(const kiln::GgufTensor& t) { return std::to_string(checksum_bytes(t.data, t.nbytes)); }
+
+// t (a 2-D F16 matrix) quantized to `to` with its importance rows (if any), as quantize_gguf does it.
+std::string quantized_checksum(const kiln::GgufTensor& t, kiln::DType to, const kiln::ImportanceMatrix& im) {
+    const int64_t cols = t.ne[0], rows = t.n_elements() / cols;
+    const std::vector<float>* imp = im.find(t.name);
+    std::vector<float> row(static_cast<size_t>(cols));                      // (cols)
+    std::vector<uint8_t> out(kiln::row_bytes(to, cols) * size_t(rows));     // (rows, row bytes)
+    for (int64_t r = 0; r < rows; ++r) {
+        kiln::ref::dequantize_row(t.dtype, t.data + size_t(r) * kiln::row_bytes(t.dtype, cols), row.data(), cols);
+        kiln::ref::quantize_row(to, row.data(), out.data() + size_t(r) * kiln::row_bytes(to, cols), cols, imp ? imp->data() : nullptr);
+    }
+    return std::to_string(checksum_bytes(out.data(), out.size()));
 }
 }  // namespace
 
-TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS, IQ2_XS and IQ2_S with an imatrix give its bytes") {
+TEST_CASE("quantize: the IQ1/IQ2/IQ3 mixes plan llama-quantize's types; with an imatrix their bytes") {
     const std::string path = kiln::test::model_path(kF16Model);
     if (!kiln::test::require_file(path)) return;
     std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
     REQUIRE(in.good());
     const nlohmann::json ref = nlohmann::json::parse(in);
-    REQUIRE(ref["plans"].size() == 6);
+    REQUIRE(ref["plans"].size() == 10);
     auto im = kiln::load_imatrix(kiln::test::data_path("smollm2-imatrix.gguf"));
     REQUIRE_MESSAGE(im.is_ok(), im.message());
     auto f = kiln::GgufFile::open(path);
     REQUIRE(f.is_ok());
+    std::set<std::string> lattice_types;  // of all mixes, compared byte for byte
     for (const auto& [mix, tensors] : ref["plans"].items()) {
         CAPTURE(mix);
         kiln::QuantizeOptions o = options_for(mix);
@@ -104,48 +123,42 @@ TEST_CASE("quantize: the IQ1/IQ2 mixes plan llama-quantize's types; IQ2_XXS, IQ2
         auto plan = kiln::plan_quantization(f.value(), o);
         REQUIRE(plan.is_ok());
         REQUIRE(plan->size() == tensors.size());
-        int lattice = 0;
+        int compared = 0, same = 0;
         for (size_t i = 0; i < plan->size(); ++i) {
-            const std::string& name = f->tensors()[i].name;
-            CAPTURE(name);
-            CHECK(std::string(kiln::dtype_name((*plan)[i])) == tensors[name][0].get<std::string>());
-            lattice += (*plan)[i] != kiln::DType::IQ4_NL && !kiln::ref::has_quantizer((*plan)[i]);
-        }
-        CHECK(lattice >= 27);  // the 1536-wide ffn_down (and token_embd) get the mix's own types
-        if (mix == "IQ2_XXS" || mix == "IQ2_XS" || mix == "IQ2_S") continue;  // written below
-        auto g = kiln::GgufFile::open(path);
-        REQUIRE(g.is_ok());
-        const kiln::Status st = kiln::quantize_gguf(g.value(), o);
-        CHECK(st.message().find("which kiln reads but cannot write yet") != std::string::npos);  // iq2_xs, iq1_s, ...
-    }
-    // The IQ2_XXS, IQ2_XS and IQ2_S mixes: every tensor llama-quantize's bytes, but their q4_0
-    // ones (llama-quantize weighs those by the imatrix too; kiln's legacy quantizers do not).
-    kiln::QuantizeOptions o;
-    const std::map<std::string, std::map<std::string, int>> expect = {
-        {"IQ2_XXS", {{"iq2_xxs", 27}, {"q2_K", 3}, {"iq4_nl", 150}}},
-        {"IQ2_XS", {{"iq2_xs", 27}, {"q2_K", 3}, {"iq4_nl", 150}}},
-        {"IQ2_S", {{"iq2_xs", 27}, {"iq3_s", 3}, {"iq4_nl", 180}}}};
-    for (const auto& [mix, counts] : expect) {
-        CAPTURE(mix);
-        auto g = kiln::GgufFile::open(path);
-        REQUIRE(g.is_ok());
-        o = options_for(mix);
-        o.imatrix = &im.value();
-        REQUIRE(kiln::quantize_gguf(g.value(), o).is_ok());
-        std::map<std::string, int> same, compared;  // per type
-        for (const kiln::GgufTensor& t : g->tensors()) {
-            if (t.dtype == kiln::DType::Q4_0 || t.dtype == kiln::DType::F32) continue;
+            const kiln::GgufTensor& t = f->tensors()[i];
             CAPTURE(t.name);
-            ++compared[kiln::dtype_name(t.dtype)];
-            same[kiln::dtype_name(t.dtype)] += checksum(t) == ref["plans"][mix][t.name][1].get<std::string>();
+            const kiln::DType to = (*plan)[i];
+            CHECK(std::string(kiln::dtype_name(to)) == tensors[t.name][0].get<std::string>());
+            const bool sampled = t.name.starts_with("blk.2.") || t.name.starts_with("blk.3.");
+            if (!sampled || to == t.dtype || to == kiln::DType::F32) continue;
+            ++compared;
+            same += quantized_checksum(t, to, im.value()) == tensors[t.name][1].get<std::string>();
+            if (to != kiln::DType::IQ4_NL && !kiln::ref::has_quantizer(to)) lattice_types.insert(kiln::dtype_name(to));
         }
-        for (const auto& [type, n] : counts) CHECK(compared[type] == n);
+        CHECK(compared == 14);  // 7 matrices x 2 layers
         CHECK(same == compared);
     }
+    CHECK(lattice_types == std::set<std::string>{"iq1_m", "iq1_s", "iq2_s", "iq2_xs", "iq2_xxs", "iq3_xxs"});
+    // quantize_gguf writes a whole mix with the imatrix: IQ2_M (the 1536-wide tensors iq2_s /
+    // iq3_s, the rest iq4_nl, the output q8_0), every tensor llama-quantize's bytes.
+    auto g = kiln::GgufFile::open(path);
+    REQUIRE(g.is_ok());
+    kiln::QuantizeOptions o = options_for("IQ2_M");
+    o.imatrix = &im.value();
+    REQUIRE(kiln::quantize_gguf(g.value(), o).is_ok());
+    std::map<std::string, int> same, compared;  // per type
+    for (const kiln::GgufTensor& t : g->tensors()) {
+        if (t.dtype == kiln::DType::F32) continue;
+        CAPTURE(t.name);
+        ++compared[kiln::dtype_name(t.dtype)];
+        same[kiln::dtype_name(t.dtype)] += checksum(t) == ref["plans"]["IQ2_M"][t.name][1].get<std::string>();
+    }
+    CHECK(compared == std::map<std::string, int>{{"iq2_s", 27}, {"iq3_s", 3}, {"iq4_nl", 180}, {"q8_0", 1}});
+    CHECK(same == compared);
     // Without an importance matrix, IQ2_XXS is refused by name.
     auto h = kiln::GgufFile::open(path);
     REQUIRE(h.is_ok());
-    o.imatrix = nullptr;
+    o = options_for("IQ2_XXS");
     CHECK(kiln::quantize_gguf(h.value(), o).message().find("needs an importance matrix") != std::string::npos);
 }
 
@@ -180,36 +193,55 @@ TEST_CASE("quantize: q2_K and iq3_s without an imatrix give llama-quantize's byt
     }
 }
 
-// IQ3_XXS with an importance matrix (--tensor-type ffn_down=iq3_xxs --imatrix): llama-quantize's
-// bytes for those tensors (its other tensors use the imatrix in quantizers kiln's do not).
-TEST_CASE("quantize: iq3_xxs with an imatrix gives llama-quantize's bytes") {
+// With an importance matrix: IQ3_XXS (--tensor-type ffn_down=iq3_xxs over Q4_K_M), and the
+// Q5_K_M and Q4_1 mixes (q5_K, q6_K, q5_1, q4_1, q5_0, q8_0 through ggml's imatrix
+// searches): llama-quantize's bytes in every tensor.
+TEST_CASE("quantize: with an imatrix, iq3_xxs and the k-quant and legacy quantizers give llama-quantize's bytes") {
     const std::string path = kiln::test::model_path(kF16Model);
     if (!kiln::test::require_file(path)) return;
     std::ifstream in(kiln::test::data_path("quantize_smollm2.json"));
     REQUIRE(in.good());
-    const nlohmann::json ref = nlohmann::json::parse(in)["overrides"]["Q4_K_M ffn_down=iq3_xxs imatrix"];
+    const nlohmann::json all = nlohmann::json::parse(in)["overrides"];
     auto im = kiln::load_imatrix(kiln::test::data_path("smollm2-imatrix.gguf"));
     REQUIRE(im.is_ok());
-    auto f = kiln::GgufFile::open(path);
-    REQUIRE(f.is_ok());
+    struct Run {
+        const char *name, *mix, *override_spec;
+        std::map<std::string, int> types;  // tensors of each type in the output
+    };
+    const Run runs[] = {{"Q4_K_M ffn_down=iq3_xxs imatrix", "Q4_K_M", "ffn_down=iq3_xxs", {{"iq3_xxs", 30}, {"q5_0", 166}, {"q8_0", 15}}},
+                        {"Q5_K_M imatrix", "Q5_K_M", nullptr, {{"q5_K", 16}, {"q6_K", 14}, {"q5_1", 166}, {"q8_0", 15}}},
+                        {"Q4_1 imatrix", "Q4_1", nullptr, {{"q4_1", 210}, {"q8_0", 1}}}};
+    for (const Run& run : runs) {
+        CAPTURE(run.name);
+        const nlohmann::json& ref = all[run.name];
+        auto f = kiln::GgufFile::open(path);
+        REQUIRE(f.is_ok());
+        kiln::QuantizeOptions o = options_for(run.mix);
+        if (run.override_spec) {
+            auto over = kiln::parse_tensor_type_override(run.override_spec);
+            REQUIRE(over.is_ok());
+            o.overrides.push_back(over.value());
+        }
+        o.imatrix = &im.value();
+        REQUIRE(kiln::quantize_gguf(f.value(), o).is_ok());
+        std::map<std::string, int> same, compared;  // per type
+        for (const kiln::GgufTensor& t : f->tensors()) {
+            CAPTURE(t.name);
+            CHECK(std::string(kiln::dtype_name(t.dtype)) == ref[t.name][0].get<std::string>());
+            if (t.dtype == kiln::DType::F32) continue;
+            ++compared[kiln::dtype_name(t.dtype)];
+            same[kiln::dtype_name(t.dtype)] += checksum(t) == ref[t.name][1].get<std::string>();
+        }
+        CHECK(compared == run.types);
+        CHECK(same == compared);
+    }
+    // IQ3_XXS without one is refused, as llama-quantize refuses it.
+    auto g = kiln::GgufFile::open(path);
+    REQUIRE(g.is_ok());
     kiln::QuantizeOptions o = options_for("Q4_K_M");
     auto iq3 = kiln::parse_tensor_type_override("ffn_down=iq3_xxs");
     REQUIRE(iq3.is_ok());
     o.overrides.push_back(iq3.value());
-    o.imatrix = &im.value();
-    REQUIRE(kiln::quantize_gguf(f.value(), o).is_ok());
-    int same = 0, n = 0;
-    for (const kiln::GgufTensor& t : f->tensors()) {
-        CAPTURE(t.name);
-        CHECK(std::string(kiln::dtype_name(t.dtype)) == ref[t.name][0].get<std::string>());
-        if (t.dtype == kiln::DType::IQ3_XXS) same += checksum(t) == ref[t.name][1].get<std::string>(), ++n;
-    }
-    CHECK(n == 30);
-    CHECK(same == 30);
-    // Without one it is refused, as llama-quantize refuses it.
-    auto g = kiln::GgufFile::open(path);
-    REQUIRE(g.is_ok());
-    o.imatrix = nullptr;
     CHECK(kiln::quantize_gguf(g.value(), o).message().find("needs an importance matrix") != std::string::npos);
 }
 
@@ -222,7 +254,7 @@ TEST_CASE("quantize: llama-imatrix's importance matrices load; other files are c
     REQUIRE(down != nullptr);
     CHECK(down->size() == 1536);
     for (float v : *down) CHECK((v > 0 && std::isfinite(v)));
-    CHECK(im->chunk_size == 512);
+    CHECK(im->chunk_size == 128);
     const std::string model = kiln::test::model_path(kF16Model);
     if (!kiln::test::require_file(model)) return;
     CHECK(kiln::load_imatrix(model).message().find("no importance data") != std::string::npos);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kiln/dtype.h"
+#include "kiln/format/tensor.h"
 #include "kiln/model.h"
 #include "kiln/status.h"
 
@@ -106,6 +107,15 @@ struct SessionOptions {
 // A KV cache type from its llama.cpp name: f16, bf16, q8_0, q4_0 or f32.
 Expected<DType> parse_cache_type(const std::string& name);
 
+// Sees the input of every matrix product a CPU forward pass runs with a model weight (what
+// llama-imatrix collects; kiln::ImatrixCollector accumulates it): x (rows, w.cols()) times
+// w^T, or for an expert tensor (3-D) its slice `expert` (-1 for a 2-D weight). Called on the
+// thread running decode(), between the kernels, before the product.
+struct ActivationObserver {
+    virtual ~ActivationObserver() = default;
+    virtual void matmul_input(const TensorView& w, int expert, const float* x, int rows) = 0;
+};
+
 // Tokens of one forward pass, from any sequences (as llama_batch): token i is appended to
 // sequence seq[i] at position pos[i], which must be that sequence's length counting its
 // earlier tokens in the batch; logits[i] asks for its logits.
@@ -138,6 +148,9 @@ public:
     // (undoing the call) and fail with "cancelled"; nullptr: never. For another thread to
     // stop a long prefill; generate() sets it from GenerateOptions::cancel.
     void set_cancel(const std::atomic<bool>* cancel) { cancel_ = cancel; }
+    // Shows every later forward pass's matrix inputs to `o` (nullptr: none). CPU backend
+    // only: an error on Vulkan (its activations stay on the device).
+    Status set_activation_observer(ActivationObserver* o);
 
     // Sequence operations. Length: its positions in the cache.
     int seq_length(int seq) const;

@@ -18,6 +18,7 @@
 //
 // The quantizers follow ggml's reference quantizers operation for operation (same float
 // expressions in the same order), which is what makes their output bit-identical.
+#include "ref/fit.h"
 #include "ref/quants.h"
 #include "ref/rounding.h"
 
@@ -384,127 +385,6 @@ void quantize_row_q8_K(const float* x, block_q8_K* y, int64_t n) {
 // =====================================================================================
 namespace {
 
-// Fits x[i] ~ scale * L[i] + min over codes L in [0, nmax], with min <= 0, minimizing the
-// weighted squared error sum w[i] * err[i]^2 (ggml's make_qkx2_quants). The first guess
-// spreads the codes over [min(x, 0), max(x)]. Then nstep + 1 denser or sparser grids
-// ((nmax + rmin + k * rdelta) steps over the current range) are tried: each fixes a set of
-// codes, for which the best (scale, min) is the closed-form 2x2 weighted least-squares
-// solution; the best candidate so far also moves the offset used by the next grid.
-// Returns the scale and stores -min (>= 0) in *neg_min.
-float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, float rmin,
-                    float rdelta, int nstep) {
-    float lo = x[0], hi = x[0];
-    float sum_w = w[0], sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        lo = std::min(lo, x[i]);
-        hi = std::max(hi, x[i]);
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
-    }
-    lo = std::min(lo, 0.0f);  // the offset only ever shifts values up
-    if (hi == lo) {
-        std::fill(L, L + n, uint8_t(0));
-        *neg_min = -lo;
-        return 0.0f;
-    }
-    float iscale = nmax / (hi - lo);
-    float scale = 1 / iscale;
-    float best_err = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        L[i] = uint8_t(round_clamp(iscale * (x[i] - lo), 0, nmax));
-        const float e = scale * float(L[i]) + lo - x[i];
-        best_err += w[i] * (e * e);
-    }
-    uint8_t cand[32];
-    for (int k = 0; k <= nstep; ++k) {
-        iscale = (rmin + rdelta * float(k) + float(nmax)) / (hi - lo);
-        float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
-        for (int i = 0; i < n; ++i) {
-            const int l = round_clamp(iscale * (x[i] - lo), 0, nmax);
-            cand[i] = uint8_t(l);
-            const float wl = w[i] * float(l);
-            sum_l += wl;
-            sum_l2 += wl * float(l);
-            sum_xl += wl * x[i];
-        }
-        const float det = sum_w * sum_l2 - sum_l * sum_l;
-        if (!(det > 0.0f)) continue;  // all codes equal: the 2x2 system is singular
-        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
-        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
-        if (this_min > 0.0f) {  // offset must stay <= 0: refit the scale alone
-            this_min = 0.0f;
-            this_scale = sum_xl / sum_l2;
-        }
-        float err = 0.0f;
-        for (int i = 0; i < n; ++i) {
-            const float e = this_scale * float(cand[i]) + this_min - x[i];
-            err += w[i] * (e * e);
-        }
-        if (err < best_err) {
-            std::copy(cand, cand + n, L);
-            best_err = err;
-            scale = this_scale;
-            lo = this_min;
-        }
-    }
-    *neg_min = -lo;
-    return scale;
-}
-
-// Fits x[i] ~ scale * (L[i] - nmax) over codes L in [0, 2 nmax - 1], weighting each value by
-// x^2 so the large ones are fitted best (ggml's make_qx_quants with rmse_type 1). For fixed
-// codes l the best scale is sum(w x l) / sum(w l^2) and the error left is
-// sum(w x^2) - sum(w x l)^2 / sum(w l^2), so the candidate grid with the largest
-// sumlx^2 / suml2 wins. Candidates: 19 grids of (nmax + 0.1 k) steps, k = -9..9.
-float fit_scale_signed(int n, int nmax, const float* x, int8_t* L) {
-    const float max = signed_absmax(x, n);
-    if (std::fabs(max) < kGroupMaxEps) {
-        std::fill(L, L + n, int8_t(0));
-        return 0.0f;
-    }
-    // Codes for grid iscale: sums for the least-squares scale, codes into out.
-    auto grid = [&](float iscale, int8_t* out, float* sumlx, float* suml2) {
-        *sumlx = *suml2 = 0.0f;
-        for (int i = 0; i < n; ++i) {
-            const int l = round_clamp(iscale * x[i], -nmax, nmax - 1);
-            out[i] = int8_t(l + nmax);
-            const float w = x[i] * x[i];
-            *sumlx += w * x[i] * float(l);
-            *suml2 += w * float(l) * float(l);
-        }
-    };
-    float sumlx, suml2;
-    grid(-nmax / max, L, &sumlx, &suml2);
-    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    int8_t cand[16];
-    for (int k = -9; k <= 9; ++k) {
-        if (k == 0) continue;
-        grid(-(float(nmax) + 0.1f * float(k)) / max, cand, &sumlx, &suml2);
-        if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
-            std::copy(cand, cand + n, L);
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
-}
-
-// Inverse of unpack_scale_min_k4: eight 6-bit scales and mins into 12 bytes.
-void pack_scale_min_k4(const uint8_t* sc, const uint8_t* m, uint8_t* out) {
-    std::memset(out, 0, K_SCALE_SIZE);
-    for (int j = 0; j < 8; ++j) {
-        if (j < 4) {
-            out[j] = sc[j];
-            out[j + 4] = m[j];
-        } else {
-            out[j + 4] = uint8_t((sc[j] & 0x0f) | (m[j] & 0x0f) << 4);
-            out[j - 4] |= uint8_t((sc[j] >> 4) << 6);
-            out[j] |= uint8_t((m[j] >> 4) << 6);
-        }
-    }
-}
-
 // Shared by q4_K (Bits 4) and q5_K (Bits 5): codes L[256] in [0, 2^b - 1] for one super-block.
 //  1. per 32-element sub-block, fit (scale, min) with weights rms(sub-block) + |x|;
 //  2. quantize the 8 scales and 8 mins to 6 bits against the largest of each
@@ -631,7 +511,9 @@ bool has_quantizer(DType t) {
     }
 }
 
-bool needs_importance(DType t) { return t == DType::IQ2_XXS || t == DType::IQ2_XS || t == DType::IQ3_XXS; }
+bool needs_importance(DType t) {
+    return t == DType::IQ2_XXS || t == DType::IQ2_XS || t == DType::IQ2_S || t == DType::IQ3_XXS || t == DType::IQ1_S || t == DType::IQ1_M;
+}
 
 size_t quantize_row(DType t, const float* x, void* dst, int64_t n) { return quantize_row(t, x, dst, n, nullptr); }
 
@@ -640,11 +522,19 @@ size_t quantize_row(DType t, const float* x, void* dst, int64_t n, const float* 
         KILN_ASSERT(n % QK_K == 0, "quantize_row: n=%lld is not whole %s blocks", (long long)n, dtype_name(t));
         if (t == DType::IQ2_XXS) quantize_row_iq2_xxs(x, static_cast<block_iq2_xxs*>(dst), n, importance);
         else if (t == DType::IQ2_XS) quantize_row_iq2_xs(x, static_cast<block_iq2_xs*>(dst), n, importance);
+        else if (t == DType::IQ2_S) quantize_row_iq2_s(x, static_cast<block_iq2_s*>(dst), n, importance);
+        else if (t == DType::IQ1_S) quantize_row_iq1_s(x, static_cast<block_iq1_s*>(dst), n, importance);
+        else if (t == DType::IQ1_M) quantize_row_iq1_m(x, static_cast<block_iq1_m*>(dst), n, importance);
         else quantize_row_iq3_xxs(x, static_cast<block_iq3_xxs*>(dst), n, importance);
         return row_bytes(t, n);
     }
     if (!has_quantizer(t)) return 0;
     const DTypeInfo& info = dtype_info(t);
+    if (importance && has_imatrix_variant(t)) {
+        KILN_ASSERT(n % info.block_size == 0, "quantize_row: n=%lld is not whole %s blocks", (long long)n, info.name);
+        quantize_row_imatrix(t, x, dst, n, importance);
+        return row_bytes(t, n);
+    }
     KILN_ASSERT(n % info.block_size == 0, "quantize_row: n=%lld is not a multiple of %s's block size %u",
                 (long long)n, info.name, info.block_size);
     switch (t) {

@@ -101,15 +101,28 @@ void quantize_row_iq2_xxs(const float* x, block_iq2_xxs* y, int64_t n, const flo
 void quantize_row_iq3_s(const float* x, block_iq3_s* y, int64_t n, const float* importance = nullptr);
 // IQ2_XS (quantize_row_iq2_xs_impl: a scale per 16 weights, 19 scales tried), with importance.
 void quantize_row_iq2_xs(const float* x, block_iq2_xs* y, int64_t n, const float* importance);
+// IQ2_S (quantize_row_iq2_s_impl: IQ2_XS's search on the 1024-point grid, plain signs),
+// with importance (llama-quantize requires one) or without (weights sigma2 / 4 + x^2).
+void quantize_row_iq2_s(const float* x, block_iq2_s* y, int64_t n, const float* importance);
+// IQ1_S / IQ1_M (quantize_row_iq1_{s,m}_impl: every split of a block's sorted values into
+// the three levels scored from prefix sums, the best snapped onto the 2048-point grid), with
+// importance (IQ1_M also without: weights x^2; llama-quantize requires one for both).
+void quantize_row_iq1_s(const float* x, block_iq1_s* y, int64_t n, const float* importance);
+void quantize_row_iq1_m(const float* x, block_iq1_m* y, int64_t n, const float* importance);
 // IQ3_XXS (quantize_row_iq3_xxs_impl: 31 scales, off-grid points snapped again at the best),
 // with importance (llama-quantize requires one) or without (weights x^2).
 void quantize_row_iq3_xxs(const float* x, block_iq3_xxs* y, int64_t n, const float* importance = nullptr);
 
+// q4_0, q4_1, q5_0, q5_1, q4_K, q5_K and q6_K with an importance row: ggml's
+// quantize_row_*_impl (llama-quantize --imatrix), a different search from the plain ones.
+bool has_imatrix_variant(DType t);
+void quantize_row_imatrix(DType t, const float* x, void* dst, int64_t n, const float* importance);
+
 // True when quantize_row() can produce type t (F32, F16, BF16 and the types above that
 // need no importance matrix).
 bool has_quantizer(DType t);
-// True for the types whose quantizer needs an importance row (IQ2_XXS, IQ2_XS, and IQ3_XXS, which
-// kiln could write without one but llama-quantize refuses to; ggml's
+// True for the types whose quantizer needs an importance row (IQ2_XXS, IQ2_XS, IQ1_S, and
+// IQ2_S, IQ1_M and IQ3_XXS, which kiln could write without one but llama-quantize refuses to; ggml's
 // ggml_quantize_requires_imatrix): quantize_row with one.
 bool needs_importance(DType t);
 
@@ -117,7 +130,8 @@ bool needs_importance(DType t);
 // round to nearest even. Returns 0 (and writes nothing) when !has_quantizer(t).
 size_t quantize_row(DType t, const float* x, void* dst, int64_t n);
 // The same with an importance row (n per-element weights, e.g. an imatrix row; nullptr for
-// none), which IQ4_NL and IQ4_XS use and needs_importance(t) types require.
+// none), which q2_K, the IQ types and the has_imatrix_variant types use and
+// needs_importance(t) types require.
 size_t quantize_row(DType t, const float* x, void* dst, int64_t n, const float* importance);
 
 // ---- dot product ----------------------------------------------------------------------

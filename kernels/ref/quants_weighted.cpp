@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "ref/iq_grids.h"
+#include "ref/lattice.h"
+#include "ref/fit.h"
 #include "ref/quants.h"
 #include "ref/rounding.h"
 
@@ -22,88 +24,6 @@ namespace {
 
 int nearest(float v) { return round_clamp(v, -4194303, 4194303); }  // ggml's nearest_int
 
-// A lattice (IQ2_XXS's 256 points of 8 values 8, 25, 43; IQ3_XXS's 256 points of 4 values
-// 4, 12, ..., 62) in the quantizer's own coordinates: value codes l (the level's index) at
-// positions 2l + 1. `map` takes a point's code (kBits per value) to its grid index, or to
-// -1 - (its offset in `neighbours`) for codes off the grid: there, the list (count first) of
-// the grid points nearest to it in squared distance, all of the nearest `nwant` distances
-// (ties by index), as ggml's iq2xs_init_impl / iq3xs_init_impl build it. Only codes of
-// values up to max_code are ever looked up (the quantizer clamps to it), so only those get
-// lists.
-template <int kPer, int kBits>
-struct Lattice {
-    std::vector<std::array<int8_t, kPer>> pos;  // [grid index] positions 2l + 1
-    std::vector<int> map;                       // [code]
-    std::vector<uint16_t> neighbours;
-    Lattice(const uint8_t* grid, int n, const uint8_t* levels, int n_levels, int max_code, int nwant) : pos(size_t(n)), map(size_t(1) << (kPer * kBits), 0) {
-        for (int e = 0; e < n; ++e)
-            for (int i = 0; i < kPer; ++i) {
-                int l = 0;
-                while (l + 1 < n_levels && levels[l] != grid[kPer * e + i]) ++l;
-                pos[size_t(e)][size_t(i)] = int8_t(2 * l + 1);
-            }
-        std::vector<bool> on_grid(map.size(), false);
-        for (int e = 0; e < n; ++e) {
-            int code = 0;
-            for (int i = 0; i < kPer; ++i) code |= ((pos[size_t(e)][size_t(i)] - 1) / 2) << (kBits * i);
-            map[size_t(code)] = e, on_grid[size_t(code)] = true;
-        }
-        std::vector<std::pair<int, int>> dist(static_cast<size_t>(n));  // (squared distance, grid index)
-        for (int code = 0; code < int(map.size()); ++code) {
-            bool reachable = true;
-            for (int i = 0; i < kPer; ++i) reachable = reachable && ((code >> (kBits * i)) & ((1 << kBits) - 1)) <= max_code;
-            if (on_grid[size_t(code)] || !reachable) continue;
-            for (int e = 0; e < n; ++e) {
-                int d2 = 0;
-                for (int i = 0; i < kPer; ++i) {
-                    const int d = pos[size_t(e)][size_t(i)] - (2 * ((code >> (kBits * i)) & ((1 << kBits) - 1)) + 1);
-                    d2 += d * d;
-                }
-                dist[size_t(e)] = {d2, e};
-            }
-            std::sort(dist.begin(), dist.end());
-            map[size_t(code)] = -1 - int(neighbours.size());
-            const size_t start = neighbours.size();
-            neighbours.push_back(0);
-            int d2 = dist[0].first, nhave = 1;
-            for (const auto& [d, e] : dist) {
-                if (d > d2) {
-                    if (nhave == nwant) break;
-                    d2 = d, ++nhave;
-                }
-                neighbours.push_back(uint16_t(e));
-            }
-            neighbours[start] = uint16_t(neighbours.size() - start - 1);
-        }
-    }
-    int code_of(const int8_t* L) const {
-        int u = 0;
-        for (int i = 0; i < kPer; ++i) u |= L[i] << (kBits * i);
-        return u;
-    }
-    // The grid index of the point of codes L (kPer of them): itself when on the grid (then
-    // *on = true), else its neighbour nearest in weighted squared error to xval at this
-    // scale, whose codes replace L's (ggml's iq2_find_best_neighbour / iq3_...).
-    int snap(int8_t* L, const float* xval, const float* weight, float scale, bool* on = nullptr) const {
-        const int u = code_of(L);
-        if (on) *on = map[size_t(u)] >= 0;
-        if (map[size_t(u)] >= 0) return map[size_t(u)];
-        const uint16_t* list = neighbours.data() + (-1 - map[size_t(u)]);
-        float best_d2 = FLT_MAX;
-        int best = -1;
-        for (int j = 1; j <= list[0]; ++j) {
-            float d2 = 0;
-            for (int i = 0; i < kPer; ++i) {
-                const float diff = scale * float(pos[list[j]][size_t(i)]) - xval[i];
-                d2 += weight[i] * diff * diff;
-            }
-            if (d2 < best_d2) best_d2 = d2, best = list[j];
-        }
-        for (int i = 0; i < kPer; ++i) L[i] = int8_t((pos[size_t(best)][size_t(i)] - 1) / 2);
-        return best;
-    }
-};
-
 const uint8_t kIq2Levels[3] = {8, 25, 43}, kIq3Levels[8] = {4, 12, 20, 28, 36, 44, 52, 62}, kIq3sLevels[8] = {1, 3, 5, 7, 9, 11, 13, 15};
 
 const Lattice<8, 2>& iq2xxs_lattice() {
@@ -112,6 +32,10 @@ const Lattice<8, 2>& iq2xxs_lattice() {
 }
 const Lattice<8, 2>& iq2xs_lattice() {
     static const Lattice<8, 2> lattice(&kIqGrids.iq2xs[0][0], 512, kIq2Levels, 3, 2, 2);
+    return lattice;
+}
+const Lattice<8, 2>& iq2s_lattice() {  // nwant 1: only the nearest neighbours, as ggml lists them for IQ2_S
+    static const Lattice<8, 2> lattice(&kIqGrids.iq2s[0][0], 1024, kIq2Levels, 3, 2, 1);
     return lattice;
 }
 const Lattice<4, 3>& iq3s_lattice() {
@@ -159,111 +83,6 @@ void weighted_sums(const float* weight, const float* xval, const int8_t* L, floa
     *sumqx = qx, *sumq2 = q2;
 }
 
-// ggml's make_qp_quants: codes 0..nmax of the n non-negative x with a weighted
-// least-squares scale, after trying 8 scales around nmax / max and 5 rounds of one-code moves.
-float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w) {
-    float max = 0;
-    for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
-    if (max < kGroupMaxEps) {
-        std::memset(L, 0, size_t(n));
-        return 0.0f;
-    }
-    float iscale = float(nmax) / max;
-    for (int i = 0; i < n; ++i) L[i] = uint8_t(nearest(iscale * x[i]));
-    const float scale = 1 / iscale;
-    float best_mse = 0;
-    for (int i = 0; i < n; ++i) {
-        const float diff = x[i] - scale * float(L[i]);
-        best_mse += w[i] * diff * diff;
-    }
-    for (int is = -4; is <= 4; ++is) {
-        if (is == 0) continue;
-        const float iscale_is = (0.1f * float(is) + float(nmax)) / max, scale_is = 1 / iscale_is;
-        float mse = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = std::min(nmax, nearest(iscale_is * x[i]));
-            const float diff = x[i] - scale_is * float(l);
-            mse += w[i] * diff * diff;
-        }
-        if (mse < best_mse) best_mse = mse, iscale = iscale_is;
-    }
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = std::min(nmax, nearest(iscale * x[i]));
-        L[i] = uint8_t(l);
-        sumlx += w[i] * x[i] * float(l);
-        suml2 += w[i] * float(l) * float(l);
-    }
-    for (int itry = 0; itry < 5; ++itry) {
-        int n_changed = 0;
-        for (int i = 0; i < n; ++i) {
-            float slx = sumlx - w[i] * x[i] * float(L[i]);
-            float sl2 = suml2 - w[i] * float(L[i]) * float(L[i]);
-            if (slx > 0 && sl2 > 0) {
-                const int new_l = std::min(nmax, nearest(x[i] * sl2 / slx));
-                if (new_l != L[i]) {
-                    slx += w[i] * x[i] * float(new_l);
-                    sl2 += w[i] * float(new_l) * float(new_l);
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) L[i] = uint8_t(new_l), sumlx = slx, suml2 = sl2, ++n_changed;
-                }
-            }
-        }
-        if (!n_changed) break;
-    }
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-}
-
-// x[i] ~ scale * L[i] + min over codes 0..nmax with min <= 0 (ggml's make_qkx2_quants /
-// make_qkx3_quants, the same for given weights): the first guess spans [min(x, 0), max(x)];
-// then nstep + 1 grids of (nmax + rmin + k rdelta) steps each get the closed-form weighted
-// least-squares (scale, min) of their codes, the best (by weighted |error| when use_mad,
-// else squared error) moving the offset for the next. Returns the scale, *neg_min = -min.
-float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, float rmin, float rdelta, int nstep, bool use_mad) {
-    float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max <= min) {
-        std::memset(L, 0, size_t(n));
-        *neg_min = -min;
-        return 0.0f;
-    }
-    auto err_of = [use_mad](float diff) { return use_mad ? std::fabs(diff) : diff * diff; };
-    float iscale = float(nmax) / (max - min), scale = 1 / iscale, best = 0;
-    for (int i = 0; i < n; ++i) {
-        L[i] = uint8_t(std::clamp(nearest(iscale * (x[i] - min)), 0, nmax));
-        best += w[i] * err_of(scale * float(L[i]) + min - x[i]);
-    }
-    uint8_t cand[16];
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta * float(is) + float(nmax)) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = std::clamp(nearest(iscale * (x[i] - min)), 0, nmax);
-            cand[i] = uint8_t(l);
-            sum_l += w[i] * float(l);
-            sum_l2 += w[i] * float(l) * float(l);
-            sum_xl += w[i] * float(l) * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (!(D > 0)) continue;
-        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D, this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-        if (this_min > 0) this_min = 0, this_scale = sum_xl / sum_l2;
-        float err = 0;
-        for (int i = 0; i < n; ++i) err += w[i] * err_of(this_scale * float(cand[i]) + this_min - x[i]);
-        if (err < best) {
-            std::memcpy(L, cand, size_t(n));
-            best = err, scale = this_scale, min = this_min;
-        }
-    }
-    *neg_min = -min;
-    return scale;
-}
-
 // The IQ3 quantizers' error weights of 32 values: importance x sqrt(sigma2 + x^2), or x^2
 // without importance; waux = their square roots (for the neighbour search).
 void iq3_weights(const float* xb, const float* qw, float sigma2, float* weight, float* waux) {
@@ -307,6 +126,42 @@ float iq3_search(const Lattice<4, 3>& lat, const float* xval, const float* weigh
             lat.snap(L + 4 * k, xval + 4 * k, waux + 4 * k, scale);
         }
         weighted_sums(weight, xval, L, &sumqx, &sumq2);
+        if (sumq2 > 0) scale = sumqx / sumq2;
+    }
+    return scale;
+}
+
+// The scale of 16 weights (two lattice points of 8) as ggml's IQ2_XS / IQ2_S searches fit
+// it: 19 scales around max / 5, the best by weighted least squares; points off the grid at
+// the best scale are snapped to their neighbours again and the scale refitted. L (16) gets
+// the codes; the scale may come out negative (the caller flips the signs).
+float iq2_fit16(const Lattice<8, 2>& lat, const float* weight, const float* waux, const float* xval, float max, int8_t* L) {
+    constexpr int kMaxQ = 3;
+    int8_t Laux[16];
+    bool on_grid[2], on_grid_aux[2];
+    float best = 0, scale = max / (2 * kMaxQ - 1), sumqx, sumq2;
+    on_grid[0] = on_grid[1] = true;
+    for (int is = -9; is <= 9; ++is) {
+        const float id = (float(2 * kMaxQ - 1) + float(is) * 0.1f) / max, this_scale = 1 / id;
+        for (int k = 0; k < 2; ++k) {
+            for (int i = 0; i < 8; ++i) Laux[8 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[8 * k + i] - 1)), 0, kMaxQ - 1));
+            lat.snap(Laux + 8 * k, xval + 8 * k, waux + 8 * k, this_scale, &on_grid_aux[k]);
+        }
+        weighted_sums(weight, xval, Laux, &sumqx, &sumq2, 16);
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            scale = sumqx / sumq2, best = scale * sumqx;
+            std::memcpy(L, Laux, 16);
+            on_grid[0] = on_grid_aux[0], on_grid[1] = on_grid_aux[1];
+        }
+    }
+    if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
+        const float id = 1 / scale;
+        for (int k = 0; k < 2; ++k) {
+            if (on_grid[k]) continue;
+            for (int i = 0; i < 8; ++i) L[8 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[8 * k + i] - 1)), 0, kMaxQ - 1));
+            lat.snap(L + 8 * k, xval + 8 * k, waux + 8 * k, scale);
+        }
+        weighted_sums(weight, xval, L, &sumqx, &sumq2, 16);
         if (sumq2 > 0) scale = sumqx / sumq2;
     }
     return scale;
@@ -441,12 +296,10 @@ void quantize_row_iq2_xxs(const float* x, block_iq2_xxs* y, int64_t n, const flo
 void quantize_row_iq2_xs(const float* x, block_iq2_xs* y, int64_t n, const float* importance) {
     KILN_ASSERT(importance != nullptr, "quantize_row_iq2_xs: IQ2_XS needs an importance matrix");
     const Lattice<8, 2>& lat = iq2xs_lattice();
-    constexpr int kMaxQ = 3;
     for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
         const float* xbl = x + QK_K * ibl;
         float scales[QK_K / 16], weight[16], waux[16], xval[16];
-        int8_t L[16], Laux[16];
-        bool on_grid[2], on_grid_aux[2];
+        int8_t L[16];
         uint8_t block_signs[2];
         uint16_t q2[2 * (QK_K / 16)] = {};  // per 8 weights: 9-bit grid index | 7 sign bits << 9
         y[ibl].d = fp32_to_fp16(0.0f);
@@ -468,31 +321,7 @@ void quantize_row_iq2_xs(const float* x, block_iq2_xs* y, int64_t n, const float
                 scales[ib] = 0;
                 continue;
             }
-            float best = 0, scale = max / (2 * kMaxQ - 1), sumqx, sumq2;
-            on_grid[0] = on_grid[1] = true;
-            for (int is = -9; is <= 9; ++is) {
-                const float id = (float(2 * kMaxQ - 1) + float(is) * 0.1f) / max, this_scale = 1 / id;
-                for (int k = 0; k < 2; ++k) {
-                    for (int i = 0; i < 8; ++i) Laux[8 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[8 * k + i] - 1)), 0, kMaxQ - 1));
-                    lat.snap(Laux + 8 * k, xval + 8 * k, waux + 8 * k, this_scale, &on_grid_aux[k]);
-                }
-                weighted_sums(weight, xval, Laux, &sumqx, &sumq2, 16);
-                if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                    scale = sumqx / sumq2, best = scale * sumqx;
-                    std::memcpy(L, Laux, 16);
-                    on_grid[0] = on_grid_aux[0], on_grid[1] = on_grid_aux[1];
-                }
-            }
-            if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
-                const float id = 1 / scale;
-                for (int k = 0; k < 2; ++k) {
-                    if (on_grid[k]) continue;
-                    for (int i = 0; i < 8; ++i) L[8 * k + i] = int8_t(std::clamp(nearest(0.5f * (id * xval[8 * k + i] - 1)), 0, kMaxQ - 1));
-                    lat.snap(L + 8 * k, xval + 8 * k, waux + 8 * k, scale);
-                }
-                weighted_sums(weight, xval, L, &sumqx, &sumq2, 16);
-                if (sumq2 > 0) scale = sumqx / sumq2;
-            }
+            float scale = iq2_fit16(lat, weight, waux, xval, max, L);
             if (scale < 0) {
                 scale = -scale;
                 for (int k = 0; k < 2; ++k) block_signs[k] = uint8_t(~block_signs[k] & 127);
@@ -517,6 +346,64 @@ void quantize_row_iq2_xs(const float* x, block_iq2_xs* y, int64_t n, const float
             y[ibl].scales[ib / 2] = uint8_t(ib % 2 == 0 ? l : y[ibl].scales[ib / 2] | l << 4);
         }
         std::memcpy(y[ibl].qs, q2, sizeof q2);
+    }
+}
+
+// IQ2_S: IQ2_XS's search on the 1024-point lattice, 8 plain sign bits per 8 weights,
+// sigma2 twice as large and (without importance) weights sigma2 / 4 + x^2; 10-bit indices
+// (low bytes, then the sign bytes, in qs; top bits in qh), d stored as 0.9875 of max / 31.
+void quantize_row_iq2_s(const float* x, block_iq2_s* y, int64_t n, const float* importance) {
+    const Lattice<8, 2>& lat = iq2s_lattice();
+    for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
+        const float* xbl = x + QK_K * ibl;
+        float scales[QK_K / 16], weight[16], waux[16], xval[16];  // (16) one scale's weights
+        int8_t L[16];
+        std::memset(&y[ibl], 0, sizeof y[ibl]);
+        float sumx2 = 0;
+        for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
+        const float sigma2 = 2 * sumx2 / QK_K;
+        float max_scale = 0;
+        for (int ib = 0; ib < QK_K / 16; ++ib) {
+            const float* xb = xbl + 16 * ib;
+            if (importance) {
+                const float* qw = importance + QK_K * ibl + 16 * ib;
+                for (int i = 0; i < 16; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+            } else {
+                for (int i = 0; i < 16; ++i) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
+            }
+            for (int i = 0; i < 16; ++i) waux[i] = std::sqrt(weight[i]);
+            uint8_t block_signs[2] = {};
+            for (int i = 0; i < 16; ++i) {
+                xval[i] = std::fabs(xb[i]);
+                if (xb[i] < 0) block_signs[i / 8] = uint8_t(block_signs[i / 8] | 1 << (i % 8));
+            }
+            float max = xval[0];
+            for (int i = 1; i < 16; ++i) max = std::max(max, xval[i]);
+            std::memset(L, 0, 16);
+            if (max < 1e-8f) {  // ggml's GROUP_MAX_EPS_IQ2_S
+                scales[ib] = 0;
+                continue;
+            }
+            float scale = iq2_fit16(lat, weight, waux, xval, max, L);
+            if (scale < 0) scale = -scale, block_signs[0] = uint8_t(~block_signs[0]), block_signs[1] = uint8_t(~block_signs[1]);
+            for (int k = 0; k < 2; ++k) {
+                const int grid_index = lat.map[size_t(lat.code_of(L + 8 * k))], i8 = 2 * ib + k;
+                KILN_ASSERT(grid_index >= 0, "quantize_row_iq2_s: a point off the grid");
+                y[ibl].qs[i8] = uint8_t(grid_index & 255);
+                y[ibl].qh[i8 / 4] = uint8_t(y[ibl].qh[i8 / 4] | (grid_index >> 8) << 2 * (i8 % 4));
+                y[ibl].qs[QK_K / 8 + i8] = block_signs[k];
+            }
+            scales[ib] = scale;
+            max_scale = std::max(max_scale, scale);
+        }
+        if (max_scale == 0) continue;
+        const float d = max_scale / 31;
+        y[ibl].d = fp32_to_fp16(d * 0.9875f);
+        const float id = 1 / d;
+        for (int ib = 0; ib < QK_K / 16; ++ib) {
+            const int l = std::clamp(nearest(0.5f * (id * scales[ib] - 1)), 0, 15);
+            y[ibl].scales[ib / 2] = uint8_t(ib % 2 == 0 ? l : y[ibl].scales[ib / 2] | l << 4);
+        }
     }
 }
 

@@ -135,6 +135,8 @@ void linear_pass(SessionState& s, ThreadPool& pool, std::initializer_list<const 
 void linear_group(SessionState& s, ThreadPool& pool, std::initializer_list<const TensorView*> ws, const float* x, int n,
                   std::initializer_list<float*> ys, std::initializer_list<const TensorView*> next, int streamed) {
     KILN_ASSERT(ws.size() == ys.size() && ws.size() <= 4, "linear_group: %zu weights, %zu outputs", ws.size(), ys.size());
+    if (s.observer)
+        for (const TensorView* w : ws) s.observer->matmul_input(*w, -1, x, n);
     if (streamed < 0 || (streamed == n && n <= kStreamingTokens) || (streamed == 0 && n > kStreamingTokens)) {
         linear_pass(s, pool, ws, x, n, std::data(ys), next);
         return;

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "cpu/r16.h"
 #include "switches.h"
@@ -79,6 +80,7 @@ void route(const cpu::KernelTable& kt, const ModelConfig& c, MoeScratch& m, int 
 // The reference: every expert runs on every token with the dense linear(), then the
 // outputs are masked by the routing weights (0 for experts a token did not choose).
 void dense_reference(SessionState& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, const float* x, int n, float* y) {
+    ActivationObserver* const observer = std::exchange(s.observer, nullptr);  // its slices are not the weights the observer knows
     MoeScratch& m = *s.moe;
     const int E = c.n_embd, F = c.n_ff_exp, K = m.k;
     std::memset(y, 0, sizeof(float) * size_t(n) * E);
@@ -94,6 +96,7 @@ void dense_reference(SessionState& s, ThreadPool& pool, const ModelConfig& c, co
             s.kt->axpy_f32(y + size_t(i) * E, wt, m.out() + size_t(i) * E, E);
         }
     }
+    s.observer = observer;
 }
 
 }  // namespace
@@ -161,6 +164,7 @@ void moe_ffn(SessionState& s, ThreadPool& pool, const ModelConfig& c, const Laye
         // f32 as in every GGUF: SIMD dot products over (token, expert) pairs (the generic f32
         // matmul is scalar); the 256 KiB-per-64-experts matrix stays in L2 across tokens.
         const float* wr = static_cast<const float*>(L.ffn_gate_inp.data);
+        if (s.observer) s.observer->matmul_input(L.ffn_gate_inp, -1, x, n);
         pool.parallel_for(int64_t(n) * X, 16, [&](int64_t p0, int64_t p1, int) {
             for (int64_t p = p0; p < p1; ++p) m.logits()[p] = kt.dot_f32(wr + size_t(p % X) * E, x + size_t(p / X) * E, E);
         });
@@ -182,6 +186,12 @@ void moe_ffn(SessionState& s, ThreadPool& pool, const ModelConfig& c, const Laye
             if (m.count[size_t(e)]) m.active.push_back(e);
         }
         for (int a = 0; a < n * K; ++a) m.slot[size_t(a)] = m.cursor[size_t(m.sel[size_t(a)])]++;  // tokens ascending within an expert
+
+        if (s.observer)  // each expert's tokens, as llama-imatrix counts them for MUL_MAT_ID
+            for (int a = 0; a < n * K; ++a) {
+                s.observer->matmul_input(L.ffn_gate_exps, m.sel[size_t(a)], x + size_t(a / K) * E, 1);
+                s.observer->matmul_input(L.ffn_up_exps, m.sel[size_t(a)], x + size_t(a / K) * E, 1);
+            }
 
         // ---- inputs: quantized once per token, copied to each of its k rows ----
         const cpu::ActFormat fmt_in = cpu::act_format(L.ffn_gate_exps.dtype), fmt_h = cpu::act_format(L.ffn_down_exps.dtype);
@@ -218,6 +228,9 @@ void moe_ffn(SessionState& s, ThreadPool& pool, const ModelConfig& c, const Laye
         if (most <= kStreamingTokens) pool.parallel_for_shares(int64_t(m.active.size()) * per, 1, gate_up);  // decode +4-6%
         else pool.parallel_for(int64_t(m.active.size()) * per, 1, gate_up);
 
+        if (s.observer)  // silu(gate) * up of each expert's tokens: (count, F) rows from offset
+            for (int e : m.active) s.observer->matmul_input(L.ffn_down_exps, e, m.gate() + size_t(m.offset[size_t(e)]) * F, m.count[size_t(e)]);
+
         // ---- down for every active expert and the weighted sum, one slab of output rows per job ----
         // A chunk packs the tokens of each expert that has more than 8 (the GEMM) once, so
         // then a thread takes one chunk: a slab's work is the same for every slab, and four
@@ -248,6 +261,7 @@ void moe_ffn(SessionState& s, ThreadPool& pool, const ModelConfig& c, const Laye
         linear_group(s, pool, {&L.ffn_gate_shexp, &L.ffn_up_shexp}, x, n, {s.gate(), s.up()});  // (n, S) each
         for_each_token(pool, n, [&](int i) { kt.silu_mul(s.gate() + size_t(i) * S, s.up() + size_t(i) * S, S); });
         linear(s, pool, L.ffn_down_shexp, s.gate(), n, m.sh_out());  // (n, E)
+        if (s.observer && !L.ffn_gate_inp_shexp.empty()) s.observer->matmul_input(L.ffn_gate_inp_shexp, -1, x, n);
         for_each_token(pool, n, [&](int i) {
             float g = 1.0f;
             if (!L.ffn_gate_inp_shexp.empty()) {

@@ -63,6 +63,7 @@ struct SessionState {
     std::vector<bool> skip;  // (n_layer) layers left out of the forward pass
     bool read_ahead = true;  // SessionOptions::read_ahead
     bool tune_decode = false;  // SessionOptions::decode_tuning, and the kernels come in several distances
+    ActivationObserver* observer = nullptr;  // Session::set_activation_observer
     int decode_variant = 0;    // KernelTable::decode_rows / decode_r16 variant of this forward; Session::forward sets it, 0 unless one token
     DecodeTuner tuner;
 

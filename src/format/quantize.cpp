@@ -18,6 +18,7 @@ enum Ftype : uint32_t {
     F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 7, Q5_0 = 8, Q5_1 = 9,
     Q4_K_S = 14, Q4_K_M = 15, Q5_K_S = 16, Q5_K_M = 17, Q6_K = 18, IQ4_NL = 25, IQ4_XS = 30, BF16 = 32,
     IQ2_XXS = 19, IQ2_XS = 20, IQ1_S = 24, IQ2_S = 28, IQ2_M = 29, IQ1_M = 31,
+    IQ3_XS = 22, IQ3_XXS = 23, IQ3_S = 26, IQ3_M = 27,
 };
 
 const QuantMix kMixes[] = {
@@ -26,7 +27,8 @@ const QuantMix kMixes[] = {
     {"Q4_K_M", DType::Q4_K, Q4_K_M}, {"Q5_K_S", DType::Q5_K, Q5_K_S}, {"Q5_K_M", DType::Q5_K, Q5_K_M},
     {"Q6_K", DType::Q6_K, Q6_K}, {"IQ4_NL", DType::IQ4_NL, IQ4_NL}, {"IQ4_XS", DType::IQ4_XS, IQ4_XS},
     {"IQ2_XXS", DType::IQ2_XXS, IQ2_XXS}, {"IQ2_XS", DType::IQ2_XS, IQ2_XS}, {"IQ2_S", DType::IQ2_XS, IQ2_S}, {"IQ2_M", DType::IQ2_S, IQ2_M},
-    {"IQ1_S", DType::IQ1_S, IQ1_S}, {"IQ1_M", DType::IQ1_M, IQ1_M}, {"F16", DType::F16, F16}, {"BF16", DType::BF16, BF16}, {"F32", DType::F32, F32},
+    {"IQ1_S", DType::IQ1_S, IQ1_S}, {"IQ1_M", DType::IQ1_M, IQ1_M}, {"IQ3_XXS", DType::IQ3_XXS, IQ3_XXS}, {"IQ3_XS", DType::IQ3_S, IQ3_XS},
+    {"IQ3_S", DType::IQ3_S, IQ3_S}, {"IQ3_M", DType::IQ3_S, IQ3_M}, {"F16", DType::F16, F16}, {"BF16", DType::BF16, BF16}, {"F32", DType::F32, F32},
     {"COPY", DType::F32, COPY},
 };
 
@@ -85,7 +87,7 @@ DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_
         if (iq2) return DType::Q5_K;
         return type == DType::Q8_0 ? type : DType::Q6_K;
     }
-    if (name == "token_embd.weight") return iq2 ? (iq2_s ? DType::IQ3_S : DType::Q2_K) : type;
+    if (name == "token_embd.weight") return iq2 ? (iq2_s ? DType::IQ3_S : DType::Q2_K) : ft == IQ3_XXS ? DType::IQ3_S : type;
     const int il = layer_of(name);
     if (iq2) {  // llama.cpp's rules for the 1-2 bit mixes replace the others
         if (contains(name, "attn_v.weight")) return n_gqa >= 4 || n_expert >= 4 ? DType::Q4_K : iq2_s ? DType::IQ3_S : DType::Q2_K;
@@ -99,20 +101,33 @@ DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_
         return type;
     }
     if (contains(name, "attn_v.weight")) {
-        if (iq4 && n_gqa >= 4) type = DType::Q5_K;
+        if (ft == IQ3_XXS) type = n_gqa >= 4 ? DType::Q4_K : has_imatrix ? DType::IQ3_XXS : DType::IQ3_S;
+        else if ((ft == IQ3_XS || ft == IQ3_S) && n_gqa >= 4) type = DType::Q4_K;
+        else if (ft == IQ3_M) type = DType::Q4_K;
+        else if (iq4 && n_gqa >= 4) type = DType::Q5_K;
         else if ((ft == Q4_K_M || ft == Q5_K_M) && use_more_bits(il, n_layer)) type = DType::Q6_K;
         else if (ft == Q4_K_S && il < 4) type = DType::Q5_K;
         if (n_expert == 8) type = DType::Q8_0;  // ~128 MB more on Mixtral, as llama.cpp spends it
-    } else if (contains(name, "attn_k.weight")) {
-        if (n_expert == 8) type = DType::Q8_0;
+    } else if (contains(name, "attn_k.weight") || contains(name, "attn_q.weight")) {
+        // IQ3_XS's q and k one step down (iq3_xxs), IQ3_XXS's two (iq2_s).
+        if (n_expert == 8 && contains(name, "attn_k.weight")) type = DType::Q8_0;
+        else if (ft == IQ3_XS) type = DType::IQ3_XXS;
+        else if (ft == IQ3_XXS) type = DType::IQ2_S;
+    } else if (contains(name, "ffn_up") || contains(name, "ffn_gate")) {
+        if (ft == IQ3_XS && il >= n_layer / 8 && il < 7 * n_layer / 8) type = DType::IQ3_XXS;
     } else if (contains(name, "ffn_down")) {
-        if (ft == Q4_K_M && use_more_bits(il, n_layer)) type = DType::Q6_K;
+        if (ft == IQ3_XXS && !has_imatrix) type = il < n_layer / 8 ? DType::Q4_K : DType::Q3_K;
+        else if (ft == IQ3_M && (il < n_layer / 8 || (n_expert == 8 && use_more_bits(il, n_layer)))) type = DType::Q4_K;
+        else if (ft == Q4_K_M && use_more_bits(il, n_layer)) type = DType::Q6_K;
         else if (ft == Q5_K_M && use_more_bits(il, n_layer)) type = DType::Q6_K;
         else if (iq4 && il < n_layer / 8 && !has_imatrix) type = DType::Q5_K;
         else if (ft == Q4_K_S && il < n_layer / 8) type = DType::Q5_K;
         else if ((ft == Q4_0 || ft == Q5_0) && has_imatrix && il < n_layer / 8) type = ft == Q4_0 ? DType::Q4_1 : DType::Q5_1;
     } else if (contains(name, "attn_output.weight")) {
-        if (n_expert == 8 && (ft == Q4_K_S || ft == Q4_K_M || iq4)) type = DType::Q5_K;
+        const bool iq3 = ft == IQ3_XXS || ft == IQ3_XS || ft == IQ3_S || ft == IQ3_M;
+        if (n_expert == 8 && (ft == Q4_K_S || ft == Q4_K_M || iq4 || iq3)) type = DType::Q5_K;
+        else if (n_expert != 8 && ft == IQ3_XXS) type = DType::IQ3_S;
+        else if (n_expert != 8 && ft == IQ3_M) type = DType::Q4_K;
     }
     return type;
 }
@@ -134,7 +149,7 @@ Expected<DType> parse_quant_type(const std::string& name) {
         const DTypeInfo* info = dtype_info(id);
         if (info && info->name && upper(info->name) == n && (ref::has_quantizer(DType(id)) || ref::needs_importance(DType(id)))) return DType(id);
     }
-    return Status::error("'%s' is not a type kiln can quantize to (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q4_K q5_K q6_K iq3_s iq4_nl iq4_xs; with an imatrix iq2_xxs iq2_xs iq3_xxs)", name.c_str());
+    return Status::error("'%s' is not a type kiln can quantize to (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q4_K q5_K q6_K iq3_s iq4_nl iq4_xs; with an imatrix iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq3_xxs)", name.c_str());
 }
 
 Expected<TensorTypeOverride> parse_tensor_type_override(const std::string& spec) {
@@ -193,9 +208,8 @@ Status quantize_gguf(GgufFile& f, const QuantizeOptions& o) {
         const DType to = plan.value()[i];
         if (to == t.dtype || ref::has_quantizer(to)) continue;
         if (!ref::needs_importance(to))
-            return Status::error("%s: tensor '%s' would be %s, which kiln reads but cannot write yet (of the 1-3 bit lattice formats it writes "
-                                 "iq2_xxs, iq2_xs, iq3_xxs and iq3_s only); llama-quantize writes them",
-                                 o.mix.name.c_str(), t.name.c_str(), dtype_name(to));
+            return Status::error("%s: tensor '%s' would be %s, which kiln reads but cannot write yet (it has no %s quantizer); llama-quantize writes it",
+                                 o.mix.name.c_str(), t.name.c_str(), dtype_name(to), dtype_name(to));
         const std::vector<float>* w = o.imatrix ? o.imatrix->find(t.name) : nullptr;
         if (!w) return Status::error("%s: tensor '%s' would be %s, which needs an importance matrix (kiln-quantize --imatrix FILE, llama-imatrix's GGUF output)%s",
                                      o.mix.name.c_str(), t.name.c_str(), dtype_name(to), o.imatrix ? " that has this tensor" : "");

@@ -288,6 +288,12 @@ Status Session::forward_chunk(const Batch& batch, int i0, int n) {
     return impl_->runner->forward(batch, i0, n, out);
 }
 
+Status Session::set_activation_observer(ActivationObserver* o) {
+    if (o && impl_->runner->device()) return Status::error("activation observers (importance matrices) run on the CPU backend only, not on Vulkan");
+    impl_->observer = o;
+    return Status::ok();
+}
+
 const float* Session::logits(int i) const {
     if (n_logits_ == 0) return nullptr;
     if (i < 0) i = n_logits_ - 1;

@@ -11,8 +11,8 @@ independent of kiln's and of ggml's C code):
       IMATRIX.gguf
 
 tests/test_quantize_mix.cpp holds kiln's quantization of the same input to the same types
-and to an RMSE no larger than these. The 1-2 bit IQ mixes (PLAN_MIXES), which llama-quantize
-makes only with an importance matrix (IMATRIX.gguf, from llama-imatrix on any text: the
+and to an RMSE no larger than these. The 1-3 bit IQ mixes (PLAN_MIXES), which llama-quantize
+makes (most of them only) with an importance matrix (IMATRIX.gguf, from llama-imatrix on any text: the
 types do not depend on it), are stored as each tensor's type and a checksum of its bytes
 ("plans"): kiln's plan_quantization must name the same types, and where kiln writes the type
 with the same importance matrix (tests/data/smollm2-imatrix.gguf: iq2_xxs, iq4_nl) the same
@@ -29,14 +29,17 @@ import gguf
 from gguf.quants import dequantize
 
 MIXES = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1", "IQ4_NL", "IQ4_XS"]
-PLAN_MIXES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M"]
+PLAN_MIXES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M"]
 # Runs with --tensor-type overrides, stored as plans are ("overrides"): q2_K and iq3_s
 # without an importance matrix (the IQ2_XXS and IQ2_S plans have them with one), iq3_xxs with
-# one (IMATRIX_FLAG is replaced by --imatrix IMATRIX.gguf).
+# one (IMATRIX_FLAG is replaced by --imatrix IMATRIX.gguf); Q5_K_M and Q4_1 with one (q5_K,
+# q6_K, q5_1, q4_1 through ggml's imatrix searches).
 IMATRIX_FLAG = "<imatrix>"
 OVERRIDE_RUNS = {"Q4_K_M ffn_down=q2_K": ["Q4_K_M", "--tensor-type", "ffn_down=q2_K"],
                  "Q4_K_M ffn_down=iq3_xxs imatrix": ["Q4_K_M", IMATRIX_FLAG, "--tensor-type", "ffn_down=iq3_xxs"],
-                 "Q4_K_M ffn_down=iq3_s": ["Q4_K_M", "--tensor-type", "ffn_down=iq3_s"]}
+                 "Q4_K_M ffn_down=iq3_s": ["Q4_K_M", "--tensor-type", "ffn_down=iq3_s"],
+                 "Q5_K_M imatrix": ["Q5_K_M", IMATRIX_FLAG],
+                 "Q4_1 imatrix": ["Q4_1", IMATRIX_FLAG]}
 
 
 def type_name(t):

@@ -38,8 +38,8 @@ kiln::Status parse(int argc, char** argv, Args* out, std::string* usage) {
     Args& a = *out;
     kiln::cli::Flags f("kiln-quantize [options] IN OUT.gguf TYPE\n"
                        "  IN     GGUF file, or Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)\n"
-                       "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS F16 BF16 F32,\n"
-                       "         IQ2_XXS IQ2_XS IQ2_S (with --imatrix), or COPY (tensors kept)");
+                       "  TYPE   Q4_K_M (= Q4_K) Q4_K_S Q5_K_M (= Q5_K) Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL IQ4_XS IQ3_S IQ3_M F16 BF16 F32,\n"
+                       "         IQ3_XXS IQ3_XS IQ2_M IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S (with --imatrix), or COPY (tensors kept)");
     f.value("--tensor-type", "PATTERN=TYPE", "tensors whose name matches PATTERN (regex) get TYPE (repeatable; first match wins)", [&a](const std::string& v) -> kiln::Status {
         auto o = kiln::parse_tensor_type_override(v);
         if (!o) return o.status();
@@ -68,8 +68,8 @@ kiln::Status parse(int argc, char** argv, Args* out, std::string* usage) {
             });
     f.integer("--split-max-tensors", "N", "write OUT as parts of at most N tensors", &a.split.max_tensors, 1, 1 << 30);
     f.integer("-t, --threads", "N", "threads (default: all cores)", &a.opt.n_threads, 1, 1024);
-    f.value("--imatrix", "FILE.gguf", "importance matrix (llama-imatrix's GGUF output): required by iq2_xxs, iq2_xs, iq3_xxs, used by q2_K, iq3_s, iq4_nl, iq4_xs; the mix rules then "
-            "follow llama-quantize's with an imatrix (the k-quant and legacy quantizers do not use it)", [&a](const std::string& v) {
+    f.value("--imatrix", "FILE.gguf", "importance matrix (kiln-imatrix's or llama-imatrix's GGUF): required by iq1_s, iq1_m, iq2_xxs, iq2_xs, iq2_s, iq3_xxs, used by every other "
+            "quantizer but q8_0's; the mix rules then follow llama-quantize's with an imatrix", [&a](const std::string& v) {
                 a.imatrix_path = v;
                 return kiln::Status::ok();
             });

@@ -1,8 +1,8 @@
 // Quantizing a model's weights, in memory (Model::load with LoadOptions::quantize, the
 // `--quantize` flag) or into a new GGUF (kiln-quantize). The type each tensor gets follows
 // llama-quantize's rules for the same mix (llama_tensor_get_type in llama.cpp), and the
-// quantizers are ggml's (kernels/ref/quants.h; with an importance matrix for IQ4_NL, IQ4_XS,
-// q2_K, IQ2_XXS, IQ2_XS, IQ3_XXS and IQ3_S), so a file quantized here has llama-quantize's types and bytes.
+// quantizers are ggml's (kernels/ref/quants.h; with an importance matrix its weighted
+// searches), so a file quantized here has llama-quantize's types and bytes.
 //
 //   auto spec = kiln::parse_quant_mix("q4_k_m");       // or q8_0, q6_k, q5_k_m, f16, ...
 //   kiln::QuantizeOptions o;
@@ -32,9 +32,10 @@ struct QuantMix {
 
 // Accepts llama-quantize's names, any case: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K_S Q4_K_M (= Q4_K)
 // Q5_K_S Q5_K_M (= Q5_K) Q6_K IQ4_NL IQ4_XS F16 BF16 F32, and COPY (every tensor kept: a metadata-only rewrite).
-// IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ1_S IQ1_M name their per-tensor types (mix_tensor_type), also
-// for kiln-synth's random files; quantize_gguf writes the IQ2_XXS, IQ2_XS and IQ2_S mixes
-// with an importance matrix and refuses the lattice types it has no quantizer for.
+// IQ3_XXS IQ3_XS IQ3_S IQ3_M IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ1_S IQ1_M name their per-tensor
+// types (mix_tensor_type), also for kiln-synth's random files; quantize_gguf writes IQ3_S and
+// IQ3_M, and the others with an importance matrix, and refuses a type it has no quantizer
+// for (q3_K, which no mix here names) naming the tensor.
 Expected<QuantMix> parse_quant_mix(const std::string& name);
 // One type name (q4_K, q8_0, f16, ...) for --tensor-type and friends.
 Expected<DType> parse_quant_type(const std::string& name);
@@ -45,7 +46,10 @@ Expected<DType> parse_quant_type(const std::string& name);
 // query heads share a KV head, n_gqa, and for the first eighth's ffn_down), Q6_K for the
 // output (or the tied embeddings), the Mixtral (8 experts) bumps; the 1-2 bit IQ mixes:
 // q5_K output, q2_K (IQ2_S/IQ2_M: iq3_s) token embeddings, attn_v and first-eighth
-// ffn_down, q4_K attn_v with 4+ query heads per KV head or 4+ experts.
+// ffn_down, q4_K attn_v with 4+ query heads per KV head or 4+ experts; the IQ3 mixes: iq3_s
+// (IQ3_XS: iq3_xxs q, k and middle three quarters' gate and up; IQ3_XXS: iq2_s q and k,
+// iq3_s attn_output and token_embd), q4_K attn_v with 4+ query heads per KV head (IQ3_M
+// always, and its attn_output and first-eighth ffn_down).
 // has_imatrix: an importance matrix is given (llama-quantize then keeps IQ4_NL/IQ4_XS's
 // first-eighth ffn_down and moves Q4_0/Q5_0's to Q4_1/Q5_1).
 DType mix_tensor_type(const QuantMix& mix, const std::string& name, int64_t row_length, int n_layer, int n_expert, bool tied_embeddings, int n_gqa = 1,
@@ -64,10 +68,9 @@ struct QuantizeOptions {
     std::vector<TensorTypeOverride> overrides;  // first match wins
     std::optional<DType> output_type;           // --output-tensor-type
     std::optional<DType> token_embd_type;       // --token-embedding-type
-    // --imatrix: per-column weights of the rounding error, for the types whose quantizer
-    // takes them (q2_K, IQ3_S, IQ4_NL, IQ4_XS) or needs them (IQ2_XXS, IQ2_XS, IQ3_XXS); the other
-    // k-quant and legacy quantizers ignore them (llama-quantize uses them there too, so those
-    // tensors then differ).
+    // --imatrix: per-column weights of the rounding error, which every quantizer but q8_0's
+    // takes (ggml's *_impl searches, as llama-quantize --imatrix runs them) and IQ2_XXS,
+    // IQ2_XS and IQ3_XXS need.
     const ImportanceMatrix* imatrix = nullptr;
     int n_threads = 0;                          // 0: all cores
     // Called after each tensor with (done, total); nullptr for silence.
