@@ -1,5 +1,6 @@
 // Decode / verification kernels (1..8 tokens) for the lattice formats whose grids fit in
-// registers, iq2_xxs, iq3_xxs (8-bit indices), iq2_xs and iq3_s (9-bit), in rows_q4_K's shape (integer sub-block
+// registers, iq2_xxs, iq3_xxs (8-bit indices), iq2_xs and iq3_s (9-bit), and iq2_s (10-bit,
+// half its table from L1), in rows_q4_K's shape (integer sub-block
 // scales in vpdpwssd, one float conversion per super-block). What makes them fast is that
 // nothing is gathered: 256 grid points fit in 8 registers as 16-bit codes (a 2- or 3-bit
 // code per value), looked up 32 at a time by two-register word permutes; vpmultishiftqb
@@ -205,6 +206,54 @@ void rows_iq2_xs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
         const __m512i pts = grid_lookup512(table, _mm512_and_si512(_mm512_permutexvar_epi16(pick, raw), _mm512_set1_epi16(511)));
         for (int j = 0; j < 4; ++j) q[j] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[j], pts), levels);
         signs.masks_of_fields(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(raw, 9))), neg);
+        uint64_t sc;
+        std::memcpy(&sc, b.scales, 8);
+        const __m128i nib = _mm_unpacklo_epi8(_mm_cvtsi64_si128(int64_t(sc & 0x0F0F0F0F0F0F0F0Full)), _mm_cvtsi64_si128(int64_t((sc >> 4) & 0x0F0F0F0F0F0F0F0Full)));
+        const __m256i s16 = _mm256_cvtepu8_epi16(nib);  // the 16 scales, in order
+        const __m512i odd = _mm512_castsi256_si512(_mm256_add_epi16(_mm256_add_epi16(s16, s16), _mm256_set1_epi16(1)));
+        for (int j = 0; j < 4; ++j) scp[j] = _mm512_permutexvar_epi16(spread[j], odd);
+    });
+}
+
+// IQ2_S: 10-bit grid indices (low bytes in qs, the top two bits of point p at bits 2 (p % 4)
+// of qh[p / 4]), a plain sign byte per 8 values after them (chunk j's mask is the signs'
+// 64-bit word j), 4-bit scales per 16 as IQ2_XS's. The 1024 points' codes take 32
+// registers' worth: the permutes read half their tables from memory (L1), sixteen per 32
+// points, bits 6..9 choosing among the results. Index words in IQ2_XS's order.
+template <int NY, Ahead PF>
+void rows_iq2_s(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
+    static const uint8_t kLevels[3] = {8, 25, 43};
+    static const GridCodes<1024> codes(&ref::kIqGrids.iq2s[0][0], 8, 2, kLevels, 3);
+    const auto* table = reinterpret_cast<const __m512i*>(codes.code);  // (32) 32 codes each
+    // Word wd is point p = 8 (wd % 4) + wd / 4: low byte qs[p], high byte qh[p / 4] (byte 64 +
+    // p / 4 of the two-source permute), whose bits 2 (p % 4).. hold p's top bits.
+    alignas(64) uint8_t gather[64];
+    alignas(64) uint16_t shift[32], per16[4][32];
+    for (int wd = 0; wd < 32; ++wd) {
+        const int p = 8 * (wd % 4) + wd / 4;
+        gather[2 * wd] = uint8_t(p), gather[2 * wd + 1] = uint8_t(64 + p / 4), shift[wd] = uint16_t(2 * (p % 4));
+    }
+    for (int j = 0; j < 4; ++j)
+        for (int l = 0; l < 32; ++l) per16[j][l] = uint16_t(4 * j + l / 8);
+    const __m512i pick = _mm512_load_si512(gather), top_shift = _mm512_load_si512(shift), levels = level_table(kLevels, 3, 2);
+    __m512i cut[4], spread[4];
+    for (int j = 0; j < 4; ++j) {
+        const int off[8] = {16 * j, 16 * j + 2, 16 * j + 4, 16 * j + 6, 16 * j + 8, 16 * j + 10, 16 * j + 12, 16 * j + 14};
+        cut[j] = cut_at(off), spread[j] = _mm512_load_si512(per16[j]);
+    }
+    rows_signed_grid<block_iq2_s, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.125f, [&](const block_iq2_s& b, __m512i* q, __mmask64* neg, __m512i* scp) {
+        const __m512i raw = _mm512_loadu_si512(b.qs), qh = _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qh)));
+        const __m512i words = _mm512_permutex2var_epi8(raw, pick, qh);  // qs[p] | qh[p / 4] << 8
+        const __m512i idx = _mm512_ternarylogic_epi32(_mm512_and_si512(words, _mm512_set1_epi16(0xFF)),
+                                                      _mm512_srlv_epi16(words, top_shift), _mm512_set1_epi16(0x300), 0xF8);  // a | (b & c)
+        const __mmask32 b9 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(512));
+        const __m512i pts = _mm512_mask_blend_epi16(b9, grid_lookup512(table, idx), grid_lookup512(table + 16, idx));
+        for (int j = 0; j < 4; ++j) q[j] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[j], pts), levels);
+        for (int j = 0; j < 4; ++j) {
+            uint64_t m;
+            std::memcpy(&m, b.qs + QK_K / 8 + 8 * j, 8);
+            neg[j] = _cvtu64_mask64(m);
+        }
         uint64_t sc;
         std::memcpy(&sc, b.scales, 8);
         const __m128i nib = _mm_unpacklo_epi8(_mm_cvtsi64_si128(int64_t(sc & 0x0F0F0F0F0F0F0F0Full)), _mm_cvtsi64_si128(int64_t((sc >> 4) & 0x0F0F0F0F0F0F0F0Full)));

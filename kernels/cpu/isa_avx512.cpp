@@ -41,7 +41,7 @@ namespace kiln::cpu {
 
 namespace KILN_ISA_NS {
 // The row kernel for NY tokens: specialised for the k-quants that dominate Q4_K_M and
-// Q5_K_M files, and iq4_xs and the lattices iq2_xxs / iq2_xs / iq3_xxs / iq3_s, the generic
+// Q5_K_M files, and iq4_xs and the lattices iq2_xxs / iq2_xs / iq2_s / iq3_xxs / iq3_s, the generic
 // decoder-based one otherwise.
 template <DType T, int NY, Ahead PF>
 void vnni::rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
@@ -53,6 +53,7 @@ void vnni::rows(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r
     else if constexpr (T == DType::IQ3_XXS) gemv::rows_iq3_xxs<NY, PF>(k, w, w_stride, r0, r1, act, y);
     else if constexpr (T == DType::IQ3_S) gemv::rows_iq3_s<NY, PF>(k, w, w_stride, r0, r1, act, y);
     else if constexpr (T == DType::IQ2_XS) gemv::rows_iq2_xs<NY, PF>(k, w, w_stride, r0, r1, act, y);
+    else if constexpr (T == DType::IQ2_S) gemv::rows_iq2_s<NY, PF>(k, w, w_stride, r0, r1, act, y);
     else matmul_rows<T, NY, PF>(k, w, w_stride, r0, r1, act, y);
 }
 
