@@ -20,7 +20,6 @@ using Clock = std::chrono::steady_clock;
 struct Args {
     std::string model, text_file, out_file = "imatrix.gguf", isa;
     int chunks = -1;
-    bool process_output = false;
     kiln::LoadOptions load;
     kiln::SessionOptions session;
 };
@@ -37,7 +36,6 @@ int main(int argc, char** argv) {
     f.string("-f, --file", "FILE", "the calibration text", &a.text_file);
     f.string("-o, --output", "FILE", "where to write the importance matrix (default imatrix.gguf)", &a.out_file);
     f.integer("--chunks", "N", "use at most N chunks (default: all)", &a.chunks, 1, 1 << 20);
-    f.boolean("--process-output", "also collect the output (vocabulary) matrix's inputs", &a.process_output);
     f.section("Model and session (-c: tokens per chunk, default 512)");
     kiln::cli::add_session_flags(f, a.session, a.isa);
     kiln::cli::add_load_flags(f, a.load);
@@ -67,7 +65,9 @@ int main(int argc, char** argv) {
     so.n_batch = std::max(so.n_batch, po.n_ctx);  // a chunk in one forward pass
     auto session = kiln::Session::create(model.value(), so);
     if (!session) return fail(session.message());
-    kiln::ImatrixCollector im(a.process_output);
+    // The blocks' weights only: llama-imatrix --process-output's output.weight statistics
+    // cover every row, and these chunks ask logits of the scored half alone.
+    kiln::ImatrixCollector im;
     if (Status s = session.value()->set_activation_observer(&im); !s) return fail(s.message());
 
     std::fprintf(stderr, "kiln-imatrix: %s, %zu tokens, %d chunks of %d\n", model.value()->description().c_str(), tokens.size(), n_chunks.value(), po.n_ctx);
