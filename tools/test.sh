@@ -31,6 +31,8 @@ echo "== kiln-bench end to end" >&2
 tests/scripts/bench_check.sh build-test >&2
 echo "== kiln-perplexity end to end (perplexity, base files, multiple choice, bad inputs)" >&2
 tests/scripts/perplexity_check.sh build-test >&2
+echo "== kiln-imatrix end to end (importance matrix, kiln-quantize --imatrix, bad inputs)" >&2
+tests/scripts/imatrix_check.sh build-test >&2
 echo "== kiln-server end to end (openai client, raw HTTP, load test)" >&2
 PYTHONPATH=$(tools/python_deps.sh server) python3 tests/scripts/server_check.py build-test >&2
 echo "== the same binaries on an AVX2-only CPU (QEMU)" >&2
