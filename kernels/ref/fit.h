@@ -25,6 +25,13 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w
 // 1): weights w, or x^2 (the large values fitted best) when w is null. n <= 32.
 float fit_scale_signed(int n, int nmax, const float* x, int8_t* L, const float* w = nullptr);
 
+// ggml's sigma2 of a 256-value super-block, 2 sum(x^2) / 256: the error weights' floor.
+inline float superblock_sigma2(const float* x) {
+    float sumx2 = 0;
+    for (int i = 0; i < 256; ++i) sumx2 += x[i] * x[i];
+    return 2 * sumx2 / 256;
+}
+
 // Inverse of unpack_scale_min_k4: eight 6-bit scales and mins into q4_K/q5_K's 12 bytes.
 void pack_scale_min_k4(const uint8_t* sc, const uint8_t* m, uint8_t* out);
 

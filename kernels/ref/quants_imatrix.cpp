@@ -35,7 +35,7 @@ void importance_weights(const float* x, const float* qw, float sigma2, float* w,
 template <int Bits>
 void superblock_k_weighted(const float* x, const float* qw, f16_bits* d, f16_bits* dmin, uint8_t* scales12, uint8_t* L) {
     constexpr int kNmax = (1 << Bits) - 1;
-    const float sigma2 = 2 * sum_squares(x, QK_K) / QK_K;
+    const float sigma2 = superblock_sigma2(x);
     float weights[32], sw[8], scales[8], mins[8];  // (32) one sub-block's; (8) per sub-block
     for (int j = 0; j < 8; ++j) {
         importance_weights(x + 32 * j, qw + 32 * j, sigma2, weights, 32);

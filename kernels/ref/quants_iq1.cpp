@@ -9,6 +9,7 @@
 #include <cstring>
 #include <utility>
 
+#include "ref/fit.h"
 #include "ref/iq_grids.h"
 #include "ref/lattice.h"
 #include "ref/quants.h"
@@ -77,9 +78,7 @@ void quantize_row_iq1_s(const float* x, block_iq1_s* y, int64_t n, const float* 
     for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
         const float* xbl = x + QK_K * ibl;
         std::memset(&y[ibl], 0, sizeof y[ibl]);
-        float sumx2 = 0;
-        for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
-        const float sigma2 = 2 * sumx2 / QK_K;
+        const float sigma2 = superblock_sigma2(xbl);
         float scales[QK_K / kBlock], max_scale = 0;  // (8) per block of 32
         int shifts[QK_K / kBlock];
         for (int ib = 0; ib < QK_K / kBlock; ++ib) {
@@ -148,9 +147,7 @@ void quantize_row_iq1_m(const float* x, block_iq1_m* y, int64_t n, const float* 
     for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
         const float* xbl = x + QK_K * ibl;
         std::memset(&y[ibl], 0, sizeof y[ibl]);
-        float sumx2 = 0;
-        for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
-        const float sigma2 = 2 * sumx2 / QK_K;
+        const float sigma2 = superblock_sigma2(xbl);
         auto weights_of = [&](int ib, float* weight) {  // (16)
             const float* xb = xbl + kBlock * ib;
             if (importance) {

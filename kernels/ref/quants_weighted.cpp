@@ -359,9 +359,7 @@ void quantize_row_iq2_s(const float* x, block_iq2_s* y, int64_t n, const float* 
         float scales[QK_K / 16], weight[16], waux[16], xval[16];  // (16) one scale's weights
         int8_t L[16];
         std::memset(&y[ibl], 0, sizeof y[ibl]);
-        float sumx2 = 0;
-        for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
-        const float sigma2 = 2 * sumx2 / QK_K;
+        const float sigma2 = superblock_sigma2(xbl);
         float max_scale = 0;
         for (int ib = 0; ib < QK_K / 16; ++ib) {
             const float* xb = xbl + 16 * ib;
@@ -418,9 +416,7 @@ void quantize_row_iq3_xxs(const float* x, block_iq3_xxs* y, int64_t n, const flo
         uint8_t q3[3 * (QK_K / 8)] = {};  // 64 grid indices, then per sub-block 4 x 7 sign bits and the scale
         uint32_t signs_scale[QK_K / 32] = {};
         y[ibl].d = fp32_to_fp16(0.0f);
-        float sumx2 = 0;
-        for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
-        const float sigma2 = 2 * sumx2 / QK_K;
+        const float sigma2 = superblock_sigma2(xbl);
         float max_scale = 0;
         for (int ib = 0; ib < QK_K / 32; ++ib) {
             const float* xb = xbl + 32 * ib;
@@ -472,9 +468,7 @@ void quantize_row_iq3_s(const float* x, block_iq3_s* y, int64_t n, const float* 
         // (skipped) does not advance them.
         uint8_t* qs = y[ibl].qs;
         uint8_t* signs = y[ibl].signs;
-        float sumx2 = 0;
-        for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
-        const float sigma2 = 2 * sumx2 / QK_K;
+        const float sigma2 = superblock_sigma2(xbl);
         float max_scale = 0;
         for (int ib = 0; ib < QK_K / 32; ++ib) {
             const float* xb = xbl + 32 * ib;
