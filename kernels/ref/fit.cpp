@@ -173,4 +173,64 @@ void pack_scale_min_k4(const uint8_t* sc, const uint8_t* m, uint8_t* out) {
     }
 }
 
+void pack_nibbles32(const uint8_t* q, uint8_t* qs) {
+    for (int j = 0; j < 16; ++j) qs[j] = uint8_t((q[j] & 0x0f) | (q[j + 16] & 0x0f) << 4);
+}
+
+void pack_fifth_bits32(const uint8_t* q, uint8_t* qh) {
+    std::memset(qh, 0, 4);
+    for (int j = 0; j < 32; ++j) qh[j / 8] = uint8_t(qh[j / 8] | ((q[j] >> 4) & 1) << (j % 8));
+}
+
+void store_scales_k(const float* x, int nmax, const uint8_t* sc, const uint8_t* m, float d, float dmin, f16_bits* d_out, f16_bits* dmin_out,
+                    uint8_t* scales12, uint8_t* L) {
+    pack_scale_min_k4(sc, m, scales12);
+    *d_out = fp32_to_fp16(d), *dmin_out = fp32_to_fp16(dmin);
+    for (int s = 0; s < 8; ++s) {
+        const float ds = fp16_to_fp32(*d_out) * float(sc[s]);
+        if (ds == 0.0f) continue;
+        const float ms = fp16_to_fp32(*dmin_out) * float(m[s]);
+        for (int l = 0; l < 32; ++l) L[32 * s + l] = uint8_t(round_clamp((x[32 * s + l] + ms) / ds, 0, nmax));
+    }
+}
+
+void store_codes(const uint8_t* L, block_q4_K* y) {  // qs[32 c + l] = L[64 c + l] | L[64 c + 32 + l] << 4
+    for (int c = 0; c < 4; ++c)
+        for (int l = 0; l < 32; ++l) y->qs[32 * c + l] = uint8_t((L[64 * c + l] & 0x0f) | (L[64 * c + 32 + l] & 0x0f) << 4);
+}
+
+void store_codes(const uint8_t* L, block_q5_K* y) {
+    for (int c = 0; c < 4; ++c)
+        for (int l = 0; l < 32; ++l) y->qs[32 * c + l] = uint8_t((L[64 * c + l] & 0x0f) | (L[64 * c + 32 + l] & 0x0f) << 4);
+    std::memset(y->qh, 0, sizeof y->qh);
+    for (int i = 0; i < QK_K; ++i) y->qh[i % 32] = uint8_t(y->qh[i % 32] | ((L[i] >> 4) & 1) << (i / 32));
+}
+
+void store_q6_K(const float* x, const float* scales, int8_t* L, block_q6_K* y) {
+    float max_scale = 0.0f, max_abs = 0.0f;
+    for (int g = 0; g < 16; ++g)
+        if (std::fabs(scales[g]) > max_abs) max_abs = std::fabs(scales[g]), max_scale = scales[g];
+    if (max_abs < kGroupMaxEps) {
+        std::memset(y, 0, sizeof *y);
+        return;
+    }
+    const float iscale = -128.f / max_scale;
+    y->d = fp32_to_fp16(1 / iscale);
+    for (int g = 0; g < 16; ++g) y->scales[g] = int8_t(round_clamp(iscale * scales[g], -128, 127));
+    for (int g = 0; g < 16; ++g) {
+        const float dg = fp16_to_fp32(y->d) * float(y->scales[g]);
+        if (dg == 0.0f) continue;
+        for (int l = 0; l < 16; ++l) L[16 * g + l] = int8_t(round_clamp(x[16 * g + l] / dg, -32, 31) + 32);
+    }
+    for (int h = 0; h < 2; ++h) {
+        const int8_t* Lh = L + 128 * h;
+        for (int l = 0; l < 32; ++l) {
+            const int q0 = Lh[l], q1 = Lh[l + 32], q2 = Lh[l + 64], q3 = Lh[l + 96];
+            y->ql[64 * h + l] = uint8_t((q0 & 0x0f) | (q2 & 0x0f) << 4);
+            y->ql[64 * h + 32 + l] = uint8_t((q1 & 0x0f) | (q3 & 0x0f) << 4);
+            y->qh[32 * h + l] = uint8_t((q0 >> 4) | (q1 >> 4) << 2 | (q2 >> 4) << 4 | (q3 >> 4) << 6);
+        }
+    }
+}
+
 }  // namespace kiln::ref

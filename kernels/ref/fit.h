@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "kiln/format/blocks.h"
+
 namespace kiln::ref {
 
 // x[i] ~ scale * L[i] + min over codes 0..nmax with min <= 0 (ggml's make_qkx2_quants /
@@ -34,5 +36,25 @@ inline float superblock_sigma2(const float* x) {
 
 // Inverse of unpack_scale_min_k4: eight 6-bit scales and mins into q4_K/q5_K's 12 bytes.
 void pack_scale_min_k4(const uint8_t* sc, const uint8_t* m, uint8_t* out);
+
+// 32 codes of 4 or 5 bits into the legacy layout: low nibbles of codes 0..15, high nibbles
+// of codes 16..31; the fifth bits (if any) into qh (4 bytes), bit j = code j.
+void pack_nibbles32(const uint8_t* q, uint8_t* qs);
+void pack_fifth_bits32(const uint8_t* q, uint8_t* qh);
+
+// ---- the k-quant super-blocks, as the plain and the imatrix quantizers both finish them ----
+
+// q4_K / q5_K: the eight 6-bit sub-block scales sc and mins m with the super-block's d and
+// dmin (stored as fp16) into the block, then every code L (256, 0..nmax) redone against the
+// scales as stored, which absorbs part of their rounding (a sub-block whose stored scale is
+// 0 keeps the codes it has).
+void store_scales_k(const float* x, int nmax, const uint8_t* sc, const uint8_t* m, float d, float dmin, f16_bits* d_out, f16_bits* dmin_out,
+                    uint8_t* scales12, uint8_t* L);
+void store_codes(const uint8_t* L, block_q4_K* y);  // the nibbles
+void store_codes(const uint8_t* L, block_q5_K* y);  // the nibbles and the fifth bits
+// q6_K from the 16 sub-block scales (per 16 values) and their codes L (0..63): the scales as
+// int8 against the one of largest magnitude, which maps to -128 with d = its scale / -128
+// carrying the sign; the codes redone against them; all zero when every scale is ~0.
+void store_q6_K(const float* x, const float* scales, int8_t* L, block_q6_K* y);
 
 }  // namespace kiln::ref

@@ -48,15 +48,6 @@ float signed_absmax(const float* x, int n) {
     return max;
 }
 
-// 32 codes of 4 or 5 bits into the legacy layout: low nibbles of codes 0..15, high nibbles
-// of codes 16..31; the fifth bits (if any) into qh, bit j = code j.
-void pack_nibbles32(const uint8_t* q, uint8_t* qs) {
-    for (int j = 0; j < 16; ++j) qs[j] = uint8_t((q[j] & 0x0f) | (q[j + 16] & 0x0f) << 4);
-}
-void pack_fifth_bits32(const uint8_t* q, uint8_t* qh) {
-    std::memset(qh, 0, 4);
-    for (int j = 0; j < 32; ++j) qh[j / 8] |= uint8_t(((q[j] >> 4) & 1) << (j % 8));
-}
 inline int fifth_bit32(const uint8_t* qh, int j) { return (qh[j / 8] >> (j % 8)) & 1; }
 
 }  // namespace
@@ -389,8 +380,7 @@ namespace {
 //  1. per 32-element sub-block, fit (scale, min) with weights rms(sub-block) + |x|;
 //  2. quantize the 8 scales and 8 mins to 6 bits against the largest of each
 //     (d = max_scale / 63, dmin = max_min / 63, both stored as fp16);
-//  3. recompute every code against the scales AS STORED, which absorbs part of the
-//     rounding of step 2 (a sub-block whose stored scale is 0 keeps its step-1 codes).
+//  3. store_scales_k: every code redone against the scales as stored.
 template <int Bits>
 void quantize_superblock_k(const float* x, f16_bits* d_out, f16_bits* dmin_out, uint8_t* scales12, uint8_t* L) {
     constexpr int kNmax = (1 << Bits) - 1;
@@ -415,24 +405,7 @@ void quantize_superblock_k(const float* x, f16_bits* d_out, f16_bits* dmin_out, 
         sc[s] = uint8_t(round_clamp(inv_scale * scales[s], 0, 63));
         m[s] = uint8_t(round_clamp(inv_min * mins[s], 0, 63));
     }
-    pack_scale_min_k4(sc, m, scales12);
-    *d_out = f2h(max_scale / 63.f);
-    *dmin_out = f2h(max_min / 63.f);
-    for (int s = 0; s < 8; ++s) {
-        const float ds = h2f(*d_out) * float(sc[s]);
-        if (ds == 0.0f) continue;
-        const float ms = h2f(*dmin_out) * float(m[s]);
-        for (int l = 0; l < 32; ++l) L[32 * s + l] = uint8_t(round_clamp((x[32 * s + l] + ms) / ds, 0, kNmax));
-    }
-}
-
-// Low nibbles of 4 chunks of 64 codes: qs[32 c + l] = L[64 c + l] | L[64 c + 32 + l] << 4.
-void pack_nibbles_k(const uint8_t* L, uint8_t* qs) {
-    for (int c = 0; c < 4; ++c) {
-        for (int l = 0; l < 32; ++l) {
-            qs[32 * c + l] = uint8_t((L[64 * c + l] & 0x0f) | (L[64 * c + 32 + l] & 0x0f) << 4);
-        }
-    }
+    store_scales_k(x, kNmax, sc, m, max_scale / 63.f, max_min / 63.f, d_out, dmin_out, scales12, L);
 }
 
 }  // namespace
@@ -441,7 +414,7 @@ void quantize_row_q4_K(const float* x, block_q4_K* y, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
         uint8_t L[QK_K];
         quantize_superblock_k<4>(x, &y[b].d, &y[b].dmin, y[b].scales, L);
-        pack_nibbles_k(L, y[b].qs);
+        store_codes(L, &y[b]);
     }
 }
 
@@ -449,48 +422,17 @@ void quantize_row_q5_K(const float* x, block_q5_K* y, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
         uint8_t L[QK_K];
         quantize_superblock_k<5>(x, &y[b].d, &y[b].dmin, y[b].scales, L);
-        pack_nibbles_k(L, y[b].qs);
-        std::memset(y[b].qh, 0, sizeof y[b].qh);
-        for (int i = 0; i < QK_K; ++i) y[b].qh[i % 32] |= uint8_t(((L[i] >> 4) & 1) << (i / 32));
+        store_codes(L, &y[b]);
     }
 }
 
-// q6_K: per 16 elements a signed fit (fit_scale_signed, codes -32..31); the 16 scales
-// are then stored as int8 against the one with the largest magnitude, which maps to -128
-// (int8's long end) with d = its scale / -128 carrying the sign, as q4_0 does for values.
+// q6_K: per 16 elements a signed fit (fit_scale_signed, codes -32..31), stored by store_q6_K.
 void quantize_row_q6_K(const float* x, block_q6_K* y, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
         int8_t L[QK_K];
-        float scales[16];
-        float max_scale = 0.0f, max_abs = 0.0f;
-        for (int g = 0; g < 16; ++g) {
-            scales[g] = fit_scale_signed(16, 32, x + 16 * g, L + 16 * g);
-            if (std::fabs(scales[g]) > max_abs) {
-                max_abs = std::fabs(scales[g]);
-                max_scale = scales[g];
-            }
-        }
-        if (max_abs < kGroupMaxEps) {
-            std::memset(&y[b], 0, sizeof(block_q6_K));
-            continue;
-        }
-        const float iscale = -128.f / max_scale;
-        y[b].d = f2h(1 / iscale);
-        for (int g = 0; g < 16; ++g) y[b].scales[g] = int8_t(round_clamp(iscale * scales[g], -128, 127));
-        for (int g = 0; g < 16; ++g) {
-            const float dg = h2f(y[b].d) * float(y[b].scales[g]);
-            if (dg == 0.0f) continue;
-            for (int l = 0; l < 16; ++l) L[16 * g + l] = int8_t(round_clamp(x[16 * g + l] / dg, -32, 31) + 32);
-        }
-        for (int h = 0; h < 2; ++h) {
-            const int8_t* Lh = L + 128 * h;
-            for (int l = 0; l < 32; ++l) {
-                const int q0 = Lh[l], q1 = Lh[l + 32], q2 = Lh[l + 64], q3 = Lh[l + 96];
-                y[b].ql[64 * h + l] = uint8_t((q0 & 0x0f) | (q2 & 0x0f) << 4);
-                y[b].ql[64 * h + 32 + l] = uint8_t((q1 & 0x0f) | (q3 & 0x0f) << 4);
-                y[b].qh[32 * h + l] = uint8_t((q0 >> 4) | (q1 >> 4) << 2 | (q2 >> 4) << 4 | (q3 >> 4) << 6);
-            }
-        }
+        float scales[16];  // (16) per 16 values
+        for (int g = 0; g < 16; ++g) scales[g] = fit_scale_signed(16, 32, x + 16 * g, L + 16 * g);
+        store_q6_K(x, scales, L, &y[b]);
     }
 }
 

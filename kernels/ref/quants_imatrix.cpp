@@ -15,8 +15,6 @@ namespace kiln::ref {
 
 namespace {
 
-int nearest(float v) { return round_clamp(v, -4194303, 4194303); }  // ggml's nearest_int
-
 float sum_squares(const float* x, int64_t n) {
     float s = 0;
     for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
@@ -31,7 +29,7 @@ void importance_weights(const float* x, const float* qw, float sigma2, float* w,
 // q4_K (Bits 4) and q5_K (Bits 5) super-block codes L (256) with the scales and mins of its
 // eight sub-blocks as ggml's quantize_row_q{4,5}_K_impl fits them: each sub-block by
 // make_qkx3_quants (37 grids), the scales and mins then by make_qp_quants weighted by the
-// sub-blocks' total weight, the codes redone against the stored scales.
+// sub-blocks' total weight (store_scales_k then redoes the codes).
 template <int Bits>
 void superblock_k_weighted(const float* x, const float* qw, f16_bits* d, f16_bits* dmin, uint8_t* scales12, uint8_t* L) {
     constexpr int kNmax = (1 << Bits) - 1;
@@ -46,29 +44,7 @@ void superblock_k_weighted(const float* x, const float* qw, f16_bits* d, f16_bit
     }
     uint8_t ls[8], lm[8];
     const float d_block = make_qp_quants(8, 63, scales, ls, sw), m_block = make_qp_quants(8, 63, mins, lm, sw);
-    pack_scale_min_k4(ls, lm, scales12);
-    *d = fp32_to_fp16(d_block), *dmin = fp32_to_fp16(m_block);
-    for (int j = 0; j < 8; ++j) {
-        const float dj = fp16_to_fp32(*d) * float(ls[j]);
-        if (dj == 0.0f) continue;
-        const float mj = fp16_to_fp32(*dmin) * float(lm[j]);
-        for (int l = 0; l < 32; ++l) L[32 * j + l] = uint8_t(std::clamp(nearest((x[32 * j + l] + mj) / dj), 0, kNmax));
-    }
-}
-
-void pack_nibbles_k(const uint8_t* L, uint8_t* qs) {  // qs[32 c + l] = L[64 c + l] | L[64 c + 32 + l] << 4
-    for (int c = 0; c < 4; ++c)
-        for (int l = 0; l < 32; ++l) qs[32 * c + l] = uint8_t((L[64 * c + l] & 0x0f) | (L[64 * c + 32 + l] & 0x0f) << 4);
-}
-
-// Legacy 32-blocks: codes L (32) into nibbles (and the fifth bits into *qh).
-void pack_block32(const uint8_t* L, uint8_t* qs, uint8_t* qh) {
-    uint32_t h = 0;
-    for (int j = 0; j < 16; ++j) {
-        qs[j] = uint8_t((L[j] & 0x0f) | (L[j + 16] & 0x0f) << 4);
-        h |= uint32_t((L[j] >> 4) & 1) << j | uint32_t((L[j + 16] >> 4) & 1) << (j + 16);
-    }
-    if (qh) std::memcpy(qh, &h, 4);
+    store_scales_k(x, kNmax, ls, lm, d_block, m_block, d, dmin, scales12, L);
 }
 
 // q4_0 / q5_0 (signed codes, nmax 8 / 16) and q4_1 / q5_1 (codes and a min) blocks of a row,
@@ -88,8 +64,8 @@ void legacy_weighted(const float* x, Block* y, int64_t n, const float* qw) {
         } else {
             y[b].d = fp32_to_fp16(fit_scale_signed(32, Nmax, xb, reinterpret_cast<int8_t*>(L), w));
         }
-        if constexpr (requires { y[b].qh; }) pack_block32(L, y[b].qs, y[b].qh);
-        else pack_block32(L, y[b].qs, nullptr);
+        pack_nibbles32(L, y[b].qs);
+        if constexpr (requires { y[b].qh; }) pack_fifth_bits32(L, y[b].qh);
     }
 }
 
@@ -117,46 +93,20 @@ void quantize_row_imatrix(DType t, const float* x, void* dst, int64_t n, const f
             if (t == DType::Q4_K) {
                 block_q4_K& y = static_cast<block_q4_K*>(dst)[b];
                 superblock_k_weighted<4>(x, qw, &y.d, &y.dmin, y.scales, L);
-                pack_nibbles_k(L, y.qs);
+                store_codes(L, &y);
             } else {
                 block_q5_K& y = static_cast<block_q5_K*>(dst)[b];
                 superblock_k_weighted<5>(x, qw, &y.d, &y.dmin, y.scales, L);
-                pack_nibbles_k(L, y.qs);
-                std::memset(y.qh, 0, sizeof y.qh);
-                for (int i = 0; i < QK_K; ++i) y.qh[i % 32] |= uint8_t(((L[i] >> 4) & 1) << (i / 32));
+                store_codes(L, &y);
             }
             continue;
         }
         // q6_K: per 16 values make_qx_quants weighted by the importance alone (ggml's impl
-        // leaves the sigma2 term out here), the 16 scales to int8 against the largest.
-        block_q6_K& y = static_cast<block_q6_K*>(dst)[b];
+        // leaves the sigma2 term out here).
         int8_t L[QK_K];
-        float scales[16], max_scale = 0, max_abs = 0;
-        for (int g = 0; g < 16; ++g) {
-            scales[g] = fit_scale_signed(16, 32, x + 16 * g, L + 16 * g, qw + 16 * g);
-            if (std::fabs(scales[g]) > max_abs) max_abs = std::fabs(scales[g]), max_scale = scales[g];
-        }
-        if (max_abs < kGroupMaxEps) {
-            std::memset(&y, 0, sizeof y);
-            continue;
-        }
-        const float iscale = -128.f / max_scale;
-        y.d = fp32_to_fp16(1 / iscale);
-        for (int g = 0; g < 16; ++g) y.scales[g] = int8_t(std::min(127, nearest(iscale * scales[g])));
-        for (int g = 0; g < 16; ++g) {
-            const float dg = fp16_to_fp32(y.d) * float(y.scales[g]);
-            if (dg == 0.0f) continue;
-            for (int l = 0; l < 16; ++l) L[16 * g + l] = int8_t(std::clamp(nearest(x[16 * g + l] / dg), -32, 31) + 32);
-        }
-        for (int h = 0; h < 2; ++h) {
-            const int8_t* Lh = L + 128 * h;
-            for (int l = 0; l < 32; ++l) {
-                const int q0 = Lh[l], q1 = Lh[l + 32], q2 = Lh[l + 64], q3 = Lh[l + 96];
-                y.ql[64 * h + l] = uint8_t((q0 & 0x0f) | (q2 & 0x0f) << 4);
-                y.ql[64 * h + 32 + l] = uint8_t((q1 & 0x0f) | (q3 & 0x0f) << 4);
-                y.qh[32 * h + l] = uint8_t((q0 >> 4) | (q1 >> 4) << 2 | (q2 >> 4) << 4 | (q3 >> 4) << 6);
-            }
-        }
+        float scales[16];  // (16) per 16 values
+        for (int g = 0; g < 16; ++g) scales[g] = fit_scale_signed(16, 32, x + 16 * g, L + 16 * g, qw + 16 * g);
+        store_q6_K(x, scales, L, &static_cast<block_q6_K*>(dst)[b]);
     }
 }
 
