@@ -143,36 +143,61 @@ void rows_signed_grid(int64_t k, const void* w, size_t w_stride, int64_t r0, int
     }
 }
 
+// The IQ2 kernels' point order and decode: looked-up code word 4q + j is point 8j + q, so
+// qword q holds point q of each 64-weight chunk j, which one vpmultishiftqb cuts out at bit
+// 16j before a byte permute maps codes to the values 8, 25, 43. IQ2_XS and IQ2_S keep 4-bit
+// scales per 16 values (8 bytes of nibbles), d (0.5 + s) / 4 = d / 8 x (2s + 1), spread so
+// that int16 pair l of chunk j gets the scale of its 16 values (4j + l / 8).
+struct Iq2Order {
+    static constexpr uint8_t kLevels[3] = {8, 25, 43};
+    __m512i levels, cut[4], spread[4];
+    Iq2Order() : levels(level_table(kLevels, 3, 2)) {
+        alignas(64) uint16_t per16[4][32];
+        for (int j = 0; j < 4; ++j) {
+            for (int l = 0; l < 32; ++l) per16[j][l] = uint16_t(4 * j + l / 8);
+            const int off[8] = {16 * j, 16 * j + 2, 16 * j + 4, 16 * j + 6, 16 * j + 8, 16 * j + 10, 16 * j + 12, 16 * j + 14};
+            cut[j] = cut_at(off), spread[j] = _mm512_load_si512(per16[j]);
+        }
+    }
+    // The 4 chunks' unsigned values from the 32 looked-up codes.
+    void values(__m512i pts, __m512i* q) const {
+        for (int j = 0; j < 4; ++j) q[j] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[j], pts), levels);
+    }
+    // The 16 scales (nibbles, low first) as odd integers 2s + 1 over each chunk's int16 pairs.
+    void scales16(const uint8_t* scales, __m512i* scp) const {
+        uint64_t sc;
+        std::memcpy(&sc, scales, 8);
+        const __m128i nib = _mm_unpacklo_epi8(_mm_cvtsi64_si128(int64_t(sc & 0x0F0F0F0F0F0F0F0Full)), _mm_cvtsi64_si128(int64_t((sc >> 4) & 0x0F0F0F0F0F0F0F0Full)));
+        const __m256i s16 = _mm256_cvtepu8_epi16(nib);  // the 16 scales, in order
+        const __m512i odd = _mm512_castsi256_si512(_mm256_add_epi16(_mm256_add_epi16(s16, s16), _mm256_set1_epi16(1)));
+        for (int j = 0; j < 4; ++j) scp[j] = _mm512_permutexvar_epi16(spread[j], odd);
+    }
+};
+
 // IQ2_XXS: sub-block s is 8 bytes of qs, 4 grid indices then its sign word; a point is 8
 // values (8, 25, 43: 2-bit codes). d (0.5 + s) / 4 = d / 8 x (2s + 1). Pairs in int16:
 // 2 x 43 x 127, no saturation (q8_K codes stay in [-127, 127], so negating them cannot
 // overflow).
 template <int NY, Ahead PF>
 void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
-    static const uint8_t kLevels[3] = {8, 25, 43};
-    static const GridCodes<> codes(&ref::kIqGrids.iq2xxs[0][0], 8, 2, kLevels, 3);
+    static const GridCodes<> codes(&ref::kIqGrids.iq2xxs[0][0], 8, 2, Iq2Order::kLevels, 3);
     __m512i table[8];  // [t]: the codes of points 32 t .. 32 t + 31
     for (int t = 0; t < 8; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
-    // Word 4q + j of the looked-up codes is point 8j + q (raw byte 8 (p / 4) + p % 4): qword q
-    // holds point q of each 64-weight chunk j, which one vpmultishiftqb cuts out at bit 16j.
+    // Index word wd is point p = 8 (wd % 4) + wd / 4 (Iq2Order), raw byte 8 (p / 4) + p % 4.
     alignas(64) uint8_t idx_bytes[64];
     for (int wd = 0; wd < 32; ++wd) {
         const int p = 8 * (wd % 4) + wd / 4;
         idx_bytes[2 * wd] = uint8_t(8 * (p / 4) + p % 4), idx_bytes[2 * wd + 1] = 0;
     }
-    const __m512i pick = _mm512_load_si512(idx_bytes), levels = level_table(kLevels, 3, 2);
-    __m512i cut[4];
-    for (int j = 0; j < 4; ++j) {
-        const int off[8] = {16 * j, 16 * j + 2, 16 * j + 4, 16 * j + 6, 16 * j + 8, 16 * j + 10, 16 * j + 12, 16 * j + 14};
-        cut[j] = cut_at(off);
-    }
+    const __m512i pick = _mm512_load_si512(idx_bytes);
+    const Iq2Order order;
     const __m512i aux_words = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
     const EvenSigns signs;
     const PairScales pairs;
     rows_signed_grid<block_iq2_xxs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.125f, [&](const block_iq2_xxs& b, __m512i* q, __mmask64* neg, __m512i* scp) {
         const __m512i raw = _mm512_loadu_si512(b.qs);
         const __m512i pts = grid_lookup(table, _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, pick, raw));
-        for (int j = 0; j < 4; ++j) q[j] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[j], pts), levels);
+        order.values(pts, q);
         const __m512i aux = _mm512_permutexvar_epi32(aux_words, raw);
         signs.masks(aux, neg);
         pairs.spread(EvenSigns::odd_scales(aux), scp);
@@ -180,38 +205,23 @@ void rows_iq2_xxs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t
 }
 
 // IQ2_XS: a uint16 per 8 values, the 9-bit grid index below 7 sign bits (parity as
-// IQ2_XXS's); 512 points (8, 25, 43: 2-bit codes) in 16 registers; a 4-bit scale per 16
-// values, d (0.5 + s) / 4 = d / 8 x (2s + 1), spread so that int16 pair l of chunk j gets the
-// scale of its 16 values (4j + l / 8).
+// IQ2_XXS's); 512 points (8, 25, 43: 2-bit codes) in 16 registers; 4-bit scales per 16
+// values (Iq2Order::scales16).
 template <int NY, Ahead PF>
 void rows_iq2_xs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
-    static const uint8_t kLevels[3] = {8, 25, 43};
-    static const GridCodes<512> codes(&ref::kIqGrids.iq2xs[0][0], 8, 2, kLevels, 3);
+    static const GridCodes<512> codes(&ref::kIqGrids.iq2xs[0][0], 8, 2, Iq2Order::kLevels, 3);
     __m512i table[16];
     for (int t = 0; t < 16; ++t) table[t] = _mm512_load_si512(codes.code + 32 * t);
-    // Index words in IQ2_XXS's order (word 4q + j = point 8j + q), cut as there.
-    alignas(64) uint16_t order[32], per16[4][32];
-    for (int wd = 0; wd < 32; ++wd) order[wd] = uint16_t(8 * (wd % 4) + wd / 4);
-    for (int j = 0; j < 4; ++j)
-        for (int l = 0; l < 32; ++l) per16[j][l] = uint16_t(4 * j + l / 8);
-    const __m512i pick = _mm512_load_si512(order), levels = level_table(kLevels, 3, 2);
-    __m512i cut[4], spread[4];
-    for (int j = 0; j < 4; ++j) {
-        const int off[8] = {16 * j, 16 * j + 2, 16 * j + 4, 16 * j + 6, 16 * j + 8, 16 * j + 10, 16 * j + 12, 16 * j + 14};
-        cut[j] = cut_at(off), spread[j] = _mm512_load_si512(per16[j]);
-    }
+    alignas(64) uint16_t points[32];  // index word wd: point 8 (wd % 4) + wd / 4 (Iq2Order)
+    for (int wd = 0; wd < 32; ++wd) points[wd] = uint16_t(8 * (wd % 4) + wd / 4);
+    const __m512i pick = _mm512_load_si512(points);
+    const Iq2Order order;
     const EvenSigns signs;
     rows_signed_grid<block_iq2_xs, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.125f, [&](const block_iq2_xs& b, __m512i* q, __mmask64* neg, __m512i* scp) {
         const __m512i raw = _mm512_loadu_si512(b.qs);  // 32 words, point order
-        const __m512i pts = grid_lookup512(table, _mm512_and_si512(_mm512_permutexvar_epi16(pick, raw), _mm512_set1_epi16(511)));
-        for (int j = 0; j < 4; ++j) q[j] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[j], pts), levels);
+        order.values(grid_lookup512(table, _mm512_and_si512(_mm512_permutexvar_epi16(pick, raw), _mm512_set1_epi16(511))), q);
         signs.masks_of_fields(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(raw, 9))), neg);
-        uint64_t sc;
-        std::memcpy(&sc, b.scales, 8);
-        const __m128i nib = _mm_unpacklo_epi8(_mm_cvtsi64_si128(int64_t(sc & 0x0F0F0F0F0F0F0F0Full)), _mm_cvtsi64_si128(int64_t((sc >> 4) & 0x0F0F0F0F0F0F0F0Full)));
-        const __m256i s16 = _mm256_cvtepu8_epi16(nib);  // the 16 scales, in order
-        const __m512i odd = _mm512_castsi256_si512(_mm256_add_epi16(_mm256_add_epi16(s16, s16), _mm256_set1_epi16(1)));
-        for (int j = 0; j < 4; ++j) scp[j] = _mm512_permutexvar_epi16(spread[j], odd);
+        order.scales16(b.scales, scp);
     });
 }
 
@@ -222,44 +232,31 @@ void rows_iq2_xs(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t 
 // points, bits 6..9 choosing among the results. Index words in IQ2_XS's order.
 template <int NY, Ahead PF>
 void rows_iq2_s(int64_t k, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* const* act, float* const* y) {
-    static const uint8_t kLevels[3] = {8, 25, 43};
-    static const GridCodes<1024> codes(&ref::kIqGrids.iq2s[0][0], 8, 2, kLevels, 3);
+    static const GridCodes<1024> codes(&ref::kIqGrids.iq2s[0][0], 8, 2, Iq2Order::kLevels, 3);
     const auto* table = reinterpret_cast<const __m512i*>(codes.code);  // (32) 32 codes each
     // Word wd is point p = 8 (wd % 4) + wd / 4: low byte qs[p], high byte qh[p / 4] (byte 64 +
     // p / 4 of the two-source permute), whose bits 2 (p % 4).. hold p's top bits.
     alignas(64) uint8_t gather[64];
-    alignas(64) uint16_t shift[32], per16[4][32];
+    alignas(64) uint16_t shift[32];
     for (int wd = 0; wd < 32; ++wd) {
         const int p = 8 * (wd % 4) + wd / 4;
         gather[2 * wd] = uint8_t(p), gather[2 * wd + 1] = uint8_t(64 + p / 4), shift[wd] = uint16_t(2 * (p % 4));
     }
-    for (int j = 0; j < 4; ++j)
-        for (int l = 0; l < 32; ++l) per16[j][l] = uint16_t(4 * j + l / 8);
-    const __m512i pick = _mm512_load_si512(gather), top_shift = _mm512_load_si512(shift), levels = level_table(kLevels, 3, 2);
-    __m512i cut[4], spread[4];
-    for (int j = 0; j < 4; ++j) {
-        const int off[8] = {16 * j, 16 * j + 2, 16 * j + 4, 16 * j + 6, 16 * j + 8, 16 * j + 10, 16 * j + 12, 16 * j + 14};
-        cut[j] = cut_at(off), spread[j] = _mm512_load_si512(per16[j]);
-    }
+    const __m512i pick = _mm512_load_si512(gather), top_shift = _mm512_load_si512(shift);
+    const Iq2Order order;
     rows_signed_grid<block_iq2_s, NY, PF>(k, w, w_stride, r0, r1, act, y, 0.125f, [&](const block_iq2_s& b, __m512i* q, __mmask64* neg, __m512i* scp) {
         const __m512i raw = _mm512_loadu_si512(b.qs), qh = _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qh)));
         const __m512i words = _mm512_permutex2var_epi8(raw, pick, qh);  // qs[p] | qh[p / 4] << 8
         const __m512i idx = _mm512_ternarylogic_epi32(_mm512_and_si512(words, _mm512_set1_epi16(0xFF)),
                                                       _mm512_srlv_epi16(words, top_shift), _mm512_set1_epi16(0x300), 0xF8);  // a | (b & c)
         const __mmask32 b9 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(512));
-        const __m512i pts = _mm512_mask_blend_epi16(b9, grid_lookup512(table, idx), grid_lookup512(table + 16, idx));
-        for (int j = 0; j < 4; ++j) q[j] = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut[j], pts), levels);
+        order.values(_mm512_mask_blend_epi16(b9, grid_lookup512(table, idx), grid_lookup512(table + 16, idx)), q);
         for (int j = 0; j < 4; ++j) {
             uint64_t m;
             std::memcpy(&m, b.qs + QK_K / 8 + 8 * j, 8);
             neg[j] = _cvtu64_mask64(m);
         }
-        uint64_t sc;
-        std::memcpy(&sc, b.scales, 8);
-        const __m128i nib = _mm_unpacklo_epi8(_mm_cvtsi64_si128(int64_t(sc & 0x0F0F0F0F0F0F0F0Full)), _mm_cvtsi64_si128(int64_t((sc >> 4) & 0x0F0F0F0F0F0F0F0Full)));
-        const __m256i s16 = _mm256_cvtepu8_epi16(nib);  // the 16 scales, in order
-        const __m512i odd = _mm512_castsi256_si512(_mm256_add_epi16(_mm256_add_epi16(s16, s16), _mm256_set1_epi16(1)));
-        for (int j = 0; j < 4; ++j) scp[j] = _mm512_permutexvar_epi16(spread[j], odd);
+        order.scales16(b.scales, scp);
     });
 }
 
