@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 #include "kiln/format/quantize.h"
@@ -223,6 +224,15 @@ std::string with_flag_names(std::string message) {
 int fail(const char* tool, const std::string& message) {
     std::fprintf(stderr, "%s: %s\n", tool, with_flag_names(message).c_str());
     return 1;
+}
+
+std::string read_file(const std::string& path, std::string* error) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return *error = path + ": cannot be read", "";
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (ss.str().empty()) *error = path + ": empty";
+    return ss.str();
 }
 
 }  // namespace kiln::cli

@@ -64,6 +64,9 @@ void add_session_flags(Flags& f, SessionOptions& o, std::string& isa);
 // --frequency-penalty, --presence-penalty, -s/--seed.
 void add_sampling_flags(Flags& f, SamplerParams& p);
 
+// A whole file (a text, a data file); *error = "PATH: cannot be read" or "PATH: empty".
+std::string read_file(const std::string& path, std::string* error);
+
 // Library errors name option fields ("SessionOptions::n_ctx"); a tool's user knows the
 // flag ("-c/--ctx"). Rewrites the ones the shared flag groups set.
 std::string with_flag_names(std::string message);

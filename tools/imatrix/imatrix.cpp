@@ -5,8 +5,6 @@
 // --imatrix. Runs on the CPU backend; prints the chunks' running perplexity as it goes.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "flags.h"
 #include "kiln/imatrix.h"
@@ -46,15 +44,13 @@ int main(int argc, char** argv) {
     if (a.session.backend != kiln::Backend::Cpu) return fail("importance matrices are computed on the CPU backend (--backend cpu)");
     if (!a.isa.empty()) a.session.isa = a.isa.c_str();
 
-    std::ifstream in(a.text_file, std::ios::binary);
-    if (!in) return fail(a.text_file + ": cannot be read");
-    std::stringstream text;
-    text << in.rdbuf();
-    if (text.str().empty()) return fail(a.text_file + ": empty");
+    std::string error;
+    const std::string text = kiln::cli::read_file(a.text_file, &error);
+    if (!error.empty()) return fail(error);
 
     auto model = kiln::Model::load(a.model, a.load);
     if (!model) return fail(model.message());
-    const std::vector<int32_t> tokens = model.value()->tokenizer().encode(text.str(), /*add_special=*/true, /*parse_special=*/false);
+    const std::vector<int32_t> tokens = model.value()->tokenizer().encode(text, /*add_special=*/true, /*parse_special=*/false);
     kiln::PerplexityOptions po;
     po.n_ctx = a.session.n_ctx > 0 ? a.session.n_ctx : 512;
     po.max_chunks = a.chunks;

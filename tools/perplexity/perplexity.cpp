@@ -6,9 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -37,21 +35,12 @@ void progress(int done, int total, Clock::time_point t0, const char* what) {
     if (done == total) std::fputc('\n', stderr);
 }
 
-std::string read_file(const std::string& path, std::string* error) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return *error = path + ": cannot be read", "";
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (ss.str().empty()) *error = path + ": empty";
-    return ss.str();
-}
-
 // --hellaswag / --winogrande / --multiple-choice: one line per task on stdout (running
 // accuracy, each choice's score, the pick and the right answers), then the accuracy.
 int score_choices(const Args& a, kiln::ChoiceFormat format, size_t max_tasks, const std::shared_ptr<const kiln::Model>& model) {
     auto fail = [](const std::string& m) { return kiln::cli::fail("kiln-perplexity", m); };
     std::string error;
-    const std::string data = read_file(a.text_file, &error);
+    const std::string data = kiln::cli::read_file(a.text_file, &error);
     if (!error.empty()) return fail(error);
     auto tasks = kiln::load_choice_tasks(format, data, model->tokenizer(), max_tasks);
     if (!tasks) return fail(a.text_file + ": " + tasks.message());
@@ -151,7 +140,7 @@ int main(int argc, char** argv) {
             if (t < 0 || t >= n_vocab) return fail(kiln::strfmt("%s holds token %d, outside %s's vocabulary", a.base_file.c_str(), t, a.model.c_str()));
     } else {
         std::string error;
-        const std::string text = read_file(a.text_file, &error);
+        const std::string text = kiln::cli::read_file(a.text_file, &error);
         if (!error.empty()) return fail(error);
         tokens = model.value()->tokenizer().encode(text, /*add_special=*/true, /*parse_special=*/false);
     }
