@@ -267,6 +267,17 @@ TEST_CASE("model: Qwen2-MoE (shared expert) matches llama.cpp (synthetic)") {
     check_model("synth/synth-qwen2moe.gguf", "reference_synth-qwen2moe.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1, true);
 }
 
+// Hybrid linear attention (random weights): gated DeltaNet layers with their recurrent
+// state, gated full attention with partial interleaved M-RoPE; on every ISA (the delta-rule
+// kernel is per ISA) and repacked.
+TEST_CASE("model: Qwen3.5 (gated DeltaNet hybrid) matches llama.cpp (synthetic)") {
+    for (kiln::cpu::Isa isa : kiln::cpu::available_isas()) {
+        const bool best = isa == kiln::cpu::available_isas().back();
+        check_model("synth/synth-qwen35.gguf", "reference_synth-qwen35.json", kiln::cpu::isa_name(isa), best ? -1 : 4, best ? -1 : 0);
+        if (best) check_model("synth/synth-qwen35.gguf", "reference_synth-qwen35.json", kiln::cpu::isa_name(isa), -1, -1, false, true);
+    }
+}
+
 TEST_CASE("model: --repack unmaps the original rows it copied (resident once, not twice), and the model still runs") {
     const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
     if (!kiln::test::require_file(path)) return;

@@ -17,7 +17,7 @@ namespace kiln {
 class GgufFile;  // kiln/format/gguf.h: the file's metadata and tensors
 struct Weights;  // kiln/format/weights.h: the bound weight tensors
 
-enum class Arch { Llama, Qwen2, Qwen3, Gemma3, Qwen3Moe, Qwen2Moe };
+enum class Arch { Llama, Qwen2, Qwen3, Gemma3, Qwen3Moe, Qwen2Moe, Qwen35, Qwen35Moe };
 const char* arch_name(Arch a);
 
 enum class RopeScaling { None, Linear, Yarn };
@@ -60,7 +60,25 @@ struct ModelConfig {
     int n_ff_shexp = 0;
     bool expert_weights_norm = false;  // renormalize the top-k router weights
 
+    // Hybrid linear attention (Qwen3.5): the layers marked recurrent are gated DeltaNet
+    // layers, whose state per sequence is a conv window and a (v_heads, state, state)
+    // matrix instead of a KV cache; the others are full attention.
+    std::vector<bool> layer_is_recurrent;  // per layer
+    int ssm_conv_kernel = 0;  // causal conv1d taps (4)
+    int ssm_state = 0;        // head width of the DeltaNet keys and values
+    int ssm_k_heads = 0;      // key (and query) heads
+    int ssm_v_heads = 0;      // value heads, a multiple of ssm_k_heads (key head h % k_heads serves value head h)
+    bool attn_output_gate = false;  // the Q projection carries a per-head sigmoid gate of the attention output
+    // M-RoPE sections (Qwen3.5): of the first rope_dim/2 pairs, pairs in no text section
+    // (position 0 for text) do not rotate. All zero: plain RoPE.
+    std::array<int, 4> rope_sections{};
+
     bool is_moe() const { return n_expert > 0; }
+    bool is_hybrid() const { return !layer_is_recurrent.empty(); }
+    bool recurrent(int il) const { return is_hybrid() && layer_is_recurrent[size_t(il)]; }
+    int ssm_k_dim() const { return ssm_k_heads * ssm_state; }
+    int ssm_v_dim() const { return ssm_v_heads * ssm_state; }
+    int ssm_conv_channels() const { return 2 * ssm_k_dim() + ssm_v_dim(); }  // q, k and v before the conv
 };
 
 struct LoadOptions {

@@ -97,6 +97,11 @@ struct SessionOptions {
     // are the 262144-row head) this makes the model a cheap draft for itself. Empty: all.
     std::vector<int32_t> logit_tokens;
     int n_expert_used = 0;      // MoE: experts per token; 0: the model's expert_used_count
+    // Hybrid models (Qwen3.5): how many tokens a sequence can be truncated back by (rejected
+    // drafts): each sequence keeps the recurrent state after each of its last this many
+    // tokens (memory: this + 2 copies of the state). Truncating further back than that fails
+    // unless to 0.
+    int recurrent_rollback = 16;
     // Where forward() runs. Vulkan: the weights are uploaded to device `device` (an index
     // of list_vulkan_devices()) at create(), which fails naming any architecture, weight
     // format or option the Vulkan shaders do not cover.
@@ -155,8 +160,13 @@ public:
     // Sequence operations. Length: its positions in the cache.
     int seq_length(int seq) const;
     int n_seq_max() const;
-    // Drops the sequence's positions >= n_keep (all of them for remove).
+    // Drops the sequence's positions >= n_keep (all of them for remove). On a hybrid model
+    // (recurrent layers) only to lengths seq_can_keep() allows.
     Status seq_truncate(int seq, int n_keep);
+    // True when the sequence can be truncated to (or forked at) n tokens: any n up to its
+    // length on attention-only models; on hybrid models 0 or one of its last
+    // SessionOptions::recurrent_rollback lengths.
+    bool seq_can_keep(int seq, int n) const;
     Status seq_remove(int seq) { return seq_truncate(seq, 0); }
     // dst (emptied first) shares the first n positions of src (n < 0: all of them); the
     // shared cache pages are copied only when one of the two writes into them.

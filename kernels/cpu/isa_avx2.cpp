@@ -20,6 +20,7 @@ using Arch = xsimd::fma3<xsimd::avx2>;
 #include "cpu/matmul_portable-inl.h"
 #include "cpu/f16c-inl.h"
 #include "cpu/ops-inl.h"
+#include "cpu/delta_rule-inl.h"
 #include "cpu/flash_attn_q_portable-inl.h"
 #include "cpu/flash_attn_scores-inl.h"
 #include "cpu/flash_attn_bf16_portable-inl.h"

@@ -30,6 +30,7 @@ using Arch = xsimd::avx512bw;
 #include "cpu/matmul_r16-inl.h"
 #include "cpu/f16c-inl.h"
 #include "cpu/ops-inl.h"
+#include "cpu/delta_rule-inl.h"
 #include "cpu/flash_attn_q_vnni-inl.h"
 #include "cpu/flash_attn_scores-inl.h"
 #include "cpu/flash_attn_bf16_avx512-inl.h"

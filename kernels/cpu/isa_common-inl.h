@@ -20,6 +20,7 @@ inline void fill_common(KernelTable& t) {
     t.dot_f32 = dot_f32;
     t.axpy_f32 = axpy_f32;
     t.argmax = argmax;
+    t.delta_rule = delta_rule;
     t.round_f16 = round_f16;
     t.f32_to_f16 = f32_to_f16;
     t.attn_tile = attn::attn_tile;

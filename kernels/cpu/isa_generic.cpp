@@ -28,6 +28,7 @@ inline void round_f16(float* x, int64_t n) {
 }
 }  // namespace kiln::cpu::KILN_ISA_NS
 #include "cpu/ops-inl.h"
+#include "cpu/delta_rule-inl.h"
 #include "cpu/flash_attn_q_portable-inl.h"
 #include "cpu/flash_attn_scores-inl.h"
 #include "cpu/flash_attn_bf16_portable-inl.h"

@@ -109,6 +109,10 @@ struct KernelTable {
     void (*round_f16)(float* x, int64_t n) = nullptr;  // x = fp16(x), round to nearest even
     void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;  // y = fp32_to_fp16(x) (NaN stays NaN)
     int64_t (*argmax)(const float* x, int64_t n) = nullptr;
+    // One token of the gated delta rule for one head (delta_rule-inl.h; ref::delta_rule):
+    // s_out (S, S) = s_in * decay + outer(beta (v - decay s_in k), k), o = scale * s_out q.
+    void (*delta_rule)(const float* s_in, float* s_out, const float* q, const float* k, const float* v, float decay, float beta, float scale, float* o,
+                       int64_t S) = nullptr;
 
     // Flash attention (flash_attn-inl.h): one tile, and the online-softmax merge of a
     // tile's (m, l, acc) into a running (M, L, ACC).

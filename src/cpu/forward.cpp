@@ -144,7 +144,8 @@ public:
         const Act* o = std::data(outs);
         if (ws.size() == 1) kiln::linear(s_, pool_, *w[0], buf(in), n_, buf(o[0]), next, ns_);
         else if (ws.size() == 2) linear_group(s_, pool_, {w[0], w[1]}, buf(in), n_, {buf(o[0]), buf(o[1])}, next, ns_);
-        else linear_group(s_, pool_, {w[0], w[1], w[2]}, buf(in), n_, {buf(o[0]), buf(o[1]), buf(o[2])}, next, ns_);
+        else if (ws.size() == 3) linear_group(s_, pool_, {w[0], w[1], w[2]}, buf(in), n_, {buf(o[0]), buf(o[1]), buf(o[2])}, next, ns_);
+        else linear_group(s_, pool_, {w[0], w[1], w[2], w[3]}, buf(in), n_, {buf(o[0]), buf(o[1]), buf(o[2]), buf(o[3])}, next, ns_);
         return Status::ok();
     }
     Status qkv_bias(const LayerWeights& L) override {
@@ -183,6 +184,28 @@ public:
         if (c_.attn_scale > 0) kt_.scale(s_.q(), c_.attn_scale, int64_t(n_) * c_.n_head * c_.head_dim);
         const float kq_scale = c_.attn_scale > 0 ? 1.0f : 1.0f / std::sqrt(float(c_.head_dim));
         kiln::attention(kt_, pool_, s_.kv, s_.attn_scratch, c_, il, s_.groups, s_.q(), s_.attn(), kq_scale, window);
+        return Status::ok();
+    }
+    Status split_q_gate() override {
+        const int H = c_.n_head, D = c_.head_dim;
+        per_token([&](int i) {
+            for (int h = 0; h < H; ++h) std::memcpy(s_.q() + (size_t(i) * H + h) * D, s_.qg() + (size_t(i) * H + h) * 2 * D, sizeof(float) * size_t(D));
+        });
+        return Status::ok();
+    }
+    Status attn_gate() override {
+        const int H = c_.n_head, D = c_.head_dim_v;
+        per_token([&](int i) {
+            for (int h = 0; h < H; ++h) {
+                float* o = s_.attn() + (size_t(i) * H + h) * D;
+                const float* g = s_.qg() + (size_t(i) * H + h) * 2 * size_t(c_.head_dim) + c_.head_dim;
+                for (int d = 0; d < D; ++d) o[d] *= 1.0f / (1.0f + std::exp(-g[d]));
+            }
+        });
+        return Status::ok();
+    }
+    Status delta_net(int il, const LayerWeights& L) override {
+        kiln::delta_net(s_, pool_, c_, L, il, n_);
         return Status::ok();
     }
     Status glu(bool gelu) override {
@@ -235,6 +258,11 @@ private:
             case Act::Proj: return s_.proj();
             case Act::Gate: return s_.gate();
             case Act::Up: return s_.up();
+            case Act::QG: return s_.qg();
+            case Act::Mix: return s_.mix();
+            case Act::Z: return s_.z();
+            case Act::Alpha: return s_.alpha();
+            case Act::Beta: return s_.beta();
         }
         return nullptr;
     }
@@ -244,8 +272,12 @@ private:
             case Act::Q: return size_t(c_.n_head) * c_.head_dim;
             case Act::K: return size_t(c_.n_head_kv) * c_.head_dim;
             case Act::V: return size_t(c_.n_head_kv) * c_.head_dim_v;
-            case Act::Attn: return size_t(c_.n_head) * c_.head_dim_v;
+            case Act::Attn: return std::max(size_t(c_.n_head) * c_.head_dim_v, size_t(c_.ssm_v_dim()));
             case Act::Gate: case Act::Up: return size_t(c_.n_ff);
+            case Act::QG: return size_t(c_.n_head) * 2 * c_.head_dim;
+            case Act::Mix: return size_t(c_.ssm_conv_channels());
+            case Act::Z: return size_t(c_.ssm_v_dim());
+            case Act::Alpha: case Act::Beta: return size_t(c_.ssm_v_heads);
         }
         return 0;
     }
@@ -261,8 +293,13 @@ public:
         const ModelConfig& c = m_.config();
         s_.order_rows(batch, i0, n);
         s_.fill_rope(c, s_.row_pos.data(), n);  // rope_cs: the global base's table, then Gemma's local base's
+        s_.rec_plans.clear();
+        if (!s_.rec.empty())  // which state each sequence reads and which slots it writes
+            for (const AttnGroup& g : s_.groups) s_.rec_plans.push_back(s_.rec.plan(g.seq, g.pos0, g.n));
         CpuForward ops(s_, pool_, m_, n, [&] { return head(batch, out); });
-        return run_transformer(m_, s_.skip, ops);
+        KILN_TRY(run_transformer(m_, s_.skip, ops));
+        for (const RecurrentStates::Plan& p : s_.rec_plans) s_.rec.commit(p);
+        return Status::ok();
     }
 
 private:

@@ -67,6 +67,7 @@ Status KvCache::reserve(const std::vector<std::pair<int, int>>& appends) {
 
 void KvCache::copy_page(int from, int to) {
     for (size_t il = 0; il < k.size(); ++il) {
+        if (!k[il].data) continue;  // a recurrent layer
         std::memcpy(k[il].data + size_t(to) * k_page_bytes(), k[il].data + size_t(from) * k_page_bytes(), k_page_bytes());
         std::memcpy(v[il].data + size_t(to) * v_page_bytes(), v[il].data + size_t(from) * v_page_bytes(), v_page_bytes());
     }
@@ -90,7 +91,10 @@ Status KvCache::allocate(const ModelConfig& c, int n_positions, DType tk, DType 
     seqs.reset(n_pages, n_seq);
     k.resize(size_t(c.n_layer));
     v.resize(size_t(c.n_layer));
+    n_cached_layers = 0;
     for (int il = 0; il < c.n_layer; ++il) {
+        if (c.recurrent(il)) continue;  // a DeltaNet layer keeps a recurrent state instead (recurrent_state.h)
+        ++n_cached_layers;
         AlignedBuffer<uint8_t>& K = k[size_t(il)];
         AlignedBuffer<uint8_t>& V = v[size_t(il)];
         K.resize(size_t(n_pages) * k_page_bytes());

@@ -19,6 +19,7 @@
 #include "kiln/thread_pool.h"
 #include "runtime/aligned_buffer.h"
 #include "cpu/kv_cache.h"
+#include "cpu/recurrent_state.h"
 
 namespace kiln {
 
@@ -73,11 +74,21 @@ struct SessionState {
     AlignedBuffer<float> q;        // (n, n_head * head_dim)
     AlignedBuffer<float> k;        // (n, n_head_kv * head_dim)
     AlignedBuffer<float> v;        // (n, n_head_kv * head_dim_v)
-    AlignedBuffer<float> attn;     // (n, n_head * head_dim_v)
+    AlignedBuffer<float> attn;     // (n, max(n_head * head_dim_v, v_heads * state)) attention or DeltaNet output
     AlignedBuffer<float> proj;     // (n, n_embd) output of wo / ffn_down
     AlignedBuffer<float> gate;     // (n, n_ff)
     AlignedBuffer<float> up;       // (n, n_ff)
     AlignedBuffer<uint8_t> act;    // (n, act_row_bytes(max k)) quantized activations
+    // Hybrid models (Qwen3.5): gated attention and gated DeltaNet.
+    AlignedBuffer<float> qg;       // (n, n_head, 2 * head_dim) queries with their output gates
+    AlignedBuffer<float> mix;      // (n, conv channels) DeltaNet q, k, v before the conv
+    AlignedBuffer<float> conv;     // (n, conv channels) after the conv and silu
+    AlignedBuffer<float> z;        // (n, v_heads * state) output gate
+    AlignedBuffer<float> alpha;    // (n, v_heads) decay input, then the decay
+    AlignedBuffer<float> beta;     // (n, v_heads) write strength input, then the strength
+    AlignedBuffer<float> rec_scratch;  // (n_threads, state, state) states not kept
+    RecurrentStates rec;           // each sequence's DeltaNet states
+    std::vector<RecurrentStates::Plan> rec_plans;  // (groups) the current chunk's, in groups order
     AlignedBuffer<float> rope_cs;  // (n, rope_dim / 2, 2) cos, sin per token and pair
     AttnScratch attn_scratch;  // flash attention
     std::vector<float> rope_freqs; // (rope_dim / 2) inverse frequency divisors (1 if absent)
@@ -127,6 +138,11 @@ public:
     virtual DeviceForward* device() { return nullptr; }
 };
 std::unique_ptr<ChunkRunner> make_cpu_runner(SessionState& s, ThreadPool& pool, const Model& model);  // cpu/forward.cpp
+
+// Attn (n, v_heads * state) = the gated DeltaNet of recurrent layer il over the chunk's
+// mix, z, alpha and beta rows (cpu/delta_net.cpp), each sequence (groups) from its state as
+// rec_plans say.
+void delta_net(SessionState& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, int il, int n);
 std::unique_ptr<ChunkRunner> make_device_runner(SessionState& s, const Model& model, std::unique_ptr<DeviceForward> device);  // runtime/session.cpp
 
 // fn(i) for each of n tokens: a per-token row op, split across threads when the batch is

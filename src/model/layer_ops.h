@@ -26,6 +26,12 @@ enum class Act {
     Proj,  // (n, n_embd) output of wo / ffn_down / the experts
     Gate,  // (n, n_ff)
     Up,    // (n, n_ff)
+    QG,    // (n, n_head, 2 * head_dim) each head's query, then its output gate (Qwen3.5)
+    // Gated DeltaNet inputs (the recurrent layers of Qwen3.5).
+    Mix,    // (n, conv channels) queries, keys and values before the conv
+    Z,      // (n, v_heads * state) output gate
+    Alpha,  // (n, v_heads) decay input
+    Beta,   // (n, v_heads) write strength input
 };
 
 class LayerOps {
@@ -35,7 +41,7 @@ public:
     virtual Status embed() = 0;
     // out = rms_norm(in) * w, rows of n_embd.
     virtual Status norm(Act in, const TensorView& w, Act out) = 0;
-    // outs[i] = in . ws[i]^T for up to 3 matrices reading the same input (one job). next:
+    // outs[i] = in . ws[i]^T for up to 4 matrices reading the same input (one job). next:
     // the matrices the recipe multiplies by after these (a backend may start reading them).
     virtual Status linear(std::initializer_list<const TensorView*> ws, Act in, std::initializer_list<Act> outs,
                           std::initializer_list<const TensorView*> next) = 0;
@@ -46,6 +52,13 @@ public:
     // Attn = softmax(Q K^T * scale) V over each token's own sequence in layer il's cache
     // (scale: attn_scale, else 1/sqrt(head_dim)); window > 0: the last `window` positions.
     virtual Status attention(int il, int window) = 0;
+    // Hybrid models' ops; a backend without them refuses such models at session creation.
+    virtual Status split_q_gate() { return unsupported("gated attention"); }  // Q = the query halves of QG
+    virtual Status attn_gate() { return unsupported("gated attention"); }     // Attn *= sigmoid(the gate halves of QG)
+    // Attn (n, v_heads * state) = the gated DeltaNet of layer il over Mix, Z, Alpha, Beta:
+    // causal conv1d + silu, L2-normed q and k, the delta rule from each sequence's state,
+    // the gated RMSNorm; the sequences' states move on (recurrent_state.h).
+    virtual Status delta_net(int /*il*/, const LayerWeights&) { return unsupported("gated DeltaNet"); }
     virtual Status glu(bool gelu) = 0;                   // Gate = silu(Gate) * Up (gelu for Gemma)
     virtual Status moe(const LayerWeights& L) = 0;       // Proj = the mixture of experts of Xn
     virtual Status residual(const TensorView& post_norm) = 0;  // X += Proj, Proj first normed by post_norm when the model has one
@@ -53,6 +66,9 @@ public:
     // Debug taps, named like llama.cpp's graph callbacks ("attn_norm-3"): a backend may
     // print a sum of the buffer (the CPU's, with KILN_DEBUG_TAPS=1).
     virtual void tap(const char* /*name*/, int /*il*/, Act) {}
+
+protected:
+    static Status unsupported(const char* what) { return Status::error("%s is not implemented by this backend", what); }
 };
 
 // The forward pass of one chunk: embeddings, every layer not in `skip`, logits.

@@ -26,6 +26,8 @@ const char* arch_name(Arch a) {
         case Arch::Gemma3: return "gemma3";
         case Arch::Qwen3Moe: return "qwen3moe";
         case Arch::Qwen2Moe: return "qwen2moe";
+        case Arch::Qwen35: return "qwen35";
+        case Arch::Qwen35Moe: return "qwen35moe";
     }
     return "?";
 }
@@ -79,7 +81,11 @@ public:
         else if (a_ == "gemma3") c_.arch = Arch::Gemma3;
         else if (a_ == "qwen3moe") c_.arch = Arch::Qwen3Moe;
         else if (a_ == "qwen2moe") c_.arch = Arch::Qwen2Moe;
-        else return Status::error("%s: unsupported architecture '%s' (kiln runs llama, qwen2, qwen3, gemma3, qwen3moe, qwen2moe)", f_.path().c_str(), a_.c_str());
+        else if (a_ == "qwen35") c_.arch = Arch::Qwen35;
+        else if (a_ == "qwen35moe") c_.arch = Arch::Qwen35Moe;
+        else if (a_ == "qwen3next") return Status::error("%s: architecture 'qwen3next' (Qwen3-Next) is not supported yet (kiln runs its successor qwen35/qwen35moe)", f_.path().c_str());
+        else return Status::error("%s: unsupported architecture '%s' (kiln runs llama, qwen2, qwen3, gemma3, qwen3moe, qwen2moe, qwen35, qwen35moe)", f_.path().c_str(), a_.c_str());
+        const bool qwen35 = c_.arch == Arch::Qwen35 || c_.arch == Arch::Qwen35Moe;
 
         KILN_TRY(req_int("block_count", &c_.n_layer, 1, 1024));
         KILN_TRY(req_int("embedding_length", &c_.n_embd, 1, 1 << 17));
@@ -114,7 +120,8 @@ public:
         // Architecture specifics, as llama.cpp applies them.
         c_.rope_neox = c_.arch != Arch::Llama;  // GGUF llama Q/K are permuted for adjacent pairs
         c_.qkv_bias = c_.arch == Arch::Qwen2 || c_.arch == Arch::Qwen2Moe;
-        c_.qk_norm = c_.arch == Arch::Qwen3 || c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Gemma3;
+        c_.qk_norm = c_.arch == Arch::Qwen3 || c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Gemma3 || qwen35;
+        if (qwen35) KILN_TRY(bind_hybrid());
         c_.layer_is_swa.assign(size_t(c_.n_layer), false);
         if (c_.arch == Arch::Gemma3) {
             c_.embd_scale = std::sqrt(float(c_.n_embd));
@@ -130,7 +137,7 @@ public:
         }
         // Mixtral is a llama with experts (expert_count > 0).
         const bool llama_moe = c_.arch == Arch::Llama && f_.has(a_ + ".expert_count");
-        if (c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Qwen2Moe || llama_moe) {
+        if (c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Qwen2Moe || c_.arch == Arch::Qwen35Moe || llama_moe) {
             KILN_TRY(req_int("expert_count", &c_.n_expert, llama_moe ? 0 : 1, 4096));
         }
         if (c_.n_expert > 0) {
@@ -142,6 +149,44 @@ public:
             c_.expert_weights_norm = c_.arch != Arch::Qwen2Moe;
         }
         KILN_TRY(opt_int("feed_forward_length", &c_.n_ff, 0, 0, 1 << 20));
+        return Status::ok();
+    }
+
+    // Qwen3.5's gated DeltaNet hyper-parameters, which layers are recurrent, and its M-RoPE
+    // sections (llama.cpp's llama_model_qwen35::load_arch_hparams).
+    Status bind_hybrid() {
+        KILN_TRY(req_int("ssm.conv_kernel", &c_.ssm_conv_kernel, 1, 64));
+        KILN_TRY(req_int("ssm.state_size", &c_.ssm_state, 1, 1024));
+        KILN_TRY(req_int("ssm.group_count", &c_.ssm_k_heads, 1, 4096));
+        KILN_TRY(req_int("ssm.time_step_rank", &c_.ssm_v_heads, 1, 4096));
+        int inner = 0;
+        KILN_TRY(req_int("ssm.inner_size", &inner, 1, 1 << 20));
+        if (inner != c_.ssm_v_dim()) return err("ssm.inner_size %d is not time_step_rank %d x state_size %d", inner, c_.ssm_v_heads, c_.ssm_state);
+        if (c_.ssm_v_heads % c_.ssm_k_heads) return err("ssm.time_step_rank %d is not a multiple of ssm.group_count %d", c_.ssm_v_heads, c_.ssm_k_heads);
+        if (c_.ssm_state > 512) return err("ssm.state_size %d is larger than 512", c_.ssm_state);
+        c_.layer_is_recurrent.assign(size_t(c_.n_layer), false);
+        if (const GgufValue* r = f_.find(a_ + ".attention.recurrent_layers")) {
+            if (r->type != GgufType::ARRAY || r->arr_len != uint64_t(c_.n_layer) || !r->arr_data)
+                return err("attention.recurrent_layers must be an array of %d flags", c_.n_layer);
+            for (int il = 0; il < c_.n_layer; ++il) c_.layer_is_recurrent[size_t(il)] = r->arr_int(uint64_t(il)) != 0;
+        } else {
+            int interval = 4;  // three DeltaNet layers, then one full-attention layer
+            KILN_TRY(opt_int("full_attention_interval", &interval, 4, 1, 1 << 20));
+            for (int il = 0; il < c_.n_layer; ++il) c_.layer_is_recurrent[size_t(il)] = (il + 1) % interval != 0;
+        }
+        int nextn = 0;
+        KILN_TRY(opt_int("nextn_predict_layers", &nextn, 0, 0, 64));  // the MTP block is extra: never run (llama.cpp's main pass skips it too)
+        c_.attn_output_gate = true;
+        if (const GgufValue* s = f_.find(a_ + ".rope.dimension_sections")) {
+            if (s->type != GgufType::ARRAY || s->arr_len < 3 || s->arr_len > 4 || !s->arr_data) return err("rope.dimension_sections must hold 3 or 4 integers");
+            int sum = 0;
+            for (uint64_t i = 0; i < s->arr_len; ++i) {
+                const int64_t v = s->arr_int(i);
+                if (v < 0 || v > 4096) return err("rope.dimension_sections[%d] = %lld is out of range", int(i), (long long)v);
+                c_.rope_sections[size_t(i)] = int(v), sum += int(v);
+            }
+            if (sum * 2 > c_.rope_dim) return err("rope.dimension_sections cover %d pairs, more than rope.dimension_count %d has", sum, c_.rope_dim);
+        }
         return Status::ok();
     }
 
@@ -166,16 +211,24 @@ public:
             LayerWeights& l = w.layers[size_t(il)];
             auto name = [&](const char* t) { return strfmt("blk.%d.%s", il, t); };
             KILN_TRY(get(name("attn_norm.weight"), {E}, &l.attn_norm, true));
-            KILN_TRY(get(name("attn_q.weight"), {E, Q}, &l.wq, true));
-            KILN_TRY(get(name("attn_k.weight"), {E, K}, &l.wk, true));
-            KILN_TRY(get(name("attn_v.weight"), {E, V}, &l.wv, true));
-            KILN_TRY(get(name("attn_output.weight"), {O, E}, &l.wo, true));
-            KILN_TRY(get(name("attn_q.bias"), {Q}, &l.bq, c_.qkv_bias));
-            KILN_TRY(get(name("attn_k.bias"), {K}, &l.bk, c_.qkv_bias));
-            KILN_TRY(get(name("attn_v.bias"), {V}, &l.bv, c_.qkv_bias));
-            KILN_TRY(get(name("attn_q_norm.weight"), {c_.head_dim}, &l.q_norm, c_.qk_norm));
-            KILN_TRY(get(name("attn_k_norm.weight"), {c_.head_dim}, &l.k_norm, c_.qk_norm));
-            KILN_TRY(get(name("ffn_norm.weight"), {E}, &l.ffn_norm, c_.arch != Arch::Gemma3));
+            if (c_.recurrent(il)) {
+                KILN_TRY(bind_delta_net(il, l));
+            } else {
+                if (c_.is_hybrid() && f_.find_tensor(name("attn_qkv.weight")))
+                    return err("tensor '%s': a fused Q/K/V projection in a full-attention layer is not supported (kiln reads attn_q/attn_k/attn_v)", name("attn_qkv.weight").c_str());
+                KILN_TRY(get(name("attn_q.weight"), {E, c_.attn_output_gate ? 2 * Q : Q}, &l.wq, true));  // per head: the query, then its gate
+                KILN_TRY(get(name("attn_k.weight"), {E, K}, &l.wk, true));
+                KILN_TRY(get(name("attn_v.weight"), {E, V}, &l.wv, true));
+                KILN_TRY(get(name("attn_output.weight"), {O, E}, &l.wo, true));
+                KILN_TRY(get(name("attn_q.bias"), {Q}, &l.bq, c_.qkv_bias));
+                KILN_TRY(get(name("attn_k.bias"), {K}, &l.bk, c_.qkv_bias));
+                KILN_TRY(get(name("attn_v.bias"), {V}, &l.bv, c_.qkv_bias));
+                KILN_TRY(get(name("attn_q_norm.weight"), {c_.head_dim}, &l.q_norm, c_.qk_norm));
+                KILN_TRY(get(name("attn_k_norm.weight"), {c_.head_dim}, &l.k_norm, c_.qk_norm));
+            }
+            // Qwen3.5 names its pre-MLP norm post_attention_norm.
+            if (c_.is_hybrid()) KILN_TRY(get(name("post_attention_norm.weight"), {E}, &l.ffn_norm, true));
+            else KILN_TRY(get(name("ffn_norm.weight"), {E}, &l.ffn_norm, c_.arch != Arch::Gemma3));
             if (c_.arch == Arch::Gemma3) {
                 // Gemma 3 names its pre-MLP norm ffn_norm too; post norms are extra.
                 KILN_TRY(get(name("post_attention_norm.weight"), {E}, &l.post_attn_norm, true));
@@ -189,7 +242,7 @@ public:
                 if (c_.n_ff_exp == 0) c_.n_ff_exp = int(l.ffn_gate_exps.ne[1]);
                 KILN_TRY(get(name("ffn_up_exps.weight"), {E, c_.n_ff_exp, X}, &l.ffn_up_exps, true));
                 KILN_TRY(get(name("ffn_down_exps.weight"), {c_.n_ff_exp, E, X}, &l.ffn_down_exps, true));
-                const bool shared = c_.arch == Arch::Qwen2Moe;
+                const bool shared = c_.arch == Arch::Qwen2Moe || c_.arch == Arch::Qwen35Moe;
                 const int64_t S = c_.n_ff_shexp > 0 ? c_.n_ff_shexp : -1;
                 KILN_TRY(get(name("ffn_gate_shexp.weight"), {E, S}, &l.ffn_gate_shexp, shared));
                 if (!l.ffn_gate_shexp.empty()) {
@@ -219,6 +272,24 @@ public:
     }
 
 private:
+    // A gated DeltaNet layer's tensors (llama.cpp's qwen35 names).
+    Status bind_delta_net(int il, LayerWeights& l) {
+        auto name = [&](const char* t) { return strfmt("blk.%d.%s", il, t); };
+        const int64_t E = c_.n_embd, C = c_.ssm_conv_channels(), Vd = c_.ssm_v_dim(), H = c_.ssm_v_heads;
+        KILN_TRY(get(name("attn_qkv.weight"), {E, C}, &l.wqkv, true));
+        KILN_TRY(get(name("attn_gate.weight"), {E, Vd}, &l.wqkv_gate, true));
+        KILN_TRY(get(name("ssm_alpha.weight"), {E, H}, &l.ssm_alpha, true));
+        KILN_TRY(get(name("ssm_beta.weight"), {E, H}, &l.ssm_beta, true));
+        KILN_TRY(get(name("ssm_out.weight"), {Vd, E}, &l.ssm_out, true));
+        KILN_TRY(get(name("ssm_conv1d.weight"), {c_.ssm_conv_kernel, C}, &l.ssm_conv1d, true));
+        KILN_TRY(get(name("ssm_dt.bias"), {H}, &l.ssm_dt, true));
+        KILN_TRY(get(name("ssm_a"), {H}, &l.ssm_a, true));
+        KILN_TRY(get(name("ssm_norm.weight"), {c_.ssm_state}, &l.ssm_norm, true));
+        for (const TensorView* t : {&l.ssm_conv1d, &l.ssm_dt, &l.ssm_a, &l.ssm_norm})
+            if (t->dtype != DType::F32) return err("tensor '%s': type %s, expected f32", t->name, dtype_name(t->dtype));
+        return Status::ok();
+    }
+
     template <class... A>
     Status err(const char* fmt, A... args) const {
         return Status::error_str(f_.path() + ": " + strfmt(fmt, args...));

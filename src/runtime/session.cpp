@@ -1,6 +1,7 @@
 // Session: buffer allocation, argument checks and chunking around forward_chunk().
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "cpu/r16.h"
@@ -109,6 +110,17 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     m.rope_freqs.assign(size_t(c.rope_dim / 2), 1.0f);
     const Weights& w = s->model_->weights();
     if (!w.rope_freqs.empty()) std::memcpy(m.rope_freqs.data(), w.rope_freqs.data, sizeof(float) * m.rope_freqs.size());
+    if (const auto& sec = c.rope_sections; sec[0] + sec[1] + sec[2] + sec[3] > 0) {
+        // Interleaved M-RoPE (Qwen3.5) on text: pairs take the temporal, height or width
+        // position in turn (all the token's position), or the extra one (0: no rotation;
+        // an infinite divisor gives angle 0). ggml's ggml_mrope_cache_init, is_imrope.
+        const int dims = sec[0] + sec[1] + sec[2] + sec[3];
+        for (int p = 0; p < c.rope_dim / 2; ++p) {
+            const int sector = p % dims;
+            const bool text = (sector % 3 == 1 && sector < 3 * sec[1]) || (sector % 3 == 2 && sector < 3 * sec[2]) || (sector % 3 == 0 && sector < 3 * sec[0]);
+            if (!text) m.rope_freqs[size_t(p)] = INFINITY;
+        }
+    }
     if (!o.logit_tokens.empty()) {
         if (o.backend == Backend::Vulkan) return Status::error("a trimmed output head (logit_tokens) runs on the CPU backend only");
         std::vector<int32_t> tokens = o.logit_tokens;
@@ -143,6 +155,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     }
 
     KILN_TRY(m.kv.allocate(c, n_ctx, o.type_k, o.type_v, rotate_kv(o, c), o.n_seq_max));
+    KILN_TRY(m.rec.allocate(c, o.n_seq_max, o.recurrent_rollback));
     m.kv.to_f16 = m.kt->f32_to_f16;
     KILN_TRY(m.attn_scratch.allocate(c, m.n_batch, s->pool_->size(), o.type_k));
     m.runner = make_cpu_runner(m, *s->pool_, *s->model_);
@@ -154,14 +167,21 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     m.q.resize(B * qdim);
     m.k.resize(B * kdim);
     m.v.resize(B * vdim);
-    m.attn.resize(B * odim);
+    m.attn.resize(B * std::max(odim, size_t(c.ssm_v_dim())));
     m.proj.resize(B * E);
     m.gate.resize(B * F);
     m.up.resize(B * F);
     // Quantized activations: the widest input of any matmul, in the larger format.
-    const int64_t kmax = int64_t(std::max({E, odim, F}));
+    const int64_t kmax = int64_t(std::max({E, odim, F, size_t(c.ssm_v_dim())}));
     // Room for both quantized formats at once (a linear_group whose matrices need both).
     m.act.resize(B * (cpu::act_row_bytes(cpu::ActFormat::Q8x32, kmax) + cpu::act_row_bytes(cpu::ActFormat::Q8K, (kmax + 255) / 256 * 256)) + 256);
+    if (c.attn_output_gate) m.qg.resize(B * qdim * 2);
+    if (c.is_hybrid()) {
+        const size_t C = size_t(c.ssm_conv_channels()), Vd = size_t(c.ssm_v_dim()), Hv = size_t(c.ssm_v_heads);
+        m.mix.resize(B * C), m.conv.resize(B * C), m.z.resize(B * Vd), m.alpha.resize(B * Hv), m.beta.resize(B * Hv);
+        m.rec_scratch.resize(size_t(s->pool_->size()) * size_t(c.ssm_state) * size_t(c.ssm_state));
+        if (!m.conv.data || !m.rec_scratch.data) return Status::error("out of memory allocating scratch buffers");
+    }
     if (!m.x.data || !m.gate.data || !m.act.data) return Status::error("out of memory allocating scratch buffers");
     if (c.is_moe()) KILN_TRY(moe_init(m, *s->model_, o.n_expert_used, m.n_batch));
     else if (o.n_expert_used > 0) return Status::error("%s: SessionOptions::n_expert_used given, but the model has no experts", s->model_->gguf().path().c_str());
@@ -262,6 +282,12 @@ Status Session::decode(const Batch& batch) {
     std::vector<std::pair<int, int>> before;  // (sequences in the batch) (sequence, length), to undo a failed pass
     for (auto [seq, count] : appends) before.push_back({seq, seq_length(seq)});
     KILN_TRY(impl_->kv.reserve(appends));
+    for (auto [seq, count] : appends) impl_->rec.pin(seq);  // the states before this call stay, to undo it
+    struct Unpin {
+        SessionState& m;
+        const std::vector<std::pair<int, int>>& seqs;
+        ~Unpin() { for (auto [seq, count] : seqs) m.rec.unpin(seq); }
+    } unpin{*impl_, appends};
     n_logits_ = 0;
     logits_row_.assign(size_t(n), -1);
     const bool tuned = impl_->tune_decode && n == 1;
@@ -273,7 +299,7 @@ Status Session::decode(const Batch& batch) {
         const Status st = stop ? Status::error("cancelled after %d of %d tokens", done, n) : forward_chunk(batch, done, chunk);
         pool_->settle();  // no worker still reading ahead into the weights once we return
         if (!st.is_ok()) {
-            for (auto [seq, length] : before) impl_->kv.seqs.truncate(seq, length);
+            for (auto [seq, length] : before) impl_->kv.seqs.truncate(seq, length), impl_->rec.truncate(seq, length);
             n_logits_ = 0;
             return st;
         }
@@ -308,12 +334,21 @@ const float* Session::batch_logits(int i) const {
 
 int Session::seq_length(int seq) const { return seq >= 0 && seq < n_seq_max() ? impl_->kv.seqs.length(seq) : 0; }
 int Session::n_seq_max() const { return impl_->kv.seqs.n_seq(); }
+bool Session::seq_can_keep(int seq, int n) const {
+    if (seq < 0 || seq >= n_seq_max() || n < 0 || n > seq_length(seq)) return false;
+    return impl_->rec.empty() || impl_->rec.can_keep(seq, n);
+}
+
 int Session::free_positions() const { return impl_->kv.seqs.free_pages() * kKvPage; }
 
 Status Session::seq_truncate(int seq, int n_keep) {
     if (seq < 0 || seq >= n_seq_max()) return Status::error("sequence id %d is outside [0, %d) (SessionOptions::n_seq_max)", seq, n_seq_max());
     if (n_keep < 0 || n_keep > seq_length(seq)) return Status::error("truncate sequence %d to %d: must be within [0, %d]", seq, n_keep, seq_length(seq));
+    if (!seq_can_keep(seq, n_keep))
+        return Status::error("truncate sequence %d from %d to %d tokens: this hybrid model's recurrent state goes back at most %d tokens (SessionOptions::recurrent_rollback), or to 0",
+                             seq, seq_length(seq), n_keep, impl_->rec.rollback());
     impl_->kv.seqs.truncate(seq, n_keep);  // entries past the length are never read and get overwritten
+    impl_->rec.truncate(seq, n_keep);
     return Status::ok();
 }
 
@@ -323,7 +358,11 @@ Status Session::seq_fork(int src, int dst, int n) {
     if (n < 0) n = seq_length(src);
     if (src == dst) return Status::error("fork: source and destination are both sequence %d", src);
     if (n > seq_length(src)) return Status::error("fork: sequence %d holds %d positions, not %d", src, seq_length(src), n);
+    if (!seq_can_keep(src, n))
+        return Status::error("fork: sequence %d's first %d of %d tokens: this hybrid model's recurrent state goes back at most %d tokens (SessionOptions::recurrent_rollback), or to 0",
+                             src, n, seq_length(src), impl_->rec.rollback());
     impl_->kv.seqs.fork(src, dst, n);
+    impl_->rec.fork(src, dst, n);
     return Status::ok();
 }
 

@@ -22,10 +22,15 @@ Expected<std::unique_ptr<DraftRunner>> DraftRunner::create(std::shared_ptr<const
 }
 
 void DraftRunner::truncate(int seq, int n_keep) {
-    if (session_->seq_length(seq) > n_keep) (void)session_->seq_truncate(seq, n_keep);
+    if (session_->seq_length(seq) <= n_keep) return;
+    // A hybrid draft keeps its recurrent state at a few lengths only: else start over.
+    (void)session_->seq_truncate(seq, session_->seq_can_keep(seq, n_keep) ? n_keep : 0);
 }
 
-void DraftRunner::fork(int src, int dst, int n) { (void)session_->seq_fork(src, dst, std::min(n, session_->seq_length(src))); }
+void DraftRunner::fork(int src, int dst, int n) {
+    n = std::min(n, session_->seq_length(src));
+    (void)session_->seq_fork(src, dst, session_->seq_can_keep(src, n) ? n : 0);
+}
 
 void DraftRunner::remove(int seq) { (void)session_->seq_remove(seq); }
 

@@ -226,11 +226,15 @@ void Engine::admit(std::shared_ptr<RequestHandle> handle, EngineRequest req) {
     // The sequence sharing the longest prefix with the prompt, in whole pages, leaving at
     // least one prompt token to compute (its logits give the first reply token).
     int src = -1, reuse = 0;
+    const bool hybrid = model_->config().is_hybrid();
     if (req.cache_prompt)
         for (int s = 0; s < int(seqs_.size()); ++s) {
             const std::vector<int32_t>& t = seqs_[size_t(s)].tokens;
             const size_t lcp = size_t(std::mismatch(t.begin(), t.end(), prompt.begin(), prompt.end()).first - t.begin());
-            const int usable = int(std::min(lcp, prompt.size() - 1)) / kPage * kPage;
+            int usable = int(std::min(lcp, prompt.size() - 1));
+            if (!hybrid) usable = usable / kPage * kPage;
+            else  // a hybrid model's recurrent state exists at a sequence's last few lengths only
+                while (usable > 0 && !session_->seq_can_keep(s, usable)) --usable;
             if (usable > reuse) src = s, reuse = usable;
         }
     int seq;

@@ -144,6 +144,7 @@ private:
         size_t c = 0;
         while (c < cached_.size() && c < h.size() && cached_[c] == h[c]) ++c;
         c = std::min(c, h.size() - 1);  // at least the last token is fed, for its logits
+        while (c > 0 && !s_->seq_can_keep(0, int(c))) --c;  // a hybrid draft's recurrent state exists at its last few lengths only
         KILN_TRY(s_->truncate(int(c)));
         cached_.resize(c);
         s_->add_logit_tokens(h.subspan(c));  // a trimmed head learns what the target says

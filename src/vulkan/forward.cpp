@@ -360,6 +360,8 @@ const Buffer& VulkanForward::buf(Act a) const {
         case Act::Proj: return proj_;
         case Act::Gate: return gate_;
         case Act::Up: return up_;
+        case Act::QG: case Act::Mix: case Act::Z: case Act::Alpha: case Act::Beta:
+            break;  // hybrid models' buffers: create() refuses those architectures here
     }
     return x_;
 }

@@ -7,6 +7,11 @@
 // Mixture of experts: --arch qwen3moe|qwen2moe, or llama with --n-expert (Mixtral), plus
 // --n-expert-used and --n-ff-exp (expert width); qwen2moe also gets a shared expert of
 // width --n-ff-shexp (default 2 * n_ff_exp) with its sigmoid gate.
+//
+// Hybrid linear attention: --arch qwen35|qwen35moe (Qwen3.5): three gated DeltaNet layers,
+// then one gated full-attention layer (--full-attn-interval), DeltaNet heads --ssm-k-heads
+// (keys) and --ssm-v-heads (values) of width --ssm-state, RoPE on --rope-dim of each head;
+// qwen35moe has qwen2moe's experts with the shared expert.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -32,6 +37,7 @@ struct Args {
     int n_embd = 2048, n_layer = 16, n_head = 32, n_head_kv = 8, n_ff = 8192, n_ctx = 4096;
     int head_dim = 0;  // 0: n_embd / n_head (Qwen3 has 128 with 32 heads of a 2048-wide model)
     int n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0;
+    int ssm_state = 128, ssm_k_heads = 16, ssm_v_heads = 32, full_attn_interval = 4, rope_dim = 0;  // qwen35 (rope_dim 0: head_dim / 4)
     uint64_t seed = 1;
     float rope_theta = 10000.0f;
     bool llama3_rope = false;  // write Llama 3.1's rope_freqs tensor (factor 8, 8192-token original context)
@@ -61,7 +67,7 @@ int main(int argc, char** argv) {
                        "A random-weight model of the given shape, with VOCAB's tokenizer, in llama-quantize's mix.\n");
     f.string("--vocab-from", "VOCAB.gguf", "the tokenizer (a llama.cpp vocabulary file or any model)", &a.vocab_from);
     f.string("-o, --output", "OUT.gguf", "the file to write", &a.out);
-    f.string("--arch", "NAME", "llama (default), qwen2, qwen3, qwen3moe or qwen2moe", &a.arch);
+    f.string("--arch", "NAME", "llama (default), qwen2, qwen3, qwen3moe, qwen2moe, qwen35 or qwen35moe", &a.arch);
     f.string("--type", "TYPE", "q4_k_m (default), iq4_xs, iq4_nl, iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s, iq1_m, q8_0, q4_0, f16 or f32 "
              "(the 1-2 bit mixes: their matrices as random lattice blocks, kiln has no quantizer for them)", &a.type);
     f.integer("--n-embd", "N", "width (default 2048)", &a.n_embd, 1, 1 << 24);
@@ -75,7 +81,12 @@ int main(int argc, char** argv) {
     f.integer("--n-expert", "N", "MoE: experts", &a.n_expert, 1, 1 << 24);
     f.integer("--n-expert-used", "N", "MoE: experts per token", &a.n_expert_used, 1, 1 << 24);
     f.integer("--n-ff-exp", "N", "MoE: expert width", &a.n_ff_exp, 1, 1 << 24);
-    f.integer("--n-ff-shexp", "N", "MoE: shared expert width (qwen2moe)", &a.n_ff_shexp, 1, 1 << 24);
+    f.integer("--n-ff-shexp", "N", "MoE: shared expert width (qwen2moe, qwen35moe)", &a.n_ff_shexp, 1, 1 << 24);
+    f.integer("--ssm-state", "N", "qwen35: DeltaNet head width (default 128)", &a.ssm_state, 1, 512);
+    f.integer("--ssm-k-heads", "N", "qwen35: DeltaNet key heads (default 16)", &a.ssm_k_heads, 1, 4096);
+    f.integer("--ssm-v-heads", "N", "qwen35: DeltaNet value heads (default 32)", &a.ssm_v_heads, 1, 4096);
+    f.integer("--full-attn-interval", "N", "qwen35: every N-th layer is full attention (default 4)", &a.full_attn_interval, 1, 1 << 20);
+    f.integer("--rope-dim", "N", "qwen35: rotated dims of each head (default head_dim / 4)", &a.rope_dim, 2, 1 << 20);
     f.value("--seed", "N", "random seed (default 1)", [&a](const std::string& v) {
         int seed = 0;
         KILN_TRY(kiln::cli::parse_int("--seed", v, 1, 1 << 24, &seed));
@@ -92,21 +103,28 @@ int main(int argc, char** argv) {
         return fail("--type must be q4_k_m, iq4_xs, iq4_nl, iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s, iq1_m, q8_0, q4_0, f16 or f32");
     // 256-weight super-blocks: the k-quant and IQ mixes (all but iq4_nl) need rows of whole blocks
     const bool super_blocks = a.type != "iq4_nl" && a.type != "q8_0" && a.type != "q4_0" && a.type != "f16" && a.type != "f32";
-    if (a.arch != "llama" && a.arch != "qwen2" && a.arch != "qwen3" && a.arch != "qwen3moe" && a.arch != "qwen2moe")
-        return fail("--arch must be llama, qwen2, qwen3, qwen3moe or qwen2moe");
-    const bool moe = a.arch == "qwen3moe" || a.arch == "qwen2moe" || a.n_expert > 0;
+    if (a.arch != "llama" && a.arch != "qwen2" && a.arch != "qwen3" && a.arch != "qwen3moe" && a.arch != "qwen2moe" && a.arch != "qwen35" && a.arch != "qwen35moe")
+        return fail("--arch must be llama, qwen2, qwen3, qwen3moe, qwen2moe, qwen35 or qwen35moe");
+    const bool hybrid = a.arch == "qwen35" || a.arch == "qwen35moe", shared_expert = a.arch == "qwen2moe" || a.arch == "qwen35moe";
+    const bool moe = a.arch == "qwen3moe" || a.arch == "qwen2moe" || a.arch == "qwen35moe" || a.n_expert > 0;
     if (moe) {
-        if (a.arch != "llama" && a.arch != "qwen3moe" && a.arch != "qwen2moe") return fail("--n-expert needs --arch llama, qwen3moe or qwen2moe");
+        if (a.arch != "llama" && a.arch != "qwen3moe" && a.arch != "qwen2moe" && a.arch != "qwen35moe") return fail("--n-expert needs --arch llama, qwen3moe, qwen2moe or qwen35moe");
         if (a.n_expert == 0) a.n_expert = 8;
         if (a.n_expert_used == 0) a.n_expert_used = std::min(2, a.n_expert);
         if (a.n_expert_used > a.n_expert) return fail("--n-expert-used must be <= --n-expert");
         if (a.n_ff_exp == 0) a.n_ff_exp = a.n_ff;
-        if (a.arch == "qwen2moe" && a.n_ff_shexp == 0) a.n_ff_shexp = 2 * a.n_ff_exp;
+        if (shared_expert && a.n_ff_shexp == 0) a.n_ff_shexp = 2 * a.n_ff_exp;
         if (super_blocks && (a.n_ff_exp % 256 || a.n_ff_shexp % 256)) return fail(a.type + " needs --n-ff-exp and --n-ff-shexp multiples of 256");
     }
     if ((a.head_dim == 0 && a.n_embd % a.n_head) || a.n_head % a.n_head_kv) return fail("n_embd must divide by n_head (or give --head-dim) and n_head by n_head_kv");
     if (a.head_dim == 0) a.head_dim = a.n_embd / a.n_head;
     if (a.head_dim % 2) return fail("--head-dim must be even");
+    if (hybrid) {
+        if (a.rope_dim == 0) a.rope_dim = std::max(2, a.head_dim / 4);  // Qwen3.5: a quarter of each head rotates
+        if (a.rope_dim % 2 || a.rope_dim > a.head_dim) return fail("--rope-dim must be even and at most the head width");
+        if (a.ssm_v_heads % a.ssm_k_heads) return fail("--ssm-v-heads must be a multiple of --ssm-k-heads");
+        if (super_blocks && (a.ssm_state * a.ssm_v_heads) % 256) return fail(a.type + " needs --ssm-state x --ssm-v-heads a multiple of 256");
+    }
     if (super_blocks && (a.n_embd % 256 || a.n_ff % 256)) return fail(a.type + " needs n_embd and n_ff multiples of 256");
 
     auto vocab = kiln::GgufFile::open(a.vocab_from);
@@ -128,13 +146,24 @@ int main(int argc, char** argv) {
         w.set_u32(A + ".expert_count", uint32_t(a.n_expert));
         w.set_u32(A + ".expert_used_count", uint32_t(a.n_expert_used));
         if (A != "llama") w.set_u32(A + ".expert_feed_forward_length", uint32_t(a.n_ff_exp));
-        if (A == "qwen2moe") w.set_u32(A + ".expert_shared_feed_forward_length", uint32_t(a.n_ff_shexp));
+        if (shared_expert) w.set_u32(A + ".expert_shared_feed_forward_length", uint32_t(a.n_ff_shexp));
     }
     w.set_u32(A + ".attention.head_count", uint32_t(a.n_head));
     w.set_u32(A + ".attention.head_count_kv", uint32_t(a.n_head_kv));
     w.set_f32(A + ".rope.freq_base", a.rope_theta);
     w.set_f32(A + ".attention.layer_norm_rms_epsilon", 1e-5f);
-    w.set_u32(A + ".rope.dimension_count", uint32_t(a.head_dim));
+    w.set_u32(A + ".rope.dimension_count", uint32_t(hybrid ? a.rope_dim : a.head_dim));
+    if (hybrid) {
+        w.set_u32(A + ".ssm.conv_kernel", 4);
+        w.set_u32(A + ".ssm.state_size", uint32_t(a.ssm_state));
+        w.set_u32(A + ".ssm.group_count", uint32_t(a.ssm_k_heads));
+        w.set_u32(A + ".ssm.time_step_rank", uint32_t(a.ssm_v_heads));
+        w.set_u32(A + ".ssm.inner_size", uint32_t(a.ssm_state * a.ssm_v_heads));
+        w.set_u32(A + ".full_attention_interval", uint32_t(a.full_attn_interval));
+        // Qwen3.5's M-RoPE sections (11, 11, 10 of 32 pairs), scaled to the rotated pairs
+        const int pairs = a.rope_dim / 2, t = (pairs * 11 + 16) / 32, h = (pairs * 11 + 16) / 32;
+        w.set_arr_i32(A + ".rope.dimension_sections", {t, h, std::max(0, pairs - t - h), 0});
+    }
     if (a.head_dim != a.n_embd / a.n_head) {
         w.set_u32(A + ".attention.key_length", uint32_t(a.head_dim));
         w.set_u32(A + ".attention.value_length", uint32_t(a.head_dim));
@@ -160,20 +189,34 @@ int main(int argc, char** argv) {
     for (int il = 0; il < a.n_layer; ++il) {
         auto n = [&](const char* t) { return kiln::strfmt("blk.%d.%s", il, t); };
         specs.push_back({n("attn_norm.weight"), {E}, il, true});
-        specs.push_back({n("attn_q.weight"), {E, Q}, il, false});
-        specs.push_back({n("attn_k.weight"), {E, K}, il, false});
-        specs.push_back({n("attn_v.weight"), {E, K}, il, false});
-        specs.push_back({n("attn_output.weight"), {Q, E}, il, false});
+        const bool recurrent = hybrid && (il + 1) % a.full_attn_interval != 0;
+        if (recurrent) {  // gated DeltaNet
+            const int64_t S = a.ssm_state, Hv = a.ssm_v_heads, C = 2 * int64_t(a.ssm_k_heads) * S + Hv * S;
+            specs.push_back({n("attn_qkv.weight"), {E, C}, il, false});
+            specs.push_back({n("attn_gate.weight"), {E, Hv * S}, il, false});
+            specs.push_back({n("ssm_alpha.weight"), {E, Hv}, il, false});
+            specs.push_back({n("ssm_beta.weight"), {E, Hv}, il, false});
+            specs.push_back({n("ssm_out.weight"), {Hv * S, E}, il, false});
+            specs.push_back({n("ssm_conv1d.weight"), {4, C}, il, true});
+            specs.push_back({n("ssm_dt.bias"), {Hv}, il, true});
+            specs.push_back({n("ssm_a"), {Hv}, il, true});
+            specs.push_back({n("ssm_norm.weight"), {S}, il, true});
+        } else {
+            specs.push_back({n("attn_q.weight"), {E, hybrid ? 2 * Q : Q}, il, false});  // qwen35: each head's query, then its gate
+            specs.push_back({n("attn_k.weight"), {E, K}, il, false});
+            specs.push_back({n("attn_v.weight"), {E, K}, il, false});
+            specs.push_back({n("attn_output.weight"), {Q, E}, il, false});
+        }
         if (a.arch == "qwen2" || a.arch == "qwen2moe") {
             specs.push_back({n("attn_q.bias"), {Q}, il, true});
             specs.push_back({n("attn_k.bias"), {K}, il, true});
             specs.push_back({n("attn_v.bias"), {K}, il, true});
         }
-        if (a.arch == "qwen3" || a.arch == "qwen3moe") {
+        if (a.arch == "qwen3" || a.arch == "qwen3moe" || (hybrid && !recurrent)) {
             specs.push_back({n("attn_q_norm.weight"), {D}, il, true});
             specs.push_back({n("attn_k_norm.weight"), {D}, il, true});
         }
-        specs.push_back({n("ffn_norm.weight"), {E}, il, true});
+        specs.push_back({n(hybrid ? "post_attention_norm.weight" : "ffn_norm.weight"), {E}, il, true});
         if (!moe) {
             specs.push_back({n("ffn_gate.weight"), {E, F}, il, false});
             specs.push_back({n("ffn_up.weight"), {E, F}, il, false});
@@ -186,7 +229,7 @@ int main(int argc, char** argv) {
         specs.push_back({n("ffn_gate_exps.weight"), {E, FX, X}, il, false});
         specs.push_back({n("ffn_up_exps.weight"), {E, FX, X}, il, false});
         specs.push_back({n("ffn_down_exps.weight"), {FX, E, X}, il, false});
-        if (a.arch == "qwen2moe") {
+        if (shared_expert) {
             specs.push_back({n("ffn_gate_inp_shexp.weight"), {E}, il, false});
             specs.push_back({n("ffn_gate_shexp.weight"), {E, FS}, il, false});
             specs.push_back({n("ffn_up_shexp.weight"), {E, FS}, il, false});
@@ -221,6 +264,10 @@ int main(int argc, char** argv) {
             for (int64_t r = r0; r < r1; ++r) {
                 random_fill(row, a.seed * 1000003 + t * 65537 + uint64_t(r), stddev);
                 if (s.name == "rope_freqs.weight") row = kiln::llama3_rope_factors({}, a.rope_theta, int(D));  // factor 8, 8192-token original context
+                else if (s.name.ends_with("ssm_a"))  // -exp(A_log): decays between ~0.3 and ~0.9 per token
+                    for (float& x : row) x = -std::exp(5.0f * x);
+                else if (s.name.find("ssm_conv1d") != std::string::npos)  // taps of a trained conv's spread
+                    for (float& x : row) x *= 3.0f;
                 else if (s.norm && s.name.find("bias") == std::string::npos)
                     for (float& x : row) x += 1.0f;
                 kiln::ref::quantize_row(type, row.data(), bytes.data() + size_t(r) * rb, cols);
