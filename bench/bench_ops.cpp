@@ -79,7 +79,37 @@ void bm_parallel_for_shares(benchmark::State& state) {
     state.SetItemsProcessed(int64_t(state.iterations()));
 }
 
+// The gated delta rule (Qwen3.5's DeltaNet) over the 32 value heads of a Qwen3.5-9B layer,
+// state 128 x 128 per head: a decode token's recurrent work in one layer. Arg: tokens in a
+// row per head (1: decode, reading and writing a state per head; 64: a prefill chunk, the
+// state staying in L2). Bytes = the states read and written.
+void bm_delta_rule(benchmark::State& state, Isa isa) {
+    const KernelTable* kt = table_for(isa);
+    if (!kt) {
+        state.SkipWithError("ISA not supported by this CPU");
+        return;
+    }
+    constexpr int64_t S = 128, H = 32;
+    const int64_t T = state.range(0);
+    auto states = data(size_t(H * S * S), 1);   // (H, S, S) read
+    std::vector<float> out(states.size());       // (H, S, S) written
+    auto q = data(size_t(S), 2), k = data(size_t(S), 3), v = data(size_t(S), 4);
+    std::vector<float> o(size_t(S));             // (S) one head's output
+    for (auto _ : state) {
+        for (int64_t h = 0; h < H; ++h) {
+            const float* in = states.data() + h * S * S;
+            float* dst = out.data() + h * S * S;
+            for (int64_t t = 0; t < T; ++t, in = dst) kt->delta_rule(in, dst, q.data(), k.data(), v.data(), 0.9f, 0.5f, 0.088f, o.data(), S);
+        }
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetBytesProcessed(int64_t(state.iterations()) * H * S * S * 8);
+    state.SetItemsProcessed(int64_t(state.iterations()) * H * T);  // head-tokens
+}
+
 void register_all() {
+    for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic})
+        benchmark::RegisterBenchmark((std::string("ops/delta_rule/") + isa_name(isa)).c_str(), bm_delta_rule, isa)->Arg(1)->Arg(64)->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark("thread_pool/parallel_for/chunks_per_thread", bm_parallel_for)->Arg(1)->Arg(2)->Arg(4)->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark("thread_pool/parallel_for_shares", bm_parallel_for_shares)->Unit(benchmark::kMicrosecond);
     const std::pair<const char*, Op> ops[] = {{"rms_norm", Op::RmsNorm},   {"softmax", Op::Softmax},     {"silu_mul", Op::SiluMul},

@@ -282,6 +282,10 @@ TEST_CASE("model: Qwen3.5-MoE (DeltaNet hybrid, experts and the gated shared exp
     check_model("synth/synth-qwen35moe.gguf", "reference_synth-qwen35moe.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1, true);
 }
 
+TEST_CASE("model: Qwen3-Next (DeltaNet hybrid, grouped value heads, one beta/alpha matrix, experts) matches llama.cpp (synthetic)") {
+    check_model("synth/synth-qwen3next.gguf", "reference_synth-qwen3next.json", kiln::cpu::isa_name(kiln::cpu::available_isas().back()), -1, -1, true);
+}
+
 TEST_CASE("model: --repack unmaps the original rows it copied (resident once, not twice), and the model still runs") {
     const std::string path = kiln::test::model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
     if (!kiln::test::require_file(path)) return;

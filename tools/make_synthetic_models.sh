@@ -29,6 +29,7 @@ make synth-qwen2moe qwen2moe qwen2 --rope-theta 1000000 --n-expert 8 --n-expert-
 hybrid=(--head-dim 64 --ssm-state 32 --ssm-k-heads 2 --ssm-v-heads 4 --rope-theta 1000000)
 make synth-qwen35 qwen35 qwen2 "${hybrid[@]}" --n-layer 4
 make synth-qwen35moe qwen35moe qwen2 "${hybrid[@]}" --n-layer 4 --n-expert 16 --n-expert-used 4 --n-ff-exp 128 --n-ff-shexp 256
+make synth-qwen3next qwen3next qwen2 "${hybrid[@]}" --n-layer 4 --n-expert 16 --n-expert-used 4 --n-ff-exp 128 --n-ff-shexp 256
 # The 1-2 bit IQ mixes, as random lattice blocks (kiln-synth has no quantizer for them):
 # IQ2_M puts iq2_s, iq3_s and q4_K/q5_K in the file, IQ1_M iq1_m, iq2_xxs, q2_K and q5_K.
 make synth-qwen2-iq2_m qwen2 qwen2 --rope-theta 1000000 --type iq2_m

@@ -17,7 +17,7 @@ namespace kiln {
 class GgufFile;  // kiln/format/gguf.h: the file's metadata and tensors
 struct Weights;  // kiln/format/weights.h: the bound weight tensors
 
-enum class Arch { Llama, Qwen2, Qwen3, Gemma3, Qwen3Moe, Qwen2Moe, Qwen35, Qwen35Moe };
+enum class Arch { Llama, Qwen2, Qwen3, Gemma3, Qwen3Moe, Qwen2Moe, Qwen35, Qwen35Moe, Qwen3Next };
 const char* arch_name(Arch a);
 
 enum class RopeScaling { None, Linear, Yarn };
@@ -67,7 +67,10 @@ struct ModelConfig {
     int ssm_conv_kernel = 0;  // causal conv1d taps (4)
     int ssm_state = 0;        // head width of the DeltaNet keys and values
     int ssm_k_heads = 0;      // key (and query) heads
-    int ssm_v_heads = 0;      // value heads, a multiple of ssm_k_heads (key head h % k_heads serves value head h)
+    int ssm_v_heads = 0;      // value heads, a multiple of ssm_k_heads
+    // Which key head serves value head h: h / (v_heads / k_heads) when grouped (Qwen3-Next,
+    // whose beta and alpha projection is one matrix grouped the same way), else h % k_heads (Qwen3.5).
+    bool ssm_grouped_heads = false;
     bool attn_output_gate = false;  // the Q projection carries a per-head sigmoid gate of the attention output
     // M-RoPE sections (Qwen3.5): of the first rope_dim/2 pairs, pairs in no text section
     // (position 0 for text) do not rotate. All zero: plain RoPE.

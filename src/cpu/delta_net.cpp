@@ -41,6 +41,7 @@ void delta_net(SessionState& s, ThreadPool& pool, const ModelConfig& c, const La
     const cpu::KernelTable& kt = *s.kt;
     const int rl = s.rec.rec_index(il);
     const int64_t C = c.ssm_conv_channels(), S = c.ssm_state, Hk = c.ssm_k_heads, Hv = c.ssm_v_heads, Kd = c.ssm_k_dim(), Vd = c.ssm_v_dim();
+    const int64_t bstride = L.ssm_ba.empty() ? Hv : 2 * Hv;  // beta's rows: the projection's width (Qwen3-Next: betas and alphas)
 
     // 1. conv1d + silu, each sequence from its window; threads split the channels.
     pool.parallel_for(C, 64, [&](int64_t c0, int64_t c1, int) {
@@ -58,7 +59,13 @@ void delta_net(SessionState& s, ThreadPool& pool, const ModelConfig& c, const La
             kt.scale(row + h * S, 1.0f / std::sqrt(float(S)), S);
         }
         float* al = s.alpha.data + size_t(i) * size_t(Hv);
-        float* be = s.beta.data + size_t(i) * size_t(Hv);
+        float* be = s.beta.data + size_t(i) * size_t(bstride);
+        if (!L.ssm_ba.empty()) {  // per key head: its r value heads' betas, then their alphas
+            const int64_t r = Hv / Hk;
+            for (int64_t kh = 0; kh < Hk; ++kh)
+                for (int64_t j = 0; j < r; ++j) al[kh * r + j] = be[kh * 2 * r + r + j];
+            for (int64_t h = 0; h < Hv; ++h) be[h] = be[(h / r) * 2 * r + h % r];  // compacted in place: reads at or after the write
+        }
         for (int64_t h = 0; h < Hv; ++h) {
             const float x = al[h] + dt[h];
             const float softplus = x > 20.0f ? x : std::log(1.0f + std::exp(x));
@@ -76,7 +83,7 @@ void delta_net(SessionState& s, ThreadPool& pool, const ModelConfig& c, const La
         for (int64_t item = i0; item < i1; ++item) {
             const AttnGroup& g = s.groups[size_t(item / Hv)];
             const RecurrentStates::Plan& p = s.rec_plans[size_t(item / Hv)];
-            const int64_t h = item % Hv, kh = h % Hk;  // value head h reads key head h % Hk (llama.cpp's broadcast)
+            const int64_t h = item % Hv, kh = c.ssm_grouped_heads ? h / (Hv / Hk) : h % Hk;  // the key head serving value head h
             const float* in = s.rec.ssm(p.seq, p.in, rl) + h * S * S;
             for (int t = 0; t < g.n; ++t) {
                 const size_t r = size_t(g.row0 + t);
@@ -84,7 +91,7 @@ void delta_net(SessionState& s, ThreadPool& pool, const ModelConfig& c, const La
                 const int slot = p.out[size_t(t)];
                 float* out = slot >= 0 ? s.rec.ssm(p.seq, slot, rl) + h * S * S : scratch;
                 kt.delta_rule(in, out, row + kh * S, row + Kd + kh * S, row + 2 * Kd + h * S, s.alpha.data[r * size_t(Hv) + size_t(h)],
-                              s.beta.data[r * size_t(Hv) + size_t(h)], scale, s.attn.data + r * size_t(Vd) + size_t(h * S), S);
+                              s.beta.data[r * size_t(bstride) + size_t(h)], scale, s.attn.data + r * size_t(Vd) + size_t(h * S), S);
                 in = out;
             }
         }

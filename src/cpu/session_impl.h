@@ -85,7 +85,7 @@ struct SessionState {
     AlignedBuffer<float> conv;     // (n, conv channels) after the conv and silu
     AlignedBuffer<float> z;        // (n, v_heads * state) output gate
     AlignedBuffer<float> alpha;    // (n, v_heads) decay input, then the decay
-    AlignedBuffer<float> beta;     // (n, v_heads) write strength input, then the strength
+    AlignedBuffer<float> beta;     // (n, 2 v_heads) write strength input (Qwen3-Next: grouped with alpha), then the strength
     AlignedBuffer<float> rec_scratch;  // (n_threads, state, state) states not kept
     RecurrentStates rec;           // each sequence's DeltaNet states
     std::vector<RecurrentStates::Plan> rec_plans;  // (groups) the current chunk's, in groups order

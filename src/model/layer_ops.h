@@ -31,7 +31,7 @@ enum class Act {
     Mix,    // (n, conv channels) queries, keys and values before the conv
     Z,      // (n, v_heads * state) output gate
     Alpha,  // (n, v_heads) decay input
-    Beta,   // (n, v_heads) write strength input
+    Beta,   // (n, v_heads) write strength input (Qwen3-Next: (n, 2 v_heads), its betas and alphas grouped by key head)
 };
 
 class LayerOps {

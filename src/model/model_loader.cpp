@@ -28,6 +28,7 @@ const char* arch_name(Arch a) {
         case Arch::Qwen2Moe: return "qwen2moe";
         case Arch::Qwen35: return "qwen35";
         case Arch::Qwen35Moe: return "qwen35moe";
+        case Arch::Qwen3Next: return "qwen3next";
     }
     return "?";
 }
@@ -83,9 +84,9 @@ public:
         else if (a_ == "qwen2moe") c_.arch = Arch::Qwen2Moe;
         else if (a_ == "qwen35") c_.arch = Arch::Qwen35;
         else if (a_ == "qwen35moe") c_.arch = Arch::Qwen35Moe;
-        else if (a_ == "qwen3next") return Status::error("%s: architecture 'qwen3next' (Qwen3-Next) is not supported yet (kiln runs its successor qwen35/qwen35moe)", f_.path().c_str());
-        else return Status::error("%s: unsupported architecture '%s' (kiln runs llama, qwen2, qwen3, gemma3, qwen3moe, qwen2moe, qwen35, qwen35moe)", f_.path().c_str(), a_.c_str());
-        const bool qwen35 = c_.arch == Arch::Qwen35 || c_.arch == Arch::Qwen35Moe;
+        else if (a_ == "qwen3next") c_.arch = Arch::Qwen3Next;
+        else return Status::error("%s: unsupported architecture '%s' (kiln runs llama, qwen2, qwen3, gemma3, qwen3moe, qwen2moe, qwen35, qwen35moe, qwen3next)", f_.path().c_str(), a_.c_str());
+        const bool qwen35 = c_.arch == Arch::Qwen35 || c_.arch == Arch::Qwen35Moe || c_.arch == Arch::Qwen3Next;
 
         KILN_TRY(req_int("block_count", &c_.n_layer, 1, 1024));
         KILN_TRY(req_int("embedding_length", &c_.n_embd, 1, 1 << 17));
@@ -137,7 +138,7 @@ public:
         }
         // Mixtral is a llama with experts (expert_count > 0).
         const bool llama_moe = c_.arch == Arch::Llama && f_.has(a_ + ".expert_count");
-        if (c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Qwen2Moe || c_.arch == Arch::Qwen35Moe || llama_moe) {
+        if (c_.arch == Arch::Qwen3Moe || c_.arch == Arch::Qwen2Moe || c_.arch == Arch::Qwen35Moe || c_.arch == Arch::Qwen3Next || llama_moe) {
             KILN_TRY(req_int("expert_count", &c_.n_expert, llama_moe ? 0 : 1, 4096));
         }
         if (c_.n_expert > 0) {
@@ -177,6 +178,7 @@ public:
         int nextn = 0;
         KILN_TRY(opt_int("nextn_predict_layers", &nextn, 0, 0, 64));  // the MTP block is extra: never run (llama.cpp's main pass skips it too)
         c_.attn_output_gate = true;
+        c_.ssm_grouped_heads = c_.arch == Arch::Qwen3Next;
         if (const GgufValue* s = f_.find(a_ + ".rope.dimension_sections")) {
             if (s->type != GgufType::ARRAY || s->arr_len < 3 || s->arr_len > 4 || !s->arr_data) return err("rope.dimension_sections must hold 3 or 4 integers");
             int sum = 0;
@@ -242,7 +244,7 @@ public:
                 if (c_.n_ff_exp == 0) c_.n_ff_exp = int(l.ffn_gate_exps.ne[1]);
                 KILN_TRY(get(name("ffn_up_exps.weight"), {E, c_.n_ff_exp, X}, &l.ffn_up_exps, true));
                 KILN_TRY(get(name("ffn_down_exps.weight"), {c_.n_ff_exp, E, X}, &l.ffn_down_exps, true));
-                const bool shared = c_.arch == Arch::Qwen2Moe || c_.arch == Arch::Qwen35Moe;
+                const bool shared = c_.arch == Arch::Qwen2Moe || c_.arch == Arch::Qwen35Moe || c_.arch == Arch::Qwen3Next;
                 const int64_t S = c_.n_ff_shexp > 0 ? c_.n_ff_shexp : -1;
                 KILN_TRY(get(name("ffn_gate_shexp.weight"), {E, S}, &l.ffn_gate_shexp, shared));
                 if (!l.ffn_gate_shexp.empty()) {
@@ -276,10 +278,17 @@ private:
     Status bind_delta_net(int il, LayerWeights& l) {
         auto name = [&](const char* t) { return strfmt("blk.%d.%s", il, t); };
         const int64_t E = c_.n_embd, C = c_.ssm_conv_channels(), Vd = c_.ssm_v_dim(), H = c_.ssm_v_heads;
+        if (f_.find_tensor(name("ssm_in.weight")) && !f_.find_tensor(name("attn_qkv.weight")))
+            return err("tensor '%s': the fused q/k/v/z projection of early Qwen3-Next conversions is not supported; convert the model again with a "
+                       "recent convert_hf_to_gguf.py (it writes attn_qkv and attn_gate)", name("ssm_in.weight").c_str());
         KILN_TRY(get(name("attn_qkv.weight"), {E, C}, &l.wqkv, true));
         KILN_TRY(get(name("attn_gate.weight"), {E, Vd}, &l.wqkv_gate, true));
-        KILN_TRY(get(name("ssm_alpha.weight"), {E, H}, &l.ssm_alpha, true));
-        KILN_TRY(get(name("ssm_beta.weight"), {E, H}, &l.ssm_beta, true));
+        if (c_.ssm_grouped_heads) {
+            KILN_TRY(get(name("ssm_ba.weight"), {E, 2 * H}, &l.ssm_ba, true));
+        } else {
+            KILN_TRY(get(name("ssm_alpha.weight"), {E, H}, &l.ssm_alpha, true));
+            KILN_TRY(get(name("ssm_beta.weight"), {E, H}, &l.ssm_beta, true));
+        }
         KILN_TRY(get(name("ssm_out.weight"), {Vd, E}, &l.ssm_out, true));
         KILN_TRY(get(name("ssm_conv1d.weight"), {c_.ssm_conv_kernel, C}, &l.ssm_conv1d, true));
         KILN_TRY(get(name("ssm_dt.bias"), {H}, &l.ssm_dt, true));

@@ -30,7 +30,10 @@ Status attention_block(const ModelConfig& c, const LayerWeights& L, LayerOps& op
 
 // Gated DeltaNet (Qwen3.5's linear attention); Proj = its output projection.
 Status delta_net_block(const ModelConfig&, const LayerWeights& L, LayerOps& ops, int il) {
-    KILN_TRY(ops.linear({&L.wqkv, &L.wqkv_gate, &L.ssm_alpha, &L.ssm_beta}, Act::Xn, {Act::Mix, Act::Z, Act::Alpha, Act::Beta}, {&L.ssm_out}));
+    if (!L.ssm_ba.empty())  // Qwen3-Next: beta and alpha from one matrix, into Beta (delta_net splits them)
+        KILN_TRY(ops.linear({&L.wqkv, &L.wqkv_gate, &L.ssm_ba}, Act::Xn, {Act::Mix, Act::Z, Act::Beta}, {&L.ssm_out}));
+    else
+        KILN_TRY(ops.linear({&L.wqkv, &L.wqkv_gate, &L.ssm_alpha, &L.ssm_beta}, Act::Xn, {Act::Mix, Act::Z, Act::Alpha, Act::Beta}, {&L.ssm_out}));
     ops.tap("linear_attn_qkv_mixed", il, Act::Mix);
     KILN_TRY(ops.delta_net(il, L));
     ops.tap("final_output", il, Act::Attn);
@@ -71,7 +74,7 @@ Status run_transformer(const Model& model, const std::vector<bool>& skip, LayerO
             ops.tap("ffn_swiglu", il, Act::Gate);
             if (il + 1 < c.n_layer && !skip[size_t(il + 1)]) {  // the next layer's first matrices read ahead
                 const LayerWeights& next = w.layers[size_t(il + 1)];
-                if (c.recurrent(il + 1)) KILN_TRY(ops.linear({&L.ffn_down}, Act::Gate, {Act::Proj}, {&next.wqkv, &next.wqkv_gate, &next.ssm_alpha}));
+                if (c.recurrent(il + 1)) KILN_TRY(ops.linear({&L.ffn_down}, Act::Gate, {Act::Proj}, {&next.wqkv, &next.wqkv_gate}));
                 else KILN_TRY(ops.linear({&L.ffn_down}, Act::Gate, {Act::Proj}, {&next.wq, &next.wk, &next.wv}));
             } else {
                 KILN_TRY(ops.linear({&L.ffn_down}, Act::Gate, {Act::Proj}, {}));

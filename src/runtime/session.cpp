@@ -178,7 +178,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
     if (c.attn_output_gate) m.qg.resize(B * qdim * 2);
     if (c.is_hybrid()) {
         const size_t C = size_t(c.ssm_conv_channels()), Vd = size_t(c.ssm_v_dim()), Hv = size_t(c.ssm_v_heads);
-        m.mix.resize(B * C), m.conv.resize(B * C), m.z.resize(B * Vd), m.alpha.resize(B * Hv), m.beta.resize(B * Hv);
+        m.mix.resize(B * C), m.conv.resize(B * C), m.z.resize(B * Vd), m.alpha.resize(B * Hv), m.beta.resize(B * 2 * Hv);
         m.rec_scratch.resize(size_t(s->pool_->size()) * size_t(c.ssm_state) * size_t(c.ssm_state));
         if (!m.conv.data || !m.rec_scratch.data) return Status::error("out of memory allocating scratch buffers");
     }

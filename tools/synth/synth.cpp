@@ -11,7 +11,9 @@
 // Hybrid linear attention: --arch qwen35|qwen35moe (Qwen3.5): three gated DeltaNet layers,
 // then one gated full-attention layer (--full-attn-interval), DeltaNet heads --ssm-k-heads
 // (keys) and --ssm-v-heads (values) of width --ssm-state, RoPE on --rope-dim of each head;
-// qwen35moe has qwen2moe's experts with the shared expert.
+// qwen35moe has qwen2moe's experts with the shared expert; qwen3next (Qwen3-Next) is
+// qwen35moe with plain partial RoPE, one beta/alpha matrix (ssm_ba) and value heads grouped
+// by key head.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -67,7 +69,7 @@ int main(int argc, char** argv) {
                        "A random-weight model of the given shape, with VOCAB's tokenizer, in llama-quantize's mix.\n");
     f.string("--vocab-from", "VOCAB.gguf", "the tokenizer (a llama.cpp vocabulary file or any model)", &a.vocab_from);
     f.string("-o, --output", "OUT.gguf", "the file to write", &a.out);
-    f.string("--arch", "NAME", "llama (default), qwen2, qwen3, qwen3moe, qwen2moe, qwen35 or qwen35moe", &a.arch);
+    f.string("--arch", "NAME", "llama (default), qwen2, qwen3, qwen3moe, qwen2moe, qwen35, qwen35moe or qwen3next", &a.arch);
     f.string("--type", "TYPE", "q4_k_m (default), iq4_xs, iq4_nl, iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s, iq1_m, q8_0, q4_0, f16 or f32 "
              "(the 1-2 bit mixes: their matrices as random lattice blocks, kiln has no quantizer for them)", &a.type);
     f.integer("--n-embd", "N", "width (default 2048)", &a.n_embd, 1, 1 << 24);
@@ -103,12 +105,13 @@ int main(int argc, char** argv) {
         return fail("--type must be q4_k_m, iq4_xs, iq4_nl, iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s, iq1_m, q8_0, q4_0, f16 or f32");
     // 256-weight super-blocks: the k-quant and IQ mixes (all but iq4_nl) need rows of whole blocks
     const bool super_blocks = a.type != "iq4_nl" && a.type != "q8_0" && a.type != "q4_0" && a.type != "f16" && a.type != "f32";
-    if (a.arch != "llama" && a.arch != "qwen2" && a.arch != "qwen3" && a.arch != "qwen3moe" && a.arch != "qwen2moe" && a.arch != "qwen35" && a.arch != "qwen35moe")
-        return fail("--arch must be llama, qwen2, qwen3, qwen3moe, qwen2moe, qwen35 or qwen35moe");
-    const bool hybrid = a.arch == "qwen35" || a.arch == "qwen35moe", shared_expert = a.arch == "qwen2moe" || a.arch == "qwen35moe";
-    const bool moe = a.arch == "qwen3moe" || a.arch == "qwen2moe" || a.arch == "qwen35moe" || a.n_expert > 0;
+    const std::vector<std::string> archs = {"llama", "qwen2", "qwen3", "qwen3moe", "qwen2moe", "qwen35", "qwen35moe", "qwen3next"};
+    if (std::find(archs.begin(), archs.end(), a.arch) == archs.end()) return fail("--arch must be llama, qwen2, qwen3, qwen3moe, qwen2moe, qwen35, qwen35moe or qwen3next");
+    const bool next = a.arch == "qwen3next", hybrid = a.arch == "qwen35" || a.arch == "qwen35moe" || next;
+    const bool shared_expert = a.arch == "qwen2moe" || a.arch == "qwen35moe" || next;
+    const bool moe = a.arch == "qwen3moe" || a.arch == "qwen2moe" || a.arch == "qwen35moe" || next || a.n_expert > 0;
     if (moe) {
-        if (a.arch != "llama" && a.arch != "qwen3moe" && a.arch != "qwen2moe" && a.arch != "qwen35moe") return fail("--n-expert needs --arch llama, qwen3moe, qwen2moe or qwen35moe");
+        if (a.arch != "llama" && !shared_expert && a.arch != "qwen3moe") return fail("--n-expert needs --arch llama, qwen3moe, qwen2moe, qwen35moe or qwen3next");
         if (a.n_expert == 0) a.n_expert = 8;
         if (a.n_expert_used == 0) a.n_expert_used = std::min(2, a.n_expert);
         if (a.n_expert_used > a.n_expert) return fail("--n-expert-used must be <= --n-expert");
@@ -160,9 +163,10 @@ int main(int argc, char** argv) {
         w.set_u32(A + ".ssm.time_step_rank", uint32_t(a.ssm_v_heads));
         w.set_u32(A + ".ssm.inner_size", uint32_t(a.ssm_state * a.ssm_v_heads));
         w.set_u32(A + ".full_attention_interval", uint32_t(a.full_attn_interval));
-        // Qwen3.5's M-RoPE sections (11, 11, 10 of 32 pairs), scaled to the rotated pairs
-        const int pairs = a.rope_dim / 2, t = (pairs * 11 + 16) / 32, h = (pairs * 11 + 16) / 32;
-        w.set_arr_i32(A + ".rope.dimension_sections", {t, h, std::max(0, pairs - t - h), 0});
+        if (!next) {  // Qwen3.5's M-RoPE sections (11, 11, 10 of 32 pairs), scaled to the rotated pairs
+            const int pairs = a.rope_dim / 2, t = (pairs * 11 + 16) / 32, h = (pairs * 11 + 16) / 32;
+            w.set_arr_i32(A + ".rope.dimension_sections", {t, h, std::max(0, pairs - t - h), 0});
+        }
     }
     if (a.head_dim != a.n_embd / a.n_head) {
         w.set_u32(A + ".attention.key_length", uint32_t(a.head_dim));
@@ -194,8 +198,12 @@ int main(int argc, char** argv) {
             const int64_t S = a.ssm_state, Hv = a.ssm_v_heads, C = 2 * int64_t(a.ssm_k_heads) * S + Hv * S;
             specs.push_back({n("attn_qkv.weight"), {E, C}, il, false});
             specs.push_back({n("attn_gate.weight"), {E, Hv * S}, il, false});
-            specs.push_back({n("ssm_alpha.weight"), {E, Hv}, il, false});
-            specs.push_back({n("ssm_beta.weight"), {E, Hv}, il, false});
+            if (next) {
+                specs.push_back({n("ssm_ba.weight"), {E, 2 * Hv}, il, false});
+            } else {
+                specs.push_back({n("ssm_alpha.weight"), {E, Hv}, il, false});
+                specs.push_back({n("ssm_beta.weight"), {E, Hv}, il, false});
+            }
             specs.push_back({n("ssm_out.weight"), {Hv * S, E}, il, false});
             specs.push_back({n("ssm_conv1d.weight"), {4, C}, il, true});
             specs.push_back({n("ssm_dt.bias"), {Hv}, il, true});

@@ -28,6 +28,7 @@ struct LayerWeights {
     TensorView wqkv_gate;       // (n_embd -> v_dim) z, the output gate
     TensorView ssm_alpha;       // (n_embd -> v_heads) decay input
     TensorView ssm_beta;        // (n_embd -> v_heads) write strength input
+    TensorView ssm_ba;          // Qwen3-Next: (n_embd -> 2 v_heads) per key head, its value heads' betas, then their alphas
     TensorView ssm_out;         // (v_dim -> n_embd)
     TensorView ssm_conv1d;      // (conv channels, conv_kernel) f32 taps
     TensorView ssm_dt;          // (v_heads) f32 decay bias
@@ -37,18 +38,18 @@ struct LayerWeights {
     // Every weight matrix of the layer (attention, dense MLP, router, experts, shared
     // expert; absent ones are empty()) and every vector (norms, biases), for the code that
     // walks all of them: repacking, byte counts, the Vulkan upload.
-    std::array<TensorView*, 20> matrices() { return matrices_of(*this); }
-    std::array<const TensorView*, 20> matrices() const { return matrices_of(*this); }
+    std::array<TensorView*, 21> matrices() { return matrices_of(*this); }
+    std::array<const TensorView*, 21> matrices() const { return matrices_of(*this); }
     std::array<const TensorView*, 13> vectors() const {
         return {&attn_norm, &bq, &bk, &bv, &q_norm, &k_norm, &post_attn_norm, &ffn_norm, &post_ffn_norm, &ssm_conv1d, &ssm_dt, &ssm_a, &ssm_norm};
     }
 
 private:
     template <class Self>
-    static std::array<decltype(&std::declval<Self&>().wq), 20> matrices_of(Self& l) {
+    static std::array<decltype(&std::declval<Self&>().wq), 21> matrices_of(Self& l) {
         return {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_inp, &l.ffn_gate_exps, &l.ffn_up_exps,
                 &l.ffn_down_exps, &l.ffn_gate_shexp, &l.ffn_up_shexp, &l.ffn_down_shexp, &l.ffn_gate_inp_shexp,
-                &l.wqkv, &l.wqkv_gate, &l.ssm_alpha, &l.ssm_beta, &l.ssm_out};
+                &l.wqkv, &l.wqkv_gate, &l.ssm_alpha, &l.ssm_beta, &l.ssm_out, &l.ssm_ba};
     }
 };
 
