@@ -94,7 +94,7 @@ void bm_delta_rule(benchmark::State& state, Isa isa) {
     auto states = data(size_t(H * S * S), 1);   // (H, S, S) read
     std::vector<float> out(states.size());       // (H, S, S) written
     auto q = data(size_t(S), 2), k = data(size_t(S), 3), v = data(size_t(S), 4);
-    std::vector<float> o(size_t(S));             // (S) one head's output
+    std::vector<float> o(static_cast<size_t>(S));  // (S) one head's output
     for (auto _ : state) {
         for (int64_t h = 0; h < H; ++h) {
             const float* in = states.data() + h * S * S;

@@ -274,3 +274,49 @@ TEST_CASE("engine: prompt lookup and draft-model drafts leave every greedy reply
     bad.draft_max = 9;
     CHECK(kiln::Engine::create(model, bad).message().find("EngineOptions::draft_max") != std::string::npos);
 }
+
+TEST_CASE("engine: a hybrid model (recurrent DeltaNet state) reuses a conversation's prefix where its state was kept, with unchanged replies") {
+    const std::string path = kiln::test::model_path("synth/synth-qwen35.gguf");
+    if (!kiln::test::require_file(path)) return;
+    auto loaded = kiln::Model::load(path);
+    REQUIRE(loaded.is_ok());
+    std::shared_ptr<const kiln::Model> model = loaded.value();
+    std::vector<int32_t> first;
+    for (int i = 0; i < 40; ++i) first.push_back(int32_t(1000 + 7 * i));
+    auto request = [](std::vector<int32_t> prompt, bool cache) {
+        kiln::EngineRequest r;
+        r.prompt = std::move(prompt);
+        r.sampling.temperature = 0;
+        r.max_tokens = 8;
+        r.ignore_eos = true;
+        r.cache_prompt = cache;
+        return r;
+    };
+    auto e = kiln::Engine::create(model, small_engine(2));
+    REQUIRE(e.is_ok());
+    auto h1 = e.value()->submit(request(first, true));
+    REQUIRE(h1.is_ok());
+    const Reply r1 = collect(*h1.value());
+    REQUIRE(r1.tokens.size() == 8);
+    // The next turn: the whole first exchange, then more; and a prompt sharing only the
+    // first 10 tokens (the state there is long gone: nothing reused).
+    std::vector<int32_t> second = first;
+    second.insert(second.end(), r1.tokens.begin(), r1.tokens.end());
+    for (int i = 0; i < 5; ++i) second.push_back(int32_t(3000 + i));
+    std::vector<int32_t> third(first.begin(), first.begin() + 10);
+    for (int i = 0; i < 20; ++i) third.push_back(int32_t(5000 + i));
+    for (const auto& [prompt, reused] : {std::pair{second, true}, std::pair{third, false}}) {
+        auto fresh = kiln::Engine::create(model, small_engine(1));
+        REQUIRE(fresh.is_ok());
+        auto ha = fresh.value()->submit(request(prompt, false));
+        REQUIRE(ha.is_ok());
+        const Reply alone = collect(*ha.value());
+        auto hb = e.value()->submit(request(prompt, true));
+        REQUIRE(hb.is_ok());
+        const Reply got = collect(*hb.value());
+        CAPTURE(reused);
+        CHECK(got.tokens == alone.tokens);
+        if (reused) CHECK(got.last.n_cached >= int(first.size()));
+        else CHECK(got.last.n_cached == 0);
+    }
+}

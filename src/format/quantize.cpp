@@ -44,7 +44,8 @@ bool contains(const std::string& s, const char* part) { return s.find(part) != s
 
 // llama.cpp's tensor_allows_quantization for the architectures kiln runs.
 bool allows_quantization(const GgufTensor& t) {
-    return t.n_dims >= 2 && ends_with(t.name, "weight") && !contains(t.name, "_norm.weight") && !contains(t.name, "ffn_gate_inp.weight");
+    return t.n_dims >= 2 && ends_with(t.name, "weight") && !contains(t.name, "_norm.weight") && !contains(t.name, "ffn_gate_inp.weight") &&
+           !contains(t.name, "ssm_conv1d");  // the DeltaNet conv taps stay f32 (read as floats)
 }
 
 // More bits for the first and last eighth of the layers and every third one between.
