@@ -229,6 +229,11 @@ int main(int argc, char** argv) {
         so.n_threads = threads;
         so.n_ctx = std::max({max_ctx, a.kl, 16, a.batch.empty() ? 0 : batch_ctx});
         so.n_seq_max = a.batch.empty() ? 1 : max_seqs;
+        // A hybrid model's recurrent state goes back a few tokens only: the filled depth is
+        // kept in a sequence of its own and forked into sequence 0 before each test.
+        const bool keep_depth_apart = m.config().is_hybrid() && std::any_of(a.depth.begin(), a.depth.end(), [](int d) { return d > 0; });
+        const int depth_seq = so.n_seq_max;
+        if (keep_depth_apart) ++so.n_seq_max, so.n_ctx += kiln::kKvPagePositions;  // a page for the copy of a shared partly filled one
         so.n_expert_used = ept;
         if (!a.isa.empty()) so.isa = a.isa.c_str();
         so.type_k = a.type_k;
@@ -299,6 +304,18 @@ int main(int argc, char** argv) {
         // tokens a test appended are dropped instead.
         int filled = -1;
         auto prefill_depth = [&](int depth) -> kiln::Status {
+            if (keep_depth_apart) {
+                if (filled != depth) {
+                    KILN_TRY(s.seq_remove(depth_seq));
+                    filled = -1;
+                    const std::vector<int32_t> fill = random_tokens(depth, n_vocab, 7);
+                    kiln::Batch b;  // (depth) the sequence kept apart
+                    for (int i = 0; i < depth; ++i) b.add(fill[size_t(i)], depth_seq, i, i + 1 == depth);
+                    if (depth > 0) KILN_TRY(s.decode(b));
+                    filled = depth;
+                }
+                return s.seq_fork(depth_seq, 0, depth);
+            }
             if (filled == depth) return s.truncate(depth);
             KILN_TRY(s.truncate(0));
             filled = -1;
