@@ -97,7 +97,7 @@ void delta_net(SessionState& s, ThreadPool& pool, const ModelConfig& c, const La
         }
     });
 
-    // 4. The gated RMSNorm: Attn = rms_norm(o) * w * silu(z), per value head.
+    // 4. The gated RMSNorm: Z = silu(z) * rms_norm(o) * w, per value head.
     const float* norm = static_cast<const float*>(L.ssm_norm.data);
     for_each_token(pool, n, [&](int i) {
         for (int64_t h = 0; h < Hv; ++h) {
@@ -105,7 +105,6 @@ void delta_net(SessionState& s, ThreadPool& pool, const ModelConfig& c, const La
             float* z = s.z.data + size_t(i) * size_t(Vd) + size_t(h * S);
             kt.rms_norm(o, norm, o, S, c.rms_eps);
             kt.silu_mul(z, o, S);  // z = silu(z) * o
-            std::memcpy(o, z, sizeof(float) * size_t(S));
         }
     });
 }

@@ -6,7 +6,7 @@
 
 namespace kiln {
 
-Status RecurrentStates::allocate(const ModelConfig& c, int n_seq, int rollback) {
+Status RecurrentStates::allocate(const ModelConfig& c, int n_seq, int rollback, bool with_data) {
     rec_of_layer_.assign(size_t(c.n_layer), -1);
     n_rec_ = 0;
     for (int il = 0; il < c.n_layer; ++il)
@@ -18,8 +18,8 @@ Status RecurrentStates::allocate(const ModelConfig& c, int n_seq, int rollback) 
     layer_floats_ = conv_floats_ + size_t(c.ssm_v_heads) * size_t(c.ssm_state) * size_t(c.ssm_state);
     layer_floats_ = (layer_floats_ + 15) / 16 * 16;  // each layer's block 64-byte aligned
     const size_t total = size_t(n_seq) * size_t(slots_) * size_t(n_rec_) * layer_floats_;
-    data_.resize(total);
-    if (!data_.data)
+    if (with_data) data_.resize(total);
+    if (with_data && !data_.data)
         return Status::error("out of memory allocating the recurrent state (%d sequences x %d snapshots, %.1f MiB)", n_seq, slots_, double(total) * 4 / (1 << 20));
     seqs_.assign(size_t(n_seq), Seq{});
     for (int s = 0; s < n_seq; ++s) {
@@ -38,6 +38,7 @@ int RecurrentStates::find(int seq, int n) const {
 }
 
 void RecurrentStates::zero(int seq, int slot) {
+    if (!data_.data) return;  // bookkeeping only
     std::memset(layer(seq, slot, 0), 0, size_t(n_rec_) * layer_floats_ * sizeof(float));
 }
 
@@ -62,7 +63,7 @@ void RecurrentStates::fork(int src, int dst, int n) {
     std::fill(d.length.begin(), d.length.end(), -1);
     d.cur = 0, d.pinned = -1;
     if (from < 0) zero(dst, 0);
-    else std::memcpy(layer(dst, 0, 0), layer(src, from, 0), size_t(n_rec_) * layer_floats_ * sizeof(float));
+    else if (data_.data) std::memcpy(layer(dst, 0, 0), layer(src, from, 0), size_t(n_rec_) * layer_floats_ * sizeof(float));
     d.length[0] = n;
 }
 

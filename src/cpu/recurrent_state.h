@@ -30,8 +30,10 @@ public:
     };
 
     // State for n_seq sequences of a model whose recurrent layers are those of c (none: an
-    // empty store); a sequence can go back by up to `rollback` tokens.
-    Status allocate(const ModelConfig& c, int n_seq, int rollback);
+    // empty store); a sequence can go back by up to `rollback` tokens. with_data false: the
+    // bookkeeping only (a device holds the states; an empty state is a length-0 slot there).
+    Status allocate(const ModelConfig& c, int n_seq, int rollback, bool with_data = true);
+    int slots() const { return slots_; }
     bool empty() const { return n_rec_ == 0; }
     int rollback() const { return slots_ - 2; }
     size_t bytes() const { return data_.size * sizeof(float); }
@@ -53,8 +55,12 @@ public:
     void commit(const Plan& p);  // the chunk ran: its states are the sequence's
     // Keeps seq's current slot from being overwritten until unpin (a decode() of several
     // chunks can then be undone).
-    void pin(int seq) { seqs_[size_t(seq)].pinned = seqs_[size_t(seq)].cur; }
-    void unpin(int seq) { seqs_[size_t(seq)].pinned = -1; }
+    void pin(int seq) {
+        if (!empty()) seqs_[size_t(seq)].pinned = seqs_[size_t(seq)].cur;
+    }
+    void unpin(int seq) {
+        if (!empty()) seqs_[size_t(seq)].pinned = -1;
+    }
 
 private:
     struct Seq {

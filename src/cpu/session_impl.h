@@ -139,9 +139,9 @@ public:
 };
 std::unique_ptr<ChunkRunner> make_cpu_runner(SessionState& s, ThreadPool& pool, const Model& model);  // cpu/forward.cpp
 
-// Attn (n, v_heads * state) = the gated DeltaNet of recurrent layer il over the chunk's
-// mix, z, alpha and beta rows (cpu/delta_net.cpp), each sequence (groups) from its state as
-// rec_plans say.
+// z (n, v_heads * state) = the gated DeltaNet of recurrent layer il over the chunk's mix, z,
+// alpha and beta rows (cpu/delta_net.cpp; attn holds the rule's outputs), each sequence
+// (groups) from its state as rec_plans say.
 void delta_net(SessionState& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, int il, int n);
 std::unique_ptr<ChunkRunner> make_device_runner(SessionState& s, const Model& model, std::unique_ptr<DeviceForward> device);  // runtime/session.cpp
 

@@ -55,9 +55,9 @@ public:
     // Hybrid models' ops; a backend without them refuses such models at session creation.
     virtual Status split_q_gate() { return unsupported("gated attention"); }  // Q = the query halves of QG
     virtual Status attn_gate() { return unsupported("gated attention"); }     // Attn *= sigmoid(the gate halves of QG)
-    // Attn (n, v_heads * state) = the gated DeltaNet of layer il over Mix, Z, Alpha, Beta:
-    // causal conv1d + silu, L2-normed q and k, the delta rule from each sequence's state,
-    // the gated RMSNorm; the sequences' states move on (recurrent_state.h).
+    // Z (n, v_heads * state) = the gated DeltaNet of layer il over Mix, Z, Alpha, Beta:
+    // causal conv1d + silu, L2-normed q and k, the delta rule from each sequence's state
+    // (into Attn), the gated RMSNorm silu(Z) * norm(Attn); the states move on (recurrent_state.h).
     virtual Status delta_net(int /*il*/, const LayerWeights&) { return unsupported("gated DeltaNet"); }
     virtual Status glu(bool gelu) = 0;                   // Gate = silu(Gate) * Up (gelu for Gemma)
     virtual Status moe(const LayerWeights& L) = 0;       // Proj = the mixture of experts of Xn

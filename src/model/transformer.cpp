@@ -36,8 +36,8 @@ Status delta_net_block(const ModelConfig&, const LayerWeights& L, LayerOps& ops,
         KILN_TRY(ops.linear({&L.wqkv, &L.wqkv_gate, &L.ssm_alpha, &L.ssm_beta}, Act::Xn, {Act::Mix, Act::Z, Act::Alpha, Act::Beta}, {&L.ssm_out}));
     ops.tap("linear_attn_qkv_mixed", il, Act::Mix);
     KILN_TRY(ops.delta_net(il, L));
-    ops.tap("final_output", il, Act::Attn);
-    KILN_TRY(ops.linear({&L.ssm_out}, Act::Attn, {Act::Proj}, {&L.ffn_gate, &L.ffn_up}));
+    ops.tap("final_output", il, Act::Z);
+    KILN_TRY(ops.linear({&L.ssm_out}, Act::Z, {Act::Proj}, {&L.ffn_gate, &L.ffn_up}));
     ops.tap("linear_attn_out", il, Act::Proj);
     return Status::ok();
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "kiln/model.h"
 #include "kiln/session.h"
@@ -32,6 +33,10 @@ public:
                                   int* accepted, int32_t* next) = 0;
     // Bytes of KV cache per position (all layers, K and V).
     virtual size_t kv_bytes_per_position() const = 0;
+    // Hybrid models (recurrent layers): the state slots the next forward or verification of
+    // n tokens reads and writes (RecurrentStates::plan of the one sequence): `in`, the slot
+    // written after each token (-1: not kept), and whether `in` is the empty state.
+    virtual void set_recurrent_plan(int /*in*/, bool /*empty*/, const std::vector<int>& /*out*/) {}
 };
 
 // Uploads the model's weights to Vulkan device options.device and allocates a KV cache of

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "cpu/r16.h"
 #include "kiln/speculative.h"
@@ -38,7 +39,19 @@ public:
         const int first = out.append(rows);
         for (int i = 0, r = first; i < n; ++i)
             if (batch.logits[size_t(i0 + i)]) out.row_of[size_t(i0 + i)] = r++;
-        return device_->forward(batch.token.data() + i0, n, batch.pos[size_t(i0)], s_.rope_cs(), rope_local, rows, out.row(first));
+        const RecurrentStates::Plan* plan = plan_recurrent(batch.pos[size_t(i0)], n);
+        KILN_TRY(device_->forward(batch.token.data() + i0, n, batch.pos[size_t(i0)], s_.rope_cs(), rope_local, rows, out.row(first)));
+        if (plan) s_.rec.commit(*plan);
+        return Status::ok();
+    }
+
+    // Hybrid models: the state slots a chunk of the one sequence at pos0 reads and writes,
+    // told to the device (commit() them once it ran); nullptr for attention-only models.
+    const RecurrentStates::Plan* plan_recurrent(int pos0, int n) {
+        if (s_.rec.empty()) return nullptr;
+        s_.rec_plans.assign(1, s_.rec.plan(0, pos0, n));
+        device_->set_recurrent_plan(s_.rec_plans[0].in, pos0 == 0, s_.rec_plans[0].out);
+        return &s_.rec_plans[0];
     }
 
 private:
@@ -151,6 +164,7 @@ Expected<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> 
         if (!device) return device.status();
         m.runner = make_device_runner(m, *s->model_, std::move(device.value()));
         m.kv.seqs.reset((n_ctx + kKvPage - 1) / kKvPage, 1);  // the device holds the data; this tracks the positions
+        KILN_TRY(m.rec.allocate(c, 1, o.recurrent_rollback, /*with_data=*/false));  // and the recurrent states' slots
         return s;
     }
 
@@ -231,8 +245,14 @@ Status Session::verify_on_device(const char* what, std::span<const int32_t> batc
     logits_row_.clear();
     const int before = n_past();
     KILN_TRY(impl_->kv.reserve(appends));
+    std::optional<RecurrentStates::Plan> plan;  // hybrid models: the state slots the verification reads and writes
+    if (!impl_->rec.empty()) {
+        plan = impl_->rec.plan(0, before, n);
+        impl_->runner->device()->set_recurrent_plan(plan->in, before == 0, plan->out);
+    }
     const Status st = verify(rope_local);
     if (!st.is_ok()) impl_->kv.seqs.truncate(0, before);
+    else if (plan) impl_->rec.commit(*plan);
     return st;
 }
 

@@ -1,5 +1,5 @@
 // The transformer forward pass on a Vulkan device (llama and Mixtral, qwen2, qwen3, gemma3,
-// qwen3moe, qwen2moe): the ops of the one recipe (src/model/transformer.cpp) recorded into
+// qwen3moe, qwen2moe, and the DeltaNet hybrids qwen35, qwen35moe, qwen3next): the ops of the one recipe (src/model/transformer.cpp) recorded into
 // one command buffer per chunk of tokens, with a barrier wherever a step reads what the
 // previous one wrote. Weights are uploaded once;
 // only the token ids and RoPE table go up and the asked-for logits come back per forward.
@@ -25,7 +25,8 @@ namespace {
 Status check_supported(const Model& model, const SessionOptions& o) {
     const ModelConfig& c = model.config();
     const char* path = model.gguf().path().c_str();
-    if (c.arch != Arch::Llama && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3 && c.arch != Arch::Gemma3 && c.arch != Arch::Qwen3Moe && c.arch != Arch::Qwen2Moe)
+    if (c.arch != Arch::Llama && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3 && c.arch != Arch::Gemma3 && c.arch != Arch::Qwen3Moe && c.arch != Arch::Qwen2Moe &&
+        c.arch != Arch::Qwen35 && c.arch != Arch::Qwen35Moe && c.arch != Arch::Qwen3Next)
         return Status::error("%s: architecture %s is not supported by the Vulkan backend", path, arch_name(c.arch));
     const int k = o.n_expert_used > 0 ? o.n_expert_used : c.n_expert_used;
     if (c.is_moe() && (k > int(Ops::kMaxExpertsPerToken) || k > c.n_expert))
@@ -88,7 +89,9 @@ public:
                         const std::function<Status(Recorder&)>& test, int* accepted, int32_t* next);
     size_t kv_bytes_per_position() const override {
         const ModelConfig& c = model_.config();
-        return size_t(c.n_layer) * size_t(c.n_head_kv) *
+        int cached = 0;  // layers with a KV cache (not a hybrid's recurrent ones)
+        for (int il = 0; il < c.n_layer; ++il) cached += !c.recurrent(il);
+        return size_t(cached) * size_t(c.n_head_kv) *
                size_t(Ops::kv_row_bytes(kv_shape_.type, uint32_t(c.head_dim)) + Ops::kv_row_bytes(kv_shape_.type, uint32_t(c.head_dim_v)));
     }
 
@@ -106,6 +109,10 @@ private:
     Status attention(int il, int window) override;
     Status glu(bool gelu) override;
     Status moe(const LayerWeights& L) override { return record_moe(*rec_, L, n_); }
+    Status split_q_gate() override;
+    Status attn_gate() override;
+    Status delta_net(int il, const LayerWeights& L) override;
+    void set_recurrent_plan(int in, bool empty, const std::vector<int>& out) override;
     Status residual(const TensorView& post_norm) override;
     Status logits() override;  // the final norm and its rounding; the caller records the projection
     const Buffer& buf(Act a) const;
@@ -164,6 +171,17 @@ private:
     Buffer eup_;     // (B * K, F)
     Buffer edown_;   // (B * K, E) each slot's expert output
     Buffer gsh_;     // (B) shared-expert gate logits (Qwen2-MoE)
+    // Hybrid models (C = conv channels, Hv = value heads, S = state width).
+    Buffer qg_;      // (B, n_head, 2 head_dim) queries with their output gates
+    Buffer mix_;     // (B, C) DeltaNet q, k, v before the conv
+    Buffer conv_;    // (B, C) after the conv (q, k then L2-normed)
+    Buffer z_;       // (B, Hv S) output gate, then the layer's output
+    Buffer alpha_;   // (B, Hv)
+    Buffer beta_;    // (B, 2 Hv) (Qwen3-Next: betas and alphas)
+    Buffer gates_;   // (B, 2, Hv) decay, write strength
+    Buffer rec_slots_;  // (B + 2) int32 host-visible: slot read, empty flag, slot after each token
+    std::vector<Buffer> rec_states_;  // [recurrent layer] (slots + 1, layer_floats): conv window, then (Hv, S, S); the last slot is scratch
+    Ops::DeltaShape delta_{};
     // Inputs of quantized matmuls, rounded as the CPU quantizes them (I = the widest input,
     // max(n_embd, n_ff, n_head * head_dim_v, K * n_ff_exp)).
     Buffer x_q8_;       // (B, I) rounded for q8_x32 (32-element weight formats)
@@ -232,7 +250,7 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     KILN_TRY(alloc(f->q_, f->device_floats(B * size_t(c.n_head) * c.head_dim)));
     KILN_TRY(alloc(f->k_, f->device_floats(B * size_t(c.n_head_kv) * c.head_dim)));
     KILN_TRY(alloc(f->v_, f->device_floats(B * size_t(c.n_head_kv) * c.head_dim_v)));
-    KILN_TRY(alloc(f->attn_, f->device_floats(B * size_t(c.n_head) * c.head_dim_v)));
+    KILN_TRY(alloc(f->attn_, f->device_floats(B * std::max(size_t(c.n_head) * c.head_dim_v, size_t(c.ssm_v_dim())))));
     KILN_TRY(alloc(f->proj_, f->device_floats(B * E)));
     const size_t F = size_t(std::max(c.n_ff, c.n_ff_shexp));
     KILN_TRY(alloc(f->gate_, f->device_floats(B * F)));
@@ -256,9 +274,34 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
         KILN_TRY(alloc(f->edown_, f->device_floats(B * K * E)));
         KILN_TRY(alloc(f->gsh_, f->device_floats(B)));
     }
+    if (c.attn_output_gate) KILN_TRY(alloc(f->qg_, f->device_floats(B * size_t(c.n_head) * 2 * c.head_dim)));
+    if (c.is_hybrid()) {
+        const size_t C = size_t(c.ssm_conv_channels()), Vd = size_t(c.ssm_v_dim()), Hv = size_t(c.ssm_v_heads), S = size_t(c.ssm_state);
+        const int slots = std::max(o.recurrent_rollback, 1) + 2;  // as RecurrentStates::allocate
+        const size_t conv_floats = size_t(c.ssm_conv_kernel - 1) * C, layer_floats = (conv_floats + Hv * S * S + 15) / 16 * 16;
+        f->delta_ = {0, uint32_t(C), uint32_t(c.ssm_conv_kernel), uint32_t(S), uint32_t(c.ssm_k_heads), uint32_t(Hv), uint32_t(layer_floats),
+                     uint32_t(conv_floats), uint32_t(slots), c.ssm_grouped_heads};
+        if (uint64_t(slots + 1) * layer_floats * 4 > max_binding)
+            return Status::error("%s: the recurrent state of a layer with %d snapshots (%.1f MiB) is more than %s binds at once; lower SessionOptions::recurrent_rollback",
+                                 model.gguf().path().c_str(), slots, double(slots + 1) * double(layer_floats) * 4 / (1 << 20), f->ctx_->name());
+        KILN_TRY(alloc(f->mix_, f->device_floats(B * C)));
+        KILN_TRY(alloc(f->conv_, f->device_floats(B * C)));
+        KILN_TRY(alloc(f->z_, f->device_floats(B * Vd)));
+        KILN_TRY(alloc(f->alpha_, f->device_floats(B * Hv)));
+        KILN_TRY(alloc(f->beta_, f->device_floats(B * 2 * Hv)));
+        KILN_TRY(alloc(f->gates_, f->device_floats(B * 2 * Hv)));
+        KILN_TRY(alloc(f->rec_slots_, Buffer::create(*f->ctx_, (B + 2) * 4, Memory::HostVisible)));
+        for (int il = 0; il < c.n_layer; ++il)
+            if (c.recurrent(il)) {
+                Buffer b;
+                KILN_TRY(alloc(b, f->device_floats(size_t(slots + 1) * layer_floats)));
+                f->rec_states_.push_back(std::move(b));
+            }
+    }
     for (int il = 0; il < c.n_layer; ++il) {
-        // Skipped layers (self-speculative drafts) never touch their cache: a 4-byte stand-in.
-        const size_t positions = skip[size_t(il)] ? 0 : size_t(n_ctx);
+        // Skipped layers (self-speculative drafts) never touch their cache, nor a hybrid's
+        // recurrent layers: a 4-byte stand-in.
+        const size_t positions = skip[size_t(il)] || c.recurrent(il) ? 0 : size_t(n_ctx);
         const uint64_t k_row = Ops::kv_row_bytes(o.type_k, uint32_t(c.head_dim)), v_row = Ops::kv_row_bytes(o.type_v, uint32_t(c.head_dim_v));
         auto kc = Buffer::create(*f->ctx_, std::max<uint64_t>(c.n_head_kv * positions * k_row, 4), Memory::DeviceLocal);
         KILN_TRY(kc);
@@ -360,8 +403,11 @@ const Buffer& VulkanForward::buf(Act a) const {
         case Act::Proj: return proj_;
         case Act::Gate: return gate_;
         case Act::Up: return up_;
-        case Act::QG: case Act::Mix: case Act::Z: case Act::Alpha: case Act::Beta:
-            break;  // hybrid models' buffers: create() refuses those architectures here
+        case Act::QG: return qg_;
+        case Act::Mix: return mix_;
+        case Act::Z: return z_;
+        case Act::Alpha: return alpha_;
+        case Act::Beta: return beta_;
     }
     return x_;
 }
@@ -431,6 +477,46 @@ Status VulkanForward::attention(int il, int window) {
     const float scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim));
     KILN_TRY(ops_.flash_attn(*rec_, whole(q_), whole(k_cache_[size_t(il)]), whole(v_cache_[size_t(il)]), whole(attn_), kv_shape_, uint32_t(n_), uint32_t(pos0_),
                              uint32_t(window), scale));  // (n, H, Dv)
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::split_q_gate() {
+    const ModelConfig& c = model_.config();
+    KILN_TRY(ops_.qgate(*rec_, whole(qg_), whole(q_), uint32_t(n_) * uint32_t(c.n_head) * uint32_t(c.head_dim), uint32_t(c.head_dim), false));
+    rec_->barrier();
+    return Status::ok();
+}
+
+Status VulkanForward::attn_gate() {
+    const ModelConfig& c = model_.config();
+    KILN_TRY(ops_.qgate(*rec_, whole(qg_), whole(attn_), uint32_t(n_) * uint32_t(c.n_head) * uint32_t(c.head_dim_v), uint32_t(c.head_dim_v), true));
+    rec_->barrier();
+    return Status::ok();
+}
+
+void VulkanForward::set_recurrent_plan(int in, bool empty, const std::vector<int>& out) {
+    int32_t* slots = static_cast<int32_t*>(rec_slots_.mapped());  // (n + 2) read by the delta_* shaders
+    slots[0] = in, slots[1] = empty ? 1 : 0;
+    for (size_t t = 0; t < out.size(); ++t) slots[2 + t] = out[t] >= 0 ? out[t] : int32_t(delta_.scratch);
+}
+
+Status VulkanForward::delta_net(int il, const LayerWeights& L) {
+    // The same steps as the CPU's (src/cpu/delta_net.cpp), one shader each.
+    const ModelConfig& c = model_.config();
+    Ops::DeltaShape s = delta_;
+    s.n = uint32_t(n_);
+    const BufferRange states = whole(rec_states_[size_t(c.recurrent_index(il))]), slots = whole(rec_slots_);
+    KILN_TRY(ops_.delta_conv(*rec_, whole(mix_), weights_[L.ssm_conv1d].range(), states, slots, whole(conv_), s));  // (n, C)
+    rec_->barrier();
+    KILN_TRY(ops_.delta_prep(*rec_, whole(conv_), whole(alpha_), whole(beta_), weights_[L.ssm_dt].range(), weights_[L.ssm_a].range(), whole(gates_), s,
+                             !L.ssm_ba.empty(), c.rms_eps));
+    rec_->barrier();
+    KILN_TRY(ops_.delta_rule(*rec_, whole(conv_), whole(gates_), states, slots, whole(attn_), s));  // (n, Hv S)
+    rec_->barrier();
+    KILN_TRY(ops_.rms_norm(*rec_, whole(attn_), weights_[L.ssm_norm].range(), whole(attn_), s.n * s.Hv, s.S, c.rms_eps));
+    rec_->barrier();
+    KILN_TRY(ops_.glu(*rec_, whole(z_), whole(attn_), s.n * s.Hv * s.S, false));  // z = silu(z) * norm(o)
     rec_->barrier();
     return Status::ok();
 }

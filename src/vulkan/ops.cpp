@@ -2,6 +2,7 @@
 #include "vulkan/ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <string>
 
@@ -136,6 +137,48 @@ Status Ops::glu(Recorder& r, const BufferRange& gate, const BufferRange& up, uin
     } push{total, gelu ? 1u : 0u};
     KILN_PIPELINE(p, "glu", 2, Push);
     r.dispatch(p, {gate, up}, push, elementwise_groups(total));
+    return Status::ok();
+}
+
+Status Ops::delta_conv(Recorder& r, const BufferRange& mix, const BufferRange& w, const BufferRange& states, const BufferRange& slots,
+                       const BufferRange& conv, const DeltaShape& s) {
+    struct Push {
+        uint32_t n, C, K, layer_floats, scratch;
+    } push{s.n, s.C, s.K, s.layer_floats, s.scratch};
+    KILN_PIPELINE(p, "delta_conv", 5, Push);
+    r.dispatch(p, {mix, w, states, slots, conv}, push, elementwise_groups(uint64_t(s.n) * s.C));
+    return Status::ok();
+}
+
+Status Ops::delta_prep(Recorder& r, const BufferRange& conv, const BufferRange& alpha, const BufferRange& beta, const BufferRange& dt, const BufferRange& a,
+                       const BufferRange& gates, const DeltaShape& s, bool ba, float eps) {
+    struct Push {
+        uint32_t n, C, S, Hk, Hv, ba;
+        float eps;
+    } push{s.n, s.C, s.S, s.Hk, s.Hv, ba ? 1u : 0u, eps};
+    KILN_PIPELINE(p, "delta_prep", 6, Push);
+    const uint64_t items = uint64_t(s.n) * (2 * s.Hk + s.Hv);
+    r.dispatch(p, {conv, alpha, beta, dt, a, gates}, push, uint32_t(std::clamp<uint64_t>((items + 63) / 64, 1, kMaxGroups)));
+    return Status::ok();
+}
+
+Status Ops::delta_rule(Recorder& r, const BufferRange& conv, const BufferRange& gates, const BufferRange& states, const BufferRange& slots,
+                       const BufferRange& out, const DeltaShape& s) {
+    struct Push {
+        uint32_t n, C, S, Hk, Hv, grouped, layer_floats, conv_floats;
+        float scale;
+    } push{s.n, s.C, s.S, s.Hk, s.Hv, s.grouped ? 1u : 0u, s.layer_floats, s.conv_floats, 1.0f / std::sqrt(float(s.S))};
+    KILN_PIPELINE(p, "delta_rule", 5, Push);
+    r.dispatch(p, {conv, gates, states, slots, out}, push, (s.Hv * s.S + 63) / 64);
+    return Status::ok();
+}
+
+Status Ops::qgate(Recorder& r, const BufferRange& qg, const BufferRange& y, uint32_t total, uint32_t D, bool gate) {
+    struct Push {
+        uint32_t total, D, mode;
+    } push{total, D, gate ? 1u : 0u};
+    KILN_PIPELINE(p, "qgate", 2, Push);
+    r.dispatch(p, {qg, y}, push, elementwise_groups(total));
     return Status::ok();
 }
 

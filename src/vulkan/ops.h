@@ -121,6 +121,29 @@ public:
     enum class Shared : uint32_t { None = 0, Ungated = 1, Gated = 2 };
     Status moe_combine(Recorder& r, const BufferRange& down, const BufferRange& w, const BufferRange& y, const BufferRange& gate, uint32_t E, uint32_t K,
                        uint32_t n, Shared shared);
+    // Gated DeltaNet (Qwen3.5 hybrids; kernels/vulkan/delta_*.comp) over one sequence's chunk of
+    // n tokens. states: one recurrent layer's (slots + 1, layer_floats) block, a slot's conv
+    // window (K - 1, C) first and its state (Hv, S, S) at conv_floats; slots (n + 2) int32: the
+    // slot read, 1 to start from zeros, then the slot written after each token (`scratch`, the
+    // last one, for tokens not kept).
+    struct DeltaShape {
+        uint32_t n, C, K, S, Hk, Hv;   // tokens, conv channels, taps, head width, key and value heads
+        uint32_t layer_floats, conv_floats, scratch;
+        bool grouped = false;          // value head h reads key head h / (Hv / Hk), else h % Hk
+    };
+    // conv (n, C) = silu(causal conv of mix (n, C) with w (C, K)), windows of kept tokens saved.
+    Status delta_conv(Recorder& r, const BufferRange& mix, const BufferRange& w, const BufferRange& states, const BufferRange& slots, const BufferRange& conv,
+                      const DeltaShape& s);
+    // q and k heads of conv L2-normed in place; gates (n, 2, Hv) = decay, strength from alpha
+    // (n, Hv) and beta (n, Hv), or with ba beta (n, 2 Hv) holding both; dt, a (Hv).
+    Status delta_prep(Recorder& r, const BufferRange& conv, const BufferRange& alpha, const BufferRange& beta, const BufferRange& dt, const BufferRange& a,
+                      const BufferRange& gates, const DeltaShape& s, bool ba, float eps);
+    // out (n, Hv * S) = the delta rule's outputs, states moved on.
+    Status delta_rule(Recorder& r, const BufferRange& conv, const BufferRange& gates, const BufferRange& states, const BufferRange& slots,
+                      const BufferRange& out, const DeltaShape& s);
+    // Gated attention: qg (total / D heads, 2 D); mode 0: y = the query halves, mode 1: y *= sigmoid(gate halves).
+    Status qgate(Recorder& r, const BufferRange& qg, const BufferRange& y, uint32_t total, uint32_t D, bool gate);
+
     static constexpr uint32_t kMaxExpertsPerToken = 32;  // moe_route.comp kMaxK
     static constexpr uint32_t kMaxExperts = 4096;        // moe_matvec.comp's bitmap
 
