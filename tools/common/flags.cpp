@@ -169,6 +169,8 @@ void add_session_flags(Flags& f, SessionOptions& o, std::string& isa) {
              [&o] { o.kv_hadamard = KvHadamard::On; });
     f.toggle("--no-kv-hadamard", "never rotate (llama.cpp: LLAMA_ATTN_ROT_DISABLE=1)", [&o] { o.kv_hadamard = KvHadamard::Off; });
     f.integer("--experts-per-token", "N", "MoE: run N experts per token instead of the model's (fewer: faster, lower quality)", &o.n_expert_used, 1, 4096);
+    f.integer("--recurrent-rollback", "N", "hybrid models (Qwen3.5): tokens a sequence can go back (rejected drafts, prompt reuse); "
+              "keeps N + 2 copies of its recurrent state (default 16)", &o.recurrent_rollback, 0, 256);
     f.value("--backend", "cpu|vulkan", "where the model runs (default cpu)", [&o](const std::string& v) -> Status {
         auto b = parse_backend(v);
         if (!b) return Status::error("--backend: %s", b.message().c_str());
@@ -205,6 +207,7 @@ std::string with_flag_names(std::string message) {
         {"SessionOptions::n_ctx", "-c/--ctx"},
         {"SessionOptions::n_expert_used", "--experts-per-token"},
         {"SessionOptions::kv_hadamard", "--kv-hadamard"},
+        {"SessionOptions::recurrent_rollback", "--recurrent-rollback"},
         {"SessionOptions::device", "--device"},
         {"list_vulkan_devices()", "--list-devices"},
         {"SamplerParams::temperature", "--temp"},

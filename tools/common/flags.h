@@ -55,7 +55,7 @@ Status parse_int(const std::string& flag, const std::string& v, long lo, long hi
 
 // The loading flags: --no-mmap, --repack/-rtr, --quantize TYPE, --override-kv K=TYPE:V.
 void add_load_flags(Flags& f, LoadOptions& o);
-// The session flags: -t, -c, -ctk/-ctv/--cache-type, --kv-hadamard, --experts-per-token,
+// The session flags: -t, -c, -ctk/-ctv/--cache-type, --kv-hadamard, --experts-per-token, --recurrent-rollback,
 // --backend, --device (and what the flags set that SessionOptions holds as pointers: the
 // ISA name lives in `isa`).
 void add_session_flags(Flags& f, SessionOptions& o, std::string& isa);
