@@ -275,3 +275,23 @@ TEST_CASE("delta_net: speculative decoding on a hybrid (lookup, a corrupted orac
         }
     }
 }
+
+TEST_CASE("delta_net: inconsistent hybrid metadata is a load error naming the key") {
+    const std::string path = kiln::test::model_path("synth/synth-qwen35.gguf");
+    if (!kiln::test::require_file(path)) return;
+    const std::pair<const char*, const char*> cases[] = {
+        {"qwen35.ssm.inner_size=int:100", "ssm.inner_size 100 is not time_step_rank 4 x state_size 32"},
+        {"qwen35.ssm.group_count=int:3", "ssm.time_step_rank 4 is not a multiple of ssm.group_count 3"},
+        {"qwen35.ssm.conv_kernel=int:0", "ssm.conv_kernel"},
+        {"qwen35.full_attention_interval=int:2", "layer 1 has gated DeltaNet tensors, but the metadata"},  // layer 1 made full attention
+        {"qwen35.full_attention_interval=int:5", "missing tensor 'blk.3.attn_qkv.weight'"},               // layer 3 made recurrent
+    };
+    for (const auto& [override_kv, message] : cases) {
+        CAPTURE(override_kv);
+        kiln::LoadOptions lo;
+        lo.override_kv = {override_kv};
+        auto m = kiln::Model::load(path, lo);
+        REQUIRE(!m.is_ok());
+        CHECK(kiln::test::message_lacks(m.status(), message) == "");
+    }
+}

@@ -216,6 +216,9 @@ public:
             if (c_.recurrent(il)) {
                 KILN_TRY(bind_delta_net(il, l));
             } else {
+                if (c_.is_hybrid() && f_.find_tensor(name("ssm_conv1d.weight")))
+                    return err("layer %d has gated DeltaNet tensors, but the metadata (full_attention_interval or attention.recurrent_layers) makes it a "
+                               "full-attention layer", il);
                 if (c_.is_hybrid() && f_.find_tensor(name("attn_qkv.weight")))
                     return err("tensor '%s': a fused Q/K/V projection in a full-attention layer is not supported (kiln reads attn_q/attn_k/attn_v)", name("attn_qkv.weight").c_str());
                 KILN_TRY(get(name("attn_q.weight"), {E, c_.attn_output_gate ? 2 * Q : Q}, &l.wq, true));  // per head: the query, then its gate
