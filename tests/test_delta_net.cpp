@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <random>
 
 #include "cpu/kernels.h"
 #include "kiln/kiln.h"
 #include "kiln/speculative.h"
 #include "ref/delta_net.h"
+#include "test_drafters.h"
 #include "test_util.h"
 
 using kiln::test::gaussian;
@@ -73,7 +73,7 @@ TEST_CASE("delta_net: the scalar conv1d reference is the causal convolution it s
     const int64_t n = 5, C = 3, K = 4;
     const auto window = gaussian(size_t((K - 1) * C), 1), x = gaussian(size_t(n * C), 2), w = gaussian(size_t(C * K), 3);
     std::vector<float> y(size_t(n * C));
-    kiln::ref::conv1d_silu(window.data(), x.data(), w.data(), y.data(), n, C, K);
+    kiln::ref::conv1d_silu(window.data(), x.data(), w.data(), y.data(), n, C, K, 0, C);
     // token 0, channel 1: the window's three rows, then x's first
     const float sum = w[4] * window[1] + w[5] * window[4] + w[6] * window[7] + w[7] * x[1];
     CHECK(std::fabs(y[1] - sum / (1 + std::exp(-sum))) < 1e-6);
@@ -202,28 +202,6 @@ TEST_CASE("delta_net: sequences decoded in one batch get the logits each gets al
 
 namespace {
 
-// A drafter that knows the greedy continuation but corrupts every third token it drafts:
-// acceptances and rejections (recurrent-state rollbacks) at every draft position.
-class CorruptedOracle final : public kiln::Drafter {
-public:
-    CorruptedOracle(std::vector<int32_t> truth, size_t n_prompt) : truth_(std::move(truth)), n_prompt_(n_prompt) {}
-    kiln::Status draft(std::span<const int32_t> h, int n_max, std::vector<kiln::DraftToken>* out) override {
-        for (int i = 0; i < n_max; ++i) {
-            const size_t at = h.size() - n_prompt_ + size_t(i);
-            int32_t t = at < truth_.size() ? truth_[at] : 0;
-            if (++calls_ % 3 == 0) t = (t + 1) % 1000;
-            out->push_back({t, {}});
-        }
-        return kiln::Status::ok();
-    }
-    std::string name() const override { return "corrupted oracle"; }
-
-private:
-    std::vector<int32_t> truth_;
-    size_t n_prompt_;
-    int calls_ = 0;
-};
-
 std::vector<int32_t> greedy_plain(std::shared_ptr<const kiln::Model> m, const std::vector<int32_t>& prompt, int n) {
     auto s = hybrid_session(m);
     REQUIRE(s->forward(prompt).is_ok());
@@ -238,7 +216,7 @@ std::vector<int32_t> greedy_plain(std::shared_ptr<const kiln::Model> m, const st
 
 }  // namespace
 
-TEST_CASE("delta_net: speculative decoding on a hybrid (lookup, a corrupted oracle, self-speculation) gives plain greedy decoding's tokens") {
+TEST_CASE("delta_net: speculative decoding on a hybrid (lookup, a noisy oracle, self-speculation) gives plain greedy decoding's tokens") {
     auto m = load_hybrid("synth-qwen35.gguf");
     if (!m) return;
     std::vector<int32_t> prompt;
@@ -248,7 +226,7 @@ TEST_CASE("delta_net: speculative decoding on a hybrid (lookup, a corrupted orac
     kiln::SamplerParams greedy;
     greedy.temperature = 0;
     auto lookup = kiln::make_lookup_drafter(3);
-    CorruptedOracle oracle(want, prompt.size());
+    kiln::test::NoisyOracle oracle(want, prompt.size(), m->config().n_vocab);  // rejections (state rollbacks) at every position
     kiln::DraftModelOptions self;
     self.n_threads = 2;
     self.sampling = greedy;

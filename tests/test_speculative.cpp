@@ -14,6 +14,7 @@
 #include "test_util.h"
 #include "kiln/speculative.h"
 #include "speculative/verification.h"
+#include "test_drafters.h"
 
 namespace {
 
@@ -90,29 +91,6 @@ const char* kPrompts[] = {
     "<|im_start|>user\nRepeat this list exactly: apple, banana, cherry, date, elderberry, fig, grape.<|im_end|>\n<|im_start|>assistant\n",
     "The quick brown fox jumps over the lazy dog. The quick brown fox",
     "The cat sat on the mat. The dog sat on the log. The bird sat on the",  // repeats that part ways: lookup rejections
-};
-
-// A plug-in drafter that knows the right continuation but corrupts some of it: rejections
-// at every position, deterministically.
-class NoisyOracle final : public kiln::Drafter {
-public:
-    NoisyOracle(std::vector<int32_t> truth, size_t n_prompt, int n_vocab) : truth_(std::move(truth)), n_prompt_(n_prompt), n_vocab_(n_vocab) {}
-    kiln::Status draft(std::span<const int32_t> h, int n_max, std::vector<kiln::DraftToken>* out) override {
-        for (int i = 0; i < n_max; ++i) {
-            const size_t at = h.size() - n_prompt_ + size_t(i);
-            int32_t t = at < truth_.size() ? truth_[at] : 0;
-            if (rng_() % 4 == 0) t = int32_t(rng_() % uint64_t(n_vocab_));
-            out->push_back({t, {}});
-        }
-        return kiln::Status::ok();
-    }
-    std::string name() const override { return "noisy oracle"; }
-
-private:
-    std::vector<int32_t> truth_;
-    size_t n_prompt_;
-    int n_vocab_;
-    std::mt19937_64 rng_{42};
 };
 
 }  // namespace
@@ -276,7 +254,7 @@ TEST_CASE("model: speculative: greedy draft model, PARD and a plug-in drafter eq
         CAPTURE(n_ctx);
         const auto ref_full = plain(m, prompt, -1, n_ctx, /*ignore_eos=*/true);
         if (n_ctx < 256) CHECK(int(prompt.size() + ref_full.size()) == n_ctx + 1);  // stopped by the context
-        NoisyOracle oracle(ref_full, prompt.size(), m->config().n_vocab);
+        kiln::test::NoisyOracle oracle(ref_full, prompt.size(), m->config().n_vocab);
         kiln::SpecStats st;
         CHECK(speculative(m, oracle, prompt, n_ctx < 256 ? -1 : 60, n_ctx, &st, 7, true) ==
               std::vector<int32_t>(ref_full.begin(), ref_full.begin() + long(std::min<size_t>(ref_full.size(), n_ctx < 256 ? ref_full.size() : 60))));

@@ -80,7 +80,10 @@ struct ModelConfig {
     bool is_moe() const { return n_expert > 0; }
     bool is_hybrid() const { return !layer_is_recurrent.empty(); }
     bool recurrent(int il) const { return is_hybrid() && layer_is_recurrent[size_t(il)]; }
-    int recurrent_index(int il) const { return int(std::count(layer_is_recurrent.begin(), layer_is_recurrent.begin() + il, true)); }  // among the recurrent layers
+    // Index of layer il among the recurrent layers (il = n_layer: how many there are).
+    int recurrent_index(int il) const {
+        return is_hybrid() ? int(std::count(layer_is_recurrent.begin(), layer_is_recurrent.begin() + il, true)) : 0;
+    }
     int ssm_k_dim() const { return ssm_k_heads * ssm_state; }
     int ssm_v_dim() const { return ssm_v_heads * ssm_state; }
     int ssm_conv_channels() const { return 2 * ssm_k_dim() + ssm_v_dim(); }  // q, k and v before the conv

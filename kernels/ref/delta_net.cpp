@@ -21,9 +21,9 @@ void delta_rule(const float* s_in, float* s_out, const float* q, const float* k,
     }
 }
 
-void conv1d_silu(const float* window, const float* x, const float* w, float* y, int64_t n, int64_t C, int64_t K) {
+void conv1d_silu(const float* window, const float* x, const float* w, float* y, int64_t n, int64_t C, int64_t K, int64_t c0, int64_t c1) {
     for (int64_t t = 0; t < n; ++t)
-        for (int64_t c = 0; c < C; ++c) {
+        for (int64_t c = c0; c < c1; ++c) {
             float sum = 0;
             for (int64_t i = 0; i < K; ++i) {
                 const int64_t r = t + i - (K - 1);  // < 0: the window's rows

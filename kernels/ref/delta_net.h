@@ -13,7 +13,8 @@ namespace kiln::ref {
 void delta_rule(const float* s_in, float* s_out, const float* q, const float* k, const float* v, float decay, float beta, float scale, float* o, int64_t S);
 
 // y (n, C) = silu(causal conv of x over time): y[t][c] = silu(sum_i w[c][i] * in[t + i][c]),
-// in = the K - 1 rows of window (K - 1, C), then x (n, C). w: (C, K).
-void conv1d_silu(const float* window, const float* x, const float* w, float* y, int64_t n, int64_t C, int64_t K);
+// in = the K - 1 rows of window (K - 1, C), then x (n, C). w: (C, K). Channels [c0, c1) only
+// (the CPU backend splits them between threads).
+void conv1d_silu(const float* window, const float* x, const float* w, float* y, int64_t n, int64_t C, int64_t K, int64_t c0, int64_t c1);
 
 }  // namespace kiln::ref

@@ -6,28 +6,25 @@
 #include <cstring>
 
 #include "cpu/session_impl.h"
+#include "ref/delta_net.h"
 
 namespace kiln {
 
 namespace {
 
 // Causal conv1d + silu of one sequence's rows [row0, row0 + n) of mix into conv, channels
-// [c0, c1); the conv window after each kept token goes to its slot.
+// [c0, c1) (the reference kernel: a few FMAs per channel, not worth a SIMD copy); the conv
+// window after each kept token goes to its slot.
 void conv_rows(const SessionState& s, const ModelConfig& c, const LayerWeights& L, const RecurrentStates::Plan& p, int rl, int row0, int n, int64_t c0,
                int64_t c1) {
     const int64_t C = c.ssm_conv_channels(), K = c.ssm_conv_kernel;
     const float* w = static_cast<const float*>(L.ssm_conv1d.data);  // (C, K)
     const float* window = s.rec.conv(p.seq, p.in, rl);               // (K - 1, C)
     const float* x = s.mix.data + size_t(row0) * size_t(C);          // (n, C)
+    ref::conv1d_silu(window, x, w, s.conv.data + size_t(row0) * size_t(C), n, C, K, c0, c1);
     // Row r of the sequence's input: the window's rows for r < 0.
     auto in = [&](int64_t r) { return r < 0 ? window + (K - 1 + r) * C : x + r * C; };
     for (int t = 0; t < n; ++t) {
-        float* y = s.conv.data + size_t(row0 + t) * size_t(C);
-        for (int64_t ch = c0; ch < c1; ++ch) {
-            float sum = 0;
-            for (int64_t i = 0; i < K; ++i) sum += w[ch * K + i] * in(t + i - (K - 1))[ch];
-            y[ch] = sum / (1.0f + std::exp(-sum));
-        }
         if (const int slot = p.out[size_t(t)]; slot >= 0) {
             float* dst = s.rec.conv(p.seq, slot, rl);  // the K - 1 inputs up to token t
             for (int64_t r = 0; r < K - 1; ++r) std::memcpy(dst + r * C + c0, in(t + 1 + r - (K - 1)) + c0, sizeof(float) * size_t(c1 - c0));
@@ -39,7 +36,7 @@ void conv_rows(const SessionState& s, const ModelConfig& c, const LayerWeights& 
 
 void delta_net(SessionState& s, ThreadPool& pool, const ModelConfig& c, const LayerWeights& L, int il, int n) {
     const cpu::KernelTable& kt = *s.kt;
-    const int rl = s.rec.rec_index(il);
+    const int rl = c.recurrent_index(il);
     const int64_t C = c.ssm_conv_channels(), S = c.ssm_state, Hk = c.ssm_k_heads, Hv = c.ssm_v_heads, Kd = c.ssm_k_dim(), Vd = c.ssm_v_dim();
     const int64_t bstride = L.ssm_ba.empty() ? Hv : 2 * Hv;  // beta's rows: the projection's width (Qwen3-Next: betas and alphas)
 

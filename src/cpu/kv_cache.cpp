@@ -91,17 +91,15 @@ Status KvCache::allocate(const ModelConfig& c, int n_positions, DType tk, DType 
     seqs.reset(n_pages, n_seq);
     k.resize(size_t(c.n_layer));
     v.resize(size_t(c.n_layer));
-    n_cached_layers = 0;
     for (int il = 0; il < c.n_layer; ++il) {
         if (c.recurrent(il)) continue;  // a DeltaNet layer keeps a recurrent state instead (recurrent_state.h)
-        ++n_cached_layers;
         AlignedBuffer<uint8_t>& K = k[size_t(il)];
         AlignedBuffer<uint8_t>& V = v[size_t(il)];
         K.resize(size_t(n_pages) * k_page_bytes());
         V.resize(size_t(n_pages) * v_page_bytes());
         if (!K.data || !V.data)
             return Status::error("out of memory allocating the KV cache (%d positions, %.1f MiB)", n_positions,
-                                 double(bytes_per_position()) * n_pages * kKvPage / (1 << 20));
+                                 double(c.n_layer - c.recurrent_index(c.n_layer)) * double(k_page_bytes() + v_page_bytes()) * n_pages / (1 << 20));
         std::memset(K.data, 0, K.size), std::memset(V.data, 0, V.size);  // finite values in unused tile tails
     }
     return Status::ok();

@@ -8,6 +8,7 @@
 // partly filled page copies it).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -70,7 +71,6 @@ struct KvCache {
     int n_head_kv = 0, head_dim = 0, head_dim_v = 0;
     size_t k_panel = 0, v_row = 0;             // bytes of one K panel / one V row
     std::vector<AlignedBuffer<uint8_t>> k, v;  // [layer], empty for the recurrent layers of a hybrid model
-    int n_cached_layers = 0;                   // layers with K and V
     KvPages seqs;
     bool hadamard = false;  // entries stored rotated (SessionOptions::kv_hadamard)
     cpu::ToF16Fn to_f16 = nullptr;  // the session's kernel table's fp16 conversion (F16 entries)
@@ -93,7 +93,10 @@ struct KvCache {
     // Fails (changing nothing) unless every (seq, n) append fits in the free pages.
     Status reserve(const std::vector<std::pair<int, int>>& appends);
     void copy_page(int from, int to);
-    size_t bytes_per_position() const { return size_t(n_cached_layers) * size_t(n_head_kv) * (k_panel / cpu::kKvPanel + v_row); }
+    size_t bytes_per_position() const {
+        const auto cached = std::count_if(k.begin(), k.end(), [](const AlignedBuffer<uint8_t>& b) { return b.data != nullptr; });
+        return size_t(cached) * size_t(n_head_kv) * (k_panel / cpu::kKvPanel + v_row);
+    }
 
     // n_layer layers of ceil(n_positions / kKvPage) pages for n_seq sequences, zeroed.
     Status allocate(const ModelConfig& c, int n_positions, DType type_k, DType type_v, bool hadamard = false, int n_seq = 1);

@@ -7,13 +7,10 @@
 namespace kiln {
 
 Status RecurrentStates::allocate(const ModelConfig& c, int n_seq, int rollback, bool with_data) {
-    rec_of_layer_.assign(size_t(c.n_layer), -1);
-    n_rec_ = 0;
-    for (int il = 0; il < c.n_layer; ++il)
-        if (c.recurrent(il)) rec_of_layer_[size_t(il)] = n_rec_++;
+    n_rec_ = c.recurrent_index(c.n_layer);  // all the recurrent layers
     if (n_rec_ == 0) return Status::ok();
     if (rollback < 0 || rollback > 256) return Status::error("recurrent rollback %d is outside [0, 256]", rollback);
-    slots_ = std::max(rollback, 1) + 2;  // one more for the slot pin() holds during a several-chunk decode()
+    slots_ = slots_for(rollback);
     conv_floats_ = size_t(c.ssm_conv_kernel - 1) * size_t(c.ssm_conv_channels());
     layer_floats_ = conv_floats_ + size_t(c.ssm_v_heads) * size_t(c.ssm_state) * size_t(c.ssm_state);
     layer_floats_ = (layer_floats_ + 15) / 16 * 16;  // each layer's block 64-byte aligned

@@ -10,6 +10,7 @@
 // Truncating to a length some slot holds selects that slot; 0 restarts from zeros.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -33,14 +34,14 @@ public:
     // empty store); a sequence can go back by up to `rollback` tokens. with_data false: the
     // bookkeeping only (a device holds the states; an empty state is a length-0 slot there).
     Status allocate(const ModelConfig& c, int n_seq, int rollback, bool with_data = true);
-    int slots() const { return slots_; }
+    // Slots per sequence for a rollback: one for each kept state, the current one, and the one
+    // pin() holds during a several-chunk decode() (a device's state buffers have as many).
+    static int slots_for(int rollback) { return std::max(rollback, 1) + 2; }
     bool empty() const { return n_rec_ == 0; }
     int rollback() const { return slots_ - 2; }
-    size_t bytes() const { return data_.size * sizeof(float); }
 
-    // Index of layer il among the recurrent layers.
-    int rec_index(int il) const { return rec_of_layer_[size_t(il)]; }
-    // (conv_kernel - 1, conv channels) the conv window of slot `slot` of seq, recurrent layer rl.
+    // (conv_kernel - 1, conv channels) the conv window of slot `slot` of seq, recurrent layer
+    // rl (ModelConfig::recurrent_index).
     float* conv(int seq, int slot, int rl) const { return layer(seq, slot, rl); }
     // (v_heads, state, state) the DeltaNet state: per value head, row j = value dim j over the key dims.
     float* ssm(int seq, int slot, int rl) const { return layer(seq, slot, rl) + conv_floats_; }
@@ -70,7 +71,6 @@ private:
     };
     int n_rec_ = 0, slots_ = 0;
     size_t conv_floats_ = 0, layer_floats_ = 0;  // per recurrent layer: conv window, conv window + state
-    std::vector<int> rec_of_layer_;  // (n_layer) index among the recurrent layers, -1 for the others
     std::vector<Seq> seqs_;          // (n_seq)
     long clock_ = 0;
     AlignedBuffer<float> data_;      // (n_seq, slots, n_rec, layer_floats)

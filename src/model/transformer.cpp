@@ -29,7 +29,7 @@ Status attention_block(const ModelConfig& c, const LayerWeights& L, LayerOps& op
 }
 
 // Gated DeltaNet (Qwen3.5's linear attention); Proj = its output projection.
-Status delta_net_block(const ModelConfig&, const LayerWeights& L, LayerOps& ops, int il) {
+Status delta_net_block(const LayerWeights& L, LayerOps& ops, int il) {
     if (!L.ssm_ba.empty())  // Qwen3-Next: beta and alpha from one matrix, into Beta (delta_net splits them)
         KILN_TRY(ops.linear({&L.wqkv, &L.wqkv_gate, &L.ssm_ba}, Act::Xn, {Act::Mix, Act::Z, Act::Beta}, {&L.ssm_out}));
     else
@@ -56,7 +56,7 @@ Status run_transformer(const Model& model, const std::vector<bool>& skip, LayerO
         // ---- attention block (or, in a hybrid's recurrent layers, gated DeltaNet) ----
         KILN_TRY(ops.norm(Act::X, L.attn_norm, Act::Xn));
         ops.tap("attn_norm", il, Act::Xn);
-        if (c.recurrent(il)) KILN_TRY(delta_net_block(c, L, ops, il));
+        if (c.recurrent(il)) KILN_TRY(delta_net_block(L, ops, il));
         else KILN_TRY(attention_block(c, L, ops, il));
         KILN_TRY(ops.residual(L.post_attn_norm));
         KILN_TRY(ops.norm(Act::X, L.ffn_norm, Act::Xn));

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <optional>
 
 #include "cpu/r16.h"
 #include "kiln/speculative.h"
@@ -15,6 +14,16 @@
 namespace kiln {
 
 namespace {
+
+// Hybrid models on a device: the state slots a chunk of its one sequence at pos0 reads and
+// writes (in s.rec_plans), told to the device; commit() them once it ran. nullptr for
+// attention-only models.
+const RecurrentStates::Plan* plan_on_device(SessionState& s, DeviceForward& d, int pos0, int n) {
+    if (s.rec.empty()) return nullptr;
+    s.rec_plans.assign(1, s.rec.plan(0, pos0, n));
+    d.set_recurrent_plan(s.rec_plans[0].in, pos0 == 0, s.rec_plans[0].out);
+    return &s.rec_plans[0];
+}
 
 // A Vulkan device runs the chunks (src/vulkan/forward.cpp): one sequence, the logits of a
 // chunk's last rows; the host computes the RoPE tables.
@@ -39,20 +48,12 @@ public:
         const int first = out.append(rows);
         for (int i = 0, r = first; i < n; ++i)
             if (batch.logits[size_t(i0 + i)]) out.row_of[size_t(i0 + i)] = r++;
-        const RecurrentStates::Plan* plan = plan_recurrent(batch.pos[size_t(i0)], n);
+        const RecurrentStates::Plan* plan = plan_on_device(s_, *device_, batch.pos[size_t(i0)], n);
         KILN_TRY(device_->forward(batch.token.data() + i0, n, batch.pos[size_t(i0)], s_.rope_cs(), rope_local, rows, out.row(first)));
         if (plan) s_.rec.commit(*plan);
         return Status::ok();
     }
 
-    // Hybrid models: the state slots a chunk of the one sequence at pos0 reads and writes,
-    // told to the device (commit() them once it ran); nullptr for attention-only models.
-    const RecurrentStates::Plan* plan_recurrent(int pos0, int n) {
-        if (s_.rec.empty()) return nullptr;
-        s_.rec_plans.assign(1, s_.rec.plan(0, pos0, n));
-        device_->set_recurrent_plan(s_.rec_plans[0].in, pos0 == 0, s_.rec_plans[0].out);
-        return &s_.rec_plans[0];
-    }
 
 private:
     SessionState& s_;
@@ -245,11 +246,7 @@ Status Session::verify_on_device(const char* what, std::span<const int32_t> batc
     logits_row_.clear();
     const int before = n_past();
     KILN_TRY(impl_->kv.reserve(appends));
-    std::optional<RecurrentStates::Plan> plan;  // hybrid models: the state slots the verification reads and writes
-    if (!impl_->rec.empty()) {
-        plan = impl_->rec.plan(0, before, n);
-        impl_->runner->device()->set_recurrent_plan(plan->in, before == 0, plan->out);
-    }
+    const RecurrentStates::Plan* plan = plan_on_device(*impl_, *impl_->runner->device(), before, n);  // hybrid models' state slots
     const Status st = verify(rope_local);
     if (!st.is_ok()) impl_->kv.seqs.truncate(0, before);
     else if (plan) impl_->rec.commit(*plan);

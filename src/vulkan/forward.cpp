@@ -10,6 +10,7 @@
 
 #include "act_format.h"
 #include "runtime/device_forward.h"
+#include "cpu/recurrent_state.h"
 #include "model/layer_ops.h"
 #include "vulkan/ops.h"
 #include "vulkan/weights.h"
@@ -89,8 +90,7 @@ public:
                         const std::function<Status(Recorder&)>& test, int* accepted, int32_t* next);
     size_t kv_bytes_per_position() const override {
         const ModelConfig& c = model_.config();
-        int cached = 0;  // layers with a KV cache (not a hybrid's recurrent ones)
-        for (int il = 0; il < c.n_layer; ++il) cached += !c.recurrent(il);
+        const int cached = c.n_layer - c.recurrent_index(c.n_layer);  // layers with a KV cache (not a hybrid's recurrent ones)
         return size_t(cached) * size_t(c.n_head_kv) *
                size_t(Ops::kv_row_bytes(kv_shape_.type, uint32_t(c.head_dim)) + Ops::kv_row_bytes(kv_shape_.type, uint32_t(c.head_dim_v)));
     }
@@ -277,7 +277,7 @@ Expected<std::unique_ptr<DeviceForward>> VulkanForward::create(const Model& mode
     if (c.attn_output_gate) KILN_TRY(alloc(f->qg_, f->device_floats(B * size_t(c.n_head) * 2 * c.head_dim)));
     if (c.is_hybrid()) {
         const size_t C = size_t(c.ssm_conv_channels()), Vd = size_t(c.ssm_v_dim()), Hv = size_t(c.ssm_v_heads), S = size_t(c.ssm_state);
-        const int slots = std::max(o.recurrent_rollback, 1) + 2;  // as RecurrentStates::allocate
+        const int slots = RecurrentStates::slots_for(o.recurrent_rollback);  // as the session's bookkeeping
         const size_t conv_floats = size_t(c.ssm_conv_kernel - 1) * C, layer_floats = (conv_floats + Hv * S * S + 15) / 16 * 16;
         f->delta_ = {0, uint32_t(C), uint32_t(c.ssm_conv_kernel), uint32_t(S), uint32_t(c.ssm_k_heads), uint32_t(Hv), uint32_t(layer_floats),
                      uint32_t(conv_floats), uint32_t(slots), c.ssm_grouped_heads};
